@@ -1,0 +1,310 @@
+"""The `heatlens` command line. It parses options, builds settings and a store, and calls the
+library; it computes nothing itself. Errors are one line and a non-zero exit (a traceback only with
+--debug).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from heatlens import __version__
+from heatlens.errors import ConfigError, EmptyStoreError, HeatlensError, InputError
+from heatlens.model import TYPE_NAMES
+from heatlens.settings import Settings, load_settings
+from heatlens.store import Store, WriteCounts
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+F = TypeVar("F", bound=Callable[..., Any])
+DEMO_STORE = Path("heatlens-demo.duckdb")
+MAX_PROBLEMS_SHOWN = 20
+
+
+class Context:
+    """What global options give every command."""
+
+    def __init__(self, config: Path | None, store: str | None, server: str | None,
+                 debug: bool) -> None:
+        self.config = config
+        self.store_url = store
+        self.server = server
+        self.debug = debug
+
+    @functools.cached_property
+    def settings(self) -> Settings:
+        return load_settings(self.config, overrides={"store": self.store_url})
+
+    def open_store(self, *, read_only: bool = False, url: str | None = None) -> Store:
+        if self.server:
+            raise ConfigError(
+                f"--server {self.server}: this command cannot go through a server yet "
+                "(heatlens serve is not part of this version); drop --server to use the store"
+            )
+        return Store.open(url or self.settings.store, read_only=read_only)
+
+
+def command(fn: F) -> F:
+    """Turn HeatlensErrors into one red line and the error's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context().find_object(Context)
+        try:
+            return fn(*args, **kwargs)
+        except HeatlensError as exc:
+            if ctx is not None and ctx.debug:
+                raise
+            if isinstance(exc, InputError):
+                problems = exc.problems
+                for p in problems[:MAX_PROBLEMS_SHOWN]:
+                    err.print(f"  {p}", markup=False)
+                if len(problems) > MAX_PROBLEMS_SHOWN:
+                    err.print(f"  … and {len(problems) - MAX_PROBLEMS_SHOWN} more")
+            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", type=click.Path(path_type=Path, dir_okay=False),
+              help="Config file (default ./heatlens.toml when it exists).")
+@click.option("--store", envvar="HEATLENS_STORE", metavar="URL",
+              help="Store URL: duckdb:///path.duckdb, a path, or postgres://… "
+                   "[env HEATLENS_STORE; default duckdb:///heatlens.duckdb]")
+@click.option("--server", envvar="HEATLENS_SERVER", metavar="URL",
+              help="Send commands through a running `heatlens serve` [env HEATLENS_SERVER].")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(__version__, prog_name="heatlens")
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None, store: str | None, server: str | None,
+        debug: bool) -> None:
+    """heatlens measures your internal platform as a product: HEAT (Happiness, Efficiency,
+    Adoption, Task success) beside DORA.
+
+    Start with `heatlens demo`, or load your records with `heatlens ingest FILE`.
+    """
+    ctx.obj = Context(config, store, server, debug)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+# -- ingest ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["ndjson", "json", "csv", "parquet"]),
+              help="Input format (default: from the file suffix; sniffed for stdin).")
+@click.option("--type", "default_type", type=click.Choice(TYPE_NAMES), metavar="TYPE",
+              help="Record type of rows without a `type` (CSV files of one type).")
+@click.option("--source", help="Source recorded on every row (default file:<name>).")
+@click.option("--skip-invalid", is_flag=True,
+              help="Store the valid records and write the invalid ones to --rejects.")
+@click.option("--rejects", type=click.Path(path_type=Path, dir_okay=False),
+              help="NDJSON file for invalid records and their problems (with --skip-invalid).")
+@pass_ctx
+@command
+def ingest(ctx: Context, files: tuple[str, ...], fmt: str | None, default_type: str | None,
+           source: str | None, skip_invalid: bool, rejects: Path | None) -> None:
+    """Load canonical records from FILES (NDJSON, JSON array, CSV, Parquet; `-` is stdin).
+
+    Records replace stored records with the same type and id, so loading a file twice changes
+    nothing. A file with any invalid record stores nothing unless --skip-invalid.
+    """
+    from heatlens.ingest import ingest_files
+
+    settings = ctx.settings
+    with ctx.open_store() as store, _progress() as progress:
+        task = progress.add_task("reading", total=None)
+
+        def advance(n: int) -> None:
+            progress.update(task, advance=n, description="reading records")
+
+        started = time.perf_counter()
+        result = ingest_files(store, files, settings, fmt=fmt, default_type=default_type,
+                              skip_invalid=skip_invalid, rejects=rejects, source=source,
+                              progress=advance)
+        progress.update(task, description="stored", completed=result.read, total=result.read)
+    _print_counts(result.counts, time.perf_counter() - started)
+    if result.rejected:
+        err.print(f"[yellow]{result.rejected} invalid record(s) skipped; see {rejects}[/]")
+
+
+@contextmanager
+def _progress() -> Iterator[Progress]:
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                        TextColumn("{task.completed:,} records"), TimeElapsedColumn(),
+                        console=err, transient=True)
+    with progress:
+        yield progress
+
+
+def _print_counts(counts: dict[str, WriteCounts], seconds: float) -> None:
+    table = Table("type", "inserted", "updated", "unchanged", title=None, box=None)
+    total = WriteCounts()
+    for name in TYPE_NAMES:
+        if name in counts:
+            c = counts[name]
+            total.add(c)
+            table.add_row(name, f"{c.inserted:,}", f"{c.updated:,}", f"{c.unchanged:,}")
+    out.print(table)
+    out.print(f"{total.inserted + total.updated + total.unchanged:,} records in {seconds:.1f} s: "
+              f"{total.inserted:,} inserted, {total.updated:,} updated, "
+              f"{total.unchanged:,} unchanged")
+
+
+# -- delete ----------------------------------------------------------------------------------
+
+
+def _parse_instant(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"{value!r} is not an ISO 8601 date or timestamp") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@cli.command()
+@click.option("--type", "type_name", type=click.Choice(TYPE_NAMES), metavar="TYPE",
+              help="Record type to delete from.")
+@click.option("--id", "ids", multiple=True, help="Id of a record to delete (repeatable).")
+@click.option("--source", help="Delete every record of TYPE from this source.")
+@click.option("--ingested-between", nargs=2, metavar="FROM TO",
+              help="Delete records of TYPE ingested in [FROM, TO) (ISO 8601, UTC if no offset).")
+@click.option("--actor", "actors", multiple=True,
+              help="Erase a person everywhere (repeatable): memberships and survey answers "
+                   "deleted, their id removed from usage and changes.")
+@pass_ctx
+@command
+def delete(ctx: Context, type_name: str | None, ids: tuple[str, ...], source: str | None,
+           ingested_between: tuple[str, str] | None, actors: tuple[str, ...]) -> None:
+    """Delete records by type and id, source or ingestion time, or erase a person (logged)."""
+    from heatlens.ingest import pseudonym
+    from heatlens.model import BY_NAME
+
+    selectors = sum(bool(x) for x in (ids, source, ingested_between))
+    if actors:
+        if type_name or selectors:
+            raise ConfigError("--actor erases a person everywhere: use it without --type")
+        key = ctx.settings.pseudonymise_key
+        people = list(actors)
+        if key is not None:
+            people += [pseudonym(key.get_secret_value(), a) for a in actors]
+        with ctx.open_store() as store:
+            counts = store.erase_actor(people)
+        out.print("erased: " + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
+        return
+    if not type_name or selectors != 1:
+        raise ConfigError("delete needs --type TYPE and exactly one of --id, --source, "
+                          "--ingested-between (or --actor)")
+    between = None
+    if ingested_between:
+        between = (_parse_instant(ingested_between[0]), _parse_instant(ingested_between[1]))
+    with ctx.open_store() as store:
+        n = store.delete_records(BY_NAME[type_name], ids=ids, source=source,
+                                 ingested_between=between)
+    out.print(f"deleted {n:,} {type_name} record(s)")
+
+
+# -- status ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@pass_ctx
+@command
+def status(ctx: Context) -> None:
+    """What the store holds: records per type and source, versions."""
+    with ctx.open_store(read_only=True) as store:
+        rows = store.counts_by_source()
+        if not rows:
+            raise EmptyStoreError(f"store {store.url} holds no records yet: run `heatlens demo` "
+                                  "or `heatlens ingest FILE`")
+        table = Table("type", "source", "records", box=None)
+        for type_name, source, n in rows:
+            table.add_row(type_name, source, f"{n:,}")
+        out.print(table)
+        out.print(f"store {store.url}: schema {store.schema_version()}, "
+                  f"data version {store.data_version()}")
+
+
+# -- generate and demo -----------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--teams", type=click.IntRange(2, 100_000), default=36, show_default=True,
+              help="Stream-aligned teams.")
+@click.option("--days", type=click.IntRange(7, 3650), default=365, show_default=True,
+              help="Days of history, ending today.")
+@click.option("--usage-rows", type=click.IntRange(min=0), default=None,
+              help="Aim for about this many usage records (default: what the teams produce).")
+@click.option("--seed", type=int, default=7, show_default=True, help="Random seed.")
+@click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Output file: .parquet, .ndjson or .jsonl.")
+@command
+def generate(teams: int, days: int, usage_rows: int | None, seed: int, out_path: Path) -> None:
+    """Write a generated organisation's records to a file (for trying things and benchmarks)."""
+    from heatlens.demo import OrgSpec, generate as build, usage_scale_for, write
+
+    if out_path.suffix.lower() not in (".parquet", ".ndjson", ".jsonl"):
+        raise ConfigError(f"--out {out_path}: use a .parquet, .ndjson or .jsonl file")
+    scale = usage_scale_for(usage_rows, teams, days) if usage_rows else 1.0
+    started = time.perf_counter()
+    with err.status("generating records…"):
+        tables = build(OrgSpec(teams=teams, days=days, seed=seed, usage_scale=scale))
+    with err.status(f"writing {out_path}…"):
+        n = write(tables, out_path)
+    out.print(f"wrote {n:,} records to {out_path} in {time.perf_counter() - started:.1f} s")
+
+
+@cli.command()
+@click.option("--no-serve", is_flag=True, help="Only build the demo store.")
+@click.option("--teams", type=click.IntRange(2, 2000), default=36, show_default=True)
+@click.option("--days", type=click.IntRange(30, 3650), default=365, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@pass_ctx
+@command
+def demo(ctx: Context, no_serve: bool, teams: int, days: int, seed: int) -> None:
+    """Build a realistic sample organisation into ./heatlens-demo.duckdb and summarise it."""
+    from heatlens.demo import OrgSpec, generate as build
+    from heatlens.ingest import ingest_arrow
+
+    path = Path(ctx.store_url or DEMO_STORE)
+    if ctx.store_url and "://" in ctx.store_url:
+        raise ConfigError("demo builds a DuckDB file: pass --store as a path")
+    started = time.perf_counter()
+    with err.status("generating the sample organisation…"):
+        tables = build(OrgSpec(teams=teams, days=days, seed=seed, end=date.today()))
+    # the demo store is rebuilt from scratch each time; open it first so a lock is reported
+    # before anything is removed
+    with Store.open(str(path)):
+        pass
+    path.unlink()
+    with Store.open(str(path)) as store, err.status("loading it into the store…"):
+        result = ingest_arrow(store, tables, ctx.settings, source="demo")
+    seconds = time.perf_counter() - started
+    out.print(f"[bold]heatlens demo[/]: a sample organisation in {path} ({seconds:.1f} s)")
+    _print_counts(result.counts, seconds)
+    out.print()
+    out.print("Use it with any command, e.g.:")
+    out.print(f"  heatlens --store {path} status", markup=False)
+    if not no_serve:
+        out.print("(the dashboard is not part of this version yet; `--no-serve` is implied)")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="heatlens")

@@ -1,0 +1,189 @@
+"""Connections to the SQL engines a store can live in. Only `heatlens.store` uses this module.
+
+A backend runs SQL written with `?` placeholders, runs transactions, and can take a table staged in
+a DuckDB connection (ingest validates there) as a temporary table of its own.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from heatlens.errors import StoreError, StoreLockedError
+from heatlens.store.schema import q
+
+_LOCK = re.compile(r"Conflicting lock is held in (?P<prog>.+?) \(PID (?P<pid>\d+)\)")
+
+
+class DuckDBBackend:
+    """An embedded DuckDB database file (or `:memory:`)."""
+
+    dialect = "duckdb"
+
+    def __init__(self, path: str, *, read_only: bool = False) -> None:
+        self.path = path
+        try:
+            self.con = duckdb.connect(path, read_only=read_only)
+        except duckdb.IOException as exc:
+            match = _LOCK.search(str(exc))
+            if match:
+                prog = Path(match["prog"]).name
+                raise StoreLockedError(
+                    f"store {path} is in use by another process (PID {match['pid']}, {prog}); "
+                    "if that is `heatlens serve`, send this command through it with "
+                    "--server URL (or HEATLENS_SERVER), otherwise stop that process"
+                ) from None
+            raise StoreError(f"cannot open store {path}: {exc}") from None
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open store {path}: {exc}") from None
+        # Bucketing and timestamp parsing must never depend on the session's zone.
+        self.con.execute("SET TimeZone = 'UTC'")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.con.execute(sql, list(params))
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql, list(params)).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.con.begin()
+        try:
+            yield
+        except BaseException:
+            self.con.rollback()
+            raise
+        self.con.commit()
+
+    def table_exists(self, name: str) -> bool:
+        rows = self.fetchall(
+            "SELECT 1 FROM information_schema.tables WHERE table_name = ? "
+            "AND table_schema = 'main' AND table_catalog = current_database()",
+            [name],
+        )
+        return bool(rows)
+
+    def staging_connection(self) -> duckdb.DuckDBPyConnection:
+        """Ingest stages records in the store's own connection: no copy is needed."""
+        return self.con
+
+    def adopt_stage(
+        self, staging: duckdb.DuckDBPyConnection, table: str, like: str, columns: list[str]
+    ) -> str:
+        """Name under which this backend sees a staged table (here: the same table)."""
+        assert staging is self.con
+        return table
+
+    def ibis(self) -> Any:
+        import ibis
+
+        return ibis.duckdb.from_connection(self.con)
+
+    def close(self) -> None:
+        self.con.close()
+
+
+class PostgresBackend:
+    """A PostgreSQL database: the store for several server replicas."""
+
+    dialect = "postgres"
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.url = url
+        try:
+            self.con = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to Postgres store {_redact(url)}: {exc}") from None
+        self.con.execute("SET TIME ZONE 'UTC'")
+        self._scratch: duckdb.DuckDBPyConnection | None = None
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.con.execute(_pg(sql), list(params))
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.con.execute(_pg(sql), list(params)).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.con.transaction():
+            yield
+
+    def table_exists(self, name: str) -> bool:
+        rows = self.fetchall("SELECT to_regclass(?) IS NOT NULL", [f"public.{q(name)}"])
+        return bool(rows[0][0])
+
+    def staging_connection(self) -> duckdb.DuckDBPyConnection:
+        """Ingest validates in a private in-memory DuckDB; `adopt_stage` copies the result over."""
+        if self._scratch is None:
+            self._scratch = duckdb.connect(":memory:")
+            self._scratch.execute("SET TimeZone = 'UTC'")
+        return self._scratch
+
+    def adopt_stage(
+        self, staging: duckdb.DuckDBPyConnection, table: str, like: str, columns: list[str]
+    ) -> str:
+        """Copy a staged DuckDB table into a Postgres temporary table (`like`'s columns) by COPY."""
+        types = dict(
+            staging.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = ?",
+                [table],
+            ).fetchall()
+        )
+        exprs = [_pg_text(c, types[c]) for c in columns]
+        pg_table = f"pg_{table}"
+        self.con.execute(f"DROP TABLE IF EXISTS {q(pg_table)}")
+        self.con.execute(
+            f"CREATE TEMP TABLE {q(pg_table)} AS SELECT * FROM {q(like)} "
+            "WITH NO DATA"
+        )
+        with tempfile.NamedTemporaryFile(suffix=".csv") as tmp:
+            staging.execute(
+                f"COPY (SELECT {', '.join(exprs)} FROM {q(table)}) TO '{tmp.name}' "
+                "(FORMAT csv, HEADER false, NULLSTR '\\N')"
+            )
+            cols = ", ".join(q(c) for c in columns)
+            with self.con.cursor().copy(
+                f"COPY {q(pg_table)} ({cols}) FROM STDIN (FORMAT csv, NULL '\\N')"
+            ) as copy, open(tmp.name, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    copy.write(chunk)
+        return pg_table
+
+    def ibis(self) -> Any:
+        import ibis
+
+        return ibis.postgres.connect(self.url)
+
+    def close(self) -> None:
+        self.con.close()
+        if self._scratch is not None:
+            self._scratch.close()
+
+
+def _pg(sql: str) -> str:
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _pg_text(column: str, duck_type: str) -> str:
+    """A DuckDB expression rendering a column as Postgres reads it from CSV."""
+    if duck_type.endswith("[]"):
+        quoted = f"list_transform({q(column)}, x -> '\"' || replace(replace(x, '\\', '\\\\'), " \
+                 f"'\"', '\\\"') || '\"')"
+        return f"CASE WHEN {q(column)} IS NULL THEN NULL ELSE '{{' || " \
+               f"array_to_string({quoted}, ',') || '}}' END"
+    if duck_type.startswith("TIMESTAMP"):
+        return f"strftime({q(column)}, '%Y-%m-%d %H:%M:%S.%f+00')"
+    return q(column)
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)

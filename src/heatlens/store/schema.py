@@ -1,0 +1,76 @@
+"""Tables of the store and their forward migrations, written once for every SQL dialect we write to.
+
+The record tables follow the data model (heatlens.model) column for column, plus `source` and
+`ingested_at`. Besides them the store keeps `meta` (schema and data versions), `ingest_error`,
+`audit_log`, `sync_state` and `api_token`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from heatlens.model import RECORD_TYPES, Kind, RecordType
+
+Dialect = str  # "duckdb" | "postgres"
+
+_TYPES: dict[Kind, dict[Dialect, str]] = {
+    Kind.STRING: {"duckdb": "VARCHAR", "postgres": "TEXT"},
+    Kind.ENUM: {"duckdb": "VARCHAR", "postgres": "TEXT"},
+    Kind.TIMESTAMP: {"duckdb": "TIMESTAMPTZ", "postgres": "TIMESTAMPTZ"},
+    Kind.NUMBER: {"duckdb": "DOUBLE", "postgres": "DOUBLE PRECISION"},
+    Kind.INTEGER: {"duckdb": "BIGINT", "postgres": "BIGINT"},
+    Kind.BOOLEAN: {"duckdb": "BOOLEAN", "postgres": "BOOLEAN"},
+    Kind.STRING_LIST: {"duckdb": "VARCHAR[]", "postgres": "TEXT[]"},
+    # JSON text: readable by every engine, compared exactly by upserts.
+    Kind.OBJECT: {"duckdb": "VARCHAR", "postgres": "TEXT"},
+    Kind.QUESTIONS: {"duckdb": "VARCHAR", "postgres": "TEXT"},
+}
+
+
+def q(name: str) -> str:
+    """Quote an identifier (fields such as `from` and `to` are reserved words)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def column_type(kind: Kind, dialect: Dialect) -> str:
+    """SQL type of a field of this kind."""
+    return _TYPES[kind][dialect]
+
+
+def record_columns(rtype: RecordType) -> list[str]:
+    """Stored columns of a record table, in order."""
+    return [*rtype.field_names, "source", "ingested_at"]
+
+
+def _record_table_ddl(rtype: RecordType, dialect: Dialect) -> str:
+    cols = [f"{q(f.name)} {column_type(f.kind, dialect)}" for f in rtype.fields]
+    cols += ["source TEXT NOT NULL" if dialect == "postgres" else "source VARCHAR NOT NULL",
+             "ingested_at TIMESTAMPTZ NOT NULL"]
+    # A primary key is kept on Postgres; on DuckDB its index would slow bulk loads several-fold
+    # and the upsert already guarantees one row per id.
+    if dialect == "postgres":
+        cols.append("PRIMARY KEY (id)")
+    return f"CREATE TABLE {q(rtype.table)} ({', '.join(cols)})"
+
+
+def _v1(dialect: Dialect) -> list[str]:
+    text = "TEXT" if dialect == "postgres" else "VARCHAR"
+    text_list = "TEXT[]" if dialect == "postgres" else "VARCHAR[]"
+    return [
+        *(_record_table_ddl(t, dialect) for t in RECORD_TYPES),
+        f"CREATE TABLE ingest_error (\"at\" TIMESTAMPTZ NOT NULL, source {text} NOT NULL, "
+        f"location {text}, type {text}, field {text}, value {text}, message {text} NOT NULL)",
+        f"CREATE TABLE audit_log (\"at\" TIMESTAMPTZ NOT NULL, action {text} NOT NULL, "
+        f"detail {text} NOT NULL)",
+        f"CREATE TABLE sync_state (name {text} PRIMARY KEY, state {text} NOT NULL, "
+        "updated_at TIMESTAMPTZ NOT NULL)",
+        f"CREATE TABLE api_token (id {text} PRIMARY KEY, name {text}, scope {text} NOT NULL, "
+        f"secret_hash {text} NOT NULL, teams {text_list}, created_at TIMESTAMPTZ NOT NULL, "
+        "last_used_at TIMESTAMPTZ, revoked_at TIMESTAMPTZ)",
+    ]
+
+
+# Forward migrations, in order: version N is reached by running MIGRATIONS[N - 1].
+# Never edit a released migration; append a new one.
+MIGRATIONS: list[Callable[[Dialect], list[str]]] = [_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
