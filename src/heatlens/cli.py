@@ -35,8 +35,9 @@ MAX_PROBLEMS_SHOWN = 20
 class Context:
     """What global options give every command."""
 
-    def __init__(self, config: Path | None, store: str | None, server: str | None,
-                 debug: bool) -> None:
+    def __init__(
+        self, config: Path | None, store: str | None, server: str | None, debug: bool
+    ) -> None:
         self.config = config
         self.store_url = store
         self.server = server
@@ -69,7 +70,7 @@ def command(fn: F) -> F:
             if isinstance(exc, InputError):
                 problems = exc.problems
                 for p in problems[:MAX_PROBLEMS_SHOWN]:
-                    err.print(f"  {p}", markup=False)
+                    err.print(f"  {p}", markup=False, soft_wrap=True)
                 if len(problems) > MAX_PROBLEMS_SHOWN:
                     err.print(f"  … and {len(problems) - MAX_PROBLEMS_SHOWN} more")
             err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
@@ -79,18 +80,30 @@ def command(fn: F) -> F:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--config", type=click.Path(path_type=Path, dir_okay=False),
-              help="Config file (default ./heatlens.toml when it exists).")
-@click.option("--store", envvar="HEATLENS_STORE", metavar="URL",
-              help="Store URL: duckdb:///path.duckdb, a path, or postgres://… "
-                   "[env HEATLENS_STORE; default duckdb:///heatlens.duckdb]")
-@click.option("--server", envvar="HEATLENS_SERVER", metavar="URL",
-              help="Send commands through a running `heatlens serve` [env HEATLENS_SERVER].")
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Config file (default ./heatlens.toml when it exists).",
+)
+@click.option(
+    "--store",
+    envvar="HEATLENS_STORE",
+    metavar="URL",
+    help="Store URL: duckdb:///path.duckdb, a path, or postgres://… "
+    "[env HEATLENS_STORE; default duckdb:///heatlens.duckdb]",
+)
+@click.option(
+    "--server",
+    envvar="HEATLENS_SERVER",
+    metavar="URL",
+    help="Send commands through a running `heatlens serve` [env HEATLENS_SERVER].",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(__version__, prog_name="heatlens")
 @click.pass_context
-def cli(ctx: click.Context, config: Path | None, store: str | None, server: str | None,
-        debug: bool) -> None:
+def cli(
+    ctx: click.Context, config: Path | None, store: str | None, server: str | None, debug: bool
+) -> None:
     """heatlens measures your internal platform as a product: HEAT (Happiness, Efficiency,
     Adoption, Task success) beside DORA.
 
@@ -107,19 +120,41 @@ pass_ctx = click.make_pass_decorator(Context)
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
-@click.option("--format", "fmt", type=click.Choice(["ndjson", "json", "csv", "parquet"]),
-              help="Input format (default: from the file suffix; sniffed for stdin).")
-@click.option("--type", "default_type", type=click.Choice(TYPE_NAMES), metavar="TYPE",
-              help="Record type of rows without a `type` (CSV files of one type).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["ndjson", "json", "csv", "parquet"]),
+    help="Input format (default: from the file suffix; sniffed for stdin).",
+)
+@click.option(
+    "--type",
+    "default_type",
+    type=click.Choice(TYPE_NAMES),
+    metavar="TYPE",
+    help="Record type of rows without a `type` (CSV files of one type).",
+)
 @click.option("--source", help="Source recorded on every row (default file:<name>).")
-@click.option("--skip-invalid", is_flag=True,
-              help="Store the valid records and write the invalid ones to --rejects.")
-@click.option("--rejects", type=click.Path(path_type=Path, dir_okay=False),
-              help="NDJSON file for invalid records and their problems (with --skip-invalid).")
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Store the valid records and write the invalid ones to --rejects.",
+)
+@click.option(
+    "--rejects",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="NDJSON file for invalid records and their problems (with --skip-invalid).",
+)
 @pass_ctx
 @command
-def ingest(ctx: Context, files: tuple[str, ...], fmt: str | None, default_type: str | None,
-           source: str | None, skip_invalid: bool, rejects: Path | None) -> None:
+def ingest(
+    ctx: Context,
+    files: tuple[str, ...],
+    fmt: str | None,
+    default_type: str | None,
+    source: str | None,
+    skip_invalid: bool,
+    rejects: Path | None,
+) -> None:
     """Load canonical records from FILES (NDJSON, JSON array, CSV, Parquet; `-` is stdin).
 
     Records replace stored records with the same type and id, so loading a file twice changes
@@ -135,9 +170,17 @@ def ingest(ctx: Context, files: tuple[str, ...], fmt: str | None, default_type: 
             progress.update(task, advance=n, description="reading records")
 
         started = time.perf_counter()
-        result = ingest_files(store, files, settings, fmt=fmt, default_type=default_type,
-                              skip_invalid=skip_invalid, rejects=rejects, source=source,
-                              progress=advance)
+        result = ingest_files(
+            store,
+            files,
+            settings,
+            fmt=fmt,
+            default_type=default_type,
+            skip_invalid=skip_invalid,
+            rejects=rejects,
+            source=source,
+            progress=advance,
+        )
         progress.update(task, description="stored", completed=result.read, total=result.read)
     _print_counts(result.counts, time.perf_counter() - started)
     if result.rejected:
@@ -146,9 +189,15 @@ def ingest(ctx: Context, files: tuple[str, ...], fmt: str | None, default_type: 
 
 @contextmanager
 def _progress() -> Iterator[Progress]:
-    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                        TextColumn("{task.completed:,} records"), TimeElapsedColumn(),
-                        console=err, transient=True)
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,} records"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
     with progress:
         yield progress
 
@@ -162,9 +211,11 @@ def _print_counts(counts: dict[str, WriteCounts], seconds: float) -> None:
             total.add(c)
             table.add_row(name, f"{c.inserted:,}", f"{c.updated:,}", f"{c.unchanged:,}")
     out.print(table)
-    out.print(f"{total.inserted + total.updated + total.unchanged:,} records in {seconds:.1f} s: "
-              f"{total.inserted:,} inserted, {total.updated:,} updated, "
-              f"{total.unchanged:,} unchanged")
+    out.print(
+        f"{total.inserted + total.updated + total.unchanged:,} records in {seconds:.1f} s: "
+        f"{total.inserted:,} inserted, {total.updated:,} updated, "
+        f"{total.unchanged:,} unchanged"
+    )
 
 
 # -- delete ----------------------------------------------------------------------------------
@@ -179,19 +230,38 @@ def _parse_instant(value: str) -> datetime:
 
 
 @cli.command()
-@click.option("--type", "type_name", type=click.Choice(TYPE_NAMES), metavar="TYPE",
-              help="Record type to delete from.")
+@click.option(
+    "--type",
+    "type_name",
+    type=click.Choice(TYPE_NAMES),
+    metavar="TYPE",
+    help="Record type to delete from.",
+)
 @click.option("--id", "ids", multiple=True, help="Id of a record to delete (repeatable).")
 @click.option("--source", help="Delete every record of TYPE from this source.")
-@click.option("--ingested-between", nargs=2, metavar="FROM TO",
-              help="Delete records of TYPE ingested in [FROM, TO) (ISO 8601, UTC if no offset).")
-@click.option("--actor", "actors", multiple=True,
-              help="Erase a person everywhere (repeatable): memberships and survey answers "
-                   "deleted, their id removed from usage and changes.")
+@click.option(
+    "--ingested-between",
+    nargs=2,
+    metavar="FROM TO",
+    help="Delete records of TYPE ingested in [FROM, TO) (ISO 8601, UTC if no offset).",
+)
+@click.option(
+    "--actor",
+    "actors",
+    multiple=True,
+    help="Erase a person everywhere (repeatable): memberships and survey answers "
+    "deleted, their id removed from usage and changes.",
+)
 @pass_ctx
 @command
-def delete(ctx: Context, type_name: str | None, ids: tuple[str, ...], source: str | None,
-           ingested_between: tuple[str, str] | None, actors: tuple[str, ...]) -> None:
+def delete(
+    ctx: Context,
+    type_name: str | None,
+    ids: tuple[str, ...],
+    source: str | None,
+    ingested_between: tuple[str, str] | None,
+    actors: tuple[str, ...],
+) -> None:
     """Delete records by type and id, source or ingestion time, or erase a person (logged)."""
     from heatlens.ingest import pseudonym
     from heatlens.model import BY_NAME
@@ -209,14 +279,17 @@ def delete(ctx: Context, type_name: str | None, ids: tuple[str, ...], source: st
         out.print("erased: " + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
         return
     if not type_name or selectors != 1:
-        raise ConfigError("delete needs --type TYPE and exactly one of --id, --source, "
-                          "--ingested-between (or --actor)")
+        raise ConfigError(
+            "delete needs --type TYPE and exactly one of --id, --source, "
+            "--ingested-between (or --actor)"
+        )
     between = None
     if ingested_between:
         between = (_parse_instant(ingested_between[0]), _parse_instant(ingested_between[1]))
     with ctx.open_store() as store:
-        n = store.delete_records(BY_NAME[type_name], ids=ids, source=source,
-                                 ingested_between=between)
+        n = store.delete_records(
+            BY_NAME[type_name], ids=ids, source=source, ingested_between=between
+        )
     out.print(f"deleted {n:,} {type_name} record(s)")
 
 
@@ -231,33 +304,57 @@ def status(ctx: Context) -> None:
     with ctx.open_store(read_only=True) as store:
         rows = store.counts_by_source()
         if not rows:
-            raise EmptyStoreError(f"store {store.url} holds no records yet: run `heatlens demo` "
-                                  "or `heatlens ingest FILE`")
+            raise EmptyStoreError(
+                f"store {store.url} holds no records yet: run `heatlens demo` "
+                "or `heatlens ingest FILE`"
+            )
         table = Table("type", "source", "records", box=None)
         for type_name, source, n in rows:
             table.add_row(type_name, source, f"{n:,}")
         out.print(table)
-        out.print(f"store {store.url}: schema {store.schema_version()}, "
-                  f"data version {store.data_version()}")
+        out.print(
+            f"store {store.url}: schema {store.schema_version()}, "
+            f"data version {store.data_version()}"
+        )
 
 
 # -- generate and demo -----------------------------------------------------------------------
 
 
 @cli.command()
-@click.option("--teams", type=click.IntRange(2, 100_000), default=36, show_default=True,
-              help="Stream-aligned teams.")
-@click.option("--days", type=click.IntRange(7, 3650), default=365, show_default=True,
-              help="Days of history, ending today.")
-@click.option("--usage-rows", type=click.IntRange(min=0), default=None,
-              help="Aim for about this many usage records (default: what the teams produce).")
+@click.option(
+    "--teams",
+    type=click.IntRange(2, 100_000),
+    default=36,
+    show_default=True,
+    help="Stream-aligned teams.",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(7, 3650),
+    default=365,
+    show_default=True,
+    help="Days of history, ending today.",
+)
+@click.option(
+    "--usage-rows",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Aim for about this many usage records (default: what the teams produce).",
+)
 @click.option("--seed", type=int, default=7, show_default=True, help="Random seed.")
-@click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="Output file: .parquet, .ndjson or .jsonl.")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Output file: .parquet, .ndjson or .jsonl.",
+)
 @command
 def generate(teams: int, days: int, usage_rows: int | None, seed: int, out_path: Path) -> None:
     """Write a generated organisation's records to a file (for trying things and benchmarks)."""
-    from heatlens.demo import OrgSpec, generate as build, usage_scale_for, write
+    from heatlens.demo import OrgSpec, usage_scale_for, write
+    from heatlens.demo import generate as build
 
     if out_path.suffix.lower() not in (".parquet", ".ndjson", ".jsonl"):
         raise ConfigError(f"--out {out_path}: use a .parquet, .ndjson or .jsonl file")
@@ -279,7 +376,8 @@ def generate(teams: int, days: int, usage_rows: int | None, seed: int, out_path:
 @command
 def demo(ctx: Context, no_serve: bool, teams: int, days: int, seed: int) -> None:
     """Build a realistic sample organisation into ./heatlens-demo.duckdb and summarise it."""
-    from heatlens.demo import OrgSpec, generate as build
+    from heatlens.demo import OrgSpec
+    from heatlens.demo import generate as build
     from heatlens.ingest import ingest_arrow
 
     path = Path(ctx.store_url or DEMO_STORE)

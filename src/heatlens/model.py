@@ -67,7 +67,7 @@ class RecordType:
         return self.name
 
 
-S, T, N, I, B, E, L, O, Q = (
+S, T, N, I, B, E, L, O, Q = (  # noqa: E741 -- short names keep the field tables readable
     Kind.STRING,
     Kind.TIMESTAMP,
     Kind.NUMBER,
@@ -134,7 +134,12 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field("eligible", L, help="team ids it is offered to (default: every team)"),
             Field("description", S, help="what it does"),
         ),
-        example={"type": "capability", "id": "ci", "name": "CI pipelines", "launched_at": "2025-06-01"},
+        example={
+            "type": "capability",
+            "id": "ci",
+            "name": "CI pipelines",
+            "launched_at": "2025-06-01",
+        },
     ),
     RecordType(
         "usage",
@@ -147,13 +152,24 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field("actor", S, help="person id (pseudonymised when a key is set)"),
             Field("team", S, help="team id (else the service's owner, else the actor's team)"),
             Field("service", S, help="service id"),
-            Field("outcome", E, choices=OUTCOMES, help="success, failure (user), error (platform), abandoned"),
+            Field(
+                "outcome",
+                E,
+                choices=OUTCOMES,
+                help="success, failure (user), error (platform), abandoned",
+            ),
             Field("duration_s", N, minimum=0, help="duration in seconds"),
             Field("attributes", O, help="free-form object"),
         ),
         example={
-            "type": "usage", "id": "run-981/1", "ts": "2026-03-02T10:15:00Z", "capability": "ci",
-            "action": "build", "actor": "ana", "service": "checkout", "outcome": "success",
+            "type": "usage",
+            "id": "run-981/1",
+            "ts": "2026-03-02T10:15:00Z",
+            "capability": "ci",
+            "action": "build",
+            "actor": "ana",
+            "service": "checkout",
+            "outcome": "success",
             "duration_s": 312.5,
         },
     ),
@@ -169,12 +185,17 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field("started_at", T, help="when it started"),
             Field("commit_sha", S, help="the commit deployed"),
             Field("commits", L, help="every commit sha shipped by this deployment"),
-            Field("kind", E, choices=("planned", "hotfix", "rollback"), default="planned", help="kind"),
+            Field(
+                "kind", E, choices=("planned", "hotfix", "rollback"), default="planned", help="kind"
+            ),
             Field("team", S, help="team id (default: the service's owner)"),
         ),
         example={
-            "type": "deployment", "id": "d-1042", "service": "checkout",
-            "finished_at": "2026-03-02T11:00:00Z", "commit_sha": "9fceb02",
+            "type": "deployment",
+            "id": "d-1042",
+            "service": "checkout",
+            "finished_at": "2026-03-02T11:00:00Z",
+            "commit_sha": "9fceb02",
             "commits": ["9fceb02", "e83c516"],
         },
     ),
@@ -192,7 +213,12 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field("team", S, help="team id"),
             Field("author", S, help="person id (pseudonymised when a key is set)"),
         ),
-        example={"type": "change", "id": "9fceb02", "committed_at": "2026-03-01T16:20:00Z", "service": "checkout"},
+        example={
+            "type": "change",
+            "id": "9fceb02",
+            "committed_at": "2026-03-01T16:20:00Z",
+            "service": "checkout",
+        },
     ),
     RecordType(
         "incident",
@@ -209,8 +235,11 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field("cause", E, choices=("change", "external"), help="change or external"),
         ),
         example={
-            "type": "incident", "id": "inc-77", "opened_at": "2026-03-02T13:00:00Z",
-            "resolved_at": "2026-03-02T14:30:00Z", "service": "checkout",
+            "type": "incident",
+            "id": "inc-77",
+            "opened_at": "2026-03-02T13:00:00Z",
+            "resolved_at": "2026-03-02T14:30:00Z",
+            "service": "checkout",
         },
     ),
     RecordType(
@@ -221,13 +250,25 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field("title", S, help="title"),
             Field("opens_at", T, help="when the wave opens (its period)"),
             Field("closes_at", T, help="when it closes"),
-            Field("k", I, default=5, minimum=3, help="anonymity threshold: fewest respondents shown"),
+            Field(
+                "k", I, default=5, minimum=3, help="anonymity threshold: fewest respondents shown"
+            ),
             Field("comment_k", I, default=10, minimum=1, help="fewest respondents for comments"),
             Field("questions", Q, help="list of {id, kind, text, capability}"),
         ),
         example={
-            "type": "survey", "id": "2026-q1", "title": "Platform survey Q1", "opens_at": "2026-03-02",
-            "questions": [{"id": "ci-csat", "kind": "csat", "text": "How satisfied are you with CI?", "capability": "ci"}],
+            "type": "survey",
+            "id": "2026-q1",
+            "title": "Platform survey Q1",
+            "opens_at": "2026-03-02",
+            "questions": [
+                {
+                    "id": "ci-csat",
+                    "kind": "csat",
+                    "text": "How satisfied are you with CI?",
+                    "capability": "ci",
+                }
+            ],
         },
     ),
     RecordType(
@@ -246,8 +287,15 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field("comment", S, help="free text"),
         ),
         example={
-            "type": "survey_response", "id": "r-1", "survey": "2026-q1", "question": "ci-csat",
-            "kind": "csat", "respondent": "x7f2", "ts": "2026-03-03T09:00:00Z", "score": 4, "team": "payments",
+            "type": "survey_response",
+            "id": "r-1",
+            "survey": "2026-q1",
+            "question": "ci-csat",
+            "kind": "csat",
+            "respondent": "x7f2",
+            "ts": "2026-03-03T09:00:00Z",
+            "score": 4,
+            "team": "payments",
         },
     ),
     RecordType(
@@ -261,7 +309,12 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field("batch", S, help="batch name (invited counts of batches are summed)"),
         ),
         id_from=("survey", "team", "batch"),
-        example={"type": "survey_invitation", "survey": "2026-q1", "team": "payments", "invited": 8},
+        example={
+            "type": "survey_invitation",
+            "survey": "2026-q1",
+            "team": "payments",
+            "invited": 8,
+        },
     ),
 )
 

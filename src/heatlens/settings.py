@@ -1,8 +1,8 @@
 """Settings: the table of DESIGN §5, declared once.
 
-Each field of `Settings` carries its TOML key, environment variable, command-line flag (when there is
-one), what uses it and its help text. The config file loader, the environment loader, `--help`, and
-docs/settings.md are all built from this one declaration. Precedence: command-line flag, then
+Each field of `Settings` carries its TOML key, environment variable, command-line flag (when there
+is one), what uses it and its help text. The config file loader, the environment loader, `--help`,
+and docs/settings.md are all built from this one declaration. Precedence: command-line flag, then
 environment variable, then config file, then default.
 """
 
@@ -41,7 +41,7 @@ class Settings(BaseModel):
     )
     timezone: str = Field(
         "UTC",
-        description="IANA time zone for timestamps without offset at ingest and for report periods.",
+        description="IANA time zone for timestamps without offset (at ingest) and report periods.",
         json_schema_extra=_meta("timezone", "ingest (naive timestamps), periods"),
     )
     production_environments: list[str] = Field(
@@ -88,7 +88,7 @@ class Settings(BaseModel):
     )
     webhooks_github_secret: SecretStr | None = Field(
         None,
-        description="Secret that GitHub webhook signatures are checked with; unset: endpoint refuses.",
+        description="Secret GitHub webhook signatures are checked with; unset: endpoint refuses.",
         json_schema_extra=_meta("webhooks.github_secret", "webhooks"),
     )
     webhooks_gitlab_token: SecretStr | None = Field(
@@ -130,8 +130,9 @@ class Settings(BaseModel):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (expected an IANA name such as "
-                             "'Europe/Berlin')") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (expected an IANA name such as 'Europe/Berlin')"
+            ) from None
         return value
 
     @field_validator("incident_link_window")
@@ -216,7 +217,9 @@ def _from_env(info: SettingInfo, raw: str) -> Any:
         try:
             return tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
-            return [part.strip() for part in raw.split(",")] if "environments" in info.field else raw
+            return (
+                [part.strip() for part in raw.split(",")] if "environments" in info.field else raw
+            )
     return raw
 
 
@@ -255,6 +258,6 @@ def load_settings(
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "?"
-        info = next((i for i in infos.values() if i.field == field), None)
-        where = f"{info.toml} (env {info.env})" if info else field
+        found = next((i for i in infos.values() if i.field == field), None)
+        where = f"{found.toml} (env {found.env})" if found else field
         raise ConfigError(f"setting {where}: {first['msg']}") from None

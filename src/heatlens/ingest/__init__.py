@@ -68,17 +68,42 @@ def ingest_files(
     if skip_invalid and rejects is None:
         raise InputError("--skip-invalid needs --rejects FILE to keep the invalid records")
     if default_type is not None and default_type not in BY_NAME:
-        raise InputError(f"unknown --type {default_type!r}: expected one of {', '.join(TYPE_NAMES)}")
-    spill_dir = tempfile.TemporaryDirectory(prefix="heatlens-")
+        raise InputError(
+            f"unknown --type {default_type!r}: expected one of {', '.join(TYPE_NAMES)}"
+        )
+    with tempfile.TemporaryDirectory(prefix="heatlens-") as spill_dir:
+        readers = _file_readers(paths, fmt, source, Path(spill_dir), progress)
+        return _ingest(
+            store,
+            readers,
+            settings,
+            default_type=default_type,
+            skip_invalid=skip_invalid,
+            rejects=rejects,
+        )
+
+
+def _file_readers(
+    paths: Sequence[str],
+    fmt: str | None,
+    source: str | None,
+    spill_dir: Path,
+    progress: Progress | None,
+) -> list[tuple[str, Reader]]:
     readers: list[tuple[str, Reader]] = []
     for p in paths:
         if p == "-":
             data = sys.stdin.buffer.read()
             kind = fmt or formats.sniff_format(data[:64])
-            spill = Path(spill_dir.name) / f"stdin.{kind}"
+            spill = spill_dir / f"stdin.{kind}"
 
-            def read_stdin(con: duckdb.DuckDBPyConnection, table: str, data: bytes = data,
-                           kind: str = kind, spill: Path = spill) -> RawInput:
+            def read_stdin(
+                con: duckdb.DuckDBPyConnection,
+                table: str,
+                data: bytes = data,
+                kind: str = kind,
+                spill: Path = spill,
+            ) -> RawInput:
                 return formats.read_bytes(con, "stdin", table, data, kind, spill)
 
             readers.append((source or "file:stdin", read_stdin))
@@ -86,31 +111,39 @@ def ingest_files(
             path = Path(p)
             kind = formats.detect_format(path, fmt)
 
-            def read_file(con: duckdb.DuckDBPyConnection, table: str, path: Path = path,
-                          kind: str = kind) -> RawInput:
+            def read_file(
+                con: duckdb.DuckDBPyConnection, table: str, path: Path = path, kind: str = kind
+            ) -> RawInput:
                 return formats.read_path(con, path, kind, table, progress)
 
             readers.append((source or f"file:{path.name}", read_file))
-    with spill_dir:
-        return _ingest(store, readers, settings, default_type=default_type,
-                       skip_invalid=skip_invalid, rejects=rejects)
+    return readers
 
 
-def ingest_arrow(store: Store, tables: dict[str, pa.Table], settings: Settings, *,
-                 source: str) -> IngestResult:
+def ingest_arrow(
+    store: Store, tables: dict[str, pa.Table], settings: Settings, *, source: str
+) -> IngestResult:
     """Ingest Arrow tables, one per record type (the demo), through the same rules."""
     readers: list[tuple[str, Reader]] = []
     for name, table in tables.items():
-        def read(con: duckdb.DuckDBPyConnection, tmp: str, name: str = name,
-                 table: pa.Table = table) -> RawInput:
+
+        def read(
+            con: duckdb.DuckDBPyConnection, tmp: str, name: str = name, table: pa.Table = table
+        ) -> RawInput:
             return formats.read_arrow(con, name, tmp, table)
 
         readers.append((source, read))
     return _ingest(store, readers, settings, default_types=list(tables))
 
 
-def ingest_records(store: Store, records: Iterable[dict[str, Any]], settings: Settings, *,
-                   source: str, name: str = "request") -> IngestResult:
+def ingest_records(
+    store: Store,
+    records: Iterable[dict[str, Any]],
+    settings: Settings,
+    *,
+    source: str,
+    name: str = "request",
+) -> IngestResult:
     """Ingest records already parsed from JSON (the HTTP API) through the same rules."""
     rows = list(records)
 
@@ -141,8 +174,14 @@ def _ingest(
             raw = reader(con, f"{prefix}_raw")
             created += [f"{prefix}_raw", f"{prefix}_src"]
             kind = default_types[i] if default_types else default_type
-            checked = validate(con, raw, tz=settings.timezone, prefix=prefix, default_type=kind,
-                               limit=None if skip_invalid else MAX_SHOWN)
+            checked = validate(
+                con,
+                raw,
+                tz=settings.timezone,
+                prefix=prefix,
+                default_type=kind,
+                limit=None if skip_invalid else MAX_SHOWN,
+            )
             created += list(checked.stages.values())
             result.read += raw.rows
             result.rejected += checked.bad_rows
@@ -165,18 +204,19 @@ def _ingest(
 
 def _drop(con: duckdb.DuckDBPyConnection, names: list[str]) -> None:
     """Drop this ingest's temporary tables and views (a server's connection lives on)."""
-    kinds = dict(con.execute(
-        "SELECT table_name, table_type FROM information_schema.tables "
-        "WHERE table_schema = 'main' AND table_catalog = 'temp'"
-    ).fetchall())
+    kinds = dict(
+        con.execute(
+            "SELECT table_name, table_type FROM information_schema.tables "
+            "WHERE table_schema = 'main' AND table_catalog = 'temp'"
+        ).fetchall()
+    )
     for name in reversed(names):
         for obj in (name, f"{name}_csv", f"{name}_copy"):
             if obj in kinds:
                 con.execute(f"DROP {'VIEW' if kinds[obj] == 'VIEW' else 'TABLE'} {obj}")
 
 
-def _refuse(store: Store, result: IngestResult,
-            staged: list[tuple[str, StagedInput]]) -> None:
+def _refuse(store: Store, result: IngestResult, staged: list[tuple[str, StagedInput]]) -> None:
     shown = result.problems[:MAX_SHOWN]
     for source, checked in staged:
         store.log_ingest_errors(source, [p for p in checked.problems if p in shown])
@@ -188,8 +228,9 @@ def _refuse(store: Store, result: IngestResult,
     )
 
 
-def _finalise(con: duckdb.DuckDBPyConnection, stage: str, type_name: str,
-              settings: Settings) -> None:
+def _finalise(
+    con: duckdb.DuckDBPyConnection, stage: str, type_name: str, settings: Settings
+) -> None:
     """Drop bad rows, keep the last record of each id, pseudonymise people."""
     con.execute(f"DELETE FROM {stage} WHERE __bad")
     dup = con.execute(f"SELECT count(*) - count(DISTINCT id) FROM {stage}").fetchone()
@@ -202,8 +243,12 @@ def _finalise(con: duckdb.DuckDBPyConnection, stage: str, type_name: str,
     key = settings.pseudonymise_key
     if person is None or key is None:
         return
-    values = [r[0] for r in con.execute(
-        f"SELECT DISTINCT {q(person)} FROM {stage} WHERE {q(person)} IS NOT NULL").fetchall()]
+    values = [
+        r[0]
+        for r in con.execute(
+            f"SELECT DISTINCT {q(person)} FROM {stage} WHERE {q(person)} IS NOT NULL"
+        ).fetchall()
+    ]
     mapping = pa.table({"v": values, "h": [pseudonym(key.get_secret_value(), v) for v in values]})
     con.register(f"{stage}_people", mapping)
     con.execute(
@@ -224,8 +269,9 @@ def pseudonym(key: str, person: str) -> str:
     return "p-" + hmac.new(key.encode(), person.encode(), sha256).hexdigest()[:20]
 
 
-def _write_rejects(con: duckdb.DuckDBPyConnection, staged: list[tuple[str, StagedInput]],
-                   path: Path) -> None:
+def _write_rejects(
+    con: duckdb.DuckDBPyConnection, staged: list[tuple[str, StagedInput]], path: Path
+) -> None:
     """Invalid records with their problems, one JSON object per line."""
     by_line: dict[tuple[str, int | None], list[str]] = {}
     for _, checked in staged:
@@ -250,6 +296,14 @@ def _write_rejects(con: duckdb.DuckDBPyConnection, staged: list[tuple[str, Stage
                     parsed = text
                 if isinstance(parsed, dict):
                     parsed.pop("__line", None)
-                out.write(json.dumps({"input": raw.name, raw.unit: line,
-                                      "errors": by_line[(raw.name, line)], "record": parsed})
-                          + "\n")
+                out.write(
+                    json.dumps(
+                        {
+                            "input": raw.name,
+                            raw.unit: line,
+                            "errors": by_line[(raw.name, line)],
+                            "record": parsed,
+                        }
+                    )
+                    + "\n"
+                )

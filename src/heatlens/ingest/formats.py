@@ -1,8 +1,8 @@
 """Reading inputs into a raw table of the staging connection: NDJSON, JSON arrays, CSV, Parquet,
 Arrow tables and in-memory records.
 
-Every reader gives a `RawInput`: a table with a `__line` column (the line, or record number, each row
-came from) and either one JSON object per row (`__j`) or one column per field.
+Every reader gives a `RawInput`: a table with a `__line` column (the line, or record number,
+each row came from) and either one JSON object per row (`__j`) or one column per field.
 """
 
 from __future__ import annotations
@@ -21,8 +21,14 @@ import pyarrow as pa
 from heatlens.errors import InputError
 
 FORMATS = ("ndjson", "json", "csv", "parquet")
-_SUFFIXES = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".csv": "csv",
-             ".parquet": "parquet", ".pq": "parquet"}
+_SUFFIXES = {
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".json": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 _CHUNK_LINES = 500_000
 
 Progress = Callable[[int], None]
@@ -67,8 +73,13 @@ def sniff_format(head: bytes) -> str:
     return "csv"
 
 
-def read_path(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, table: str,
-              progress: Progress | None = None) -> RawInput:
+def read_path(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    fmt: str,
+    table: str,
+    progress: Progress | None = None,
+) -> RawInput:
     """Read a file into raw table `table`."""
     name = path.name
     if not path.exists():
@@ -91,8 +102,10 @@ def read_json_array(con: duckdb.DuckDBPyConnection, name: str, table: str, data:
         doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "encoding"
-        raise InputError(f"{name} {where}: not valid JSON ({exc}); expected an array of records "
-                         "or NDJSON (one record per line)") from None
+        raise InputError(
+            f"{name} {where}: not valid JSON ({exc}); expected an array of records "
+            "or NDJSON (one record per line)"
+        ) from None
     items = doc if isinstance(doc, list) else [doc]
     lines = ((i, json.dumps(item)) for i, item in enumerate(items, start=1))
     raw = _load_lines(con, name, table, lines, None)
@@ -100,8 +113,9 @@ def read_json_array(con: duckdb.DuckDBPyConnection, name: str, table: str, data:
     return raw
 
 
-def read_records(con: duckdb.DuckDBPyConnection, name: str, table: str,
-                 records: Iterable[dict[str, Any]]) -> RawInput:
+def read_records(
+    con: duckdb.DuckDBPyConnection, name: str, table: str, records: Iterable[dict[str, Any]]
+) -> RawInput:
     """Records already parsed (the API): numbered from 1."""
     lines = ((i, json.dumps(r)) for i, r in enumerate(records, start=1))
     raw = _load_lines(con, name, table, lines, None)
@@ -119,8 +133,9 @@ def read_arrow(con: duckdb.DuckDBPyConnection, name: str, table: str, data: pa.T
     return _columns_input(con, name, table, "record", data.num_rows)
 
 
-def read_bytes(con: duckdb.DuckDBPyConnection, name: str, table: str, data: bytes,
-               fmt: str, spill: Path) -> RawInput:
+def read_bytes(
+    con: duckdb.DuckDBPyConnection, name: str, table: str, data: bytes, fmt: str, spill: Path
+) -> RawInput:
     """Input given as bytes (stdin): parsed like a file of that format."""
     if fmt == "ndjson":
         return _load_lines(con, name, table, _numbered_lines(io.BytesIO(data)), None)
@@ -145,14 +160,20 @@ def _numbered_lines(fh: io.BufferedIOBase | Any) -> Iterator[tuple[int, str]]:
                 yield number, "\ufffd" + line.decode("utf-8", errors="replace").rstrip("\r\n")
 
 
-def _load_lines(con: duckdb.DuckDBPyConnection, name: str, table: str,
-                lines: Iterator[tuple[int, str]], progress: Progress | None) -> RawInput:
+def _load_lines(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    table: str,
+    lines: Iterator[tuple[int, str]],
+    progress: Progress | None,
+) -> RawInput:
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (__line BIGINT, __text VARCHAR)")
     total = 0
     while chunk := list(itertools.islice(lines, _CHUNK_LINES)):
         numbers, texts = zip(*chunk, strict=True)
-        batch = pa.table({"__line": pa.array(numbers, pa.int64()),
-                          "__text": pa.array(texts, pa.string())})
+        batch = pa.table(
+            {"__line": pa.array(numbers, pa.int64()), "__text": pa.array(texts, pa.string())}
+        )
         con.register(f"{table}_chunk", batch)
         con.execute(f"INSERT INTO {table} SELECT * FROM {table}_chunk")
         con.unregister(f"{table}_chunk")
@@ -198,8 +219,9 @@ def _path_literal(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def _columns_input(con: duckdb.DuckDBPyConnection, name: str, table: str, unit: str,
-                   rows: int) -> RawInput:
+def _columns_input(
+    con: duckdb.DuckDBPyConnection, name: str, table: str, unit: str, rows: int
+) -> RawInput:
     described = con.execute(f"DESCRIBE SELECT * FROM {table}").fetchall()
     columns = {row[0]: str(row[1]) for row in described if row[0] != "__line"}
     return RawInput(name, table, "columns", unit, columns, rows)

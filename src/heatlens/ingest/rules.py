@@ -4,9 +4,9 @@ Each input is first read into a *raw* table in the staging connection, in one of
 JSON (one JSON object per row, column `__j`) or columns (one column per field, native or text
 types). For every field this module builds three SQL expressions: whether the input holds a value,
 the typed value (NULL when the value is invalid), and the value as the user wrote it (for messages).
-A field is invalid exactly when it holds a value whose typed value is NULL, or when it is required and
-missing; a few rules span fields (`score` by `kind`, derived ids). Files and API requests all pass
-through here, so they share one set of rules and one error corpus.
+A field is invalid exactly when it holds a value whose typed value is NULL, or when it is
+required and missing; a few rules span fields (`score` by `kind`, derived ids). Files and API
+requests all pass through here, so they share one set of rules and one error corpus.
 """
 
 from __future__ import annotations
@@ -19,8 +19,20 @@ from heatlens.store.schema import q
 TS_RANGE = ("1970-01-01", "2100-01-01")
 _OFFSET = r"[T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)$"
 _INTEGER = r"^\s*[+-]?\d+\s*$"
-_NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-            "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "REAL")
+_NUMERIC = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "FLOAT",
+    "DOUBLE",
+    "REAL",
+)
 _INTEGERS = _NUMERIC[:9]
 
 
@@ -41,8 +53,10 @@ def expected(field: Field) -> str:
     if kind is Kind.ENUM:
         return "one of " + ", ".join(field.choices)
     if kind is Kind.TIMESTAMP:
-        return (f"an ISO 8601 timestamp between {TS_RANGE[0][:4]} and {TS_RANGE[1][:4]}, "
-                "e.g. 2026-03-02T10:15:00Z")
+        return (
+            f"an ISO 8601 timestamp between {TS_RANGE[0][:4]} and {TS_RANGE[1][:4]}, "
+            "e.g. 2026-03-02T10:15:00Z"
+        )
     if kind is Kind.NUMBER:
         bound = f" ≥ {field.minimum:g}" if field.minimum is not None else ""
         return f"a finite number{bound}"
@@ -55,8 +69,9 @@ def expected(field: Field) -> str:
         return "a list of strings"
     if kind is Kind.OBJECT:
         return "a JSON object"
-    return ("a list of questions, each an object with a string `id` and a `kind` in "
-            + ", ".join(SURVEY_KINDS))
+    return "a list of questions, each an object with a string `id` and a `kind` in " + ", ".join(
+        SURVEY_KINDS
+    )
 
 
 @dataclass(frozen=True)
@@ -112,13 +127,17 @@ def _json_text_value(text: str, json_kind: str, element_ok: str | None = None) -
     parsed = f"CAST({text} AS JSON)"
     ok = f"json_type({parsed}) = {lit(json_kind)}"
     if element_ok:
-        ok += f" AND coalesce(list_bool_and(list_transform(json_extract({parsed}, '$[*]'), " \
-              f"x -> {element_ok})), TRUE)"
+        ok += (
+            f" AND coalesce(list_bool_and(list_transform(json_extract({parsed}, '$[*]'), "
+            f"x -> coalesce({element_ok}, FALSE))), TRUE)"
+        )
     return f"CASE WHEN json_valid({text}) AND {ok} THEN {parsed} END"
 
 
-_QUESTION_OK = ("json_type(x) = 'OBJECT' AND json_type(x -> 'id') = 'VARCHAR' AND "
-                f"(x ->> 'kind') IN ({', '.join(lit(k) for k in SURVEY_KINDS)})")
+_QUESTION_OK = (
+    "json_type(x) = 'OBJECT' AND json_type(x -> 'id') = 'VARCHAR' AND "
+    f"(x ->> 'kind') IN ({', '.join(lit(k) for k in SURVEY_KINDS)})"
+)
 
 
 def typed_value(field: Field, col: Column, tz: str) -> str:
@@ -128,11 +147,14 @@ def typed_value(field: Field, col: Column, tz: str) -> str:
         return "NULL"
     json = col.shape == "json"
     if kind in (Kind.STRING, Kind.ENUM):
-        value = (f"CASE WHEN {col.json_type_is('VARCHAR')} THEN {text} END" if json
-                 else (text or "NULL"))
+        value = (
+            f"CASE WHEN {col.json_type_is('VARCHAR')} THEN {text} END" if json else (text or "NULL")
+        )
         if kind is Kind.ENUM:
-            value = f"CASE WHEN {value} IN ({', '.join(lit(c) for c in field.choices)}) " \
-                    f"THEN {value} END"
+            value = (
+                f"CASE WHEN {value} IN ({', '.join(lit(c) for c in field.choices)}) "
+                f"THEN {value} END"
+            )
         elif field.required:
             value = f"nullif({value}, '')"
         return value
@@ -147,12 +169,16 @@ def typed_value(field: Field, col: Column, tz: str) -> str:
             value = f"timezone({lit(tz)}, CAST({raw} AS TIMESTAMP))"
         else:
             return "CAST(NULL AS TIMESTAMPTZ)"
-        return (f"CASE WHEN {value} >= TIMESTAMPTZ '{TS_RANGE[0]} 00:00:00+00' AND {value} < "
-                f"TIMESTAMPTZ '{TS_RANGE[1]} 00:00:00+00' THEN {value} END")
+        return (
+            f"CASE WHEN {value} >= TIMESTAMPTZ '{TS_RANGE[0]} 00:00:00+00' AND {value} < "
+            f"TIMESTAMPTZ '{TS_RANGE[1]} 00:00:00+00' THEN {value} END"
+        )
     if kind is Kind.NUMBER:
         if json:
-            value = f"CASE WHEN {col.json_type_is('BIGINT', 'UBIGINT', 'DOUBLE')} " \
-                    f"THEN TRY_CAST({text} AS DOUBLE) END"
+            value = (
+                f"CASE WHEN {col.json_type_is('BIGINT', 'UBIGINT', 'DOUBLE')} "
+                f"THEN TRY_CAST({text} AS DOUBLE) END"
+            )
         elif col.ctype in _NUMERIC or col.ctype.startswith("DECIMAL"):
             value = f"CAST({raw} AS DOUBLE)"
         elif text:
@@ -163,19 +189,25 @@ def typed_value(field: Field, col: Column, tz: str) -> str:
         return f"CASE WHEN isfinite({value}){low} THEN {value} END"
     if kind is Kind.INTEGER:
         if json:
-            value = f"CASE WHEN {col.json_type_is('BIGINT', 'UBIGINT')} " \
-                    f"THEN TRY_CAST({text} AS BIGINT) END"
+            value = (
+                f"CASE WHEN {col.json_type_is('BIGINT', 'UBIGINT')} "
+                f"THEN TRY_CAST({text} AS BIGINT) END"
+            )
         elif col.ctype in _INTEGERS:
             value = f"TRY_CAST({raw} AS BIGINT)"
         elif col.ctype in ("FLOAT", "DOUBLE", "REAL"):
             value = f"CASE WHEN {raw} = round({raw}) THEN TRY_CAST({raw} AS BIGINT) END"
         elif text:
-            value = f"CASE WHEN regexp_matches({text}, {lit(_INTEGER)}) " \
-                    f"THEN TRY_CAST(trim({text}) AS BIGINT) END"
+            value = (
+                f"CASE WHEN regexp_matches({text}, {lit(_INTEGER)}) "
+                f"THEN TRY_CAST(trim({text}) AS BIGINT) END"
+            )
         else:
             return "CAST(NULL AS BIGINT)"
-        bounds = [f"{value} >= {int(field.minimum)}" if field.minimum is not None else "",
-                  f"{value} <= {int(field.maximum)}" if field.maximum is not None else ""]
+        bounds = [
+            f"{value} >= {int(field.minimum)}" if field.minimum is not None else "",
+            f"{value} <= {int(field.maximum)}" if field.maximum is not None else "",
+        ]
         cond = " AND ".join(b for b in bounds if b)
         return f"CASE WHEN {cond} THEN {value} END" if cond else value
     if kind is Kind.BOOLEAN:
@@ -184,8 +216,10 @@ def typed_value(field: Field, col: Column, tz: str) -> str:
         if col.ctype == "BOOLEAN":
             return raw
         if text:
-            return (f"CASE lower(trim({text})) WHEN 'true' THEN TRUE WHEN 'false' THEN FALSE "
-                    "WHEN '1' THEN TRUE WHEN '0' THEN FALSE END")
+            return (
+                f"CASE lower(trim({text})) WHEN 'true' THEN TRUE WHEN 'false' THEN FALSE "
+                "WHEN '1' THEN TRUE WHEN '0' THEN FALSE END"
+            )
         return "CAST(NULL AS BOOLEAN)"
     if kind is Kind.STRING_LIST:
         element_ok = "json_type(x) = 'VARCHAR'"
@@ -197,16 +231,14 @@ def typed_value(field: Field, col: Column, tz: str) -> str:
         return f"CAST({_json_text_value(source, 'ARRAY', element_ok)} AS VARCHAR[])"
     # OBJECT and QUESTIONS are kept as normalised JSON text
     json_kind = "OBJECT" if kind is Kind.OBJECT else "ARRAY"
-    element_ok = _QUESTION_OK if kind is Kind.QUESTIONS else None
-    if json:
-        source = f"CAST({raw} AS VARCHAR)"
-    elif col.ctype == "VARCHAR" or col.ctype == "JSON":
+    item_ok = _QUESTION_OK if kind is Kind.QUESTIONS else None
+    if json or col.ctype == "VARCHAR" or col.ctype == "JSON":
         source = f"CAST({raw} AS VARCHAR)"
     elif col.ctype.startswith(("STRUCT", "MAP")) or col.ctype.endswith("[]"):
         source = f"CAST(to_json({raw}) AS VARCHAR)"
     else:
         return "CAST(NULL AS VARCHAR)"
-    return f"CAST({_json_text_value(source, json_kind, element_ok)} AS VARCHAR)"
+    return f"CAST({_json_text_value(source, json_kind, item_ok)} AS VARCHAR)"
 
 
 @dataclass(frozen=True)
@@ -230,24 +262,46 @@ def checks(rtype: RecordType, cols: dict[str, Column], extra_columns: list[Colum
         out.append(Check(f.name, f"{_p(f.name)} AND {q(f.name)} IS NULL", expected(f), col.shown))
     if rtype.name == "survey_response":
         for kind, (low, high) in SCORE_RANGES.items():
-            out.append(Check(
+            out.append(
+                Check(
+                    "score",
+                    f"kind = {lit(kind)} AND {q('score')} IS NOT NULL AND "
+                    f"{q('score')} NOT BETWEEN {low} AND {high}",
+                    f"an integer from {low} to {high} for a {kind} answer",
+                    cols["score"].shown,
+                )
+            )
+        out.append(
+            Check(
                 "score",
-                f"kind = {lit(kind)} AND {q('score')} IS NOT NULL AND "
-                f"{q('score')} NOT BETWEEN {low} AND {high}",
-                f"an integer from {low} to {high} for a {kind} answer",
-                cols["score"].shown,
-            ))
-        out.append(Check("score", f"kind IN ('csat', 'nps', 'likert') AND NOT {_p('score')}",
-                         "required unless kind is text", "NULL", "missing"))
+                f"kind IN ('csat', 'nps', 'likert') AND NOT {_p('score')}",
+                "required unless kind is text",
+                "NULL",
+                "missing",
+            )
+        )
     if rtype.id_from:
-        out.append(Check("id", f"{_p('id')} AND {q('id')} IS NOT NULL AND {q('id')} <> __derived_id",
-                         f"{'/'.join(rtype.id_from)} (or no id)", cols["id"].shown))
+        out.append(
+            Check(
+                "id",
+                f"{_p('id')} AND {q('id')} IS NOT NULL AND {q('id')} <> __derived_id",
+                f"{'/'.join(rtype.id_from)} (or no id)",
+                cols["id"].shown,
+            )
+        )
     fields = ", ".join(rtype.field_names)
     for col in extra_columns:
-        out.append(Check(col.name, col.present, fields, col.shown, "unknown"))
+        out.append(Check(col.name, _p(col.name), fields, col.shown, "unknown"))
     if all(c.shape == "json" for c in cols.values()):
-        out.append(Check(UNKNOWN, f"len({UNKNOWN}) > 0", fields,
-                         f"array_to_string({UNKNOWN}, ', ')", "unknown"))
+        out.append(
+            Check(
+                UNKNOWN,
+                f"len({UNKNOWN}) > 0",
+                fields,
+                f"array_to_string({UNKNOWN}, ', ')",
+                "unknown",
+            )
+        )
     return out
 
 

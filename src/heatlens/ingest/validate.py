@@ -12,7 +12,16 @@ from dataclasses import dataclass
 import duckdb
 
 from heatlens.ingest.formats import RawInput
-from heatlens.ingest.rules import UNKNOWN, Check, Column, checks, derived_id, final_select, lit, typed_select
+from heatlens.ingest.rules import (
+    UNKNOWN,
+    Check,
+    Column,
+    checks,
+    derived_id,
+    final_select,
+    lit,
+    typed_select,
+)
 from heatlens.model import BY_NAME, TYPE_NAMES, RecordType
 from heatlens.store.schema import q
 
@@ -66,23 +75,33 @@ class StagedInput:
 _KNOWN_TYPES = ", ".join(TYPE_NAMES)
 
 
-def validate(con: duckdb.DuckDBPyConnection, raw: RawInput, *, tz: str, prefix: str,
-             default_type: str | None = None, limit: int | None = 50) -> StagedInput:
+def validate(
+    con: duckdb.DuckDBPyConnection,
+    raw: RawInput,
+    *,
+    tz: str,
+    prefix: str,
+    default_type: str | None = None,
+    limit: int | None = 50,
+) -> StagedInput:
     """Validate `raw` into stage tables `<prefix>_<type>`; explain up to `limit` bad rows."""
     source = _typed_source(con, raw, default_type, prefix)
     problems = _envelope_problems(con, raw, source, limit)
     bad = len(problems) if limit is None else _count_envelope(con, source)
-    present = [row[0] for row in con.execute(
-        f"SELECT DISTINCT __type FROM {source} WHERE __ok AND __type IN "
-        f"({', '.join(lit(t) for t in TYPE_NAMES)})"
-    ).fetchall()]
+    present = [
+        row[0]
+        for row in con.execute(
+            f"SELECT DISTINCT __type FROM {source} WHERE __ok AND __type IN "
+            f"({', '.join(lit(t) for t in TYPE_NAMES)})"
+        ).fetchall()
+    ]
     stages: dict[str, str] = {}
     for name in sorted(present, key=TYPE_NAMES.index):
         rtype = BY_NAME[name]
         cols, extra = _columns(raw, rtype)
         rule_list = checks(rtype, cols, extra)
         stage = f"{prefix}_{name}"
-        typed = _typed_cte(rtype, cols, source, tz, raw)
+        typed = _typed_cte(rtype, cols, extra, source, tz, raw)
         any_bad = " OR ".join(f"({c.bad})" for c in rule_list) or "FALSE"
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {stage} AS WITH {typed} "
@@ -92,20 +111,22 @@ def validate(con: duckdb.DuckDBPyConnection, raw: RawInput, *, tz: str, prefix: 
         n_bad = con.execute(f"SELECT count(*) FROM {stage} WHERE __bad").fetchone()
         if n_bad and n_bad[0]:
             bad += int(n_bad[0])
-            problems += _explain(con, raw, rtype, cols, rule_list, source, stage, tz, limit)
-    problems.sort(key=lambda p: (p.line or 0))
+            problems += _explain(con, raw, rtype, cols, extra, rule_list, source, stage, tz, limit)
+    problems.sort(key=lambda p: p.line or 0)
     return StagedInput(raw, stages, bad, problems if limit is None else problems[:limit])
 
 
-def _typed_source(con: duckdb.DuckDBPyConnection, raw: RawInput, default_type: str | None,
-                  prefix: str) -> str:
+def _typed_source(
+    con: duckdb.DuckDBPyConnection, raw: RawInput, default_type: str | None, prefix: str
+) -> str:
     """A view over the raw input with `__type` and `__ok` (a well-formed record of a known type)."""
     view = f"{prefix}_src"
     known = ", ".join(lit(t) for t in TYPE_NAMES)
     if raw.shape == "json":
         con.execute(
             f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT __line, __j, __json_ok, __is_object, "
-            f"__j ->> 'type' AS __type, (__is_object AND (__j ->> 'type') IN ({known})) AS __ok, "
+            f"__j ->> 'type' AS __type, "
+            f"coalesce(__is_object AND (__j ->> 'type') IN ({known}), FALSE) AS __ok, "
             f"__text FROM (SELECT __line, __text, json_valid(__text) AS __json_ok, "
             f"TRY_CAST(__text AS JSON) AS __j, "
             f"coalesce(json_type(TRY_CAST(__text AS JSON)) = 'OBJECT', FALSE) "
@@ -113,7 +134,8 @@ def _typed_source(con: duckdb.DuckDBPyConnection, raw: RawInput, default_type: s
         )
         return view
     if "type" in raw.columns:
-        type_expr = f"coalesce(CAST({q('type')} AS VARCHAR), {lit(default_type) if default_type else 'NULL'})"
+        fallback = lit(default_type) if default_type else "NULL"
+        type_expr = f"coalesce(CAST({q('type')} AS VARCHAR), {fallback})"
     elif default_type:
         type_expr = lit(default_type)
     else:
@@ -124,7 +146,7 @@ def _typed_source(con: duckdb.DuckDBPyConnection, raw: RawInput, default_type: s
         )
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT *, {type_expr} AS __type, "
-        f"{type_expr} IN ({known}) AS __ok FROM {raw.table}"
+        f"coalesce({type_expr} IN ({known}), FALSE) AS __ok FROM {raw.table}"
     )
     return view
 
@@ -134,8 +156,9 @@ def _count_envelope(con: duckdb.DuckDBPyConnection, source: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _envelope_problems(con: duckdb.DuckDBPyConnection, raw: RawInput, source: str,
-                       limit: int | None) -> list[Problem]:
+def _envelope_problems(
+    con: duckdb.DuckDBPyConnection, raw: RawInput, source: str, limit: int | None
+) -> list[Problem]:
     """Rows that are not JSON, not objects, or of no known type."""
     cap = f"LIMIT {limit}" if limit is not None else ""
     if raw.shape == "json":
@@ -151,14 +174,35 @@ def _envelope_problems(con: duckdb.DuckDBPyConnection, raw: RawInput, source: st
     out = []
     for line, json_ok, is_object, type_value, text in rows:
         if not json_ok:
-            out.append(Problem(raw.name, raw.unit, line, None, None, None,
-                               f"a JSON object, got invalid JSON {text!r}", "json"))
+            out.append(
+                Problem(
+                    raw.name,
+                    raw.unit,
+                    line,
+                    None,
+                    None,
+                    None,
+                    f"a JSON object, got invalid JSON {text!r}",
+                    "json",
+                )
+            )
         elif not is_object:
-            out.append(Problem(raw.name, raw.unit, line, None, None, None,
-                               f"a JSON object, got {text!r}", "json"))
+            out.append(
+                Problem(
+                    raw.name,
+                    raw.unit,
+                    line,
+                    None,
+                    None,
+                    None,
+                    f"a JSON object, got {text!r}",
+                    "json",
+                )
+            )
         else:
-            out.append(Problem(raw.name, raw.unit, line, None, "type", type_value,
-                               _KNOWN_TYPES, "type"))
+            out.append(
+                Problem(raw.name, raw.unit, line, None, "type", type_value, _KNOWN_TYPES, "type")
+            )
     return out
 
 
@@ -169,18 +213,27 @@ def _columns(raw: RawInput, rtype: RecordType) -> tuple[dict[str, Column], list[
         f: Column("column", f, raw.columns[f]) if f in raw.columns else Column("absent", f)
         for f in rtype.field_names
     }
-    extra = [Column("column", c, t) for c, t in raw.columns.items()
-             if c not in cols and c != "type"]
+    extra = [
+        Column("column", c, t) for c, t in raw.columns.items() if c not in cols and c != "type"
+    ]
     return cols, extra
 
 
-def _typed_cte(rtype: RecordType, cols: dict[str, Column], source: str, tz: str,
-               raw: RawInput, where: str = "", shown: list[str] | None = None) -> str:
+def _typed_cte(
+    rtype: RecordType,
+    cols: dict[str, Column],
+    extra_cols: list[Column],
+    source: str,
+    tz: str,
+    raw: RawInput,
+    where: str = "",
+    shown: list[str] | None = None,
+) -> str:
     """CTEs `typed` (field values, presence flags) and `derived` (plus the derived id)."""
-    extra = ""
+    extra = "".join(f", {c.present} AS {q('__p_' + c.name)}" for c in extra_cols)
     if raw.shape == "json":
         allowed = ", ".join(lit(k) for k in ("type", *rtype.field_names))
-        extra = f", list_filter(json_keys(__j), k -> k NOT IN ({allowed})) AS {UNKNOWN}"
+        extra += f", list_filter(json_keys(__j), k -> k NOT IN ({allowed})) AS {UNKNOWN}"
     if shown:
         extra += ", " + ", ".join(f"{s} AS __s{i}" for i, s in enumerate(shown))
     return (
@@ -190,14 +243,23 @@ def _typed_cte(rtype: RecordType, cols: dict[str, Column], source: str, tz: str,
     )
 
 
-def _explain(con: duckdb.DuckDBPyConnection, raw: RawInput, rtype: RecordType,
-             cols: dict[str, Column], rule_list: list[Check], source: str, stage: str, tz: str,
-             limit: int | None) -> list[Problem]:
+def _explain(
+    con: duckdb.DuckDBPyConnection,
+    raw: RawInput,
+    rtype: RecordType,
+    cols: dict[str, Column],
+    extra_cols: list[Column],
+    rule_list: list[Check],
+    source: str,
+    stage: str,
+    tz: str,
+    limit: int | None,
+) -> list[Problem]:
     """Which rule each bad row broke, for the first `limit` bad rows of this type."""
     rules = list(rule_list)
     cap = f"LIMIT {limit}" if limit is not None else ""
     where = f"AND __line IN (SELECT __line FROM {stage} WHERE __bad ORDER BY __line {cap})"
-    typed = _typed_cte(rtype, cols, source, tz, raw, where, [r.shown for r in rules])
+    typed = _typed_cte(rtype, cols, extra_cols, source, tz, raw, where, [r.shown for r in rules])
     flags = ", ".join(f"({r.bad})" for r in rules)
     shown = ", ".join(f"__s{i}" for i in range(len(rules)))
     rows = con.execute(
@@ -208,7 +270,16 @@ def _explain(con: duckdb.DuckDBPyConnection, raw: RawInput, rtype: RecordType,
         for rule, hit, value in zip(rules, hits, values, strict=True):
             if hit:
                 field = rule.field if rule.field != UNKNOWN else value
-                out.append(Problem(raw.name, raw.unit, line, rtype.name, field,
-                                   None if rule.kind == "unknown" else value, rule.expected,
-                                   rule.kind))
+                out.append(
+                    Problem(
+                        raw.name,
+                        raw.unit,
+                        line,
+                        rtype.name,
+                        field,
+                        None if rule.kind == "unknown" else value,
+                        rule.expected,
+                        rule.kind,
+                    )
+                )
     return out

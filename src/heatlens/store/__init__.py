@@ -1,8 +1,8 @@
 """The store: the only code that opens a connection or writes (DESIGN §2).
 
-`Store.open(url)` gives one object owning one connection: a DuckDB file by default, or Postgres. Reads
-go through Ibis (`store.table(name)`); writes are SQL run here, in transactions, and each write that
-changes records bumps the data version kept in the store itself, so caches can key on it.
+`Store.open(url)` gives one object owning one connection: a DuckDB file by default, or Postgres.
+Reads go through Ibis (`store.table(name)`); writes are SQL run here, in transactions, and each
+write that changes records bumps the data version kept in the store itself, so caches can key on it.
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ def parse_store_url(url: str) -> StoreLocation:
         path = rest[1:] if rest.startswith("/") else rest
         return StoreLocation("duckdb", path or ":memory:")
     if "://" in url:
-        raise StoreError(f"unsupported store URL {url!r}: use duckdb:///path.duckdb or postgres://…")
+        raise StoreError(
+            f"unsupported store URL {url!r}: use duckdb:///path.duckdb or postgres://…"
+        )
     return StoreLocation("duckdb", url)
 
 
@@ -116,7 +118,10 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (and Ibis's, when it has its own)."""
+        if self._ibis is not None and self.dialect != "duckdb":
+            self._ibis.disconnect()
+        self._ibis = None
         self.backend.close()
 
     @property
@@ -142,7 +147,9 @@ class Store:
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[version - 1](b.dialect):
                     b.execute(statement)
-            b.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
+            b.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)]
+            )
 
     def schema_version(self) -> int:
         """The schema version this store is at."""
@@ -231,8 +238,10 @@ class Store:
         now = datetime.now(UTC)
         staged = int(b.fetchall(f"SELECT count(*) FROM {q(stage)}")[0][0])
         if not b.fetchall(f"SELECT 1 FROM {target} LIMIT 1"):
-            b.execute(f"INSERT INTO {target} ({cols}) SELECT {values}, ?, ? FROM {q(stage)} s",
-                      [source, now])
+            b.execute(
+                f"INSERT INTO {target} ({cols}) SELECT {values}, ?, ? FROM {q(stage)} s",
+                [source, now],
+            )
             return WriteCounts(inserted=staged)
         same = " AND ".join(f"s.{q(f)} IS NOT DISTINCT FROM t.{q(f)}" for f in fields if f != "id")
         b.execute("DROP TABLE IF EXISTS merge_status")
@@ -256,8 +265,9 @@ class Store:
                 [source, now],
             )
         b.execute("DROP TABLE merge_status")
-        return WriteCounts(inserted=int(new), updated=int(changed),
-                           unchanged=staged - int(new) - int(changed))
+        return WriteCounts(
+            inserted=int(new), updated=int(changed), unchanged=staged - int(new) - int(changed)
+        )
 
     def delete_records(
         self,
@@ -269,6 +279,7 @@ class Store:
     ) -> int:
         """Delete records of one type by id, by source or by ingestion time; logged."""
         self._writable()
+        params: list[Any]
         if ids:
             marks = ", ".join("?" for _ in ids)
             where, params = f"id IN ({marks})", list(ids)
@@ -280,12 +291,15 @@ class Store:
             raise StoreError("delete needs ids, a source or an ingestion time range")
         target = q(rtype.table)
         with self.backend.transaction():
-            n = int(self.backend.fetchall(f"SELECT count(*) FROM {target} WHERE {where}", params)[0][0])
+            n = int(
+                self.backend.fetchall(f"SELECT count(*) FROM {target} WHERE {where}", params)[0][0]
+            )
             if n:
                 self.backend.execute(f"DELETE FROM {target} WHERE {where}", params)
                 self._bump()
-            self._audit("delete", {"type": rtype.name, "where": where, "params": params,
-                                   "deleted": n})
+            self._audit(
+                "delete", {"type": rtype.name, "where": where, "params": params, "deleted": n}
+            )
         return n
 
     def erase_actor(self, actors: Sequence[str]) -> dict[str, int]:
@@ -300,6 +314,7 @@ class Store:
         b = self.backend
         counts: dict[str, int] = {}
         with b.transaction():
+
             def count(sql: str) -> int:
                 return int(b.fetchall(sql, params)[0][0])
 
@@ -342,9 +357,7 @@ class Store:
         if self.read_only or not problems:
             return
         now = datetime.now(UTC)
-        rows = [
-            [now, source, p.location, p.type, p.field, p.value, p.message] for p in problems
-        ]
+        rows = [[now, source, p.location, p.type, p.field, p.value, p.message] for p in problems]
         with self.backend.transaction():
             for row in rows:
                 self.backend.execute("INSERT INTO ingest_error VALUES (?, ?, ?, ?, ?, ?, ?)", row)

@@ -141,19 +141,19 @@ class PostgresBackend:
         exprs = [_pg_text(c, types[c]) for c in columns]
         pg_table = f"pg_{table}"
         self.con.execute(f"DROP TABLE IF EXISTS {q(pg_table)}")
-        self.con.execute(
-            f"CREATE TEMP TABLE {q(pg_table)} AS SELECT * FROM {q(like)} "
-            "WITH NO DATA"
-        )
+        self.con.execute(f"CREATE TEMP TABLE {q(pg_table)} AS SELECT * FROM {q(like)} WITH NO DATA")
         with tempfile.NamedTemporaryFile(suffix=".csv") as tmp:
             staging.execute(
                 f"COPY (SELECT {', '.join(exprs)} FROM {q(table)}) TO '{tmp.name}' "
                 "(FORMAT csv, HEADER false, NULLSTR '\\N')"
             )
             cols = ", ".join(q(c) for c in columns)
-            with self.con.cursor().copy(
-                f"COPY {q(pg_table)} ({cols}) FROM STDIN (FORMAT csv, NULL '\\N')"
-            ) as copy, open(tmp.name, "rb") as fh:
+            with (
+                self.con.cursor().copy(
+                    f"COPY {q(pg_table)} ({cols}) FROM STDIN (FORMAT csv, NULL '\\N')"
+                ) as copy,
+                open(tmp.name, "rb") as fh,
+            ):
                 while chunk := fh.read(1 << 20):
                     copy.write(chunk)
         return pg_table
@@ -161,7 +161,8 @@ class PostgresBackend:
     def ibis(self) -> Any:
         import ibis
 
-        return ibis.postgres.connect(self.url)
+        # a second connection: Ibis sets its own session options on the one it owns
+        return ibis.connect("postgres://" + self.url.split("://", 1)[1])
 
     def close(self) -> None:
         self.con.close()
@@ -176,10 +177,14 @@ def _pg(sql: str) -> str:
 def _pg_text(column: str, duck_type: str) -> str:
     """A DuckDB expression rendering a column as Postgres reads it from CSV."""
     if duck_type.endswith("[]"):
-        quoted = f"list_transform({q(column)}, x -> '\"' || replace(replace(x, '\\', '\\\\'), " \
-                 f"'\"', '\\\"') || '\"')"
-        return f"CASE WHEN {q(column)} IS NULL THEN NULL ELSE '{{' || " \
-               f"array_to_string({quoted}, ',') || '}}' END"
+        quoted = (
+            f"list_transform({q(column)}, x -> '\"' || replace(replace(x, '\\', '\\\\'), "
+            f"'\"', '\\\"') || '\"')"
+        )
+        return (
+            f"CASE WHEN {q(column)} IS NULL THEN NULL ELSE '{{' || "
+            f"array_to_string({quoted}, ',') || '}}' END"
+        )
     if duck_type.startswith("TIMESTAMP"):
         return f"strftime({q(column)}, '%Y-%m-%d %H:%M:%S.%f+00')"
     return q(column)

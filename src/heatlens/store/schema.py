@@ -44,8 +44,10 @@ def record_columns(rtype: RecordType) -> list[str]:
 
 def _record_table_ddl(rtype: RecordType, dialect: Dialect) -> str:
     cols = [f"{q(f.name)} {column_type(f.kind, dialect)}" for f in rtype.fields]
-    cols += ["source TEXT NOT NULL" if dialect == "postgres" else "source VARCHAR NOT NULL",
-             "ingested_at TIMESTAMPTZ NOT NULL"]
+    cols += [
+        "source TEXT NOT NULL" if dialect == "postgres" else "source VARCHAR NOT NULL",
+        "ingested_at TIMESTAMPTZ NOT NULL",
+    ]
     # A primary key is kept on Postgres; on DuckDB its index would slow bulk loads several-fold
     # and the upsert already guarantees one row per id.
     if dialect == "postgres":
@@ -58,9 +60,9 @@ def _v1(dialect: Dialect) -> list[str]:
     text_list = "TEXT[]" if dialect == "postgres" else "VARCHAR[]"
     return [
         *(_record_table_ddl(t, dialect) for t in RECORD_TYPES),
-        f"CREATE TABLE ingest_error (\"at\" TIMESTAMPTZ NOT NULL, source {text} NOT NULL, "
+        f'CREATE TABLE ingest_error ("at" TIMESTAMPTZ NOT NULL, source {text} NOT NULL, '
         f"location {text}, type {text}, field {text}, value {text}, message {text} NOT NULL)",
-        f"CREATE TABLE audit_log (\"at\" TIMESTAMPTZ NOT NULL, action {text} NOT NULL, "
+        f'CREATE TABLE audit_log ("at" TIMESTAMPTZ NOT NULL, action {text} NOT NULL, '
         f"detail {text} NOT NULL)",
         f"CREATE TABLE sync_state (name {text} PRIMARY KEY, state {text} NOT NULL, "
         "updated_at TIMESTAMPTZ NOT NULL)",

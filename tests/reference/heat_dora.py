@@ -1,0 +1,1360 @@
+"""Plain-Python reference implementation of DESIGN §4 (HEAT and DORA metric definitions).
+
+Written from DESIGN.md alone, independently of the Ibis metric engine, so that property tests can
+compare the engine against it on random data. Readability beats speed: every metric is computed by
+filtering plain lists of records period by period and segment by segment.
+
+Public interface
+----------------
+- ``Settings`` — timezone, production environments, incident link window, quantile mode, tier year.
+- ``report(records, *, grain, start, end, by=(), metrics=None, settings=..., now=None) -> dict``
+  returns ``{"warnings": [{code, message, count}], "rows": [{metric, period, segment, value, n, ci,
+  suppressed, tier, complete}]}`` exactly like DESIGN §5's report JSON (rows sorted by metric in
+  catalog order, then period, then segment values with None first; order is not part of the
+  contract). ``metrics`` takes ids or string prefixes (``"dora"``, ``"dora.lead_time"``).
+- ``link_incidents(records, settings) -> {incident_id: (deployment_id | None, rule)}`` with rule
+  ``"deployment_id"``, ``"root_cause_sha"``, ``"window"``, or ``"unlinked"`` (deployment None).
+- ``tier(metric, value, year) -> "elite" | "high" | "medium" | "low"`` (ValueError for a metric with
+  no tier in that year).
+- ``quantile``, ``proportion_ci``, ``nps_ci``: the §4 formulas.
+
+Segment keys each metric supports (a ``by`` containing any other key gives no rows for the metric,
+and no warnings that belong to it):
+
+- adoption.active_users, active_teams, team_retention: capability, team, group, service, action
+- adoption.eligible_teams, team_adoption_rate, new_teams: capability, team, group
+- task.*, efficiency.task_duration_p50/_p90: capability, team, group, service, action
+- efficiency.time_to_first_deploy: team, group, service
+- happiness.respondents, csat, nps, likert_mean, likert_median: survey, question, team, group,
+  capability
+- happiness.response_rate: survey, team, group
+- dora.deployments, deployment_frequency, lead_time_p50/_p90, change_failure_rate, rework_rate:
+  team, group, service, environment
+- dora.recovery_time_p50, dora.time_to_restore_p50: team, group, service
+
+Segment values of a record: usage — capability, resolved team, its group, service, action;
+deployment (and lead-time pairs, time to first deploy) — the deployment's resolved team, group,
+service, environment (after the ``production`` default, case kept); incident — resolved team,
+group, service; survey response — survey, question, team (as given), group, capability; survey
+invitation — survey, team, group. Team resolution: the record's ``team``, else the registry owner
+of its ``service``, else (usage only) the team of its ``actor`` by membership at ``ts``. Group: the
+top-level ancestor (following ``parent`` in the team registry; a team with no parent is its own
+group; an id not in the registry is its own group; None stays None).
+
+Which segment values "exist" in a period (zero-filled for counts and per-day rates):
+- team: registry teams with ``created_at`` null or < period end and ``archived_at`` null or > period
+  start; plus team ids found in no registry but seen anywhere in the store (membership.team,
+  service.team, usage.team, deployment.team, change.team, incident.team, survey_response.team,
+  survey_invitation.team, team.parent) — those exist in every period.
+- group: the groups of the existing team values.
+- service: registry services with ``created_at`` null or < period end; plus unregistered ids
+  seen in usage/deployment/change/incident ``service``.
+- capability: registry capabilities (launched_at null or not after the period end); plus
+  unregistered ids seen in usage.capability, survey_response.capability,
+  survey.questions[].capability.
+- action (usage.action), environment (deployment.environment), question
+  (survey_response.question and survey.questions[].id): values seen anywhere, every period.
+- survey: a survey id (registry, responses, invitations) exists only in its wave's period.
+- None never exists by itself: a None segment value only appears where it has observations.
+Several ``by`` keys: the cross product of the keys' existing values, plus observed combinations.
+Rows are then dropped for a registry capability in periods that end before its ``launched_at``.
+
+Warnings (only emitted with count > 0, and only for metrics that produce rows; "in range" = the
+timestamp that buckets the item lies in [--from, --to)):
+- negative_lead_time: (change, service) pairs with negative lead time, deployment in range.
+- negative_recovery_time: resolved linked incidents with negative recovery time, resolved in range.
+- negative_time_to_first_deploy: services with a negative value, first deployment in range.
+- deployment_without_commits (with lead time metrics): DORA deployments in range with neither
+  ``commit_sha`` nor a non-empty ``commits``.
+- unlinked_incidents (with change_failure_rate or recovery_time_p50): incidents opened in range that
+  are unlinked, not counting those with ``cause`` ``external``.
+- ineligible_active_teams (with eligible_teams or team_adoption_rate): distinct (period, capability,
+  team) over the output periods where the team used the capability but is not eligible for it.
+- suppressed_segments: the number of suppressed rows in the output.
+- unknown_services (always): distinct service ids named by usage, deployments, changes or incidents
+  that have no service record.
+Messages are free text; compare codes and counts.
+
+DESIGN ambiguities and the decisions taken (each also marked ``# DESIGN ambiguity:`` in the code)
+-----------------------------------------------------------------------------------------------
+1. Days of a period are calendar days (date difference), not elapsed hours / 24, across DST changes.
+2. ``complete`` compares the *clipped* period end (the row's period) with ``now``.
+3. team_retention compares the row's (clipped) period with the full calendar period immediately
+   preceding the calendar period the row belongs to (even when that lies before --from).
+4. A registry team "exists" in a period under the same created/archived conditions as eligibility.
+5. Values found in no registry (incl. unregistered team/service/capability ids) exist in every
+   period; None is never zero-filled (it appears only with observations).
+6. A survey "exists" as a segment value only in its wave's period; a wave with a survey record but
+   no ``opens_at`` falls back to its first response; a wave with neither is never counted.
+7. Group of a team without parent is the team itself; ids outside the registry are their own group.
+8. Several memberships active at a usage's ``ts``: the one with the latest ``from`` (null earliest),
+   ties lowest team id. Membership ``to`` is exclusive, ``from`` inclusive.
+9. Capability launch: rows exist when period end >= launched_at ("no rows for periods that end
+   before"), while eligibility needs period end > launched_at ("periods ending after") — so a period
+   ending exactly at launch shows the capability with 0 eligible teams.
+10. A capability ``eligible`` list that is empty means no team is eligible (it "has one").
+11. Empty team registry: eligible teams are the resolved teams of all usage records (any capability,
+    any time), still subject to the capability's launch and ``eligible`` list.
+12. new_teams by team/group counts the team in its own team/group; only non-null resolved teams.
+13. time_to_first_deploy uses the first *successful* production deployment (lowest
+    (finished_at, id)) and is segmented by that deployment's team/service; value in days.
+14. Happiness ``n`` is the number of distinct (survey, respondent) behind the value (for csat/nps/
+    likert: those who gave a scored answer of that kind), overriding "denominator of a proportion";
+    the interval still uses answer counts (csat x/answers; NPS P, D, answers).
+15. response_rate = distinct (survey, respondent) ÷ summed invitations of the waves in the period
+    and segment (no restriction to invited waves, so it can exceed 1); omitted when no
+    invitations; its ``ci`` is the proportion interval when respondents ≤ invitations, else
+    null; it is subject to anonymity suppression like every happiness metric (its respondents,
+    not its invitations, are compared with k) and counts respondents whatever other metrics
+    suppress.
+16. A segment with zero respondents (a zero-filled happiness.respondents row) is never suppressed
+    and takes no part in complementary suppression — there is no survey (hence no k) behind it.
+17. Complementary suppression: the k of a group of segments is the largest k among them; "fewer
+    than k respondents" sums the segments' respondent counts; it only runs when at least one segment
+    is suppressed; ties on respondents break by the lowest segment value with None lowest. With
+    several keys, for each key in ``by`` order, each set of cells sharing the other keys' values
+    is a margin treated like a one-key report; passes repeat until nothing changes.
+18. Survey response capability: the response's ``capability``, else the ``capability`` of that
+    question in its survey record's ``questions``.
+19. Survey k of a survey without record is 5; comments are not part of report rows.
+20. time_to_restore_p50 keeps negative values (DESIGN states no drop rule for it) and covers all
+    resolved incidents, linked or not.
+21. Incidents have no environment: restore/recovery times support team, group, service only.
+22. Incident links: ``root_cause_sha``'s "first deployment" is the lowest (finished_at, id) among
+    successful production deployments containing the sha (any time, even after the incident);
+    ``deployment_id`` links regardless of the incident's service; a field is "present" when not
+    None.
+23. ``tier`` is set on rows whose ``by`` includes team or service, for the tiered metrics of the
+    tier year only (recovery_time_p50 in 2023, time_to_restore_p50 in 2021).
+24. Proportion/NPS intervals are computed on unrounded inputs; values are not rounded.
+25. Counts (and eligible_teams, new_teams, respondents): ``n`` = the value (DESIGN defines n only
+    for proportions, quantiles, means, frequency and happiness; §5's example has n = value).
+26. happiness.respondents counts every answer kind, text included; csat/nps/likert use only
+    answers of their kind with a score. Without ``--by question`` likert answers of different
+    questions are pooled (DESIGN only recommends ``--by question``).
+27. Lead time: only changes with a change record; shas match exactly (no short-sha prefixing);
+    only successful production deployments ship. Environment zero-fill covers every environment
+    value seen, so non-production environments get dora.deployments 0 rows.
+28. Each happiness metric is suppressed on its own (its own respondents per segment); the
+    complementary rule runs per metric and period.
+29. Warning scopes and counts are decisions too (see "Warnings" above).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import product
+from typing import Any
+from zoneinfo import ZoneInfo
+
+Z = 1.959964
+
+METRICS: tuple[str, ...] = (
+    "adoption.active_users",
+    "adoption.active_teams",
+    "adoption.eligible_teams",
+    "adoption.team_adoption_rate",
+    "adoption.new_teams",
+    "adoption.team_retention",
+    "task.attempts",
+    "task.success_rate",
+    "task.failure_rate",
+    "task.error_rate",
+    "task.abandon_rate",
+    "efficiency.task_duration_p50",
+    "efficiency.task_duration_p90",
+    "efficiency.time_to_first_deploy",
+    "happiness.respondents",
+    "happiness.csat",
+    "happiness.nps",
+    "happiness.likert_mean",
+    "happiness.likert_median",
+    "happiness.response_rate",
+    "dora.deployments",
+    "dora.deployment_frequency",
+    "dora.lead_time_p50",
+    "dora.lead_time_p90",
+    "dora.change_failure_rate",
+    "dora.rework_rate",
+    "dora.recovery_time_p50",
+    "dora.time_to_restore_p50",
+)
+
+KEYS = ("capability", "team", "group", "service", "action", "environment", "survey", "question")
+GRAINS = ("day", "week", "month", "quarter", "all")
+
+_USAGE_KEYS = frozenset({"capability", "team", "group", "service", "action"})
+_TEAM_KEYS = frozenset({"capability", "team", "group"})
+_HAPPY_KEYS = frozenset({"survey", "question", "team", "group", "capability"})
+_RATE_KEYS = frozenset({"survey", "team", "group"})
+_DORA_KEYS = frozenset({"team", "group", "service", "environment"})
+_INCIDENT_KEYS = frozenset({"team", "group", "service"})
+
+SUPPORTED_KEYS: dict[str, frozenset[str]] = {
+    "adoption.active_users": _USAGE_KEYS,
+    "adoption.active_teams": _USAGE_KEYS,
+    "adoption.eligible_teams": _TEAM_KEYS,
+    "adoption.team_adoption_rate": _TEAM_KEYS,
+    "adoption.new_teams": _TEAM_KEYS,
+    "adoption.team_retention": _USAGE_KEYS,
+    "task.attempts": _USAGE_KEYS,
+    "task.success_rate": _USAGE_KEYS,
+    "task.failure_rate": _USAGE_KEYS,
+    "task.error_rate": _USAGE_KEYS,
+    "task.abandon_rate": _USAGE_KEYS,
+    "efficiency.task_duration_p50": _USAGE_KEYS,
+    "efficiency.task_duration_p90": _USAGE_KEYS,
+    "efficiency.time_to_first_deploy": _INCIDENT_KEYS,
+    "happiness.respondents": _HAPPY_KEYS,
+    "happiness.csat": _HAPPY_KEYS,
+    "happiness.nps": _HAPPY_KEYS,
+    "happiness.likert_mean": _HAPPY_KEYS,
+    "happiness.likert_median": _HAPPY_KEYS,
+    "happiness.response_rate": _RATE_KEYS,
+    "dora.deployments": _DORA_KEYS,
+    "dora.deployment_frequency": _DORA_KEYS,
+    "dora.lead_time_p50": _DORA_KEYS,
+    "dora.lead_time_p90": _DORA_KEYS,
+    "dora.change_failure_rate": _DORA_KEYS,
+    "dora.rework_rate": _DORA_KEYS,
+    "dora.recovery_time_p50": _INCIDENT_KEYS,
+    "dora.time_to_restore_p50": _INCIDENT_KEYS,
+}
+
+# Record fields holding timestamps (DESIGN §3); strings are accepted for convenience.
+_TIMESTAMPS: dict[str, tuple[str, ...]] = {
+    "team": ("created_at", "archived_at"),
+    "membership": ("from", "to"),
+    "service": ("created_at",),
+    "capability": ("launched_at",),
+    "usage": ("ts",),
+    "deployment": ("finished_at", "started_at"),
+    "change": ("committed_at", "authored_at", "pr_opened_at", "merged_at"),
+    "incident": ("opened_at", "resolved_at"),
+    "survey": ("opens_at", "closes_at"),
+    "survey_response": ("ts",),
+    "survey_invitation": (),
+}
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "deployment": {"environment": "production", "result": "success", "kind": "planned"},
+    "survey": {"k": 5, "comment_k": 10},
+}
+
+Row = dict[str, Any]
+Cell = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Settings:
+    timezone: str = "UTC"
+    production_environments: tuple[str, ...] = ("production", "prod")
+    incident_link_window: timedelta | None = timedelta(days=7)  # None = unbounded
+    quantile: str = "linear"  # or "lower"
+    tier_year: int = 2023  # or 2021
+
+
+DEFAULT_SETTINGS = Settings()
+
+
+# --------------------------------------------------------------------------- formulas
+
+
+def quantile(values: Iterable[float], q: float, mode: str = "linear") -> float:
+    """Quantile q of values: linear interpolation (NumPy default) or ``lower``."""
+    xs = sorted(values)
+    if not xs:
+        raise ValueError("quantile of no values")
+    h = (len(xs) - 1) * q
+    lo = math.floor(h)
+    if mode == "lower":
+        return xs[lo]
+    if mode != "linear":
+        raise ValueError(f"unknown quantile mode {mode!r}")
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (h - lo) * (xs[hi] - xs[lo])
+
+
+def proportion_ci(x: float, n: float) -> list[float]:
+    """95 % interval of x/n: p̃ = (x + z²/2)/(n + z²), p̃ ± z·√(p̃(1−p̃)/(n + z²)), in [0, 1]."""
+    z2 = Z * Z
+    p = (x + z2 / 2) / (n + z2)
+    half = Z * math.sqrt(p * (1 - p) / (n + z2))
+    return [max(0.0, p - half), min(1.0, p + half)]
+
+
+def nps_ci(promoters: int, detractors: int, n: int) -> list[float]:
+    """95 % interval of the NPS with the +3 (¾ each) adjustment of DESIGN §4, in [−100, 100]."""
+    n2 = n + 3
+    pp = (promoters + 0.75) / n2
+    pd = (detractors + 0.75) / n2
+    d = pp - pd
+    half = Z * math.sqrt((pp + pd - d * d) / n2)
+    return [max(-100.0, 100 * (d - half)), min(100.0, 100 * (d + half))]
+
+
+_TIERS: dict[int, dict[str, tuple[str, tuple[float, float, float]]]] = {
+    # metric -> (comparison, (elite, high, medium) thresholds); units: per day, hours, fraction
+    2023: {
+        "deployment_frequency": (">=", (1.0, 1 / 7, 1 / 30)),
+        "lead_time_p50": ("<", (24.0, 7 * 24.0, 30 * 24.0)),
+        "change_failure_rate": ("<=", (0.05, 0.10, 0.15)),
+        "recovery_time_p50": ("<", (1.0, 24.0, 7 * 24.0)),
+    },
+    2021: {
+        "deployment_frequency": (">=", (1.0, 1 / 30, 1 / 182)),
+        "lead_time_p50": ("<", (1.0, 7 * 24.0, 182 * 24.0)),
+        "change_failure_rate": ("<=", (0.15, 0.20, 0.30)),
+        "time_to_restore_p50": ("<", (1.0, 24.0, 7 * 24.0)),
+    },
+}
+
+
+def tier(metric: str, value: float, year: int = 2023) -> str:
+    """DORA performance tier of one value (metric id with or without ``dora.``)."""
+    name = metric.removeprefix("dora.")
+    if year not in _TIERS or name not in _TIERS[year]:
+        raise ValueError(f"no {year} tier for {metric}")
+    op, thresholds = _TIERS[year][name]
+    for label, limit in zip(("elite", "high", "medium"), thresholds, strict=True):
+        if (
+            (op == ">=" and value >= limit)
+            or (op == "<" and value < limit)
+            or (op == "<=" and value <= limit)
+        ):
+            return label
+    return "low"
+
+
+def _has_tier(metric: str, year: int) -> bool:
+    return metric.startswith("dora.") and metric.removeprefix("dora.") in _TIERS.get(year, {})
+
+
+# --------------------------------------------------------------------------- periods
+
+
+@dataclass(frozen=True)
+class Period:
+    start: date  # clipped start (the label)
+    end: date  # clipped end, exclusive
+    cal_start: date  # the calendar period (unclipped)
+    cal_end: date
+    start_dt: datetime
+    end_dt: datetime
+
+    @property
+    def label(self) -> str:
+        return self.start.isoformat()
+
+    @property
+    def days(self) -> int:
+        # DESIGN ambiguity: days are calendar days (dates), also across DST changes.
+        return (self.end - self.start).days
+
+    def has(self, day: date) -> bool:
+        return self.start <= day < self.end
+
+
+def _calendar_start(d: date, grain: str) -> date:
+    if grain == "day":
+        return d
+    if grain == "week":
+        return d - timedelta(days=d.weekday())
+    if grain == "month":
+        return d.replace(day=1)
+    if grain == "quarter":
+        return date(d.year, 3 * ((d.month - 1) // 3) + 1, 1)
+    raise ValueError(grain)
+
+
+def _calendar_next(d: date, grain: str) -> date:
+    if grain == "day":
+        return d + timedelta(days=1)
+    if grain == "week":
+        return d + timedelta(days=7)
+    months = 1 if grain == "month" else 3
+    m = d.month - 1 + months
+    return date(d.year + m // 12, m % 12 + 1, 1)
+
+
+def _local_midnight(d: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(d, time(0), tzinfo=tz)
+
+
+def periods(grain: str, start: date, end: date, tz: ZoneInfo) -> list[Period]:
+    """The output periods: calendar periods in tz, the first and last clipped to [start, end)."""
+    if grain not in GRAINS:
+        raise ValueError(f"unknown grain {grain!r}")
+    out: list[Period] = []
+    if start >= end:
+        return out
+    if grain == "all":
+        return [
+            Period(start, end, start, end, _local_midnight(start, tz), _local_midnight(end, tz))
+        ]
+    cal = _calendar_start(start, grain)
+    while cal < end:
+        nxt = _calendar_next(cal, grain)
+        s, e = max(cal, start), min(nxt, end)
+        out.append(Period(s, e, cal, nxt, _local_midnight(s, tz), _local_midnight(e, tz)))
+        cal = nxt
+    return out
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _ts(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError(f"expected a timezone-aware datetime, got {value!r}")
+    return value
+
+
+def _normalise(records: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for name, ts_fields in _TIMESTAMPS.items():
+        rows = []
+        for rec in records.get(name, []) or []:
+            r = dict(rec)
+            for f in ts_fields:
+                r[f] = _ts(r.get(f))
+            for f, default in _DEFAULTS.get(name, {}).items():
+                if r.get(f) is None:
+                    r[f] = default
+            rows.append(r)
+        out[name] = rows
+    return out
+
+
+def _is_production(env: str, settings: Settings) -> bool:
+    return env.lower() in {e.lower() for e in settings.production_environments}
+
+
+def _shas(d: dict) -> set[str]:
+    """Commits a deployment ships: its commit_sha and its commits list (never inferred)."""
+    shas = set(d.get("commits") or [])
+    if d.get("commit_sha") is not None:
+        shas.add(d["commit_sha"])
+    return shas
+
+
+def _first(deployments: Iterable[dict]) -> dict | None:
+    return min(deployments, key=lambda d: (d["finished_at"], d["id"]), default=None)
+
+
+class _Data:
+    """Normalised records plus the registries and resolution rules of DESIGN §3."""
+
+    def __init__(self, records: dict[str, list[dict]], settings: Settings) -> None:
+        self.settings = settings
+        self.tz = ZoneInfo(settings.timezone)
+        r = _normalise(records)
+        self.r = r
+        self.teams = {t["id"]: t for t in r["team"]}
+        self.services = {s["id"]: s for s in r["service"]}
+        self.capabilities = {c["id"]: c for c in r["capability"]}
+        self.surveys = {s["id"]: s for s in r["survey"]}
+        # a group is a team that another team names as parent
+        self.group_ids = {t["parent"] for t in r["team"] if t.get("parent") is not None}
+        self.memberships: dict[str, list[dict]] = defaultdict(list)
+        for m in r["membership"]:
+            self.memberships[m["actor"]].append(m)
+        # DORA deployments: successful production deployments
+        self.dora = [
+            d
+            for d in r["deployment"]
+            if d["result"] == "success" and _is_production(d["environment"], settings)
+        ]
+        self.deployments_by_id = {d["id"]: d for d in r["deployment"]}
+        self.links = self._link_incidents()
+        self._wave_ts = self._waves()
+        self.question_capability: dict[tuple[str, str], Any] = {}
+        for s in r["survey"]:
+            for q in s.get("questions") or []:
+                self.question_capability[(s["id"], q.get("id"))] = q.get("capability")
+        self.seen = self._seen_values()
+
+    # ---- resolution
+
+    def owner(self, service: str | None) -> str | None:
+        s = self.services.get(service) if service is not None else None
+        return s.get("team") if s else None
+
+    def member_team(self, actor: str | None, ts: datetime) -> str | None:
+        if actor is None:
+            return None
+        active = [
+            m
+            for m in self.memberships.get(actor, [])
+            if (m.get("from") is None or m["from"] <= ts) and (m.get("to") is None or ts < m["to"])
+        ]
+        if not active:
+            return None
+
+        # DESIGN ambiguity: several memberships at ts -> latest `from` (null earliest), ties lowest
+        # team id.
+        def key(m: dict) -> tuple[float, str]:
+            start = m.get("from")
+            return (-(start.timestamp()) if start else math.inf, m["team"])
+
+        return min(active, key=key)["team"]
+
+    def record_team(self, rec: dict) -> str | None:
+        """Deployments, changes, incidents: own team, else the owner of the service."""
+        if rec.get("team") is not None:
+            return rec["team"]
+        return self.owner(rec.get("service"))
+
+    def usage_team(self, u: dict) -> str | None:
+        team = self.record_team(u)
+        return team if team is not None else self.member_team(u.get("actor"), u["ts"])
+
+    def group(self, team: str | None) -> str | None:
+        """Top-level ancestor of a team (the team itself when it has no parent)."""
+        # DESIGN ambiguity: a team without parent, or an id outside the registry, is its own group.
+        if team is None:
+            return None
+        seen = {team}
+        cur = team
+        while True:
+            t = self.teams.get(cur)
+            parent = t.get("parent") if t else None
+            if parent is None or parent in seen:
+                return cur
+            seen.add(parent)
+            cur = parent
+
+    def survey_k(self, survey: str) -> int:
+        # DESIGN ambiguity: a survey without record has the default k 5.
+        s = self.surveys.get(survey)
+        return s["k"] if s else 5
+
+    def wave_ts(self, survey: str) -> datetime | None:
+        return self._wave_ts.get(survey)
+
+    def _waves(self) -> dict[str, datetime | None]:
+        first: dict[str, datetime] = {}
+        for resp in self.r["survey_response"]:
+            s = resp["survey"]
+            if s not in first or resp["ts"] < first[s]:
+                first[s] = resp["ts"]
+        ids = (
+            set(self.surveys)
+            | {x["survey"] for x in self.r["survey_response"]}
+            | {x["survey"] for x in self.r["survey_invitation"]}
+        )
+        waves: dict[str, datetime | None] = {}
+        for s in ids:
+            opens = self.surveys[s].get("opens_at") if s in self.surveys else None
+            # DESIGN ambiguity: a survey record without opens_at falls back to its first response.
+            waves[s] = opens if opens is not None else first.get(s)
+        return waves
+
+    # ---- incident links
+
+    def _link_incidents(self) -> dict[str, tuple[str | None, str]]:
+        window = self.settings.incident_link_window
+        dora_ids = {d["id"] for d in self.dora}
+        links: dict[str, tuple[str | None, str]] = {}
+        for inc in self.r["incident"]:
+            dep_id, sha, service = (
+                inc.get("deployment_id"),
+                inc.get("root_cause_sha"),
+                inc.get("service"),
+            )
+            found: dict | None = None
+            rule = "unlinked"
+            if dep_id is not None:
+                # rule 1 decides alone: a successful production deployment with that id, else none
+                if dep_id in dora_ids:
+                    found, rule = self.deployments_by_id[dep_id], "deployment_id"
+            elif sha is not None:
+                # DESIGN ambiguity: "first" = lowest (finished_at, id), at any time.
+                found = _first(
+                    d
+                    for d in self.dora
+                    if sha in _shas(d) and (service is None or d["service"] == service)
+                )
+                rule = "root_cause_sha" if found else "unlinked"
+            elif inc.get("cause") != "external" and service is not None:
+                opened = inc["opened_at"]
+                candidates = [
+                    d
+                    for d in self.dora
+                    if d["service"] == service
+                    and timedelta(0) <= opened - d["finished_at"]
+                    and (window is None or opened - d["finished_at"] <= window)
+                ]
+                found = max(candidates, key=lambda d: (d["finished_at"], d["id"]), default=None)
+                rule = "window" if found else "unlinked"
+            links[inc["id"]] = (found["id"] if found else None, rule)
+        return links
+
+    # ---- segment value domains
+
+    def _seen_values(self) -> dict[str, set[Any]]:
+        r = self.r
+        team_fields = [
+            ("membership", "team"),
+            ("service", "team"),
+            ("usage", "team"),
+            ("deployment", "team"),
+            ("change", "team"),
+            ("incident", "team"),
+            ("survey_response", "team"),
+            ("survey_invitation", "team"),
+            ("team", "parent"),
+        ]
+        teams = {x.get(f) for t, f in team_fields for x in r[t]}
+        services = {
+            x.get("service") for t in ("usage", "deployment", "change", "incident") for x in r[t]
+        }
+        caps = {x.get("capability") for t in ("usage", "survey_response") for x in r[t]}
+        questions = {x.get("question") for x in r["survey_response"]}
+        for s in r["survey"]:
+            for q in s.get("questions") or []:
+                caps.add(q.get("capability"))
+                questions.add(q.get("id"))
+        seen = {
+            # DESIGN ambiguity: values in no registry exist in every period; None never does.
+            "team": teams - set(self.teams),
+            "service": services - set(self.services),
+            "capability": caps - set(self.capabilities),
+            "action": {x.get("action") for x in r["usage"]},
+            "environment": {x["environment"] for x in r["deployment"]},
+            "question": questions,
+        }
+        return {k: v - {None} for k, v in seen.items()}
+
+    def team_exists(self, team: dict, p: Period) -> bool:
+        created, archived = team.get("created_at"), team.get("archived_at")
+        return (created is None or created < p.end_dt) and (
+            archived is None or archived > p.start_dt
+        )
+
+    def domain(self, key: str, p: Period) -> set[Any]:
+        """Segment values that exist in period p (zero-filled for counts)."""
+        if key == "team":
+            # DESIGN ambiguity: a registry team exists under eligibility's created/archived rule.
+            registry = {tid for tid, t in self.teams.items() if self.team_exists(t, p)}
+            return registry | self.seen["team"]
+        if key == "group":
+            return {self.group(t) for t in self.domain("team", p)}
+        if key == "service":
+            registry = {
+                sid
+                for sid, s in self.services.items()
+                if s.get("created_at") is None or s["created_at"] < p.end_dt
+            }
+            return registry | self.seen["service"]
+        if key == "capability":
+            registry = {
+                cid
+                for cid, c in self.capabilities.items()
+                if c.get("launched_at") is None or c["launched_at"] <= p.end_dt
+            }
+            return registry | self.seen["capability"]
+        if key == "survey":
+            # DESIGN ambiguity: a survey exists only in the period of its wave.
+            return {
+                s for s, ts in self._wave_ts.items() if ts is not None and p.has(self.local_day(ts))
+            }
+        return set(self.seen[key])
+
+    def local_day(self, ts: datetime) -> date:
+        return ts.astimezone(self.tz).date()
+
+    # ---- eligibility
+
+    def eligible(self, p: Period, capability: Any = None, by_capability: bool = False) -> set[str]:
+        if self.teams:
+            base = {
+                tid
+                for tid, t in self.teams.items()
+                if tid not in self.group_ids and self.team_exists(t, p)
+            }
+        else:
+            # DESIGN ambiguity: empty registry -> resolved teams of all usage, any capability.
+            base = {self.usage_team(u) for u in self.r["usage"]} - {None}
+        if by_capability:
+            cap = self.capabilities.get(capability)
+            if cap is not None:
+                launched = cap.get("launched_at")
+                # DESIGN ambiguity: eligibility needs period end strictly after launched_at.
+                if launched is not None and not p.end_dt > launched:
+                    return set()
+                listed = cap.get("eligible")
+                if listed is not None:
+                    # DESIGN ambiguity: an empty eligible list means no team is eligible.
+                    base &= set(listed)
+        return base
+
+
+def link_incidents(
+    records: dict[str, list[dict]], settings: Settings = DEFAULT_SETTINGS
+) -> dict[str, tuple[str | None, str]]:
+    """incident id -> (linked deployment id or None, rule that linked it or "unlinked")."""
+    return _Data(records, settings).links
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _value_key(v: Any) -> tuple[bool, str]:
+    return (v is not None, "" if v is None else str(v))
+
+
+def _cell_key(cell: Cell) -> tuple[tuple[bool, str], ...]:
+    return tuple(_value_key(v) for v in cell)
+
+
+def _select(metrics: Iterable[str] | None) -> list[str]:
+    if metrics is None:
+        return list(METRICS)
+    chosen: set[str] = set()
+    for m in metrics:
+        # an exact id selects itself; anything else is a string prefix ("dora", "dora.lead_time")
+        hits = [m] if m in METRICS else [x for x in METRICS if x.startswith(m)]
+        if not hits:
+            raise ValueError(f"unknown metric {m!r}")
+        chosen.update(hits)
+    return [m for m in METRICS if m in chosen]
+
+
+Result = tuple[Any, Any, Any] | None  # (value, n, ci) or None = omitted
+
+
+class _Report:
+    def __init__(
+        self,
+        data: _Data,
+        grain: str,
+        start: date,
+        end: date,
+        by: tuple[str, ...],
+        now: datetime,
+    ) -> None:
+        self.d = data
+        self.grain = grain
+        self.by = by
+        self.now = now
+        self.periods = periods(grain, start, end, data.tz)
+        self.range_start = _local_midnight(start, data.tz)
+        self.range_end = _local_midnight(end, data.tz)
+        self.warnings: dict[str, tuple[str, int]] = {}
+        self._usage_obs: list[dict] | None = None
+
+    # ---- helpers
+
+    def in_range(self, ts: datetime) -> bool:
+        return self.range_start <= ts < self.range_end
+
+    def warn(self, code: str, message: str, count: int) -> None:
+        if count > 0:
+            self.warnings[code] = (message, count)
+
+    def cell(self, seg: dict[str, Any]) -> Cell:
+        return tuple(seg.get(k) for k in self.by)
+
+    def bucket(self, obs: list[dict]) -> list[list[dict]]:
+        """Observations per output period (by the local date of their `ts`)."""
+        out: list[list[dict]] = [[] for _ in self.periods]
+        for o in obs:
+            day = self.d.local_day(o["ts"])
+            for i, p in enumerate(self.periods):
+                if p.has(day):
+                    out[i].append(o)
+                    break
+        return out
+
+    def by_cell(self, obs: list[dict]) -> dict[Cell, list[dict]]:
+        out: dict[Cell, list[dict]] = defaultdict(list)
+        for o in obs:
+            out[self.cell(o["seg"])].append(o)
+        return out
+
+    def domain_cells(self, p: Period) -> set[Cell]:
+        return set(product(*(self.d.domain(k, p) for k in self.by)))
+
+    def launched(self, p: Period, cell: Cell) -> bool:
+        """No rows for a registry capability in periods that end before its launched_at."""
+        if "capability" not in self.by:
+            return True
+        cap = self.d.capabilities.get(cell[self.by.index("capability")])
+        launched = cap.get("launched_at") if cap else None
+        # DESIGN ambiguity: a period ending exactly at launched_at keeps its rows.
+        return launched is None or not p.end_dt < launched
+
+    def row(
+        self,
+        metric: str,
+        p: Period,
+        cell: Cell,
+        result: tuple[Any, Any, Any],
+        suppressed: bool = False,
+    ) -> Row:
+        value, n, ci = result
+        tier_value = None
+        year = self.d.settings.tier_year
+        if (
+            not suppressed
+            and value is not None
+            and self.grain in ("month", "quarter", "all")
+            and ("team" in self.by or "service" in self.by)
+            and _has_tier(metric, year)
+        ):
+            tier_value = tier(metric, value, year)
+        return {
+            "metric": metric,
+            "period": p.label,
+            "segment": dict(zip(self.by, cell, strict=True)),
+            "value": None if suppressed else value,
+            "n": None if suppressed else n,
+            "ci": None if suppressed else ci,
+            "suppressed": suppressed,
+            "tier": tier_value,
+            # DESIGN ambiguity: the row's (clipped) period end is compared with now.
+            "complete": not p.end_dt > self.now,
+        }
+
+    def simple(
+        self,
+        metric: str,
+        obs: list[dict],
+        fn: Callable[[list[dict], Period, Cell], Result],
+        zero_fill: bool,
+    ) -> list[Row]:
+        """Rows of a non-happiness metric: fn(observations of the cell, period, cell)."""
+        rows = []
+        for p, bucket in zip(self.periods, self.bucket(obs), strict=True):
+            groups = self.by_cell(bucket)
+            cells = set(groups)
+            if zero_fill:
+                cells |= self.domain_cells(p)
+            for cell in sorted(cells, key=_cell_key):
+                if not self.launched(p, cell):
+                    continue
+                result = fn(groups.get(cell, []), p, cell)
+                if result is not None:
+                    rows.append(self.row(metric, p, cell, result))
+        return rows
+
+    # ---- usage
+
+    def usage_obs(self) -> list[dict]:
+        if self._usage_obs is None:
+            obs = []
+            for u in self.d.r["usage"]:
+                team = self.d.usage_team(u)
+                seg = {
+                    "capability": u["capability"],
+                    "team": team,
+                    "group": self.d.group(team),
+                    "service": u.get("service"),
+                    "action": u.get("action"),
+                }
+                obs.append({**u, "seg": seg, "team_": team})
+            self._usage_obs = obs
+        return self._usage_obs
+
+    def cell_filter(self, cell: Cell, team: str | None, capability: Any = None) -> bool:
+        """Does a team (and a capability) belong to the cell's team/group/capability values?"""
+        seg = dict(zip(self.by, cell, strict=True))
+        if "team" in seg and seg["team"] != team:
+            return False
+        if "group" in seg and seg["group"] != self.d.group(team):
+            return False
+        return not ("capability" in seg and seg["capability"] != capability)
+
+    def adoption(self, metric: str) -> list[Row]:
+        usage = self.usage_obs()
+        if metric == "adoption.active_users":
+            return self.simple(metric, usage, _count_distinct("actor"), zero_fill=True)
+        if metric == "adoption.active_teams":
+            return self.simple(metric, usage, _count_distinct("team_"), zero_fill=True)
+        if metric in ("adoption.eligible_teams", "adoption.team_adoption_rate"):
+            self.warn_ineligible()
+            rate = metric == "adoption.team_adoption_rate"
+
+            def eligible(obs: list[dict], p: Period, cell: Cell) -> Result:
+                cap = cell[self.by.index("capability")] if "capability" in self.by else None
+                teams = {
+                    t
+                    for t in self.d.eligible(p, cap, "capability" in self.by)
+                    if self.cell_filter(cell, t, cap)
+                }
+                if not rate:
+                    return (len(teams), len(teams), None)
+                if not teams:
+                    return None
+                active = {o["team_"] for o in obs} & teams
+                return (
+                    len(active) / len(teams),
+                    len(teams),
+                    proportion_ci(len(active), len(teams)),
+                )
+
+            # eligible teams always lie in the domain cells, so eligible_teams needs no other
+            # cells; the rate reads the usage of the cell (cells outside the domain are omitted).
+            return self.simple(metric, usage if rate else [], eligible, zero_fill=True)
+        if metric == "adoption.new_teams":
+            per_capability = "capability" in self.by
+            first: dict[tuple[Any, Any], datetime] = {}
+            for o in usage:
+                if o["team_"] is None:
+                    continue
+                key = (o["team_"], o["capability"] if per_capability else None)
+                if key not in first or o["ts"] < first[key]:
+                    first[key] = o["ts"]
+            obs = [
+                {
+                    "ts": ts,
+                    "seg": {"team": team, "group": self.d.group(team), "capability": cap},
+                }
+                for (team, cap), ts in first.items()
+            ]
+            return self.simple(metric, obs, lambda o, p, c: (len(o), len(o), None), zero_fill=True)
+        if metric == "adoption.team_retention":
+            return self.retention(metric, usage)
+        raise AssertionError(metric)
+
+    def retention(self, metric: str, usage: list[dict]) -> list[Row]:
+        if self.grain == "all":
+            return []
+        rows = []
+        buckets = self.bucket(usage)
+        for p, bucket in zip(self.periods, buckets, strict=True):
+            # DESIGN ambiguity: the previous *calendar* period, in full, even before --from; "this
+            # one" is the row's clipped period.
+            prev_start = _calendar_start(p.cal_start - timedelta(days=1), self.grain)
+            prev = [o for o in usage if prev_start <= self.d.local_day(o["ts"]) < p.cal_start]
+            cur_groups, prev_groups = self.by_cell(bucket), self.by_cell(prev)
+            cells = set(cur_groups) | set(prev_groups) | self.domain_cells(p)
+            for cell in sorted(cells, key=_cell_key):
+                if not self.launched(p, cell):
+                    continue
+                before = {o["team_"] for o in prev_groups.get(cell, [])} - {None}
+                if not before:
+                    continue
+                now_active = {o["team_"] for o in cur_groups.get(cell, [])}
+                kept = len(before & now_active)
+                result = (kept / len(before), len(before), proportion_ci(kept, len(before)))
+                rows.append(self.row(metric, p, cell, result))
+        return rows
+
+    def warn_ineligible(self) -> None:
+        pairs = set()
+        for i, bucket in enumerate(self.bucket(self.usage_obs())):
+            p = self.periods[i]
+            for o in bucket:
+                team = o["team_"]
+                if team is not None and team not in self.d.eligible(p, o["capability"], True):
+                    pairs.add((i, o["capability"], team))
+        self.warn(
+            "ineligible_active_teams",
+            "teams used a capability they are not eligible for (period × capability × team)",
+            len(pairs),
+        )
+
+    # ---- task success and efficiency
+
+    def task(self, metric: str) -> list[Row]:
+        attempts = [o for o in self.usage_obs() if o.get("outcome") is not None]
+        if metric == "task.attempts":
+            return self.simple(metric, attempts, lambda o, p, c: (len(o), len(o), None), True)
+        outcome = {
+            "task.success_rate": "success",
+            "task.failure_rate": "failure",
+            "task.error_rate": "error",
+            "task.abandon_rate": "abandoned",
+        }[metric]
+
+        def share(obs: list[dict], p: Period, cell: Cell) -> Result:
+            if not obs:
+                return None
+            x = sum(1 for o in obs if o["outcome"] == outcome)
+            return (x / len(obs), len(obs), proportion_ci(x, len(obs)))
+
+        return self.simple(metric, attempts, share, zero_fill=False)
+
+    def quantile_fn(self, q: float, field: str = "value") -> Callable[..., Result]:
+        mode = self.d.settings.quantile
+
+        def fn(obs: list[dict], p: Period, cell: Cell) -> Result:
+            if not obs:
+                return None
+            return (quantile([o[field] for o in obs], q, mode), len(obs), None)
+
+        return fn
+
+    def efficiency(self, metric: str) -> list[Row]:
+        if metric.startswith("efficiency.task_duration_"):
+            q = 0.5 if metric.endswith("p50") else 0.9
+            obs = [
+                {**o, "value": o["duration_s"]}
+                for o in self.usage_obs()
+                if o.get("outcome") == "success" and o.get("duration_s") is not None
+            ]
+            return self.simple(metric, obs, self.quantile_fn(q), zero_fill=False)
+        # time to first deploy, days, for services with created_at
+        obs, negative = [], 0
+        for sid, s in self.d.services.items():
+            if s.get("created_at") is None:
+                continue
+            # DESIGN ambiguity: the first *successful* production deployment, segmented by it.
+            first = _first(d for d in self.d.dora if d["service"] == sid)
+            if first is None:
+                continue
+            days = (first["finished_at"] - s["created_at"]).total_seconds() / 86400
+            if days < 0:
+                negative += self.in_range(first["finished_at"])
+                continue
+            obs.append(
+                {"ts": first["finished_at"], "seg": self.deployment_seg(first), "value": days}
+            )
+        self.warn(
+            "negative_time_to_first_deploy",
+            "services whose first production deployment precedes created_at were dropped",
+            negative,
+        )
+        return self.simple(metric, obs, self.quantile_fn(0.5), zero_fill=False)
+
+    # ---- DORA
+
+    def deployment_seg(self, d: dict) -> dict[str, Any]:
+        team = self.d.record_team(d)
+        return {
+            "team": team,
+            "group": self.d.group(team),
+            "service": d["service"],
+            "environment": d["environment"],
+        }
+
+    def incident_seg(self, inc: dict) -> dict[str, Any]:
+        team = self.d.record_team(inc)
+        return {"team": team, "group": self.d.group(team), "service": inc.get("service")}
+
+    def dora(self, metric: str) -> list[Row]:
+        deployments = [
+            {**d, "ts": d["finished_at"], "seg": self.deployment_seg(d)} for d in self.d.dora
+        ]
+        linked = {dep for dep, _rule in self.d.links.values() if dep is not None}
+        if metric in ("dora.change_failure_rate", "dora.recovery_time_p50"):
+            unlinked = sum(
+                1
+                for inc in self.d.r["incident"]
+                if self.d.links[inc["id"]][0] is None
+                and inc.get("cause") != "external"
+                and self.in_range(inc["opened_at"])
+            )
+            self.warn("unlinked_incidents", "incidents not linked to any deployment", unlinked)
+        if metric == "dora.deployments":
+            return self.simple(metric, deployments, lambda o, p, c: (len(o), len(o), None), True)
+        if metric == "dora.deployment_frequency":
+            return self.simple(
+                metric, deployments, lambda o, p, c: (len(o) / p.days, len(o), None), True
+            )
+        if metric in ("dora.change_failure_rate", "dora.rework_rate"):
+
+            def failed(d: dict) -> bool:
+                if metric == "dora.change_failure_rate":
+                    return d["id"] in linked
+                return d["kind"] in ("hotfix", "rollback")
+
+            def share(obs: list[dict], p: Period, cell: Cell) -> Result:
+                if not obs:
+                    return None
+                x = sum(1 for d in obs if failed(d))
+                return (x / len(obs), len(obs), proportion_ci(x, len(obs)))
+
+            return self.simple(metric, deployments, share, zero_fill=False)
+        if metric.startswith("dora.lead_time_"):
+            return self.lead_time(metric)
+        if metric == "dora.recovery_time_p50":
+            obs, negative = [], 0
+            for inc in self.d.r["incident"]:
+                dep_id = self.d.links[inc["id"]][0]
+                if dep_id is None or inc.get("resolved_at") is None:
+                    continue
+                dep = self.d.deployments_by_id[dep_id]
+                hours = (inc["resolved_at"] - dep["finished_at"]).total_seconds() / 3600
+                if hours < 0:
+                    negative += self.in_range(inc["resolved_at"])
+                    continue
+                obs.append(
+                    {"ts": inc["resolved_at"], "seg": self.incident_seg(inc), "value": hours}
+                )
+            self.warn(
+                "negative_recovery_time",
+                "incidents resolved before their deployment finished were dropped",
+                negative,
+            )
+            return self.simple(metric, obs, self.quantile_fn(0.5), zero_fill=False)
+        if metric == "dora.time_to_restore_p50":
+            # DESIGN ambiguity: no drop rule is stated for restore times; all resolved incidents.
+            obs = [
+                {
+                    "ts": inc["resolved_at"],
+                    "seg": self.incident_seg(inc),
+                    "value": (inc["resolved_at"] - inc["opened_at"]).total_seconds() / 3600,
+                }
+                for inc in self.d.r["incident"]
+                if inc.get("resolved_at") is not None
+            ]
+            return self.simple(metric, obs, self.quantile_fn(0.5), zero_fill=False)
+        raise AssertionError(metric)
+
+    def lead_time(self, metric: str) -> list[Row]:
+        without = sum(1 for d in self.d.dora if not _shas(d) and self.in_range(d["finished_at"]))
+        self.warn(
+            "deployment_without_commits",
+            "deployments with neither commit_sha nor commits ship no change",
+            without,
+        )
+        shipped: dict[str, list[dict]] = defaultdict(list)
+        for d in self.d.dora:
+            for sha in _shas(d):
+                shipped[sha].append(d)
+        obs, negative = [], 0
+        for change in self.d.r["change"]:
+            per_service: dict[str, list[dict]] = defaultdict(list)
+            for d in shipped.get(change["id"], []):
+                per_service[d["service"]].append(d)
+            for deps in per_service.values():
+                first = _first(deps)
+                assert first is not None
+                hours = (first["finished_at"] - change["committed_at"]).total_seconds() / 3600
+                if hours < 0:
+                    negative += self.in_range(first["finished_at"])
+                    continue
+                obs.append(
+                    {"ts": first["finished_at"], "seg": self.deployment_seg(first), "value": hours}
+                )
+        self.warn(
+            "negative_lead_time",
+            "changes deployed before their commit time were dropped",
+            negative,
+        )
+        q = 0.5 if metric.endswith("p50") else 0.9
+        return self.simple(metric, obs, self.quantile_fn(q), zero_fill=False)
+
+    # ---- happiness
+
+    def response_obs(self) -> list[dict]:
+        obs = []
+        for resp in self.d.r["survey_response"]:
+            wave = self.d.wave_ts(resp["survey"])
+            if wave is None:
+                continue
+            capability = resp.get("capability")
+            if capability is None:
+                # DESIGN ambiguity: fall back to the question's capability in the survey record.
+                capability = self.d.question_capability.get((resp["survey"], resp["question"]))
+            team = resp.get("team")
+            seg = {
+                "survey": resp["survey"],
+                "question": resp["question"],
+                "team": team,
+                "group": self.d.group(team),
+                "capability": capability,
+            }
+            # a wave counts in the period of its opens_at (else first response), never split
+            obs.append(
+                {**resp, "ts": wave, "seg": seg, "who": (resp["survey"], resp["respondent"])}
+            )
+        return obs
+
+    def happiness(self, metric: str) -> list[Row]:
+        responses = self.response_obs()
+        invitations: list[dict] = []
+        if metric == "happiness.response_rate":
+            for inv in self.d.r["survey_invitation"]:
+                wave = self.d.wave_ts(inv["survey"])
+                if wave is not None:
+                    seg = {"survey": inv["survey"], "team": inv["team"]}
+                    seg["group"] = self.d.group(inv["team"])
+                    invitations.append({**inv, "ts": wave, "seg": seg})
+        kind = {
+            "happiness.csat": "csat",
+            "happiness.nps": "nps",
+            "happiness.likert_mean": "likert",
+            "happiness.likert_median": "likert",
+        }.get(metric)
+        if kind is not None:
+            responses = [r for r in responses if r["kind"] == kind and r.get("score") is not None]
+        rows = []
+        inv_buckets = self.bucket(invitations)
+        for p, bucket, inv_bucket in zip(
+            self.periods, self.bucket(responses), inv_buckets, strict=True
+        ):
+            groups = self.by_cell(bucket)
+            inv_groups = self.by_cell(inv_bucket)
+            cells = set(groups) | set(inv_groups)
+            if metric == "happiness.respondents":
+                cells |= self.domain_cells(p)
+            cells = {c for c in cells if self.launched(p, c)}
+            computed: dict[Cell, dict[str, Any]] = {}
+            for cell in cells:
+                obs = groups.get(cell, [])
+                invs = inv_groups.get(cell, [])
+                result = self.happiness_value(metric, obs, invs)
+                if result is None:
+                    continue
+                surveys = {o["survey"] for o in obs} | {i["survey"] for i in invs}
+                computed[cell] = {
+                    "result": result,
+                    "resp": len({o["who"] for o in obs}),
+                    "k": max((self.d.survey_k(s) for s in surveys), default=0),
+                }
+            suppress(computed, len(self.by))
+            for cell in sorted(computed, key=_cell_key):
+                c = computed[cell]
+                rows.append(self.row(metric, p, cell, c["result"], suppressed=c["sup"]))
+        return rows
+
+    def happiness_value(self, metric: str, obs: list[dict], invs: list[dict]) -> Result:
+        respondents = len({o["who"] for o in obs})
+        scores = [o["score"] for o in obs]
+        if metric == "happiness.respondents":
+            return (respondents, respondents, None)
+        if metric == "happiness.response_rate":
+            invited = sum(i["invited"] for i in invs)
+            if invited == 0:
+                return None
+            # DESIGN ambiguity: n is the respondents; the interval only when it is a proportion.
+            ci = proportion_ci(respondents, invited) if respondents <= invited else None
+            return (respondents / invited, respondents, ci)
+        if not scores:
+            return None
+        if metric == "happiness.csat":
+            x = sum(1 for s in scores if s >= 4)
+            return (x / len(scores), respondents, proportion_ci(x, len(scores)))
+        if metric == "happiness.nps":
+            promoters = sum(1 for s in scores if s >= 9)
+            detractors = sum(1 for s in scores if s <= 6)
+            value = 100 * (promoters - detractors) / len(scores)
+            return (value, respondents, nps_ci(promoters, detractors, len(scores)))
+        if metric == "happiness.likert_mean":
+            return (sum(scores) / len(scores), respondents, None)
+        if metric == "happiness.likert_median":
+            return (quantile(scores, 0.5, self.d.settings.quantile), respondents, None)
+        raise AssertionError(metric)
+
+    # ---- everything
+
+    def compute(self, metric: str) -> list[Row]:
+        family = metric.split(".")[0]
+        if family == "adoption":
+            return self.adoption(metric)
+        if family == "task":
+            return self.task(metric)
+        if family == "efficiency":
+            return self.efficiency(metric)
+        if family == "happiness":
+            return self.happiness(metric)
+        return self.dora(metric)
+
+
+def suppress(cells: dict[Cell, dict[str, Any]], nkeys: int) -> None:
+    """Anonymity (DESIGN §4): sets cells[c]["sup"] from each cell's "resp" and "k"."""
+    for c in cells.values():
+        # DESIGN ambiguity: a segment with no respondents has no k and is never suppressed.
+        c["sup"] = 0 < c["resp"] < c["k"]
+    if nkeys == 0:
+        return
+    changed = True
+    while changed:
+        changed = False
+        # DESIGN ambiguity: each key's margins (cells sharing the other keys' values) in turn,
+        # repeated until stable; group k = largest k; sums of per-cell respondents.
+        for i in range(nkeys):
+            margins: dict[Cell, list[Cell]] = defaultdict(list)
+            for cell, c in cells.items():
+                if c["resp"] > 0:
+                    margins[cell[:i] + cell[i + 1 :]].append(cell)
+            for rest in sorted(margins, key=_cell_key):
+                members = margins[rest]
+                k = max(cells[m]["k"] for m in members)
+                while True:
+                    hidden = [m for m in members if cells[m]["sup"]]
+                    visible = [m for m in members if not cells[m]["sup"]]
+                    total = sum(cells[m]["resp"] for m in hidden)
+                    if not hidden or not visible or not (len(hidden) == 1 or total < k):
+                        break
+                    pick = min(visible, key=lambda m: (cells[m]["resp"], _value_key(m[i])))
+                    cells[pick]["sup"] = True
+                    changed = True
+
+
+def _count_distinct(field: str) -> Callable[[list[dict], Period, Cell], Result]:
+    def fn(obs: list[dict], p: Period, cell: Cell) -> Result:
+        n = len({o.get(field) for o in obs} - {None})
+        return (n, n, None)
+
+    return fn
+
+
+_WARNING_ORDER = (
+    "negative_lead_time",
+    "negative_recovery_time",
+    "negative_time_to_first_deploy",
+    "deployment_without_commits",
+    "unlinked_incidents",
+    "ineligible_active_teams",
+    "suppressed_segments",
+    "unknown_services",
+)
+
+
+def report(
+    records: dict[str, list[dict]],
+    *,
+    grain: str,
+    start: date,
+    end: date,
+    by: tuple[str, ...] = (),
+    metrics: tuple[str, ...] | None = None,
+    settings: Settings = DEFAULT_SETTINGS,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The report of DESIGN §4/§5: {"warnings": [...], "rows": [...]}."""
+    by = tuple(by)
+    unknown = [k for k in by if k not in KEYS]
+    if unknown or len(set(by)) != len(by):
+        raise ValueError(f"bad segment keys {by!r}")
+    if settings.quantile not in ("linear", "lower"):
+        raise ValueError(f"unknown quantile mode {settings.quantile!r}")
+    now = datetime.now(UTC) if now is None else _ts(now)
+    assert now is not None
+    data = _Data(records, settings)
+    rep = _Report(data, grain, start, end, by, now)
+    rows: list[Row] = []
+    for metric in _select(metrics):
+        if set(by) <= SUPPORTED_KEYS[metric]:
+            rows.extend(rep.compute(metric))
+    rep.warn(
+        "suppressed_segments",
+        "happiness segments with fewer respondents than the survey's k were suppressed",
+        sum(1 for r in rows if r["suppressed"]),
+    )
+    referenced = {
+        x.get("service") for t in ("usage", "deployment", "change", "incident") for x in data.r[t]
+    }
+    rep.warn(
+        "unknown_services",
+        "services named by records but missing from the service registry",
+        len(referenced - {None} - set(data.services)),
+    )
+    warnings = [
+        {"code": code, "message": rep.warnings[code][0], "count": rep.warnings[code][1]}
+        for code in _WARNING_ORDER
+        if code in rep.warnings
+    ]
+    return {"warnings": warnings, "rows": rows}

@@ -1,0 +1,117 @@
+"""Settings: one declaration, loaded from file, environment and flags, all documented."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from heatlens.docs import PAGES
+from heatlens.errors import ConfigError
+from heatlens.settings import Settings, load_settings, setting_infos
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+DESIGN_KEYS = {
+    "store",
+    "timezone",
+    "production_environments",
+    "incident_link_window",
+    "quantile",
+    "tier_year",
+    "pseudonymise_key",
+    "ci_capability",
+    "incident_label",
+    "service_map",
+    "webhooks.github_secret",
+    "webhooks.gitlab_token",
+    "webhooks.pagerduty_secret",
+    "server.max_request_bytes",
+    "server.rate_limit_per_minute",
+    "sync",
+}
+
+
+def test_every_setting_of_design_is_declared() -> None:
+    assert {i.toml for i in setting_infos()} >= DESIGN_KEYS
+
+
+@pytest.mark.parametrize("info", setting_infos(), ids=lambda i: i.toml)
+def test_every_setting_is_documented(info: object) -> None:
+    page = (DOCS / "settings.md").read_text(encoding="utf-8")
+    toml, env, help_ = info.toml, info.env, info.help  # type: ignore[attr-defined]
+    assert help_, f"{toml} has no help text"
+    assert f"| `{toml}` | `{env}` |" in page and help_ in page
+
+
+@pytest.mark.parametrize("name", sorted(PAGES))
+def test_generated_docs_are_current(name: str) -> None:
+    assert (DOCS / name).read_text(encoding="utf-8") == PAGES[name](), (
+        f"docs/{name} is stale: run `python -m heatlens.docs`"
+    )
+
+
+def test_defaults_match_design() -> None:
+    s = load_settings(environ={})
+    assert s.store == "duckdb:///heatlens.duckdb" and s.timezone == "UTC"
+    assert s.production_environments == ["production", "prod"]
+    assert s.link_window == timedelta(days=7) and s.quantile == "linear" and s.tier_year == 2023
+    assert s.server_max_request_bytes == 10 * 1024 * 1024
+    assert s.server_rate_limit_per_minute == 600 and s.pseudonymise_key is None
+
+
+def test_precedence_flag_env_file_default(tmp_path: Path) -> None:
+    config = tmp_path / "heatlens.toml"
+    config.write_text(
+        'timezone = "Europe/Berlin"\nquantile = "lower"\ntier_year = 2021\n'
+        '[server]\nmax_request_bytes = 1000\n[webhooks]\ngithub_secret = "gh"\n'
+        '[service_map]\n"org/repo" = "svc"\n',
+        encoding="utf-8",
+    )
+    env = {
+        "HEATLENS_QUANTILE": "linear",
+        "HEATLENS_INCIDENT_LINK_WINDOW": "unbounded",
+        "HEATLENS_PRODUCTION_ENVIRONMENTS": '["Live"]',
+    }
+    s = load_settings(config, overrides={"timezone": "Asia/Tokyo"}, environ=env)
+    assert s.timezone == "Asia/Tokyo"  # flag beats file
+    assert s.quantile == "linear"  # env beats file
+    assert s.tier_year == 2021 and s.server_max_request_bytes == 1000  # file beats default
+    assert s.link_window is None and s.production_environments == ["live"]
+    assert s.webhooks_github_secret is not None
+    assert s.webhooks_github_secret.get_secret_value() == "gh"
+    assert "gh" not in repr(s)  # secrets never printed
+    assert s.service_map == {"org/repo": "svc"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            'timezone = "Mars/Olympus"',
+            "setting timezone (env HEATLENS_TIMEZONE): "
+            "Value error, unknown time zone 'Mars/Olympus'",
+        ),
+        ('quantile = "median"', "setting quantile (env HEATLENS_QUANTILE): Input should be"),
+        ('incident_link_window = "a week"', "'a week' is not a duration"),
+        ("colour = 1", "unknown setting 'colour'"),
+        ("[server]\nmax_request_bytes = 0", "setting server.max_request_bytes"),
+        ("timezone = ", "config file"),
+    ],
+)
+def test_bad_settings_are_one_clear_error(tmp_path: Path, content: str, message: str) -> None:
+    config = tmp_path / "heatlens.toml"
+    config.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError) as bad:
+        load_settings(config, environ={})
+    assert message in str(bad.value)
+
+
+def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(ValueError):
+        Settings().timezone = "x"  # type: ignore[misc]
