@@ -1,0 +1,165 @@
+"""Per-report state shared by the metric families: periods, segment keys, warnings, and the
+segment values that exist in each period (for zero-filling counts)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from itertools import product
+from typing import Any
+
+import ibis
+
+from heatlens.metrics.frame import Frame
+from heatlens.metrics.periods import Period, bucket
+
+Cell = tuple[Any, ...]
+
+
+@dataclass
+class Stat:
+    """A computed value of one metric for one (period, cell), before the common rules apply.
+
+    `respondents` and `k` are set for happiness metrics (anonymity); `x` is a proportion's
+    numerator.
+    """
+
+    value: float | int | None
+    n: int | None
+    ci: tuple[float, float] | None = None
+    x: float | None = None
+    respondents: int = 0
+    k: int = 0
+
+
+Stats = dict[tuple[date, Cell], Stat]
+
+
+@dataclass
+class Context:
+    """One report's request, resolved: frame, output periods, keys, clock and warnings."""
+
+    frame: Frame
+    spans: list[Period]
+    grain: str
+    by: tuple[str, ...]
+    now: datetime
+    warnings: dict[str, tuple[str, int]] = field(default_factory=dict)
+    _seen: dict[str, set[Any]] | None = None
+
+    @property
+    def settings(self) -> Any:
+        return self.frame.settings
+
+    @property
+    def range_start(self) -> datetime:
+        return self.spans[0].start_utc
+
+    @property
+    def range_end(self) -> datetime:
+        return self.spans[-1].end_utc
+
+    def period_of(self, label: date) -> Period:
+        return next(p for p in self.spans if p.start == label)
+
+    def warn(self, code: str, message: str, count: int) -> None:
+        """Record a warning (only when something was affected)."""
+        if count > 0:
+            self.warnings[code] = (message, count)
+
+    def in_range(self, ts: Any) -> Any:
+        """Ibis condition: `ts` lies in [--from, --to)."""
+        f = self.frame
+        return (ts >= f.literal_ts(self.range_start)) & (ts < f.literal_ts(self.range_end))
+
+    def bucketed(self, t: Any, column: str, spans: list[Period] | None = None) -> Any:
+        """`t` with `period`: the label of the span holding its `column`; other rows dropped."""
+        t = t.mutate(period=bucket(t[column], spans or self.spans))
+        return t.filter(t.period.notnull())
+
+    def cell(self, row: dict[str, Any], keys: Iterable[str] | None = None) -> Cell:
+        return tuple(row.get(k) for k in (self.by if keys is None else keys))
+
+    def local_day(self, ts: datetime) -> date:
+        return ts.astimezone(self.frame.tz).date()
+
+    def span_of(self, ts: datetime, spans: list[Period] | None = None) -> Period | None:
+        """The span holding an instant (Python side, for small pulled tables)."""
+        for p in spans or self.spans:
+            if p.start_utc <= ts < p.end_utc:
+                return p
+        return None
+
+    # -- which segment values exist in a period ------------------------------------------------
+
+    def seen(self) -> dict[str, set[Any]]:
+        """Segment values found in no registry, seen anywhere in the store (any time)."""
+        if self._seen is None:
+            f = self.frame
+
+            def distinct(table: str, column: str) -> set[Any]:
+                t = f.table(table)
+                rows = t.select(v=t[column]).distinct().to_pyarrow().column("v").to_pylist()
+                return set(rows) - {None}
+
+            teams: set[Any] = set()
+            for table in ("membership", "service", "usage", "deployment", "change", "incident",
+                          "survey_response", "survey_invitation"):
+                teams |= distinct(table, "team")
+            teams |= distinct("team", "parent")
+            services = set().union(*(distinct(t, "service") for t in
+                                     ("usage", "deployment", "change", "incident")))
+            caps = distinct("usage", "capability") | distinct("survey_response", "capability")
+            questions = distinct("survey_response", "question")
+            for s in f.surveys.values():
+                caps |= {q.get("capability") for q in s["questions"]} - {None}
+                questions |= {q.get("id") for q in s["questions"]} - {None}
+            self._seen = {
+                "team": teams - set(f.teams),
+                "service": services - set(f.services),
+                "capability": caps - set(f.capabilities),
+                "action": distinct("usage", "action"),
+                "environment": distinct("deployment", "environment"),
+                "question": questions,
+            }
+        return self._seen
+
+    def domain(self, key: str, p: Period, waves: dict[str, datetime | None]) -> set[Any]:
+        """Values of `key` that exist in period p (DESIGN §4 zero-or-omitted)."""
+        f = self.frame
+        if key == "team":
+            registry = {tid for tid, t in f.teams.items()
+                        if f.team_exists(t, p.start_utc, p.end_utc)}
+            return registry | self.seen()["team"]
+        if key == "group":
+            return {f.group_of(t) for t in self.domain("team", p, waves)}
+        if key == "service":
+            registry = {sid for sid, s in f.services.items()
+                        if s["created_at"] is None or s["created_at"] < p.end_utc}
+            return registry | self.seen()["service"]
+        if key == "capability":
+            registry = {cid for cid, c in f.capabilities.items()
+                        if c["launched_at"] is None or c["launched_at"] <= p.end_utc}
+            return registry | self.seen()["capability"]
+        if key == "survey":
+            return {s for s, ts in waves.items()
+                    if ts is not None and p.start_utc <= ts < p.end_utc}
+        return set(self.seen()[key])
+
+    def domain_cells(self, p: Period, waves: dict[str, datetime | None]) -> set[Cell]:
+        return set(product(*(self.domain(k, p, waves) for k in self.by)))
+
+    def launched(self, p: Period, cell: Cell) -> bool:
+        """No rows for a registry capability in periods that end before its launch."""
+        if "capability" not in self.by:
+            return True
+        cap = self.frame.capabilities.get(cell[self.by.index("capability")])
+        launched = cap["launched_at"] if cap else None
+        return launched is None or not p.end_utc < launched
+
+    def group_cols(self, t: Any, keys: Iterable[str]) -> list[Any]:
+        return [t.period, *(t[k] for k in self.by if k in keys)]
+
+    def literal(self, value: Any) -> Any:
+        return ibis.literal(value)

@@ -1,0 +1,148 @@
+"""DORA metrics and time to first deploy (DESIGN §4): deployments, changes and incidents.
+
+A *deployment* here is a successful production deployment. Deployment metrics count for the
+deployment's team and service; restore and recovery times for the incident's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ibis
+
+from heatlens.metrics.catalog import Metric
+from heatlens.metrics.context import Context, Stat, Stats
+from heatlens.metrics.intervals import proportion_ci
+from heatlens.metrics.linking import hours_between, links, shipped
+from heatlens.metrics.quantiles import grouped_quantiles
+
+DEPLOY_KEYS = ("team", "group", "service", "environment")
+INCIDENT_KEYS = ("team", "group", "service")
+
+
+def _count_in_range(ctx: Context, t: Any, ts: Any) -> int:
+    return int(t.filter(ctx.in_range(ts)).count().to_pyarrow().as_py())
+
+
+def delivery_stats(ctx: Context, metrics: list[Metric]) -> dict[str, Stats]:
+    """Stats of the DORA metrics (and time to first deploy) requested, keyed by metric id."""
+    f = ctx.frame
+    ids = {m.id for m in metrics}
+    deps = f.dora_deployments()
+    out: dict[str, Stats] = {}
+    need_links = ids & {"dora.change_failure_rate", "dora.recovery_time_p50"}
+    linked = links(f.incidents(), deps, f.settings.link_window) if need_links else None
+    if linked is not None:
+        incidents = f.incidents()
+        unlinked = incidents.join(linked, incidents.id == linked.incident_id)
+        unlinked = unlinked.filter(unlinked.deployment_id.isnull()
+                                   & (unlinked.cause.isnull() | (unlinked.cause != "external")))
+        ctx.warn("unlinked_incidents", "incidents not linked to any deployment",
+                 _count_in_range(ctx, unlinked, unlinked.opened_at))
+    if ids & {"dora.deployments", "dora.deployment_frequency", "dora.change_failure_rate",
+              "dora.rework_rate"}:
+        out.update(_deployment_stats(ctx, ids, deps, linked))
+    for m in metrics:
+        if m.id.startswith("dora.lead_time_"):
+            out[m.id] = _lead_time(ctx, deps, m.q or 0.5)
+    if "dora.recovery_time_p50" in ids and linked is not None:
+        out["dora.recovery_time_p50"] = _recovery(ctx, deps, linked)
+    if "dora.time_to_restore_p50" in ids:
+        i = f.incidents()
+        i = i.filter(i.resolved_at.notnull())
+        i = ctx.bucketed(i.mutate(hours=hours_between(i.resolved_at, i.opened_at)), "resolved_at")
+        keys = [k for k in ctx.by if k in INCIDENT_KEYS]
+        out["dora.time_to_restore_p50"] = grouped_quantiles(ctx, i, keys, i.hours, 0.5)
+    if "efficiency.time_to_first_deploy" in ids:
+        out["efficiency.time_to_first_deploy"] = _time_to_first_deploy(ctx, deps)
+    return out
+
+
+def _deployment_stats(ctx: Context, ids: set[str], deps: Any, linked: Any) -> dict[str, Stats]:
+    obs = ctx.bucketed(deps, "finished_at")
+    keys = [k for k in ctx.by if k in DEPLOY_KEYS]
+    aggs: dict[str, Any] = {"deployments": obs.count(),
+                            "rework": obs.count(where=obs.kind.isin(["hotfix", "rollback"]))}
+    if linked is not None:
+        failed = linked.filter(linked.deployment_id.notnull()).select(
+            failed_id=linked.deployment_id).distinct()
+        obs = obs.left_join(failed, obs.id == failed.failed_id)
+        aggs = {"deployments": obs.count(),
+                "rework": obs.count(where=obs.kind.isin(["hotfix", "rollback"])),
+                "failed": obs.count(where=obs.failed_id.notnull())}
+    rows = obs.group_by([obs.period, *(obs[k] for k in keys)]).aggregate(**aggs)
+    out: dict[str, Stats] = {m: {} for m in ids if m in (
+        "dora.deployments", "dora.deployment_frequency", "dora.change_failure_rate",
+        "dora.rework_rate")}
+    for r in rows.to_pyarrow().to_pylist():
+        key = (r["period"], ctx.cell(r))
+        n = int(r["deployments"])
+        if "dora.deployments" in out:
+            out["dora.deployments"][key] = Stat(n, n)
+        if "dora.deployment_frequency" in out:
+            out["dora.deployment_frequency"][key] = Stat(n / ctx.period_of(r["period"]).days, n)
+        for mid, col in (("dora.change_failure_rate", "failed"), ("dora.rework_rate", "rework")):
+            if mid in out and n:
+                x = int(r[col])
+                out[mid][key] = Stat(x / n, n, proportion_ci(x, n), x)
+    return out
+
+
+def _lead_time(ctx: Context, deps: Any, q: float) -> Stats:
+    """Per (change, service): hours from commit to the first deployment of that service shipping
+    it, counted in that deployment's period and segment; negatives dropped with a warning."""
+    without = deps.filter(deps.commit_sha.isnull()
+                          & (deps.commits.isnull() | (deps.commits.length() == 0)))
+    ctx.warn("deployment_without_commits",
+             "deployments with neither commit_sha nor commits ship no change",
+             _count_in_range(ctx, without, without.finished_at))
+    s = shipped(deps)
+    c = ctx.frame.table("change")
+    c = c.select(c_id=c.id, committed_at=c.committed_at)
+    pairs = s.join(c, s.sha == c.c_id)
+    ranked = pairs.mutate(hl_rank=ibis.row_number().over(ibis.window(
+        group_by=[pairs.sha, pairs.service], order_by=[pairs.finished_at, pairs.id])))
+    first = ranked.filter(ranked.hl_rank == 0)
+    first = first.select(dep_id=first.id, hours=hours_between(first.finished_at,
+                                                                first.committed_at))
+    d = deps.select("id", "finished_at", "team", "group", "service", "environment")
+    obs = first.join(d, first.dep_id == d.id)
+    negative = obs.filter(obs.hours < 0)
+    ctx.warn("negative_lead_time", "changes deployed before their commit time were dropped",
+             _count_in_range(ctx, negative, negative.finished_at))
+    obs = ctx.bucketed(obs.filter(obs.hours >= 0), "finished_at")
+    keys = [k for k in ctx.by if k in DEPLOY_KEYS]
+    return grouped_quantiles(ctx, obs, keys, obs.hours, q)
+
+
+def _recovery(ctx: Context, deps: Any, linked: Any) -> Stats:
+    i = ctx.frame.incidents()
+    i = i.filter(i.resolved_at.notnull())
+    i = i.join(linked, i.id == linked.incident_id)
+    d = deps.select(d_id=deps.id, d_finished=deps.finished_at)
+    i = i.join(d, i.deployment_id == d.d_id)
+    i = i.mutate(hours=hours_between(i.resolved_at, i.d_finished))
+    negative = i.filter(i.hours < 0)
+    ctx.warn("negative_recovery_time",
+             "incidents resolved before their deployment finished were dropped",
+             _count_in_range(ctx, negative, negative.resolved_at))
+    obs = ctx.bucketed(i.filter(i.hours >= 0), "resolved_at")
+    keys = [k for k in ctx.by if k in INCIDENT_KEYS]
+    return grouped_quantiles(ctx, obs, keys, obs.hours, 0.5)
+
+
+def _time_to_first_deploy(ctx: Context, deps: Any) -> Stats:
+    svc = ctx.frame.table("service")
+    svc = svc.filter(svc.created_at.notnull()).select(s_id=svc.id, s_created=svc.created_at)
+    ranked = deps.mutate(hl_rank=ibis.row_number().over(ibis.window(
+        group_by=deps.service, order_by=[deps.finished_at, deps.id])))
+    first = ranked.filter(ranked.hl_rank == 0)
+    obs = first.join(svc, first.service == svc.s_id)
+    obs = obs.mutate(days=hours_between(obs.finished_at, obs.s_created) / 24.0)
+    negative = obs.filter(obs.days < 0)
+    ctx.warn("negative_time_to_first_deploy",
+             "services whose first production deployment precedes created_at were dropped",
+             _count_in_range(ctx, negative, negative.finished_at))
+    obs = ctx.bucketed(obs.filter(obs.days >= 0), "finished_at")
+    keys = [k for k in ctx.by if k in INCIDENT_KEYS]
+    return grouped_quantiles(ctx, obs, keys, obs.days, 0.5)

@@ -1,0 +1,141 @@
+"""The metric engine: from a store's tables and a request to a `Report` (DESIGN §4).
+
+Each dimension module computes its metrics' values per (period, segment) as Ibis expressions run on
+the store's backend; this module then applies the common rules once, for every metric: zero-fill
+of counts where a segment exists, no rows before a capability's launch, anonymity of happiness
+segments, DORA tiers, `complete`. Every output (CLI, API, dashboard, scorecard) goes through
+`compute`, so none can bypass anonymity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from heatlens.errors import ConfigError
+from heatlens.metrics import catalog
+from heatlens.metrics.catalog import KEYS, Metric
+from heatlens.metrics.context import Cell, Context, Stat, Stats
+from heatlens.metrics.delivery import delivery_stats
+from heatlens.metrics.frame import Frame, Tables
+from heatlens.metrics.happiness import happiness_stats, suppress, waves
+from heatlens.metrics.periods import GRAINS, default_range, periods
+from heatlens.metrics.result import Report, Row, Warning
+from heatlens.metrics.tiers import tier_of
+from heatlens.metrics.usage import usage_stats
+from heatlens.settings import Settings
+
+WARNING_ORDER = (
+    "negative_lead_time", "negative_recovery_time", "negative_time_to_first_deploy",
+    "deployment_without_commits", "unlinked_incidents", "ineligible_active_teams",
+    "suppressed_segments", "unknown_services",
+)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to compute: grain, range (dates in the report time zone; `end` exclusive), segment
+    keys and metric ids or prefixes (none: all). Missing dates default per DESIGN §4."""
+
+    grain: str = "week"
+    start: date | None = None
+    end: date | None = None
+    by: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()
+    now: datetime | None = None
+
+
+def resolve(request: Request, settings: Settings) -> tuple[list[Metric], date, date, datetime]:
+    """Check a request; give its metrics, range and clock, or a ConfigError saying what's wrong."""
+    if request.grain not in GRAINS:
+        raise ConfigError(f"unknown grain {request.grain!r}: expected one of {', '.join(GRAINS)}")
+    bad = [k for k in request.by if k not in KEYS]
+    if bad:
+        raise ConfigError(f"unknown --by {bad[0]!r}: expected one of {', '.join(KEYS)}")
+    if len(set(request.by)) != len(request.by):
+        raise ConfigError("each --by key may be given once")
+    try:
+        metrics = catalog.select(request.metrics)
+    except KeyError as exc:
+        raise ConfigError(f"unknown metric {exc.args[0]!r}: see `heatlens report --help` or "
+                          "docs/metrics.md for the catalog") from None
+    now = request.now or datetime.now(UTC)
+    tz = ZoneInfo(settings.timezone)
+    start, end = default_range(request.grain, tz, now)
+    if request.end is not None:
+        end = request.end
+        start = default_range(request.grain, tz, datetime.combine(end, time(0), tzinfo=tz))[0]
+    start = request.start or start
+    if start >= end:
+        raise ConfigError(f"--from {start} must be before --to {end}")
+    return metrics, start, end, now
+
+
+def compute(tables: Tables, request: Request, settings: Settings) -> Report:
+    """The report for `request` over the store's records."""
+    metrics, start, end, now = resolve(request, settings)
+    frame = Frame.load(tables, settings)
+    spans = periods(request.grain, start, end, frame.tz)
+    ctx = Context(frame, spans, request.grain, request.by, now)
+    wanted = [m for m in metrics if set(request.by) <= m.keys]
+    stats: dict[str, Stats] = {}
+    by_dim = {d: [m for m in wanted if m.dimension == d] for d in catalog.DIMENSIONS}
+    usage_metrics = by_dim["adoption"] + by_dim["task"] + [
+        m for m in by_dim["efficiency"] if m.id.startswith("efficiency.task_duration")]
+    if usage_metrics:
+        stats.update(usage_stats(ctx, usage_metrics, frame.usage()))
+    delivery = by_dim["dora"] + [m for m in by_dim["efficiency"] if m not in usage_metrics]
+    if delivery:
+        stats.update(delivery_stats(ctx, delivery))
+    wave_ts = waves(ctx) if (by_dim["happiness"] or "survey" in request.by) else {}
+    if by_dim["happiness"]:
+        stats.update(happiness_stats(ctx, by_dim["happiness"], wave_ts))
+    rows: list[Row] = []
+    for m in wanted:
+        rows += _rows(ctx, m, stats.get(m.id, {}), wave_ts)
+    ctx.warn("suppressed_segments",
+             "happiness segments with fewer respondents than the survey's k were suppressed",
+             sum(r.suppressed for r in rows))
+    ctx.warn("unknown_services", "services named by records but missing from the service "
+             "registry", _unknown_services(frame))
+    warnings = [Warning(code, *ctx.warnings[code]) for code in WARNING_ORDER
+                if code in ctx.warnings]
+    return Report(request.grain, start, end, settings.timezone, request.by, rows, warnings,
+                  generated_at=now)
+
+
+def _rows(ctx: Context, m: Metric, stats: Stats, wave_ts: dict[str, datetime | None]) -> list[Row]:
+    """The common rules, per period: zero-fill, launch, anonymity, tiers, completeness."""
+    out: list[Row] = []
+    tiered = ctx.grain in ("month", "quarter", "all") and bool({"team", "service"} & set(ctx.by))
+    for p in ctx.spans:
+        cells: dict[Cell, Stat] = {c: s for (d, c), s in stats.items() if d == p.start}
+        if m.zero_filled:
+            for cell in ctx.domain_cells(p, wave_ts):
+                cells.setdefault(cell, Stat(0, 0))
+        cells = {c: s for c, s in cells.items() if ctx.launched(p, c)}
+        hidden = suppress(cells, len(ctx.by)) if m.dimension == "happiness" else set()
+        for cell in sorted(cells, key=_cell_order):
+            s = cells[cell]
+            if cell in hidden:
+                out.append(Row(m.id, p.start, dict(zip(ctx.by, cell, strict=True)), None, None,
+                               suppressed=True, complete=not p.end_utc > ctx.now))
+                continue
+            tier = tier_of(m.id, s.value, ctx.settings.tier_year) if tiered else None
+            out.append(Row(m.id, p.start, dict(zip(ctx.by, cell, strict=True)), s.value, s.n,
+                           s.ci, tier=tier, complete=not p.end_utc > ctx.now, x=s.x))
+    return out
+
+
+def _cell_order(cell: Cell) -> tuple[tuple[bool, str], ...]:
+    return tuple((v is not None, "" if v is None else str(v)) for v in cell)
+
+
+def _unknown_services(frame: Frame) -> int:
+    named: set[Any] = set()
+    for table in ("usage", "deployment", "change", "incident"):
+        t = frame.table(table)
+        named |= set(t.select(s=t.service).distinct().to_pyarrow().column("s").to_pylist())
+    return len(named - {None} - set(frame.services))

@@ -1,0 +1,120 @@
+"""Report periods (DESIGN §4): calendar periods in the report time zone, clipped to the range.
+
+Periods are computed here, in Python, as UTC instants of local midnights, so bucketing never depends
+on a backend's session time zone and daylight saving is exact. `bucket()` turns a timestamp column
+into its period's label with a balanced tree of comparisons (log₂ of the number of periods per row),
+which every Ibis backend compiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import ibis
+import ibis.expr.datatypes as dt
+
+GRAINS = ("day", "week", "month", "quarter", "all")
+DEFAULT_PERIODS = 12
+
+
+@dataclass(frozen=True)
+class Period:
+    """One output period: `start`/`end` are the clipped dates (end exclusive), `cal_start`/`cal_end`
+    the calendar period it belongs to, `start_utc`/`end_utc` the instants of local midnight."""
+
+    start: date
+    end: date
+    cal_start: date
+    cal_end: date
+    start_utc: datetime
+    end_utc: datetime
+
+    @property
+    def days(self) -> int:
+        """Calendar days of the clipped period (per-day rates divide by these)."""
+        return (self.end - self.start).days
+
+
+def calendar_start(day: date, grain: str) -> date:
+    """First day of the calendar period of `grain` containing `day` (weeks start on Monday)."""
+    if grain == "day":
+        return day
+    if grain == "week":
+        return day - timedelta(days=day.weekday())
+    if grain == "month":
+        return day.replace(day=1)
+    if grain == "quarter":
+        return date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
+    raise ValueError(f"no calendar periods for grain {grain!r}")
+
+
+def calendar_next(start: date, grain: str) -> date:
+    """First day of the calendar period after the one starting at `start`."""
+    if grain == "day":
+        return start + timedelta(days=1)
+    if grain == "week":
+        return start + timedelta(days=7)
+    months = 1 if grain == "month" else 3
+    m = start.month - 1 + months
+    return date(start.year + m // 12, m % 12 + 1, 1)
+
+
+def midnight(day: date, tz: ZoneInfo) -> datetime:
+    """The UTC instant of local midnight starting `day` in `tz`."""
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+
+
+def default_range(grain: str, tz: ZoneInfo, now: datetime) -> tuple[date, date]:
+    """`--to` = start of the current period; `--from` = 12 periods earlier (grain all: weeks)."""
+    unit = "week" if grain == "all" else grain
+    end = calendar_start(now.astimezone(tz).date(), unit)
+    start = end
+    for _ in range(DEFAULT_PERIODS):
+        start = calendar_start(start - timedelta(days=1), unit)
+    return start, end
+
+
+def periods(grain: str, start: date, end: date, tz: ZoneInfo) -> list[Period]:
+    """The calendar periods covering [start, end), first and last clipped to it."""
+    if start >= end:
+        return []
+    if grain == "all":
+        return [Period(start, end, start, end, midnight(start, tz), midnight(end, tz))]
+    out = []
+    cal = calendar_start(start, grain)
+    while cal < end:
+        nxt = calendar_next(cal, grain)
+        lo, hi = max(cal, start), min(nxt, end)
+        out.append(Period(lo, hi, cal, nxt, midnight(lo, tz), midnight(hi, tz)))
+        cal = nxt
+    return out
+
+
+def previous_calendar(period: Period, grain: str, tz: ZoneInfo) -> Period:
+    """The whole calendar period immediately before `period`'s calendar period."""
+    start = calendar_start(period.cal_start - timedelta(days=1), grain)
+    return Period(start, period.cal_start, start, period.cal_start, midnight(start, tz),
+                  midnight(period.cal_start, tz))
+
+
+def _ts(value: datetime) -> Any:
+    return ibis.literal(value, type=dt.Timestamp(timezone="UTC"))
+
+
+def bucket(ts: Any, spans: list[Period]) -> Any:
+    """The `start` date of the period in `spans` (sorted, contiguous) holding `ts`, else NULL."""
+    null = ibis.null(dt.date)
+    if not spans:
+        return null
+
+    def locate(lo: int, hi: int) -> Any:
+        if hi - lo == 1:
+            return ibis.literal(spans[lo].start, type=dt.date)
+        mid = (lo + hi) // 2
+        return ibis.ifelse(ts < _ts(spans[mid].start_utc), locate(lo, mid), locate(mid, hi))
+
+    inside = (ts >= _ts(spans[0].start_utc)) & (ts < _ts(spans[-1].end_utc))
+    return ibis.ifelse(inside, locate(0, len(spans)), null)

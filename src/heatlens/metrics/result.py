@@ -1,0 +1,79 @@
+"""What the engine returns: report rows and warnings, as `heatlens.report/v1` (DESIGN §5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+SCHEMA = "heatlens.report/v1"
+
+
+@dataclass
+class Row:
+    """One metric value for one period and segment.
+
+    `x` is the numerator of a proportion (None otherwise); it is not part of the JSON output but
+    lets the analysis layer pool segments. `respondents` and `k` are set on happiness rows.
+    """
+
+    metric: str
+    period: date
+    segment: dict[str, Any]
+    value: float | int | None
+    n: int | None
+    ci: tuple[float, float] | None = None
+    suppressed: bool = False
+    tier: str | None = None
+    complete: bool = True
+    x: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "period": self.period.isoformat(),
+            "segment": self.segment,
+            "value": self.value,
+            "n": self.n,
+            "ci": list(self.ci) if self.ci is not None else None,
+            "suppressed": self.suppressed,
+            "tier": self.tier,
+            "complete": self.complete,
+        }
+
+
+@dataclass
+class Warning:
+    """Something the user should know about the numbers: dropped values, unlinked incidents…"""
+
+    code: str
+    message: str
+    count: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "count": self.count}
+
+
+@dataclass
+class Report:
+    """A computed report: rows in catalog order, then period, then segment."""
+
+    grain: str
+    start: date
+    end: date
+    timezone: str
+    by: tuple[str, ...]
+    rows: list[Row] = field(default_factory=list)
+    warnings: list[Warning] = field(default_factory=list)
+    generated_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "grain": self.grain,
+            "from": self.start.isoformat(),
+            "to": self.end.isoformat(),
+            "timezone": self.timezone,
+            "warnings": [w.to_json() for w in self.warnings],
+            "rows": [r.to_json() for r in self.rows],
+        }

@@ -1,0 +1,219 @@
+"""Adoption, task success and task durations: the metrics of usage records (DESIGN §4).
+
+The per-segment numbers that only need usage rows (active users and teams, attempts, outcome
+shares, duration quantiles) come from one grouped query. Adoption rate, eligible and new teams and
+retention need sets of teams per period, which are small: they are pulled once and combined with
+the team registry here.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from typing import Any
+
+from heatlens.metrics.catalog import Metric
+from heatlens.metrics.context import Cell, Context, Stat, Stats
+from heatlens.metrics.intervals import proportion_ci
+from heatlens.metrics.periods import Period, calendar_start, periods, previous_calendar
+from heatlens.metrics.quantiles import grouped_quantiles
+
+KEYS = ("capability", "team", "group", "service", "action")
+OUTCOMES = {"task.success_rate": "success", "task.failure_rate": "failure",
+            "task.error_rate": "error", "task.abandon_rate": "abandoned"}
+
+
+def usage_stats(ctx: Context, metrics: list[Metric], usage: Any) -> dict[str, Stats]:
+    """Stats of the usage metrics requested, keyed by metric id."""
+    ids = {m.id for m in metrics}
+    out: dict[str, Stats] = {}
+    grouped = ids & {"adoption.active_users", "adoption.active_teams", "task.attempts",
+                     *OUTCOMES}
+    obs = ctx.bucketed(usage, "ts")
+    if grouped:
+        out.update(_grouped(ctx, obs, grouped))
+    for m in metrics:
+        if m.id.startswith("efficiency.task_duration_"):
+            ok = obs.filter((obs.outcome == "success") & obs.duration_s.notnull())
+            keys = [k for k in ctx.by if k in KEYS]
+            out[m.id] = grouped_quantiles(ctx, ok, keys, ok.duration_s, m.q or 0.5)
+    if ids & {"adoption.eligible_teams", "adoption.team_adoption_rate"}:
+        active = _active_teams(ctx, obs)
+        _warn_ineligible(ctx, active)
+        for mid in ids & {"adoption.eligible_teams", "adoption.team_adoption_rate"}:
+            out[mid] = _adoption(ctx, active, rate=mid.endswith("rate"))
+    if "adoption.new_teams" in ids:
+        out["adoption.new_teams"] = _new_teams(ctx, usage)
+    if "adoption.team_retention" in ids and ctx.grain != "all":
+        out["adoption.team_retention"] = _retention(ctx, usage, obs)
+    return out
+
+
+def _grouped(ctx: Context, obs: Any, ids: set[str]) -> dict[str, Stats]:
+    keys = [k for k in ctx.by if k in KEYS]
+    aggs: dict[str, Any] = {"attempts": obs.outcome.count()}
+    if "adoption.active_users" in ids:
+        aggs["users"] = obs.actor.nunique()
+    if "adoption.active_teams" in ids:
+        aggs["teams"] = obs.team.nunique()
+    for mid, outcome in OUTCOMES.items():
+        if mid in ids:
+            aggs[outcome] = obs.outcome.count(where=obs.outcome == outcome)
+    rows = obs.group_by([obs.period, *(obs[k] for k in keys)]).aggregate(**aggs)
+    out: dict[str, Stats] = {mid: {} for mid in ids}
+    for r in rows.to_pyarrow().to_pylist():
+        key = (r["period"], ctx.cell(r))
+        attempts = int(r["attempts"])
+        if "adoption.active_users" in ids:
+            out["adoption.active_users"][key] = Stat(int(r["users"]), int(r["users"]))
+        if "adoption.active_teams" in ids:
+            out["adoption.active_teams"][key] = Stat(int(r["teams"]), int(r["teams"]))
+        if "task.attempts" in ids:
+            out["task.attempts"][key] = Stat(attempts, attempts)
+        for mid, outcome in OUTCOMES.items():
+            if mid in ids and attempts:
+                x = int(r[outcome])
+                out[mid][key] = Stat(x / attempts, attempts, proportion_ci(x, attempts), x)
+    return out
+
+
+def _active_teams(ctx: Context, obs: Any) -> dict[date, set[tuple[str, str]]]:
+    """Per period, the (capability, team) pairs with usage."""
+    t = obs.filter(obs.team.notnull()).select("period", "capability", "team").distinct()
+    active: dict[date, set[tuple[str, str]]] = defaultdict(set)
+    for r in t.to_pyarrow().to_pylist():
+        active[r["period"]].add((r["capability"], r["team"]))
+    return active
+
+
+def eligible(ctx: Context, p: Period, capability: Any, by_capability: bool,
+             active_teams: set[str]) -> set[str]:
+    """Teams eligible in period p (for a capability when segmented by capability)."""
+    f = ctx.frame
+    if f.teams:
+        base = {tid for tid, t in f.teams.items()
+                if tid not in f.group_ids and f.team_exists(t, p.start_utc, p.end_utc)}
+    else:
+        base = set(active_teams)
+    if by_capability:
+        cap = f.capabilities.get(capability)
+        if cap is not None:
+            launched = cap["launched_at"]
+            if launched is not None and not p.end_utc > launched:
+                return set()
+            if cap["eligible"] is not None:
+                base &= set(cap["eligible"])
+    return base
+
+
+def _all_usage_teams(ctx: Context) -> set[str]:
+    """With an empty team registry, the eligible teams are the resolved teams of all usage."""
+    if not hasattr(ctx, "_usage_teams"):
+        u = ctx.frame.usage()
+        teams = u.filter(u.team.notnull()).select("team").distinct().to_pyarrow()
+        ctx._usage_teams = set(teams.column("team").to_pylist())  # type: ignore[attr-defined]
+    return ctx._usage_teams  # type: ignore[attr-defined,no-any-return]
+
+
+def _in_cell(ctx: Context, cell: Cell, team: str, capability: Any = None) -> bool:
+    seg = dict(zip(ctx.by, cell, strict=True))
+    if "team" in seg and seg["team"] != team:
+        return False
+    if "group" in seg and seg["group"] != ctx.frame.group_of(team):
+        return False
+    return not ("capability" in seg and seg["capability"] != capability)
+
+
+def _adoption(ctx: Context, active: dict[date, set[tuple[str, str]]], rate: bool) -> Stats:
+    stats: Stats = {}
+    by_cap = "capability" in ctx.by
+    registry_empty = not ctx.frame.teams
+    for p in ctx.spans:
+        pairs = active.get(p.start, set())
+        cells = ctx.domain_cells(p, {})
+        if rate:
+            for cap, team in pairs:
+                row = {"capability": cap, "team": team, "group": ctx.frame.group_of(team)}
+                cells.add(ctx.cell(row))
+        fallback = _all_usage_teams(ctx) if registry_empty else set()
+        for cell in cells:
+            cap = cell[ctx.by.index("capability")] if by_cap else None
+            teams = {t for t in eligible(ctx, p, cap, by_cap, fallback)
+                     if _in_cell(ctx, cell, t, cap)}
+            if not rate:
+                stats[(p.start, cell)] = Stat(len(teams), len(teams))
+                continue
+            if not teams:
+                continue
+            used = {t for c, t in pairs if _in_cell(ctx, cell, t, c)}
+            x = len(used & teams)
+            stats[(p.start, cell)] = Stat(x / len(teams), len(teams),
+                                          proportion_ci(x, len(teams)), x)
+    return stats
+
+
+def _warn_ineligible(ctx: Context, active: dict[date, set[tuple[str, str]]]) -> None:
+    fallback = _all_usage_teams(ctx) if not ctx.frame.teams else set()
+    count = 0
+    for p in ctx.spans:
+        by_cap: dict[str, set[str]] = {}
+        for cap, team in active.get(p.start, set()):
+            if cap not in by_cap:
+                by_cap[cap] = eligible(ctx, p, cap, True, fallback)
+            count += team not in by_cap[cap]
+    ctx.warn("ineligible_active_teams",
+             "teams used a capability they are not eligible for (period × capability × team)",
+             count)
+
+
+def _new_teams(ctx: Context, usage: Any) -> Stats:
+    """Teams whose first usage (of the capability, when segmented by it) is in the period."""
+    per_cap = "capability" in ctx.by
+    keys = ["team", "capability"] if per_cap else ["team"]
+    u = usage.filter(usage.team.notnull())
+    first = u.group_by(keys).aggregate(first=u.ts.min()).to_pyarrow().to_pylist()
+    stats: Stats = {}
+    for r in first:
+        p = ctx.span_of(r["first"])
+        if p is None:
+            continue
+        row = {"team": r["team"], "group": ctx.frame.group_of(r["team"]),
+               "capability": r.get("capability")}
+        key = (p.start, ctx.cell(row))
+        stats[key] = Stat((stats[key].value or 0) + 1 if key in stats else 1, None)
+    for s in stats.values():
+        s.n = int(s.value or 0)
+    return stats
+
+
+def _team_sets(ctx: Context, obs: Any) -> dict[tuple[date, Cell], set[str]]:
+    keys = [k for k in ctx.by if k in KEYS]
+    t = obs.filter(obs.team.notnull()).select("period", *keys, "team").distinct()
+    sets: dict[tuple[date, Cell], set[str]] = defaultdict(set)
+    for r in t.to_pyarrow().to_pylist():
+        sets[(r["period"], ctx.cell(r))].add(r["team"])
+    return sets
+
+
+def _retention(ctx: Context, usage: Any, obs: Any) -> Stats:
+    """Share of the teams active in the previous calendar period still active in this one."""
+    tz = ctx.frame.tz
+    first_prev = previous_calendar(ctx.spans[0], ctx.grain, tz)
+    cal_end = ctx.spans[-1].cal_start
+    calendar = periods(ctx.grain, first_prev.start, cal_end, tz) if first_prev.start < cal_end \
+        else []
+    now_sets = _team_sets(ctx, obs)
+    before_sets = _team_sets(ctx, ctx.bucketed(usage, "ts", calendar)) if calendar else {}
+    stats: Stats = {}
+    for p in ctx.spans:
+        prev = calendar_start(p.cal_start.fromordinal(p.cal_start.toordinal() - 1), ctx.grain)
+        cells = {c for (d, c) in now_sets if d == p.start} | {
+            c for (d, c) in before_sets if d == prev} | ctx.domain_cells(p, {})
+        for cell in cells:
+            before = before_sets.get((prev, cell), set())
+            if not before or not ctx.launched(p, cell):
+                continue
+            kept = len(before & now_sets.get((p.start, cell), set()))
+            stats[(p.start, cell)] = Stat(kept / len(before), len(before),
+                                          proportion_ci(kept, len(before)), kept)
+    return stats
