@@ -218,6 +218,72 @@ def _print_counts(counts: dict[str, WriteCounts], seconds: float) -> None:
     )
 
 
+# -- report and explain ----------------------------------------------------------------------
+
+
+def _date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{option} {value!r}: expected a date YYYY-MM-DD") from None
+
+
+def _nonempty(store: Store) -> None:
+    if store.is_empty():
+        raise EmptyStoreError(f"store {store.url} holds no records yet: run `heatlens demo` for "
+                              "a sample organisation, or `heatlens ingest FILE`")
+
+
+GRAIN = click.option("--grain", type=click.Choice(["day", "week", "month", "quarter", "all"]),
+                     default="week", show_default=True, help="Period length.")
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]),
+              default="table", show_default=True, help="Output format.")
+@click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write to this file instead of the terminal.")
+@GRAIN
+@click.option("--from", "start", metavar="DATE",
+              help="First day (inclusive; default: 12 periods before --to).")
+@click.option("--to", "end", metavar="DATE",
+              help="Day after the last (exclusive; default: start of the current period).")
+@click.option("--by", multiple=True, metavar="KEY",
+              type=click.Choice(["capability", "team", "group", "service", "action",
+                                 "environment", "survey", "question"]),
+              help="Segment by capability, team, group, service, action, environment, survey or "
+                   "question (repeatable).")
+@click.option("--metric", "metrics", multiple=True, metavar="ID",
+              help="Metric id or prefix, e.g. dora or adoption.team_adoption_rate (repeatable; "
+                   "default: all).")
+@pass_ctx
+@command
+def report(ctx: Context, fmt: str, out_path: Path | None, grain: str, start: str | None,
+           end: str | None, by: tuple[str, ...], metrics: tuple[str, ...]) -> None:
+    """HEAT and DORA metrics per period (and segment), with warnings.
+
+    The table is grouped by HEAT dimension then DORA: the latest value, its change against the
+    previous period, a trend, n and DORA tiers. json is heatlens.report/v1 (docs/metrics.md).
+    """
+    from heatlens.metrics import Request, compute
+    from heatlens.report import render, terminal_table
+
+    request = Request(grain, _date(start, "--from"), _date(end, "--to"), by, metrics)
+    with ctx.open_store(read_only=True) as store:
+        _nonempty(store)
+        with err.status("computing metrics…"):
+            result = compute(store, request, ctx.settings)
+    if out_path is not None:
+        out_path.write_text(render(result, fmt), encoding="utf-8")
+        err.print(f"wrote {len(result.rows):,} rows to {out_path}")
+    elif fmt == "table":
+        out.print(terminal_table(result))
+    else:
+        sys.stdout.write(render(result, fmt))
+
+
 # -- delete ----------------------------------------------------------------------------------
 
 

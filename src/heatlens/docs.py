@@ -12,6 +12,7 @@ from pathlib import Path
 
 from heatlens.ingest.rules import expected
 from heatlens.model import RECORD_TYPES
+from heatlens.report.metrics_doc import metrics_page
 from heatlens.settings import setting_infos
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -115,7 +116,7 @@ def data_model_page() -> str:
     return "\n".join(lines)
 
 
-PAGES = {"settings.md": settings_page, "data-model.md": data_model_page}
+PAGES = {"settings.md": settings_page, "data-model.md": data_model_page, "metrics.md": metrics_page}
 
 
 def main() -> None:

@@ -3,7 +3,7 @@ segment values that exist in each period (for zero-filling counts)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import product
@@ -21,14 +21,15 @@ Cell = tuple[Any, ...]
 class Stat:
     """A computed value of one metric for one (period, cell), before the common rules apply.
 
-    `respondents` and `k` are set for happiness metrics (anonymity); `x` is a proportion's
-    numerator.
+    `respondents` and `k` are set for happiness metrics (anonymity); `x` and `d` are a
+    proportion's numerator and denominator (for csat the answers, while `n` is respondents).
     """
 
     value: float | int | None
     n: int | None
     ci: tuple[float, float] | None = None
     x: float | None = None
+    d: float | None = None
     respondents: int = 0
     k: int = 0
 
@@ -47,6 +48,14 @@ class Context:
     now: datetime
     warnings: dict[str, tuple[str, int]] = field(default_factory=dict)
     _seen: dict[str, set[Any]] | None = None
+    _memo: dict[str, Any] = field(default_factory=dict)
+
+    def memo(self, name: str, build: Callable[[], Any]) -> Any:
+        """A table built once per report and kept in the backend (a temporary table), so the
+        queries reading it are simple to compile and don't redo its joins."""
+        if name not in self._memo:
+            self._memo[name] = build().cache()
+        return self._memo[name]
 
     @property
     def settings(self) -> Any:
@@ -98,20 +107,29 @@ class Context:
         if self._seen is None:
             f = self.frame
 
-            def distinct(table: str, column: str) -> set[Any]:
-                t = f.table(table)
-                rows = t.select(v=t[column]).distinct().to_pyarrow().column("v").to_pylist()
-                return set(rows) - {None}
-
-            teams: set[Any] = set()
-            for table in ("membership", "service", "usage", "deployment", "change", "incident",
-                          "survey_response", "survey_invitation"):
-                teams |= distinct(table, "team")
-            teams |= distinct("team", "parent")
-            services = set().union(*(distinct(t, "service") for t in
-                                     ("usage", "deployment", "change", "incident")))
-            caps = distinct("usage", "capability") | distinct("survey_response", "capability")
-            questions = distinct("survey_response", "question")
+            sources = {
+                "team": [(t, "team") for t in ("membership", "service", "usage", "deployment",
+                                               "change", "incident", "survey_response",
+                                               "survey_invitation")] + [("team", "parent")],
+                "service": [(t, "service") for t in ("usage", "deployment", "change",
+                                                     "incident")],
+                "capability": [("usage", "capability"), ("survey_response", "capability")],
+                "question": [("survey_response", "question")],
+                "action": [("usage", "action")],
+                "environment": [("deployment", "environment")],
+            }
+            parts = []
+            for key, columns in sources.items():
+                for table, column in columns:
+                    t = f.table(table)
+                    parts.append(t.select(k=ibis.literal(key), v=t[column].cast("string"))
+                                 .distinct())
+            found: dict[str, set[Any]] = {key: set() for key in sources}
+            for row in ibis.union(*parts).to_pyarrow().to_pylist():
+                if row["v"] is not None:
+                    found[row["k"]].add(row["v"])
+            teams, services = found["team"], found["service"]
+            caps, questions = found["capability"], found["question"]
             for s in f.surveys.values():
                 caps |= {q.get("capability") for q in s["questions"]} - {None}
                 questions |= {q.get("id") for q in s["questions"]} - {None}
@@ -119,8 +137,8 @@ class Context:
                 "team": teams - set(f.teams),
                 "service": services - set(f.services),
                 "capability": caps - set(f.capabilities),
-                "action": distinct("usage", "action"),
-                "environment": distinct("deployment", "environment"),
+                "action": found["action"],
+                "environment": found["environment"],
                 "question": questions,
             }
         return self._seen

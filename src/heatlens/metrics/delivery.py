@@ -28,31 +28,33 @@ def delivery_stats(ctx: Context, metrics: list[Metric]) -> dict[str, Stats]:
     """Stats of the DORA metrics (and time to first deploy) requested, keyed by metric id."""
     f = ctx.frame
     ids = {m.id for m in metrics}
-    deps = f.dora_deployments()
+    deps = ctx.memo("deployments", f.dora_deployments)
+    incidents = ctx.memo("incidents", f.incidents)
     out: dict[str, Stats] = {}
     need_links = ids & {"dora.change_failure_rate", "dora.recovery_time_p50"}
-    linked = links(f.incidents(), deps, f.settings.link_window) if need_links else None
+    linked = ctx.memo("links", lambda: links(incidents, deps, f.settings.link_window)) \
+        if need_links else None
     if linked is not None:
-        incidents = f.incidents()
         unlinked = incidents.join(linked, incidents.id == linked.incident_id)
-        unlinked = unlinked.filter(unlinked.deployment_id.isnull()
+        unlinked = unlinked.filter(unlinked.linked_deployment.isnull()
                                    & (unlinked.cause.isnull() | (unlinked.cause != "external")))
         ctx.warn("unlinked_incidents", "incidents not linked to any deployment",
                  _count_in_range(ctx, unlinked, unlinked.opened_at))
     if ids & {"dora.deployments", "dora.deployment_frequency", "dora.change_failure_rate",
               "dora.rework_rate"}:
         out.update(_deployment_stats(ctx, ids, deps, linked))
-    for m in metrics:
-        if m.id.startswith("dora.lead_time_"):
-            out[m.id] = _lead_time(ctx, deps, m.q or 0.5)
+    lead = [m for m in metrics if m.id.startswith("dora.lead_time_")]
+    if lead:
+        found = _lead_time(ctx, deps, tuple(m.q or 0.5 for m in lead))
+        for m in lead:
+            out[m.id] = found[m.q or 0.5]
     if "dora.recovery_time_p50" in ids and linked is not None:
-        out["dora.recovery_time_p50"] = _recovery(ctx, deps, linked)
+        out["dora.recovery_time_p50"] = _recovery(ctx, deps, incidents, linked)
     if "dora.time_to_restore_p50" in ids:
-        i = f.incidents()
-        i = i.filter(i.resolved_at.notnull())
+        i = incidents.filter(incidents.resolved_at.notnull())
         i = ctx.bucketed(i.mutate(hours=hours_between(i.resolved_at, i.opened_at)), "resolved_at")
         keys = [k for k in ctx.by if k in INCIDENT_KEYS]
-        out["dora.time_to_restore_p50"] = grouped_quantiles(ctx, i, keys, i.hours, 0.5)
+        out["dora.time_to_restore_p50"] = grouped_quantiles(ctx, i, keys, "hours")[0.5]
     if "efficiency.time_to_first_deploy" in ids:
         out["efficiency.time_to_first_deploy"] = _time_to_first_deploy(ctx, deps)
     return out
@@ -64,8 +66,8 @@ def _deployment_stats(ctx: Context, ids: set[str], deps: Any, linked: Any) -> di
     aggs: dict[str, Any] = {"deployments": obs.count(),
                             "rework": obs.count(where=obs.kind.isin(["hotfix", "rollback"]))}
     if linked is not None:
-        failed = linked.filter(linked.deployment_id.notnull()).select(
-            failed_id=linked.deployment_id).distinct()
+        failed = linked.filter(linked.linked_deployment.notnull()).select(
+            failed_id=linked.linked_deployment).distinct()
         obs = obs.left_join(failed, obs.id == failed.failed_id)
         aggs = {"deployments": obs.count(),
                 "rework": obs.count(where=obs.kind.isin(["hotfix", "rollback"])),
@@ -84,11 +86,11 @@ def _deployment_stats(ctx: Context, ids: set[str], deps: Any, linked: Any) -> di
         for mid, col in (("dora.change_failure_rate", "failed"), ("dora.rework_rate", "rework")):
             if mid in out and n:
                 x = int(r[col])
-                out[mid][key] = Stat(x / n, n, proportion_ci(x, n), x)
+                out[mid][key] = Stat(x / n, n, proportion_ci(x, n), x, n)
     return out
 
 
-def _lead_time(ctx: Context, deps: Any, q: float) -> Stats:
+def _lead_time(ctx: Context, deps: Any, qs: tuple[float, ...]) -> dict[float, Stats]:
     """Per (change, service): hours from commit to the first deployment of that service shipping
     it, counted in that deployment's period and segment; negatives dropped with a warning."""
     without = deps.filter(deps.commit_sha.isnull()
@@ -112,15 +114,14 @@ def _lead_time(ctx: Context, deps: Any, q: float) -> Stats:
              _count_in_range(ctx, negative, negative.finished_at))
     obs = ctx.bucketed(obs.filter(obs.hours >= 0), "finished_at")
     keys = [k for k in ctx.by if k in DEPLOY_KEYS]
-    return grouped_quantiles(ctx, obs, keys, obs.hours, q)
+    return grouped_quantiles(ctx, obs, keys, "hours", qs)
 
 
-def _recovery(ctx: Context, deps: Any, linked: Any) -> Stats:
-    i = ctx.frame.incidents()
-    i = i.filter(i.resolved_at.notnull())
+def _recovery(ctx: Context, deps: Any, incidents: Any, linked: Any) -> Stats:
+    i = incidents.filter(incidents.resolved_at.notnull())
     i = i.join(linked, i.id == linked.incident_id)
     d = deps.select(d_id=deps.id, d_finished=deps.finished_at)
-    i = i.join(d, i.deployment_id == d.d_id)
+    i = i.join(d, i.linked_deployment == d.d_id)
     i = i.mutate(hours=hours_between(i.resolved_at, i.d_finished))
     negative = i.filter(i.hours < 0)
     ctx.warn("negative_recovery_time",
@@ -128,7 +129,7 @@ def _recovery(ctx: Context, deps: Any, linked: Any) -> Stats:
              _count_in_range(ctx, negative, negative.resolved_at))
     obs = ctx.bucketed(i.filter(i.hours >= 0), "resolved_at")
     keys = [k for k in ctx.by if k in INCIDENT_KEYS]
-    return grouped_quantiles(ctx, obs, keys, obs.hours, 0.5)
+    return grouped_quantiles(ctx, obs, keys, "hours")[0.5]
 
 
 def _time_to_first_deploy(ctx: Context, deps: Any) -> Stats:
@@ -145,4 +146,4 @@ def _time_to_first_deploy(ctx: Context, deps: Any) -> Stats:
              _count_in_range(ctx, negative, negative.finished_at))
     obs = ctx.bucketed(obs.filter(obs.days >= 0), "finished_at")
     keys = [k for k in ctx.by if k in INCIDENT_KEYS]
-    return grouped_quantiles(ctx, obs, keys, obs.days, 0.5)
+    return grouped_quantiles(ctx, obs, keys, "days")[0.5]

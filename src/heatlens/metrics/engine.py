@@ -85,7 +85,7 @@ def compute(tables: Tables, request: Request, settings: Settings) -> Report:
     usage_metrics = by_dim["adoption"] + by_dim["task"] + [
         m for m in by_dim["efficiency"] if m.id.startswith("efficiency.task_duration")]
     if usage_metrics:
-        stats.update(usage_stats(ctx, usage_metrics, frame.usage()))
+        stats.update(usage_stats(ctx, usage_metrics))
     delivery = by_dim["dora"] + [m for m in by_dim["efficiency"] if m not in usage_metrics]
     if delivery:
         stats.update(delivery_stats(ctx, delivery))
@@ -121,11 +121,12 @@ def _rows(ctx: Context, m: Metric, stats: Stats, wave_ts: dict[str, datetime | N
             s = cells[cell]
             if cell in hidden:
                 out.append(Row(m.id, p.start, dict(zip(ctx.by, cell, strict=True)), None, None,
-                               suppressed=True, complete=not p.end_utc > ctx.now))
+                               suppressed=True, complete=not p.end_utc > ctx.now, k=s.k))
                 continue
             tier = tier_of(m.id, s.value, ctx.settings.tier_year) if tiered else None
             out.append(Row(m.id, p.start, dict(zip(ctx.by, cell, strict=True)), s.value, s.n,
-                           s.ci, tier=tier, complete=not p.end_utc > ctx.now, x=s.x))
+                           s.ci, tier=tier, complete=not p.end_utc > ctx.now, x=s.x, d=s.d,
+                           k=s.k or None))
     return out
 
 

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import ibis
 import ibis.expr.datatypes as dt
+import pyarrow as pa
 
 from heatlens.settings import Settings
 
@@ -29,6 +30,14 @@ class Tables(Protocol):
     """Anything giving the store's tables as Ibis tables (a Store does)."""
 
     def table(self, name: str) -> Any: ...
+
+
+def memtable(columns: dict[str, list[Any]], types: dict[str, pa.DataType]) -> Any:
+    """A small table for the engine, typed even when empty."""
+    return ibis.memtable(pa.table({k: pa.array(v, types[k]) for k, v in columns.items()}))
+
+
+UTC_TS = pa.timestamp("us", tz="UTC")
 
 
 def _rows(table: Any, columns: list[str]) -> list[dict[str, Any]]:
@@ -93,10 +102,8 @@ class Frame:
     # -- lookup tables for the engine ---------------------------------------------------------
 
     def group_table(self) -> Any:
-        return ibis.memtable(
-            {"g_team": list(self.groups), "g_group": list(self.groups.values())},
-            schema={"g_team": "string", "g_group": "string"},
-        )
+        return memtable({"g_team": list(self.groups), "g_group": list(self.groups.values())},
+                        {"g_team": pa.string(), "g_group": pa.string()})
 
     def owner_table(self) -> Any:
         svc = self.table("service")
@@ -135,8 +142,8 @@ class Frame:
                     continue
                 for key, value in zip(out, (actor, lo, hi, team), strict=True):
                     out[key].append(value)
-        return ibis.memtable(out, schema={"m_actor": "string", "m_start": "timestamp('UTC')",
-                                          "m_end": "timestamp('UTC')", "m_team": "string"})
+        return memtable(out, {"m_actor": pa.string(), "m_start": UTC_TS, "m_end": UTC_TS,
+                              "m_team": pa.string()})
 
     def question_capabilities(self) -> Any:
         """(survey, question) → capability, from the surveys' question lists."""
@@ -146,8 +153,8 @@ class Frame:
                 rows["q_survey"].append(sid)
                 rows["q_question"].append(q.get("id"))
                 rows["q_capability"].append(q.get("capability"))
-        return ibis.memtable(rows, schema={"q_survey": "string", "q_question": "string",
-                                           "q_capability": "string"})
+        return memtable(rows, {"q_survey": pa.string(), "q_question": pa.string(),
+                               "q_capability": pa.string()})
 
     # -- resolved record tables ---------------------------------------------------------------
 

@@ -12,8 +12,10 @@ from datetime import datetime
 from typing import Any
 
 import ibis
+import pyarrow as pa
 
 from heatlens.metrics.catalog import Metric
+from heatlens.metrics.frame import UTC_TS, memtable
 from heatlens.metrics.context import Cell, Context, Stat, Stats
 from heatlens.metrics.intervals import nps_ci, proportion_ci
 from heatlens.metrics.quantiles import grouped_quantiles
@@ -43,14 +45,18 @@ def waves(ctx: Context) -> dict[str, datetime | None]:
 def _wave_table(ctx: Context, wave_ts: dict[str, datetime | None]) -> Any:
     f = ctx.frame
     sids = [s for s, ts in wave_ts.items() if ts is not None]
-    return ibis.memtable(
+    return memtable(
         {"w_survey": sids, "w_ts": [wave_ts[s] for s in sids],
          "w_k": [int(f.surveys[s]["k"]) if s in f.surveys else DEFAULT_K for s in sids]},
-        schema={"w_survey": "string", "w_ts": "timestamp('UTC')", "w_k": "int64"})
+        {"w_survey": pa.string(), "w_ts": UTC_TS, "w_k": pa.int64()})
 
 
 def responses(ctx: Context, wave_ts: dict[str, datetime | None]) -> Any:
     """Responses with their wave's period, k, capability (own, else the question's) and group."""
+    return ctx.memo("responses", lambda: _responses(ctx, wave_ts))
+
+
+def _responses(ctx: Context, wave_ts: dict[str, datetime | None]) -> Any:
     f = ctx.frame
     r = f.table("survey_response")
     w = _wave_table(ctx, wave_ts)
@@ -88,7 +94,7 @@ def happiness_stats(ctx: Context, metrics: list[Metric],
         rows = {(row["period"], ctx.cell(row)): row for row in
                 t.group_by([t[g.get_name()] for g in groups]).aggregate(**aggs)
                 .to_pyarrow().to_pylist()}
-        medians = grouped_quantiles(ctx, t, keys, t.score, 0.5) \
+        medians = grouped_quantiles(ctx, t, keys, "score")[0.5] \
             if m.id == "happiness.likert_median" else {}
         stats: Stats = {}
         for key, row in rows.items():
@@ -97,7 +103,7 @@ def happiness_stats(ctx: Context, metrics: list[Metric],
                 stats[key] = Stat(resp, resp)
             elif m.id == "happiness.csat":
                 x = int(row["x"])
-                stats[key] = Stat(x / answers, resp, proportion_ci(x, answers), x)
+                stats[key] = Stat(x / answers, resp, proportion_ci(x, answers), x, answers)
             elif m.id == "happiness.nps":
                 p, d = int(row["promoters"]), int(row["detractors"])
                 stats[key] = Stat(100 * (p - d) / answers, resp, nps_ci(p, d, answers))
@@ -134,7 +140,7 @@ def _response_rate(ctx: Context, r: Any, keys: list[str],
         resp = int(answered[key]["resp"]) if key in answered else 0
         k = max(int(row["k"]) for row in (invited.get(key), answered.get(key)) if row)
         ci = proportion_ci(resp, total) if resp <= total else None
-        stats[key] = Stat(resp / total, resp, ci, resp, respondents=resp, k=k)
+        stats[key] = Stat(resp / total, resp, ci, resp, total, respondents=resp, k=k)
     return stats
 
 

@@ -41,7 +41,7 @@ def _first(t: Any, key: str, order: list[Any]) -> Any:
 
 
 def links(incidents: Any, deployments: Any, window: timedelta | None) -> Any:
-    """One row per incident: `incident_id`, `deployment_id` (null when unlinked), `rule`."""
+    """One row per incident: `incident_id`, `linked_deployment` (null when unlinked), `rule`."""
     i = incidents.select("id", "opened_at", "service", "deployment_id", "root_cause_sha", "cause")
     d = deployments.select(d_id=deployments.id, d_service=deployments.service,
                            d_finished=deployments.finished_at)
@@ -68,5 +68,5 @@ def links(incidents: Any, deployments: Any, window: timedelta | None) -> Any:
 
     found = by_id.union(by_sha).union(near)
     out = i.left_join(found, i.id == found.incident_id)
-    return out.select(incident_id=out.id, deployment_id=out.linked,
+    return out.select(incident_id=out.id, linked_deployment=out.linked,
                       rule=ibis.coalesce(out.rule, ibis.literal("unlinked")))

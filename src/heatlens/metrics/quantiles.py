@@ -11,20 +11,22 @@ import ibis
 from heatlens.metrics.context import Context, Stat, Stats
 
 
-def grouped_quantiles(ctx: Context, t: Any, keys: list[str], value: Any, q: float) -> Stats:
-    """Quantile `q` of `value` per (period, keys) of `t` (rows with a null value excluded)."""
-    t = t.mutate(hl_v=value.cast("float64"))
+def grouped_quantiles(ctx: Context, t: Any, keys: list[str], column: str,
+                      qs: tuple[float, ...] = (0.5,)) -> dict[float, Stats]:
+    """Quantiles `qs` of `column` per (period, keys) of `t` (null values excluded), one query."""
+    t = t.mutate(hl_v=t[column].cast("float64"))
     t = t.filter(t.hl_v.notnull())
-    groups = [t.period, *(t[k] for k in keys)]
+    names = ["period", *keys]
+    aggs = {f"q{i}": t.hl_v.quantile(q) for i, q in enumerate(qs)}
     if ctx.settings.quantile == "lower":
-        w = ibis.window(group_by=groups, order_by=t.hl_v)
-        ranked = t.mutate(hl_rank=ibis.row_number().over(w), hl_n=t.hl_v.count().over(
-            ibis.window(group_by=groups)))
-        pick = ranked.filter(ranked.hl_rank == ((ranked.hl_n - 1) * q).floor())
-        rows = pick.select(*(pick[c.get_name()] for c in groups), value=pick.hl_v, n=pick.hl_n)
-    else:
-        rows = t.group_by(groups).aggregate(value=t.hl_v.quantile(q), n=t.hl_v.count())
-    out: Stats = {}
+        w = ibis.window(group_by=[t[c] for c in names], order_by=t.hl_v)
+        t = t.mutate(hl_rank=ibis.row_number().over(w),
+                     hl_n=t.hl_v.count().over(ibis.window(group_by=[t[c] for c in names])))
+        aggs = {f"q{i}": t.hl_v.max(where=t.hl_rank == ((t.hl_n - 1) * q).floor())
+                for i, q in enumerate(qs)}
+    rows = t.group_by(names).aggregate(n=t.hl_v.count(), **aggs)
+    out: dict[float, Stats] = {q: {} for q in qs}
     for r in rows.to_pyarrow().to_pylist():
-        out[(r["period"], ctx.cell(r))] = Stat(float(r["value"]), int(r["n"]))
+        for i, q in enumerate(qs):
+            out[q][(r["period"], ctx.cell(r))] = Stat(float(r[f"q{i}"]), int(r["n"]))
     return out

@@ -13,8 +13,9 @@ SCHEMA = "heatlens.report/v1"
 class Row:
     """One metric value for one period and segment.
 
-    `x` is the numerator of a proportion (None otherwise); it is not part of the JSON output but
-    lets the analysis layer pool segments. `respondents` and `k` are set on happiness rows.
+    `x` and `d` are a proportion's numerator and denominator (None otherwise) and `k` the
+    anonymity threshold of a happiness row; they are not part of the JSON output but let the
+    analysis layer pool segments and the renderers say why a value is suppressed.
     """
 
     metric: str
@@ -27,6 +28,8 @@ class Row:
     tier: str | None = None
     complete: bool = True
     x: float | None = None
+    d: float | None = None
+    k: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {

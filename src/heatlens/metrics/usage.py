@@ -23,20 +23,32 @@ OUTCOMES = {"task.success_rate": "success", "task.failure_rate": "failure",
             "task.error_rate": "error", "task.abandon_rate": "abandoned"}
 
 
-def usage_stats(ctx: Context, metrics: list[Metric], usage: Any) -> dict[str, Stats]:
+COLUMNS = ("ts", "capability", "action", "actor", "team", "group", "service", "outcome",
+           "duration_s")
+
+
+def resolved_usage(ctx: Context) -> Any:
+    """All usage with resolved team and group (kept for the report)."""
+    return ctx.memo("usage", lambda: ctx.frame.usage().select(*COLUMNS))
+
+
+def usage_stats(ctx: Context, metrics: list[Metric]) -> dict[str, Stats]:
     """Stats of the usage metrics requested, keyed by metric id."""
     ids = {m.id for m in metrics}
     out: dict[str, Stats] = {}
     grouped = ids & {"adoption.active_users", "adoption.active_teams", "task.attempts",
                      *OUTCOMES}
-    obs = ctx.bucketed(usage, "ts")
+    usage = resolved_usage(ctx)
+    obs = ctx.memo("usage_obs", lambda: ctx.bucketed(usage, "ts"))
     if grouped:
         out.update(_grouped(ctx, obs, grouped))
-    for m in metrics:
-        if m.id.startswith("efficiency.task_duration_"):
-            ok = obs.filter((obs.outcome == "success") & obs.duration_s.notnull())
-            keys = [k for k in ctx.by if k in KEYS]
-            out[m.id] = grouped_quantiles(ctx, ok, keys, ok.duration_s, m.q or 0.5)
+    durations = [m for m in metrics if m.id.startswith("efficiency.task_duration_")]
+    if durations:
+        ok = obs.filter((obs.outcome == "success") & obs.duration_s.notnull())
+        keys = [k for k in ctx.by if k in KEYS]
+        found = grouped_quantiles(ctx, ok, keys, "duration_s", tuple(m.q or 0.5 for m in durations))
+        for m in durations:
+            out[m.id] = found[m.q or 0.5]
     if ids & {"adoption.eligible_teams", "adoption.team_adoption_rate"}:
         active = _active_teams(ctx, obs)
         _warn_ineligible(ctx, active)
@@ -73,7 +85,7 @@ def _grouped(ctx: Context, obs: Any, ids: set[str]) -> dict[str, Stats]:
         for mid, outcome in OUTCOMES.items():
             if mid in ids and attempts:
                 x = int(r[outcome])
-                out[mid][key] = Stat(x / attempts, attempts, proportion_ci(x, attempts), x)
+                out[mid][key] = Stat(x / attempts, attempts, proportion_ci(x, attempts), x, attempts)
     return out
 
 
@@ -109,7 +121,7 @@ def eligible(ctx: Context, p: Period, capability: Any, by_capability: bool,
 def _all_usage_teams(ctx: Context) -> set[str]:
     """With an empty team registry, the eligible teams are the resolved teams of all usage."""
     if not hasattr(ctx, "_usage_teams"):
-        u = ctx.frame.usage()
+        u = resolved_usage(ctx)
         teams = u.filter(u.team.notnull()).select("team").distinct().to_pyarrow()
         ctx._usage_teams = set(teams.column("team").to_pylist())  # type: ignore[attr-defined]
     return ctx._usage_teams  # type: ignore[attr-defined,no-any-return]
@@ -148,7 +160,7 @@ def _adoption(ctx: Context, active: dict[date, set[tuple[str, str]]], rate: bool
             used = {t for c, t in pairs if _in_cell(ctx, cell, t, c)}
             x = len(used & teams)
             stats[(p.start, cell)] = Stat(x / len(teams), len(teams),
-                                          proportion_ci(x, len(teams)), x)
+                                          proportion_ci(x, len(teams)), x, len(teams))
     return stats
 
 
@@ -188,7 +200,8 @@ def _new_teams(ctx: Context, usage: Any) -> Stats:
 
 def _team_sets(ctx: Context, obs: Any) -> dict[tuple[date, Cell], set[str]]:
     keys = [k for k in ctx.by if k in KEYS]
-    t = obs.filter(obs.team.notnull()).select("period", *keys, "team").distinct()
+    columns = ["period", *keys, *(["team"] if "team" not in keys else [])]
+    t = obs.filter(obs.team.notnull()).select(*columns).distinct()
     sets: dict[tuple[date, Cell], set[str]] = defaultdict(set)
     for r in t.to_pyarrow().to_pylist():
         sets[(r["period"], ctx.cell(r))].add(r["team"])
@@ -215,5 +228,5 @@ def _retention(ctx: Context, usage: Any, obs: Any) -> Stats:
                 continue
             kept = len(before & now_sets.get((p.start, cell), set()))
             stats[(p.start, cell)] = Stat(kept / len(before), len(before),
-                                          proportion_ci(kept, len(before)), kept)
+                                          proportion_ci(kept, len(before)), kept, len(before))
     return stats

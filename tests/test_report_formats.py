@@ -1,0 +1,247 @@
+"""Report renderers: the JSON contract, exact CSV, the Markdown export and the terminal table."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass
+from datetime import date
+
+import pytest
+from rich.console import Console
+
+from heatlens.errors import ConfigError
+from heatlens.metrics.result import Report, Row, Warning
+from heatlens.report import FORMATS, Changes, render, segment_key, terminal_table
+from heatlens.report.terminal import sparkline
+
+P1, P2 = date(2026, 3, 2), date(2026, 3, 9)
+PAY = {"team": "payments"}
+
+
+@dataclass(frozen=True)
+class FakeChange:
+    delta: float
+    ci: tuple[float, float] | None
+    significant: bool
+
+
+def make_report(*, partial: bool = False) -> Report:
+    """Two weeks by team: a few metrics of every dimension, a suppressed segment, tiers."""
+    rows = [
+        Row("adoption.active_users", P1, PAY, 1200, 1200),
+        Row("adoption.active_users", P2, PAY, 1234, 1234, complete=not partial),
+        Row("adoption.team_adoption_rate", P1, PAY, 0.5, 10, ci=(0.25, 0.75)),
+        Row("adoption.team_adoption_rate", P2, PAY, 0.625, 8, ci=(0.3, 0.86)),
+        Row("task.success_rate", P1, PAY, 0.9, 50, ci=(0.8, 0.95)),
+        Row("task.error_rate", P1, PAY, 0.1, 100, ci=(0.05, 0.17)),
+        Row("task.error_rate", P2, PAY, 0.05, 100, ci=(0.02, 0.11)),
+        Row("efficiency.task_duration_p50", P2, PAY, 312.4, 80),
+        Row("happiness.csat", P1, PAY, 0.8, 12, ci=(0.5, 0.9)),
+        Row("happiness.csat", P2, PAY, 0.75, 12, ci=(0.45, 0.9)),
+        Row("happiness.csat", P2, {"team": "tiny"}, None, None, suppressed=True),
+        Row("dora.deployment_frequency", P2, PAY, 1.5, 45, tier="elite"),
+        Row("dora.lead_time_p50", P1, PAY, 30.0, 40),
+        Row("dora.lead_time_p50", P2, PAY, 20.5, 42, tier="high"),
+    ]
+    warning = Warning("negative_lead_time", "2 lead times were negative and dropped", 2)
+    return Report("week", P1, date(2026, 3, 16), "UTC", ("team",), rows, [warning])
+
+
+def table_lines(report: Report, changes: Changes | None = None) -> list[str]:
+    return render(report, "table", changes).splitlines()
+
+
+def line_of(lines: list[str], *needles: str) -> str:
+    found = [line for line in lines if all(n in line for n in needles)]
+    assert len(found) == 1, f"expected one line with {needles}, got {found}"
+    return found[0]
+
+
+def coloured(report: Report, changes: Changes | None = None) -> list[str]:
+    """The table as a colour terminal prints it (ANSI escape codes)."""
+    out = io.StringIO()
+    console = Console(file=out, width=120, force_terminal=True, color_system="standard")
+    console.print(terminal_table(report, changes))
+    return out.getvalue().splitlines()
+
+
+def test_json_is_the_report_contract_indented() -> None:
+    report = make_report()
+    text = render(report, "json")
+    assert text == json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"
+    assert json.loads(text) == report.to_json()
+    assert text.startswith('{\n  "schema": "heatlens.report/v1",\n  "grain": "week",\n')
+
+
+def test_csv_has_one_exact_line_per_row() -> None:
+    assert render(make_report(), "csv").splitlines() == [
+        "metric,period,team,value,n,ci_low,ci_high,suppressed,tier,complete",
+        "adoption.active_users,2026-03-02,payments,1200,1200,,,false,,true",
+        "adoption.active_users,2026-03-09,payments,1234,1234,,,false,,true",
+        "adoption.team_adoption_rate,2026-03-02,payments,0.5,10,0.25,0.75,false,,true",
+        "adoption.team_adoption_rate,2026-03-09,payments,0.625,8,0.3,0.86,false,,true",
+        "task.success_rate,2026-03-02,payments,0.9,50,0.8,0.95,false,,true",
+        "task.error_rate,2026-03-02,payments,0.1,100,0.05,0.17,false,,true",
+        "task.error_rate,2026-03-09,payments,0.05,100,0.02,0.11,false,,true",
+        "efficiency.task_duration_p50,2026-03-09,payments,312.4,80,,,false,,true",
+        "happiness.csat,2026-03-02,payments,0.8,12,0.5,0.9,false,,true",
+        "happiness.csat,2026-03-09,payments,0.75,12,0.45,0.9,false,,true",
+        "happiness.csat,2026-03-09,tiny,,,,,true,,true",
+        "dora.deployment_frequency,2026-03-09,payments,1.5,45,,,false,elite,true",
+        "dora.lead_time_p50,2026-03-02,payments,30.0,40,,,false,,true",
+        "dora.lead_time_p50,2026-03-09,payments,20.5,42,,,false,high,true",
+    ]
+
+
+def test_csv_has_a_column_per_by_key_in_order_and_quotes_commas() -> None:
+    rows = [Row("dora.deployments", P1, {"team": None, "service": "a,b"}, 3, 3, complete=False)]
+    report = Report("week", P1, P2, "UTC", ("service", "team"), rows)
+    assert render(report, "csv") == (
+        "metric,period,service,team,value,n,ci_low,ci_high,suppressed,tier,complete\n"
+        'dora.deployments,2026-03-02,"a,b",,3,3,,,false,,false\n'
+    )
+
+
+def test_markdown_has_title_dimension_sections_rows_and_warnings() -> None:
+    text = render(make_report(partial=True), "markdown")
+    assert text.splitlines()[0] == "# heatlens report: week, 2026-03-02 to 2026-03-16 (UTC)"
+    heads = ["## Adoption", "## Task success", "## Efficiency", "## Happiness", "## DORA"]
+    positions = [text.index(h + "\n") for h in heads]
+    assert positions == sorted(positions)
+    assert "| metric | team | period | value | n | 95 % CI | tier |" in text
+    assert (
+        "| `adoption.active_users` | payments | 2026-03-09 (partial) | 1,234 | 1,234 |  |  |"
+        in (text)
+    )
+    assert (
+        "| `adoption.team_adoption_rate` | payments | 2026-03-09 | 62.5% | 8 | 30.0% – 86.0% |  |"
+        in (text)
+    )
+    assert "| `happiness.csat` | tiny | 2026-03-09 | suppressed (< k) |  |  |  |" in text
+    lead = "| `dora.lead_time_p50` | payments | 2026-03-09 | 20.5 h | 42 |  | high |"
+    efficiency, dora = text.split("## Efficiency")[1], text.split("## DORA")[1]
+    assert lead in efficiency.split("## Happiness")[0] and lead in dora
+    assert text.endswith(
+        "## Warnings\n\n- `negative_lead_time` (2): 2 lead times were negative and dropped\n"
+    )
+
+
+def test_markdown_names_the_surveys_k_when_the_engine_gives_it() -> None:
+    row = Row("happiness.nps", P1, {"team": "a|b"}, None, None, suppressed=True)
+    row.k = 5  # type: ignore[attr-defined]
+    text = render(Report("month", P1, P2, "UTC", ("team",), [row]), "markdown")
+    assert "| `happiness.nps` | a\\|b | 2026-03-02 | suppressed (< 5) |  |  |  |" in text
+    assert "No warnings." in text
+
+
+def test_table_shows_latest_value_by_unit_with_trend_and_n() -> None:
+    lines = table_lines(make_report())
+    assert re.search(
+        r"adoption\.active_users\s+│ payments │\s+1,234 │\s+↑ 34 │ ▁█\s+│\s+1,234 │",
+        (line_of(lines, "adoption.active_users")),
+    )
+    assert "62.5%" in line_of(lines, "adoption.team_adoption_rate")
+    assert "312 s" in line_of(lines, "efficiency.task_duration_p50")
+    assert "1.50/day" in line_of(lines, "dora.deployment_frequency")
+    # Only week 1 is known: the value says which period it is from and there is no change.
+    assert "90.0% (2026-03-02)" in line_of(lines, "task.success_rate")
+    assert "↑" not in line_of(lines, "task.success_rate")
+
+
+def test_lead_time_appears_under_efficiency_and_dora() -> None:
+    text = render(make_report(), "table")
+    efficiency = text.split("\nEfficiency\n")[1].split("\nHappiness\n")[0]
+    dora = text.split("\nDORA\n")[1]
+    for section in (efficiency, dora):
+        assert re.search(r"dora\.lead_time_p50\s+│ payments │\s+20\.5 h │\s+↓ 9\.5 h │", section)
+
+
+def test_change_is_marked_significant_only_when_changes_says_so() -> None:
+    report = make_report()
+    key = ("task.error_rate", segment_key(PAY))
+    plain = line_of(table_lines(report), "task.error_rate")
+    assert "↓ 5.0 pp │" in plain and "*" not in plain
+    quiet = {key: FakeChange(-0.05, (-0.09, 0.01), significant=False)}
+    assert "↓ 5.0 pp │" in line_of(table_lines(report, quiet), "task.error_rate")
+    loud = {key: FakeChange(-0.07, (-0.1, -0.02), significant=True)}
+    lines = table_lines(report, loud)
+    assert "↓ 7.0 pp* │" in line_of(lines, "task.error_rate")
+    assert "* significant: the 95 % interval of the change excludes 0." in lines
+
+
+def test_change_is_green_when_good_and_red_when_bad() -> None:
+    lines = coloured(make_report())
+    green, red = r"\x1b\[32m *", r"\x1b\[31m *"
+    # Error rate falls (lower is better); CSAT falls (higher is better); users rise.
+    assert re.search(green + "↓ 5.0 pp", line_of(lines, "task.error_rate"))
+    assert re.search(red + "↓ 5.0 pp", line_of(lines, "happiness.csat", "payments"))
+    assert re.search(green + "↑ 34", line_of(lines, "adoption.active_users"))
+
+
+def test_tier_badges_are_shown_and_coloured() -> None:
+    lines = table_lines(make_report())
+    assert " elite " in line_of(lines, "dora.deployment_frequency")
+    # Lead time is listed under Efficiency and DORA, with its badge both times.
+    assert len([line for line in lines if "20.5 h" in line and " high " in line]) == 2
+    assert "\x1b[1;30;42m elite \x1b[0m" in line_of(coloured(make_report()), "1.50/day")
+
+
+def test_suppressed_segment_shows_no_number() -> None:
+    report = make_report()
+    line = line_of(table_lines(report), "tiny")
+    assert "suppressed (< k)" in line
+    assert not re.search(r"\d", line)
+    changes = {("happiness.csat", segment_key({"team": "tiny"})): FakeChange(0.2, None, True)}
+    assert not re.search(r"\d", line_of(table_lines(report, changes), "tiny"))
+
+
+def test_partial_last_period_is_marked() -> None:
+    lines = table_lines(make_report(partial=True))
+    assert "1,234 …" in line_of(lines, "adoption.active_users")
+    assert "… partial period: it ends after now, so its value may still change." in lines
+
+
+def test_warnings_are_listed_with_counts_at_the_bottom() -> None:
+    lines = table_lines(make_report())
+    assert lines[-2:] == [
+        "Warnings",
+        "  ⚠ negative_lead_time (2): 2 lead times were negative and dropped",
+    ]
+
+
+def test_segment_values_are_shown_as_written_not_as_markup() -> None:
+    rows = [Row("dora.deployments", P1, {"team": "[red]ops[/red]"}, 7, 7)]
+    text = render(Report("week", P1, P2, "UTC", ("team",), rows), "table")
+    assert "[red]ops[/red]" in line_of(text.splitlines(), "dora.deployments")
+
+
+def test_empty_report_says_what_to_do() -> None:
+    report = Report("week", P1, P2, "UTC", ())
+    hint = "no rows: the store may be empty or the range has no data — try `heatlens demo`"
+    assert hint in render(report, "table").splitlines()
+    assert hint in render(report, "markdown").splitlines()
+    assert (
+        render(report, "csv") == "metric,period,value,n,ci_low,ci_high,suppressed,tier,complete\n"
+    )
+    assert json.loads(render(report, "json"))["rows"] == []
+
+
+def test_sparkline_scales_known_values_and_skips_none() -> None:
+    assert sparkline([1, None, 2, 3]) == "▁▅█"
+    assert sparkline([4.0, 4.0]) == "▄▄"
+    assert sparkline([None]) == ""
+
+
+def test_unknown_format_names_the_known_ones() -> None:
+    assert FORMATS == ("table", "json", "csv", "markdown")
+    with pytest.raises(ConfigError, match="unknown report format 'xml': use one of table, json"):
+        render(make_report(), "xml")
+
+
+def test_a_metric_outside_the_catalog_is_still_shown() -> None:
+    rows = [Row("custom.builds", P1, {}, 1234.5, 7)]
+    lines = table_lines(Report("week", P1, P2, "UTC", (), rows))
+    assert "custom" in lines
+    assert re.search(r"custom\.builds\s+│\s+1,234\.5 │", line_of(lines, "custom.builds"))
