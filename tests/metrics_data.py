@@ -69,10 +69,13 @@ def organisation(rng: random.Random, size: int = 1) -> list[dict[str, Any]]:
                 rec["to"] = iso(_ts(rng))
             records.append(rec)
     for i in range(rng.randint(0, 60 * size)):
-        rec = {"type": "usage", "id": f"u{i}", "ts": iso(_ts(rng)),
-               "capability": rng.choice(caps)}
-        for field, pool, p in (("actor", actors, 0.8), ("team", teams, 0.3),
-                               ("service", services, 0.4), ("action", ["build", "test"], 0.5)):
+        rec = {"type": "usage", "id": f"u{i}", "ts": iso(_ts(rng)), "capability": rng.choice(caps)}
+        for field, pool, p in (
+            ("actor", actors, 0.8),
+            ("team", teams, 0.3),
+            ("service", services, 0.4),
+            ("action", ["build", "test"], 0.5),
+        ):
             if rng.random() < p:
                 rec[field] = rng.choice(pool)
         if rng.random() < 0.85:
@@ -87,8 +90,12 @@ def organisation(rng: random.Random, size: int = 1) -> list[dict[str, Any]]:
             records.append(rec)
     deployments = []
     for i in range(rng.randint(0, 30 * size)):
-        rec = {"type": "deployment", "id": f"d{i:02d}", "service": rng.choice(services),
-               "finished_at": iso(_ts(rng))}
+        rec = {
+            "type": "deployment",
+            "id": f"d{i:02d}",
+            "service": rng.choice(services),
+            "finished_at": iso(_ts(rng)),
+        }
         if rng.random() < 0.15:
             rec["environment"] = rng.choice(["staging", "Prod", "PRODUCTION"])
         if rng.random() < 0.1:
@@ -123,9 +130,16 @@ def organisation(rng: random.Random, size: int = 1) -> list[dict[str, Any]]:
     surveys = []
     for i in range(rng.randint(0, 2)):
         sid = f"q{i}"
-        rec = {"type": "survey", "id": sid, "k": rng.choice([3, 5]),
-               "questions": [{"id": "sat", "kind": "csat", "capability": rng.choice(caps)},
-                             {"id": "rec", "kind": "nps"}, {"id": "l1", "kind": "likert"}]}
+        rec = {
+            "type": "survey",
+            "id": sid,
+            "k": rng.choice([3, 5]),
+            "questions": [
+                {"id": "sat", "kind": "csat", "capability": rng.choice(caps)},
+                {"id": "rec", "kind": "nps"},
+                {"id": "l1", "kind": "likert"},
+            ],
+        }
         if rng.random() < 0.8:
             rec["opens_at"] = iso(_ts(rng))
         surveys.append(sid)
@@ -135,14 +149,27 @@ def organisation(rng: random.Random, size: int = 1) -> list[dict[str, Any]]:
     for sid in surveys:
         for t in teams:
             if rng.random() < 0.7:
-                records.append({"type": "survey_invitation", "survey": sid, "team": t,
-                                "invited": rng.randint(0, 9)})
+                records.append(
+                    {
+                        "type": "survey_invitation",
+                        "survey": sid,
+                        "team": t,
+                        "invited": rng.randint(0, 9),
+                    }
+                )
     for i in range(rng.randint(0, 40 * size) if surveys else 0):
-        kind, question = rng.choice([("csat", "sat"), ("nps", "rec"), ("likert", "l1"),
-                                     ("text", "free")])
-        rec = {"type": "survey_response", "id": f"r{i}", "survey": rng.choice(surveys),
-               "question": question, "kind": kind, "respondent": f"p{rng.randrange(12)}",
-               "ts": iso(_ts(rng))}
+        kind, question = rng.choice(
+            [("csat", "sat"), ("nps", "rec"), ("likert", "l1"), ("text", "free")]
+        )
+        rec = {
+            "type": "survey_response",
+            "id": f"r{i}",
+            "survey": rng.choice(surveys),
+            "question": question,
+            "kind": kind,
+            "respondent": f"p{rng.randrange(12)}",
+            "ts": iso(_ts(rng)),
+        }
         if kind != "text":
             rec["score"] = rng.randint(*{"csat": (1, 5), "nps": (0, 10), "likert": (1, 5)}[kind])
         if rng.random() < 0.8:

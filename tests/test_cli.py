@@ -15,10 +15,15 @@ from tests.conftest import Cli
 
 EVENTS = [
     {"type": "team", "id": "payments"},
-    {"type": "usage", "id": "u1", "ts": "2026-03-02T10:00:00Z", "capability": "ci",
-     "actor": "ana"},
-    {"type": "usage", "id": "u2", "ts": "2026-03-02T11:00:00Z", "capability": "ci",
-     "actor": "bo", "team": "payments"},
+    {"type": "usage", "id": "u1", "ts": "2026-03-02T10:00:00Z", "capability": "ci", "actor": "ana"},
+    {
+        "type": "usage",
+        "id": "u2",
+        "ts": "2026-03-02T11:00:00Z",
+        "capability": "ci",
+        "actor": "bo",
+        "team": "payments",
+    },
 ]
 
 
@@ -42,8 +47,9 @@ def test_bad_record_is_refused_with_line_and_field(run: Cli) -> None:
     _write(run.cwd / "events.ndjson", [EVENTS[0], bad, EVENTS[1]])
     result = run("--store", "s.duckdb", "ingest", "events.ndjson")
     assert result.exit_code == 2
-    assert ('events.ndjson line 2: usage.ts = "2026-03-02T25:00:00Z": expected an ISO 8601 '
-            "timestamp") in result.stderr
+    assert (
+        'events.ndjson line 2: usage.ts = "2026-03-02T25:00:00Z": expected an ISO 8601 timestamp'
+    ) in result.stderr
     assert "error: 1 invalid record(s) in events.ndjson; nothing was stored" in result.stderr
     assert "Traceback" not in result.output
     with Store.open(str(run.cwd / "s.duckdb"), read_only=True) as store:
@@ -57,8 +63,9 @@ def test_debug_shows_the_traceback(run: Cli) -> None:
 
 
 def test_csv_needs_a_type(run: Cli) -> None:
-    (run.cwd / "deploys.csv").write_text("id,service,finished_at\nd1,s,2026-03-02\n",
-                                         encoding="utf-8")
+    (run.cwd / "deploys.csv").write_text(
+        "id,service,finished_at\nd1,s,2026-03-02\n", encoding="utf-8"
+    )
     refused = run("ingest", "deploys.csv")
     assert refused.exit_code == 2 and "pass --type" in refused.stderr
     ok = run("ingest", "deploys.csv", "--type", "deployment")
@@ -126,10 +133,15 @@ def test_bad_config_is_one_line(run: Cli) -> None:
 
 
 def test_python_dash_m_and_help_everywhere() -> None:
-    top = subprocess.run([sys.executable, "-m", "heatlens", "--help"], capture_output=True,
-                         text=True, check=True)
+    top = subprocess.run(
+        [sys.executable, "-m", "heatlens", "--help"], capture_output=True, text=True, check=True
+    )
     assert "ingest" in top.stdout and "demo" in top.stdout
     for cmd in ("ingest", "delete", "status", "demo", "generate"):
-        sub = subprocess.run([sys.executable, "-m", "heatlens", cmd, "--help"],
-                             capture_output=True, text=True, check=True)
+        sub = subprocess.run(
+            [sys.executable, "-m", "heatlens", cmd, "--help"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert "Usage: heatlens " + cmd in sub.stdout

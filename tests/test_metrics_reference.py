@@ -41,10 +41,13 @@ CASES = [
 
 
 def reference_settings(s: Settings) -> ref.Settings:
-    return ref.Settings(timezone=s.timezone,
-                        production_environments=tuple(s.production_environments),
-                        incident_link_window=s.link_window, quantile=s.quantile,
-                        tier_year=s.tier_year)
+    return ref.Settings(
+        timezone=s.timezone,
+        production_environments=tuple(s.production_environments),
+        incident_link_window=s.link_window,
+        quantile=s.quantile,
+        tier_year=s.tier_year,
+    )
 
 
 def _key(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -59,12 +62,26 @@ def _close(a: Any, b: Any) -> bool:
     return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
 
 
-def compare(store: Store, records: list[dict[str, Any]], grain: str, by: tuple[str, ...],
-            s: Settings, start: date, end: date) -> None:
+def compare(
+    store: Store,
+    records: list[dict[str, Any]],
+    grain: str,
+    by: tuple[str, ...],
+    s: Settings,
+    start: date,
+    end: date,
+) -> None:
     """Engine and reference agree on every row and warning."""
     got = compute(store, Request(grain, start, end, by, now=NOW), s).to_json()
-    want = ref.report(by_type(records), grain=grain, start=start, end=end, by=by,
-                      settings=reference_settings(s), now=NOW)
+    want = ref.report(
+        by_type(records),
+        grain=grain,
+        start=start,
+        end=end,
+        by=by,
+        settings=reference_settings(s),
+        now=NOW,
+    )
     got_rows = {_key(r): r for r in got["rows"]}
     want_rows = {_key(r): r for r in want["rows"]}
     missing = sorted(set(want_rows) - set(got_rows), key=str)[:5]
@@ -77,11 +94,17 @@ def compare(store: Store, records: list[dict[str, Any]], grain: str, by: tuple[s
         for field in ("suppressed", "tier", "complete"):
             assert g[field] == w[field], f"{key} {field}: engine {g[field]} ≠ {w[field]}"
     assert {(w["code"], w["count"]) for w in got["warnings"]} == {
-        (w["code"], w["count"]) for w in want["warnings"]}
+        (w["code"], w["count"]) for w in want["warnings"]
+    }
 
 
-def _run(store_url: str, seed: int, case: tuple[str, tuple[str, ...], str, dict[str, Any]],
-         start_offset: int, days: int) -> None:
+def _run(
+    store_url: str,
+    seed: int,
+    case: tuple[str, tuple[str, ...], str, dict[str, Any]],
+    start_offset: int,
+    days: int,
+) -> None:
     grain, by, tz, options = case
     rng = random.Random(seed)
     records = organisation(rng)
@@ -95,8 +118,9 @@ def _run(store_url: str, seed: int, case: tuple[str, tuple[str, ...], str, dict[
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{'+'.join(c[1]) or 'all'}-{c[2]}")
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32), start_offset=st.integers(-5, 40), days=st.integers(1, 60))
-def test_engine_matches_reference_on_duckdb(case: Any, seed: int, start_offset: int,
-                                            days: int) -> None:
+def test_engine_matches_reference_on_duckdb(
+    case: Any, seed: int, start_offset: int, days: int
+) -> None:
     _run("duckdb:///:memory:", seed, case, start_offset, days)
 
 
@@ -105,8 +129,18 @@ def test_engine_matches_reference_on_duckdb(case: Any, seed: int, start_offset: 
 def test_engine_matches_reference_on_postgres(case: Any, postgres_url: str) -> None:
     for seed in range(3):
         with Store.open(postgres_url) as store:
-            for table in ("usage", "team", "service", "capability", "membership", "deployment",
-                          "change", "incident", "survey", "survey_response",
-                          "survey_invitation"):
+            for table in (
+                "usage",
+                "team",
+                "service",
+                "capability",
+                "membership",
+                "deployment",
+                "change",
+                "incident",
+                "survey",
+                "survey_response",
+                "survey_invitation",
+            ):
                 store.backend.execute(f'DELETE FROM "{table}"')
         _run(postgres_url, seed, case, 3, 40)

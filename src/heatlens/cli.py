@@ -232,36 +232,79 @@ def _date(value: str | None, option: str) -> date | None:
 
 def _nonempty(store: Store) -> None:
     if store.is_empty():
-        raise EmptyStoreError(f"store {store.url} holds no records yet: run `heatlens demo` for "
-                              "a sample organisation, or `heatlens ingest FILE`")
+        raise EmptyStoreError(
+            f"store {store.url} holds no records yet: run `heatlens demo` for "
+            "a sample organisation, or `heatlens ingest FILE`"
+        )
 
 
-GRAIN = click.option("--grain", type=click.Choice(["day", "week", "month", "quarter", "all"]),
-                     default="week", show_default=True, help="Period length.")
+GRAIN = click.option(
+    "--grain",
+    type=click.Choice(["day", "week", "month", "quarter", "all"]),
+    default="week",
+    show_default=True,
+    help="Period length.",
+)
 
 
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]),
-              default="table", show_default=True, help="Output format.")
-@click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write to this file instead of the terminal.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "markdown"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file instead of the terminal.",
+)
 @GRAIN
-@click.option("--from", "start", metavar="DATE",
-              help="First day (inclusive; default: 12 periods before --to).")
-@click.option("--to", "end", metavar="DATE",
-              help="Day after the last (exclusive; default: start of the current period).")
-@click.option("--by", multiple=True, metavar="KEY",
-              type=click.Choice(["capability", "team", "group", "service", "action",
-                                 "environment", "survey", "question"]),
-              help="Segment by capability, team, group, service, action, environment, survey or "
-                   "question (repeatable).")
-@click.option("--metric", "metrics", multiple=True, metavar="ID",
-              help="Metric id or prefix, e.g. dora or adoption.team_adoption_rate (repeatable; "
-                   "default: all).")
+@click.option(
+    "--from",
+    "start",
+    metavar="DATE",
+    help="First day (inclusive; default: 12 periods before --to).",
+)
+@click.option(
+    "--to",
+    "end",
+    metavar="DATE",
+    help="Day after the last (exclusive; default: start of the current period).",
+)
+@click.option(
+    "--by",
+    multiple=True,
+    metavar="KEY",
+    type=click.Choice(
+        ["capability", "team", "group", "service", "action", "environment", "survey", "question"]
+    ),
+    help="Segment by capability, team, group, service, action, environment, survey or "
+    "question (repeatable).",
+)
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    metavar="ID",
+    help="Metric id or prefix, e.g. dora or adoption.team_adoption_rate (repeatable; "
+    "default: all).",
+)
 @pass_ctx
 @command
-def report(ctx: Context, fmt: str, out_path: Path | None, grain: str, start: str | None,
-           end: str | None, by: tuple[str, ...], metrics: tuple[str, ...]) -> None:
+def report(
+    ctx: Context,
+    fmt: str,
+    out_path: Path | None,
+    grain: str,
+    start: str | None,
+    end: str | None,
+    by: tuple[str, ...],
+    metrics: tuple[str, ...],
+) -> None:
     """HEAT and DORA metrics per period (and segment), with warnings.
 
     The table is grouped by HEAT dimension then DORA: the latest value, its change against the
@@ -282,6 +325,114 @@ def report(ctx: Context, fmt: str, out_path: Path | None, grain: str, start: str
         out.print(terminal_table(result))
     else:
         sys.stdout.write(render(result, fmt))
+
+
+@cli.command()
+@click.argument("metric")
+@click.option(
+    "--period",
+    required=True,
+    metavar="DATE",
+    help="A day of the period to explain (the period of --grain containing it).",
+)
+@GRAIN
+@click.option(
+    "--segment",
+    "segments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Segment, e.g. team=payments (repeatable; `KEY=` for a null value).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100_000),
+    default=50,
+    show_default=True,
+    help="Records to list.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@pass_ctx
+@command
+def explain(
+    ctx: Context,
+    metric: str,
+    period: str,
+    grain: str,
+    segments: tuple[str, ...],
+    limit: int,
+    fmt: str,
+) -> None:
+    """List the records behind one number: what was counted, how incidents were linked, what
+    was dropped and why."""
+    import json
+
+    from heatlens.metrics.explain import explain as build
+
+    segment: dict[str, str | None] = {}
+    for item in segments:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--segment {item!r}: expected KEY=VALUE, e.g. team=payments")
+        segment[key] = value or None
+    day = _date(period, "--period")
+    assert day is not None
+    with ctx.open_store(read_only=True) as store:
+        _nonempty(store)
+        result = build(store, metric, day, segment, ctx.settings, grain=grain, limit=limit)
+    if fmt == "json":
+        doc = {
+            "schema": "heatlens.explain/v1",
+            "metric": result.metric,
+            "grain": result.grain,
+            "period": result.period.isoformat(),
+            "segment": result.segment,
+            "row": result.row.to_json() if result.row else None,
+            "total": result.total,
+            "records": result.records,
+            "dropped": result.dropped,
+            "notes": result.notes,
+        }
+        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+        return
+    row = result.row
+    value = (
+        "no value (no observations)"
+        if row is None
+        else ("suppressed" if row.suppressed else f"{row.value} (n = {row.n})")
+    )
+    out.print(
+        f"[bold]{metric}[/] · {grain} of {result.period} · {result.segment or 'all'}: {value}"
+    )
+    if result.records:
+        table = Table(*result.columns, box=None)
+        for rec in result.records:
+            table.add_row(*(_cell(rec.get(c)) for c in result.columns))
+        out.print(table)
+        shown = len(result.records)
+        if result.total > shown:
+            out.print(f"… {result.total - shown:,} more (--limit)")
+    if result.dropped:
+        out.print("[bold]dropped[/]")
+        table = Table(*result.columns, "reason", box=None)
+        for rec in result.dropped:
+            table.add_row(*(_cell(rec.get(c)) for c in [*result.columns, "reason"]))
+        out.print(table)
+    for note in result.notes:
+        out.print(f"• {note}", markup=False)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
 
 
 # -- delete ----------------------------------------------------------------------------------

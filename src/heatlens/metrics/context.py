@@ -50,11 +50,19 @@ class Context:
     _seen: dict[str, set[Any]] | None = None
     _memo: dict[str, Any] = field(default_factory=dict)
 
+    def remember(self, name: str, build: Callable[[], Any]) -> Any:
+        """A Python value computed once per report."""
+        if name not in self._memo:
+            self._memo[name] = build()
+        return self._memo[name]
+
     def memo(self, name: str, build: Callable[[], Any]) -> Any:
         """A table built once per report and kept in the backend (a temporary table), so the
         queries reading it are simple to compile and don't redo its joins."""
         if name not in self._memo:
-            self._memo[name] = build().cache()
+            table = build()
+            # materialising pays off on large stores only; small ones recompute faster
+            self._memo[name] = table.cache() if self.frame.large else table
         return self._memo[name]
 
     @property
@@ -108,11 +116,21 @@ class Context:
             f = self.frame
 
             sources = {
-                "team": [(t, "team") for t in ("membership", "service", "usage", "deployment",
-                                               "change", "incident", "survey_response",
-                                               "survey_invitation")] + [("team", "parent")],
-                "service": [(t, "service") for t in ("usage", "deployment", "change",
-                                                     "incident")],
+                "team": [
+                    (t, "team")
+                    for t in (
+                        "membership",
+                        "service",
+                        "usage",
+                        "deployment",
+                        "change",
+                        "incident",
+                        "survey_response",
+                        "survey_invitation",
+                    )
+                ]
+                + [("team", "parent")],
+                "service": [(t, "service") for t in ("usage", "deployment", "change", "incident")],
                 "capability": [("usage", "capability"), ("survey_response", "capability")],
                 "question": [("survey_response", "question")],
                 "action": [("usage", "action")],
@@ -122,8 +140,9 @@ class Context:
             for key, columns in sources.items():
                 for table, column in columns:
                     t = f.table(table)
-                    parts.append(t.select(k=ibis.literal(key), v=t[column].cast("string"))
-                                 .distinct())
+                    parts.append(
+                        t.select(k=ibis.literal(key), v=t[column].cast("string")).distinct()
+                    )
             found: dict[str, set[Any]] = {key: set() for key in sources}
             for row in ibis.union(*parts).to_pyarrow().to_pylist():
                 if row["v"] is not None:
@@ -147,22 +166,30 @@ class Context:
         """Values of `key` that exist in period p (DESIGN §4 zero-or-omitted)."""
         f = self.frame
         if key == "team":
-            registry = {tid for tid, t in f.teams.items()
-                        if f.team_exists(t, p.start_utc, p.end_utc)}
+            registry = {
+                tid for tid, t in f.teams.items() if f.team_exists(t, p.start_utc, p.end_utc)
+            }
             return registry | self.seen()["team"]
         if key == "group":
             return {f.group_of(t) for t in self.domain("team", p, waves)}
         if key == "service":
-            registry = {sid for sid, s in f.services.items()
-                        if s["created_at"] is None or s["created_at"] < p.end_utc}
+            registry = {
+                sid
+                for sid, s in f.services.items()
+                if s["created_at"] is None or s["created_at"] < p.end_utc
+            }
             return registry | self.seen()["service"]
         if key == "capability":
-            registry = {cid for cid, c in f.capabilities.items()
-                        if c["launched_at"] is None or c["launched_at"] <= p.end_utc}
+            registry = {
+                cid
+                for cid, c in f.capabilities.items()
+                if c["launched_at"] is None or c["launched_at"] <= p.end_utc
+            }
             return registry | self.seen()["capability"]
         if key == "survey":
-            return {s for s, ts in waves.items()
-                    if ts is not None and p.start_utc <= ts < p.end_utc}
+            return {
+                s for s, ts in waves.items() if ts is not None and p.start_utc <= ts < p.end_utc
+            }
         return set(self.seen()[key])
 
     def domain_cells(self, p: Period, waves: dict[str, datetime | None]) -> set[Cell]:

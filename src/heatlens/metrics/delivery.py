@@ -32,16 +32,28 @@ def delivery_stats(ctx: Context, metrics: list[Metric]) -> dict[str, Stats]:
     incidents = ctx.memo("incidents", f.incidents)
     out: dict[str, Stats] = {}
     need_links = ids & {"dora.change_failure_rate", "dora.recovery_time_p50"}
-    linked = ctx.memo("links", lambda: links(incidents, deps, f.settings.link_window)) \
-        if need_links else None
+    linked = (
+        ctx.memo("links", lambda: links(incidents, deps, f.settings.link_window))
+        if need_links
+        else None
+    )
     if linked is not None:
         unlinked = incidents.join(linked, incidents.id == linked.incident_id)
-        unlinked = unlinked.filter(unlinked.linked_deployment.isnull()
-                                   & (unlinked.cause.isnull() | (unlinked.cause != "external")))
-        ctx.warn("unlinked_incidents", "incidents not linked to any deployment",
-                 _count_in_range(ctx, unlinked, unlinked.opened_at))
-    if ids & {"dora.deployments", "dora.deployment_frequency", "dora.change_failure_rate",
-              "dora.rework_rate"}:
+        unlinked = unlinked.filter(
+            unlinked.linked_deployment.isnull()
+            & (unlinked.cause.isnull() | (unlinked.cause != "external"))
+        )
+        ctx.warn(
+            "unlinked_incidents",
+            "incidents not linked to any deployment",
+            _count_in_range(ctx, unlinked, unlinked.opened_at),
+        )
+    if ids & {
+        "dora.deployments",
+        "dora.deployment_frequency",
+        "dora.change_failure_rate",
+        "dora.rework_rate",
+    }:
         out.update(_deployment_stats(ctx, ids, deps, linked))
     lead = [m for m in metrics if m.id.startswith("dora.lead_time_")]
     if lead:
@@ -63,19 +75,34 @@ def delivery_stats(ctx: Context, metrics: list[Metric]) -> dict[str, Stats]:
 def _deployment_stats(ctx: Context, ids: set[str], deps: Any, linked: Any) -> dict[str, Stats]:
     obs = ctx.bucketed(deps, "finished_at")
     keys = [k for k in ctx.by if k in DEPLOY_KEYS]
-    aggs: dict[str, Any] = {"deployments": obs.count(),
-                            "rework": obs.count(where=obs.kind.isin(["hotfix", "rollback"]))}
+    aggs: dict[str, Any] = {
+        "deployments": obs.count(),
+        "rework": obs.count(where=obs.kind.isin(["hotfix", "rollback"])),
+    }
     if linked is not None:
-        failed = linked.filter(linked.linked_deployment.notnull()).select(
-            failed_id=linked.linked_deployment).distinct()
+        failed = (
+            linked.filter(linked.linked_deployment.notnull())
+            .select(failed_id=linked.linked_deployment)
+            .distinct()
+        )
         obs = obs.left_join(failed, obs.id == failed.failed_id)
-        aggs = {"deployments": obs.count(),
-                "rework": obs.count(where=obs.kind.isin(["hotfix", "rollback"])),
-                "failed": obs.count(where=obs.failed_id.notnull())}
+        aggs = {
+            "deployments": obs.count(),
+            "rework": obs.count(where=obs.kind.isin(["hotfix", "rollback"])),
+            "failed": obs.count(where=obs.failed_id.notnull()),
+        }
     rows = obs.group_by([obs.period, *(obs[k] for k in keys)]).aggregate(**aggs)
-    out: dict[str, Stats] = {m: {} for m in ids if m in (
-        "dora.deployments", "dora.deployment_frequency", "dora.change_failure_rate",
-        "dora.rework_rate")}
+    out: dict[str, Stats] = {
+        m: {}
+        for m in ids
+        if m
+        in (
+            "dora.deployments",
+            "dora.deployment_frequency",
+            "dora.change_failure_rate",
+            "dora.rework_rate",
+        )
+    }
     for r in rows.to_pyarrow().to_pylist():
         key = (r["period"], ctx.cell(r))
         n = int(r["deployments"])
@@ -90,60 +117,96 @@ def _deployment_stats(ctx: Context, ids: set[str], deps: Any, linked: Any) -> di
     return out
 
 
-def _lead_time(ctx: Context, deps: Any, qs: tuple[float, ...]) -> dict[float, Stats]:
-    """Per (change, service): hours from commit to the first deployment of that service shipping
-    it, counted in that deployment's period and segment; negatives dropped with a warning."""
-    without = deps.filter(deps.commit_sha.isnull()
-                          & (deps.commits.isnull() | (deps.commits.length() == 0)))
-    ctx.warn("deployment_without_commits",
-             "deployments with neither commit_sha nor commits ship no change",
-             _count_in_range(ctx, without, without.finished_at))
+def lead_time_pairs(ctx: Context, deps: Any) -> Any:
+    """Per (change, service): the first deployment of that service shipping the change, with
+    `change`, `committed_at`, the deployment's columns and `hours` (negatives included)."""
     s = shipped(deps)
     c = ctx.frame.table("change")
     c = c.select(c_id=c.id, committed_at=c.committed_at)
     pairs = s.join(c, s.sha == c.c_id)
-    ranked = pairs.mutate(hl_rank=ibis.row_number().over(ibis.window(
-        group_by=[pairs.sha, pairs.service], order_by=[pairs.finished_at, pairs.id])))
+    ranked = pairs.mutate(
+        hl_rank=ibis.row_number().over(
+            ibis.window(group_by=[pairs.sha, pairs.service], order_by=[pairs.finished_at, pairs.id])
+        )
+    )
     first = ranked.filter(ranked.hl_rank == 0)
-    first = first.select(dep_id=first.id, hours=hours_between(first.finished_at,
-                                                                first.committed_at))
+    first = first.select(
+        dep_id=first.id,
+        change=first.sha,
+        committed_at=first.committed_at,
+        hours=hours_between(first.finished_at, first.committed_at),
+    )
     d = deps.select("id", "finished_at", "team", "group", "service", "environment")
-    obs = first.join(d, first.dep_id == d.id)
+    return first.join(d, first.dep_id == d.id)
+
+
+def _lead_time(ctx: Context, deps: Any, qs: tuple[float, ...]) -> dict[float, Stats]:
+    """Lead time quantiles; negatives dropped with a warning, as are deployments shipping
+    nothing."""
+    without = deps.filter(
+        deps.commit_sha.isnull() & (deps.commits.isnull() | (deps.commits.length() == 0))
+    )
+    ctx.warn(
+        "deployment_without_commits",
+        "deployments with neither commit_sha nor commits ship no change",
+        _count_in_range(ctx, without, without.finished_at),
+    )
+    obs = lead_time_pairs(ctx, deps)
     negative = obs.filter(obs.hours < 0)
-    ctx.warn("negative_lead_time", "changes deployed before their commit time were dropped",
-             _count_in_range(ctx, negative, negative.finished_at))
+    ctx.warn(
+        "negative_lead_time",
+        "changes deployed before their commit time were dropped",
+        _count_in_range(ctx, negative, negative.finished_at),
+    )
     obs = ctx.bucketed(obs.filter(obs.hours >= 0), "finished_at")
     keys = [k for k in ctx.by if k in DEPLOY_KEYS]
     return grouped_quantiles(ctx, obs, keys, "hours", qs)
 
 
-def _recovery(ctx: Context, deps: Any, incidents: Any, linked: Any) -> Stats:
+def recovery_times(deps: Any, incidents: Any, linked: Any) -> Any:
+    """Resolved linked incidents with the deployment and `hours` from it (negatives included)."""
     i = incidents.filter(incidents.resolved_at.notnull())
     i = i.join(linked, i.id == linked.incident_id)
     d = deps.select(d_id=deps.id, d_finished=deps.finished_at)
     i = i.join(d, i.linked_deployment == d.d_id)
-    i = i.mutate(hours=hours_between(i.resolved_at, i.d_finished))
+    return i.mutate(hours=hours_between(i.resolved_at, i.d_finished))
+
+
+def _recovery(ctx: Context, deps: Any, incidents: Any, linked: Any) -> Stats:
+    i = recovery_times(deps, incidents, linked)
     negative = i.filter(i.hours < 0)
-    ctx.warn("negative_recovery_time",
-             "incidents resolved before their deployment finished were dropped",
-             _count_in_range(ctx, negative, negative.resolved_at))
+    ctx.warn(
+        "negative_recovery_time",
+        "incidents resolved before their deployment finished were dropped",
+        _count_in_range(ctx, negative, negative.resolved_at),
+    )
     obs = ctx.bucketed(i.filter(i.hours >= 0), "resolved_at")
     keys = [k for k in ctx.by if k in INCIDENT_KEYS]
     return grouped_quantiles(ctx, obs, keys, "hours")[0.5]
 
 
-def _time_to_first_deploy(ctx: Context, deps: Any) -> Stats:
+def first_deployments(ctx: Context, deps: Any) -> Any:
+    """Services with `created_at` and their first deployment, with `days` (negatives included)."""
     svc = ctx.frame.table("service")
     svc = svc.filter(svc.created_at.notnull()).select(s_id=svc.id, s_created=svc.created_at)
-    ranked = deps.mutate(hl_rank=ibis.row_number().over(ibis.window(
-        group_by=deps.service, order_by=[deps.finished_at, deps.id])))
+    ranked = deps.mutate(
+        hl_rank=ibis.row_number().over(
+            ibis.window(group_by=deps.service, order_by=[deps.finished_at, deps.id])
+        )
+    )
     first = ranked.filter(ranked.hl_rank == 0)
     obs = first.join(svc, first.service == svc.s_id)
-    obs = obs.mutate(days=hours_between(obs.finished_at, obs.s_created) / 24.0)
+    return obs.mutate(days=hours_between(obs.finished_at, obs.s_created) / 24.0)
+
+
+def _time_to_first_deploy(ctx: Context, deps: Any) -> Stats:
+    obs = first_deployments(ctx, deps)
     negative = obs.filter(obs.days < 0)
-    ctx.warn("negative_time_to_first_deploy",
-             "services whose first production deployment precedes created_at were dropped",
-             _count_in_range(ctx, negative, negative.finished_at))
+    ctx.warn(
+        "negative_time_to_first_deploy",
+        "services whose first production deployment precedes created_at were dropped",
+        _count_in_range(ctx, negative, negative.finished_at),
+    )
     obs = ctx.bucketed(obs.filter(obs.days >= 0), "finished_at")
     keys = [k for k in ctx.by if k in INCIDENT_KEYS]
     return grouped_quantiles(ctx, obs, keys, "days")[0.5]

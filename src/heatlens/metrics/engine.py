@@ -28,9 +28,14 @@ from heatlens.metrics.usage import usage_stats
 from heatlens.settings import Settings
 
 WARNING_ORDER = (
-    "negative_lead_time", "negative_recovery_time", "negative_time_to_first_deploy",
-    "deployment_without_commits", "unlinked_incidents", "ineligible_active_teams",
-    "suppressed_segments", "unknown_services",
+    "negative_lead_time",
+    "negative_recovery_time",
+    "negative_time_to_first_deploy",
+    "deployment_without_commits",
+    "unlinked_incidents",
+    "ineligible_active_teams",
+    "suppressed_segments",
+    "unknown_services",
 )
 
 
@@ -59,8 +64,10 @@ def resolve(request: Request, settings: Settings) -> tuple[list[Metric], date, d
     try:
         metrics = catalog.select(request.metrics)
     except KeyError as exc:
-        raise ConfigError(f"unknown metric {exc.args[0]!r}: see `heatlens report --help` or "
-                          "docs/metrics.md for the catalog") from None
+        raise ConfigError(
+            f"unknown metric {exc.args[0]!r}: see `heatlens report --help` or "
+            "docs/metrics.md for the catalog"
+        ) from None
     now = request.now or datetime.now(UTC)
     tz = ZoneInfo(settings.timezone)
     start, end = default_range(request.grain, tz, now)
@@ -82,8 +89,11 @@ def compute(tables: Tables, request: Request, settings: Settings) -> Report:
     wanted = [m for m in metrics if set(request.by) <= m.keys]
     stats: dict[str, Stats] = {}
     by_dim = {d: [m for m in wanted if m.dimension == d] for d in catalog.DIMENSIONS}
-    usage_metrics = by_dim["adoption"] + by_dim["task"] + [
-        m for m in by_dim["efficiency"] if m.id.startswith("efficiency.task_duration")]
+    usage_metrics = (
+        by_dim["adoption"]
+        + by_dim["task"]
+        + [m for m in by_dim["efficiency"] if m.id.startswith("efficiency.task_duration")]
+    )
     if usage_metrics:
         stats.update(usage_stats(ctx, usage_metrics))
     delivery = by_dim["dora"] + [m for m in by_dim["efficiency"] if m not in usage_metrics]
@@ -95,15 +105,22 @@ def compute(tables: Tables, request: Request, settings: Settings) -> Report:
     rows: list[Row] = []
     for m in wanted:
         rows += _rows(ctx, m, stats.get(m.id, {}), wave_ts)
-    ctx.warn("suppressed_segments",
-             "happiness segments with fewer respondents than the survey's k were suppressed",
-             sum(r.suppressed for r in rows))
-    ctx.warn("unknown_services", "services named by records but missing from the service "
-             "registry", _unknown_services(frame))
-    warnings = [Warning(code, *ctx.warnings[code]) for code in WARNING_ORDER
-                if code in ctx.warnings]
-    return Report(request.grain, start, end, settings.timezone, request.by, rows, warnings,
-                  generated_at=now)
+    ctx.warn(
+        "suppressed_segments",
+        "happiness segments with fewer respondents than the survey's k were suppressed",
+        sum(r.suppressed for r in rows),
+    )
+    ctx.warn(
+        "unknown_services",
+        "services named by records but missing from the service registry",
+        _unknown_services(frame),
+    )
+    warnings = [
+        Warning(code, *ctx.warnings[code]) for code in WARNING_ORDER if code in ctx.warnings
+    ]
+    return Report(
+        request.grain, start, end, settings.timezone, request.by, rows, warnings, generated_at=now
+    )
 
 
 def _rows(ctx: Context, m: Metric, stats: Stats, wave_ts: dict[str, datetime | None]) -> list[Row]:
@@ -120,13 +137,35 @@ def _rows(ctx: Context, m: Metric, stats: Stats, wave_ts: dict[str, datetime | N
         for cell in sorted(cells, key=_cell_order):
             s = cells[cell]
             if cell in hidden:
-                out.append(Row(m.id, p.start, dict(zip(ctx.by, cell, strict=True)), None, None,
-                               suppressed=True, complete=not p.end_utc > ctx.now, k=s.k))
+                out.append(
+                    Row(
+                        m.id,
+                        p.start,
+                        dict(zip(ctx.by, cell, strict=True)),
+                        None,
+                        None,
+                        suppressed=True,
+                        complete=not p.end_utc > ctx.now,
+                        k=s.k,
+                    )
+                )
                 continue
             tier = tier_of(m.id, s.value, ctx.settings.tier_year) if tiered else None
-            out.append(Row(m.id, p.start, dict(zip(ctx.by, cell, strict=True)), s.value, s.n,
-                           s.ci, tier=tier, complete=not p.end_utc > ctx.now, x=s.x, d=s.d,
-                           k=s.k or None))
+            out.append(
+                Row(
+                    m.id,
+                    p.start,
+                    dict(zip(ctx.by, cell, strict=True)),
+                    s.value,
+                    s.n,
+                    s.ci,
+                    tier=tier,
+                    complete=not p.end_utc > ctx.now,
+                    x=s.x,
+                    d=s.d,
+                    k=s.k or None,
+                )
+            )
     return out
 
 

@@ -1,4 +1,5 @@
-"""What every metric reads: the store's tables, the registries, and the resolution rules of DESIGN §3.
+"""What every metric reads: the store's tables, the registries, and the resolution rules
+(DESIGN §3).
 
 Registries (teams, services, capabilities, surveys, memberships) are small, so they are read once
 into Python and given back to the engine as small tables: each team's top-level group, membership
@@ -9,6 +10,7 @@ in the backend and are only ever expressions.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -38,10 +40,11 @@ def memtable(columns: dict[str, list[Any]], types: dict[str, pa.DataType]) -> An
 
 
 UTC_TS = pa.timestamp("us", tz="UTC")
+LARGE = 200_000
 
 
 def _rows(table: Any, columns: list[str]) -> list[dict[str, Any]]:
-    return table.select(*columns).to_pyarrow().to_pylist()  # type: ignore[no-any-return]
+    return table.select(*columns).to_pyarrow().to_pylist()
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -62,6 +65,7 @@ class Frame:
     surveys: dict[str, dict[str, Any]] = field(default_factory=dict)
     groups: dict[str, str] = field(default_factory=dict)  # team → top-level group
     group_ids: set[str] = field(default_factory=set)  # teams that are some team's parent
+    large: bool = False  # enough usage that intermediate tables are worth materialising
 
     @classmethod
     def load(cls, tables: Tables, settings: Settings) -> Frame:
@@ -69,16 +73,23 @@ class Frame:
         frame = cls(tables, settings)
         t = tables.table
         for r in _rows(t("team"), ["id", "parent", "created_at", "archived_at"]):
-            frame.teams[r["id"]] = {**r, "created_at": _utc(r["created_at"]),
-                                    "archived_at": _utc(r["archived_at"])}
+            frame.teams[r["id"]] = {
+                **r,
+                "created_at": _utc(r["created_at"]),
+                "archived_at": _utc(r["archived_at"]),
+            }
         for r in _rows(t("service"), ["id", "team", "created_at"]):
             frame.services[r["id"]] = {**r, "created_at": _utc(r["created_at"])}
         for r in _rows(t("capability"), ["id", "launched_at", "eligible"]):
             frame.capabilities[r["id"]] = {**r, "launched_at": _utc(r["launched_at"])}
         for r in _rows(t("survey"), ["id", "opens_at", "k", "questions"]):
-            frame.surveys[r["id"]] = {**r, "opens_at": _utc(r["opens_at"]),
-                                      "questions": json.loads(r["questions"] or "[]")}
+            frame.surveys[r["id"]] = {
+                **r,
+                "opens_at": _utc(r["opens_at"]),
+                "questions": json.loads(r["questions"] or "[]"),
+            }
         frame.group_ids = {tm["parent"] for tm in frame.teams.values() if tm["parent"]}
+        frame.large = int(t("usage").count().to_pyarrow().as_py()) > LARGE
         frame.groups = {tid: frame.group_of(tid) for tid in frame.teams}
         return frame
 
@@ -102,8 +113,10 @@ class Frame:
     # -- lookup tables for the engine ---------------------------------------------------------
 
     def group_table(self) -> Any:
-        return memtable({"g_team": list(self.groups), "g_group": list(self.groups.values())},
-                        {"g_team": pa.string(), "g_group": pa.string()})
+        return memtable(
+            {"g_team": list(self.groups), "g_group": list(self.groups.values())},
+            {"g_team": pa.string(), "g_group": pa.string()},
+        )
 
     def owner_table(self) -> Any:
         svc = self.table("service")
@@ -130,20 +143,25 @@ class Frame:
         out: dict[str, list[Any]] = {"m_actor": [], "m_start": [], "m_end": [], "m_team": []}
         for actor, spans in by_actor.items():
             cuts = sorted({t for s, e, _ in spans for t in (s, e)})
-            for lo, hi in zip(cuts, cuts[1:], strict=False):
+            for lo, hi in itertools.pairwise(cuts):
                 active = [(s, team) for s, e, team in spans if s <= lo and hi <= e]
                 if not active:
                     continue
                 # latest start wins; among equal starts the lowest team id
                 team = min(active, key=lambda a: (-a[0].timestamp(), a[1]))[1]
-                if out["m_actor"] and out["m_actor"][-1] == actor and out["m_team"][-1] == team \
-                        and out["m_end"][-1] == lo:
+                if (
+                    out["m_actor"]
+                    and out["m_actor"][-1] == actor
+                    and out["m_team"][-1] == team
+                    and out["m_end"][-1] == lo
+                ):
                     out["m_end"][-1] = hi
                     continue
                 for key, value in zip(out, (actor, lo, hi, team), strict=True):
                     out[key].append(value)
-        return memtable(out, {"m_actor": pa.string(), "m_start": UTC_TS, "m_end": UTC_TS,
-                              "m_team": pa.string()})
+        return memtable(
+            out, {"m_actor": pa.string(), "m_start": UTC_TS, "m_end": UTC_TS, "m_team": pa.string()}
+        )
 
     def question_capabilities(self) -> Any:
         """(survey, question) → capability, from the surveys' question lists."""
@@ -153,8 +171,9 @@ class Frame:
                 rows["q_survey"].append(sid)
                 rows["q_question"].append(q.get("id"))
                 rows["q_capability"].append(q.get("capability"))
-        return memtable(rows, {"q_survey": pa.string(), "q_question": pa.string(),
-                               "q_capability": pa.string()})
+        return memtable(
+            rows, {"q_survey": pa.string(), "q_question": pa.string(), "q_capability": pa.string()}
+        )
 
     # -- resolved record tables ---------------------------------------------------------------
 
@@ -165,10 +184,12 @@ class Frame:
         u = u.left_join(owners, u.service == owners.o_service)
         u = u.mutate(team=ibis.coalesce(u.team, u.o_team)).drop("o_service", "o_team")
         m = self.membership_intervals()
-        u = u.left_join(m, (u.team.isnull()) & (u.actor == m.m_actor) & (u.ts >= m.m_start)
-                        & (u.ts < m.m_end))
+        u = u.left_join(
+            m, (u.team.isnull()) & (u.actor == m.m_actor) & (u.ts >= m.m_start) & (u.ts < m.m_end)
+        )
         u = u.mutate(team=ibis.coalesce(u.team, u.m_team)).drop(
-            "m_actor", "m_start", "m_end", "m_team")
+            "m_actor", "m_start", "m_end", "m_team"
+        )
         return self.with_group(u)
 
     def production(self, environment: Any) -> Any:

@@ -15,14 +15,18 @@ import ibis
 import pyarrow as pa
 
 from heatlens.metrics.catalog import Metric
-from heatlens.metrics.frame import UTC_TS, memtable
 from heatlens.metrics.context import Cell, Context, Stat, Stats
+from heatlens.metrics.frame import UTC_TS, memtable
 from heatlens.metrics.intervals import nps_ci, proportion_ci
 from heatlens.metrics.quantiles import grouped_quantiles
 
 KEYS = ("survey", "question", "team", "group", "capability")
-KINDS = {"happiness.csat": "csat", "happiness.nps": "nps", "happiness.likert_mean": "likert",
-         "happiness.likert_median": "likert"}
+KINDS = {
+    "happiness.csat": "csat",
+    "happiness.nps": "nps",
+    "happiness.likert_mean": "likert",
+    "happiness.likert_median": "likert",
+}
 DEFAULT_K = 5
 
 
@@ -30,11 +34,16 @@ def waves(ctx: Context) -> dict[str, datetime | None]:
     """Survey id → the instant its wave is counted at."""
     f = ctx.frame
     r = f.table("survey_response")
-    first = {row["survey"]: row["first"] for row in
-             r.group_by("survey").aggregate(first=r.ts.min()).to_pyarrow().to_pylist()}
+    first = {
+        row["survey"]: row["first"]
+        for row in r.group_by("survey").aggregate(first=r.ts.min()).to_pyarrow().to_pylist()
+    }
     inv = f.table("survey_invitation")
-    ids = set(f.surveys) | set(first) | set(
-        inv.select("survey").distinct().to_pyarrow().column("survey").to_pylist())
+    ids = (
+        set(f.surveys)
+        | set(first)
+        | set(inv.select("survey").distinct().to_pyarrow().column("survey").to_pylist())
+    )
     out: dict[str, datetime | None] = {}
     for sid in ids:
         opens = f.surveys[sid]["opens_at"] if sid in f.surveys else None
@@ -46,9 +55,13 @@ def _wave_table(ctx: Context, wave_ts: dict[str, datetime | None]) -> Any:
     f = ctx.frame
     sids = [s for s, ts in wave_ts.items() if ts is not None]
     return memtable(
-        {"w_survey": sids, "w_ts": [wave_ts[s] for s in sids],
-         "w_k": [int(f.surveys[s]["k"]) if s in f.surveys else DEFAULT_K for s in sids]},
-        {"w_survey": pa.string(), "w_ts": UTC_TS, "w_k": pa.int64()})
+        {
+            "w_survey": sids,
+            "w_ts": [wave_ts[s] for s in sids],
+            "w_k": [int(f.surveys[s]["k"]) if s in f.surveys else DEFAULT_K for s in sids],
+        },
+        {"w_survey": pa.string(), "w_ts": UTC_TS, "w_k": pa.int64()},
+    )
 
 
 def responses(ctx: Context, wave_ts: dict[str, datetime | None]) -> Any:
@@ -64,13 +77,15 @@ def _responses(ctx: Context, wave_ts: dict[str, datetime | None]) -> Any:
     qc = f.question_capabilities()
     r = r.left_join(qc, (r.survey == qc.q_survey) & (r.question == qc.q_question))
     r = r.mutate(capability=ibis.coalesce(r.capability, r.q_capability)).drop(
-        "q_survey", "q_question", "q_capability")
+        "q_survey", "q_question", "q_capability"
+    )
     r = f.with_group(r)
     return ctx.bucketed(r, "w_ts")
 
 
-def happiness_stats(ctx: Context, metrics: list[Metric],
-                    wave_ts: dict[str, datetime | None]) -> dict[str, Stats]:
+def happiness_stats(
+    ctx: Context, metrics: list[Metric], wave_ts: dict[str, datetime | None]
+) -> dict[str, Stats]:
     """Stats of the happiness metrics requested (not yet suppressed)."""
     r = responses(ctx, wave_ts)
     keys = [k for k in ctx.by if k in KEYS]
@@ -91,11 +106,18 @@ def happiness_stats(ctx: Context, metrics: list[Metric],
         if m.id == "happiness.response_rate":
             out[m.id] = _response_rate(ctx, t, keys, wave_ts)
             continue
-        rows = {(row["period"], ctx.cell(row)): row for row in
-                t.group_by([t[g.get_name()] for g in groups]).aggregate(**aggs)
-                .to_pyarrow().to_pylist()}
-        medians = grouped_quantiles(ctx, t, keys, "score")[0.5] \
-            if m.id == "happiness.likert_median" else {}
+        rows = {
+            (row["period"], ctx.cell(row)): row
+            for row in t.group_by([t[g.get_name()] for g in groups])
+            .aggregate(**aggs)
+            .to_pyarrow()
+            .to_pylist()
+        }
+        medians = (
+            grouped_quantiles(ctx, t, keys, "score")[0.5]
+            if m.id == "happiness.likert_median"
+            else {}
+        )
         stats: Stats = {}
         for key, row in rows.items():
             resp, k, answers = int(row["resp"]), int(row["k"]), int(row["answers"])
@@ -116,8 +138,9 @@ def happiness_stats(ctx: Context, metrics: list[Metric],
     return out
 
 
-def _response_rate(ctx: Context, r: Any, keys: list[str],
-                   wave_ts: dict[str, datetime | None]) -> Stats:
+def _response_rate(
+    ctx: Context, r: Any, keys: list[str], wave_ts: dict[str, datetime | None]
+) -> Stats:
     """Distinct respondents ÷ summed invitations of the waves in the period and segment."""
     f = ctx.frame
     inv = f.table("survey_invitation")
@@ -125,13 +148,21 @@ def _response_rate(ctx: Context, r: Any, keys: list[str],
     inv = inv.join(w, inv.survey == w.w_survey)
     inv = ctx.bucketed(f.with_group(inv), "w_ts")
     inv_keys = [k for k in keys if k in ("survey", "team", "group")]
-    invited = {(row["period"], ctx.cell(row)): row for row in inv.group_by(
-        [inv.period, *(inv[k] for k in inv_keys)]).aggregate(
-        invited=inv.invited.sum(), k=inv.w_k.max()).to_pyarrow().to_pylist()}
+    invited = {
+        (row["period"], ctx.cell(row)): row
+        for row in inv.group_by([inv.period, *(inv[k] for k in inv_keys)])
+        .aggregate(invited=inv.invited.sum(), k=inv.w_k.max())
+        .to_pyarrow()
+        .to_pylist()
+    }
     who = r.survey.concat(ibis.literal("\x1f"), r.respondent)
-    answered = {(row["period"], ctx.cell(row)): row for row in r.group_by(
-        [r.period, *(r[k] for k in inv_keys)]).aggregate(
-        resp=who.nunique(), k=r.w_k.max()).to_pyarrow().to_pylist()}
+    answered = {
+        (row["period"], ctx.cell(row)): row
+        for row in r.group_by([r.period, *(r[k] for k in inv_keys)])
+        .aggregate(resp=who.nunique(), k=r.w_k.max())
+        .to_pyarrow()
+        .to_pylist()
+    }
     stats: Stats = {}
     for key in set(invited) | set(answered):
         total = int(invited[key]["invited"]) if key in invited else 0
@@ -162,7 +193,7 @@ def suppress(cells: dict[Cell, Stat], nkeys: int) -> set[Cell]:
             margins: dict[Cell, list[Cell]] = defaultdict(list)
             for cell, s in cells.items():
                 if s.respondents > 0:
-                    margins[cell[:i] + cell[i + 1:]].append(cell)
+                    margins[cell[:i] + cell[i + 1 :]].append(cell)
             for rest in sorted(margins, key=_cell_order):
                 members = margins[rest]
                 k = max(cells[m].k for m in members)

@@ -22,7 +22,8 @@ def shipped(deployments: Any) -> Any:
     """(id, service, finished_at, sha) for every commit a deployment ships: its `commit_sha` and
     its `commits` list; never inferred."""
     by_sha = deployments.filter(deployments.commit_sha.notnull()).select(
-        "id", "service", "finished_at", sha=deployments.commit_sha)
+        "id", "service", "finished_at", sha=deployments.commit_sha
+    )
     listed = deployments.filter(deployments.commits.notnull())
     listed = listed.select("id", "service", "finished_at", sha=listed.commits.unnest())
     both = by_sha.union(listed.filter(listed.sha.notnull()), distinct=True)
@@ -35,38 +36,51 @@ def hours_between(later: Any, earlier: Any) -> Any:
 
 
 def _first(t: Any, key: str, order: list[Any]) -> Any:
-    ranked = t.mutate(hl_rank=ibis.row_number().over(ibis.window(group_by=t[key],
-                                                                  order_by=order)))
+    ranked = t.mutate(hl_rank=ibis.row_number().over(ibis.window(group_by=t[key], order_by=order)))
     return ranked.filter(ranked.hl_rank == 0).drop("hl_rank")
 
 
 def links(incidents: Any, deployments: Any, window: timedelta | None) -> Any:
     """One row per incident: `incident_id`, `linked_deployment` (null when unlinked), `rule`."""
     i = incidents.select("id", "opened_at", "service", "deployment_id", "root_cause_sha", "cause")
-    d = deployments.select(d_id=deployments.id, d_service=deployments.service,
-                           d_finished=deployments.finished_at)
+    d = deployments.select(
+        d_id=deployments.id, d_service=deployments.service, d_finished=deployments.finished_at
+    )
 
     by_id = i.filter(i.deployment_id.notnull())
     by_id = by_id.join(d, by_id.deployment_id == d.d_id).select(
-        incident_id=by_id.id, linked=d.d_id, rule=ibis.literal("deployment_id"))
+        incident_id=by_id.id, linked=d.d_id, rule=ibis.literal("deployment_id")
+    )
 
     s = shipped(deployments).rename(s_id="id", s_service="service", s_finished="finished_at")
     by_sha = i.filter(i.deployment_id.isnull() & i.root_cause_sha.notnull())
-    by_sha = by_sha.join(s, (by_sha.root_cause_sha == s.sha)
-                         & (by_sha.service.isnull() | (by_sha.service == s.s_service)))
+    by_sha = by_sha.join(
+        s,
+        (by_sha.root_cause_sha == s.sha)
+        & (by_sha.service.isnull() | (by_sha.service == s.s_service)),
+    )
     by_sha = _first(by_sha, "id", [by_sha.s_finished, by_sha.s_id]).select(
-        incident_id="id", linked="s_id", rule=ibis.literal("root_cause_sha"))
+        incident_id="id", linked="s_id", rule=ibis.literal("root_cause_sha")
+    )
 
-    near = i.filter(i.deployment_id.isnull() & i.root_cause_sha.isnull()
-                    & (i.cause.isnull() | (i.cause != "external")) & i.service.notnull())
+    near = i.filter(
+        i.deployment_id.isnull()
+        & i.root_cause_sha.isnull()
+        & (i.cause.isnull() | (i.cause != "external"))
+        & i.service.notnull()
+    )
     cond = (near.service == d.d_service) & (d.d_finished <= near.opened_at)
     if window is not None:
         cond &= near.opened_at <= d.d_finished + ibis.interval(seconds=int(window.total_seconds()))
     near = near.join(d, cond)
     near = _first(near, "id", [ibis.desc(near.d_finished), ibis.desc(near.d_id)]).select(
-        incident_id="id", linked="d_id", rule=ibis.literal("window"))
+        incident_id="id", linked="d_id", rule=ibis.literal("window")
+    )
 
     found = by_id.union(by_sha).union(near)
     out = i.left_join(found, i.id == found.incident_id)
-    return out.select(incident_id=out.id, linked_deployment=out.linked,
-                      rule=ibis.coalesce(out.rule, ibis.literal("unlinked")))
+    return out.select(
+        incident_id=out.id,
+        linked_deployment=out.linked,
+        rule=ibis.coalesce(out.rule, ibis.literal("unlinked")),
+    )

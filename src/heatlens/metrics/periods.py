@@ -96,8 +96,14 @@ def periods(grain: str, start: date, end: date, tz: ZoneInfo) -> list[Period]:
 def previous_calendar(period: Period, grain: str, tz: ZoneInfo) -> Period:
     """The whole calendar period immediately before `period`'s calendar period."""
     start = calendar_start(period.cal_start - timedelta(days=1), grain)
-    return Period(start, period.cal_start, start, period.cal_start, midnight(start, tz),
-                  midnight(period.cal_start, tz))
+    return Period(
+        start,
+        period.cal_start,
+        start,
+        period.cal_start,
+        midnight(start, tz),
+        midnight(period.cal_start, tz),
+    )
 
 
 def _ts(value: datetime) -> Any:

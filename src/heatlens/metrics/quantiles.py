@@ -1,6 +1,6 @@
 """Exact quantiles per segment, in the backend: linear interpolation (`quantile_cont`), or the
-`lower` rule sorted[floor((n−1)·q)] (DevLake-compatible) computed with a window, so both are exact on
-every backend (approximate quantiles differ per backend: ENGINE_NOTES)."""
+`lower` rule sorted[floor((n−1)·q)] (DevLake-compatible) computed with a window, so both are exact
+on every backend (approximate quantiles differ per backend: ENGINE_NOTES)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import ibis
 from heatlens.metrics.context import Context, Stat, Stats
 
 
-def grouped_quantiles(ctx: Context, t: Any, keys: list[str], column: str,
-                      qs: tuple[float, ...] = (0.5,)) -> dict[float, Stats]:
+def grouped_quantiles(
+    ctx: Context, t: Any, keys: list[str], column: str, qs: tuple[float, ...] = (0.5,)
+) -> dict[float, Stats]:
     """Quantiles `qs` of `column` per (period, keys) of `t` (null values excluded), one query."""
     t = t.mutate(hl_v=t[column].cast("float64"))
     t = t.filter(t.hl_v.notnull())
@@ -20,10 +21,14 @@ def grouped_quantiles(ctx: Context, t: Any, keys: list[str], column: str,
     aggs = {f"q{i}": t.hl_v.quantile(q) for i, q in enumerate(qs)}
     if ctx.settings.quantile == "lower":
         w = ibis.window(group_by=[t[c] for c in names], order_by=t.hl_v)
-        t = t.mutate(hl_rank=ibis.row_number().over(w),
-                     hl_n=t.hl_v.count().over(ibis.window(group_by=[t[c] for c in names])))
-        aggs = {f"q{i}": t.hl_v.max(where=t.hl_rank == ((t.hl_n - 1) * q).floor())
-                for i, q in enumerate(qs)}
+        t = t.mutate(
+            hl_rank=ibis.row_number().over(w),
+            hl_n=t.hl_v.count().over(ibis.window(group_by=[t[c] for c in names])),
+        )
+        aggs = {
+            f"q{i}": t.hl_v.max(where=t.hl_rank == ((t.hl_n - 1) * q).floor())
+            for i, q in enumerate(qs)
+        }
     rows = t.group_by(names).aggregate(n=t.hl_v.count(), **aggs)
     out: dict[float, Stats] = {q: {} for q in qs}
     for r in rows.to_pyarrow().to_pylist():

@@ -29,7 +29,10 @@ def tier_of(metric: str, value: float | int | None, year: int) -> str | None:
         return None
     op, limits = rule
     for level, limit in zip(LEVELS, limits, strict=True):
-        if (op == ">=" and value >= limit) or (op == "<" and value < limit) or (
-                op == "<=" and value <= limit):
+        if (
+            (op == ">=" and value >= limit)
+            or (op == "<" and value < limit)
+            or (op == "<=" and value <= limit)
+        ):
             return level
     return "low"

@@ -19,12 +19,25 @@ from heatlens.metrics.periods import Period, calendar_start, periods, previous_c
 from heatlens.metrics.quantiles import grouped_quantiles
 
 KEYS = ("capability", "team", "group", "service", "action")
-OUTCOMES = {"task.success_rate": "success", "task.failure_rate": "failure",
-            "task.error_rate": "error", "task.abandon_rate": "abandoned"}
+OUTCOMES = {
+    "task.success_rate": "success",
+    "task.failure_rate": "failure",
+    "task.error_rate": "error",
+    "task.abandon_rate": "abandoned",
+}
 
 
-COLUMNS = ("ts", "capability", "action", "actor", "team", "group", "service", "outcome",
-           "duration_s")
+COLUMNS = (
+    "ts",
+    "capability",
+    "action",
+    "actor",
+    "team",
+    "group",
+    "service",
+    "outcome",
+    "duration_s",
+)
 
 
 def resolved_usage(ctx: Context) -> Any:
@@ -36,8 +49,7 @@ def usage_stats(ctx: Context, metrics: list[Metric]) -> dict[str, Stats]:
     """Stats of the usage metrics requested, keyed by metric id."""
     ids = {m.id for m in metrics}
     out: dict[str, Stats] = {}
-    grouped = ids & {"adoption.active_users", "adoption.active_teams", "task.attempts",
-                     *OUTCOMES}
+    grouped = ids & {"adoption.active_users", "adoption.active_teams", "task.attempts", *OUTCOMES}
     usage = resolved_usage(ctx)
     obs = ctx.memo("usage_obs", lambda: ctx.bucketed(usage, "ts"))
     if grouped:
@@ -80,12 +92,14 @@ def _grouped(ctx: Context, obs: Any, ids: set[str]) -> dict[str, Stats]:
             out["adoption.active_users"][key] = Stat(int(r["users"]), int(r["users"]))
         if "adoption.active_teams" in ids:
             out["adoption.active_teams"][key] = Stat(int(r["teams"]), int(r["teams"]))
-        if "task.attempts" in ids:
+        if "task.attempts" in ids and attempts:
             out["task.attempts"][key] = Stat(attempts, attempts)
         for mid, outcome in OUTCOMES.items():
             if mid in ids and attempts:
                 x = int(r[outcome])
-                out[mid][key] = Stat(x / attempts, attempts, proportion_ci(x, attempts), x, attempts)
+                out[mid][key] = Stat(
+                    x / attempts, attempts, proportion_ci(x, attempts), x, attempts
+                )
     return out
 
 
@@ -98,13 +112,17 @@ def _active_teams(ctx: Context, obs: Any) -> dict[date, set[tuple[str, str]]]:
     return active
 
 
-def eligible(ctx: Context, p: Period, capability: Any, by_capability: bool,
-             active_teams: set[str]) -> set[str]:
+def eligible(
+    ctx: Context, p: Period, capability: Any, by_capability: bool, active_teams: set[str]
+) -> set[str]:
     """Teams eligible in period p (for a capability when segmented by capability)."""
     f = ctx.frame
     if f.teams:
-        base = {tid for tid, t in f.teams.items()
-                if tid not in f.group_ids and f.team_exists(t, p.start_utc, p.end_utc)}
+        base = {
+            tid
+            for tid, t in f.teams.items()
+            if tid not in f.group_ids and f.team_exists(t, p.start_utc, p.end_utc)
+        }
     else:
         base = set(active_teams)
     if by_capability:
@@ -120,11 +138,13 @@ def eligible(ctx: Context, p: Period, capability: Any, by_capability: bool,
 
 def _all_usage_teams(ctx: Context) -> set[str]:
     """With an empty team registry, the eligible teams are the resolved teams of all usage."""
-    if not hasattr(ctx, "_usage_teams"):
+
+    def build() -> set[str]:
         u = resolved_usage(ctx)
         teams = u.filter(u.team.notnull()).select("team").distinct().to_pyarrow()
-        ctx._usage_teams = set(teams.column("team").to_pylist())  # type: ignore[attr-defined]
-    return ctx._usage_teams  # type: ignore[attr-defined,no-any-return]
+        return set(teams.column("team").to_pylist())
+
+    return ctx.remember("usage_teams", build)
 
 
 def _in_cell(ctx: Context, cell: Cell, team: str, capability: Any = None) -> bool:
@@ -144,14 +164,15 @@ def _adoption(ctx: Context, active: dict[date, set[tuple[str, str]]], rate: bool
         pairs = active.get(p.start, set())
         cells = ctx.domain_cells(p, {})
         if rate:
-            for cap, team in pairs:
-                row = {"capability": cap, "team": team, "group": ctx.frame.group_of(team)}
+            for cap, member in pairs:
+                row = {"capability": cap, "team": member, "group": ctx.frame.group_of(member)}
                 cells.add(ctx.cell(row))
         fallback = _all_usage_teams(ctx) if registry_empty else set()
         for cell in cells:
             cap = cell[ctx.by.index("capability")] if by_cap else None
-            teams = {t for t in eligible(ctx, p, cap, by_cap, fallback)
-                     if _in_cell(ctx, cell, t, cap)}
+            teams = {
+                t for t in eligible(ctx, p, cap, by_cap, fallback) if _in_cell(ctx, cell, t, cap)
+            }
             if not rate:
                 stats[(p.start, cell)] = Stat(len(teams), len(teams))
                 continue
@@ -159,8 +180,9 @@ def _adoption(ctx: Context, active: dict[date, set[tuple[str, str]]], rate: bool
                 continue
             used = {t for c, t in pairs if _in_cell(ctx, cell, t, c)}
             x = len(used & teams)
-            stats[(p.start, cell)] = Stat(x / len(teams), len(teams),
-                                          proportion_ci(x, len(teams)), x, len(teams))
+            stats[(p.start, cell)] = Stat(
+                x / len(teams), len(teams), proportion_ci(x, len(teams)), x, len(teams)
+            )
     return stats
 
 
@@ -173,9 +195,11 @@ def _warn_ineligible(ctx: Context, active: dict[date, set[tuple[str, str]]]) -> 
             if cap not in by_cap:
                 by_cap[cap] = eligible(ctx, p, cap, True, fallback)
             count += team not in by_cap[cap]
-    ctx.warn("ineligible_active_teams",
-             "teams used a capability they are not eligible for (period × capability × team)",
-             count)
+    ctx.warn(
+        "ineligible_active_teams",
+        "teams used a capability they are not eligible for (period × capability × team)",
+        count,
+    )
 
 
 def _new_teams(ctx: Context, usage: Any) -> Stats:
@@ -189,8 +213,11 @@ def _new_teams(ctx: Context, usage: Any) -> Stats:
         p = ctx.span_of(r["first"])
         if p is None:
             continue
-        row = {"team": r["team"], "group": ctx.frame.group_of(r["team"]),
-               "capability": r.get("capability")}
+        row = {
+            "team": r["team"],
+            "group": ctx.frame.group_of(r["team"]),
+            "capability": r.get("capability"),
+        }
         key = (p.start, ctx.cell(row))
         stats[key] = Stat((stats[key].value or 0) + 1 if key in stats else 1, None)
     for s in stats.values():
@@ -213,20 +240,25 @@ def _retention(ctx: Context, usage: Any, obs: Any) -> Stats:
     tz = ctx.frame.tz
     first_prev = previous_calendar(ctx.spans[0], ctx.grain, tz)
     cal_end = ctx.spans[-1].cal_start
-    calendar = periods(ctx.grain, first_prev.start, cal_end, tz) if first_prev.start < cal_end \
-        else []
+    calendar = (
+        periods(ctx.grain, first_prev.start, cal_end, tz) if first_prev.start < cal_end else []
+    )
     now_sets = _team_sets(ctx, obs)
     before_sets = _team_sets(ctx, ctx.bucketed(usage, "ts", calendar)) if calendar else {}
     stats: Stats = {}
     for p in ctx.spans:
         prev = calendar_start(p.cal_start.fromordinal(p.cal_start.toordinal() - 1), ctx.grain)
-        cells = {c for (d, c) in now_sets if d == p.start} | {
-            c for (d, c) in before_sets if d == prev} | ctx.domain_cells(p, {})
+        cells = (
+            {c for (d, c) in now_sets if d == p.start}
+            | {c for (d, c) in before_sets if d == prev}
+            | ctx.domain_cells(p, {})
+        )
         for cell in cells:
             before = before_sets.get((prev, cell), set())
             if not before or not ctx.launched(p, cell):
                 continue
             kept = len(before & now_sets.get((p.start, cell), set()))
-            stats[(p.start, cell)] = Stat(kept / len(before), len(before),
-                                          proportion_ci(kept, len(before)), kept, len(before))
+            stats[(p.start, cell)] = Stat(
+                kept / len(before), len(before), proportion_ci(kept, len(before)), kept, len(before)
+            )
     return stats
