@@ -98,7 +98,8 @@ def explain(
     out.total = int(kept.count().to_pyarrow().as_py())
     out.records = kept.order_by(order).select(*columns).limit(limit).to_pyarrow().to_pylist()
     if dropped is not None:
-        out.dropped = dropped.order_by(order).select(*columns).limit(limit).to_pyarrow().to_pylist()
+        dropped = dropped.order_by(order).select(*columns, "reason").limit(limit)
+        out.dropped = dropped.to_pyarrow().to_pylist()
     out.notes += [f"{w.code}: {w.message} ({w.count})" for w in report.warnings]
     return out
 

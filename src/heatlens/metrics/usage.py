@@ -164,8 +164,8 @@ def _adoption(ctx: Context, active: dict[date, set[tuple[str, str]]], rate: bool
         pairs = active.get(p.start, set())
         cells = ctx.domain_cells(p, {})
         if rate:
-            for cap, member in pairs:
-                row = {"capability": cap, "team": member, "group": ctx.frame.group_of(member)}
+            for used_cap, member in pairs:
+                row = {"capability": used_cap, "team": member, "group": ctx.frame.group_of(member)}
                 cells.add(ctx.cell(row))
         fallback = _all_usage_teams(ctx) if registry_empty else set()
         for cell in cells:
