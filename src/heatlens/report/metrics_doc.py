@@ -172,6 +172,42 @@ DevLake's — three different DORA tiers. Where the peers differ from heatlens:
 """
 
 
+DECISIONS = """\
+## Where the design was silent: the rules heatlens applies
+
+The engine and an independent plain-Python reference (`tests/reference/`) agree on these; each is
+tested.
+
+- **Days** of a period are calendar days, also across daylight-saving changes. `complete` compares
+  the (clipped) period end with now.
+- **Retention** compares the row's period with the whole preceding calendar period, even before
+  `--from`.
+- **Segment values that exist** (zero-filled counts): registry teams under the same
+  created/archived rule as eligibility; services created before the period ends; capabilities
+  launched by its end; ids found in no registry exist in every period; a survey only in its wave's
+  period. A null value is never zero-filled: it appears only where it has observations.
+- **Groups:** a team without a parent (or an id outside the registry) is its own group.
+- **Membership:** `from` inclusive, `to` exclusive; where memberships overlap, the latest `from`
+  wins (ties: lowest team id).
+- **Launch:** a period ending exactly at `launched_at` keeps its rows but has no eligible teams.
+  An empty `eligible` list means no team is eligible. With an empty team registry, eligible teams
+  are the resolved teams of all usage.
+- **Time to first deploy** uses the first successful production deployment of the service.
+- **Happiness:** `n` is distinct respondents, while csat and NPS intervals use answer counts; the
+  response rate counts every respondent of the waves in the period (it can exceed 1; its interval
+  is shown only when it does not); respondents include text answers; a response without
+  `capability` takes its question's capability from the survey record; a survey with no record
+  has k = 5. Complementary suppression runs per metric and period, on each one-key margin in turn
+  until nothing changes; a segment with no respondents is never suppressed.
+- **DORA:** time to restore covers every resolved incident (negative values kept: the design
+  states no drop rule for it); restore and recovery cannot be split by environment (incidents have
+  none); `root_cause_sha` links to the earliest successful production deployment containing the
+  sha, at any time; `deployment_id` links whatever the incident's service. Tiers are set on rows
+  split by team or service, for the tiered metrics of the chosen year only.
+- **Lead time** uses changes that have a change record; shas match exactly (no short-sha prefixes).
+"""
+
+
 def _keys(metric: Metric) -> str:
     return ", ".join(f"`{k}`" for k in KEYS if k in metric.keys)
 
@@ -196,5 +232,5 @@ def metrics_page() -> str:
     lines = ["# Metrics", "", GENERATED, "", INTRO]
     for dim in DIMENSIONS:
         lines += _dimension_section(dim)
-    lines += [LINKS_AND_TIERS, PEERS]
+    lines += [LINKS_AND_TIERS, DECISIONS, PEERS]
     return "\n".join(lines)
