@@ -310,6 +310,7 @@ def report(
     The table is grouped by HEAT dimension then DORA: the latest value, its change against the
     previous period, a trend, n and DORA tiers. json is heatlens.report/v1 (docs/metrics.md).
     """
+    from heatlens.analysis import report_changes
     from heatlens.metrics import Request, compute
     from heatlens.report import render, terminal_table
 
@@ -318,11 +319,12 @@ def report(
         _nonempty(store)
         with err.status("computing metrics…"):
             result = compute(store, request, ctx.settings)
+            changes = report_changes(store, result, ctx.settings) if fmt == "table" else {}
     if out_path is not None:
-        out_path.write_text(render(result, fmt), encoding="utf-8")
+        out_path.write_text(render(result, fmt, changes), encoding="utf-8")
         err.print(f"wrote {len(result.rows):,} rows to {out_path}")
     elif fmt == "table":
-        out.print(terminal_table(result))
+        out.print(terminal_table(result, changes))
     else:
         sys.stdout.write(render(result, fmt))
 
@@ -593,9 +595,11 @@ def generate(teams: int, days: int, usage_rows: int | None, seed: int, out_path:
 @command
 def demo(ctx: Context, no_serve: bool, teams: int, days: int, seed: int) -> None:
     """Build a realistic sample organisation into ./heatlens-demo.duckdb and summarise it."""
+    from heatlens.analysis import scorecard
     from heatlens.demo import OrgSpec
     from heatlens.demo import generate as build
     from heatlens.ingest import ingest_arrow
+    from heatlens.report import render_scorecard
 
     path = Path(ctx.store_url or DEMO_STORE)
     if ctx.store_url and "://" in ctx.store_url:
@@ -608,14 +612,25 @@ def demo(ctx: Context, no_serve: bool, teams: int, days: int, seed: int) -> None
     with Store.open(str(path)):
         pass
     path.unlink()
-    with Store.open(str(path)) as store, err.status("loading it into the store…"):
-        result = ingest_arrow(store, tables, ctx.settings, source="demo")
-    seconds = time.perf_counter() - started
-    out.print(f"[bold]heatlens demo[/]: a sample organisation in {path} ({seconds:.1f} s)")
-    _print_counts(result.counts, seconds)
+    with Store.open(str(path)) as store:
+        with err.status("loading it into the store…"):
+            result = ingest_arrow(store, tables, ctx.settings, source="demo")
+        seconds = time.perf_counter() - started
+        out.print(f"[bold]heatlens demo[/]: a sample organisation in {path} ({seconds:.1f} s)")
+        _print_counts(result.counts, seconds)
+        with err.status("computing the scorecard…"):
+            card = scorecard(store, ctx.settings, grain="month")
+    out.print()
+    out.print(render_scorecard(card))
     out.print()
     out.print("Use it with any command, e.g.:")
-    out.print(f"  heatlens --store {path} status", markup=False)
+    for example in (
+        "report --grain month --by capability",
+        "report --metric dora --by team",
+        f"explain dora.change_failure_rate --period {card.period.isoformat()} --grain month",
+        "status",
+    ):
+        out.print(f"  heatlens --store {path} {example}", markup=False)
     if not no_serve:
         out.print("(the dashboard is not part of this version yet; `--no-serve` is implied)")
 

@@ -50,6 +50,13 @@ class Context:
     _seen: dict[str, set[Any]] | None = None
     _memo: dict[str, Any] = field(default_factory=dict)
 
+    def release(self) -> None:
+        """Drop the tables this report materialised (while the connection is still open)."""
+        for value in self._memo.values():
+            if hasattr(value, "release"):
+                value.release()
+        self._memo.clear()
+
     def remember(self, name: str, build: Callable[[], Any]) -> Any:
         """A Python value computed once per report."""
         if name not in self._memo:

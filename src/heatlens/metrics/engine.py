@@ -86,6 +86,21 @@ def compute(tables: Tables, request: Request, settings: Settings) -> Report:
     frame = Frame.load(tables, settings)
     spans = periods(request.grain, start, end, frame.tz)
     ctx = Context(frame, spans, request.grain, request.by, now)
+    try:
+        return _report(ctx, request, settings, metrics, start, end)
+    finally:
+        ctx.release()
+
+
+def _report(
+    ctx: Context,
+    request: Request,
+    settings: Settings,
+    metrics: list[Metric],
+    start: date,
+    end: date,
+) -> Report:
+    frame, now = ctx.frame, ctx.now
     wanted = [m for m in metrics if set(request.by) <= m.keys]
     stats: dict[str, Stats] = {}
     by_dim = {d: [m for m in wanted if m.dimension == d] for d in catalog.DIMENSIONS}

@@ -1,0 +1,273 @@
+"""The full weekly report, by capability and by team, against a hand-written DuckDB SQL script.
+
+    python bench/report.py [--rows 10000000] [--teams 300] [--days 365] [--repeat 3] [--keep]
+    python bench/report.py --store STORE.duckdb      # reuse a store kept by --keep
+
+DESIGN §6: "full weekly report by capability and by team, 10 M usage + 1 M DORA records: ≤ 1.5×
+a hand-written DuckDB SQL script whose rows are first checked equal to heatlens's; ≤ 4 GiB peak".
+
+1. `heatlens generate` writes an organisation (`--rows` usage records) to Parquet;
+   `heatlens ingest` loads it into a fresh DuckDB store.
+2. The range is the 12 weeks ending at the Monday on or before the last usage record.
+3. For each key (capability, then team): `heatlens report --format json --grain week --by KEY`
+   restricted with `--metric` to the metrics bench/report_baseline.sql computes, and the SQL script
+   (a `python -c` process running it with duckdb on the same store); their rows must be equal
+   (same periods, segments, n, values to 1e-9) — PASS/FAIL with the first differences.
+4. Times each as a whole process (median of `--repeat` runs), with peak RSS from `os.wait4`,
+   and the full report (every metric) separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+HERE = Path(__file__).resolve().parent
+SQL = HERE / "report_baseline.sql"
+HEATLENS = [sys.executable, "-m", "heatlens"]
+KEYS = ("capability", "team")
+WEEKS = 12
+TARGET_RATIO, TARGET_GIB = 1.5, 4.0
+
+# The metrics the SQL script computes (DORA ones only exist by team: heatlens drops metrics that
+# do not support the segment key, and so does the script).
+METRICS = (
+    "adoption.active_users",
+    "adoption.active_teams",
+    "task.attempts",
+    "task.success_rate",
+    "task.failure_rate",
+    "task.error_rate",
+    "task.abandon_rate",
+    "efficiency.task_duration_p50",
+    "efficiency.task_duration_p90",
+    "dora.deployments",
+    "dora.deployment_frequency",
+    "dora.change_failure_rate",
+    "dora.rework_rate",
+    "dora.lead_time_p50",
+    "dora.lead_time_p90",
+)
+
+# Runs the SQL script on the store (read-only), section by section, and writes its rows as JSON.
+BASELINE = """
+import duckdb, json, re, string, sys
+store, script, key, start, end, out = sys.argv[1:]
+text = string.Template(open(script).read()).substitute(key=key, start=start, end=end)
+sections = dict(re.findall(r"^-- @section (\\w+)\\n(.*?)(?=^-- @section |\\Z)", text, re.M | re.S))
+con = duckdb.connect(store, read_only=True)
+rows = []
+for name in ("usage", "dora") if key == "team" else ("usage",):
+    for metric, period, seg, value, n in con.execute(sections[name]).fetchall():
+        rows.append({"metric": metric, "period": period.isoformat(), "segment": {key: seg},
+                     "value": value, "n": n})
+json.dump({"rows": rows}, open(out, "w"))
+"""
+
+
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Seconds and peak RSS (GiB) of a whole process; its stdout is discarded."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code
+    if code:
+        raise SystemExit(f"{' '.join(cmd)} failed ({code}):\n{err.decode(errors='replace')}")
+    return seconds, usage.ru_maxrss / 1024 / 1024
+
+
+def repeated(cmd: list[str], times: int) -> tuple[float, float]:
+    """Median seconds and the largest peak RSS over `times` runs."""
+    runs = [timed(cmd) for _ in range(times)]
+    return statistics.median(s for s, _ in runs), max(g for _, g in runs)
+
+
+def prepare(work: Path, rows: int, teams: int, days: int) -> tuple[Path, dict[str, int]]:
+    """Generate the organisation and ingest it into a fresh store; give the store and counts."""
+    data, store = work / "org.parquet", work / "store.duckdb"
+    seconds, _ = timed(
+        [
+            *HEATLENS,
+            "generate",
+            "--teams",
+            str(teams),
+            "--days",
+            str(days),
+            "--usage-rows",
+            str(rows),
+            "--out",
+            str(data),
+        ]
+    )
+    con = duckdb.connect()
+    counts = dict(
+        con.execute(
+            "SELECT type, count(*) FROM read_parquet(?) GROUP BY type ORDER BY type", [str(data)]
+        ).fetchall()
+    )
+    dora = sum(counts.get(t, 0) for t in ("deployment", "change", "incident"))
+    print(
+        f"generated {sum(counts.values()):,} records ({data.stat().st_size / 1e6:.0f} MB) in "
+        f"{seconds:.1f} s: {counts.get('usage', 0):,} usage, {dora:,} DORA "
+        f"({counts.get('deployment', 0):,} deployments, {counts.get('change', 0):,} changes, "
+        f"{counts.get('incident', 0):,} incidents)"
+    )
+    seconds, peak = timed([*HEATLENS, "--store", str(store), "ingest", str(data)])
+    print(f"ingested in {seconds:.1f} s (peak {peak:.2f} GiB)")
+    data.unlink()
+    return store, counts
+
+
+def report_range(store: Path) -> tuple[date, date]:
+    """The 12 weeks ending at the Monday on or before the last usage record (UTC)."""
+    con = duckdb.connect(str(store), read_only=True)
+    con.execute("SET TimeZone = 'UTC'")
+    (last,) = con.execute("SELECT max(ts)::DATE FROM usage").fetchone() or (None,)
+    con.close()
+    end = last - timedelta(days=last.weekday())
+    return end - timedelta(weeks=WEEKS), end
+
+
+def _key(row: dict[str, Any]) -> tuple[str, str, str]:
+    return row["metric"], row["period"], json.dumps(row["segment"], sort_keys=True)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
+
+
+def compare(heatlens: Path, baseline: Path, shown: int = 10) -> bool:
+    """Print PASS or FAIL with the first differences between the two row sets."""
+    ours = {_key(r): r for r in json.loads(heatlens.read_text())["rows"]}
+    theirs = {_key(r): r for r in json.loads(baseline.read_text())["rows"]}
+    problems = [f"only in heatlens: {k}" for k in sorted(ours.keys() - theirs.keys())]
+    problems += [f"only in SQL: {k}" for k in sorted(theirs.keys() - ours.keys())]
+    for k in sorted(ours.keys() & theirs.keys()):
+        a, b = ours[k], theirs[k]
+        if not (_same(a["value"], b["value"]) and _same(a["n"], b["n"])):
+            problems.append(
+                f"{k}: heatlens value={a['value']} n={a['n']}, SQL value={b['value']} n={b['n']}"
+            )
+    metrics = sorted({k[0] for k in ours})
+    if problems:
+        print(
+            f"  FAIL: {len(problems)} differences in {len(ours):,} heatlens / "
+            f"{len(theirs):,} SQL rows; first {min(shown, len(problems))}:"
+        )
+        for p in problems[:shown]:
+            print(f"    {p}")
+        return False
+    print(f"  PASS: {len(ours):,} rows equal ({len(metrics)} metrics)")
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000, help="usage records")
+    parser.add_argument("--teams", type=int, default=300)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per command (median)")
+    parser.add_argument("--keep", action="store_true", help="keep the store and outputs")
+    parser.add_argument("--store", type=Path, help="reuse this store (skip generate and ingest)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="heatlens-bench-report-"))
+    try:
+        if args.store is not None:
+            store = args.store
+        else:
+            store, _ = prepare(work, args.rows, args.teams, args.days)
+        start, end = report_range(store)
+        print(
+            f"range --from {start} --to {end} (weekly), store {store.stat().st_size / 1e6:.0f} "
+            f"MB, {os.cpu_count()} cores"
+        )
+        results: dict[str, tuple[float, float]] = {}
+        passed = True
+        for key in KEYS:
+            common = [
+                "--store",
+                str(store),
+                "report",
+                "--format",
+                "json",
+                "--grain",
+                "week",
+                "--by",
+                key,
+                "--from",
+                str(start),
+                "--to",
+                str(end),
+            ]
+            ours, theirs = work / f"heatlens-{key}.json", work / f"sql-{key}.json"
+            subset = [*HEATLENS, *common, "--out", str(ours)]
+            for metric in METRICS:
+                subset += ["--metric", metric]
+            sql = [
+                sys.executable,
+                "-c",
+                BASELINE,
+                str(store),
+                str(SQL),
+                key,
+                str(start),
+                str(end),
+                str(theirs),
+            ]
+            full = [*HEATLENS, *common, "--out", str(work / f"full-{key}.json")]
+            results[f"heatlens, SQL's metrics, by {key}"] = repeated(subset, args.repeat)
+            results[f"SQL script, by {key}"] = repeated(sql, args.repeat)
+            print(f"by {key}:")
+            passed &= compare(ours, theirs)
+            results[f"heatlens full report, by {key}"] = repeated(full, args.repeat)
+        for who in ("heatlens, SQL's metrics", "SQL script", "heatlens full report"):
+            runs = [results[f"{who}, by {key}"] for key in KEYS]
+            results[f"{who}, both keys"] = (sum(s for s, _ in runs), max(g for _, g in runs))
+        print(
+            f"\n{'run (median of ' + str(args.repeat) + ')':<42} {'seconds':>8} "
+            f"{'vs SQL':>7} {'peak GiB':>9}"
+        )
+        for name, (seconds, peak) in results.items():
+            scope = name.rsplit(", ", 1)[1]
+            base = results[f"SQL script, {scope}"][0]
+            print(f"{name:<42} {seconds:8.2f} {seconds / base:6.2f}× {peak:9.2f}")
+        ratio = (
+            results["heatlens, SQL's metrics, both keys"][0] / results["SQL script, both keys"][0]
+        )
+        peak = max(g for name, (_, g) in results.items() if name.startswith("heatlens"))
+        print(
+            f"\nrows equal: {'PASS' if passed else 'FAIL'}; same metrics, both keys: "
+            f"{ratio:.2f}× the SQL (target ≤ {TARGET_RATIO}×: "
+            f"{'met' if ratio <= TARGET_RATIO else 'missed'}); heatlens peak {peak:.2f} GiB "
+            f"(target ≤ {TARGET_GIB:.0f} GiB: {'met' if peak <= TARGET_GIB else 'missed'})"
+        )
+        if not passed:
+            raise SystemExit(1)
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Is a change between two periods significant? A bootstrap over teams (DESIGN §4 Analysis).
+
+Records of one team are not independent (the same people, pipelines and habits), so resampling
+records would make every change look significant. The unit resampled is the team: draw the teams
+with data in either period, with replacement, use the same drawn multiset in both periods,
+recompute the pooled statistic of each period and take the difference. The change is significant
+when the 95 % percentile interval of those differences excludes 0.
+
+Resamples are vectorised: one (resamples × teams) index matrix becomes a matrix of how often each
+team was drawn; a pooled proportion is then that matrix times the per-team sums, and a pooled
+quantile a binary search run for all resamples at once, so 999 resamples take milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from heatlens.metrics.result import Row
+
+RESAMPLES = 999
+LEVEL = 0.95
+# cells of the per-team count table of a quantile bootstrap: bounds its memory (8 MB)
+CHECKPOINTS = 1 << 20
+
+# a team id, or None for records that resolve to no team (Any: Mapping keys are invariant)
+Team = Any
+Method = Literal["linear", "lower"]  # the engine's quantile rules (setting `quantile`)
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change of one metric against the previous period.
+
+    `delta` is this period's value minus the previous one; `ci` the 95 % bootstrap interval of
+    that difference (None when it cannot be computed, e.g. fewer than two teams); `significant`
+    is true when the interval excludes 0.
+    """
+
+    delta: float
+    ci: tuple[float, float] | None
+    significant: bool
+
+
+def team_ratios(rows: Iterable[Row], key: str = "team") -> dict[Any, tuple[float, float]]:
+    """Per-team numerator and denominator of a proportion, from engine rows segmented by `key`.
+
+    Suppressed rows carry no numbers by design and are skipped, as are rows without `x`/`d`, so
+    a happiness bootstrap built from these uses the visible teams only.
+    """
+    out: dict[Any, tuple[float, float]] = {}
+    for row in rows:
+        if row.suppressed or row.x is None or row.d is None:
+            continue
+        out[row.segment.get(key)] = (float(row.x), float(row.d))
+    return out
+
+
+def ratio_change(
+    before: Mapping[Team, tuple[float, float]],
+    after: Mapping[Team, tuple[float, float]],
+    *,
+    seed: int = 0,
+    resamples: int = RESAMPLES,
+) -> Change | None:
+    """The change of a pooled proportion Σx ÷ Σd between two periods, teams resampled.
+
+    `before` and `after` map each team to its (x, d) in that period: successes and attempts for a
+    success rate, active and eligible (1 and 1, or 0 and 1) for an adoption rate, top-2-box and
+    all answers for CSAT. A team absent from one period counts as (0, 0) there; a resample that
+    draws no team with a denominator in some period has no difference and is left out. None when
+    either period has no denominator (the change is undefined).
+    """
+    teams = _teams(t for t, (_, d) in [*before.items(), *after.items()] if d > 0)
+
+    def column(period: Mapping[Team, tuple[float, float]], i: int) -> NDArray[np.float64]:
+        return np.array([period.get(t, (0.0, 0.0))[i] for t in teams], dtype=np.float64)
+
+    x0, d0, x1, d1 = column(before, 0), column(before, 1), column(after, 0), column(after, 1)
+    if d0.sum() <= 0 or d1.sum() <= 0:
+        return None
+    delta = float(x1.sum() / d1.sum() - x0.sum() / d0.sum())
+    if len(teams) < 2:
+        return Change(delta, None, False)
+    counts = _draw_counts(len(teams), seed, resamples)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # a resample drawing no team with data in a period has no statistic there: NaN, dropped
+        diffs = (counts @ x1) / (counts @ d1) - (counts @ x0) / (counts @ d0)
+    return _change(delta, diffs)
+
+
+def quantile_change(
+    before: Mapping[Team, ArrayLike],
+    after: Mapping[Team, ArrayLike],
+    *,
+    q: float = 0.5,
+    method: Method = "linear",
+    seed: int = 0,
+    resamples: int = RESAMPLES,
+) -> Change | None:
+    """The change of a pooled quantile (e.g. the median task duration) between two periods.
+
+    `before` and `after` map each team to its raw observations in that period; each resample
+    pools the observations of the drawn teams (a team drawn twice counts twice). `method` is the
+    engine's quantile rule: `linear` (interpolation, NumPy's default) or `lower`
+    (sorted[floor((n−1)·q)]). None when either period has no observations.
+    """
+    if method not in ("linear", "lower"):
+        raise ValueError(f"unknown quantile method {method!r}: expected 'linear' or 'lower'")
+    arrays = [
+        {t: np.asarray(v, dtype=np.float64).ravel() for t, v in period.items()}
+        for period in (before, after)
+    ]
+    teams = _teams(t for period in arrays for t, v in period.items() if v.size)
+    pooled = [_sorted_pool(period, teams) for period in arrays]
+    if any(values.size == 0 for values, _ in pooled):
+        return None
+    before_q, after_q = (np.quantile(v, q, method=method) for v, _ in pooled)
+    delta = float(after_q - before_q)
+    if len(teams) < 2:
+        return Change(delta, None, False)
+    counts = _draw_counts(len(teams), seed, resamples)
+    stats = [_weighted_quantiles(counts, v, g, q, method) for v, g in pooled]
+    return _change(delta, stats[1] - stats[0])
+
+
+def _teams(found: Iterable[Team]) -> list[Team]:
+    """Teams in a fixed order, so a seed always draws the same teams (None first)."""
+    return sorted(set(found), key=lambda t: (t is not None, str(t)))
+
+
+def _draw_counts(teams: int, seed: int, resamples: int) -> NDArray[np.int64]:
+    """How often each team is drawn in each resample: a (resamples × teams) matrix."""
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, teams, size=(resamples, teams))
+    rows = np.arange(resamples)[:, None] * teams
+    flat = np.bincount((drawn + rows).ravel(), minlength=resamples * teams)
+    return flat.reshape(resamples, teams).astype(np.int64)
+
+
+def _sorted_pool(
+    period: Mapping[Team, NDArray[np.float64]], teams: list[Team]
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """All observations of a period sorted ascending, with the index of each one's team."""
+    values = [period.get(t, np.empty(0)) for t in teams]
+    pool = np.concatenate([np.empty(0), *values])
+    owner = np.repeat(np.arange(len(teams)), [v.size for v in values])
+    order = np.argsort(pool, kind="stable")
+    return pool[order], owner[order]
+
+
+def _weighted_quantiles(
+    counts: NDArray[np.int64],
+    values: NDArray[np.float64],
+    owner: NDArray[np.int64],
+    q: float,
+    method: Method,
+) -> NDArray[np.float64]:
+    """The q-quantile of each row's pooled sample, where row r holds `values[i]` counts[r, owner[i]]
+    times: the same answer as NumPy's quantile of the repeated values, without repeating them."""
+    total = counts @ np.bincount(owner, minlength=counts.shape[1])
+    h = (total - 1) * q
+    below = np.floor(h).astype(np.int64)
+    ranks = np.stack([below, np.minimum(below + 1, total - 1)], axis=1)
+    at = _order_statistics(counts, owner, ranks)
+    first, second = values[at[:, 0]], values[at[:, 1]]
+    stat = first if method == "lower" else first + (h - below) * (second - first)
+    return np.where(total > 0, stat, np.nan)
+
+
+def _order_statistics(
+    counts: NDArray[np.int64], owner: NDArray[np.int64], ranks: NDArray[np.int64]
+) -> NDArray[np.int64]:
+    """For each resample r and rank j in ranks[r], the position in the sorted pool of its j-th
+    smallest observation (0-based), when team t's observations are repeated counts[r, t] times.
+
+    Two steps, all resamples at once, so the cost never grows with resamples × pool: a binary
+    search over block starts, using how many observations of each team lie before each block
+    (a table of at most CHECKPOINTS cells), then a running count inside the one block found.
+    """
+    size, teams = owner.size, counts.shape[1]
+    step = max(1, -(-size * teams // CHECKPOINTS))
+    blocks = -(-size // step)
+    per_block = np.bincount(np.arange(size) // step * teams + owner, minlength=blocks * teams)
+    before = np.cumsum(per_block.reshape(blocks, teams), axis=0) - per_block.reshape(blocks, teams)
+    # the last block whose start has at most j drawn observations before it holds the j-th
+    lo, hi = np.zeros_like(ranks), np.full_like(ranks, blocks - 1)
+    while np.any(lo < hi):
+        mid = (lo + hi + 1) // 2
+        fits = np.einsum("rkt,rt->rk", before[mid], counts) <= ranks
+        lo = np.where(fits, mid, lo)
+        hi = np.where(fits, hi, np.maximum(mid - 1, lo))
+    first = lo * step
+    # past the end of the pool: a team index with no draws, so it adds nothing
+    padded_owner = np.append(owner, np.full(step, teams))
+    padded_counts = np.hstack([counts, np.zeros((counts.shape[0], 1), dtype=counts.dtype)])
+    window = padded_owner[first[..., None] + np.arange(step)]
+    drawn = np.take_along_axis(padded_counts[:, None, :], window, axis=2).cumsum(axis=2)
+    drawn += np.einsum("rkt,rt->rk", before[lo], counts)[..., None]
+    at = first + (drawn <= ranks[..., None]).sum(axis=2)
+    return np.minimum(at, size - 1)
+
+
+def _change(delta: float, diffs: NDArray[np.float64]) -> Change:
+    """The percentile interval of the bootstrap differences and whether it excludes 0."""
+    finite = diffs[np.isfinite(diffs)]
+    if finite.size == 0:
+        return Change(delta, None, False)
+    tail = (1 - LEVEL) / 2 * 100
+    low, high = (float(v) for v in np.percentile(finite, [tail, 100 - tail]))
+    return Change(delta, (low, high), low > 0 or high < 0)

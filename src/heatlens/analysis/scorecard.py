@@ -1,0 +1,236 @@
+"""The per-capability scorecard (DESIGN §4 Analysis): the four HEAT dimensions side by side.
+
+For each capability: team adoption rate, task success rate, median task duration and CSAT of the
+last complete period, each with `n`, the change against the period before and whether that change
+is significant (a bootstrap over teams, `heatlens.analysis.bootstrap`); org-wide DORA of the last
+complete period below them as outcomes.
+
+Every value shown is the engine's capability row — the scorecard never recomputes what the engine
+reports, so anonymity and the common rules hold here too. The bootstrap needs per-team numbers: the
+engine's (capability, team) rows for proportions, and for the median the raw durations per team,
+read from the engine's resolved usage (the same team resolution and the same filter as the metric).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from numpy.typing import NDArray
+
+from heatlens.analysis.bootstrap import (
+    RESAMPLES,
+    Change,
+    quantile_change,
+    ratio_change,
+    team_ratios,
+)
+from heatlens.errors import ConfigError
+from heatlens.metrics.catalog import CATALOG
+from heatlens.metrics.engine import Request, compute
+from heatlens.metrics.frame import Frame, Tables
+from heatlens.metrics.periods import Period, bucket, calendar_start, periods
+from heatlens.metrics.result import Row
+from heatlens.settings import Settings
+
+ADOPTION = "adoption.team_adoption_rate"
+TASK_SUCCESS = "task.success_rate"
+EFFICIENCY = "efficiency.task_duration_p50"
+HAPPINESS = "happiness.csat"
+HEAT = (ADOPTION, TASK_SUCCESS, EFFICIENCY, HAPPINESS)
+RATIOS = (ADOPTION, TASK_SUCCESS, HAPPINESS)
+DORA = (
+    "dora.deployment_frequency",
+    "dora.lead_time_p50",
+    "dora.change_failure_rate",
+    "dora.recovery_time_p50",
+)
+GRAINS = ("day", "week", "month", "quarter")
+
+Durations = dict[tuple[str, date], dict[Any, NDArray[np.float64]]]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One HEAT dimension of one capability: the engine's value and `n` for the last complete
+    period, the previous period's value, and the change between them.
+
+    A suppressed cell (happiness below the anonymity threshold) carries no number at all, and no
+    change is given when either period's value is missing or suppressed, since a delta beside a
+    visible value would reveal the hidden one.
+    """
+
+    metric: str
+    value: float | None
+    n: int | None
+    previous: float | None
+    change: Change | None
+    suppressed: bool = False
+
+
+@dataclass(frozen=True)
+class CapabilityScore:
+    """The four HEAT dimensions of one capability."""
+
+    capability: str
+    adoption: Cell
+    task_success: Cell
+    efficiency: Cell
+    happiness: Cell
+
+    @property
+    def cells(self) -> tuple[Cell, Cell, Cell, Cell]:
+        return (self.adoption, self.task_success, self.efficiency, self.happiness)
+
+
+@dataclass(frozen=True)
+class Scorecard:
+    """A scorecard: `period` is the start of the last complete period of `grain`, `previous` the
+    start of the one before; `dora` the engine's org-wide DORA rows of `period`."""
+
+    grain: str
+    period: date
+    previous: date
+    capabilities: list[CapabilityScore]
+    dora: list[Row]
+
+
+def complete_periods(grain: str, tz: ZoneInfo, as_of: datetime) -> tuple[date, date, date]:
+    """(previous start, last complete period's start, its end): the last period of `grain` that
+    ends at or before `as_of`, in the report time zone, and the one before it."""
+    if grain not in GRAINS:
+        raise ConfigError(
+            f"the scorecard compares calendar periods: grain {grain!r} must be one of "
+            f"{', '.join(GRAINS)}"
+        )
+    end = calendar_start(as_of.astimezone(tz).date(), grain)
+    start = calendar_start(end - timedelta(days=1), grain)
+    return calendar_start(start - timedelta(days=1), grain), start, end
+
+
+def scorecard(
+    tables: Tables,
+    settings: Settings,
+    *,
+    grain: str = "month",
+    as_of: datetime | None = None,
+    seed: int = 0,
+    resamples: int = RESAMPLES,
+) -> Scorecard:
+    """The scorecard of the last complete period of `grain`: the last one ending at or before
+    `as_of` (default: now; a naive `as_of` is UTC), against the period before it.
+
+    Significance: 95 % percentile interval of the difference from `resamples` bootstrap resamples
+    of teams, seeded by `seed`. The happiness interval uses visible teams only: a team whose CSAT
+    is suppressed by anonymity carries no numbers, and the scorecard never works around that.
+    """
+    now = as_of or datetime.now(UTC)
+    now = now.replace(tzinfo=UTC) if now.tzinfo is None else now
+    tz = ZoneInfo(settings.timezone)
+    previous, period, end = complete_periods(grain, tz, now)
+
+    by_capability = compute(
+        tables, Request(grain, previous, end, ("capability",), HEAT, now), settings
+    )
+    by_team = compute(
+        tables, Request(grain, previous, end, ("capability", "team"), RATIOS, now), settings
+    )
+    dora = compute(tables, Request(grain, period, end, (), DORA, now), settings)
+    durations = _durations(tables, settings, periods(grain, previous, end, tz))
+
+    values = {(r.metric, r.period, r.segment["capability"]): r for r in by_capability.rows}
+    team_rows: dict[tuple[str, date, Any], list[Row]] = defaultdict(list)
+    for r in by_team.rows:
+        team_rows[(r.metric, r.period, r.segment["capability"])].append(r)
+
+    def cell(metric: str, capability: str) -> Cell:
+        def bootstrap() -> Change | None:
+            if metric == EFFICIENCY:
+                return quantile_change(
+                    durations.get((capability, previous), {}),
+                    durations.get((capability, period), {}),
+                    q=CATALOG[metric].q or 0.5,
+                    method=settings.quantile,
+                    seed=seed,
+                    resamples=resamples,
+                )
+            return ratio_change(
+                team_ratios(team_rows[(metric, previous, capability)]),
+                team_ratios(team_rows[(metric, period, capability)]),
+                seed=seed,
+                resamples=resamples,
+            )
+
+        return _cell(
+            metric,
+            values.get((metric, period, capability)),
+            values.get((metric, previous, capability)),
+            bootstrap,
+        )
+
+    # a null capability (answers about no capability) is a segment, not a capability to score
+    capabilities = sorted({c for (_, _, c) in values if c is not None}, key=str)
+    scores = []
+    for c in capabilities:
+        cells = {m: cell(m, c) for m in HEAT}
+        scores.append(
+            CapabilityScore(
+                c, cells[ADOPTION], cells[TASK_SUCCESS], cells[EFFICIENCY], cells[HAPPINESS]
+            )
+        )
+    dora_rows = [r for r in dora.rows if r.period == period]
+    return Scorecard(grain, period, previous, scores, dora_rows)
+
+
+def _cell(
+    metric: str,
+    current: Row | None,
+    before: Row | None,
+    bootstrap: Callable[[], Change | None],
+) -> Cell:
+    if current is not None and current.suppressed:
+        return Cell(metric, None, None, None, None, suppressed=True)
+    value = None if current is None else current.value
+    n = None if current is None else current.n
+    previous = None if before is None or before.suppressed else before.value
+    if value is None or previous is None:
+        return Cell(metric, value, n, previous, None)
+    delta = float(value) - float(previous)
+    return Cell(metric, float(value), n, float(previous), _with_delta(delta, bootstrap()))
+
+
+def _with_delta(delta: float, boot: Change | None) -> Change:
+    """The engine's delta with the bootstrap's interval.
+
+    Both deltas are the same pooled difference, except for happiness when some teams are
+    suppressed: the interval then comes from the visible teams, and a change is only called
+    significant when those teams moved the same way as the whole capability did.
+    """
+    if boot is None:
+        return Change(delta, None, False)
+    agrees = math.isclose(boot.delta, delta, rel_tol=1e-9, abs_tol=1e-12) or boot.delta * delta > 0
+    return Change(delta, boot.ci, boot.significant and agrees)
+
+
+def _durations(tables: Tables, settings: Settings, spans: list[Period]) -> Durations:
+    """Durations of successful usage per (capability, period) and team — exactly the
+    observations of `efficiency.task_duration_p50`, with the engine's team resolution."""
+    usage = Frame.load(tables, settings).usage()
+    ok = usage.filter((usage.outcome == "success") & usage.duration_s.notnull())
+    ok = ok.mutate(period=bucket(ok.ts, spans))
+    ok = ok.filter(ok.period.notnull()).select(
+        "capability", "period", "team", v=ok.duration_s.cast("float64")
+    )
+    grouped = ok.to_pyarrow().group_by(["capability", "period", "team"]).aggregate([("v", "list")])
+    out: Durations = defaultdict(dict)
+    caps, days, teams = (grouped.column(c).to_pylist() for c in ("capability", "period", "team"))
+    lists = grouped.column("v_list")
+    for i, (capability, day, team) in enumerate(zip(caps, days, teams, strict=True)):
+        out[(capability, day)][team] = lists[i].values.to_numpy(zero_copy_only=False)
+    return out
