@@ -145,3 +145,18 @@ def test_python_dash_m_and_help_everywhere() -> None:
             check=True,
         )
         assert "Usage: heatlens " + cmd in sub.stdout
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".ndjson"])
+def test_generate_writes_records_that_ingest_cleanly(run: Cli, suffix: str) -> None:
+    made = run("generate", "--teams", "4", "--days", "30", "--out", f"org{suffix}")
+    assert made.exit_code == 0, made.output
+    written = int(made.stdout.split()[1].replace(",", ""))
+    loaded = run("ingest", f"org{suffix}")
+    assert loaded.exit_code == 0, loaded.output
+    assert f"{written:,} records" in loaded.stdout and f"{written:,} inserted" in loaded.stdout
+
+
+def test_generate_refuses_an_unknown_suffix(run: Cli) -> None:
+    result = run("generate", "--out", "org.txt")
+    assert result.exit_code == 2 and "use a .parquet, .ndjson or .jsonl file" in result.stderr
