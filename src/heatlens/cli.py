@@ -635,6 +635,114 @@ def demo(ctx: Context, no_serve: bool, teams: int, days: int, seed: int) -> None
         out.print("(the dashboard is not part of this version yet; `--no-serve` is implied)")
 
 
+# -- serve and tokens ------------------------------------------------------------------------
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name may resolve anywhere: treat it as exposed
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port."
+)
+@pass_ctx
+@command
+def serve(ctx: Context, host: str, port: int) -> None:
+    """Serve the JSON API on the store (it holds a DuckDB store until stopped).
+
+    Binds 127.0.0.1 by default; binding another address needs at least one token
+    (`heatlens token create`), because without tokens the API is open.
+    """
+    import uvicorn
+
+    from heatlens.store.tokens import has_tokens
+    from heatlens.web import create_app
+
+    if not _is_loopback(host):
+        with ctx.open_store() as store:
+            if not has_tokens(store):
+                raise ConfigError(
+                    f"--host {host}: refusing to serve an open API beyond this machine; "
+                    "create a token first (`heatlens token create --scope admin`) or bind 127.0.0.1"
+                )
+    app = create_app(ctx.settings, ctx.settings.store)
+    err.print(f"serving {ctx.settings.store} on http://{host}:{port} (Ctrl+C stops)")
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+@cli.group()
+def token() -> None:
+    """Create, list and revoke API tokens (the secret is shown once, at creation)."""
+
+
+@token.command("create")
+@click.option(
+    "--scope",
+    type=click.Choice(["ingest", "read", "admin"]),
+    required=True,
+    help="ingest: post records; read: metrics and explain; admin: everything.",
+)
+@click.option("--name", help="A label to recognise the token by.")
+@click.option("--team", "teams", multiple=True, help="Limit a read token to a team (repeatable).")
+@pass_ctx
+@command
+def token_create(ctx: Context, scope: str, name: str | None, teams: tuple[str, ...]) -> None:
+    """Create a token and print its secret (only this once)."""
+    from heatlens.store.tokens import create_token
+
+    with ctx.open_store() as store:
+        tok, secret = create_token(store, scope, name=name, teams=teams)
+    err.print(f"created token {tok.id} ({scope}); store the secret now, it is not shown again:")
+    sys.stdout.write(secret + "\n")
+
+
+@token.command("list")
+@pass_ctx
+@command
+def token_list(ctx: Context) -> None:
+    """List tokens (never their secrets)."""
+    from heatlens.store.tokens import list_tokens
+
+    with ctx.open_store() as store:
+        tokens = list_tokens(store)
+    if not tokens:
+        out.print("no tokens: the API is open on 127.0.0.1 (`heatlens token create` adds one)")
+        return
+    table = Table("id", "name", "scope", "teams", "created", "revoked", box=None)
+    for t in tokens:
+        table.add_row(
+            t.id,
+            t.name or "—",
+            t.scope,
+            ", ".join(t.teams) or "all",
+            _cell(t.created_at),
+            _cell(t.revoked_at),
+        )
+    out.print(table)
+
+
+@token.command("revoke")
+@click.argument("token_id", metavar="ID")
+@pass_ctx
+@command
+def token_revoke(ctx: Context, token_id: str) -> None:
+    """Revoke a token by id: requests with it are refused from now on."""
+    from heatlens.store.tokens import revoke_token
+
+    with ctx.open_store() as store:
+        tok = revoke_token(store, token_id)
+    out.print(f"revoked token {tok.id} ({tok.scope})")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="heatlens")

@@ -1,0 +1,134 @@
+"""API tokens (DESIGN §5): created once, stored hashed, checked in constant time.
+
+A secret reads `hl_<id>_<random>`. The id lets a request find its row without scanning, and only
+the SHA-256 of the whole secret is stored, so a copy of the store gives nobody a usable token.
+Token changes are audited but do not bump the data version: no record changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from heatlens.errors import ConfigError, StoreError
+from heatlens.store import Store
+
+__all__ = [
+    "SCOPES",
+    "Token",
+    "create_token",
+    "has_tokens",
+    "list_tokens",
+    "revoke_token",
+    "verify_token",
+]
+
+SCOPES = ("ingest", "read", "admin")
+_PREFIX = "hl_"
+# compared against when a secret names no known token, so a miss costs what a hit costs
+_DUMMY_HASH = hashlib.sha256(b"heatlens-no-such-token").hexdigest()
+
+
+@dataclass(frozen=True)
+class Token:
+    """A stored token, without its secret."""
+
+    id: str
+    name: str | None
+    scope: str
+    teams: tuple[str, ...]
+    created_at: datetime
+    revoked_at: datetime | None
+
+    def allows(self, scope: str) -> bool:
+        """True when this token may act in `scope` (admin may do everything)."""
+        return self.revoked_at is None and self.scope in (scope, "admin")
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _writable(store: Store) -> None:
+    if store.read_only:
+        raise StoreError(f"store {store.url} was opened read-only")
+
+
+_COLUMNS = "id, name, scope, teams, created_at, revoked_at"
+
+
+def _token(row: tuple[Any, ...]) -> Token:
+    tid, name, scope, teams, created, revoked = row
+    return Token(
+        str(tid),
+        None if name is None else str(name),
+        str(scope),
+        tuple(teams or ()),
+        created,
+        revoked,
+    )
+
+
+def create_token(
+    store: Store, scope: str, *, name: str | None = None, teams: Sequence[str] = ()
+) -> tuple[Token, str]:
+    """Create a token; return it and its secret, which is shown this once and never stored."""
+    if scope not in SCOPES:
+        raise ConfigError(f"unknown scope {scope!r}: expected one of {', '.join(SCOPES)}")
+    _writable(store)
+    tid = secrets.token_hex(6)
+    secret = f"{_PREFIX}{tid}_{secrets.token_urlsafe(32)}"
+    now = datetime.now(UTC)
+    with store.backend.transaction():
+        store.backend.execute(
+            "INSERT INTO api_token (id, name, scope, secret_hash, teams, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [tid, name, scope, _hash(secret), list(teams) or None, now],
+        )
+        store.audit("token_create", {"id": tid, "scope": scope, "teams": list(teams)})
+    return Token(tid, name, scope, tuple(teams), now, None), secret
+
+
+def list_tokens(store: Store) -> list[Token]:
+    """Every token, revoked ones included, oldest first."""
+    rows = store.fetchall(f"SELECT {_COLUMNS} FROM api_token ORDER BY created_at, id")
+    return [_token(r) for r in rows]
+
+
+def has_tokens(store: Store) -> bool:
+    """True when at least one token is live: the API then requires one on every request."""
+    return bool(store.fetchall("SELECT 1 FROM api_token WHERE revoked_at IS NULL LIMIT 1"))
+
+
+def revoke_token(store: Store, token_id: str) -> Token:
+    """Revoke a token by id; revoking twice is harmless. Unknown ids are a ConfigError."""
+    _writable(store)
+    with store.backend.transaction():
+        rows = store.fetchall(f"SELECT {_COLUMNS} FROM api_token WHERE id = ?", [token_id])
+        if not rows:
+            raise ConfigError(f"no token {token_id!r}: see `heatlens token list`")
+        store.backend.execute(
+            "UPDATE api_token SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            [datetime.now(UTC), token_id],
+        )
+        store.audit("token_revoke", {"id": token_id})
+        rows = store.fetchall(f"SELECT {_COLUMNS} FROM api_token WHERE id = ?", [token_id])
+    return _token(rows[0])
+
+
+def verify_token(store: Store, secret: str) -> Token | None:
+    """The live token whose secret this is, or None. The hash comparison is constant-time."""
+    tid = secret.removeprefix(_PREFIX).split("_", 1)[0] if secret.startswith(_PREFIX) else ""
+    rows = store.fetchall(
+        f"SELECT {_COLUMNS}, secret_hash FROM api_token WHERE id = ? AND revoked_at IS NULL",
+        [tid],
+    )
+    stored = str(rows[0][-1]) if rows else _DUMMY_HASH
+    if hmac.compare_digest(stored, _hash(secret)) and rows:
+        return _token(rows[0][:-1])
+    return None

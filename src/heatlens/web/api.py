@@ -1,0 +1,149 @@
+"""Routes of the JSON API: thin — parse the request, call ingest or the metric engine through the
+service, and return the same documents the CLI prints."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from heatlens.errors import ConfigError, InputError
+from heatlens.ingest import ingest_records
+from heatlens.metrics import Request as MetricsRequest
+from heatlens.metrics import compute
+from heatlens.metrics.explain import Explanation
+from heatlens.metrics.explain import explain as build_explanation
+from heatlens.settings import Settings
+from heatlens.store import Store
+from heatlens.web.auth import require
+from heatlens.web.body import media_type, parse_records, read_body
+from heatlens.web.errors import ApiError, problem_details
+from heatlens.web.service import Service
+
+router = APIRouter()
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(_service)]
+
+
+@router.get("/healthz")
+async def healthz(service: ServiceDep) -> dict[str, Any]:
+    """Liveness, and the store's data version (it changes with every write that changed records)."""
+    version = await service.run(Store.data_version)
+    return {"status": "ok", "data_version": version}
+
+
+def _ingest(store: Store, records: list[dict[str, Any]], settings: Settings) -> dict[str, Any]:
+    if not records:
+        return {"records": 0, "counts": {}, "data_version": store.data_version()}
+    try:
+        result = ingest_records(store, records, settings, source="api")
+    except InputError as exc:
+        # ingest's message suggests CLI flags; keep its count, say what an API client should do
+        count = str(exc).split(" in ", 1)[0]
+        raise ApiError(
+            422,
+            "invalid_records",
+            f"{count} in the request; nothing was stored: fix them and send the batch again",
+            problem_details(exc),
+        ) from None
+    return {
+        "records": result.read,
+        "counts": {
+            name: {"inserted": c.inserted, "updated": c.updated, "unchanged": c.unchanged}
+            for name, c in result.counts.items()
+        },
+        "data_version": store.data_version(),
+    }
+
+
+@router.post("/api/v1/events", dependencies=[Depends(require("ingest"))])
+async def post_events(request: Request, service: ServiceDep) -> JSONResponse:
+    """Store canonical records (a JSON array or NDJSON), all or nothing, by the file rules.
+
+    201 when a record was inserted, else 200; a 2xx means the records are committed.
+    """
+    body = await read_body(request, service.settings.server_max_request_bytes)
+    records = parse_records(body, media_type(request))
+    doc = await service.run(_ingest, records, service.settings)
+    inserted = any(c["inserted"] for c in doc["counts"].values())
+    return JSONResponse(doc, status_code=201 if inserted else 200)
+
+
+def _date(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{name} {value!r}: expected a date YYYY-MM-DD") from None
+
+
+@router.get("/api/v1/metrics", dependencies=[Depends(require("read"))])
+async def get_metrics(
+    service: ServiceDep,
+    grain: str = "week",
+    start: Annotated[str | None, Query(alias="from")] = None,
+    end: Annotated[str | None, Query(alias="to")] = None,
+    by: Annotated[list[str] | None, Query()] = None,
+    metric: Annotated[list[str] | None, Query()] = None,
+) -> JSONResponse:
+    """The report (`heatlens.report/v1`), with the parameters of `heatlens report`."""
+    request = MetricsRequest(
+        grain,
+        _date(start, "from"),
+        _date(end, "to"),
+        tuple(by or ()),
+        tuple(metric or ()),
+    )
+    report = await service.run(compute, request, service.settings)
+    return JSONResponse(report.to_json())
+
+
+def explanation_json(result: Explanation) -> dict[str, Any]:
+    """`heatlens.explain/v1`: the same document as `heatlens explain --format json`."""
+    return {
+        "schema": "heatlens.explain/v1",
+        "metric": result.metric,
+        "grain": result.grain,
+        "period": result.period.isoformat(),
+        "segment": result.segment,
+        "row": result.row.to_json() if result.row else None,
+        "total": result.total,
+        "records": result.records,
+        "dropped": result.dropped,
+        "notes": result.notes,
+    }
+
+
+@router.get("/api/v1/explain", dependencies=[Depends(require("read"))])
+async def get_explain(
+    service: ServiceDep,
+    metric: str,
+    period: str,
+    grain: str = "week",
+    segment: Annotated[list[str] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 50,
+) -> Response:
+    """The records behind one number, with the parameters of `heatlens explain`."""
+    segments: dict[str, str | None] = {}
+    for item in segment or ():
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"segment {item!r}: expected KEY=VALUE, e.g. team=payments")
+        segments[key] = value or None
+    day = _date(period, "period")
+    result = await service.run(
+        build_explanation, metric, day, segments, service.settings, grain=grain, limit=limit
+    )
+    # records hold timestamps: serialise them as the CLI does
+    text = json.dumps(explanation_json(result), default=str)
+    return Response(text, media_type="application/json")

@@ -1,0 +1,122 @@
+"""Reading a records request body: size limit, content type, UTF-8, JSON, nesting depth.
+
+Everything wrong with a body is the client's to fix, so each check ends in a 4xx ApiError —
+never a 5xx. Record-level rules (fields, types, values) are ingest's, the same as for files.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+
+from heatlens.web.errors import ApiError
+
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+# canonical records are shallow (an object field or a question list at most); a deeper body is
+# an attack or a mistake, and refusing it early keeps the parser's recursion bounded
+MAX_DEPTH = 16
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "request_too_large",
+        f"the body is larger than {limit:,} bytes (server.max_request_bytes): "
+        "send the records in smaller batches",
+    )
+
+
+def media_type(request: Request) -> str:
+    """The request's media type, without parameters, lower-cased."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def parse_records(body: bytes, kind: str) -> list[dict[str, Any]]:
+    """Records from a JSON array or NDJSON body; a 4xx ApiError when it is not that."""
+    if kind not in (JSON, NDJSON):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type {kind or '(none)'!r} is not accepted: send records as {JSON} "
+            f"(an array) or {NDJSON} (one object per line)",
+        )
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(
+            400, "invalid_utf8", f"the body is not valid UTF-8 (byte {exc.start})"
+        ) from None
+    if kind == JSON:
+        value = _loads(text, None)
+        if not isinstance(value, list):
+            raise ApiError(400, "invalid_json", "expected a JSON array of record objects")
+        items = value
+    else:
+        items = [
+            _loads(line, n) for n, line in enumerate(text.splitlines(), start=1) if line.strip()
+        ]
+    not_objects = [
+        {"index": i, "field": None, "reason": "expected a JSON object (a record)"}
+        for i, item in enumerate(items, start=1)
+        if not isinstance(item, dict)
+    ]
+    if not_objects:
+        raise ApiError(422, "invalid_records", "every record must be a JSON object", not_objects)
+    return items
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; a number too large for a float (1e999) is, and ingest
+    # refuses it with its field, as it does in files
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _loads(text: str, line: int | None) -> Any:
+    where = f" on line {line}" if line is not None else ""
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise _too_deep(where) from None
+    except ValueError as exc:  # JSONDecodeError, and ints too long to convert
+        raise ApiError(400, "invalid_json", f"malformed JSON{where}: {exc}") from None
+    if _depth(value) > MAX_DEPTH:
+        raise _too_deep(where)
+    return value
+
+
+def _too_deep(where: str) -> ApiError:
+    return ApiError(400, "invalid_json", f"JSON nested deeper than {MAX_DEPTH} levels{where}")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, counted without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH:
+                return depth
+            stack.extend((child, depth + 1) for child in item)
+    return deepest

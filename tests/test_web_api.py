@@ -1,0 +1,247 @@
+"""The HTTP API in-process: ingest by the file rules, the report, one error shape, tokens."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from heatlens.metrics import Request, compute
+from heatlens.settings import Settings
+from heatlens.store import Store
+from heatlens.store.tokens import create_token, revoke_token
+from heatlens.web import create_app
+from tests.conftest import Cli, record
+
+CORPUS = json.loads(
+    (Path(__file__).parent / "fixtures" / "invalid_records.json").read_text(encoding="utf-8")
+)
+TEAM = record("team", id="payments", name="Payments")
+USAGE = [
+    record(
+        "usage",
+        id=f"u{i}",
+        ts=f"2026-03-0{i}T10:00:00Z",
+        capability="ci",
+        actor="ana",
+        team="payments",
+        outcome="success",
+    )
+    for i in range(1, 4)
+]
+LIMIT = 4096
+
+
+@pytest.fixture
+def client(tmp_path: Path, settings: Settings) -> Iterator[TestClient]:
+    small = settings.model_copy(update={"server_max_request_bytes": LIMIT})
+    app = create_app(small, f"duckdb:///{tmp_path / 'api.duckdb'}")
+    with TestClient(app) as c:
+        yield c
+
+
+def _store(client: TestClient) -> Store:
+    store: Store = client.app.state.service.store  # type: ignore[attr-defined]
+    return store
+
+
+def _error(response: Any, status: int, code: str) -> dict[str, Any]:
+    """Assert the one error shape and give its body."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    assert isinstance(body["error"]["details"], list)
+    return dict(body["error"])
+
+
+def test_healthz_reports_the_data_version(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok", "data_version": 0}
+    client.post("/api/v1/events", json=[TEAM])
+    assert client.get("/healthz").json()["data_version"] == 1
+
+
+def test_posted_records_are_stored_and_a_replay_changes_nothing(client: TestClient) -> None:
+    first = client.post("/api/v1/events", json=[TEAM, *USAGE])
+    assert first.status_code == 201
+    assert first.json()["counts"] == {
+        "team": {"inserted": 1, "updated": 0, "unchanged": 0},
+        "usage": {"inserted": 3, "updated": 0, "unchanged": 0},
+    }
+    rows = _store(client).fetchall("SELECT id, source FROM usage ORDER BY id")
+    assert rows == [("u1", "api"), ("u2", "api"), ("u3", "api")]
+
+    again = client.post("/api/v1/events", json=[TEAM, *USAGE])
+    assert again.status_code == 200
+    assert again.json()["counts"]["usage"] == {"inserted": 0, "updated": 0, "unchanged": 3}
+
+
+def test_ndjson_bodies_are_accepted(client: TestClient) -> None:
+    body = "\n".join(json.dumps(r) for r in [TEAM, *USAGE]) + "\n"
+    response = client.post(
+        "/api/v1/events", content=body, headers={"Content-Type": "application/x-ndjson"}
+    )
+    assert response.status_code == 201
+    assert response.json()["records"] == 4
+
+
+def test_an_invalid_record_in_the_middle_stores_nothing(client: TestClient) -> None:
+    response = client.post("/api/v1/events", json=[TEAM, {"type": "team"}, USAGE[0]])
+    error = _error(response, 422, "invalid_records")
+    assert error["details"] == [
+        {"index": 2, "field": "id", "reason": "team.id is missing: required"}
+    ]
+    assert error["message"].startswith("1 invalid record(s) in the request; nothing was stored")
+    assert _store(client).is_empty()
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=[c["name"] for c in CORPUS])
+def test_every_invalid_record_of_the_corpus_is_refused(
+    client: TestClient, case: dict[str, Any]
+) -> None:
+    # written as a file would be: an infinite float is the JSON number 1e999
+    body = json.dumps([TEAM, case["record"], USAGE[0]]).replace("Infinity", "1e999")
+    response = client.post(
+        "/api/v1/events", content=body, headers={"Content-Type": "application/json"}
+    )
+    error = _error(response, 422, "invalid_records")
+    assert {d["index"] for d in error["details"]} == {2}
+    assert sorted(d["reason"] for d in error["details"]) == sorted(case["messages"])
+    assert _store(client).is_empty()
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "code"),
+    [
+        (b'[{"type": "team", "id": ', "application/json", 400, "invalid_json"),
+        (b'{"type": "team", "id": "x"}', "application/json", 400, "invalid_json"),
+        (b'[{"type": "team", "id": "x"}]', "text/plain", 415, "unsupported_media_type"),
+        (b'[{"type": "team", "id": "\xff\xfe"}]', "application/json", 400, "invalid_utf8"),
+        (b"[" * 50 + b"]" * 50, "application/json", 400, "invalid_json"),
+        (b"[" * 100_000, "application/json", 413, "request_too_large"),
+        (b'[{"type": "team", "id": NaN}]', "application/json", 400, "invalid_json"),
+        (b"[1, 2]", "application/json", 422, "invalid_records"),
+    ],
+    ids=[
+        "truncated",
+        "not-an-array",
+        "wrong-type",
+        "bad-utf8",
+        "deep",
+        "oversize",
+        "nan",
+        "not-objects",
+    ],
+)
+def test_bad_bodies_get_a_4xx_in_the_one_shape(
+    client: TestClient, content: bytes, content_type: str, status: int, code: str
+) -> None:
+    response = client.post(
+        "/api/v1/events", content=content, headers={"Content-Type": content_type}
+    )
+    _error(response, status, code)
+    assert _store(client).is_empty()
+
+
+def test_unknown_routes_and_methods_use_the_one_shape(client: TestClient) -> None:
+    _error(client.get("/nope"), 404, "not_found")
+    _error(client.delete("/api/v1/events"), 405, "method_not_allowed")
+    _error(client.get("/api/v1/explain"), 422, "invalid_request")
+
+
+def test_metrics_equal_the_engine_report(client: TestClient, settings: Settings) -> None:
+    client.post("/api/v1/events", json=[TEAM, *USAGE])
+    params = {"grain": "week", "from": "2026-02-23", "to": "2026-03-09", "by": "team"}
+    response = client.get("/api/v1/metrics", params=params)
+    assert response.status_code == 200
+    expected = compute(
+        _store(client), Request("week", date(2026, 2, 23), date(2026, 3, 9), ("team",)), settings
+    ).to_json()
+    assert response.json() == expected
+    assert expected["schema"] == "heatlens.report/v1" and expected["rows"]
+
+
+def test_bad_metric_parameters_are_a_400_with_the_engine_message(client: TestClient) -> None:
+    error = _error(client.get("/api/v1/metrics", params={"grain": "fortnight"}), 400, "bad_request")
+    assert "unknown grain 'fortnight'" in error["message"]
+    _error(client.get("/api/v1/metrics", params={"from": "March"}), 400, "bad_request")
+
+
+def test_explain_lists_the_records_behind_a_number(client: TestClient) -> None:
+    client.post("/api/v1/events", json=[TEAM, *USAGE])
+    params = {"metric": "adoption.active_teams", "period": "2026-03-02", "grain": "week"}
+    response = client.get("/api/v1/explain", params=params)
+    assert response.status_code == 200, response.text
+    doc = response.json()
+    assert doc["schema"] == "heatlens.explain/v1"
+    assert doc["metric"] == "adoption.active_teams"
+    _error(client.get("/api/v1/explain", params={**params, "metric": "nope"}), 400, "bad_request")
+
+
+def test_once_a_token_exists_requests_need_one_of_the_right_scope(client: TestClient) -> None:
+    store = _store(client)
+    _, read = create_token(store, "read", name="dashboards")
+    _, ingest = create_token(store, "ingest")
+
+    _error(client.get("/api/v1/metrics"), 401, "unauthorized")
+    bad = {"Authorization": "Bearer hl_nothing_here"}
+    _error(client.get("/api/v1/metrics", headers=bad), 401, "unauthorized")
+    as_read = {"Authorization": f"Bearer {read}"}
+    _error(client.post("/api/v1/events", json=[TEAM], headers=as_read), 403, "forbidden")
+    as_ingest = {"Authorization": f"Bearer {ingest}"}
+    assert client.post("/api/v1/events", json=[TEAM], headers=as_ingest).status_code == 201
+    assert client.get("/api/v1/metrics", headers=as_read).status_code == 200
+    assert client.get("/healthz").status_code == 200  # liveness stays open
+
+
+def test_admin_covers_every_scope_and_revoked_tokens_are_refused(client: TestClient) -> None:
+    store = _store(client)
+    admin, secret = create_token(store, "admin")
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert client.post("/api/v1/events", json=[TEAM], headers=headers).status_code == 201
+    assert client.get("/api/v1/metrics", headers=headers).status_code == 200
+    create_token(store, "read")  # keep the API closed after the revoke
+    revoke_token(store, admin.id)
+    _error(client.get("/api/v1/metrics", headers=headers), 401, "unauthorized")
+
+
+def test_tokens_are_stored_hashed(client: TestClient) -> None:
+    store = _store(client)
+    token, secret = create_token(store, "read", teams=["payments"])
+    stored = store.fetchall("SELECT secret_hash, teams FROM api_token WHERE id = ?", [token.id])
+    assert stored[0][0] != secret and secret not in stored[0][0]
+    assert len(stored[0][0]) == 64
+    assert list(stored[0][1]) == ["payments"]
+
+
+def test_responses_carry_security_headers(client: TestClient) -> None:
+    response = client.get("/healthz")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_token_commands_create_list_and_revoke(run: Cli, tmp_path: Path) -> None:
+    store = str(tmp_path / "cli.duckdb")
+    created = run("--store", store, "token", "create", "--scope", "ingest", "--name", "ci")
+    assert created.exit_code == 0, created.output
+    secret = created.stdout.strip().splitlines()[-1]
+    assert secret.startswith("hl_")
+    listed = run("--store", store, "token", "list")
+    assert "ci" in listed.stdout and "ingest" in listed.stdout and secret not in listed.stdout
+    token_id = secret.removeprefix("hl_").split("_", 1)[0]
+    assert run("--store", store, "token", "revoke", token_id).exit_code == 0
+    unknown = run("--store", store, "token", "revoke", "nope")
+    assert unknown.exit_code == 2 and "no token 'nope'" in unknown.stderr
+
+
+def test_serve_refuses_an_open_api_beyond_loopback(run: Cli, tmp_path: Path) -> None:
+    result = run("--store", str(tmp_path / "s.duckdb"), "serve", "--host", "0.0.0.0")
+    assert result.exit_code == 2
+    assert "create a token first" in result.stderr
