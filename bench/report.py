@@ -13,8 +13,8 @@ a hand-written DuckDB SQL script whose rows are first checked equal to heatlens'
    restricted with `--metric` to the metrics bench/report_baseline.sql computes, and the SQL script
    (a `python -c` process running it with duckdb on the same store); their rows must be equal
    (same periods, segments, n, values to 1e-9) — PASS/FAIL with the first differences.
-4. Times each as a whole process (median of `--repeat` runs), with peak RSS from `os.wait4`,
-   and the full report (every metric) separately.
+4. Times each as a whole process (median of `--repeat` rounds, the three commands of a key
+   interleaved), with peak RSS from `os.wait4`, and the full report (every metric) separately.
 """
 
 from __future__ import annotations
@@ -93,14 +93,26 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024 / 1024
 
 
-def repeated(cmd: list[str], times: int) -> tuple[float, float]:
-    """Median seconds and the largest peak RSS over `times` runs."""
-    runs = [timed(cmd) for _ in range(times)]
-    return statistics.median(s for s, _ in runs), max(g for _, g in runs)
+def interleaved(cmds: dict[str, list[str]], times: int) -> dict[str, tuple[float, float, str]]:
+    """Per command: median seconds, largest peak RSS and the min–max spread, over `times` rounds
+    that run every command once in turn (so a busy moment hits all of them alike)."""
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in cmds}
+    for _ in range(times):
+        for name, cmd in cmds.items():
+            runs[name].append(timed(cmd))
+    out = {}
+    for name, rs in runs.items():
+        secs = [s for s, _ in rs]
+        out[name] = (
+            statistics.median(secs),
+            max(g for _, g in rs),
+            f"{min(secs):.1f}–{max(secs):.1f}",
+        )
+    return out
 
 
-def prepare(work: Path, rows: int, teams: int, days: int) -> tuple[Path, dict[str, int]]:
-    """Generate the organisation and ingest it into a fresh store; give the store and counts."""
+def prepare(work: Path, rows: int, teams: int, days: int) -> Path:
+    """Generate the organisation and ingest it into a fresh store (printing both)."""
     data, store = work / "org.parquet", work / "store.duckdb"
     seconds, _ = timed(
         [
@@ -132,14 +144,14 @@ def prepare(work: Path, rows: int, teams: int, days: int) -> tuple[Path, dict[st
     seconds, peak = timed([*HEATLENS, "--store", str(store), "ingest", str(data)])
     print(f"ingested in {seconds:.1f} s (peak {peak:.2f} GiB)")
     data.unlink()
-    return store, counts
+    return store
 
 
 def report_range(store: Path) -> tuple[date, date]:
     """The 12 weeks ending at the Monday on or before the last usage record (UTC)."""
     con = duckdb.connect(str(store), read_only=True)
     con.execute("SET TimeZone = 'UTC'")
-    (last,) = con.execute("SELECT max(ts)::DATE FROM usage").fetchone() or (None,)
+    last: date = con.execute("SELECT max(ts)::DATE FROM usage").fetchall()[0][0]
     con.close()
     end = last - timedelta(days=last.weekday())
     return end - timedelta(weeks=WEEKS), end
@@ -194,71 +206,53 @@ def main() -> None:
         if args.store is not None:
             store = args.store
         else:
-            store, _ = prepare(work, args.rows, args.teams, args.days)
+            store = prepare(work, args.rows, args.teams, args.days)
         start, end = report_range(store)
         print(
             f"range --from {start} --to {end} (weekly), store {store.stat().st_size / 1e6:.0f} "
             f"MB, {os.cpu_count()} cores"
         )
-        results: dict[str, tuple[float, float]] = {}
+        results: dict[str, tuple[float, float, str]] = {}
         passed = True
         for key in KEYS:
-            common = [
-                "--store",
-                str(store),
-                "report",
-                "--format",
-                "json",
-                "--grain",
-                "week",
-                "--by",
-                key,
-                "--from",
-                str(start),
-                "--to",
-                str(end),
-            ]
             ours, theirs = work / f"heatlens-{key}.json", work / f"sql-{key}.json"
-            subset = [*HEATLENS, *common, "--out", str(ours)]
+            report = [*HEATLENS, "--store", str(store), "report", "--format", "json"]
+            report += ["--grain", "week", "--by", key, "--from", str(start), "--to", str(end)]
+            subset = [*report, "--out", str(ours)]
             for metric in METRICS:
                 subset += ["--metric", metric]
-            sql = [
-                sys.executable,
-                "-c",
-                BASELINE,
-                str(store),
-                str(SQL),
-                key,
-                str(start),
-                str(end),
-                str(theirs),
-            ]
-            full = [*HEATLENS, *common, "--out", str(work / f"full-{key}.json")]
-            results[f"heatlens, SQL's metrics, by {key}"] = repeated(subset, args.repeat)
-            results[f"SQL script, by {key}"] = repeated(sql, args.repeat)
+            sql = [sys.executable, "-c", BASELINE, str(store), str(SQL), key]
+            sql += [str(start), str(end), str(theirs)]
+            full = [*report, "--out", str(work / f"full-{key}.json")]
+            results.update(
+                interleaved(
+                    {
+                        f"heatlens, SQL's metrics, by {key}": subset,
+                        f"SQL script, by {key}": sql,
+                        f"heatlens full report, by {key}": full,
+                    },
+                    args.repeat,
+                )
+            )
             print(f"by {key}:")
             passed &= compare(ours, theirs)
-            results[f"heatlens full report, by {key}"] = repeated(full, args.repeat)
         for who in ("heatlens, SQL's metrics", "SQL script", "heatlens full report"):
             runs = [results[f"{who}, by {key}"] for key in KEYS]
-            results[f"{who}, both keys"] = (sum(s for s, _ in runs), max(g for _, g in runs))
-        print(
-            f"\n{'run (median of ' + str(args.repeat) + ')':<42} {'seconds':>8} "
-            f"{'vs SQL':>7} {'peak GiB':>9}"
-        )
-        for name, (seconds, peak) in results.items():
-            scope = name.rsplit(", ", 1)[1]
-            base = results[f"SQL script, {scope}"][0]
-            print(f"{name:<42} {seconds:8.2f} {seconds / base:6.2f}× {peak:9.2f}")
+            results[f"{who}, both keys"] = (sum(r[0] for r in runs), max(r[1] for r in runs), "")
+        print(f"\n{'run':<42} {'median s':>8} {'min–max':>13} {'vs SQL':>7} {'peak GiB':>9}")
+        for name, (seconds, peak, spread) in results.items():
+            base = results[f"SQL script, {name.rsplit(', ', 1)[1]}"][0]
+            print(f"{name:<42} {seconds:8.2f} {spread:>13} {seconds / base:6.2f}× {peak:9.2f}")
         ratio = (
             results["heatlens, SQL's metrics, both keys"][0] / results["SQL script, both keys"][0]
         )
-        peak = max(g for name, (_, g) in results.items() if name.startswith("heatlens"))
+        peak = max(r[1] for name, r in results.items() if name.startswith("heatlens"))
         print(
             f"\nrows equal: {'PASS' if passed else 'FAIL'}; same metrics, both keys: "
             f"{ratio:.2f}× the SQL (target ≤ {TARGET_RATIO}×: "
             f"{'met' if ratio <= TARGET_RATIO else 'missed'}); heatlens peak {peak:.2f} GiB "
-            f"(target ≤ {TARGET_GIB:.0f} GiB: {'met' if peak <= TARGET_GIB else 'missed'})"
+            f"(target ≤ {TARGET_GIB:.0f} GiB: {'met' if peak <= TARGET_GIB else 'missed'}); "
+            f"{args.repeat} rounds, {os.cpu_count()} cores"
         )
         if not passed:
             raise SystemExit(1)

@@ -632,7 +632,11 @@ def demo(ctx: Context, no_serve: bool, teams: int, days: int, seed: int) -> None
     ):
         out.print(f"  heatlens --store {path} {example}", markup=False)
     if not no_serve:
-        out.print("(the dashboard is not part of this version yet; `--no-serve` is implied)")
+        out.print(
+            "(the dashboard is not part of this version yet, so nothing is served; "
+            f"`heatlens --store {path} serve` serves the JSON API)",
+            markup=False,
+        )
 
 
 # -- serve and tokens ------------------------------------------------------------------------

@@ -331,4 +331,6 @@ def _incident_table(
 def _shas(rng: np.random.Generator, n: int) -> pa.Array:
     """`n` random 40-hex-digit commit shas."""
     digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)[rng.integers(0, 16, (n, 40))]
-    return pa.array(np.ascontiguousarray(digits).view("S40").ravel()).cast(pa.string())
+    shas = pa.array(np.ascontiguousarray(digits).view("S40").ravel()).cast(pa.string())
+    # large arrays come back chunked, which ListArray.from_arrays does not accept
+    return shas.combine_chunks() if isinstance(shas, pa.ChunkedArray) else shas

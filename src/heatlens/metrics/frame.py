@@ -177,16 +177,22 @@ class Frame:
 
     # -- resolved record tables ---------------------------------------------------------------
 
-    def usage(self) -> Any:
-        """Usage with `team` resolved (own → service owner → actor's membership) and `group`."""
+    def usage(self, since: datetime | None = None, until: datetime | None = None) -> Any:
+        """Usage with `team` resolved (own → service owner → actor's membership) and `group`,
+        optionally only records with `ts` in [since, until) (filtered before the joins)."""
         u = self.table("usage")
+        if since is not None:
+            u = u.filter(u.ts >= self.literal_ts(since))
+        if until is not None:
+            u = u.filter(u.ts < self.literal_ts(until))
         owners = self.owner_table()
         u = u.left_join(owners, u.service == owners.o_service)
         u = u.mutate(team=ibis.coalesce(u.team, u.o_team)).drop("o_service", "o_team")
         m = self.membership_intervals()
-        u = u.left_join(
-            m, (u.team.isnull()) & (u.actor == m.m_actor) & (u.ts >= m.m_start) & (u.ts < m.m_end)
-        )
+        # An equality on actor only (no `team IS NULL` here): DuckDB then hash-joins instead of
+        # comparing every row with every interval; intervals never overlap per actor, so at most
+        # one matches, and coalesce keeps a record's own team.
+        u = u.left_join(m, (u.actor == m.m_actor) & (u.ts >= m.m_start) & (u.ts < m.m_end))
         u = u.mutate(team=ibis.coalesce(u.team, u.m_team)).drop(
             "m_actor", "m_start", "m_end", "m_team"
         )

@@ -50,8 +50,12 @@ def usage_stats(ctx: Context, metrics: list[Metric]) -> dict[str, Stats]:
     ids = {m.id for m in metrics}
     out: dict[str, Stats] = {}
     grouped = ids & {"adoption.active_users", "adoption.active_teams", "task.attempts", *OUTCOMES}
-    usage = resolved_usage(ctx)
-    obs = ctx.memo("usage_obs", lambda: ctx.bucketed(usage, "ts"))
+    obs = ctx.memo(
+        "usage_obs",
+        lambda: ctx.bucketed(
+            ctx.frame.usage(ctx.range_start, ctx.range_end).select(*COLUMNS), "ts"
+        ),
+    )
     if grouped:
         out.update(_grouped(ctx, obs, grouped))
     durations = [m for m in metrics if m.id.startswith("efficiency.task_duration_")]
@@ -67,9 +71,9 @@ def usage_stats(ctx: Context, metrics: list[Metric]) -> dict[str, Stats]:
         for mid in ids & {"adoption.eligible_teams", "adoption.team_adoption_rate"}:
             out[mid] = _adoption(ctx, active, rate=mid.endswith("rate"))
     if "adoption.new_teams" in ids:
-        out["adoption.new_teams"] = _new_teams(ctx, usage)
+        out["adoption.new_teams"] = _new_teams(ctx, resolved_usage(ctx))
     if "adoption.team_retention" in ids and ctx.grain != "all":
-        out["adoption.team_retention"] = _retention(ctx, usage, obs)
+        out["adoption.team_retention"] = _retention(ctx, obs)
     return out
 
 
@@ -147,38 +151,41 @@ def _all_usage_teams(ctx: Context) -> set[str]:
     return ctx.remember("usage_teams", build)
 
 
-def _in_cell(ctx: Context, cell: Cell, team: str, capability: Any = None) -> bool:
-    seg = dict(zip(ctx.by, cell, strict=True))
-    if "team" in seg and seg["team"] != team:
-        return False
-    if "group" in seg and seg["group"] != ctx.frame.group_of(team):
-        return False
-    return not ("capability" in seg and seg["capability"] != capability)
-
-
 def _adoption(ctx: Context, active: dict[date, set[tuple[str, str]]], rate: bool) -> Stats:
+    """Eligible teams, or the share of them active, per period and cell of (capability, team,
+    group). Sets are indexed by capability and by group, so this stays linear in teams."""
     stats: Stats = {}
-    by_cap = "capability" in ctx.by
-    registry_empty = not ctx.frame.teams
+    by = ctx.by
+    fallback = _all_usage_teams(ctx) if not ctx.frame.teams else set()
+    group_of = ctx.frame.group_of
     for p in ctx.spans:
         pairs = active.get(p.start, set())
+        used_by_cap: dict[Any, set[str]] = defaultdict(set)
+        for used_cap, member in pairs:
+            used_by_cap[used_cap].add(member)
+        used_any = {member for _, member in pairs}
         cells = ctx.domain_cells(p, {})
         if rate:
-            for used_cap, member in pairs:
-                row = {"capability": used_cap, "team": member, "group": ctx.frame.group_of(member)}
-                cells.add(ctx.cell(row))
-        fallback = _all_usage_teams(ctx) if registry_empty else set()
-        for cell in cells:
-            cap = cell[ctx.by.index("capability")] if by_cap else None
-            teams = {
-                t for t in eligible(ctx, p, cap, by_cap, fallback) if _in_cell(ctx, cell, t, cap)
+            cells |= {
+                ctx.cell({"capability": c, "team": t, "group": group_of(t)}) for c, t in pairs
             }
+        eligible_by_cap: dict[Any, set[str]] = {}
+        for cell in cells:
+            seg = dict(zip(by, cell, strict=True))
+            cap = seg.get("capability")
+            if cap not in eligible_by_cap:
+                eligible_by_cap[cap] = eligible(ctx, p, cap, "capability" in by, fallback)
+            teams = eligible_by_cap[cap]
+            if "team" in seg:
+                teams = teams & {seg["team"]}
+            if "group" in seg:
+                teams = {t for t in teams if group_of(t) == seg["group"]}
             if not rate:
                 stats[(p.start, cell)] = Stat(len(teams), len(teams))
                 continue
             if not teams:
                 continue
-            used = {t for c, t in pairs if _in_cell(ctx, cell, t, c)}
+            used = used_by_cap.get(cap, set()) if "capability" in by else used_any
             x = len(used & teams)
             stats[(p.start, cell)] = Stat(
                 x / len(teams), len(teams), proportion_ci(x, len(teams)), x, len(teams)
@@ -235,7 +242,7 @@ def _team_sets(ctx: Context, obs: Any) -> dict[tuple[date, Cell], set[str]]:
     return sets
 
 
-def _retention(ctx: Context, usage: Any, obs: Any) -> Stats:
+def _retention(ctx: Context, obs: Any) -> Stats:
     """Share of the teams active in the previous calendar period still active in this one."""
     tz = ctx.frame.tz
     first_prev = previous_calendar(ctx.spans[0], ctx.grain, tz)
@@ -244,7 +251,11 @@ def _retention(ctx: Context, usage: Any, obs: Any) -> Stats:
         periods(ctx.grain, first_prev.start, cal_end, tz) if first_prev.start < cal_end else []
     )
     now_sets = _team_sets(ctx, obs)
-    before_sets = _team_sets(ctx, ctx.bucketed(usage, "ts", calendar)) if calendar else {}
+    if calendar:
+        earlier = ctx.frame.usage(calendar[0].start_utc, calendar[-1].end_utc).select(*COLUMNS)
+        before_sets = _team_sets(ctx, ctx.bucketed(earlier, "ts", calendar))
+    else:
+        before_sets = {}
     stats: Stats = {}
     for p in ctx.spans:
         prev = calendar_start(p.cal_start.fromordinal(p.cal_start.toordinal() - 1), ctx.grain)
