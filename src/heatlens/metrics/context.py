@@ -143,15 +143,20 @@ class Context:
                 "action": [("usage", "action")],
                 "environment": [("deployment", "environment")],
             }
+            # only the keys this report segments by (group needs teams): each is a scan
+            wanted = set(self.by) | ({"team"} if "group" in self.by else set())
             parts = []
             for key, columns in sources.items():
+                if key not in wanted:
+                    continue
                 for table, column in columns:
                     t = f.table(table)
                     parts.append(
                         t.select(k=ibis.literal(key), v=t[column].cast("string")).distinct()
                     )
             found: dict[str, set[Any]] = {key: set() for key in sources}
-            for row in ibis.union(*parts).to_pyarrow().to_pylist():
+            rows = ibis.union(*parts).to_pyarrow().to_pylist() if parts else []
+            for row in rows:
                 if row["v"] is not None:
                     found[row["k"]].add(row["v"])
             teams, services = found["team"], found["service"]
@@ -200,7 +205,13 @@ class Context:
         return set(self.seen()[key])
 
     def domain_cells(self, p: Period, waves: dict[str, datetime | None]) -> set[Cell]:
-        return set(product(*(self.domain(k, p, waves) for k in self.by)))
+        """Every combination of the existing values of the report's keys in period p (a copy:
+        callers add to it). Computed once per period; `waves` only matters for `survey`."""
+        key = ("domain_cells", p.start, "survey" in self.by and bool(waves))
+        cells = self.remember(
+            str(key), lambda: set(product(*(self.domain(k, p, waves) for k in self.by)))
+        )
+        return set(cells)
 
     def launched(self, p: Period, cell: Cell) -> bool:
         """No rows for a registry capability in periods that end before its launch."""
