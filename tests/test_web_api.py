@@ -16,6 +16,7 @@ from heatlens.settings import Settings
 from heatlens.store import Store
 from heatlens.store.tokens import create_token, revoke_token
 from heatlens.web import create_app
+from heatlens.web.limits import RateLimiter
 from tests.conftest import Cli, record
 
 CORPUS = json.loads(
@@ -245,3 +246,36 @@ def test_serve_refuses_an_open_api_beyond_loopback(run: Cli, tmp_path: Path) -> 
     result = run("--store", str(tmp_path / "s.duckdb"), "serve", "--host", "0.0.0.0")
     assert result.exit_code == 2
     assert "create a token first" in result.stderr
+
+
+def test_rate_limiter_window() -> None:
+    now = [1000.0]
+    limiter = RateLimiter(2, clock=lambda: now[0])
+    assert limiter.hit("a") is None and limiter.hit("a") is None
+    assert limiter.hit("a") == 60  # the oldest counted request leaves the window in 60 s
+    assert limiter.hit("b") is None  # per key
+    now[0] += 30
+    assert limiter.hit("a") == 30
+    now[0] += 30
+    assert limiter.hit("a") is None  # the first two have left the window
+
+
+def test_requests_past_the_limit_get_429_with_retry_after(
+    tmp_path: Path, settings: Settings
+) -> None:
+    limited = settings.model_copy(update={"server_rate_limit_per_minute": 3})
+    app = create_app(limited, f"duckdb:///{tmp_path / 'api.duckdb'}")
+    with TestClient(app) as c:
+        now = [0.0]
+        c.app.state.service.limiter.clock = lambda: now[0]  # type: ignore[attr-defined]
+        for _ in range(3):
+            assert (
+                c.get("/api/v1/metrics", params={"metric": "dora.deployments"}).status_code == 200
+            )
+        refused = c.get("/api/v1/metrics", params={"metric": "dora.deployments"})
+        body = _error(refused, 429, "rate_limited")
+        assert refused.headers["Retry-After"] == "60"
+        assert "more than 3 requests in a minute" in body["message"]
+        assert c.get("/healthz").status_code == 200  # health checks are not limited
+        now[0] += 61
+        assert c.get("/api/v1/metrics", params={"metric": "dora.deployments"}).status_code == 200

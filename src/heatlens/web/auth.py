@@ -26,6 +26,17 @@ def _check(store: Store, secret: str | None) -> tuple[bool, Token | None]:
     return True, verify_token(store, secret) if secret else None
 
 
+def _limit(service: Service, key: str) -> None:
+    wait = service.limiter.hit(key)
+    if wait is not None:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"more than {service.limiter.per_minute} requests in a minute: retry in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+
+
 def require(scope: str) -> Callable[[Request], Awaitable[Token | None]]:
     """A dependency giving the request's token (None on an open API), or raising 401/403."""
 
@@ -35,6 +46,8 @@ def require(scope: str) -> Callable[[Request], Awaitable[Token | None]]:
         kind, _, secret = header.partition(" ")
         given = secret.strip() if kind.lower() == "bearer" and secret.strip() else None
         required, token = await service.run(_check, given)
+        client = request.client.host if request.client else "unknown"
+        _limit(service, f"token:{token.id}" if token is not None else f"client:{client}")
         if not required:
             return None
         if given is None:

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from heatlens.settings import Settings
 from heatlens.store import Store
+from heatlens.web.limits import RateLimiter
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -28,6 +29,7 @@ class Service:
         self.store_url = store_url
         self._store: Store | None = None
         self._lock = threading.Lock()
+        self.limiter = RateLimiter(settings.server_rate_limit_per_minute)
 
     def open(self) -> None:
         """Open the store (at app startup)."""
