@@ -279,3 +279,52 @@ def test_requests_past_the_limit_get_429_with_retry_after(
         assert c.get("/healthz").status_code == 200  # health checks are not limited
         now[0] += 61
         assert c.get("/api/v1/metrics", params={"metric": "dora.deployments"}).status_code == 200
+
+
+def test_a_team_scoped_read_token_sees_only_its_teams(client: TestClient) -> None:
+    store = _store(client)
+    _, admin = create_token(store, "admin")
+    _, payments = create_token(store, "read", teams=["payments"])
+    records = [
+        {
+            "type": "deployment",
+            "id": f"d{i}",
+            "service": "s",
+            "team": team,
+            "finished_at": "2026-03-03T10:00:00Z",
+        }
+        for i, team in enumerate(["payments", "search", "search"])
+    ]
+    posted = client.post(
+        "/api/v1/events", json=records, headers={"Authorization": f"Bearer {admin}"}
+    )
+    assert posted.status_code == 201, posted.text
+    auth = {"Authorization": f"Bearer {payments}"}
+    params: dict[str, Any] = {
+        "metric": "dora.deployments",
+        "grain": "week",
+        "from": "2026-03-02",
+        "to": "2026-03-09",
+    }
+    _error(client.get("/api/v1/metrics", params=params, headers=auth), 403, "forbidden")
+    by_team = client.get("/api/v1/metrics", params={**params, "by": "team"}, headers=auth)
+    assert by_team.status_code == 200, by_team.text
+    assert [(r["segment"], r["value"]) for r in by_team.json()["rows"]] == [
+        ({"team": "payments"}, 1)
+    ]
+    everyone = client.get(
+        "/api/v1/metrics",
+        params={**params, "by": "team"},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    assert sorted(r["value"] for r in everyone.json()["rows"]) == [1, 2]
+    explain = {"metric": "dora.deployments", "period": "2026-03-03"}
+    _error(
+        client.get("/api/v1/explain", params={**explain, "segment": "team=search"}, headers=auth),
+        403,
+        "forbidden",
+    )
+    mine = client.get(
+        "/api/v1/explain", params={**explain, "segment": "team=payments"}, headers=auth
+    )
+    assert mine.status_code == 200 and mine.json()["total"] == 1

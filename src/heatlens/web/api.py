@@ -18,6 +18,7 @@ from heatlens.metrics.explain import Explanation
 from heatlens.metrics.explain import explain as build_explanation
 from heatlens.settings import Settings
 from heatlens.store import Store
+from heatlens.store.tokens import Token
 from heatlens.web.auth import require
 from heatlens.web.body import media_type, parse_records, read_body
 from heatlens.web.errors import ApiError, problem_details
@@ -87,9 +88,29 @@ def _date(value: str | None, name: str) -> date | None:
         raise ConfigError(f"{name} {value!r}: expected a date YYYY-MM-DD") from None
 
 
-@router.get("/api/v1/metrics", dependencies=[Depends(require("read"))])
+ReadToken = Annotated[Token | None, Depends(require("read"))]
+
+
+def _teams_only(token: Token | None, teams_asked: list[Any] | None) -> tuple[str, ...]:
+    """A token scoped to teams reads per-team numbers of those teams only (DESIGN §5): org-wide
+    numbers and other teams' are refused, so nothing can be recovered by subtraction."""
+    if token is None or not token.teams:
+        return ()
+    allowed = ", ".join(token.teams)
+    if teams_asked is None or any(t not in token.teams for t in teams_asked):
+        raise ApiError(
+            403,
+            "forbidden",
+            f"token {token.id} may read only teams {allowed}: "
+            "segment by team (by=team, or segment=team=…)",
+        )
+    return token.teams
+
+
+@router.get("/api/v1/metrics")
 async def get_metrics(
     service: ServiceDep,
+    token: ReadToken,
     grain: str = "week",
     start: Annotated[str | None, Query(alias="from")] = None,
     end: Annotated[str | None, Query(alias="to")] = None,
@@ -104,7 +125,11 @@ async def get_metrics(
         tuple(by or ()),
         tuple(metric or ()),
     )
+    teams = _teams_only(token, [] if "team" in request.by else None)
     report = await service.run(compute, request, service.settings)
+    if teams:
+        report.rows = [r for r in report.rows if r.segment.get("team") in teams]
+        report.warnings = []  # organisation-wide counts are not the token's to see
     return JSONResponse(report.to_json())
 
 
@@ -124,9 +149,10 @@ def explanation_json(result: Explanation) -> dict[str, Any]:
     }
 
 
-@router.get("/api/v1/explain", dependencies=[Depends(require("read"))])
+@router.get("/api/v1/explain")
 async def get_explain(
     service: ServiceDep,
+    token: ReadToken,
     metric: str,
     period: str,
     grain: str = "week",
@@ -140,6 +166,7 @@ async def get_explain(
         if not sep:
             raise ConfigError(f"segment {item!r}: expected KEY=VALUE, e.g. team=payments")
         segments[key] = value or None
+    _teams_only(token, [segments["team"]] if "team" in segments else None)
     day = _date(period, "period")
     result = await service.run(
         build_explanation, metric, day, segments, service.settings, grain=grain, limit=limit
