@@ -371,6 +371,7 @@ def explain(
     import json
 
     from heatlens.metrics.explain import explain as build
+    from heatlens.report.explain import explanation_json
 
     segment: dict[str, str | None] = {}
     for item in segments:
@@ -384,18 +385,7 @@ def explain(
         _nonempty(store)
         result = build(store, metric, day, segment, ctx.settings, grain=grain, limit=limit)
     if fmt == "json":
-        doc = {
-            "schema": "heatlens.explain/v1",
-            "metric": result.metric,
-            "grain": result.grain,
-            "period": result.period.isoformat(),
-            "segment": result.segment,
-            "row": result.row.to_json() if result.row else None,
-            "total": result.total,
-            "records": result.records,
-            "dropped": result.dropped,
-            "notes": result.notes,
-        }
+        doc = explanation_json(result)
         sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
         return
     row = result.row

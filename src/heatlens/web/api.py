@@ -14,8 +14,8 @@ from heatlens.errors import ConfigError, InputError
 from heatlens.ingest import ingest_records
 from heatlens.metrics import Request as MetricsRequest
 from heatlens.metrics import compute
-from heatlens.metrics.explain import Explanation
 from heatlens.metrics.explain import explain as build_explanation
+from heatlens.report.explain import explanation_json
 from heatlens.settings import Settings
 from heatlens.store import Store
 from heatlens.store.tokens import Token
@@ -131,22 +131,6 @@ async def get_metrics(
         report.rows = [r for r in report.rows if r.segment.get("team") in teams]
         report.warnings = []  # organisation-wide counts are not the token's to see
     return JSONResponse(report.to_json())
-
-
-def explanation_json(result: Explanation) -> dict[str, Any]:
-    """`heatlens.explain/v1`: the same document as `heatlens explain --format json`."""
-    return {
-        "schema": "heatlens.explain/v1",
-        "metric": result.metric,
-        "grain": result.grain,
-        "period": result.period.isoformat(),
-        "segment": result.segment,
-        "row": result.row.to_json() if result.row else None,
-        "total": result.total,
-        "records": result.records,
-        "dropped": result.dropped,
-        "notes": result.notes,
-    }
 
 
 @router.get("/api/v1/explain")
