@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from heatlens.demo import OrgSpec, generate, usage_scale_for, write
-from heatlens.ingest.records import RECORD_TYPES, SCORE_RANGES, Kind
+from heatlens.model import RECORD_TYPES, SCORE_RANGES, Kind
 
 Tables = dict[str, pa.Table]
 DB = duckdb.DuckDBPyConnection

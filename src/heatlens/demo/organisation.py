@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from heatlens.ingest.records import BY_NAME, RECORD_TYPES, Kind
+from heatlens.model import BY_NAME, RECORD_TYPES, Kind
 
 US = 1_000_000
 HOUR = 3600 * US

@@ -105,9 +105,6 @@ class Context:
     def cell(self, row: dict[str, Any], keys: Iterable[str] | None = None) -> Cell:
         return tuple(row.get(k) for k in (self.by if keys is None else keys))
 
-    def local_day(self, ts: datetime) -> date:
-        return ts.astimezone(self.frame.tz).date()
-
     def span_of(self, ts: datetime, spans: list[Period] | None = None) -> Period | None:
         """The span holding an instant (Python side, for small pulled tables)."""
         for p in spans or self.spans:
@@ -220,9 +217,3 @@ class Context:
         cap = self.frame.capabilities.get(cell[self.by.index("capability")])
         launched = cap["launched_at"] if cap else None
         return launched is None or not p.end_utc < launched
-
-    def group_cols(self, t: Any, keys: Iterable[str]) -> list[Any]:
-        return [t.period, *(t[k] for k in self.by if k in keys)]
-
-    def literal(self, value: Any) -> Any:
-        return ibis.literal(value)

@@ -24,6 +24,23 @@ def _count_in_range(ctx: Context, t: Any, ts: Any) -> int:
     return int(t.filter(ctx.in_range(ts)).count().to_pyarrow().as_py())
 
 
+def _nonnegative_quantiles(
+    ctx: Context,
+    obs: Any,
+    column: str,
+    at: str,
+    keys: tuple[str, ...],
+    warning: tuple[str, str],
+    qs: tuple[float, ...] = (0.5,),
+) -> dict[float, Stats]:
+    """Quantiles of `column` per period of `at` and segment; negative values are dropped and
+    counted (those in the range) in `warning` = (code, message)."""
+    negative = obs.filter(obs[column] < 0)
+    ctx.warn(*warning, _count_in_range(ctx, negative, negative[at]))
+    kept = ctx.bucketed(obs.filter(obs[column] >= 0), at)
+    return grouped_quantiles(ctx, kept, [k for k in ctx.by if k in keys], column, qs)
+
+
 def delivery_stats(ctx: Context, metrics: list[Metric]) -> dict[str, Stats]:
     """Stats of the DORA metrics (and time to first deploy) requested, keyed by metric id."""
     f = ctx.frame
@@ -151,16 +168,15 @@ def _lead_time(ctx: Context, deps: Any, qs: tuple[float, ...]) -> dict[float, St
         "deployments with neither commit_sha nor commits ship no change",
         _count_in_range(ctx, without, without.finished_at),
     )
-    obs = lead_time_pairs(ctx, deps)
-    negative = obs.filter(obs.hours < 0)
-    ctx.warn(
-        "negative_lead_time",
-        "changes deployed before their commit time were dropped",
-        _count_in_range(ctx, negative, negative.finished_at),
+    return _nonnegative_quantiles(
+        ctx,
+        lead_time_pairs(ctx, deps),
+        "hours",
+        "finished_at",
+        DEPLOY_KEYS,
+        ("negative_lead_time", "changes deployed before their commit time were dropped"),
+        qs,
     )
-    obs = ctx.bucketed(obs.filter(obs.hours >= 0), "finished_at")
-    keys = [k for k in ctx.by if k in DEPLOY_KEYS]
-    return grouped_quantiles(ctx, obs, keys, "hours", qs)
 
 
 def recovery_times(deps: Any, incidents: Any, linked: Any) -> Any:
@@ -173,16 +189,17 @@ def recovery_times(deps: Any, incidents: Any, linked: Any) -> Any:
 
 
 def _recovery(ctx: Context, deps: Any, incidents: Any, linked: Any) -> Stats:
-    i = recovery_times(deps, incidents, linked)
-    negative = i.filter(i.hours < 0)
-    ctx.warn(
-        "negative_recovery_time",
-        "incidents resolved before their deployment finished were dropped",
-        _count_in_range(ctx, negative, negative.resolved_at),
-    )
-    obs = ctx.bucketed(i.filter(i.hours >= 0), "resolved_at")
-    keys = [k for k in ctx.by if k in INCIDENT_KEYS]
-    return grouped_quantiles(ctx, obs, keys, "hours")[0.5]
+    return _nonnegative_quantiles(
+        ctx,
+        recovery_times(deps, incidents, linked),
+        "hours",
+        "resolved_at",
+        INCIDENT_KEYS,
+        (
+            "negative_recovery_time",
+            "incidents resolved before their deployment finished were dropped",
+        ),
+    )[0.5]
 
 
 def first_deployments(ctx: Context, deps: Any) -> Any:
@@ -200,13 +217,14 @@ def first_deployments(ctx: Context, deps: Any) -> Any:
 
 
 def _time_to_first_deploy(ctx: Context, deps: Any) -> Stats:
-    obs = first_deployments(ctx, deps)
-    negative = obs.filter(obs.days < 0)
-    ctx.warn(
-        "negative_time_to_first_deploy",
-        "services whose first production deployment precedes created_at were dropped",
-        _count_in_range(ctx, negative, negative.finished_at),
-    )
-    obs = ctx.bucketed(obs.filter(obs.days >= 0), "finished_at")
-    keys = [k for k in ctx.by if k in INCIDENT_KEYS]
-    return grouped_quantiles(ctx, obs, keys, "days")[0.5]
+    return _nonnegative_quantiles(
+        ctx,
+        first_deployments(ctx, deps),
+        "days",
+        "finished_at",
+        INCIDENT_KEYS,
+        (
+            "negative_time_to_first_deploy",
+            "services whose first production deployment precedes created_at were dropped",
+        ),
+    )[0.5]

@@ -23,6 +23,7 @@ from heatlens.metrics.frame import Frame, Tables
 from heatlens.metrics.linking import hours_between, links
 from heatlens.metrics.periods import calendar_next, calendar_start, periods
 from heatlens.metrics.result import Row
+from heatlens.metrics.usage import COLUMNS as USAGE_COLUMNS
 from heatlens.settings import Settings
 
 LIMIT = 50
@@ -218,16 +219,5 @@ def _observations(ctx: Context, metric: str) -> tuple[Any, list[str], list[str]]
 
 
 def _usage_with_id(ctx: Context) -> Any:
-    u = ctx.frame.usage()
-    return u.select(
-        "id",
-        "ts",
-        "capability",
-        "action",
-        "actor",
-        "team",
-        "group",
-        "service",
-        "outcome",
-        "duration_s",
-    )
+    """The engine's resolved usage columns, with each record's id to list it by."""
+    return ctx.frame.usage().select("id", *USAGE_COLUMNS)

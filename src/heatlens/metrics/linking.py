@@ -15,8 +15,6 @@ from typing import Any
 
 import ibis
 
-RULES = ("deployment_id", "root_cause_sha", "window")
-
 
 def shipped(deployments: Any) -> Any:
     """(id, service, finished_at, sha) for every commit a deployment ships: its `commit_sha` and
