@@ -113,6 +113,26 @@ class Settings(BaseModel):
         description="Requests per minute allowed per token; more gets 429 with Retry-After.",
         json_schema_extra=_meta("server.rate_limit_per_minute", "API"),
     )
+    server_auth_proxy_header: str | None = Field(
+        None,
+        description=(
+            "Header a trusted auth proxy sets to the signed-in user's name; when set, a request "
+            "from `server.trusted_proxies` carrying it may read the dashboard and API without a "
+            "token. Unset: ignored."
+        ),
+        json_schema_extra=_meta("server.auth_proxy_header", "dashboard, API"),
+    )
+    server_trusted_proxies: list[str] = Field(
+        ["127.0.0.1", "::1"],
+        description="Client addresses whose `server.auth_proxy_header` is believed.",
+        json_schema_extra=_meta("server.trusted_proxies", "dashboard, API"),
+    )
+    server_session_hours: float = Field(
+        12.0,
+        gt=0,
+        description="How long a browser login (session cookie) lasts, in hours.",
+        json_schema_extra=_meta("server.session_hours", "dashboard"),
+    )
     sync: list[dict[str, Any]] = Field(
         [],
         description="Scheduled syncs that `heatlens serve` runs (`[[sync]]` tables).",
@@ -213,12 +233,20 @@ def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _from_env(info: SettingInfo, raw: str) -> Any:
     """Env vars are strings; lists and tables are given as JSON or TOML values."""
-    if info.field in {"production_environments", "service_map", "sync", "targets"}:
+    if info.field in {
+        "production_environments",
+        "service_map",
+        "sync",
+        "targets",
+        "server_trusted_proxies",
+    }:
         try:
             return tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             return (
-                [part.strip() for part in raw.split(",")] if "environments" in info.field else raw
+                [part.strip() for part in raw.split(",")]
+                if info.field.endswith(("environments", "proxies"))
+                else raw
             )
     return raw
 

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from heatlens import __version__
 from heatlens.settings import Settings
-from heatlens.web import api, errors
+from heatlens.web import admin, api, errors
 from heatlens.web.service import Service
 
 # sent on every response: the API serves JSON only, never to be framed, sniffed or cached
@@ -42,6 +42,7 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
     app.state.service = service
     errors.install(app)
     app.include_router(api.router)
+    app.include_router(admin.router)
 
     @app.middleware("http")
     async def security_headers(
