@@ -120,9 +120,16 @@ def test_delete_commands(run: Cli) -> None:
     assert mixed.exit_code == 2 and "without --type" in mixed.stderr
 
 
-def test_server_option_is_refused_clearly_until_serve_exists(run: Cli) -> None:
+def test_an_unreachable_server_is_one_clear_line(run: Cli) -> None:
     result = run("--server", "http://127.0.0.1:9", "status")
-    assert result.exit_code == 2 and "cannot go through a server yet" in result.stderr
+    assert result.exit_code == 2
+    assert "cannot reach the server at http://127.0.0.1:9" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_commands_that_need_the_store_itself_refuse_server(run: Cli) -> None:
+    result = run("--server", "http://127.0.0.1:9", "serve")
+    assert result.exit_code == 2 and "drop --server" in result.stderr
 
 
 def test_bad_config_is_one_line(run: Cli) -> None:

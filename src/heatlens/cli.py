@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,11 +19,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from heatlens import __version__
+from heatlens import __version__, operations
+from heatlens.client import ServerClient
 from heatlens.errors import ConfigError, EmptyStoreError, HeatlensError, InputError
 from heatlens.model import TYPE_NAMES
 from heatlens.settings import Settings, load_settings
-from heatlens.store import Store, WriteCounts
+from heatlens.store import Store
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -36,24 +37,40 @@ class Context:
     """What global options give every command."""
 
     def __init__(
-        self, config: Path | None, store: str | None, server: str | None, debug: bool
+        self,
+        config: Path | None,
+        store: str | None,
+        server: str | None,
+        debug: bool,
+        token: str | None = None,
     ) -> None:
         self.config = config
         self.store_url = store
         self.server = server
         self.debug = debug
+        self.token = token
 
     @functools.cached_property
     def settings(self) -> Settings:
         return load_settings(self.config, overrides={"store": self.store_url})
 
-    def open_store(self, *, read_only: bool = False, url: str | None = None) -> Store:
+    def local_only(self) -> None:
+        """Refuse --server for commands that must own a store themselves (serve, demo)."""
         if self.server:
+            name = click.get_current_context().command_path
             raise ConfigError(
-                f"--server {self.server}: this command cannot go through a server yet "
-                "(heatlens serve is not part of this version); drop --server to use the store"
+                f"`{name}` works on a store, not through --server {self.server}: "
+                "drop --server (and HEATLENS_SERVER)"
             )
+
+    def open_store(self, *, read_only: bool = False, url: str | None = None) -> Store:
+        self.local_only()
         return Store.open(url or self.settings.store, read_only=read_only)
+
+    def client(self) -> ServerClient:
+        """The running server named by --server, which owns the store."""
+        assert self.server is not None
+        return ServerClient(self.server, self.token)
 
 
 def command(fn: F) -> F:
@@ -96,20 +113,32 @@ def command(fn: F) -> F:
     "--server",
     envvar="HEATLENS_SERVER",
     metavar="URL",
-    help="Send commands through a running `heatlens serve` [env HEATLENS_SERVER].",
+    help="Send commands through a running `heatlens serve` that owns the store "
+    "[env HEATLENS_SERVER].",
+)
+@click.option(
+    "--token",
+    envvar="HEATLENS_TOKEN",
+    metavar="SECRET",
+    help="API token for --server when it requires one [env HEATLENS_TOKEN; prefer the env var].",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(__version__, prog_name="heatlens")
 @click.pass_context
 def cli(
-    ctx: click.Context, config: Path | None, store: str | None, server: str | None, debug: bool
+    ctx: click.Context,
+    config: Path | None,
+    store: str | None,
+    server: str | None,
+    token: str | None,
+    debug: bool,
 ) -> None:
     """heatlens measures your internal platform as a product: HEAT (Happiness, Efficiency,
     Adoption, Task success) beside DORA.
 
     Start with `heatlens demo`, or load your records with `heatlens ingest FILE`.
     """
-    ctx.obj = Context(config, store, server, debug)
+    ctx.obj = Context(config, store, server, debug, token)
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -160,31 +189,42 @@ def ingest(
     Records replace stored records with the same type and id, so loading a file twice changes
     nothing. A file with any invalid record stores nothing unless --skip-invalid.
     """
-    from heatlens.ingest import ingest_files
+    if skip_invalid and rejects is None:
+        raise InputError("--skip-invalid needs --rejects FILE to keep the invalid records")
+    started = time.perf_counter()
+    if ctx.server:
+        with ctx.client() as client, err.status(f"sending to {ctx.server}…"):
+            doc = client.ingest(
+                files,
+                fmt=fmt,
+                default_type=default_type,
+                source=source,
+                skip_invalid=skip_invalid,
+            )
+        if rejects is not None and "rejects" in doc:
+            rejects.write_text(doc["rejects"], encoding="utf-8")
+    else:
+        with ctx.open_store() as store, _progress() as progress:
+            task = progress.add_task("reading", total=None)
 
-    settings = ctx.settings
-    with ctx.open_store() as store, _progress() as progress:
-        task = progress.add_task("reading", total=None)
+            def advance(n: int) -> None:
+                progress.update(task, advance=n, description="reading records")
 
-        def advance(n: int) -> None:
-            progress.update(task, advance=n, description="reading records")
-
-        started = time.perf_counter()
-        result = ingest_files(
-            store,
-            files,
-            settings,
-            fmt=fmt,
-            default_type=default_type,
-            skip_invalid=skip_invalid,
-            rejects=rejects,
-            source=source,
-            progress=advance,
-        )
-        progress.update(task, description="stored", completed=result.read, total=result.read)
-    _print_counts(result.counts, time.perf_counter() - started)
-    if result.rejected:
-        err.print(f"[yellow]{result.rejected} invalid record(s) skipped; see {rejects}[/]")
+            doc = operations.ingest_doc(
+                store,
+                files,
+                ctx.settings,
+                fmt=fmt,
+                default_type=default_type,
+                skip_invalid=skip_invalid,
+                rejects=rejects,
+                source=source,
+                progress=advance,
+            )
+            progress.update(task, description="stored", completed=doc["read"], total=doc["read"])
+    _print_counts(doc["counts"], time.perf_counter() - started)
+    if doc["rejected"]:
+        err.print(f"[yellow]{doc['rejected']} invalid record(s) skipped; see {rejects}[/]")
 
 
 @contextmanager
@@ -202,19 +242,19 @@ def _progress() -> Iterator[Progress]:
         yield progress
 
 
-def _print_counts(counts: dict[str, WriteCounts], seconds: float) -> None:
+def _print_counts(counts: dict[str, dict[str, int]], seconds: float) -> None:
+    """Per-type write counts (operations.counts_doc) and their total."""
     table = Table("type", "inserted", "updated", "unchanged", title=None, box=None)
-    total = WriteCounts()
-    for name in TYPE_NAMES:
-        if name in counts:
-            c = counts[name]
-            total.add(c)
-            table.add_row(name, f"{c.inserted:,}", f"{c.updated:,}", f"{c.unchanged:,}")
+    total = {"inserted": 0, "updated": 0, "unchanged": 0}
+    for name, c in counts.items():
+        for key in total:
+            total[key] += c[key]
+        table.add_row(name, f"{c['inserted']:,}", f"{c['updated']:,}", f"{c['unchanged']:,}")
     out.print(table)
     out.print(
-        f"{total.inserted + total.updated + total.unchanged:,} records in {seconds:.1f} s: "
-        f"{total.inserted:,} inserted, {total.updated:,} updated, "
-        f"{total.unchanged:,} unchanged"
+        f"{sum(total.values()):,} records in {seconds:.1f} s: "
+        f"{total['inserted']:,} inserted, {total['updated']:,} updated, "
+        f"{total['unchanged']:,} unchanged"
     )
 
 
@@ -232,10 +272,7 @@ def _date(value: str | None, option: str) -> date | None:
 
 def _nonempty(store: Store) -> None:
     if store.is_empty():
-        raise EmptyStoreError(
-            f"store {store.url} holds no records yet: run `heatlens demo` for "
-            "a sample organisation, or `heatlens ingest FILE`"
-        )
+        raise EmptyStoreError(operations.empty_store_message(store.url))
 
 
 GRAIN = click.option(
@@ -311,15 +348,23 @@ def report(
     previous period, a trend, n and DORA tiers. json is heatlens.report/v1 (docs/metrics.md).
     """
     from heatlens.analysis import report_changes
-    from heatlens.metrics import Request, compute
+    from heatlens.metrics import Report, Request, compute
     from heatlens.report import render, terminal_table
 
     request = Request(grain, _date(start, "--from"), _date(end, "--to"), by, metrics)
-    with ctx.open_store(read_only=True) as store:
-        _nonempty(store)
-        with err.status("computing metrics…"):
-            result = compute(store, request, ctx.settings)
-            changes = report_changes(store, result, ctx.settings) if fmt == "table" else {}
+    if ctx.server:
+        with ctx.client() as client, err.status(f"computing metrics on {ctx.server}…"):
+            doc = client.report(
+                grain, request.start, request.end, by, metrics, changes=fmt == "table"
+            )
+        result = Report.from_json(doc["report"], by=request.by)
+        changes = operations.changes_from_doc(doc["changes"])
+    else:
+        with ctx.open_store(read_only=True) as store:
+            _nonempty(store)
+            with err.status("computing metrics…"):
+                result = compute(store, request, ctx.settings)
+                changes = report_changes(store, result, ctx.settings) if fmt == "table" else {}
     if out_path is not None:
         out_path.write_text(render(result, fmt, changes), encoding="utf-8")
         err.print(f"wrote {len(result.rows):,} rows to {out_path}")
@@ -381,43 +426,54 @@ def explain(
         segment[key] = value or None
     day = _date(period, "--period")
     assert day is not None
-    with ctx.open_store(read_only=True) as store:
-        _nonempty(store)
-        result = build(store, metric, day, segment, ctx.settings, grain=grain, limit=limit)
+    if ctx.server:
+        with ctx.client() as client:
+            doc = client.explain(metric, day, grain, segment, limit)
+    else:
+        with ctx.open_store(read_only=True) as store:
+            _nonempty(store)
+            result = build(store, metric, day, segment, ctx.settings, grain=grain, limit=limit)
+        # the JSON the API sends, so both paths print the same thing
+        doc = json.loads(json.dumps(explanation_json(result), default=str))
     if fmt == "json":
-        doc = explanation_json(result)
-        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
-    row = result.row
+    row = doc["row"]
     value = (
         "no value (no observations)"
         if row is None
-        else ("suppressed" if row.suppressed else f"{row.value} (n = {row.n})")
+        else ("suppressed" if row["suppressed"] else f"{row['value']} (n = {row['n']})")
     )
     out.print(
-        f"[bold]{metric}[/] · {grain} of {result.period} · {result.segment or 'all'}: {value}"
+        f"[bold]{metric}[/] · {grain} of {doc['period']} · {doc['segment'] or 'all'}: {value}"
     )
-    if result.records:
-        table = Table(*result.columns, box=None)
-        for rec in result.records:
-            table.add_row(*(_cell(rec.get(c)) for c in result.columns))
+    columns = doc["columns"]
+    if doc["records"]:
+        table = Table(*columns, box=None)
+        for rec in doc["records"]:
+            table.add_row(*(_cell(rec.get(c)) for c in columns))
         out.print(table)
-        shown = len(result.records)
-        if result.total > shown:
-            out.print(f"… {result.total - shown:,} more (--limit)")
-    if result.dropped:
+        shown = len(doc["records"])
+        if doc["total"] > shown:
+            out.print(f"… {doc['total'] - shown:,} more (--limit)")
+    if doc["dropped"]:
         out.print("[bold]dropped[/]")
-        table = Table(*result.columns, "reason", box=None)
-        for rec in result.dropped:
-            table.add_row(*(_cell(rec.get(c)) for c in [*result.columns, "reason"]))
+        table = Table(*columns, "reason", box=None)
+        for rec in doc["dropped"]:
+            table.add_row(*(_cell(rec.get(c)) for c in [*columns, "reason"]))
         out.print(table)
-    for note in result.notes:
+    for note in doc["notes"]:
         out.print(f"• {note}", markup=False)
 
 
 def _cell(value: object) -> str:
     if value is None:
         return "—"
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] in " T":
+        try:
+            return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M")
+        except ValueError:
+            return value
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M")
     if isinstance(value, float):
@@ -428,14 +484,6 @@ def _cell(value: object) -> str:
 
 
 # -- delete ----------------------------------------------------------------------------------
-
-
-def _parse_instant(value: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise InputError(f"{value!r} is not an ISO 8601 date or timestamp") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @cli.command()
@@ -472,34 +520,23 @@ def delete(
     actors: tuple[str, ...],
 ) -> None:
     """Delete records by type and id, source or ingestion time, or erase a person (logged)."""
-    from heatlens.ingest import pseudonym
-    from heatlens.model import BY_NAME
-
-    selectors = sum(bool(x) for x in (ids, source, ingested_between))
-    if actors:
-        if type_name or selectors:
-            raise ConfigError("--actor erases a person everywhere: use it without --type")
-        key = ctx.settings.pseudonymise_key
-        people = list(actors)
-        if key is not None:
-            people += [pseudonym(key.get_secret_value(), a) for a in actors]
+    selection: dict[str, Any] = {
+        "type_name": type_name,
+        "ids": list(ids),
+        "source": source,
+        "ingested_between": list(ingested_between) if ingested_between else None,
+        "actors": list(actors),
+    }
+    if ctx.server:
+        with ctx.client() as client:
+            doc = client.delete(**selection)
+    else:
         with ctx.open_store() as store:
-            counts = store.erase_actor(people)
-        out.print("erased: " + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
-        return
-    if not type_name or selectors != 1:
-        raise ConfigError(
-            "delete needs --type TYPE and exactly one of --id, --source, "
-            "--ingested-between (or --actor)"
-        )
-    between = None
-    if ingested_between:
-        between = (_parse_instant(ingested_between[0]), _parse_instant(ingested_between[1]))
-    with ctx.open_store() as store:
-        n = store.delete_records(
-            BY_NAME[type_name], ids=ids, source=source, ingested_between=between
-        )
-    out.print(f"deleted {n:,} {type_name} record(s)")
+            doc = operations.delete_doc(store, ctx.settings, **selection)
+    if "erased" in doc:
+        out.print("erased: " + ", ".join(f"{n:,} {t}" for t, n in doc["erased"].items()))
+    for name, n in doc.get("deleted", {}).items():
+        out.print(f"deleted {n:,} {name} record(s)")
 
 
 # -- status ----------------------------------------------------------------------------------
@@ -510,21 +547,19 @@ def delete(
 @command
 def status(ctx: Context) -> None:
     """What the store holds: records per type and source, versions."""
-    with ctx.open_store(read_only=True) as store:
-        rows = store.counts_by_source()
-        if not rows:
-            raise EmptyStoreError(
-                f"store {store.url} holds no records yet: run `heatlens demo` "
-                "or `heatlens ingest FILE`"
-            )
-        table = Table("type", "source", "records", box=None)
-        for type_name, source, n in rows:
-            table.add_row(type_name, source, f"{n:,}")
-        out.print(table)
-        out.print(
-            f"store {store.url}: schema {store.schema_version()}, "
-            f"data version {store.data_version()}"
-        )
+    if ctx.server:
+        with ctx.client() as client:
+            doc = client.status()
+    else:
+        with ctx.open_store(read_only=True) as store:
+            doc = operations.status_doc(store)
+    if not doc["sources"]:
+        raise EmptyStoreError(operations.empty_store_message(doc["store"]))
+    table = Table("type", "source", "records", box=None)
+    for row in doc["sources"]:
+        table.add_row(row["type"], row["source"], f"{row['records']:,}")
+    out.print(table)
+    out.print(f"store {doc['store']}: schema {doc['schema']}, data version {doc['data_version']}")
 
 
 # -- generate and demo -----------------------------------------------------------------------
@@ -591,6 +626,7 @@ def demo(ctx: Context, no_serve: bool, teams: int, days: int, seed: int) -> None
     from heatlens.ingest import ingest_arrow
     from heatlens.report import render_scorecard
 
+    ctx.local_only()
     path = Path(ctx.store_url or DEMO_STORE)
     if ctx.store_url and "://" in ctx.store_url:
         raise ConfigError("demo builds a DuckDB file: pass --store as a path")
@@ -607,7 +643,7 @@ def demo(ctx: Context, no_serve: bool, teams: int, days: int, seed: int) -> None
             result = ingest_arrow(store, tables, ctx.settings, source="demo")
         seconds = time.perf_counter() - started
         out.print(f"[bold]heatlens demo[/]: a sample organisation in {path} ({seconds:.1f} s)")
-        _print_counts(result.counts, seconds)
+        _print_counts(operations.counts_doc(result.counts), seconds)
         with err.status("computing the scorecard…"):
             card = scorecard(store, ctx.settings, grain="month")
     out.print()
@@ -661,6 +697,8 @@ def serve(ctx: Context, host: str, port: int) -> None:
     from heatlens.store.tokens import has_tokens
     from heatlens.web import create_app
 
+    ctx.local_only()
+
     if not _is_loopback(host):
         with ctx.open_store() as store:
             if not has_tokens(store):
@@ -693,9 +731,15 @@ def token_create(ctx: Context, scope: str, name: str | None, teams: tuple[str, .
     """Create a token and print its secret (only this once)."""
     from heatlens.store.tokens import create_token
 
-    with ctx.open_store() as store:
-        tok, secret = create_token(store, scope, name=name, teams=teams)
-    err.print(f"created token {tok.id} ({scope}); store the secret now, it is not shown again:")
+    if ctx.server:
+        with ctx.client() as client:
+            doc = client.token_create(scope, name, teams)
+        tid, secret = doc["token"]["id"], doc["secret"]
+    else:
+        with ctx.open_store() as store:
+            tok, secret = create_token(store, scope, name=name, teams=teams)
+        tid = tok.id
+    err.print(f"created token {tid} ({scope}); store the secret now, it is not shown again:")
     sys.stdout.write(secret + "\n")
 
 
@@ -706,20 +750,24 @@ def token_list(ctx: Context) -> None:
     """List tokens (never their secrets)."""
     from heatlens.store.tokens import list_tokens
 
-    with ctx.open_store() as store:
-        tokens = list_tokens(store)
+    if ctx.server:
+        with ctx.client() as client:
+            tokens = client.token_list()["tokens"]
+    else:
+        with ctx.open_store() as store:
+            tokens = operations.tokens_doc(list_tokens(store))["tokens"]
     if not tokens:
         out.print("no tokens: the API is open on 127.0.0.1 (`heatlens token create` adds one)")
         return
     table = Table("id", "name", "scope", "teams", "created", "revoked", box=None)
     for t in tokens:
         table.add_row(
-            t.id,
-            t.name or "—",
-            t.scope,
-            ", ".join(t.teams) or "all",
-            _cell(t.created_at),
-            _cell(t.revoked_at),
+            t["id"],
+            t["name"] or "—",
+            t["scope"],
+            ", ".join(t["teams"]) or "all",
+            _cell(t["created_at"]),
+            _cell(t["revoked_at"]),
         )
     out.print(table)
 
@@ -732,9 +780,13 @@ def token_revoke(ctx: Context, token_id: str) -> None:
     """Revoke a token by id: requests with it are refused from now on."""
     from heatlens.store.tokens import revoke_token
 
-    with ctx.open_store() as store:
-        tok = revoke_token(store, token_id)
-    out.print(f"revoked token {tok.id} ({tok.scope})")
+    if ctx.server:
+        with ctx.client() as client:
+            tok = client.token_revoke(token_id)["token"]
+    else:
+        with ctx.open_store() as store:
+            tok = operations.token_doc(revoke_token(store, token_id))
+    out.print(f"revoked token {tok['id']} ({tok['scope']})")
 
 
 def main() -> None:

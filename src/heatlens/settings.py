@@ -107,6 +107,14 @@ class Settings(BaseModel):
         description="Largest request body the HTTP API accepts (bytes); larger gets 413.",
         json_schema_extra=_meta("server.max_request_bytes", "API"),
     )
+    server_max_upload_bytes: int = Field(
+        4 * 1024**3,
+        gt=0,
+        description=(
+            "Largest file `heatlens --server URL ingest` may upload (bytes); larger gets 413."
+        ),
+        json_schema_extra=_meta("server.max_upload_bytes", "API"),
+    )
     server_rate_limit_per_minute: int = Field(
         600,
         gt=0,

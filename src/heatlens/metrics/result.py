@@ -80,3 +80,33 @@ class Report:
             "warnings": [w.to_json() for w in self.warnings],
             "rows": [r.to_json() for r in self.rows],
         }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any], by: tuple[str, ...] = ()) -> Report:
+        """A report read back from its JSON (e.g. from a server's `GET /api/v1/metrics`); `by`
+        is the request's segmentation, which the JSON leaves to its rows."""
+        if doc.get("schema") != SCHEMA:
+            raise ValueError(f"not a {SCHEMA} document: schema {doc.get('schema')!r}")
+        rows = [
+            Row(
+                metric=r["metric"],
+                period=date.fromisoformat(r["period"]),
+                segment=dict(r["segment"]),
+                value=r["value"],
+                n=r["n"],
+                ci=(r["ci"][0], r["ci"][1]) if r.get("ci") else None,
+                suppressed=bool(r["suppressed"]),
+                tier=r["tier"],
+                complete=bool(r["complete"]),
+            )
+            for r in doc["rows"]
+        ]
+        return cls(
+            grain=doc["grain"],
+            start=date.fromisoformat(doc["from"]),
+            end=date.fromisoformat(doc["to"]),
+            timezone=doc["timezone"],
+            by=by,
+            rows=rows,
+            warnings=[Warning(w["code"], w["message"], int(w["count"])) for w in doc["warnings"]],
+        )

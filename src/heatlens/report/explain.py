@@ -16,6 +16,7 @@ def explanation_json(result: Explanation) -> dict[str, Any]:
         "period": result.period.isoformat(),
         "segment": result.segment,
         "row": result.row.to_json() if result.row else None,
+        "columns": result.columns,
         "total": result.total,
         "records": result.records,
         "dropped": result.dropped,

@@ -1,7 +1,266 @@
-"""Admin endpoints: what the CLI needs to work through a running server (`--server URL`)."""
+"""Routes the CLI needs to work through a running server (`heatlens --server URL …`).
+
+While `serve` owns a DuckDB store, no other process may open it; these routes run the store
+commands (ingest of uploaded files, status, delete, tokens, and the report with its significance
+column) with the same functions the local CLI runs (heatlens/operations.py), so both give the
+same documents. Everything under /api/v1/admin needs an admin token (or an open loopback server);
+the report needs a read token.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import re
+import secrets
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-router = APIRouter(prefix="/api/v1/admin")
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from heatlens import operations
+from heatlens.errors import InputError
+from heatlens.metrics import Request as MetricsRequest
+from heatlens.metrics import compute
+from heatlens.settings import Settings
+from heatlens.store import Store
+from heatlens.store.tokens import Token, create_token, list_tokens, revoke_token
+from heatlens.web.api import query_date, teams_only
+from heatlens.web.auth import require
+from heatlens.web.errors import ApiError
+from heatlens.web.service import Service
+
+router = APIRouter()
+ADMIN = [Depends(require("admin"))]
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+_UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(_service)]
+
+
+class _Uploads:
+    """Uploaded files waiting to be ingested, in a directory removed with the app."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="heatlens-uploads-"))
+        weakref.finalize(self, shutil.rmtree, self.root, True)
+
+    def new(self, name: str) -> tuple[str, Path]:
+        upload = secrets.token_urlsafe(18)
+        folder = self.root / upload
+        folder.mkdir()
+        return upload, folder / name
+
+    def path(self, upload: str) -> Path:
+        folder = self.root / upload if _UPLOAD_ID.match(upload) else None
+        files = list(folder.iterdir()) if folder is not None and folder.is_dir() else []
+        if len(files) != 1:
+            raise ApiError(404, "not_found", f"no upload {upload!r}: upload the file first")
+        return files[0]
+
+    def discard(self, upload: str) -> None:
+        if _UPLOAD_ID.match(upload):
+            shutil.rmtree(self.root / upload, ignore_errors=True)
+
+
+def _uploads(request: Request) -> _Uploads:
+    state = request.app.state
+    if getattr(state, "uploads", None) is None:
+        state.uploads = _Uploads()
+    uploads: _Uploads = state.uploads
+    return uploads
+
+
+def _empty_refused(store: Store) -> None:
+    if store.is_empty():
+        raise ApiError(409, "empty_store", operations.empty_store_message(store.url))
+
+
+# -- status and ingest -----------------------------------------------------------------------
+
+
+@router.get("/api/v1/admin/status", dependencies=ADMIN)
+async def status(service: ServiceDep) -> dict[str, Any]:
+    """Records per type and source, schema and data version (`heatlens status`)."""
+    return await service.run(operations.status_doc)
+
+
+@router.put("/api/v1/admin/uploads/{name}", dependencies=ADMIN, status_code=201)
+async def upload(name: str, request: Request, service: ServiceDep) -> dict[str, Any]:
+    """Receive one file as it is (any format ingest reads), streamed to disk; returns its id."""
+    if not _NAME.match(name) or name.startswith("."):
+        raise ApiError(400, "bad_request", f"file name {name!r}: use letters, digits, . _ -")
+    limit = service.settings.server_max_upload_bytes
+    upload_id, path = _uploads(request).new(name)
+    size = 0
+    with path.open("wb") as fh:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                fh.close()
+                _uploads(request).discard(upload_id)
+                raise ApiError(
+                    413,
+                    "request_too_large",
+                    f"{name} is larger than server.max_upload_bytes ({limit:,} bytes)",
+                )
+            fh.write(chunk)
+    return {"upload": upload_id, "name": name, "bytes": size}
+
+
+class UploadRef(BaseModel):
+    upload: str
+    format: Literal["ndjson", "json", "csv", "parquet"] | None = None
+
+
+class IngestBody(BaseModel):
+    uploads: list[UploadRef] = Field(min_length=1)
+    type: str | None = None
+    source: str | None = None
+    skip_invalid: bool = False
+
+
+def _ingest_uploads(store: Store, body: IngestBody, uploads: _Uploads, settings: Settings) -> Any:
+    paths = [uploads.path(u.upload) for u in body.uploads]
+    kinds = {u.format for u in body.uploads}
+    # one format for all files is what ingest takes; mixed formats go by each file's suffix
+    fmt = kinds.pop() if len(kinds) == 1 else None
+    rejects = paths[0].parent / "rejects.ndjson" if body.skip_invalid else None
+    doc = operations.ingest_doc(
+        store,
+        [str(p) for p in paths],
+        settings,
+        fmt=fmt,
+        default_type=body.type,
+        source=body.source,
+        skip_invalid=body.skip_invalid,
+        rejects=rejects,
+    )
+    if rejects is not None and rejects.exists():
+        doc["rejects"] = rejects.read_text(encoding="utf-8")
+    return doc
+
+
+@router.post("/api/v1/admin/ingest", dependencies=ADMIN)
+async def ingest(body: IngestBody, request: Request, service: ServiceDep) -> dict[str, Any]:
+    """Ingest uploaded files in one all-or-nothing write (`heatlens ingest`); the uploads are
+    discarded afterwards, whatever the outcome."""
+    uploads = _uploads(request)
+    try:
+        doc: dict[str, Any] = await service.run(_ingest_uploads, body, uploads, service.settings)
+    except InputError as exc:
+        details = [
+            {
+                "index": getattr(p, "line", None),
+                "field": getattr(p, "field", None),
+                "reason": getattr(p, "message", str(p)),
+                "text": str(p),
+            }
+            for p in exc.problems
+        ]
+        raise ApiError(422, "invalid_records", str(exc), details) from None
+    finally:
+        for u in body.uploads:
+            uploads.discard(u.upload)
+    return doc
+
+
+# -- delete ----------------------------------------------------------------------------------
+
+
+class DeleteBody(BaseModel):
+    type_name: str | None = None
+    ids: list[str] = []
+    source: str | None = None
+    ingested_between: list[str] | None = None
+    actors: list[str] = []
+
+
+@router.post("/api/v1/admin/delete", dependencies=ADMIN)
+async def delete(body: DeleteBody, service: ServiceDep) -> dict[str, Any]:
+    """Delete records or erase people (`heatlens delete`), audit-logged."""
+    return await service.run(operations.delete_doc, service.settings, **body.model_dump())
+
+
+# -- tokens ----------------------------------------------------------------------------------
+
+
+class TokenBody(BaseModel):
+    scope: Literal["ingest", "read", "admin"]
+    name: str | None = None
+    teams: list[str] = []
+
+
+@router.get("/api/v1/admin/tokens", dependencies=ADMIN)
+async def tokens(service: ServiceDep) -> dict[str, Any]:
+    """Every token, never a secret (`heatlens token list`)."""
+    found = await service.run(list_tokens)
+    return operations.tokens_doc(found)
+
+
+@router.post("/api/v1/admin/tokens", dependencies=ADMIN, status_code=201)
+async def token_create(body: TokenBody, service: ServiceDep) -> dict[str, Any]:
+    """Create a token; the secret is in this response only (`heatlens token create`)."""
+    token, secret = await service.run(
+        create_token, body.scope, name=body.name, teams=tuple(body.teams)
+    )
+    return {"token": operations.token_doc(token), "secret": secret}
+
+
+@router.post("/api/v1/admin/tokens/{token_id}/revoke", dependencies=ADMIN)
+async def token_revoke(token_id: str, service: ServiceDep) -> dict[str, Any]:
+    """Revoke a token (`heatlens token revoke`)."""
+    token = await service.run(revoke_token, token_id)
+    return {"token": operations.token_doc(token)}
+
+
+# -- the report with its significance column -------------------------------------------------
+
+
+def _report(store: Store, request: MetricsRequest, settings: Settings, changes: bool) -> Any:
+    from heatlens.analysis import report_changes
+
+    _empty_refused(store)
+    result = compute(store, request, settings)
+    found = report_changes(store, result, settings) if changes else {}
+    return result, found
+
+
+ReadToken = Annotated[Token | None, Depends(require("read"))]
+
+
+@router.get("/api/v1/report")
+async def report(
+    service: ServiceDep,
+    token: ReadToken,
+    grain: str = "week",
+    start: Annotated[str | None, Query(alias="from")] = None,
+    end: Annotated[str | None, Query(alias="to")] = None,
+    by: Annotated[list[str] | None, Query()] = None,
+    metric: Annotated[list[str] | None, Query()] = None,
+    changes: bool = False,
+) -> dict[str, Any]:
+    """What `heatlens report` prints: the report (heatlens.report/v1) and, with changes=true,
+    the significance test of the last period against the one before (DESIGN §4)."""
+    request = MetricsRequest(
+        grain,
+        query_date(start, "from"),
+        query_date(end, "to"),
+        tuple(by or ()),
+        tuple(metric or ()),
+    )
+    teams = teams_only(token, [] if "team" in request.by else None)
+    result, found = await service.run(_report, request, service.settings, changes)
+    if teams:
+        result.rows = [r for r in result.rows if r.segment.get("team") in teams]
+        result.warnings = []
+        found = {}
+    return {"report": result.to_json(), "changes": operations.changes_doc(found)}

@@ -79,7 +79,7 @@ async def post_events(request: Request, service: ServiceDep) -> JSONResponse:
     return JSONResponse(doc, status_code=201 if inserted else 200)
 
 
-def _date(value: str | None, name: str) -> date | None:
+def query_date(value: str | None, name: str) -> date | None:
     if value is None:
         return None
     try:
@@ -91,7 +91,7 @@ def _date(value: str | None, name: str) -> date | None:
 ReadToken = Annotated[Token | None, Depends(require("read"))]
 
 
-def _teams_only(token: Token | None, teams_asked: list[Any] | None) -> tuple[str, ...]:
+def teams_only(token: Token | None, teams_asked: list[Any] | None) -> tuple[str, ...]:
     """A token scoped to teams reads per-team numbers of those teams only (DESIGN §5): org-wide
     numbers and other teams' are refused, so nothing can be recovered by subtraction."""
     if token is None or not token.teams:
@@ -120,12 +120,12 @@ async def get_metrics(
     """The report (`heatlens.report/v1`), with the parameters of `heatlens report`."""
     request = MetricsRequest(
         grain,
-        _date(start, "from"),
-        _date(end, "to"),
+        query_date(start, "from"),
+        query_date(end, "to"),
         tuple(by or ()),
         tuple(metric or ()),
     )
-    teams = _teams_only(token, [] if "team" in request.by else None)
+    teams = teams_only(token, [] if "team" in request.by else None)
     report = await service.run(compute, request, service.settings)
     if teams:
         report.rows = [r for r in report.rows if r.segment.get("team") in teams]
@@ -150,8 +150,8 @@ async def get_explain(
         if not sep:
             raise ConfigError(f"segment {item!r}: expected KEY=VALUE, e.g. team=payments")
         segments[key] = value or None
-    _teams_only(token, [segments["team"]] if "team" in segments else None)
-    day = _date(period, "period")
+    teams_only(token, [segments["team"]] if "team" in segments else None)
+    day = query_date(period, "period")
     result = await service.run(
         build_explanation, metric, day, segments, service.settings, grain=grain, limit=limit
     )

@@ -1,0 +1,130 @@
+"""A real `heatlens serve` in a subprocess on 127.0.0.1, for tests that need a running server.
+
+The server binds port 0 and the port it got is read from uvicorn's startup line, so there is no
+race for a free port; readiness is polled on /healthz with a deadline, never slept for.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+_RUNNING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
+
+
+class ServeProcess:
+    """One `heatlens --store URL serve` subprocess and what it logged."""
+
+    def __init__(
+        self,
+        store_url: str,
+        *,
+        cwd: Path,
+        extra_args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.store_url = store_url
+        self.cwd = cwd
+        self.extra_args = list(extra_args)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("HEATLENS_")}
+        self.env.update(env or {})
+        self.log: list[str] = []
+        self.url = ""
+        self._proc: subprocess.Popen[str] | None = None
+        self._pump: threading.Thread | None = None
+
+    def start(self, timeout: float = 60.0) -> str:
+        """Start the server and return its base URL once /healthz answers."""
+        cmd = [sys.executable, "-m", "heatlens", "--store", self.store_url]
+        cmd += [*self.extra_args, "serve", "--port", "0"]
+        self._proc = subprocess.Popen(
+            cmd,
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump() -> None:
+            assert self._proc is not None and self._proc.stdout is not None
+            for line in self._proc.stdout:
+                self.log.append(line)
+                lines.put(line)
+            lines.put(None)
+
+        self._pump = threading.Thread(target=pump, daemon=True)
+        self._pump.start()
+        deadline = time.monotonic() + timeout
+        while not self.url:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                raise AssertionError("heatlens serve did not start:\n" + "".join(self.log))
+            try:
+                line = lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError("heatlens serve exited:\n" + "".join(self.log))
+            found = _RUNNING.search(line)
+            if found:
+                self.url = found.group(1)
+        while True:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=5).status_code == 200:
+                    return self.url
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError("/healthz never answered:\n" + "".join(self.log))
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop as Ctrl+C does (SIGINT) and wait for the store to be released."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGINT)
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._release()
+
+    def _release(self) -> None:
+        """Let the log pump reach the end of the output, then close the pipe."""
+        if self._pump is not None:
+            self._pump.join(timeout=10)
+            self._pump = None
+        if self._proc is not None and self._proc.stdout is not None:
+            self._proc.stdout.close()
+        self._proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown at all, as in a crash."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._release()
+
+
+@contextmanager
+def serving(store_url: str, cwd: Path, **kwargs: object) -> Iterator[ServeProcess]:
+    server = ServeProcess(store_url, cwd=cwd, **kwargs)  # type: ignore[arg-type]
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
