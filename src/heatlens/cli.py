@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from heatlens import __version__, operations
 from heatlens.client import ServerClient
@@ -481,6 +482,82 @@ def _cell(value: object) -> str:
     if isinstance(value, list):
         return ", ".join(map(str, value))
     return str(value)
+
+
+# -- check -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--as-of",
+    metavar="DATE",
+    help="Judge the periods complete by this day (default: today).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@pass_ctx
+@command
+def check(ctx: Context, as_of: str | None, fmt: str) -> None:
+    """Evaluate the config's [[targets]] on the last complete period of each target's grain,
+    and list tensions (a HEAT dimension bought at another's expense).
+
+    Exit 1 when a target is missed, 2 on an error, else 0. Through --server, the server's
+    config gives the targets.
+    """
+    import json
+
+    from heatlens.analysis.targets import check as evaluate
+
+    day = _date(as_of, "--as-of") or date.today()
+    if ctx.server:
+        with ctx.client() as client, err.status(f"checking on {ctx.server}…"):
+            doc = client.check(day)
+    else:
+        with ctx.open_store(read_only=True) as store:
+            _nonempty(store)
+            with err.status("checking targets…"):
+                doc = evaluate(store, ctx.settings, day).to_json()
+    if fmt == "json":
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        _print_check(doc)
+    if any(t["status"] == "missed" for t in doc["targets"]):
+        sys.exit(1)
+
+
+_STATUS_STYLE = {"met": "green", "missed": "bold red", "no_data": "yellow", "not_due": "cyan"}
+
+
+def _print_check(doc: dict[str, Any]) -> None:
+    if not doc["targets"]:
+        out.print("no targets: add [[targets]] tables to heatlens.toml (see `heatlens check -h`)")
+    else:
+        table = Table(
+            "metric", "segment", "target", "grain", "period", "actual", "status", box=None
+        )
+        for t in doc["targets"]:
+            segment = ", ".join(f"{k}={v}" for k, v in t["segment"].items()) or "all"
+            status = Text(t["status"], style=_STATUS_STYLE.get(t["status"], ""))
+            table.add_row(
+                t["metric"],
+                segment,
+                f"{t['op']} {t['value']:g}",
+                t["grain"],
+                t["period"],
+                "—" if t["actual"] is None else f"{t['actual']:.4g}",
+                status,
+            )
+        out.print(table)
+    for tension in doc["tensions"]:
+        out.print(
+            f"[yellow]tension[/] {tension['capability']} ({tension['period']} vs "
+            f"{tension['previous']}): better {', '.join(tension['better'])}; "
+            f"worse {', '.join(tension['worse'])}",
+            markup=True,
+        )
+    if not doc["tensions"]:
+        out.print("no tensions: no capability gained one HEAT dimension at another's expense")
 
 
 # -- delete ----------------------------------------------------------------------------------

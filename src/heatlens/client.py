@@ -169,6 +169,10 @@ class ServerClient:
         doc: dict[str, Any] = self._call("GET", "/api/v1/explain", params=params)
         return doc
 
+    def check(self, as_of: date) -> dict[str, Any]:
+        doc: dict[str, Any] = self._call("GET", "/api/v1/check", params={"as_of": str(as_of)})
+        return doc
+
     def delete(self, **selection: Any) -> dict[str, Any]:
         doc: dict[str, Any] = self._call("POST", "/api/v1/admin/delete", json=selection)
         return doc

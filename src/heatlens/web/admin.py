@@ -14,6 +14,7 @@ import secrets
 import shutil
 import tempfile
 import weakref
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -264,3 +265,20 @@ async def report(
         result.warnings = []
         found = {}
     return {"report": result.to_json(), "changes": operations.changes_doc(found)}
+
+
+def _check(store: Store, settings: Settings, as_of: date) -> Any:
+    from heatlens.analysis.targets import check
+
+    _empty_refused(store)
+    return check(store, settings, as_of).to_json()
+
+
+@router.get("/api/v1/check")
+async def check(service: ServiceDep, token: ReadToken, as_of: str | None = None) -> dict[str, Any]:
+    """`heatlens check`: the server's configured targets on the last complete period of each
+    target's grain as of `as_of` (default today), and tensions (`heatlens.check/v1`)."""
+    teams_only(token, None)  # targets are organisation-wide numbers
+    day = query_date(as_of, "as_of") or date.today()
+    doc: dict[str, Any] = await service.run(_check, service.settings, day)
+    return doc
