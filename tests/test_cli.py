@@ -127,6 +127,20 @@ def test_an_unreachable_server_is_one_clear_line(run: Cli) -> None:
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_busy_port_is_one_clear_line(run: Cli) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for args in (["serve", "--port", port], ["demo", "--port", port]):
+            result = run(*args)
+            assert result.exit_code == 2, args
+            assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert not (run.cwd / "heatlens-demo.duckdb").exists()  # refused before any work
+
+
 def test_commands_that_need_the_store_itself_refuse_server(run: Cli) -> None:
     result = run("--server", "http://127.0.0.1:9", "serve")
     assert result.exit_code == 2 and "drop --server" in result.stderr

@@ -693,9 +693,16 @@ def generate(teams: int, days: int, usage_rows: int | None, seed: int, out_path:
 @click.option("--teams", type=click.IntRange(2, 2000), default=36, show_default=True)
 @click.option("--days", type=click.IntRange(30, 3650), default=365, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8000,
+    show_default=True,
+    help="Port of the dashboard on 127.0.0.1.",
+)
 @pass_ctx
 @command
-def demo(ctx: Context, no_serve: bool, teams: int, days: int, seed: int) -> None:
+def demo(ctx: Context, no_serve: bool, teams: int, days: int, seed: int, port: int) -> None:
     """Build a realistic sample organisation into ./heatlens-demo.duckdb and summarise it."""
     from heatlens.analysis import scorecard
     from heatlens.demo import OrgSpec
@@ -704,6 +711,8 @@ def demo(ctx: Context, no_serve: bool, teams: int, days: int, seed: int) -> None
     from heatlens.report import render_scorecard
 
     ctx.local_only()
+    if not no_serve:
+        _check_port("127.0.0.1", port)
     path = Path(ctx.store_url or DEMO_STORE)
     if ctx.store_url and "://" in ctx.store_url:
         raise ConfigError("demo builds a DuckDB file: pass --store as a path")
@@ -735,11 +744,13 @@ def demo(ctx: Context, no_serve: bool, teams: int, days: int, seed: int) -> None
     ):
         out.print(f"  heatlens --store {path} {example}", markup=False)
     if not no_serve:
+        out.print()
         out.print(
-            "(the dashboard is not part of this version yet, so nothing is served; "
-            f"`heatlens --store {path} serve` serves the JSON API)",
+            f"Serving the dashboard at http://127.0.0.1:{port}/ (Ctrl+C stops; "
+            "`heatlens demo --no-serve` only builds the store)",
             markup=False,
         )
+        _serve(ctx.settings, str(path), "127.0.0.1", port)
 
 
 # -- serve and tokens ------------------------------------------------------------------------
@@ -769,10 +780,7 @@ def serve(ctx: Context, host: str, port: int) -> None:
     Binds 127.0.0.1 by default; binding another address needs at least one token
     (`heatlens token create`), because without tokens the API is open.
     """
-    import uvicorn
-
     from heatlens.store.tokens import has_tokens
-    from heatlens.web import create_app
 
     ctx.local_only()
 
@@ -783,8 +791,37 @@ def serve(ctx: Context, host: str, port: int) -> None:
                     f"--host {host}: refusing to serve an open API beyond this machine; "
                     "create a token first (`heatlens token create --scope admin`) or bind 127.0.0.1"
                 )
-    app = create_app(ctx.settings, ctx.settings.store)
-    err.print(f"serving {ctx.settings.store} on http://{host}:{port} (Ctrl+C stops)")
+    _serve(ctx.settings, ctx.settings.store, host, port)
+
+
+def _check_port(host: str, port: int) -> None:
+    """A port already taken is one clear line, before any work is done."""
+    import socket
+
+    if not port:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror}): "
+                "is another server running there? pass --port"
+            ) from None
+
+
+def _serve(settings: Settings, store_url: str, host: str, port: int) -> None:
+    """Run the app under uvicorn until Ctrl+C."""
+    import uvicorn
+
+    from heatlens.web import create_app
+
+    _check_port(host, port)
+    app = create_app(settings, store_url)
+    where = f"http://{host}:{port}" if port else f"a free port of {host} (see below)"
+    err.print(f"serving {store_url} on {where} (Ctrl+C stops)")
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 
