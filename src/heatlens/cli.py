@@ -906,3 +906,8 @@ def token_revoke(ctx: Context, token_id: str) -> None:
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="heatlens")
+
+
+from heatlens.sync_cli import sync  # noqa: E402
+
+cli.add_command(sync)
