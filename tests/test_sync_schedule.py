@@ -16,7 +16,7 @@ from heatlens.connectors.schedule import Scheduler, parse_sync_jobs, sync_status
 from heatlens.errors import ConfigError
 from heatlens.settings import Settings, load_settings
 from heatlens.store import Store
-from tests.conftest import need
+from tests.conftest import Cli, need
 from tests.test_connector_git import Repo, t
 
 T = TypeVar("T")
@@ -66,7 +66,7 @@ def locked(store: Store) -> Callable[[Callable[[Store], T]], T]:
     return with_store
 
 
-def test_scheduler_picks_up_a_new_tag(tmp_path: Path) -> None:
+def test_scheduler_picks_up_a_new_tag(tmp_path: Path, run: Cli) -> None:
     need("git", shutil.which("git") is not None)
     repo = Repo(tmp_path / "shop")
     repo.commit(t(1))
@@ -107,6 +107,12 @@ def test_scheduler_picks_up_a_new_tag(tmp_path: Path) -> None:
         assert status["git"].ok and status["git"].at == T0 + timedelta(minutes=31)
         assert status["git"].source == "sync:git:shop"
         assert not status["backstage"].ok and status["backstage"].at == T0
+    # `heatlens status` shows each scheduled sync's last run
+    shown = run("--store", str(tmp_path / "s.duckdb"), "status")
+    assert shown.exit_code == 0, shown.stderr
+    last = (T0 + timedelta(minutes=31)).isoformat()
+    assert f"sync {scheduler.jobs[0].name} (git): ok at {last}" in shown.stdout
+    assert "(backstage): failed" in shown.stdout and "no such file" in shown.stdout
 
 
 def test_background_thread_runs_due_jobs_and_stops(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -636,6 +637,13 @@ def status(ctx: Context) -> None:
     for row in doc["sources"]:
         table.add_row(row["type"], row["source"], f"{row['records']:,}")
     out.print(table)
+    for job in doc.get("syncs", []):
+        state = "[green]ok[/]" if job["ok"] else "[bold red]failed[/]"
+        summary = escape(job["summary"])
+        out.print(
+            f"sync {escape(job['name'])} ({job['kind']}): {state} at {job['at']}: {summary}",
+            soft_wrap=True,
+        )
     out.print(f"store {doc['store']}: schema {doc['schema']}, data version {doc['data_version']}")
 
 

@@ -84,12 +84,26 @@ def ingest_doc(
 
 
 def status_doc(store: Store) -> dict[str, Any]:
-    """What the store holds: records per type and source, schema and data version."""
+    """What the store holds: records per type and source, schema and data version, and the
+    last run of each scheduled sync."""
+    from heatlens.connectors.schedule import sync_status
+
     return {
         "store": store.url,
         "schema": store.schema_version(),
         "data_version": store.data_version(),
         "sources": [{"type": t, "source": s, "records": n} for t, s, n in store.counts_by_source()],
+        "syncs": [
+            {
+                "name": job.name,
+                "kind": job.kind,
+                "at": job.at.isoformat(),
+                "ok": job.ok,
+                "summary": job.summary,
+                "source": job.source,
+            }
+            for job in sync_status(store)
+        ],
     }
 
 
