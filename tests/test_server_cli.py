@@ -156,11 +156,22 @@ def test_store_commands_round_trip_through_the_server(
         table = run(*srv, *REPORT_ARGS)
         assert table.exit_code == 0 and "Adoption" in table.stdout
 
+        # the self-contained HTML report, rendered by the server
+        html_args = ["report", "--format", "html", "--grain", "week", "--to", "2026-03-16"]
+        served_html = run(*srv, *html_args, "--out", str(tmp_path / "served.html"))
+        assert served_html.exit_code == 0, served_html.stderr
+
     # the server has stopped and released the store: local commands give the same answers
     for fmt, text in outputs.items():
         local = run("--store", store, *REPORT_ARGS, "--format", fmt)
         assert local.exit_code == 0 and local.stdout == text, fmt
     assert run("--store", store, *REPORT_ARGS).stdout == table.stdout
+    local_html = run("--store", store, *html_args, "--out", str(tmp_path / "local.html"))
+    assert local_html.exit_code == 0, local_html.stderr
+    for name in ("served.html", "local.html"):
+        text = (tmp_path / name).read_text(encoding="utf-8")
+        assert text.lower().startswith("<!doctype html") and "Capability ci" in text
+        assert 'src="http' not in text and 'href="http' not in text  # nothing fetched
 
 
 def test_tokens_through_the_server(run: Cli, tmp_path: Path) -> None:

@@ -290,7 +290,7 @@ GRAIN = click.option(
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "json", "csv", "markdown"]),
+    type=click.Choice(["table", "json", "csv", "markdown", "html"]),
     default="table",
     show_default=True,
     help="Output format.",
@@ -354,6 +354,9 @@ def report(
     from heatlens.report import render, terminal_table
 
     request = Request(grain, _date(start, "--from"), _date(end, "--to"), by, metrics)
+    if fmt == "html":
+        _report_html(ctx, request, out_path)
+        return
     if ctx.server:
         with ctx.client() as client, err.status(f"computing metrics on {ctx.server}…"):
             doc = client.report(
@@ -374,6 +377,30 @@ def report(
         out.print(terminal_table(result, changes))
     else:
         sys.stdout.write(render(result, fmt))
+
+
+def _report_html(ctx: Context, request: Any, out_path: Path | None) -> None:
+    """The dashboard's views in one self-contained HTML file (the sections are fixed: --by and
+    --metric do not apply)."""
+    from heatlens.web.dashboard.export import render_html
+
+    if request.by or request.metrics:
+        raise ConfigError(
+            "--format html has the dashboard's fixed sections: drop --by and --metric"
+        )
+    if ctx.server:
+        with ctx.client() as client, err.status(f"rendering the report on {ctx.server}…"):
+            text = client.report_html(request.grain, request.start, request.end)
+    else:
+        with ctx.open_store(read_only=True) as store:
+            _nonempty(store)
+            with err.status("rendering the report…"):
+                text = render_html(store, ctx.settings, request)
+    if out_path is None:
+        sys.stdout.write(text)
+        return
+    out_path.write_text(text, encoding="utf-8")
+    err.print(f"wrote {out_path} ({len(text.encode()) / 1024:,.0f} KiB): open it in any browser")
 
 
 @cli.command()

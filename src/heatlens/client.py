@@ -160,6 +160,19 @@ class ServerClient:
         doc: dict[str, Any] = self._call("GET", "/api/v1/report", params=params)
         return doc
 
+    def report_html(self, grain: str, start: date | None, end: date | None) -> str:
+        """The self-contained HTML report, rendered by the server."""
+        params = {"grain": grain}
+        params |= {"from": start.isoformat()} if start else {}
+        params |= {"to": end.isoformat()} if end else {}
+        try:
+            response = self._http.get("/api/v1/report.html", params=params)
+        except httpx.TransportError as exc:
+            raise ServerError(f"cannot reach the server at {self.url} ({exc})") from None
+        if not response.is_success:
+            raise self._error(response)
+        return response.text
+
     def explain(
         self, metric: str, period: date, grain: str, segment: dict[str, str | None], limit: int
     ) -> dict[str, Any]:

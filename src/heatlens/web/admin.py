@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from heatlens import operations
@@ -282,3 +283,28 @@ async def check(service: ServiceDep, token: ReadToken, as_of: str | None = None)
     day = query_date(as_of, "as_of") or date.today()
     doc: dict[str, Any] = await service.run(_check, service.settings, day)
     return doc
+
+
+def _html(store: Store, request: MetricsRequest, settings: Settings) -> str:
+    from heatlens.web.dashboard.export import render_html
+
+    _empty_refused(store)
+    return render_html(store, settings, request)
+
+
+@router.get("/api/v1/report.html", response_class=HTMLResponse)
+async def report_html(
+    service: ServiceDep,
+    token: ReadToken,
+    grain: str = "week",
+    start: Annotated[str | None, Query(alias="from")] = None,
+    end: Annotated[str | None, Query(alias="to")] = None,
+) -> HTMLResponse:
+    """`heatlens report --format html`: the self-contained HTML report, to save and send."""
+    teams_only(token, None)  # the report shows organisation-wide numbers
+    request = MetricsRequest(grain, query_date(start, "from"), query_date(end, "to"))
+    from heatlens.web.dashboard.export import report_policy
+
+    text = await service.run(_html, request, service.settings)
+    # its own policy: the report's inline scripts and styles, by hash, and nothing fetched
+    return HTMLResponse(text, headers={"Content-Security-Policy": report_policy(text)})

@@ -6,19 +6,30 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
 
 from heatlens import __version__
 from heatlens.settings import Settings
-from heatlens.web import admin, api, errors
+from heatlens.web import admin, api, dashboard, errors
+from heatlens.web.auth import Sessions
+from heatlens.web.dashboard.pages import STATIC
 from heatlens.web.service import Service
 
-# sent on every response: the API serves JSON only, never to be framed, sniffed or cached
+# sent on every response: nothing is to be framed, sniffed or cached (static files excepted)
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+# HTML pages: scripts and styles from this server only. Chart specs are JSON data blocks, which
+# CSP does not treat as scripts; Vega runs its expression interpreter, so no 'unsafe-eval'.
+# Vega's SVG renderer sets style properties from script (CSSOM), which `style-src 'self'` allows.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+STATIC_CACHE = "public, max-age=3600"
 
 
 def create_app(settings: Settings, store_url: str) -> FastAPI:
@@ -40,15 +51,23 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.sessions = Sessions(settings.server_session_hours)
+    app.state.pages = dashboard.PageCache()
     errors.install(app)
     app.include_router(api.router)
     app.include_router(admin.router)
+    app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.middleware("http")
     async def security_headers(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         response = await call_next(request)
+        if request.url.path.startswith("/static/"):
+            response.headers.setdefault("Cache-Control", STATIC_CACHE)
+        if response.headers.get("content-type", "").startswith("text/html"):
+            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         return response

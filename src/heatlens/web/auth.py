@@ -1,32 +1,167 @@
-"""Bearer tokens on API routes (DESIGN §5).
+"""Who may read and write (DESIGN §5): Bearer tokens, browser sessions, a trusted auth proxy.
 
-With no live token the API is open (the CLI refuses to bind a non-loopback host then); once one
+With no live token the server is open (the CLI refuses to bind a non-loopback host then). Once one
 exists, every API request needs `Authorization: Bearer <secret>` with a token of the route's scope
-(admin covers every scope).
+(admin covers every scope). Reading — dashboard pages and the read API routes — also accepts:
+
+- a session cookie, made by the login page from a read (or admin) token: a random id kept only in
+  this server's memory, mapped to the token's id, never the token itself; HttpOnly,
+  SameSite=Strict, Secure on https; it ends after `server.session_hours`, at logout, or as soon
+  as its token is revoked. A session reads with its token's team scope;
+- when `server.auth_proxy_header` is set, that header from a client in `server.trusted_proxies`
+  (an auth proxy in front of heatlens that signed the user in): organisation-wide read access.
+
+Neither counts for ingest or admin routes, so a browser cannot be made to write by a cross-site
+request.
 """
 
 from __future__ import annotations
 
+import secrets
+import threading
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from fastapi import Request
 
 from heatlens.store import Store
-from heatlens.store.tokens import Token, has_tokens, verify_token
+from heatlens.store.tokens import Token, has_tokens, list_tokens, verify_token
 from heatlens.web.errors import ApiError
 from heatlens.web.service import Service
 
+SESSION_COOKIE = "heatlens_session"
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def _check(store: Store, secret: str | None) -> tuple[bool, Token | None]:
-    """(tokens required, the token the secret names) read under one store lock."""
+@dataclass(frozen=True)
+class Session:
+    """A browser login: which token it stands for, and until when."""
+
+    id: str
+    token_id: str
+    expires: datetime
+
+
+class Sessions:
+    """Live sessions of this server process (a restart logs everyone out)."""
+
+    def __init__(self, hours: float, clock: Callable[[], datetime] | None = None) -> None:
+        self.lifetime = timedelta(hours=hours)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    def create(self, token: Token) -> Session:
+        """A new session for `token`, with an unguessable id."""
+        now = self.clock()
+        session = Session(secrets.token_urlsafe(32), token.id, now + self.lifetime)
+        with self._lock:
+            # forget expired sessions as new ones come, so the table cannot grow without bound
+            for sid in [s.id for s in self._sessions.values() if s.expires <= now]:
+                del self._sessions[sid]
+            self._sessions[session.id] = session
+        return session
+
+    def get(self, sid: str | None) -> Session | None:
+        """The live session with this id, or None (unknown or expired)."""
+        if not sid:
+            return None
+        with self._lock:
+            session = self._sessions.get(sid)
+            if session is not None and session.expires <= self.clock():
+                del self._sessions[sid]
+                return None
+            return session
+
+    def drop(self, sid: str | None) -> None:
+        """End a session (logout)."""
+        with self._lock:
+            self._sessions.pop(sid or "", None)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a request presents: a Bearer secret, a session, a proxy-asserted user."""
+
+    bearer: str | None
+    session: Session | None
+    proxy_user: str | None
+
+
+@dataclass(frozen=True)
+class Access:
+    """The outcome of authentication. `required` is False on an open server; `token` is the
+    token acting (a session's token; a read-only stand-in for a proxy user), `user` a name to
+    show, `teams` the team scope (empty: all teams)."""
+
+    required: bool
+    token: Token | None
+    user: str | None = None
+    failure: str | None = None  # why credentials that were sent were refused
+
+    @property
+    def teams(self) -> tuple[str, ...]:
+        return self.token.teams if self.token is not None else ()
+
+    @property
+    def allowed(self) -> bool:
+        return not self.required or self.token is not None
+
+
+def sessions(request: Request) -> Sessions:
+    """The app's session table."""
+    table: Sessions = request.app.state.sessions
+    return table
+
+
+def credentials(request: Request) -> Credentials:
+    """The credentials of a request, before checking them against the store."""
+    header = request.headers.get("authorization", "")
+    kind, _, secret = header.partition(" ")
+    bearer = secret.strip() if kind.lower() == "bearer" and secret.strip() else None
+    session = sessions(request).get(request.cookies.get(SESSION_COOKIE))
+    service: Service = request.app.state.service
+    name = service.settings.server_auth_proxy_header
+    client = request.client.host if request.client else None
+    user = None
+    if name and client in service.settings.server_trusted_proxies:
+        user = request.headers.get(name, "").strip() or None
+    return Credentials(bearer, session, user)
+
+
+def _live(store: Store, token_id: str) -> Token | None:
+    return next((t for t in list_tokens(store) if t.id == token_id and t.revoked_at is None), None)
+
+
+def _proxy_token(user: str) -> Token:
+    """The read-only identity of a user an auth proxy vouches for."""
+    return Token(f"proxy:{user}", user, "read", (), datetime.now(UTC), None)
+
+
+def resolve(store: Store, given: Credentials, *, browser: bool) -> Access:
+    """Check credentials against the store (run under the store lock). With `browser`, a session
+    or a proxy header may stand in for a Bearer token (read access only)."""
     if not has_tokens(store):
-        return False, None
-    return True, verify_token(store, secret) if secret else None
+        return Access(False, None)
+    if given.bearer is not None:
+        token = verify_token(store, given.bearer)
+        if token is None:
+            return Access(True, None, failure="the token is unknown or revoked")
+        return Access(True, token, token.name or token.id)
+    if browser and given.session is not None:
+        token = _live(store, given.session.token_id)
+        if token is not None:
+            return Access(True, token, token.name or f"token {token.id}")
+    if browser and given.proxy_user is not None:
+        return Access(True, _proxy_token(given.proxy_user), given.proxy_user)
+    return Access(True, None)
 
 
-def _limit(service: Service, key: str) -> None:
+def limit(service: Service, access: Access, request: Request) -> None:
+    """Count the request against its token's (or client's) rate limit; 429 past it."""
+    client = request.client.host if request.client else "unknown"
+    key = f"token:{access.token.id}" if access.token is not None else f"client:{client}"
     wait = service.limiter.hit(key)
     if wait is not None:
         raise ApiError(
@@ -38,19 +173,19 @@ def _limit(service: Service, key: str) -> None:
 
 
 def require(scope: str) -> Callable[[Request], Awaitable[Token | None]]:
-    """A dependency giving the request's token (None on an open API), or raising 401/403."""
+    """A dependency giving the request's token (None on an open API), or raising 401/403.
+
+    Read routes also accept a browser session or a trusted proxy's header."""
 
     async def dependency(request: Request) -> Token | None:
         service: Service = request.app.state.service
-        header = request.headers.get("authorization", "")
-        kind, _, secret = header.partition(" ")
-        given = secret.strip() if kind.lower() == "bearer" and secret.strip() else None
-        required, token = await service.run(_check, given)
-        client = request.client.host if request.client else "unknown"
-        _limit(service, f"token:{token.id}" if token is not None else f"client:{client}")
-        if not required:
+        given = credentials(request)
+        access = await service.run(resolve, given, browser=scope == "read")
+        limit(service, access, request)
+        if not access.required:
             return None
-        if given is None:
+        token = access.token
+        if token is None and given.bearer is None:
             raise ApiError(
                 401,
                 "unauthorized",

@@ -1,0 +1,142 @@
+"""Vega-Lite chart specs (built with Altair) for the dashboard and the HTML report.
+
+Charts only draw numbers the views took from the engine's rows; they aggregate nothing. Colours
+are Okabe & Ito's colour-blind-safe palette, and every mark has a tooltip with the exact value, so
+no chart relies on colour alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import altair as alt
+
+# Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour blindnesses
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F0E442", "#000000"]
+WIDTH = "container"
+HEIGHT = 220
+
+QUADRANTS: tuple[tuple[float, float, str, Literal["left", "right"]], ...] = (
+    (0.02, 0.96, "grow awareness", "left"),
+    (0.98, 0.96, "invest", "right"),
+    (0.02, 0.04, "rethink", "left"),
+    (0.98, 0.04, "fix quality", "right"),
+)
+
+Spec = dict[str, Any]
+Point = dict[str, Any]
+
+
+def _axis_format(unit: str) -> str:
+    return ".0%" if unit == "ratio" else "~s" if unit in ("teams", "users", "tasks") else ",.3~f"
+
+
+def _finish(chart: alt.TopLevelMixin) -> Spec:
+    """The spec with heatlens's look; no schema validation on the request path (tests do it)."""
+    themed = chart.configure_range(category=PALETTE).configure_view(stroke=None)
+    spec: Spec = themed.to_dict(validate=False)
+    return spec
+
+
+def trend(points: Sequence[Point], unit: str, title: str, *, band: bool = False) -> Spec:
+    """Lines over periods, one per `series`; with `band`, the 95 % interval (`lo`, `hi`) as a
+    shaded area behind each line (rows without an interval draw no band)."""
+    data = alt.Data(values=list(points))
+    # one series needs no legend: the title names it
+    legend = alt.Legend(orient="bottom") if len({p["series"] for p in points}) > 1 else None
+    base = alt.Chart(data).encode(
+        # ordinal: one tick per period, labelled by its start, whatever the grain
+        x=alt.X("period:O", title=None, axis=alt.Axis(labelAngle=-30, labelOverlap=True)),
+        color=alt.Color("series:N", title=None, legend=legend),
+    )
+    tooltip = [
+        alt.Tooltip("series:N", title="series"),
+        alt.Tooltip("period:O", title="period"),
+        alt.Tooltip("label:N", title="value"),
+    ]
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("value:Q", title=unit, axis=alt.Axis(format=_axis_format(unit))),
+        tooltip=tooltip,
+    )
+    layers: list[alt.Chart] = [line]
+    if band:
+        area = (
+            base.transform_filter("isValid(datum.lo) && isValid(datum.hi)")
+            .mark_area(opacity=0.2)
+            .encode(y="lo:Q", y2="hi:Q")
+        )
+        layers.insert(0, area)
+    chart = alt.layer(*layers).properties(title=title, width=WIDTH, height=HEIGHT)
+    return _finish(chart)
+
+
+def stacked(points: Sequence[Point], title: str) -> Spec:
+    """Shares of a whole per period, stacked (task outcomes: success, failure, error, abandoned)."""
+    data = alt.Data(values=list(points))
+    order = ["success", "failure", "error", "abandoned"]
+    chart = (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X("period:O", title=None, axis=alt.Axis(labelAngle=-30, labelOverlap=True)),
+            y=alt.Y("value:Q", title="share of attempts", axis=alt.Axis(format=".0%")),
+            color=alt.Color(
+                "series:N",
+                title=None,
+                sort=order,
+                scale=alt.Scale(domain=order, range=[PALETTE[2], PALETTE[1], PALETTE[3], "#999"]),
+                legend=alt.Legend(orient="bottom"),
+            ),
+            order=alt.Order("rank:Q"),
+            tooltip=[alt.Tooltip("series:N"), alt.Tooltip("period:O"), alt.Tooltip("label:N")],
+        )
+        .properties(title=title, width=WIDTH, height=HEIGHT)
+    )
+    return _finish(chart)
+
+
+def portfolio(points: Sequence[Point]) -> Spec:
+    """Capabilities placed by team adoption rate (x) and CSAT (y), sized by task success: the
+    "adopt before you invest" view. Quadrant lines at 50 % name what to do next."""
+    data = alt.Data(values=list(points))
+    scale = alt.Scale(domain=[0, 1])
+    dots = (
+        alt.Chart(data)
+        .mark_circle(opacity=0.85, stroke="#000", strokeWidth=0.5)
+        .encode(
+            x=alt.X(
+                "adoption:Q", title="team adoption rate", scale=scale, axis=alt.Axis(format=".0%")
+            ),
+            y=alt.Y("csat:Q", title="CSAT (top-2-box)", scale=scale, axis=alt.Axis(format=".0%")),
+            size=alt.Size(
+                "success:Q",
+                title="task success",
+                scale=alt.Scale(domain=[0, 1], range=[40, 600]),
+                legend=alt.Legend(format=".0%", orient="bottom"),
+            ),
+            color=alt.value(PALETTE[0]),
+            tooltip=[
+                alt.Tooltip("capability:N"),
+                alt.Tooltip("adoption_label:N", title="adoption"),
+                alt.Tooltip("csat_label:N", title="CSAT"),
+                alt.Tooltip("success_label:N", title="task success"),
+            ],
+        )
+    )
+    labels = dots.mark_text(align="left", dx=14, dy=-8, fontSize=11).encode(
+        text="capability:N", size=alt.value(11), color=alt.value("#222")
+    )
+    guides = alt.Data(values=[{"at": 0.5}])
+    vrule = alt.Chart(guides).mark_rule(strokeDash=[4, 4], color="#888").encode(x="at:Q")
+    hrule = alt.Chart(guides).mark_rule(strokeDash=[4, 4], color="#888").encode(y="at:Q")
+    quadrants = [
+        alt.Chart(alt.Data(values=[{"x": x, "y": y, "text": text}]))
+        .mark_text(fontStyle="italic", color="#666", align=align)
+        .encode(x="x:Q", y="y:Q", text="text:N")
+        for x, y, text, align in QUADRANTS
+    ]
+    chart = alt.layer(vrule, hrule, *quadrants, dots, labels).properties(
+        title="Portfolio: adoption × CSAT (size: task success)", width=WIDTH, height=320
+    )
+    return _finish(chart)

@@ -1,0 +1,333 @@
+"""Dashboard routes: thin — authenticate, read the filters from the URL, build the view in the
+store's worker thread, and serve it from a cache keyed by the store's data version.
+
+A page is computed once per (page, filters, team scope, data version, day) and then served from
+memory, so only the first load pays for the engine; any write bumps the data version and the next
+request recomputes. Login turns a read token into a session cookie (see `heatlens.web.auth`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import escape
+
+from heatlens.errors import ConfigError, HeatlensError
+from heatlens.settings import Settings
+from heatlens.store import Store
+from heatlens.store.tokens import has_tokens, verify_token
+from heatlens.web import auth
+from heatlens.web.dashboard import delivery, heat, pages, records
+from heatlens.web.dashboard.filters import Filters, parse_day, parse_filters
+from heatlens.web.dashboard.present import Links, View
+from heatlens.web.service import Service
+
+log = logging.getLogger("heatlens.web")
+router = APIRouter(include_in_schema=False)
+CACHE_PAGES = 256
+LOGIN_BODY_LIMIT = 16 * 1024
+USER_MARK = "\u2063heatlens-user\u2063"  # where a cached page shows who is logged in
+
+Builder = Callable[[Store, Settings, Filters, Links, datetime], View]
+
+
+class PageCache:
+    """The last rendered pages, least recently used evicted first."""
+
+    def __init__(self, size: int = CACHE_PAGES) -> None:
+        self.size = size
+        self._pages: OrderedDict[Hashable, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> str | None:
+        with self._lock:
+            html = self._pages.get(key)
+            if html is not None:
+                self._pages.move_to_end(key)
+            return html
+
+    def put(self, key: Hashable, html: str) -> None:
+        with self._lock:
+            self._pages[key] = html
+            self._pages.move_to_end(key)
+            while len(self._pages) > self.size:
+                self._pages.popitem(last=False)
+
+
+def _html(text: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(text, status_code=status)
+
+
+def _nav(store: Store, teams: tuple[str, ...]) -> dict[str, Any]:
+    """Teams (not groups) and capabilities for the menus and filters; a team-scoped session
+    sees only its teams and none of the organisation-wide pages."""
+    if teams:
+        return {"org": False, "teams": list(teams), "capabilities": []}
+    team_ids = [
+        str(t)
+        for (t,) in store.fetchall(
+            "SELECT id FROM team WHERE id NOT IN "
+            "(SELECT parent FROM team WHERE parent IS NOT NULL) ORDER BY id"
+        )
+    ]
+    caps = [str(c) for (c,) in store.fetchall("SELECT id FROM capability ORDER BY id")]
+    if not caps:
+        caps = [
+            str(c)
+            for (c,) in store.fetchall(
+                "SELECT DISTINCT capability FROM usage WHERE capability IS NOT NULL ORDER BY 1"
+            )
+        ]
+    return {"org": True, "teams": team_ids, "capabilities": caps}
+
+
+async def _access(request: Request) -> auth.Access:
+    service: Service = request.app.state.service
+    access = await service.run(auth.resolve, auth.credentials(request), browser=True)
+    auth.limit(service, access, request)
+    return access
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
+
+
+def _refuse(access: auth.Access, what: str) -> HTMLResponse:
+    teams = ", ".join(access.teams)
+    return _html(
+        pages.message(
+            "Not for this login",
+            f"This login may read teams {teams} only; {what} shows other teams' or "
+            f"organisation-wide numbers. Open your team's page instead.",
+            user=access.user,
+        ),
+        403,
+    )
+
+
+async def _serve(
+    request: Request,
+    key: tuple[Hashable, ...],
+    build: Callable[[Store, datetime], View],
+    access: auth.Access,
+) -> Response:
+    """The cached page for `key`, or build, render and cache it."""
+    service: Service = request.app.state.service
+    cache: PageCache = request.app.state.pages
+    started = time.perf_counter()
+    try:
+        version = await service.run(Store.data_version)
+        now = datetime.now(UTC)
+        today = now.astimezone(ZoneInfo(service.settings.timezone)).date()
+        # pages are shared by logins of the same team scope; the header's user name is filled in
+        # per request
+        full = (*key, access.teams, access.user is not None, version, today)
+        html = cache.get(full)
+        if html is None:
+
+            def render(store: Store) -> str:
+                view = build(store, now)
+                nav = _nav(store, access.teams)
+                return pages.page(view, nav=nav, user=USER_MARK if access.user else None)
+
+            html = await service.run(render)
+            cache.put(full, html)
+        if access.user:
+            html = html.replace(USER_MARK, str(escape(access.user)))
+        response = _html(html)
+        # the server's time for this page (bench/dashboard.py reads it; so do browsers' tools)
+        ms = (time.perf_counter() - started) * 1000
+        response.headers["Server-Timing"] = f"page;dur={ms:.1f}"
+        return response
+    except ConfigError as exc:
+        return _html(pages.message("Cannot show this page", str(exc), user=access.user), 400)
+    except HeatlensError as exc:
+        log.error("dashboard: %s", exc)
+        return _html(pages.message("Something went wrong", str(exc), user=access.user), 500)
+
+
+async def _page(
+    request: Request,
+    name: str,
+    builder: Callable[..., View],
+    *args: str,
+    default_grain: str,
+    org_wide: bool,
+    team: str | None = None,
+    per_team_filter: bool = False,
+) -> Response:
+    access = await _access(request)
+    if not access.allowed:
+        return _to_login(request)
+    try:
+        filters = parse_filters(request.query_params, default_grain)
+    except ConfigError as exc:
+        return _html(pages.message("Cannot show this page", str(exc), user=access.user), 400)
+    if access.teams and name == "overview":
+        return RedirectResponse("/teams/" + quote(access.teams[0], safe=""), status_code=303)
+    if access.teams:
+        # a team-scoped login reads per-team numbers of its teams only: a team's page, or a
+        # page whose team filter makes every number on it that team's
+        asked = team or (filters.team if per_team_filter else None)
+        if asked is None and org_wide:
+            return _refuse(access, f"the {name} page")
+        if asked is not None and asked not in access.teams:
+            return _refuse(access, f"team {asked}'s numbers")
+    service: Service = request.app.state.service
+
+    def build(store: Store, now: datetime) -> View:
+        return builder(store, service.settings, filters, Links(), now, *args)
+
+    return await _serve(request, (name, args, filters), build, access)
+
+
+@router.get("/", response_class=HTMLResponse)
+async def overview_page(request: Request) -> Response:
+    """HEAT scorecard per capability, DORA with tiers, the portfolio chart."""
+    return await _page(request, "overview", heat.overview, default_grain="month", org_wide=True)
+
+
+@router.get("/capabilities/{name}", response_class=HTMLResponse)
+async def capability_page(request: Request, name: str) -> Response:
+    """One capability: adoption curve, task outcomes, durations, CSAT, failing actions."""
+    return await _page(
+        request,
+        "capability",
+        heat.capability,
+        name,
+        default_grain="week",
+        org_wide=True,
+        per_team_filter=True,
+    )
+
+
+@router.get("/teams/{name}", response_class=HTMLResponse)
+async def team_page(request: Request, name: str) -> Response:
+    """One team: capabilities used and since when, DORA trend, survey results."""
+    return await _page(
+        request, "team", heat.team, name, default_grain="month", org_wide=False, team=name
+    )
+
+
+@router.get("/dora", response_class=HTMLResponse)
+async def dora_page(request: Request) -> Response:
+    """DORA per team and service, tiers, warnings; numbers link to `explain`."""
+    return await _page(request, "DORA", delivery.dora, default_grain="month", org_wide=True)
+
+
+@router.get("/data", response_class=HTMLResponse)
+async def data_page(request: Request) -> Response:
+    """Records per source and type, last delivery per source, syncs, ingest errors."""
+
+    def builder(
+        store: Store, settings: Settings, filters: Filters, links: Links, now: datetime
+    ) -> View:
+        return records.data(store)
+
+    return await _page(request, "data", builder, default_grain="week", org_wide=True)
+
+
+@router.get("/explain", response_class=HTMLResponse)
+async def explain_page(request: Request) -> Response:
+    """The records behind one number, as `heatlens explain` lists them."""
+    access = await _access(request)
+    if not access.allowed:
+        return _to_login(request)
+    params = request.query_params
+    try:
+        metric = params.get("metric") or ""
+        grain = params.get("grain") or "week"
+        period = parse_day(params.get("period"), "period")
+        if period is None:
+            raise ConfigError("period: expected a date YYYY-MM-DD (a day of the period)")
+        segment: dict[str, str | None] = {}
+        for item in params.getlist("segment"):
+            k, sep, v = item.partition("=")
+            if not sep:
+                raise ConfigError(f"segment {item!r}: expected KEY=VALUE, e.g. team=payments")
+            segment[k] = v or None
+    except ConfigError as exc:
+        return _html(pages.message("Cannot explain", str(exc), user=access.user), 400)
+    if access.teams and segment.get("team") not in access.teams:
+        return _refuse(access, "this number")
+    service: Service = request.app.state.service
+
+    def build(store: Store, now: datetime) -> View:
+        return delivery.explanation(store, service.settings, metric, period, grain, segment, now)
+
+    key = ("explain", metric, grain, period, tuple(sorted(segment.items(), key=str)))
+    return await _serve(request, key, build, access)
+
+
+# -- login ------------------------------------------------------------------------------------
+
+
+def _safe_next(value: str | None) -> str:
+    """Only a path on this server (no scheme, no host, no `//`), so login cannot redirect away."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request) -> Response:
+    """The login form; an open server has nothing to log in to."""
+    service: Service = request.app.state.service
+    if not await service.run(has_tokens):
+        return RedirectResponse("/", status_code=303)
+    return _html(pages.login(None, _safe_next(request.query_params.get("next"))))
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    """Exchange a read (or admin) token for a session cookie; the token is not kept."""
+    service: Service = request.app.state.service
+    body = await request.body()
+    if len(body) > LOGIN_BODY_LIMIT:
+        return _html(pages.login("The form is too large.", "/"), 413)
+    form = parse_qs(body.decode("utf-8", "replace"))
+    secret = (form.get("token") or [""])[0].strip()
+    next_url = _safe_next((form.get("next") or ["/"])[0])
+    auth.limit(service, auth.Access(True, None), request)
+
+    def check(store: Store) -> Any:
+        return verify_token(store, secret) if secret else None
+
+    token = await service.run(check)
+    if token is None:
+        return _html(pages.login("That token is unknown or revoked.", next_url), 401)
+    if not token.allows("read"):
+        error = f"Token {token.id} has scope {token.scope!r}; the dashboard needs a read token."
+        return _html(pages.login(error, next_url), 403)
+    session = auth.sessions(request).create(token)
+    response = RedirectResponse(next_url, status_code=303)
+    response.set_cookie(
+        auth.SESSION_COOKIE,
+        session.id,
+        max_age=int(service.settings.server_session_hours * 3600),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    """End the session and forget the cookie."""
+    auth.sessions(request).drop(request.cookies.get(auth.SESSION_COOKIE))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(auth.SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
