@@ -45,7 +45,9 @@ class ServeProcess:
         self._pump: threading.Thread | None = None
 
     def start(self, timeout: float = 60.0) -> str:
-        """Start the server and return its base URL once /healthz answers."""
+        """Start the server and return its base URL once /healthz answers (a new port each
+        time it is started)."""
+        self.url = ""
         cmd = [sys.executable, "-m", "heatlens", "--store", self.store_url]
         cmd += [*self.extra_args, "serve", "--port", "0"]
         self._proc = subprocess.Popen(

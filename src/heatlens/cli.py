@@ -264,12 +264,9 @@ def _print_counts(counts: dict[str, dict[str, int]], seconds: float) -> None:
 
 
 def _date(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{option} {value!r}: expected a date YYYY-MM-DD") from None
+    from heatlens.metrics.periods import parse_day
+
+    return parse_day(value, option)
 
 
 def _nonempty(store: Store) -> None:

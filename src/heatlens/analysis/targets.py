@@ -184,11 +184,12 @@ def check(tables: Tables, settings: Settings, as_of: date) -> CheckResult:
         for t in members:
             row = rows.get((t.metric, t.segment))
             actual = None if row is None or row.suppressed else row.value
-            judged[t] = TargetStatus(t, start, actual, _status(t, actual, as_of))
+            judged[t] = TargetStatus(t, start, actual, target_status(t, actual, as_of))
     return CheckResult(as_of, [judged[t] for t in targets], tensions(tables, settings, cutoff))
 
 
-def _status(target: Target, actual: float | None, as_of: date) -> str:
+def target_status(target: Target, actual: float | None, as_of: date) -> str:
+    """`met`, `missed`, `no_data` (no value, or suppressed) or `not_due` (missed before `due`)."""
     if actual is None:
         return "no_data"
     if OPS[target.op](float(actual), target.value):

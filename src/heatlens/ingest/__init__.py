@@ -31,7 +31,15 @@ from heatlens.settings import Settings
 from heatlens.store import Staged, Store, WriteCounts
 from heatlens.store.schema import q
 
-__all__ = ["IngestResult", "Problem", "ingest_arrow", "ingest_files", "ingest_records"]
+__all__ = [
+    "IngestResult",
+    "Prepared",
+    "Problem",
+    "discard",
+    "ingest_arrow",
+    "ingest_files",
+    "ingest_records",
+]
 
 # fields holding a person's identity, pseudonymised at ingest when a key is set
 PERSON_FIELDS = {"usage": "actor", "membership": "actor", "change": "author"}
@@ -153,7 +161,41 @@ def ingest_records(
     return _ingest(store, [(source, read)], settings)
 
 
+@dataclass
+class Prepared:
+    """Input read, validated and staged in the store's staging connection, not yet written.
+
+    `batches` go to `Store.write`; `discard` drops `tables` after. Apart, the two steps let the
+    server's writer (heatlens.ingest.grouped) judge several requests before writing them at once.
+    """
+
+    result: IngestResult
+    batches: list[Staged] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
+
+
+def discard(store: Store, prepared: Iterable[Prepared]) -> None:
+    """Drop the staging tables of prepared inputs (written or not)."""
+    names = [t for p in prepared for t in p.tables]
+    if names:
+        _drop(store.staging_connection(), names)
+
+
 def _ingest(
+    store: Store,
+    readers: Sequence[tuple[str, Reader]],
+    settings: Settings,
+    **options: Any,
+) -> IngestResult:
+    prepared = _prepare(store, readers, settings, **options)
+    try:
+        prepared.result.counts = store.write(prepared.batches)
+    finally:
+        discard(store, [prepared])
+    return prepared.result
+
+
+def _prepare(
     store: Store,
     readers: Sequence[tuple[str, Reader]],
     settings: Settings,
@@ -162,17 +204,17 @@ def _ingest(
     default_types: Sequence[str] | None = None,
     skip_invalid: bool = False,
     rejects: Path | None = None,
-) -> IngestResult:
+) -> Prepared:
     con = store.staging_connection()
     run = next(_ids)
-    result = IngestResult()
+    prepared = Prepared(IngestResult())
+    result, created = prepared.result, prepared.tables
     staged: list[tuple[str, StagedInput]] = []
-    created: list[str] = []
     try:
         for i, (source, reader) in enumerate(readers):
             prefix = f"ingest{run}_{i}"
-            raw = reader(con, f"{prefix}_raw")
             created += [f"{prefix}_raw", f"{prefix}_src"]
+            raw = reader(con, f"{prefix}_raw")
             kind = default_types[i] if default_types else default_type
             checked = validate(
                 con,
@@ -191,15 +233,14 @@ def _ingest(
             _refuse(store, result, staged)
         if skip_invalid and rejects is not None:
             _write_rejects(con, staged, rejects)
-        batches = []
         for source, checked in staged:
             for name, stage in checked.stages.items():
                 _finalise(con, stage, name, settings)
-                batches.append(Staged(BY_NAME[name], stage, source))
-        result.counts = store.write(batches)
-        return result
-    finally:
-        _drop(con, created)
+                prepared.batches.append(Staged(BY_NAME[name], stage, source))
+        return prepared
+    except BaseException:
+        discard(store, [prepared])
+        raise
 
 
 def _drop(con: duckdb.DuckDBPyConnection, names: list[str]) -> None:
@@ -231,14 +272,14 @@ def _refuse(store: Store, result: IngestResult, staged: list[tuple[str, StagedIn
 def _finalise(
     con: duckdb.DuckDBPyConnection, stage: str, type_name: str, settings: Settings
 ) -> None:
-    """Drop bad rows, keep the last record of each id, pseudonymise people."""
+    """Drop bad rows, pseudonymise people, keep the last record of each id."""
+    clean(con, stage, type_name, settings)
+    keep_last(con, stage)
+
+
+def clean(con: duckdb.DuckDBPyConnection, stage: str, type_name: str, settings: Settings) -> None:
+    """Drop a stage's bad rows and pseudonymise people: its rows are then as they are stored."""
     con.execute(f"DELETE FROM {stage} WHERE __bad")
-    dup = con.execute(f"SELECT count(*) - count(DISTINCT id) FROM {stage}").fetchone()
-    if dup and dup[0]:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {stage} AS SELECT * FROM {stage} "
-            "QUALIFY row_number() OVER (PARTITION BY id ORDER BY __line DESC) = 1"
-        )
     person = PERSON_FIELDS.get(type_name)
     key = settings.pseudonymise_key
     if person is None or key is None:
@@ -262,6 +303,16 @@ def _finalise(
             f"coalesce(strftime({q('from')}, '%Y-%m-%dT%H:%M:%SZ'), '')"
         )
     con.unregister(f"{stage}_people")
+
+
+def keep_last(con: duckdb.DuckDBPyConnection, stage: str) -> None:
+    """Keep one row per id in a stage: the last one (highest `__line`)."""
+    dup = con.execute(f"SELECT count(*) - count(DISTINCT id) FROM {stage}").fetchone()
+    if dup and dup[0]:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {stage} AS SELECT * FROM {stage} "
+            "QUALIFY row_number() OVER (PARTITION BY id ORDER BY __line DESC) = 1"
+        )
 
 
 def pseudonym(key: str, person: str) -> str:

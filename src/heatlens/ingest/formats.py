@@ -114,10 +114,15 @@ def read_json_array(con: duckdb.DuckDBPyConnection, name: str, table: str, data:
 
 
 def read_records(
-    con: duckdb.DuckDBPyConnection, name: str, table: str, records: Iterable[dict[str, Any]]
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    table: str,
+    records: Iterable[dict[str, Any]],
+    numbers: Iterable[int] | None = None,
 ) -> RawInput:
-    """Records already parsed (the API): numbered from 1."""
-    lines = ((i, json.dumps(r)) for i, r in enumerate(records, start=1))
+    """Records already parsed (the API): numbered from 1, or by `numbers`."""
+    numbered = zip(numbers or itertools.count(1), records, strict=False)
+    lines = ((i, json.dumps(r)) for i, r in numbered)
     raw = _load_lines(con, name, table, lines, None)
     raw.unit = "record"
     return raw

@@ -76,22 +76,27 @@ def expected(field: Field) -> str:
 
 @dataclass(frozen=True)
 class Column:
-    """Where a field's raw value comes from: a key of `__j`, a column, or nowhere."""
+    """Where a field's raw value comes from: a key of `__j`, a column, or nowhere.
+
+    A JSON field is read from `__v`, the list of every field's JSON value extracted from `__j`
+    in one pass (`json_fields`): each rule then parses a small value, not the whole record again.
+    """
 
     shape: str  # "json" | "column" | "absent"
     name: str
     ctype: str = "VARCHAR"  # DuckDB type of a column
+    index: int = 0  # a JSON field's 1-based position in `__v`
 
     @property
     def raw(self) -> str:
         if self.shape == "json":
-            return f"(__j -> {lit(self.name)})"
+            return f"__v[{self.index}]"
         return q(self.name) if self.shape == "column" else "NULL"
 
     @property
     def present(self) -> str:
         if self.shape == "json":
-            return f"coalesce(json_type(__j, {lit('$.' + _jkey(self.name))}) <> 'NULL', FALSE)"
+            return f"coalesce(json_type({self.raw}) <> 'NULL', FALSE)"
         return f"({q(self.name)} IS NOT NULL)" if self.shape == "column" else "FALSE"
 
     @property
@@ -103,7 +108,7 @@ class Column:
     def text(self) -> str | None:
         """SQL for the value as text when the input holds text, else None."""
         if self.shape == "json":
-            return f"(__j ->> {lit(self.name)})"
+            return f"({self.raw} ->> '$')"
         if self.shape == "column" and self.ctype == "VARCHAR":
             return q(self.name)
         return None
@@ -112,8 +117,10 @@ class Column:
         return f"json_type({self.raw}) IN ({', '.join(lit(t) for t in types)})"
 
 
-def _jkey(name: str) -> str:
-    return '"' + name + '"'
+def json_fields(names: tuple[str, ...]) -> str:
+    """SQL for `__v`: the JSON values of these keys of `__j` (NULL when absent), parsed once."""
+    paths = ", ".join(lit('$."' + n + '"') for n in names)
+    return f"json_extract(__j, [{paths}]) AS __v"
 
 
 def _parse_timestamp(text: str, tz: str) -> str:

@@ -19,6 +19,7 @@ from heatlens.ingest.rules import (
     checks,
     derived_id,
     final_select,
+    json_fields,
     lit,
     typed_select,
 )
@@ -119,18 +120,20 @@ def validate(
 def _typed_source(
     con: duckdb.DuckDBPyConnection, raw: RawInput, default_type: str | None, prefix: str
 ) -> str:
-    """A view over the raw input with `__type` and `__ok` (a well-formed record of a known type)."""
+    """A view over the raw input with `__type` and `__ok` (a well-formed record of a known type).
+
+    For JSON input it is a table: each text is parsed once here, not again by every query after.
+    """
     view = f"{prefix}_src"
     known = ", ".join(lit(t) for t in TYPE_NAMES)
     if raw.shape == "json":
         con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT __line, __j, __json_ok, __is_object, "
-            f"__j ->> 'type' AS __type, "
-            f"coalesce(__is_object AND (__j ->> 'type') IN ({known}), FALSE) AS __ok, "
-            f"__text FROM (SELECT __line, __text, json_valid(__text) AS __json_ok, "
-            f"TRY_CAST(__text AS JSON) AS __j, "
-            f"coalesce(json_type(TRY_CAST(__text AS JSON)) = 'OBJECT', FALSE) "
-            f"AS __is_object FROM {raw.table})"
+            f"CREATE OR REPLACE TEMP TABLE {view} AS SELECT __line, __j, "
+            f"__j IS NOT NULL AS __json_ok, __is_object, __type, "
+            f"coalesce(__is_object AND __type IN ({known}), FALSE) AS __ok "
+            f"FROM (SELECT __line, __j, coalesce(json_type(__j) = 'OBJECT', FALSE) AS __is_object, "
+            f"__j ->> 'type' AS __type "
+            f"FROM (SELECT __line, TRY_CAST(__text AS JSON) AS __j FROM {raw.table}))"
         )
         return view
     if "type" in raw.columns:
@@ -164,7 +167,8 @@ def _envelope_problems(
     if raw.shape == "json":
         rows = con.execute(
             f"SELECT __line, __json_ok, __is_object, CAST(__j -> 'type' AS VARCHAR), "
-            f"left(__text, 80) FROM {source} WHERE NOT __ok ORDER BY __line {cap}"
+            f"left(__text, 80) FROM {source} JOIN {raw.table} USING (__line) "
+            f"WHERE NOT __ok ORDER BY __line {cap}"
         ).fetchall()
     else:
         rows = con.execute(
@@ -208,7 +212,7 @@ def _envelope_problems(
 
 def _columns(raw: RawInput, rtype: RecordType) -> tuple[dict[str, Column], list[Column]]:
     if raw.shape == "json":
-        return {f: Column("json", f) for f in rtype.field_names}, []
+        return {f: Column("json", f, index=i) for i, f in enumerate(rtype.field_names, 1)}, []
     cols = {
         f: Column("column", f, raw.columns[f]) if f in raw.columns else Column("absent", f)
         for f in rtype.field_names
@@ -231,14 +235,16 @@ def _typed_cte(
 ) -> str:
     """CTEs `typed` (field values, presence flags) and `derived` (plus the derived id)."""
     extra = "".join(f", {c.present} AS {q('__p_' + c.name)}" for c in extra_cols)
+    rows = f"SELECT * FROM {source} WHERE __ok AND __type = {lit(rtype.name)} {where}"
     if raw.shape == "json":
         allowed = ", ".join(lit(k) for k in ("type", *rtype.field_names))
         extra += f", list_filter(json_keys(__j), k -> k NOT IN ({allowed})) AS {UNKNOWN}"
+        rows = f"SELECT *, {json_fields(rtype.field_names)} FROM ({rows})"
     if shown:
         extra += ", " + ", ".join(f"{s} AS __s{i}" for i, s in enumerate(shown))
     return (
-        f"typed AS (SELECT __line, {typed_select(rtype, cols, tz)}{extra} FROM {source} "
-        f"WHERE __ok AND __type = {lit(rtype.name)} {where}), "
+        f"picked AS ({rows}), "
+        f"typed AS (SELECT __line, {typed_select(rtype, cols, tz)}{extra} FROM picked), "
         f"derived AS (SELECT *, {derived_id(rtype)} AS __derived_id FROM typed)"
     )
 

@@ -21,7 +21,7 @@ from heatlens.metrics.context import Cell, Context, Stat, Stats
 from heatlens.metrics.delivery import delivery_stats
 from heatlens.metrics.frame import Frame, Tables
 from heatlens.metrics.happiness import happiness_stats, suppress, waves
-from heatlens.metrics.periods import GRAINS, default_range, periods
+from heatlens.metrics.periods import GRAINS, check_day, default_range, periods
 from heatlens.metrics.result import Report, Row, Warning
 from heatlens.metrics.tiers import tier_of
 from heatlens.metrics.usage import usage_stats
@@ -52,6 +52,11 @@ class Request:
     now: datetime | None = None
 
 
+# how many periods a report may have: enough for any real history, and bounded so a typo
+# (a decade at grain day) is an error, not an hour of work
+MAX_PERIODS = 5_000
+
+
 def resolve(request: Request, settings: Settings) -> tuple[list[Metric], date, date, datetime]:
     """Check a request; give its metrics, range and clock, or a ConfigError saying what's wrong."""
     if request.grain not in GRAINS:
@@ -68,6 +73,9 @@ def resolve(request: Request, settings: Settings) -> tuple[list[Metric], date, d
             f"unknown metric {exc.args[0]!r}: see `heatlens report --help` or "
             "docs/metrics.md for the catalog"
         ) from None
+    for name, day in (("--from", request.start), ("--to", request.end)):
+        if day is not None:
+            check_day(day, name)
     now = request.now or datetime.now(UTC)
     tz = ZoneInfo(settings.timezone)
     start, end = default_range(request.grain, tz, now)
@@ -77,6 +85,12 @@ def resolve(request: Request, settings: Settings) -> tuple[list[Metric], date, d
     start = request.start or start
     if start >= end:
         raise ConfigError(f"--from {start} must be before --to {end}")
+    days_per_period = {"day": 1, "week": 7, "month": 28, "quarter": 90}.get(request.grain)
+    if days_per_period and (end - start).days / days_per_period > MAX_PERIODS:
+        raise ConfigError(
+            f"--from {start} --to {end} is more than {MAX_PERIODS:,} periods of a "
+            f"{request.grain}: use a coarser --grain or a shorter range"
+        )
     return metrics, start, end, now
 
 

@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo
 import ibis
 import ibis.expr.datatypes as dt
 
+from heatlens.errors import ConfigError
+
 GRAINS = ("day", "week", "month", "quarter", "all")
 DEFAULT_PERIODS = 12
 
@@ -36,6 +38,30 @@ class Period:
     def days(self) -> int:
         """Calendar days of the clipped period (per-day rates divide by these)."""
         return (self.end - self.start).days
+
+
+# the days a report, explanation or check may ask about: any real history, and far enough from
+# the ends of Python's calendar that period arithmetic never overflows
+EARLIEST = date(1970, 1, 1)
+LATEST = date(2100, 1, 1)
+
+
+def check_day(day: date, name: str) -> date:
+    """`day` if it lies between EARLIEST and LATEST, else a ConfigError naming the option."""
+    if not EARLIEST <= day <= LATEST:
+        raise ConfigError(f"{name} {day}: expected a date from {EARLIEST} to {LATEST}")
+    return day
+
+
+def parse_day(value: str | None, name: str) -> date | None:
+    """A YYYY-MM-DD option or query argument (None stays None), checked by `check_day`."""
+    if value is None:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{name} {value!r}: expected a date YYYY-MM-DD") from None
+    return check_day(day, name)
 
 
 def calendar_start(day: date, grain: str) -> date:

@@ -11,18 +11,18 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from heatlens.errors import ConfigError, InputError
-from heatlens.ingest import ingest_records
 from heatlens.metrics import Request as MetricsRequest
 from heatlens.metrics import compute
 from heatlens.metrics.explain import explain as build_explanation
+from heatlens.metrics.periods import parse_day
 from heatlens.report.explain import explanation_json
-from heatlens.settings import Settings
 from heatlens.store import Store
 from heatlens.store.tokens import Token
 from heatlens.web.auth import require
-from heatlens.web.body import media_type, parse_records, read_body
+from heatlens.web.body import media_type, parse_records, read_body, records_schema
 from heatlens.web.errors import ApiError, problem_details
 from heatlens.web.service import Service
+from heatlens.web.writer import WriteFailed
 
 router = APIRouter()
 
@@ -42,13 +42,16 @@ async def healthz(service: ServiceDep) -> dict[str, Any]:
     return {"status": "ok", "data_version": version}
 
 
-def _ingest(store: Store, records: list[dict[str, Any]], settings: Settings) -> dict[str, Any]:
-    if not records:
-        return {"records": 0, "counts": {}, "data_version": store.data_version()}
+async def _ingest(service: Service, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write records through the service's writer; the response document once committed.
+
+    `counts` are this request's own records, as if written alone after the requests grouped
+    before it (heatlens.web.writer); `data_version` is the store's after the commit.
+    """
     try:
-        result = ingest_records(store, records, settings, source="api")
+        outcome = await service.ingest(records)
     except InputError as exc:
-        # ingest's message suggests CLI flags; keep its count, say what an API client should do
+        # keep ingest's count of invalid records; say what an API client should do
         count = str(exc).split(" in ", 1)[0]
         raise ApiError(
             422,
@@ -56,36 +59,45 @@ def _ingest(store: Store, records: list[dict[str, Any]], settings: Settings) -> 
             f"{count} in the request; nothing was stored: fix them and send the batch again",
             problem_details(exc),
         ) from None
+    except WriteFailed as exc:
+        raise ApiError(
+            503, "store_error", f"{exc}; nothing of this request was stored: send it again"
+        ) from None
+    result = outcome.result
     return {
         "records": result.read,
         "counts": {
             name: {"inserted": c.inserted, "updated": c.updated, "unchanged": c.unchanged}
             for name, c in result.counts.items()
         },
-        "data_version": store.data_version(),
+        "data_version": outcome.data_version,
     }
 
 
-@router.post("/api/v1/events", dependencies=[Depends(require("ingest"))])
+@router.post(
+    "/api/v1/events",
+    dependencies=[Depends(require("ingest"))],
+    openapi_extra={"requestBody": records_schema()},
+)
 async def post_events(request: Request, service: ServiceDep) -> JSONResponse:
     """Store canonical records (a JSON array or NDJSON), all or nothing, by the file rules.
 
-    201 when a record was inserted, else 200; a 2xx means the records are committed.
+    201 when a record was inserted, else 200; a 2xx means the records are committed. Concurrent
+    requests are written together in one transaction, each validated and answered on its own:
+    `counts` are this request's records as if the requests written with it had been written one
+    after another in arrival order (a record an earlier request of the group inserted counts as
+    updated or unchanged here), and `data_version` is the store's after the commit.
     """
     body = await read_body(request, service.settings.server_max_request_bytes)
     records = parse_records(body, media_type(request))
-    doc = await service.run(_ingest, records, service.settings)
+    doc = await _ingest(service, records)
     inserted = any(c["inserted"] for c in doc["counts"].values())
     return JSONResponse(doc, status_code=201 if inserted else 200)
 
 
 def query_date(value: str | None, name: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{name} {value!r}: expected a date YYYY-MM-DD") from None
+    """A date query argument (YYYY-MM-DD within the dates a report may ask about), or None."""
+    return parse_day(value, name)
 
 
 ReadToken = Annotated[Token | None, Depends(require("read"))]

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
 from heatlens import __version__
+from heatlens.connectors.schedule import Scheduler
 from heatlens.settings import Settings
 from heatlens.web import admin, api, dashboard, errors
 from heatlens.web.auth import Sessions
@@ -35,13 +36,17 @@ STATIC_CACHE = "public, max-age=3600"
 def create_app(settings: Settings, store_url: str) -> FastAPI:
     """Build the app. The store opens at startup and closes at shutdown (the app's lifespan)."""
     service = Service(settings, store_url)
+    # the config's [[sync]] entries, checked now so a bad one stops `serve` before it listens
+    scheduler = Scheduler.from_settings(settings, service.call)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.open()
+        scheduler.start()
         try:
             yield
         finally:
+            scheduler.stop()
             service.close()
 
     app = FastAPI(
@@ -51,6 +56,7 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.scheduler = scheduler
     app.state.sessions = Sessions(settings.server_session_hours)
     app.state.pages = dashboard.PageCache()
     errors.install(app)

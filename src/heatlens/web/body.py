@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import Request
 
+from heatlens.model import RECORD_TYPES, SURVEY_KINDS, Field, Kind
 from heatlens.web.errors import ApiError
 
 JSON = "application/json"
@@ -83,10 +84,14 @@ def parse_records(body: bytes, kind: str) -> list[dict[str, Any]]:
     return items
 
 
+class _NotANumber(ValueError):
+    """NaN and Infinity, which Python's parser accepts but JSON does not have."""
+
+
 def _reject_constant(name: str) -> Any:
     # NaN and Infinity are not JSON; a number too large for a float (1e999) is, and ingest
     # refuses it with its field, as it does in files
-    raise ValueError(f"{name} is not a JSON number")
+    raise _NotANumber(f"{name} is not a JSON number")
 
 
 def _loads(text: str, line: int | None) -> Any:
@@ -95,8 +100,12 @@ def _loads(text: str, line: int | None) -> Any:
         value = json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
         raise _too_deep(where) from None
-    except ValueError as exc:  # JSONDecodeError, and ints too long to convert
+    except (json.JSONDecodeError, _NotANumber) as exc:
         raise ApiError(400, "invalid_json", f"malformed JSON{where}: {exc}") from None
+    except ValueError:  # an integer too long for Python to convert (its message is about Python)
+        raise ApiError(
+            400, "invalid_json", f"a number{where} has too many digits (more than 4,300)"
+        ) from None
     if _depth(value) > MAX_DEPTH:
         raise _too_deep(where)
     return value
@@ -107,16 +116,72 @@ def _too_deep(where: str) -> ApiError:
 
 
 def _depth(value: Any) -> int:
-    """Nesting depth, counted without recursion."""
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, list):
-            deepest = max(deepest, depth)
-            if depth > MAX_DEPTH:
-                return depth
-            stack.extend((child, depth + 1) for child in item)
-    return deepest
+    """Nesting depth, counted level by level without recursion (scalars are looked at once)."""
+    depth = 0
+    level = [value]
+    while containers := [v for v in level if isinstance(v, dict | list)]:
+        depth += 1
+        if depth > MAX_DEPTH:
+            break
+        level = [c for v in containers for c in (v.values() if isinstance(v, dict) else v)]
+    return depth
+
+
+def records_schema() -> dict[str, Any]:
+    """The OpenAPI request body of a records request, generated from the data model.
+
+    It documents the canonical records for clients and lets schemathesis generate plausible
+    bodies; the rules themselves stay in ingest, which reports every broken one with a 422.
+    """
+    records = [
+        {
+            "type": "object",
+            "title": rtype.name,
+            "properties": {
+                "type": {"type": "string", "enum": [rtype.name]},
+                **{f.name: _field_schema(f) for f in rtype.fields},
+            },
+            "required": ["type", *(f.name for f in rtype.fields if f.required)],
+        }
+        for rtype in RECORD_TYPES
+    ]
+    array = {"type": "array", "items": {"oneOf": records}}
+    return {
+        "required": True,
+        "content": {
+            JSON: {"schema": array},
+            NDJSON: {"schema": {"type": "string", "description": "one JSON record per line"}},
+        },
+    }
+
+
+def _field_schema(field: Field) -> dict[str, Any]:
+    schema: dict[str, Any]
+    if field.kind is Kind.ENUM:
+        schema = {"type": "string", "enum": list(field.choices)}
+    elif field.kind is Kind.TIMESTAMP:
+        schema = {"type": "string", "format": "date-time"}
+    elif field.kind in (Kind.NUMBER, Kind.INTEGER):
+        schema = {"type": "number" if field.kind is Kind.NUMBER else "integer"}
+        if field.minimum is not None:
+            schema["minimum"] = field.minimum
+        if field.maximum is not None:
+            schema["maximum"] = field.maximum
+    elif field.kind is Kind.BOOLEAN:
+        schema = {"type": "boolean"}
+    elif field.kind is Kind.STRING_LIST:
+        schema = {"type": "array", "items": {"type": "string"}}
+    elif field.kind is Kind.OBJECT:
+        schema = {"type": "object"}
+    elif field.kind is Kind.QUESTIONS:
+        kind = {"type": "string", "enum": list(SURVEY_KINDS)}
+        question = {"id": {"type": "string"}, "kind": kind}
+        schema = {
+            "type": "array",
+            "items": {"type": "object", "properties": question, "required": ["id", "kind"]},
+        }
+    else:
+        schema = {"type": "string", "minLength": 1} if field.required else {"type": "string"}
+    if field.help:
+        schema["description"] = field.help
+    return schema

@@ -6,15 +6,14 @@ arranges them, so anonymity and the metric definitions hold on every page.
 
 from __future__ import annotations
 
-import operator
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from heatlens.analysis.scorecard import DORA, GRAINS, HEAT, Cell, scorecard
+from heatlens.analysis.targets import Target, parse_targets, target_status
 from heatlens.metrics import Request, compute
 from heatlens.metrics.engine import resolve
 from heatlens.metrics.periods import calendar_next
@@ -69,12 +68,6 @@ TEAM_DORA = (
     "dora.change_failure_rate",
     "dora.recovery_time_p50",
 )
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge,
-    ">": operator.gt,
-    "<=": operator.le,
-    "<": operator.lt,
-}
 
 
 def _as_of(filters: Filters, settings: Settings, now: datetime) -> datetime:
@@ -83,26 +76,17 @@ def _as_of(filters: Filters, settings: Settings, now: datetime) -> datetime:
     return datetime.combine(filters.end, time(0), tzinfo=ZoneInfo(settings.timezone))
 
 
-def _target(settings: Settings, cell: Cell, capability: str, grain: str, period: date) -> Any:
-    """The configured target of this cell, if any, with its status (as `heatlens check` names
-    them) — a comparison of the scorecard's value with the target, nothing more."""
-    for t in settings.targets:
-        segment = t.get("segment") or {}
-        if t.get("metric") != cell.metric or segment not in ({}, {"capability": capability}):
-            continue
-        if not segment and capability:
-            continue
-        if t.get("grain", "month") != grain:
-            continue
-        op, goal = str(t.get("op", ">=")), float(t.get("value", 0))
-        if cell.value is None:
-            status = "no_data"
-        elif _OPS.get(op, operator.ge)(cell.value, goal):
-            status = "met"
-        else:
-            due = t.get("due")
-            status = "not_due" if due and period < date.fromisoformat(str(due)) else "missed"
-        return {"text": f"{op} {show_value(goal, cell.metric)}", "status": status}
+def _target(targets: list[Target], cell: Cell, capability: str, grain: str, as_of: date) -> Any:
+    """The configured target of this cell, if any, judged as `heatlens check` judges it (the
+    scorecard's cell is the engine's value for the same last complete period)."""
+    for t in targets:
+        if (
+            t.metric == cell.metric
+            and t.grain == grain
+            and t.segment == (("capability", capability),)
+        ):
+            status = target_status(t, cell.value, as_of)
+            return {"text": f"{t.op} {show_value(t.value, cell.metric)}", "status": status}
     return None
 
 
@@ -115,7 +99,9 @@ def overview(
         view.empty = EMPTY_STORE
         return view
     grain = filters.grain if filters.grain in GRAINS else "month"
-    card = scorecard(store, settings, grain=grain, as_of=_as_of(filters, settings, now))
+    as_of = _as_of(filters, settings, now)
+    targets = parse_targets(settings.targets)
+    card = scorecard(store, settings, grain=grain, as_of=as_of)
     end = calendar_next(card.period, grain)
     per_team = compute(store, Request(grain, card.period, end, ("team",), DORA, now), settings)
     tiers: dict[str, Counter[str]] = {m: Counter() for m in DORA}
@@ -137,7 +123,7 @@ def overview(
             {
                 "cell": c,
                 "text": "suppressed" if c.suppressed else show_value(c.value, c.metric),
-                "target": _target(settings, c, score.capability, grain, card.period),
+                "target": _target(targets, c, score.capability, grain, as_of.date()),
             }
             for c in score.cells
         ]

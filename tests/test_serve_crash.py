@@ -1,0 +1,137 @@
+"""Durability of a real `heatlens serve`: a 2xx means committed, even when the server is SIGKILLed.
+
+Client threads post batches of usage records with unique ids; once some batches are acknowledged
+the server is killed mid-load, restarted on the same DuckDB file, and the clients resend every batch
+that got no 2xx. Every acknowledged record must then be stored exactly once, and the store must hold
+exactly the distinct ids sent (a batch committed just before the kill but never acknowledged is
+resent and counted unchanged, not twice).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from heatlens.store import Store
+from tests.serve_process import ServeProcess
+
+CLIENTS = 4
+BATCHES = 40  # per client
+BATCH = 100  # records per batch
+KILL_AFTER = 12  # acknowledged batches before the kill
+
+
+def _batch(client: int, n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "usage",
+            "id": f"c{client}-b{n}-r{i}",
+            "ts": f"2026-03-{1 + n % 28:02d}T10:{i % 60:02d}:00Z",
+            "capability": "ci",
+            "actor": f"dev{i % 7}",
+            "outcome": "success",
+        }
+        for i in range(BATCH)
+    ]
+
+
+class Load:
+    """Shared state of the client threads."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.acked: list[tuple[int, int]] = []
+        self.unacked: list[tuple[int, int]] = []
+        self.errors: list[str] = []
+        self.read_statuses: list[int] = []
+
+    def send(self, http: httpx.Client, client: int, n: int) -> bool:
+        try:
+            response = http.post(self.url + "/api/v1/events", json=_batch(client, n))
+        except httpx.TransportError as exc:
+            with self.lock:
+                self.errors.append(type(exc).__name__)
+            return False
+        if response.status_code in (200, 201):
+            assert response.json()["records"] == BATCH
+            return True
+        with self.lock:
+            self.errors.append(f"{response.status_code} {response.text[:200]}")
+        return False
+
+    def client(self, client: int, batches: list[int]) -> None:
+        with httpx.Client(timeout=60) as http:
+            for n in batches:
+                ok = not self.stop.is_set() and self.send(http, client, n)
+                with self.lock:
+                    (self.acked if ok else self.unacked).append((client, n))
+
+    def reader(self) -> None:
+        """Reads keep working while writes happen."""
+        with httpx.Client(timeout=60) as http:
+            while not self.stop.is_set():
+                try:
+                    status = http.get(self.url + "/healthz").status_code
+                except httpx.TransportError:
+                    continue  # the kill
+                with self.lock:
+                    self.read_statuses.append(status)
+
+
+def test_every_acknowledged_record_survives_a_sigkill(tmp_path: Path) -> None:
+    store_url = f"duckdb:///{tmp_path / 's.duckdb'}"
+    server = ServeProcess(store_url, cwd=tmp_path)
+    load = Load(server.start())
+    work = {c: list(range(BATCHES)) for c in range(CLIENTS)}
+    threads = [threading.Thread(target=load.client, args=(c, ns)) for c, ns in work.items()]
+    threads.append(threading.Thread(target=load.reader))
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 120
+        while len(load.acked) < KILL_AFTER:
+            assert time.monotonic() < deadline, f"too few acknowledgements: {load.errors[:3]}"
+            assert all(t.is_alive() for t in threads[:-1]), "clients finished before the kill"
+            time.sleep(0.01)
+        server.kill()  # SIGKILL while the clients are posting
+        load.stop.set()
+        for t in threads:
+            t.join(timeout=120)
+        acked_before = set(load.acked)
+        assert load.unacked, "every batch was acknowledged before the kill: no load was in flight"
+        cut = [e for e in load.errors if e != "ConnectError"]
+        assert cut, "the kill interrupted no request: it did not happen mid-load"
+        assert load.read_statuses and set(load.read_statuses) == {200}
+
+        # restart on the same file; the clients resend every batch that got no 2xx
+        server = ServeProcess(store_url, cwd=tmp_path)
+        load.url = server.start()
+        load.stop.clear()
+        retry: dict[int, list[int]] = {}
+        for c, n in load.unacked:
+            retry.setdefault(c, []).append(n)
+        load.unacked = []
+        threads = [threading.Thread(target=load.client, args=(c, ns)) for c, ns in retry.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not load.unacked, f"batches refused after the restart: {load.errors[-3:]}"
+    finally:
+        load.stop.set()
+        server.stop()
+
+    sent = {f"c{c}-b{n}-r{i}" for c in range(CLIENTS) for n in range(BATCHES) for i in range(BATCH)}
+    with Store.open(store_url, read_only=True) as store:
+        rows = store.fetchall("SELECT id, count(*) FROM usage GROUP BY id")
+    stored = {id_: n for id_, n in rows}
+    acknowledged = {f"c{c}-b{n}-r{i}" for c, n in acked_before for i in range(BATCH)}
+    assert acknowledged <= set(stored)  # nothing acknowledged was lost
+    assert all(n == 1 for n in stored.values())  # nothing stored twice
+    assert set(stored) == sent and len(rows) == CLIENTS * BATCHES * BATCH

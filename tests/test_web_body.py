@@ -1,0 +1,74 @@
+"""Bodies that must be refused with a 4xx in the one error shape, never a 5xx (issue 4 §5):
+regressions found by probing the ingest endpoint past the corpus of test_web_api."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from heatlens.settings import Settings
+from heatlens.web import create_app
+
+USAGE = '{"type": "usage", "id": %s, "ts": "2026-03-02T10:00:00Z", "capability": "ci"%s}'
+
+
+@pytest.fixture
+def client(tmp_path: Path, settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings, f"duckdb:///{tmp_path / 'body.duckdb'}")
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def _post(client: TestClient, body: str) -> tuple[int, dict[str, str]]:
+    response = client.post(
+        "/api/v1/events",
+        content=body.encode("utf-8", "surrogatepass"),
+        headers={"Content-Type": "application/json"},
+    )
+    return response.status_code, response.json().get("error", {})
+
+
+def test_an_integer_too_long_for_python_is_a_400_that_says_so(client: TestClient) -> None:
+    status, error = _post(client, "[" + USAGE % ('"a"', ', "duration_s": ' + "9" * 5000) + "]")
+    assert (status, error["code"]) == (400, "invalid_json")
+    assert "too many digits" in error["message"]
+    assert "sys." not in error["message"]  # Python's own advice is not the client's to follow
+
+
+def test_nan_is_still_malformed_json(client: TestClient) -> None:
+    status, error = _post(client, "[" + USAGE % ('"a"', ', "duration_s": NaN') + "]")
+    assert (status, error["code"]) == (400, "invalid_json")
+    assert "NaN is not a JSON number" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        (USAGE % ('"\\ud800"', ""), None),  # a lone surrogate: not a string DuckDB can hold
+        (USAGE % ('{"x": 1}', ""), "id"),
+        (USAGE.replace("2026-03-02", "99999-03-02") % ('"a"', ""), "ts"),
+        (USAGE.replace("2026-03-02T10:00:00Z", "2026-13-45T99:99:99+99:99") % ('"a"', ""), "ts"),
+    ],
+    ids=["lone-surrogate", "object-id", "five-digit-year", "impossible-time"],
+)
+def test_records_no_rule_expected_are_a_422_for_that_record(
+    client: TestClient, record: str, field: str | None
+) -> None:
+    good = USAGE % ('"ok"', "")
+    status, error = _post(client, f"[{good}, {record}]")
+    assert status == 422, error
+    assert [(d["index"], d["field"]) for d in error["details"]] == [(2, field)]
+    assert client.get("/healthz").json()["data_version"] == 0
+
+
+def test_a_body_of_many_requests_worth_of_problems_lists_each_record(client: TestClient) -> None:
+    records = [json.loads(USAGE % (f'"u{i}"', "")) for i in range(3)]
+    for r in records:
+        del r["ts"]
+    status, error = _post(client, json.dumps(records))
+    assert status == 422
+    assert [(d["index"], d["field"]) for d in error["details"]] == [(1, "ts"), (2, "ts"), (3, "ts")]
