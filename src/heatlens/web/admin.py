@@ -29,7 +29,7 @@ from heatlens.metrics import compute
 from heatlens.settings import Settings
 from heatlens.store import Store
 from heatlens.store.tokens import Token, create_token, list_tokens, revoke_token
-from heatlens.web.api import query_date, teams_only
+from heatlens.web.api import ReportQuery, query_date, team_scoped, teams_only
 from heatlens.web.auth import require
 from heatlens.web.errors import ApiError
 from heatlens.web.service import Service
@@ -241,29 +241,13 @@ ReadToken = Annotated[Token | None, Depends(require("read"))]
 
 @router.get("/api/v1/report")
 async def report(
-    service: ServiceDep,
-    token: ReadToken,
-    grain: str = "week",
-    start: Annotated[str | None, Query(alias="from")] = None,
-    end: Annotated[str | None, Query(alias="to")] = None,
-    by: Annotated[list[str] | None, Query()] = None,
-    metric: Annotated[list[str] | None, Query()] = None,
-    changes: bool = False,
+    service: ServiceDep, token: ReadToken, request: ReportQuery, changes: bool = False
 ) -> dict[str, Any]:
     """What `heatlens report` prints: the report (heatlens.report/v1) and, with changes=true,
     the significance test of the last period against the one before (DESIGN §4)."""
-    request = MetricsRequest(
-        grain,
-        query_date(start, "from"),
-        query_date(end, "to"),
-        tuple(by or ()),
-        tuple(metric or ()),
-    )
-    teams = teams_only(token, [] if "team" in request.by else None)
+    teams_only(token, [] if "team" in request.by else None)  # refused before any work
     result, found = await service.run(_report, request, service.settings, changes)
-    if teams:
-        result.rows = [r for r in result.rows if r.segment.get("team") in teams]
-        result.warnings = []
+    if team_scoped(token, request, result):
         found = {}
     return {"report": result.to_json(), "changes": operations.changes_doc(found)}
 

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from heatlens.errors import ConfigError, InputError
+from heatlens.metrics import Report, compute
 from heatlens.metrics import Request as MetricsRequest
-from heatlens.metrics import compute
 from heatlens.metrics.explain import explain as build_explanation
 from heatlens.metrics.periods import parse_day
 from heatlens.report.explain import explanation_json
@@ -119,29 +119,42 @@ def teams_only(token: Token | None, teams_asked: list[Any] | None) -> tuple[str,
     return token.teams
 
 
-@router.get("/api/v1/metrics")
-async def get_metrics(
-    service: ServiceDep,
-    token: ReadToken,
+def report_query(
     grain: str = "week",
     start: Annotated[str | None, Query(alias="from")] = None,
     end: Annotated[str | None, Query(alias="to")] = None,
     by: Annotated[list[str] | None, Query()] = None,
     metric: Annotated[list[str] | None, Query()] = None,
-) -> JSONResponse:
-    """The report (`heatlens.report/v1`), with the parameters of `heatlens report`."""
-    request = MetricsRequest(
+) -> MetricsRequest:
+    """The parameters of `heatlens report` as query arguments."""
+    return MetricsRequest(
         grain,
         query_date(start, "from"),
         query_date(end, "to"),
         tuple(by or ()),
         tuple(metric or ()),
     )
+
+
+ReportQuery = Annotated[MetricsRequest, Depends(report_query)]
+
+
+def team_scoped(token: Token | None, request: MetricsRequest, report: Report) -> bool:
+    """Keep only the rows a team-scoped token may read (refusing what it may not ask for);
+    True when the report was cut down to the token's teams."""
     teams = teams_only(token, [] if "team" in request.by else None)
-    report = await service.run(compute, request, service.settings)
     if teams:
         report.rows = [r for r in report.rows if r.segment.get("team") in teams]
         report.warnings = []  # organisation-wide counts are not the token's to see
+    return bool(teams)
+
+
+@router.get("/api/v1/metrics")
+async def get_metrics(service: ServiceDep, token: ReadToken, request: ReportQuery) -> JSONResponse:
+    """The report (`heatlens.report/v1`), with the parameters of `heatlens report`."""
+    teams_only(token, [] if "team" in request.by else None)  # refused before any work
+    report = await service.run(compute, request, service.settings)
+    team_scoped(token, request, report)
     return JSONResponse(report.to_json())
 
 
