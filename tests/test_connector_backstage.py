@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,7 +17,6 @@ from heatlens.connectors.backstage import sync_backstage
 from heatlens.errors import ConnectorError
 from heatlens.settings import Settings
 from heatlens.store import Store
-from heatlens.store.sync import list_sync_states
 from tests.conftest import Cli
 
 EXAMPLES = Path(__file__).parent / "fixtures" / "backstage" / "packages" / "catalog-model"
@@ -52,16 +52,18 @@ def test_example_catalog(tmp_path: Path, settings: Settings) -> None:
             ("wayback-search", "team-a"),
             ("playback-order", "team-a"),
         }
-        [(_, state, _)] = list_sync_states(store, "backstage:")
-        assert state["attributes"]["services"]["artist-lookup"] == {
+        # System, Domain, lifecycle and type live in the records' attributes
+        services = dict(store.fetchall("SELECT id, attributes FROM service"))
+        assert json.loads(services["artist-lookup"]) == {
             "entity": "component:default/artist-lookup",
             "type": "service",
             "lifecycle": "experimental",
             "system": "artist-engagement-portal",
             "domain": "artists",
         }
-        assert state["attributes"]["services"]["playback-order"]["lifecycle"] == "production"
-        assert state["attributes"]["teams"]["infrastructure"]["type"] == "department"
+        assert json.loads(services["playback-order"])["lifecycle"] == "production"
+        teams = dict(store.fetchall("SELECT id, attributes FROM team"))
+        assert json.loads(teams["infrastructure"])["type"] == "department"
     # children the example names but does not ship, and its Location's missing files
     dangling = [w for w in result.warnings if "is not in the catalog" in w]
     assert [w.split()[0] for w in dangling] == [

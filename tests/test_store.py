@@ -184,6 +184,29 @@ def test_new_store_is_at_the_current_schema(store: Store) -> None:
     assert store.is_empty()
 
 
+def test_a_v1_store_is_migrated_and_keeps_its_records(store_url: str, settings: Settings) -> None:
+    # a store as schema v1 left it: no `attributes` on teams and services
+    with Store.open(store_url) as s:
+        for table in ("team", "service"):
+            s.backend.execute(f'ALTER TABLE "{table}" DROP COLUMN "attributes"')
+        s.backend.execute(
+            "INSERT INTO team (id, name, source, ingested_at) VALUES ('old', 'Old', 'v1', ?)",
+            [datetime(2026, 1, 1, tzinfo=UTC)],
+        )
+        s.backend.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with Store.open(store_url) as s:
+        assert s.schema_version() == SCHEMA_VERSION == 2
+        assert s.fetchall("SELECT id, name, attributes FROM team") == [("old", "Old", None)]
+        ingest_records(
+            s,
+            [record("service", id="web", attributes={"lifecycle": "production"})],
+            settings,
+            source="t",
+        )
+        [(text,)] = s.fetchall("SELECT attributes FROM service")
+        assert json.loads(text) == {"lifecycle": "production"}
+
+
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = str(tmp_path / "s.duckdb")
     with Store.open(path) as s:

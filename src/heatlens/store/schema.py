@@ -42,8 +42,16 @@ def record_columns(rtype: RecordType) -> list[str]:
     return [*rtype.field_names, "source", "ingested_at"]
 
 
+# Fields the data model gained after schema v1, by table: v1 creates tables without them and a
+# later migration adds them, so a store created by any version ends with the same tables.
+_ADDED_IN_V2 = {"team": ("attributes",), "service": ("attributes",)}
+
+
 def _record_table_ddl(rtype: RecordType, dialect: Dialect) -> str:
-    cols = [f"{q(f.name)} {column_type(f.kind, dialect)}" for f in rtype.fields]
+    later = _ADDED_IN_V2.get(rtype.table, ())
+    cols = [
+        f"{q(f.name)} {column_type(f.kind, dialect)}" for f in rtype.fields if f.name not in later
+    ]
     cols += [
         "source TEXT NOT NULL" if dialect == "postgres" else "source VARCHAR NOT NULL",
         "ingested_at TIMESTAMPTZ NOT NULL",
@@ -72,7 +80,18 @@ def _v1(dialect: Dialect) -> list[str]:
     ]
 
 
+def _v2(dialect: Dialect) -> list[str]:
+    """Teams and services gain `attributes` (a free-form object, e.g. Backstage's lifecycle)."""
+    by_name = {t.table: t for t in RECORD_TYPES}
+    return [
+        f"ALTER TABLE {q(table)} ADD COLUMN {q(name)} "
+        + column_type(next(f.kind for f in by_name[table].fields if f.name == name), dialect)
+        for table, names in _ADDED_IN_V2.items()
+        for name in names
+    ]
+
+
 # Forward migrations, in order: version N is reached by running MIGRATIONS[N - 1].
 # Never edit a released migration; append a new one.
-MIGRATIONS: list[Callable[[Dialect], list[str]]] = [_v1]
+MIGRATIONS: list[Callable[[Dialect], list[str]]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)

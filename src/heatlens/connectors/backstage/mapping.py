@@ -4,8 +4,9 @@
 - `User.spec.memberOf` and `Group.spec.members` → memberships (one per user and group);
 - `Component` → service, owned by its `spec.owner` group — or, when a user owns it, by that user's
   group if they have exactly one;
-- `System` and `Domain` are kept as attributes of the services they contain (with each
-  Component's `lifecycle` and `type`), since the data model has no record for them.
+- `System` and `Domain` are kept in the `attributes` of the services they contain (with each
+  Component's `lifecycle` and `type`, and the entity reference), since the data model has no
+  record for them; a team's `attributes` hold its group `type`.
 
 Ids are Backstage entity names; an entity outside the `default` namespace is `namespace/name`,
 so a user `guest` and a user `development/guest` stay two people. References follow Backstage's
@@ -26,13 +27,12 @@ from heatlens.connectors.backstage.catalog import DEFAULT_NAMESPACE, Entity
 
 @dataclass
 class Mapped:
-    """Records of a catalog, the attributes the data model has no field for, and warnings."""
+    """Records of a catalog, and warnings."""
 
     teams: list[dict[str, Any]] = field(default_factory=list)
     memberships: set[tuple[str, str]] = field(default_factory=set)  # (actor, team)
     people: set[str] = field(default_factory=set)  # every User of the catalog
     services: list[dict[str, Any]] = field(default_factory=list)
-    attributes: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -77,7 +77,7 @@ def map_catalog(entities: Iterable[Entity]) -> Mapped:
     """Teams, memberships and services of a catalog."""
     entities = list(entities)
     index = _Index(entities)
-    out = Mapped(attributes={"teams": {}, "services": {}})
+    out = Mapped()
     of_kind = {k: [e for e in entities if e.kind == k] for k in ("group", "user", "component")}
 
     parents: dict[str, str] = {}
@@ -107,9 +107,9 @@ def map_catalog(entities: Iterable[Entity]) -> Mapped:
                 "id": gid,
                 "name": profile.get("displayName") or g.metadata.get("title"),
                 "parent": parents.get(gid),
+                "attributes": _attrs(g, type=g.spec.get("type")),
             }
         )
-        out.attributes["teams"][gid] = _attrs(g, type=g.spec.get("type"))
         for member in _list(g.spec.get("members")):
             key = parse_ref(member, kind="user", namespace=g.namespace)
             out.memberships.add((index.resolve(key, f"group {gid} members"), gid))
@@ -140,14 +140,14 @@ def map_catalog(entities: Iterable[Entity]) -> Mapped:
                 "id": cid,
                 "name": c.metadata.get("title"),
                 "team": owner,
+                "attributes": _attrs(
+                    c,
+                    type=c.spec.get("type"),
+                    lifecycle=c.spec.get("lifecycle"),
+                    system=system,
+                    domain=domain,
+                ),
             }
-        )
-        out.attributes["services"][cid] = _attrs(
-            c,
-            type=c.spec.get("type"),
-            lifecycle=c.spec.get("lifecycle"),
-            system=system,
-            domain=domain,
         )
     for ref, referrers in sorted(index.unresolved.items()):
         shown = ", ".join(sorted(set(referrers))[:3])
@@ -192,6 +192,6 @@ def _list(value: Any) -> list[str]:
 
 
 def _attrs(entity: Entity, **values: Any) -> dict[str, Any]:
-    """Attributes kept beside a record (values that are None are left out)."""
+    """A record's `attributes` (values that are None are left out)."""
     kept = {"entity": entity.ref, **values}
     return {k: v for k, v in kept.items() if v is not None}

@@ -85,8 +85,6 @@ def sync_backstage(
         name,
         {
             "memberships": members,
-            # System, Domain, lifecycle, type: kept here until the data model has attributes
-            "attributes": mapped.attributes,
             "synced_at": now.isoformat(),
         },
     )
