@@ -11,6 +11,7 @@ import pytest
 
 from heatlens.errors import InputError
 from heatlens.store import Store
+from heatlens.store.schema import SCHEMA_VERSION
 from tests.conftest import Cli
 
 EVENTS = [
@@ -101,7 +102,7 @@ def test_status_shows_sources_and_versions(run: Cli) -> None:
     result = run("status")
     assert result.exit_code == 0
     assert "usage" in result.stdout and "file:events.ndjson" in result.stdout
-    assert "schema 1, data version 1" in result.stdout
+    assert f"schema {SCHEMA_VERSION}, data version 1" in result.stdout
 
 
 def test_delete_commands(run: Cli) -> None:

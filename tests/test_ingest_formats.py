@@ -200,7 +200,7 @@ def test_parquet_column_of_another_type_must_be_empty(
         ingest_files(duck_store, [str(tmp_path / "org.parquet")], settings)
     assert [str(p) for p in refused.value.problems] == [
         "org.parquet record 2: service.parent: unknown field "
-        "(service has id, name, team, created_at, tier, repo)"
+        "(service has id, name, team, created_at, tier, repo, attributes)"
     ]
 
 

@@ -807,7 +807,9 @@ def _is_loopback(host: str) -> bool:
 @pass_ctx
 @command
 def serve(ctx: Context, host: str, port: int) -> None:
-    """Serve the JSON API on the store (it holds a DuckDB store until stopped).
+    """Serve the dashboard and the JSON API on the store, and run the config's [[sync]]
+    entries on their schedule (it holds a DuckDB store until stopped: other commands then
+    work through it with --server).
 
     Binds 127.0.0.1 by default; binding another address needs at least one token
     (`heatlens token create`), because without tokens the API is open.
