@@ -24,7 +24,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,9 @@ import time
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.serve_process import ServeProcess
 
 HEATLENS = [sys.executable, "-m", "heatlens"]
 TARGET_MS = 500.0
@@ -59,12 +61,6 @@ def build_store(root: Path, rows: int, teams: int, days: int) -> Path:
     return store
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _server_ms(response: httpx.Response) -> float:
     match = re.search(r"dur=([0-9.]+)", response.headers.get("server-timing", ""))
     if not match:
@@ -74,24 +70,9 @@ def _server_ms(response: httpx.Response) -> float:
 
 
 def measure(store: Path, repeat: int, pages: list[str]) -> list[tuple[str, float, list[float]]]:
-    port = _free_port()
-    server = subprocess.Popen(
-        [*HEATLENS, "--store", f"duckdb:///{store}", "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server = ServeProcess(f"duckdb:///{store}", cwd=store.parent)
+    base = server.start(timeout=120)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("heatlens serve did not start")
-            time.sleep(0.1)
         results = []
         with httpx.Client(base_url=base, timeout=3600) as client:
             for page in pages:
@@ -105,8 +86,7 @@ def measure(store: Path, repeat: int, pages: list[str]) -> list[tuple[str, float
                 results.append((page, _server_ms(first), later))
         return results
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        server.stop(timeout=60)
 
 
 def main() -> None:

@@ -11,12 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -34,6 +29,7 @@ from heatlens.store import Store
 from heatlens.store.tokens import create_token
 from heatlens.web.dashboard.export import render_html, report_policy
 from tests.conftest import need, record
+from tests.serve_process import serving
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
@@ -48,7 +44,6 @@ ARGS = [
 # elevenths, so that no other number of the demo (sevenths per day of a week…) reads the same
 CSAT = [5, 4, 4, 3, 3, 2, 2, 1, 1, 3, 2]
 NPS = [10, 5, 6, 3, 7, 8, 2, 4, 1, 0, 7]
-HEATLENS = [sys.executable, "-m", "heatlens"]
 CHARTS_DRAWN = (
     "() => [...document.querySelectorAll('[data-chart]')]"
     ".every(e => e.hasAttribute('data-rendered'))"
@@ -61,12 +56,6 @@ class Demo:
     copy: Path  # a copy of the store, for the report
     team: str  # a demo team with deployments
     hidden: list[str]  # how the tiny team's suppressed values would read
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _tiny_team(month: date) -> list[dict[str, Any]]:
@@ -126,8 +115,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         team = str(store.fetchall("SELECT team FROM service WHERE team IS NOT NULL LIMIT 1")[0][0])
     # the report reads a copy: the server holds the store's file; rendered only when asked for
     shutil.copy(path, root / "copy.duckdb")
-    with _serve(path, root) as base:
-        yield Demo(base, root / "copy.duckdb", team, _hidden_values())
+    with serving(f"duckdb:///{path}", root) as server:
+        yield Demo(server.url, root / "copy.duckdb", team, _hidden_values())
 
 
 @pytest.fixture(scope="module")
@@ -138,37 +127,6 @@ def report(demo: Demo) -> Path:
         html = render_html(store, load_settings(config=None, environ={}), Request("month"))
     out.write_text(html, encoding="utf-8")
     return out
-
-
-@contextmanager
-def _serve(path: Path, root: Path) -> Iterator[str]:
-    """`heatlens serve` on the store at `path`, as a subprocess; its base URL once it answers."""
-    port = _free_port()
-    log = (root / "serve.log").open("w")
-    server = subprocess.Popen(
-        [*HEATLENS, "--store", f"duckdb:///{path}", "serve", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"heatlens serve did not start: {(root / 'serve.log').read_text()}"
-                )
-            time.sleep(0.05)  # polling a readiness condition, bounded by the deadline
-        yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +260,8 @@ def test_a_browser_logs_in_with_a_read_token(browser: Any, tmp_path: Path) -> No
         _, secret = create_token(store, "read", name="leadership")
     tab = Tab(browser)
     try:
-        with _serve(path, tmp_path) as base:
+        with serving(f"duckdb:///{path}", tmp_path) as server:
+            base = server.url
             page = tab.page
             page.goto(base + "/data")
             assert urlsplit(page.url).path == "/login"  # sent to the login page, then back

@@ -97,7 +97,12 @@ def test_an_invalid_record_in_the_middle_stores_nothing(client: TestClient) -> N
     response = client.post("/api/v1/events", json=[TEAM, {"type": "team"}, USAGE[0]])
     error = _error(response, 422, "invalid_records")
     assert error["details"] == [
-        {"index": 2, "field": "id", "reason": "team.id is missing: required"}
+        {
+            "index": 2,
+            "field": "id",
+            "reason": "team.id is missing: required",
+            "text": "request record 2: team.id is missing: required",
+        }
     ]
     assert error["message"].startswith("1 invalid record(s) in the request; nothing was stored")
     assert _store(client).is_empty()

@@ -54,7 +54,8 @@ class ServerClient:
 
     # -- transport -------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A successful response, or the HeatlensError the server's answer means."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -63,8 +64,11 @@ class ServerClient:
                 "is `heatlens serve` running there?"
             ) from None
         if response.is_success:
-            return response.json()
+            return response
         raise self._error(response)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._send(method, path, **kwargs).json()
 
     def _error(self, response: httpx.Response) -> HeatlensError:
         try:
@@ -165,13 +169,7 @@ class ServerClient:
         params = {"grain": grain}
         params |= {"from": start.isoformat()} if start else {}
         params |= {"to": end.isoformat()} if end else {}
-        try:
-            response = self._http.get("/api/v1/report.html", params=params)
-        except httpx.TransportError as exc:
-            raise ServerError(f"cannot reach the server at {self.url} ({exc})") from None
-        if not response.is_success:
-            raise self._error(response)
-        return response.text
+        return self._send("GET", "/api/v1/report.html", params=params).text
 
     def explain(
         self, metric: str, period: date, grain: str, segment: dict[str, str | None], limit: int

@@ -26,12 +26,13 @@ from heatlens import operations
 from heatlens.errors import InputError
 from heatlens.metrics import Request as MetricsRequest
 from heatlens.metrics import compute
+from heatlens.metrics.periods import parse_day
 from heatlens.settings import Settings
 from heatlens.store import Store
 from heatlens.store.tokens import Token, create_token, list_tokens, revoke_token
-from heatlens.web.api import ReportQuery, query_date, team_scoped, teams_only
+from heatlens.web.api import ReportQuery, keep_teams, report_teams, teams_only
 from heatlens.web.auth import require
-from heatlens.web.errors import ApiError
+from heatlens.web.errors import ApiError, problem_details
 from heatlens.web.service import Service
 
 router = APIRouter()
@@ -159,16 +160,7 @@ async def ingest(body: IngestBody, request: Request, service: ServiceDep) -> dic
     try:
         doc: dict[str, Any] = await service.run(_ingest_uploads, body, uploads, service.settings)
     except InputError as exc:
-        details = [
-            {
-                "index": getattr(p, "line", None),
-                "field": getattr(p, "field", None),
-                "reason": getattr(p, "message", str(p)),
-                "text": str(p),
-            }
-            for p in exc.problems
-        ]
-        raise ApiError(422, "invalid_records", str(exc), details) from None
+        raise ApiError(422, "invalid_records", str(exc), problem_details(exc)) from None
     finally:
         for u in body.uploads:
             uploads.discard(u.upload)
@@ -245,9 +237,10 @@ async def report(
 ) -> dict[str, Any]:
     """What `heatlens report` prints: the report (heatlens.report/v1) and, with changes=true,
     the significance test of the last period against the one before (DESIGN §4)."""
-    teams_only(token, [] if "team" in request.by else None)  # refused before any work
+    teams = report_teams(token, request)
     result, found = await service.run(_report, request, service.settings, changes)
-    if team_scoped(token, request, result):
+    keep_teams(result, teams)
+    if teams:
         found = {}
     return {"report": result.to_json(), "changes": operations.changes_doc(found)}
 
@@ -264,7 +257,7 @@ async def check(service: ServiceDep, token: ReadToken, as_of: str | None = None)
     """`heatlens check`: the server's configured targets on the last complete period of each
     target's grain as of `as_of` (default today), and tensions (`heatlens.check/v1`)."""
     teams_only(token, None)  # targets are organisation-wide numbers
-    day = query_date(as_of, "as_of") or date.today()
+    day = parse_day(as_of, "as_of") or date.today()
     doc: dict[str, Any] = await service.run(_check, service.settings, day)
     return doc
 
@@ -286,7 +279,7 @@ async def report_html(
 ) -> HTMLResponse:
     """`heatlens report --format html`: the self-contained HTML report, to save and send."""
     teams_only(token, None)  # the report shows organisation-wide numbers
-    request = MetricsRequest(grain, query_date(start, "from"), query_date(end, "to"))
+    request = MetricsRequest(grain, parse_day(start, "from"), parse_day(end, "to"))
     from heatlens.web.dashboard.export import report_policy
 
     text = await service.run(_html, request, service.settings)

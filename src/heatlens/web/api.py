@@ -4,7 +4,6 @@ service, and return the same documents the CLI prints."""
 from __future__ import annotations
 
 import json
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,6 +14,7 @@ from heatlens.metrics import Report, compute
 from heatlens.metrics import Request as MetricsRequest
 from heatlens.metrics.explain import explain as build_explanation
 from heatlens.metrics.periods import parse_day
+from heatlens.operations import counts_doc
 from heatlens.report.explain import explanation_json
 from heatlens.store import Store
 from heatlens.store.tokens import Token
@@ -66,10 +66,7 @@ async def _ingest(service: Service, records: list[dict[str, Any]]) -> dict[str, 
     result = outcome.result
     return {
         "records": result.read,
-        "counts": {
-            name: {"inserted": c.inserted, "updated": c.updated, "unchanged": c.unchanged}
-            for name, c in result.counts.items()
-        },
+        "counts": counts_doc(result.counts),
         "data_version": outcome.data_version,
     }
 
@@ -93,11 +90,6 @@ async def post_events(request: Request, service: ServiceDep) -> JSONResponse:
     doc = await _ingest(service, records)
     inserted = any(c["inserted"] for c in doc["counts"].values())
     return JSONResponse(doc, status_code=201 if inserted else 200)
-
-
-def query_date(value: str | None, name: str) -> date | None:
-    """A date query argument (YYYY-MM-DD within the dates a report may ask about), or None."""
-    return parse_day(value, name)
 
 
 ReadToken = Annotated[Token | None, Depends(require("read"))]
@@ -129,8 +121,8 @@ def report_query(
     """The parameters of `heatlens report` as query arguments."""
     return MetricsRequest(
         grain,
-        query_date(start, "from"),
-        query_date(end, "to"),
+        parse_day(start, "from"),
+        parse_day(end, "to"),
         tuple(by or ()),
         tuple(metric or ()),
     )
@@ -139,22 +131,25 @@ def report_query(
 ReportQuery = Annotated[MetricsRequest, Depends(report_query)]
 
 
-def team_scoped(token: Token | None, request: MetricsRequest, report: Report) -> bool:
-    """Keep only the rows a team-scoped token may read (refusing what it may not ask for);
-    True when the report was cut down to the token's teams."""
-    teams = teams_only(token, [] if "team" in request.by else None)
+def report_teams(token: Token | None, request: MetricsRequest) -> tuple[str, ...]:
+    """The teams a team-scoped token's report is cut down to (() for any other token); a
+    report it may not ask for is refused before any work."""
+    return teams_only(token, [] if "team" in request.by else None)
+
+
+def keep_teams(report: Report, teams: tuple[str, ...]) -> None:
+    """Cut a report down to `teams`' rows (nothing to do when `teams` is empty)."""
     if teams:
         report.rows = [r for r in report.rows if r.segment.get("team") in teams]
         report.warnings = []  # organisation-wide counts are not the token's to see
-    return bool(teams)
 
 
 @router.get("/api/v1/metrics")
 async def get_metrics(service: ServiceDep, token: ReadToken, request: ReportQuery) -> JSONResponse:
     """The report (`heatlens.report/v1`), with the parameters of `heatlens report`."""
-    teams_only(token, [] if "team" in request.by else None)  # refused before any work
+    teams = report_teams(token, request)
     report = await service.run(compute, request, service.settings)
-    team_scoped(token, request, report)
+    keep_teams(report, teams)
     return JSONResponse(report.to_json())
 
 
@@ -176,7 +171,7 @@ async def get_explain(
             raise ConfigError(f"segment {item!r}: expected KEY=VALUE, e.g. team=payments")
         segments[key] = value or None
     teams_only(token, [segments["team"]] if "team" in segments else None)
-    day = query_date(period, "period")
+    day = parse_day(period, "period")
     result = await service.run(
         build_explanation, metric, day, segments, service.settings, grain=grain, limit=limit
     )

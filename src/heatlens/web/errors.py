@@ -67,12 +67,14 @@ def error_response(
 
 
 def problem_details(exc: InputError) -> list[dict[str, Any]]:
-    """Ingest problems as `{index, field, reason}`: index is the record's 1-based position."""
+    """Ingest problems as `{index, field, reason, text}`: index is the record's 1-based position
+    (the line, for an uploaded file), `text` the whole line the CLI prints, location included."""
     return [
         {
             "index": getattr(p, "line", None),
             "field": getattr(p, "field", None),
             "reason": getattr(p, "message", str(p)),
+            "text": str(p),
         }
         for p in exc.problems
     ]
