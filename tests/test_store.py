@@ -270,3 +270,16 @@ def test_api_records_are_validated_like_files(store: Store, settings: Settings) 
     ]
     assert store.is_empty()
     assert json.dumps(TEAM)  # the valid record was not stored either
+
+
+def test_capability_and_team_lists(store: Store, settings: Settings) -> None:
+    usage = [
+        record("usage", id=f"u{i}", ts="2026-03-02T10:00:00Z", capability=c)
+        for i, c in enumerate(["ci", "cd", "ci"])
+    ]
+    teams = [record("team", id="org"), record("team", id="a", parent="org"), record("team", id="b")]
+    ingest_records(store, [*usage, *teams], settings, source="t")
+    assert store.capability_ids() == ["cd", "ci"]  # no registry: the capabilities used
+    assert store.leaf_team_ids() == ["a", "b"]  # `org` is a group
+    ingest_records(store, [record("capability", id="secrets")], settings, source="t")
+    assert store.capability_ids() == ["secrets"]  # the registry, once there is one

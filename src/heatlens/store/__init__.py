@@ -193,6 +193,50 @@ class Store:
         )
         return [(a, b, int(c)) for a, b, c in self.backend.fetchall(parts + " ORDER BY 1, 2")]
 
+    def last_ingested_by_source(self) -> list[tuple[str, datetime]]:
+        """(source, when it last delivered a record) for every source, latest first."""
+        latest = " UNION ALL ".join(
+            f"SELECT source, max(ingested_at) AS last_at FROM {q(t.table)} GROUP BY source"
+            for t in RECORD_TYPES
+        )
+        return [
+            (str(source), at)
+            for source, at in self.backend.fetchall(
+                f"SELECT source, max(last_at) FROM ({latest}) AS s GROUP BY source "
+                "ORDER BY 2 DESC, 1"
+            )
+        ]
+
+    def ingest_errors(self, limit: int) -> tuple[int, list[tuple[Any, ...]]]:
+        """How many refused-record problems are logged, and the latest `limit` of them as
+        (at, source, location, type, field, value, message)."""
+        total = int(self.backend.fetchall("SELECT count(*) FROM ingest_error")[0][0])
+        rows = self.backend.fetchall(
+            'SELECT "at", source, location, type, field, value, message FROM ingest_error '
+            'ORDER BY "at" DESC LIMIT ?',
+            [limit],
+        )
+        return total, rows
+
+    def capability_ids(self) -> list[str]:
+        """The registry's capabilities, or (with no registry) every capability used."""
+        found = self.backend.fetchall("SELECT id FROM capability ORDER BY id") or (
+            self.backend.fetchall(
+                "SELECT DISTINCT capability FROM usage WHERE capability IS NOT NULL ORDER BY 1"
+            )
+        )
+        return [str(c) for (c,) in found]
+
+    def leaf_team_ids(self) -> list[str]:
+        """Teams that no other team names as parent (teams, not groups)."""
+        return [
+            str(t)
+            for (t,) in self.backend.fetchall(
+                "SELECT id FROM team WHERE id NOT IN "
+                "(SELECT parent FROM team WHERE parent IS NOT NULL) ORDER BY id"
+            )
+        ]
+
     def is_empty(self) -> bool:
         """True when no record of any type is stored."""
         return not any(self.counts().values())

@@ -42,10 +42,8 @@ def render_html(store: Store, settings: Settings, request: Request) -> str:
     dora_filters = replace(filters, grain=request.grain if request.grain != "day" else "week")
     views.append(delivery.dora(store, settings, dora_filters, links, now))
     shared = heat.capability_rows(store, settings, filters, now)
-    for (name,) in store.fetchall("SELECT id FROM capability ORDER BY id") or store.fetchall(
-        "SELECT DISTINCT capability FROM usage WHERE capability IS NOT NULL ORDER BY 1"
-    ):
-        views.append(heat.capability(store, settings, filters, links, now, str(name), shared))
+    for name in store.capability_ids():
+        views.append(heat.capability(store, settings, filters, links, now, name, shared))
     first = views[1].context
     subtitle = f"grain {request.grain}"
     if "start" in first and "end" in first:

@@ -7,7 +7,7 @@ from typing import Any
 
 from heatlens.model import RECORD_TYPES
 from heatlens.store import Store
-from heatlens.store.schema import q
+from heatlens.store.sync import list_sync_states
 from heatlens.web.dashboard.present import EMPTY_STORE, View
 
 ERRORS_SHOWN = 50
@@ -17,19 +17,9 @@ def data(store: Store) -> View:
     """Counts per (type, source), last delivery per source, sync state, recent ingest errors."""
     view = View("Data", "data.html", "data")
     counts = store.counts_by_source()
-    latest = " UNION ALL ".join(
-        f"SELECT source, max(ingested_at) AS last_at FROM {q(t.table)} GROUP BY source"
-        for t in RECORD_TYPES
-    )
-    sources = store.fetchall(
-        f"SELECT source, max(last_at) FROM ({latest}) AS s GROUP BY source ORDER BY 2 DESC, 1"
-    )
-    syncs = store.fetchall("SELECT name, updated_at FROM sync_state ORDER BY name")
-    total_errors = int(store.fetchall("SELECT count(*) FROM ingest_error")[0][0])
-    errors = store.fetchall(
-        'SELECT "at", source, location, type, field, value, message FROM ingest_error '
-        f'ORDER BY "at" DESC LIMIT {ERRORS_SHOWN}'
-    )
+    sources = store.last_ingested_by_source()
+    syncs = [(name, at) for name, _, at in list_sync_states(store)]
+    total_errors, errors = store.ingest_errors(ERRORS_SHOWN)
     by_type: dict[str, int] = {}
     for rtype, _, n in counts:
         by_type[rtype] = by_type.get(rtype, 0) + n

@@ -73,22 +73,7 @@ def _nav(store: Store, teams: tuple[str, ...]) -> dict[str, Any]:
     sees only its teams and none of the organisation-wide pages."""
     if teams:
         return {"org": False, "teams": list(teams), "capabilities": []}
-    team_ids = [
-        str(t)
-        for (t,) in store.fetchall(
-            "SELECT id FROM team WHERE id NOT IN "
-            "(SELECT parent FROM team WHERE parent IS NOT NULL) ORDER BY id"
-        )
-    ]
-    caps = [str(c) for (c,) in store.fetchall("SELECT id FROM capability ORDER BY id")]
-    if not caps:
-        caps = [
-            str(c)
-            for (c,) in store.fetchall(
-                "SELECT DISTINCT capability FROM usage WHERE capability IS NOT NULL ORDER BY 1"
-            )
-        ]
-    return {"org": True, "teams": team_ids, "capabilities": caps}
+    return {"org": True, "teams": store.leaf_team_ids(), "capabilities": store.capability_ids()}
 
 
 async def _access(request: Request) -> auth.Access:
