@@ -24,10 +24,10 @@ import pytest
 from heatlens.demo import OrgSpec, generate
 from heatlens.ingest import ingest_arrow, ingest_records
 from heatlens.metrics import Request
+from heatlens.report.html.export import render_html, report_policy
 from heatlens.settings import load_settings
 from heatlens.store import Store
 from heatlens.store.tokens import create_token
-from heatlens.web.dashboard.export import render_html, report_policy
 from tests.conftest import need, record
 from tests.serve_process import serving
 

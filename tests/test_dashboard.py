@@ -26,12 +26,12 @@ from fastapi.testclient import TestClient
 
 from heatlens.ingest import ingest_records
 from heatlens.metrics import Request
+from heatlens.report.html.export import render_html, report_policy
+from heatlens.report.html.pages import STATIC
 from heatlens.settings import Settings, load_settings
 from heatlens.store import Store
 from heatlens.web import create_app
 from heatlens.web.app import CONTENT_SECURITY_POLICY
-from heatlens.web.dashboard.export import render_html, report_policy
-from heatlens.web.dashboard.pages import STATIC
 from tests.conftest import record
 
 RANGE = "from=2026-01-01&to=2026-04-01"

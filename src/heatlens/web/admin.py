@@ -1,10 +1,10 @@
 """Routes the CLI needs to work through a running server (`heatlens --server URL …`).
 
-While `serve` owns a DuckDB store, no other process may open it; these routes run the store
-commands (ingest of uploaded files, status, delete, tokens, and the report with its significance
-column) with the same functions the local CLI runs (heatlens/operations.py), so both give the
-same documents. Everything under /api/v1/admin needs an admin token (or an open loopback server);
-the report needs a read token.
+While `serve` owns a DuckDB store, no other process may open it; these routes run the
+application's operations (ingest of uploaded files, status, delete, tokens, the report with its
+significance column, check) — the very methods the local CLI calls (heatlens.application), so both
+give the same documents; writes go through the server's one writer. Everything under
+/api/v1/admin needs an admin token (or an open loopback server); the reports need a read token.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import secrets
 import shutil
 import tempfile
 import weakref
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,14 +21,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from heatlens import operations
+from heatlens.application import LocalApplication
+from heatlens.application.documents import changes_doc
 from heatlens.errors import InputError
 from heatlens.metrics import Request as MetricsRequest
-from heatlens.metrics import compute
 from heatlens.metrics.periods import parse_day
-from heatlens.settings import Settings
-from heatlens.store import Store
-from heatlens.store.tokens import Token, create_token, list_tokens, revoke_token
+from heatlens.store.tokens import Token
 from heatlens.web.api import ReportQuery, keep_teams, report_teams, teams_only
 from heatlens.web.auth import require
 from heatlens.web.errors import ApiError, problem_details
@@ -47,6 +44,14 @@ def _service(request: Request) -> Service:
 
 
 ServiceDep = Annotated[Service, Depends(_service)]
+
+
+def _application(request: Request) -> LocalApplication:
+    application: LocalApplication = request.app.state.application
+    return application
+
+
+AppDep = Annotated[LocalApplication, Depends(_application)]
 
 
 class _Uploads:
@@ -82,18 +87,13 @@ def _uploads(request: Request) -> _Uploads:
     return uploads
 
 
-def _empty_refused(store: Store) -> None:
-    if store.is_empty():
-        raise ApiError(409, "empty_store", operations.empty_store_message(store.url))
-
-
 # -- status and ingest -----------------------------------------------------------------------
 
 
 @router.get("/api/v1/admin/status", dependencies=ADMIN)
-async def status(service: ServiceDep) -> dict[str, Any]:
+async def status(service: ServiceDep, app: AppDep) -> dict[str, Any]:
     """Records per type and source, schema and data version (`heatlens status`)."""
-    return await service.run(operations.status_doc)
+    return await service.call(app.status)
 
 
 @router.put("/api/v1/admin/uploads/{name}", dependencies=ADMIN, status_code=201)
@@ -131,16 +131,14 @@ class IngestBody(BaseModel):
     skip_invalid: bool = False
 
 
-def _ingest_uploads(store: Store, body: IngestBody, uploads: _Uploads, settings: Settings) -> Any:
+def _ingest_uploads(app: LocalApplication, body: IngestBody, uploads: _Uploads) -> Any:
     paths = [uploads.path(u.upload) for u in body.uploads]
     kinds = {u.format for u in body.uploads}
     # one format for all files is what ingest takes; mixed formats go by each file's suffix
     fmt = kinds.pop() if len(kinds) == 1 else None
     rejects = paths[0].parent / "rejects.ndjson" if body.skip_invalid else None
-    doc = operations.ingest_doc(
-        store,
+    doc = app.ingest(
         [str(p) for p in paths],
-        settings,
         fmt=fmt,
         default_type=body.type,
         source=body.source,
@@ -153,12 +151,14 @@ def _ingest_uploads(store: Store, body: IngestBody, uploads: _Uploads, settings:
 
 
 @router.post("/api/v1/admin/ingest", dependencies=ADMIN)
-async def ingest(body: IngestBody, request: Request, service: ServiceDep) -> dict[str, Any]:
+async def ingest(
+    body: IngestBody, request: Request, service: ServiceDep, app: AppDep
+) -> dict[str, Any]:
     """Ingest uploaded files in one all-or-nothing write (`heatlens ingest`); the uploads are
     discarded afterwards, whatever the outcome."""
     uploads = _uploads(request)
     try:
-        doc: dict[str, Any] = await service.run(_ingest_uploads, body, uploads, service.settings)
+        doc: dict[str, Any] = await service.call(_ingest_uploads, app, body, uploads)
     except InputError as exc:
         raise ApiError(422, "invalid_records", str(exc), problem_details(exc)) from None
     finally:
@@ -179,9 +179,9 @@ class DeleteBody(BaseModel):
 
 
 @router.post("/api/v1/admin/delete", dependencies=ADMIN)
-async def delete(body: DeleteBody, service: ServiceDep) -> dict[str, Any]:
+async def delete(body: DeleteBody, service: ServiceDep, app: AppDep) -> dict[str, Any]:
     """Delete records or erase people (`heatlens delete`), audit-logged."""
-    return await service.run(operations.delete_doc, service.settings, **body.model_dump())
+    return await service.call(app.delete, **body.model_dump())
 
 
 # -- tokens ----------------------------------------------------------------------------------
@@ -194,38 +194,24 @@ class TokenBody(BaseModel):
 
 
 @router.get("/api/v1/admin/tokens", dependencies=ADMIN)
-async def tokens(service: ServiceDep) -> dict[str, Any]:
+async def tokens(service: ServiceDep, app: AppDep) -> dict[str, Any]:
     """Every token, never a secret (`heatlens token list`)."""
-    found = await service.run(list_tokens)
-    return operations.tokens_doc(found)
+    return await service.call(app.list_tokens)
 
 
 @router.post("/api/v1/admin/tokens", dependencies=ADMIN, status_code=201)
-async def token_create(body: TokenBody, service: ServiceDep) -> dict[str, Any]:
+async def token_create(body: TokenBody, service: ServiceDep, app: AppDep) -> dict[str, Any]:
     """Create a token; the secret is in this response only (`heatlens token create`)."""
-    token, secret = await service.run(
-        create_token, body.scope, name=body.name, teams=tuple(body.teams)
-    )
-    return {"token": operations.token_doc(token), "secret": secret}
+    return await service.call(app.create_token, body.scope, body.name, body.teams)
 
 
 @router.post("/api/v1/admin/tokens/{token_id}/revoke", dependencies=ADMIN)
-async def token_revoke(token_id: str, service: ServiceDep) -> dict[str, Any]:
+async def token_revoke(token_id: str, service: ServiceDep, app: AppDep) -> dict[str, Any]:
     """Revoke a token (`heatlens token revoke`)."""
-    token = await service.run(revoke_token, token_id)
-    return {"token": operations.token_doc(token)}
+    return await service.call(app.revoke_token, token_id)
 
 
-# -- the report with its significance column -------------------------------------------------
-
-
-def _report(store: Store, request: MetricsRequest, settings: Settings, changes: bool) -> Any:
-    from heatlens.analysis import report_changes
-
-    _empty_refused(store)
-    result = compute(store, request, settings)
-    found = report_changes(store, result, settings) if changes else {}
-    return result, found
+# -- the reports -----------------------------------------------------------------------------
 
 
 ReadToken = Annotated[Token | None, Depends(require("read"))]
@@ -233,45 +219,35 @@ ReadToken = Annotated[Token | None, Depends(require("read"))]
 
 @router.get("/api/v1/report")
 async def report(
-    service: ServiceDep, token: ReadToken, request: ReportQuery, changes: bool = False
+    service: ServiceDep,
+    app: AppDep,
+    token: ReadToken,
+    request: ReportQuery,
+    changes: bool = False,
 ) -> dict[str, Any]:
     """What `heatlens report` prints: the report (heatlens.report/v1) and, with changes=true,
     the significance test of the last period against the one before (DESIGN §4)."""
     teams = report_teams(token, request)
-    result, found = await service.run(_report, request, service.settings, changes)
-    keep_teams(result, teams)
-    if teams:
-        found = {}
-    return {"report": result.to_json(), "changes": operations.changes_doc(found)}
-
-
-def _check(store: Store, settings: Settings, as_of: date) -> Any:
-    from heatlens.analysis.targets import check
-
-    _empty_refused(store)
-    return check(store, settings, as_of).to_json()
+    result = await service.call(app.report, request, changes=changes)
+    keep_teams(result.report, teams)
+    found = {} if teams else result.changes
+    return {"report": result.report.to_json(), "changes": changes_doc(found)}
 
 
 @router.get("/api/v1/check")
-async def check(service: ServiceDep, token: ReadToken, as_of: str | None = None) -> dict[str, Any]:
+async def check(
+    service: ServiceDep, app: AppDep, token: ReadToken, as_of: str | None = None
+) -> dict[str, Any]:
     """`heatlens check`: the server's configured targets on the last complete period of each
     target's grain as of `as_of` (default today), and tensions (`heatlens.check/v1`)."""
     teams_only(token, None)  # targets are organisation-wide numbers
-    day = parse_day(as_of, "as_of") or date.today()
-    doc: dict[str, Any] = await service.run(_check, service.settings, day)
-    return doc
-
-
-def _html(store: Store, request: MetricsRequest, settings: Settings) -> str:
-    from heatlens.web.dashboard.export import render_html
-
-    _empty_refused(store)
-    return render_html(store, settings, request)
+    return await service.call(app.check, parse_day(as_of, "as_of"))
 
 
 @router.get("/api/v1/report.html", response_class=HTMLResponse)
 async def report_html(
     service: ServiceDep,
+    app: AppDep,
     token: ReadToken,
     grain: str = "week",
     start: Annotated[str | None, Query(alias="from")] = None,
@@ -280,8 +256,8 @@ async def report_html(
     """`heatlens report --format html`: the self-contained HTML report, to save and send."""
     teams_only(token, None)  # the report shows organisation-wide numbers
     request = MetricsRequest(grain, parse_day(start, "from"), parse_day(end, "to"))
-    from heatlens.web.dashboard.export import report_policy
+    from heatlens.report.html.export import report_policy
 
-    text = await service.run(_html, request, service.settings)
+    text = await service.call(app.report_html, request)
     # its own policy: the report's inline scripts and styles, by hash, and nothing fetched
     return HTMLResponse(text, headers={"Content-Security-Policy": report_policy(text)})

@@ -9,12 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from heatlens.application.documents import counts_doc
 from heatlens.errors import ConfigError, InputError
 from heatlens.metrics import Report, compute
 from heatlens.metrics import Request as MetricsRequest
 from heatlens.metrics.explain import explain as build_explanation
 from heatlens.metrics.periods import parse_day
-from heatlens.operations import counts_doc
 from heatlens.report.explain import explanation_json
 from heatlens.store import Store
 from heatlens.store.tokens import Token

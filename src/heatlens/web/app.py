@@ -9,11 +9,12 @@ from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
 from heatlens import __version__
+from heatlens.application import LocalApplication
 from heatlens.connectors.schedule import Scheduler
+from heatlens.report.html.pages import STATIC
 from heatlens.settings import Settings
 from heatlens.web import admin, api, dashboard, errors
 from heatlens.web.auth import Sessions
-from heatlens.web.dashboard.pages import STATIC
 from heatlens.web.service import Service
 
 # sent on every response: nothing is to be framed, sniffed or cached (static files excepted)
@@ -33,15 +34,24 @@ CONTENT_SECURITY_POLICY = (
 STATIC_CACHE = "public, max-age=3600"
 
 
-def create_app(settings: Settings, store_url: str) -> FastAPI:
-    """Build the app. The store opens at startup and closes at shutdown (the app's lifespan)."""
+def create_app(settings: Settings, store_url: str, *, host: str = "127.0.0.1") -> FastAPI:
+    """Build the app for a server listening on `host`. The store opens at startup and closes at
+    shutdown (the app's lifespan); startup refuses what the application's policy refuses (an
+    open API beyond loopback)."""
     service = Service(settings, store_url)
-    # the config's [[sync]] entries, checked now so a bad one stops `serve` before it listens
-    scheduler = Scheduler.from_settings(settings, service.call)
+    application = LocalApplication(settings, service)
+    # the config's [[sync]] entries, checked now so a bad one stops `serve` before it listens;
+    # they write through the server's one writer, like every other write
+    scheduler = Scheduler.from_settings(settings, service.write)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.open()
+        try:
+            application.ensure_servable(host)
+        except BaseException:
+            service.close()
+            raise
         scheduler.start()
         try:
             yield
@@ -56,6 +66,7 @@ def create_app(settings: Settings, store_url: str) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.application = application
     app.state.scheduler = scheduler
     app.state.sessions = Sessions(settings.server_session_hours)
     app.state.pages = dashboard.PageCache()

@@ -17,7 +17,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from heatlens.errors import ConfigError, HeatlensError, InputError, StoreLockedError
+from heatlens.errors import (
+    ConfigError,
+    EmptyStoreError,
+    HeatlensError,
+    InputError,
+    StoreLockedError,
+)
 
 log = logging.getLogger("heatlens.web")
 
@@ -109,6 +115,8 @@ async def _heatlens_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(400, "bad_request", str(exc))
     if isinstance(exc, StoreLockedError):
         return error_response(503, "store_busy", str(exc))
+    if isinstance(exc, EmptyStoreError):
+        return error_response(409, "empty_store", str(exc))
     log.error("store or engine error: %s", exc)
     return error_response(500, "internal_error", str(exc))
 

@@ -1,13 +1,16 @@
-"""The one object the web app shares: settings, the store, and the writer that groups ingests.
+"""The server's access to its store (a heatlens.application.StoreAccess): one reader, one writer.
 
 Store work is blocking, so it runs in worker threads. A store holds a single connection, which
-neither DuckDB nor psycopg lets two threads use at once, so the app opens the store twice: one
-connection for `run` (reads, and the admin commands' writes), one for the ingest writer
-(heatlens.web.writer), which validates each group of requests on its own connection while `run`
-goes on. One first-come-first-served lock is held by each `run` call and by the writer while it
-writes a group: writes never interleave, and a read waits for at most one group's commit, never
-for a stream of them. Writes commit before the lock is released, so a response sent after `run`
-or `ingest` returns describes committed data; reads see committed data only.
+neither DuckDB nor psycopg lets two threads use at once, so the server opens the store twice: one
+connection for reads (`read`, `run`), one for the writer thread (heatlens.web.writer), which runs
+EVERY write of the server — the events API's grouped requests, admin ingest, deletes, tokens and
+scheduled syncs — one after another. One first-come-first-served lock is held by each read and by
+the writer while it writes: a read waits for at most one write's commit, never for a stream of
+them. Writes commit before their caller is answered, so a response describes committed data;
+reads see committed data only.
+
+The application (heatlens.application.LocalApplication) runs on this access inside the server, so
+its operations are the same code as on the command line.
 """
 
 from __future__ import annotations
@@ -60,11 +63,11 @@ class FairLock:
 
 
 class Service:
-    """Settings plus the store the app owns from startup to shutdown."""
+    """Settings, the store the app owns from startup to shutdown, and the application on it."""
 
     def __init__(self, settings: Settings, store_url: str) -> None:
         self.settings = settings
-        self.store_url = store_url
+        self.url = self.store_url = store_url
         self._store: Store | None = None
         self._writer_store: Store | None = None
         self._lock = FairLock()
@@ -98,20 +101,23 @@ class Service:
             raise RuntimeError("the app's store is not open: run the app inside its lifespan")
         return self._store
 
-    async def run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-        """Call `fn(store, *args, **kwargs)` in a worker thread, holding the store lock."""
-
-        def locked() -> T:
-            with self._lock:
-                return fn(self.store, *args, **kwargs)
-
-        return await run_in_threadpool(locked)
-
-    def call(self, fn: Callable[[Store], T]) -> T:
-        """Call `fn(store)` in this thread, holding the store lock (for background work such as
-        scheduled syncs, which then wait their turn like any request)."""
+    def read(self, fn: Callable[[Store], T]) -> T:
+        """Call `fn(store)` in this thread, holding the read lock; `fn` must not write."""
         with self._lock:
             return fn(self.store)
+
+    def write(self, fn: Callable[[Store], T]) -> T:
+        """Call `fn(store)` on the writer thread, in its turn; returns once it committed."""
+        return self.writer.run(fn).result()
+
+    async def run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """Call `fn(store, *args, **kwargs)` (a read) in a worker thread."""
+        return await run_in_threadpool(self.read, lambda store: fn(store, *args, **kwargs))
+
+    async def call(self, method: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """Call an application method in a worker thread (it reads or writes through this
+        access itself)."""
+        return await run_in_threadpool(method, *args, **kwargs)
 
     async def ingest(self, records: list[dict[str, Any]]) -> Outcome:
         """Validate and write records through the writer; returns once they are committed.

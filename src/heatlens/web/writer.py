@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from heatlens.errors import InputError, StoreError
 from heatlens.ingest import IngestResult, discard
@@ -39,6 +39,7 @@ MAX_GROUP_RECORDS = 50_000
 LINGER = 0.02
 
 Write = Callable[[Store, Group], list[IngestResult | InputError]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,14 @@ class WriteFailed(StoreError):
 class _Job:
     records: list[dict[str, Any]]
     future: Future[Outcome]
+
+
+@dataclass
+class _Task:
+    """Any other write (admin ingest, delete, tokens, syncs): run alone, in its turn."""
+
+    fn: Callable[[Store], Any]
+    future: Future[Any]
 
 
 _STOP = object()
@@ -85,7 +94,7 @@ class Writer:
         self._settings = settings
         self._max_records = max_records
         self._write = write
-        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job | _Task | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._gate = threading.Lock()
         self._linger = linger
@@ -118,14 +127,28 @@ class Writer:
         self._queue.put(_Job(records, future))
         return future
 
+    def run(self, fn: Callable[[Store], T]) -> Future[T]:
+        """Queue any write `fn(store)`; the future gives its result once it returned (its
+        transactions committed), or its exception."""
+        if self._thread is None:
+            raise RuntimeError("the writer is not running: run the app inside its lifespan")
+        future: Future[T] = Future()
+        self._queue.put(_Task(fn, future))
+        return future
+
     def _loop(self) -> None:
         stopping = False
+        pending: object | None = None
         while not stopping:
-            first = self._queue.get()
+            first = pending if pending is not None else self._queue.get()
+            pending = None
             if first is _STOP:
                 break
+            if isinstance(first, _Task):
+                self._run_task(first)
+                continue
             with self._gate:
-                jobs, stopping = self._take(first)
+                jobs, stopping, pending = self._take(first)
                 try:
                     self._run_group(jobs)
                 except Exception as exc:  # never leave a request waiting for ever
@@ -134,7 +157,18 @@ class Writer:
                         if not job.future.done():
                             job.future.set_exception(WriteFailed(f"the writer failed: {exc}"))
 
-    def _take(self, first: object) -> tuple[list[_Job], bool]:
+    def _run_task(self, task: _Task) -> None:
+        if not task.future.set_running_or_notify_cancel():
+            return
+        try:
+            with self._gate, self._exclusive:
+                result = task.fn(self._store())
+        except BaseException as exc:
+            task.future.set_exception(exc)
+        else:
+            task.future.set_result(result)
+
+    def _take(self, first: object) -> tuple[list[_Job], bool, object | None]:
         """The first job and every job waiting behind it, up to the group's record limit.
 
         When the last group held several requests, clients are posting concurrently: the writer
@@ -157,11 +191,12 @@ class Writer:
                 item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
-            if item is _STOP:
+            if item is _STOP or isinstance(item, _Task):
+                # a task is not part of the group: it runs next, after the group's commit
                 self._last_group = len(jobs)
-                return jobs, True
+                return jobs, item is _STOP, item if isinstance(item, _Task) else None
         self._last_group = len(jobs)
-        return jobs, False
+        return jobs, False, None
 
     def _run_group(self, jobs: list[_Job]) -> None:
         store = self._store()

@@ -23,13 +23,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import escape
 
 from heatlens.errors import ConfigError, HeatlensError
+from heatlens.report.html import delivery, heat, pages, records
+from heatlens.report.html.filters import Filters, parse_day, parse_filters
+from heatlens.report.html.present import Links, View
 from heatlens.settings import Settings
 from heatlens.store import Store
 from heatlens.store.tokens import has_tokens, verify_token
 from heatlens.web import auth
-from heatlens.web.dashboard import delivery, heat, pages, records
-from heatlens.web.dashboard.filters import Filters, parse_day, parse_filters
-from heatlens.web.dashboard.present import Links, View
 from heatlens.web.service import Service
 
 log = logging.getLogger("heatlens.web")

@@ -1,9 +1,10 @@
-"""The CLI's client for a running `heatlens serve` (`--server URL`).
+"""The application on a running `heatlens serve` (`--server URL`): the methods of
+LocalApplication, sent over HTTP.
 
-While a server owns a DuckDB store no other process may open it, so every store command sends its
-work to the server instead: files are uploaded as they are and ingested there by the same code, and
-the answers are the same documents the local commands build (heatlens/operations.py). Server errors
-come back as the same HeatlensErrors, so the CLI prints them as it prints local ones.
+While a server owns a DuckDB store no other process may open it, so every operation is sent to the
+server instead: files are uploaded as they are and ingested there by the same code, and the answers
+are the documents the server's LocalApplication builds. Server errors come back as the same
+HeatlensErrors, so the CLI prints them as it prints local ones.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from heatlens.application.documents import changes_from_doc
+from heatlens.application.local import ReportResult
 from heatlens.errors import (
     ConfigError,
     EmptyStoreError,
@@ -25,6 +28,7 @@ from heatlens.errors import (
     StoreError,
     StoreLockedError,
 )
+from heatlens.metrics import Report, Request
 
 CHUNK = 1024 * 1024
 
@@ -33,7 +37,7 @@ class ServerError(HeatlensError):
     """The server could not be reached or answered something unexpected."""
 
 
-class ServerClient:
+class RemoteApplication:
     """One server, one token (or none on an open loopback server)."""
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = 600.0) -> None:
@@ -46,7 +50,7 @@ class ServerClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> ServerClient:
+    def __enter__(self) -> RemoteApplication:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -95,7 +99,7 @@ class ServerClient:
             return StoreError(where)
         return ConfigError(where)
 
-    # -- commands --------------------------------------------------------------------------
+    # -- the application's operations -------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         doc: dict[str, Any] = self._call("GET", "/api/v1/admin/status")
@@ -105,17 +109,19 @@ class ServerClient:
         self,
         paths: Sequence[str],
         *,
-        fmt: str | None,
-        default_type: str | None,
-        source: str | None,
-        skip_invalid: bool,
+        fmt: str | None = None,
+        default_type: str | None = None,
+        source: str | None = None,
+        skip_invalid: bool = False,
+        rejects: Path | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> dict[str, Any]:
-        """Upload every file, then ingest them on the server in one all-or-nothing write.
-
-        The response carries the invalid records' NDJSON (`rejects`) when `skip_invalid`."""
+        """Upload every file, then ingest them on the server in one all-or-nothing write; the
+        invalid records the server set aside are written to `rejects` here."""
         from heatlens.ingest.formats import detect_format, sniff_format
 
+        if skip_invalid and rejects is None:
+            raise InputError("--skip-invalid needs --rejects FILE to keep the invalid records")
         uploads = []
         for p in paths:
             if p == "-":
@@ -145,34 +151,40 @@ class ServerClient:
                 "skip_invalid": skip_invalid,
             },
         )
+        text = result.pop("rejects", None)
+        if rejects is not None and text is not None:
+            rejects.write_text(text, encoding="utf-8")
         return result
 
-    def report(
-        self,
-        grain: str,
-        start: date | None,
-        end: date | None,
-        by: Sequence[str],
-        metrics: Sequence[str],
-        *,
-        changes: bool,
-    ) -> dict[str, Any]:
-        params: list[tuple[str, str]] = [("grain", grain), ("changes", str(changes).lower())]
-        params += [("from", start.isoformat())] if start else []
-        params += [("to", end.isoformat())] if end else []
-        params += [("by", b) for b in by] + [("metric", m) for m in metrics]
+    def report(self, request: Request, *, changes: bool = False) -> ReportResult:
+        params: list[tuple[str, str]] = [("grain", request.grain)]
+        params += [("changes", str(changes).lower())]
+        params += [("from", request.start.isoformat())] if request.start else []
+        params += [("to", request.end.isoformat())] if request.end else []
+        params += [("by", b) for b in request.by] + [("metric", m) for m in request.metrics]
         doc: dict[str, Any] = self._call("GET", "/api/v1/report", params=params)
-        return doc
+        report = Report.from_json(doc["report"], by=request.by)
+        return ReportResult(report, changes_from_doc(doc["changes"]))
 
-    def report_html(self, grain: str, start: date | None, end: date | None) -> str:
+    def report_html(self, request: Request) -> str:
         """The self-contained HTML report, rendered by the server."""
-        params = {"grain": grain}
-        params |= {"from": start.isoformat()} if start else {}
-        params |= {"to": end.isoformat()} if end else {}
+        if request.by or request.metrics:
+            raise ConfigError(
+                "--format html has the dashboard's fixed sections: drop --by and --metric"
+            )
+        params = {"grain": request.grain}
+        params |= {"from": request.start.isoformat()} if request.start else {}
+        params |= {"to": request.end.isoformat()} if request.end else {}
         return self._send("GET", "/api/v1/report.html", params=params).text
 
     def explain(
-        self, metric: str, period: date, grain: str, segment: dict[str, str | None], limit: int
+        self,
+        metric: str,
+        period: date,
+        segment: dict[str, str | None],
+        *,
+        grain: str = "week",
+        limit: int = 50,
     ) -> dict[str, Any]:
         params = [("metric", metric), ("period", period.isoformat()), ("grain", grain)]
         params += [("limit", str(limit))]
@@ -180,26 +192,43 @@ class ServerClient:
         doc: dict[str, Any] = self._call("GET", "/api/v1/explain", params=params)
         return doc
 
-    def check(self, as_of: date) -> dict[str, Any]:
-        doc: dict[str, Any] = self._call("GET", "/api/v1/check", params={"as_of": str(as_of)})
+    def check(self, as_of: date | None = None) -> dict[str, Any]:
+        params = {"as_of": as_of.isoformat()} if as_of else {}
+        doc: dict[str, Any] = self._call("GET", "/api/v1/check", params=params)
         return doc
 
     def delete(self, **selection: Any) -> dict[str, Any]:
-        doc: dict[str, Any] = self._call("POST", "/api/v1/admin/delete", json=selection)
+        body = {k: list(v) if isinstance(v, tuple) else v for k, v in selection.items()}
+        doc: dict[str, Any] = self._call("POST", "/api/v1/admin/delete", json=body)
         return doc
 
-    def token_create(self, scope: str, name: str | None, teams: Sequence[str]) -> dict[str, Any]:
+    def create_token(
+        self, scope: str, name: str | None = None, teams: Sequence[str] = ()
+    ) -> dict[str, Any]:
         body = {"scope": scope, "name": name, "teams": list(teams)}
         doc: dict[str, Any] = self._call("POST", "/api/v1/admin/tokens", json=body)
         return doc
 
-    def token_list(self) -> dict[str, Any]:
+    def list_tokens(self) -> dict[str, Any]:
         doc: dict[str, Any] = self._call("GET", "/api/v1/admin/tokens")
         return doc
 
-    def token_revoke(self, token_id: str) -> dict[str, Any]:
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
         doc: dict[str, Any] = self._call("POST", f"/api/v1/admin/tokens/{token_id}/revoke")
         return doc
+
+    def sync_git(self, source: Any, **options: Any) -> dict[str, Any]:
+        raise self._local_only("sync git")
+
+    def sync_backstage(self, catalog: str, **options: Any) -> dict[str, Any]:
+        raise self._local_only("sync backstage")
+
+    def _local_only(self, command: str) -> ConfigError:
+        return ConfigError(
+            f"`heatlens {command}` reads local files into a store it opens itself, not through "
+            f"--server {self.url}: run it where the store is, without --server "
+            "(or configure it as a [[sync]] entry of the server)"
+        )
 
 
 def _problem_text(detail: dict[str, Any]) -> str:

@@ -1,46 +1,23 @@
-"""`heatlens sync …`: read a source system into the store (DESIGN §5).
-
-cli.py registers this group at its very end; the helpers it shares with the other commands (the
-Context, one-line errors, progress bars, counts) are imported when a command runs, so importing this
-module never needs cli.py to be complete.
-"""
+"""`heatlens sync …`: read a source system into the store (DESIGN §5)."""
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import click
 
-if TYPE_CHECKING:
-    from heatlens.cli import Context
-    from heatlens.connectors import ProgressFn, SyncResult
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _command(fn: F) -> F:
-    """cli.py's `command` (one-line errors), applied when the command runs."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from heatlens.cli import command
-
-        return command(fn)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
+from heatlens.cli.context import CliContext, command, err, out, pass_ctx, print_counts, progress_bar
+from heatlens.connectors import ProgressFn
 
 
 @contextmanager
 def _bar() -> Iterator[ProgressFn]:
     """A progress bar driven by a connector's progress callback."""
-    from heatlens.cli import _progress
-
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("starting", total=None)
 
         def update(description: str, completed: int, total: int | None) -> None:
@@ -49,15 +26,12 @@ def _bar() -> Iterator[ProgressFn]:
         yield update
 
 
-def _report(result: SyncResult, seconds: float) -> None:
-    from heatlens.cli import _print_counts, err, out
-    from heatlens.operations import counts_doc
-
-    if result.counts:
-        _print_counts(counts_doc(result.counts), seconds)
-    for warning in result.warnings:
+def _report(doc: dict[str, Any], seconds: float) -> None:
+    if doc["counts"]:
+        print_counts(doc["counts"], seconds)
+    for warning in doc["warnings"]:
         err.print(f"[yellow]warning:[/] {warning}", markup=True, soft_wrap=True)
-    out.print(f"{result.source}: {result.summary}", markup=False, soft_wrap=True)
+    out.print(f"{doc['source']}: {doc['summary']}", markup=False, soft_wrap=True)
 
 
 @click.group()
@@ -87,10 +61,10 @@ def sync() -> None:
 @click.option(
     "--full", is_flag=True, help="Read the whole history again, ignoring earlier syncs' state."
 )
-@click.pass_obj
-@_command
+@pass_ctx
+@command
 def sync_git_command(
-    ctx: Context,
+    ctx: CliContext,
     path: Path,
     service: str,
     deploy_tags: str | None,
@@ -106,15 +80,15 @@ def sync_git_command(
     reachable from it and from no earlier tag; with --deploy-branch each first-parent commit of
     the branch is a deployment at its commit time. A second sync adds only what is new.
     """
-    from heatlens.connectors.git import GitSource, sync_git
+    from heatlens.connectors.git import GitSource
 
     source = GitSource(
         path, service, deploy_tags, deploy_branch, skip_first, environment, repo_name
     )
     started = time.perf_counter()
-    with ctx.open_store() as store, _bar() as progress:
-        result = sync_git(store, ctx.settings, source, full=full, progress=progress)
-    _report(result, time.perf_counter() - started)
+    with ctx.application() as app, _bar() as progress:
+        doc = app.sync_git(source, full=full, progress=progress)
+    _report(doc, time.perf_counter() - started)
 
 
 @sync.command("backstage", short_help="A Backstage catalog: teams, memberships, services.")
@@ -130,14 +104,12 @@ def sync_git_command(
     show_default=True,
     help="File names read under a directory (a glob, e.g. '*.yaml').",
 )
-@click.pass_obj
-@_command
-def sync_backstage_command(ctx: Context, catalog: str, pattern: str) -> None:
+@pass_ctx
+@command
+def sync_backstage_command(ctx: CliContext, catalog: str, pattern: str) -> None:
     """Backstage catalog → teams (Groups), memberships (Users, Group members) and services
     (Components with their owner, lifecycle, system and domain)."""
-    from heatlens.connectors.backstage import sync_backstage
-
     started = time.perf_counter()
-    with ctx.open_store() as store, _bar() as progress:
-        result = sync_backstage(store, ctx.settings, catalog, pattern=pattern, progress=progress)
-    _report(result, time.perf_counter() - started)
+    with ctx.application() as app, _bar() as progress:
+        doc = app.sync_backstage(catalog, pattern=pattern, progress=progress)
+    _report(doc, time.perf_counter() - started)

@@ -10,10 +10,10 @@ from heatlens.metrics import Request, compute
 from heatlens.metrics.catalog import CATALOG
 from heatlens.metrics.explain import explain as build_explanation
 from heatlens.metrics.result import Report
+from heatlens.report.html.filters import Filters
+from heatlens.report.html.present import EMPTY_STORE, Links, View, last
 from heatlens.settings import Settings
 from heatlens.store import Store
-from heatlens.web.dashboard.filters import Filters
-from heatlens.web.dashboard.present import EMPTY_STORE, Links, View, last
 
 DORA_METRICS = (
     "dora.deployments",

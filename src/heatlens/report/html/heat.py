@@ -18,11 +18,9 @@ from heatlens.metrics import Request, compute
 from heatlens.metrics.engine import resolve
 from heatlens.metrics.periods import calendar_next
 from heatlens.metrics.result import Report, Row
-from heatlens.settings import Settings
-from heatlens.store import Store
-from heatlens.web.dashboard import charts
-from heatlens.web.dashboard.filters import Filters
-from heatlens.web.dashboard.present import (
+from heatlens.report.html import charts
+from heatlens.report.html.filters import Filters
+from heatlens.report.html.present import (
     EMPTY_STORE,
     Links,
     View,
@@ -32,6 +30,8 @@ from heatlens.web.dashboard.present import (
     show_value,
     unit,
 )
+from heatlens.settings import Settings
+from heatlens.store import Store
 
 TIERS = ("elite", "high", "medium", "low")
 CAPABILITY_METRICS = (

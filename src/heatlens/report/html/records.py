@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from heatlens.model import RECORD_TYPES
+from heatlens.report.html.present import EMPTY_STORE, View
 from heatlens.store import Store
 from heatlens.store.sync import list_sync_states
-from heatlens.web.dashboard.present import EMPTY_STORE, View
 
 ERRORS_SHOWN = 50
 

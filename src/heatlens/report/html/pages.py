@@ -21,9 +21,9 @@ from markupsafe import Markup
 
 from heatlens import __version__
 from heatlens.metrics.catalog import CATALOG, DIMENSION_TITLES
-from heatlens.web.dashboard.present import Links, View, show, show_value
+from heatlens.report.html.present import Links, View, show, show_value
 
-WEB = Path(__file__).resolve().parent.parent
+WEB = Path(__file__).resolve().parent
 STATIC = WEB / "static"
 STYLESHEET = "heatlens.css"
 # order matters: vega-lite and vega-embed read the `vega` global, the interpreter too

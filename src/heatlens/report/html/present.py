@@ -10,8 +10,8 @@ from urllib.parse import quote, urlencode
 
 from heatlens.metrics.catalog import CATALOG
 from heatlens.metrics.result import Row
+from heatlens.report.html.filters import Filters
 from heatlens.report.terminal import format_value, suppressed_label
-from heatlens.web.dashboard.filters import Filters
 
 EMPTY_STORE = (
     "No records yet. Send them with `heatlens ingest FILE` (canonical NDJSON, CSV or Parquet) or "

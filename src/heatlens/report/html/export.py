@@ -30,9 +30,9 @@ def render_html(store: Store, settings: Settings, request: Request) -> str:
     scores the last complete period before `end` (default: now).
     """
     from heatlens.analysis.scorecard import GRAINS
-    from heatlens.web.dashboard import delivery, heat, pages
-    from heatlens.web.dashboard.filters import Filters
-    from heatlens.web.dashboard.present import Links, View
+    from heatlens.report.html import delivery, heat, pages
+    from heatlens.report.html.filters import Filters
+    from heatlens.report.html.present import Links, View
 
     now = request.now or datetime.now(UTC)
     links = Links(static=True)

@@ -1,0 +1,166 @@
+"""What every command shares: the global options, the application they build, one-line errors,
+the consoles, progress bars and the few renderings several commands print."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from heatlens.application import Application, LocalApplication, RemoteApplication
+from heatlens.errors import ConfigError, HeatlensError, InputError
+from heatlens.metrics.periods import GRAINS, parse_day
+from heatlens.settings import Settings, load_settings
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_PROBLEMS_SHOWN = 20
+
+
+class CliContext:
+    """What the global options give every command."""
+
+    def __init__(
+        self,
+        config: Path | None,
+        store: str | None,
+        server: str | None,
+        debug: bool,
+        token: str | None = None,
+    ) -> None:
+        self.config = config
+        self.store_url = store
+        self.server = server
+        self.debug = debug
+        self.token = token
+
+    @functools.cached_property
+    def settings(self) -> Settings:
+        return load_settings(self.config, overrides={"store": self.store_url})
+
+    def application(self) -> Application:
+        """The application the command works on: the running server's with --server, else the
+        store's own."""
+        if self.server:
+            return RemoteApplication(self.server, self.token)
+        return LocalApplication(self.settings)
+
+    def local_application(self) -> LocalApplication:
+        """For commands that must own a store themselves (serve, demo): --server is refused."""
+        if self.server:
+            name = click.get_current_context().command_path
+            raise ConfigError(
+                f"`{name}` works on a store, not through --server {self.server}: "
+                "drop --server (and HEATLENS_SERVER)"
+            )
+        return LocalApplication(self.settings)
+
+    def working(self, what: str) -> Any:
+        """A spinner saying what is being done, and where."""
+        where = f" on {self.server}" if self.server else ""
+        return err.status(f"{what}{where}…")
+
+
+pass_ctx = click.make_pass_decorator(CliContext)
+
+
+def command(fn: F) -> F:
+    """Turn HeatlensErrors into one red line and the error's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context().find_object(CliContext)
+        try:
+            return fn(*args, **kwargs)
+        except HeatlensError as exc:
+            if ctx is not None and ctx.debug:
+                raise
+            if isinstance(exc, InputError):
+                problems = exc.problems
+                for p in problems[:MAX_PROBLEMS_SHOWN]:
+                    err.print(f"  {p}", markup=False, soft_wrap=True)
+                if len(problems) > MAX_PROBLEMS_SHOWN:
+                    err.print(f"  … and {len(problems) - MAX_PROBLEMS_SHOWN} more")
+            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def say(text: str) -> None:
+    """A plain line on stderr (no markup: it may hold paths and URLs)."""
+    err.print(text, markup=False, soft_wrap=True)
+
+
+def day_option(value: str | None, option: str) -> date | None:
+    """A --from/--to/--period/--as-of value as a date (None when not given)."""
+    return parse_day(value, option)
+
+
+GRAIN = click.option(
+    "--grain",
+    type=click.Choice(GRAINS),
+    default="week",
+    show_default=True,
+    help="Period length.",
+)
+
+
+@contextmanager
+def progress_bar() -> Iterator[Progress]:
+    """A transient progress bar on stderr."""
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,} records"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    with progress:
+        yield progress
+
+
+def print_counts(counts: dict[str, dict[str, int]], seconds: float) -> None:
+    """Per-type write counts (application.documents.counts_doc) and their total."""
+    table = Table("type", "inserted", "updated", "unchanged", title=None, box=None)
+    total = {"inserted": 0, "updated": 0, "unchanged": 0}
+    for name, c in counts.items():
+        for key in total:
+            total[key] += c[key]
+        table.add_row(name, f"{c['inserted']:,}", f"{c['updated']:,}", f"{c['unchanged']:,}")
+    out.print(table)
+    out.print(
+        f"{sum(total.values()):,} records in {seconds:.1f} s: "
+        f"{total['inserted']:,} inserted, {total['updated']:,} updated, "
+        f"{total['unchanged']:,} unchanged"
+    )
+
+
+def cell(value: object) -> str:
+    """A value as a table cell: timestamps to the minute, lists joined, None as a dash."""
+    if value is None:
+        return "—"
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] in " T":
+        try:
+            return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M")
+        except ValueError:
+            return value
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
