@@ -24,6 +24,7 @@ lint: install
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy src
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from heatlens.analysis.bootstrap import Change
 from heatlens.connectors import SyncResult
 from heatlens.errors import InputError
 from heatlens.model import TYPE_NAMES
 from heatlens.store import WriteCounts
+
+if TYPE_CHECKING:
+    from heatlens.analysis.bootstrap import Change
 from heatlens.store.tokens import Token
 
 __all__ = [
@@ -82,6 +84,8 @@ def changes_doc(changes: Mapping[tuple[str, Any], Change]) -> list[dict[str, Any
 
 def changes_from_doc(doc: Sequence[dict[str, Any]]) -> dict[tuple[str, Any], Change]:
     """`changes_doc` read back, keyed as the report renderers expect."""
+    from heatlens.analysis.bootstrap import Change
+
     return {
         (c["metric"], tuple(sorted(c["segment"].items()))): Change(
             c["delta"], (c["ci"][0], c["ci"][1]) if c["ci"] else None, c["significant"]

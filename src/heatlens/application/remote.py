@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -28,7 +28,9 @@ from heatlens.errors import (
     StoreError,
     StoreLockedError,
 )
-from heatlens.metrics import Report, Request
+
+if TYPE_CHECKING:
+    from heatlens.metrics import Request
 
 CHUNK = 1024 * 1024
 
@@ -163,6 +165,8 @@ class RemoteApplication:
         params += [("to", request.end.isoformat())] if request.end else []
         params += [("by", b) for b in request.by] + [("metric", m) for m in request.metrics]
         doc: dict[str, Any] = self._call("GET", "/api/v1/report", params=params)
+        from heatlens.metrics import Report
+
         report = Report.from_json(doc["report"], by=request.by)
         return ReportResult(report, changes_from_doc(doc["changes"]))
 

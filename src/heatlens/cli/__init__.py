@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from heatlens import __version__
 from heatlens.cli.check import check
 from heatlens.cli.context import CliContext
 from heatlens.cli.demo import demo, generate
@@ -17,6 +16,7 @@ from heatlens.cli.records import delete, status
 from heatlens.cli.report import explain, report
 from heatlens.cli.serve import serve, token
 from heatlens.cli.sync import sync
+from heatlens.version import __version__
 
 __all__ = ["cli", "main"]
 

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from heatlens.application import Application, LocalApplication, RemoteApplication
 from heatlens.errors import ConfigError, HeatlensError, InputError
-from heatlens.metrics.periods import GRAINS, parse_day
+from heatlens.metrics.catalog import GRAINS
 from heatlens.settings import Settings, load_settings
 
 out = Console(highlight=False)
@@ -104,6 +104,8 @@ def say(text: str) -> None:
 
 def day_option(value: str | None, option: str) -> date | None:
     """A --from/--to/--period/--as-of value as a date (None when not given)."""
+    from heatlens.metrics.periods import parse_day
+
     return parse_day(value, option)
 
 

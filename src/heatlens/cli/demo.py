@@ -11,10 +11,11 @@ from typing import Any
 import click
 
 from heatlens.cli.context import CliContext, command, err, out, pass_ctx, print_counts
-from heatlens.demo import LIMITS
 from heatlens.errors import ConfigError
 
 DEMO_STORE = Path("heatlens-demo.duckdb")
+# the sizes `generate` and `demo` accept, as (least, most)
+LIMITS = {"teams": (2, 100_000), "days": (7, 3650)}
 
 
 def organisation_options(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -11,7 +11,6 @@ from rich.table import Table
 
 from heatlens.cli.context import GRAIN, CliContext, cell, command, day_option, err, out, pass_ctx
 from heatlens.errors import ConfigError
-from heatlens.metrics import Request
 from heatlens.metrics.catalog import KEYS as SEGMENT_KEYS
 
 
@@ -75,6 +74,7 @@ def report(
     The table is grouped by HEAT dimension then DORA: the latest value, its change against the
     previous period, a trend, n and DORA tiers. json is heatlens.report/v1 (docs/metrics.md).
     """
+    from heatlens.metrics import Request
     from heatlens.report import render, terminal_table
 
     request = Request(grain, day_option(start, "--from"), day_option(end, "--to"), by, metrics)

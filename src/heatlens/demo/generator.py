@@ -26,10 +26,7 @@ from heatlens.demo.organisation import (
 from heatlens.demo.surveys import survey_tables
 from heatlens.model import BY_NAME, RECORD_TYPES, Kind
 
-__all__ = ["LIMITS", "generate", "write"]
-
-# the sizes `heatlens generate` and `heatlens demo` accept: (teams, days) as (least, most)
-LIMITS = {"teams": (2, 100_000), "days": (7, 3650)}
+__all__ = ["generate", "write"]
 
 
 def generate(spec: OrgSpec) -> dict[str, pa.Table]:

@@ -81,6 +81,41 @@ class Report:
             "rows": [r.to_json() for r in self.rows],
         }
 
+    def to_arrow(self) -> Any:
+        """The rows as a pyarrow Table: metric, period, one column per segment key of the report
+        (`by`), value, n, ci_low, ci_high, suppressed, tier, complete."""
+        import pyarrow as pa
+
+        columns: dict[str, list[Any]] = {"metric": [], "period": []}
+        columns |= {key: [] for key in self.by}
+        for name in ("value", "n", "ci_low", "ci_high", "suppressed", "tier", "complete"):
+            columns[name] = []
+        for row in self.rows:
+            columns["metric"].append(row.metric)
+            columns["period"].append(row.period)
+            for key in self.by:
+                columns[key].append(row.segment.get(key))
+            columns["value"].append(None if row.value is None else float(row.value))
+            columns["n"].append(row.n)
+            columns["ci_low"].append(row.ci[0] if row.ci else None)
+            columns["ci_high"].append(row.ci[1] if row.ci else None)
+            columns["suppressed"].append(row.suppressed)
+            columns["tier"].append(row.tier)
+            columns["complete"].append(row.complete)
+        types = {"metric": pa.string(), "period": pa.date32(), "value": pa.float64()}
+        types |= {"n": pa.int64(), "ci_low": pa.float64(), "ci_high": pa.float64()}
+        types |= {"suppressed": pa.bool_(), "tier": pa.string(), "complete": pa.bool_()}
+        return pa.table(
+            {
+                name: pa.array(values, types.get(name, pa.string()))
+                for name, values in columns.items()
+            }
+        )
+
+    def to_pandas(self) -> Any:
+        """The rows as a pandas DataFrame (the columns of `to_arrow`)."""
+        return self.to_arrow().to_pandas()
+
     @classmethod
     def from_json(cls, doc: dict[str, Any], by: tuple[str, ...] = ()) -> Report:
         """A report read back from its JSON (e.g. from a server's `GET /api/v1/metrics`); `by`

@@ -3,20 +3,17 @@ service, and return the same documents the CLI prints."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from heatlens.application import LocalApplication
 from heatlens.application.documents import counts_doc
 from heatlens.errors import ConfigError, InputError
-from heatlens.metrics import Report, compute
+from heatlens.metrics import Report
 from heatlens.metrics import Request as MetricsRequest
-from heatlens.metrics.explain import explain as build_explanation
 from heatlens.metrics.periods import parse_day
-from heatlens.report.explain import explanation_json
-from heatlens.store import Store
 from heatlens.store.tokens import Token
 from heatlens.web.auth import require
 from heatlens.web.body import media_type, parse_records, read_body, records_schema
@@ -35,10 +32,18 @@ def _service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(_service)]
 
 
+def _application(request: Request) -> LocalApplication:
+    application: LocalApplication = request.app.state.application
+    return application
+
+
+AppDep = Annotated[LocalApplication, Depends(_application)]
+
+
 @router.get("/healthz")
-async def healthz(service: ServiceDep) -> dict[str, Any]:
+async def healthz(service: ServiceDep, app: AppDep) -> dict[str, Any]:
     """Liveness, and the store's data version (it changes with every write that changed records)."""
-    version = await service.run(Store.data_version)
+    version = await service.call(app.data_version)
     return {"status": "ok", "data_version": version}
 
 
@@ -145,10 +150,12 @@ def keep_teams(report: Report, teams: tuple[str, ...]) -> None:
 
 
 @router.get("/api/v1/metrics")
-async def get_metrics(service: ServiceDep, token: ReadToken, request: ReportQuery) -> JSONResponse:
+async def get_metrics(
+    service: ServiceDep, app: AppDep, token: ReadToken, request: ReportQuery
+) -> JSONResponse:
     """The report (`heatlens.report/v1`), with the parameters of `heatlens report`."""
     teams = report_teams(token, request)
-    report = await service.run(compute, request, service.settings)
+    report = await service.call(app.metrics, request)
     keep_teams(report, teams)
     return JSONResponse(report.to_json())
 
@@ -156,6 +163,7 @@ async def get_metrics(service: ServiceDep, token: ReadToken, request: ReportQuer
 @router.get("/api/v1/explain")
 async def get_explain(
     service: ServiceDep,
+    app: AppDep,
     token: ReadToken,
     metric: str,
     period: str,
@@ -172,9 +180,5 @@ async def get_explain(
         segments[key] = value or None
     teams_only(token, [segments["team"]] if "team" in segments else None)
     day = parse_day(period, "period")
-    result = await service.run(
-        build_explanation, metric, day, segments, service.settings, grain=grain, limit=limit
-    )
-    # records hold timestamps: serialise them as the CLI does
-    text = json.dumps(explanation_json(result), default=str)
-    return Response(text, media_type="application/json")
+    doc = await service.call(app.explain, metric, day, segments, grain=grain, limit=limit)
+    return JSONResponse(doc)

@@ -8,11 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
-from heatlens import __version__
 from heatlens.application import LocalApplication
 from heatlens.connectors.schedule import Scheduler
 from heatlens.report.html.pages import STATIC
 from heatlens.settings import Settings
+from heatlens.version import __version__
 from heatlens.web import admin, api, dashboard, errors
 from heatlens.web.auth import Sessions
 from heatlens.web.service import Service

@@ -19,9 +19,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 
-from heatlens import __version__
 from heatlens.metrics.catalog import CATALOG, DIMENSION_TITLES
 from heatlens.report.html.present import Links, View, show, show_value
+from heatlens.version import __version__
 
 WEB = Path(__file__).resolve().parent
 STATIC = WEB / "static"
