@@ -1,7 +1,8 @@
 """Reference pages generated from the code: `python -m heatlens.docs` rewrites them.
 
-docs/settings.md comes from the Settings declaration and docs/data-model.md from the data model; a
-test fails when a committed page differs from what this module generates.
+docs/settings.md comes from the Settings declaration, docs/data-model.md from the data model,
+docs/metrics.md from the catalog and docs/cli.md from the commands; a test fails when a committed
+page differs from what this module generates.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from heatlens.cli.reference import cli_page
 from heatlens.ingest.rules import expected
 from heatlens.model import RECORD_TYPES
 from heatlens.report.metrics_doc import metrics_page
@@ -116,7 +118,12 @@ def data_model_page() -> str:
     return "\n".join(lines)
 
 
-PAGES = {"settings.md": settings_page, "data-model.md": data_model_page, "metrics.md": metrics_page}
+PAGES = {
+    "settings.md": settings_page,
+    "data-model.md": data_model_page,
+    "metrics.md": metrics_page,
+    "cli.md": cli_page,
+}
 
 
 def main() -> None:
