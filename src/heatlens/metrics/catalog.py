@@ -16,7 +16,6 @@ DIMENSION_TITLES = {
     "dora": "DORA",
 }
 KEYS = ("capability", "team", "group", "service", "action", "environment", "survey", "question")
-GRAINS = ("day", "week", "month", "quarter", "all")
 
 _USAGE = frozenset({"capability", "team", "group", "service", "action"})
 _TEAMS = frozenset({"capability", "team", "group"})

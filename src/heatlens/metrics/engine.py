@@ -21,7 +21,14 @@ from heatlens.metrics.context import Cell, Context, Stat, Stats
 from heatlens.metrics.delivery import delivery_stats
 from heatlens.metrics.frame import Frame, Tables
 from heatlens.metrics.happiness import happiness_stats, suppress, waves
-from heatlens.metrics.periods import GRAINS, check_day, default_range, periods
+from heatlens.metrics.periods import (
+    GRAINS,
+    MAX_PERIODS,
+    check_day,
+    default_range,
+    periods,
+    too_many_periods,
+)
 from heatlens.metrics.result import Report, Row, Warning
 from heatlens.metrics.tiers import tier_of
 from heatlens.metrics.usage import usage_stats
@@ -52,11 +59,6 @@ class Request:
     now: datetime | None = None
 
 
-# how many periods a report may have: enough for any real history, and bounded so a typo
-# (a decade at grain day) is an error, not an hour of work
-MAX_PERIODS = 5_000
-
-
 def resolve(request: Request, settings: Settings) -> tuple[list[Metric], date, date, datetime]:
     """Check a request; give its metrics, range and clock, or a ConfigError saying what's wrong."""
     if request.grain not in GRAINS:
@@ -85,8 +87,7 @@ def resolve(request: Request, settings: Settings) -> tuple[list[Metric], date, d
     start = request.start or start
     if start >= end:
         raise ConfigError(f"--from {start} must be before --to {end}")
-    days_per_period = {"day": 1, "week": 7, "month": 28, "quarter": 90}.get(request.grain)
-    if days_per_period and (end - start).days / days_per_period > MAX_PERIODS:
+    if too_many_periods(request.grain, start, end):
         raise ConfigError(
             f"--from {start} --to {end} is more than {MAX_PERIODS:,} periods of a "
             f"{request.grain}: use a coarser --grain or a shorter range"

@@ -8,6 +8,7 @@ counts, and nothing at all for a suppressed segment): anonymity holds here too.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -27,6 +28,18 @@ from heatlens.metrics.usage import COLUMNS as USAGE_COLUMNS
 from heatlens.settings import Settings
 
 LIMIT = 50
+
+
+def parse_segments(items: Iterable[str], name: str = "segment") -> dict[str, str | None]:
+    """The segment of `KEY=VALUE` items (`KEY=` is a null value); a bad item is a ConfigError
+    naming the option or parameter `name`."""
+    segment: dict[str, str | None] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"{name} {item!r}: expected KEY=VALUE, e.g. team=payments")
+        segment[key] = value or None
+    return segment
 
 
 @dataclass

@@ -9,10 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from heatlens.errors import ConfigError, InputError
+from heatlens.errors import InputError
 from heatlens.metrics import Report, compute
 from heatlens.metrics import Request as MetricsRequest
 from heatlens.metrics.explain import explain as build_explanation
+from heatlens.metrics.explain import parse_segments
 from heatlens.metrics.periods import parse_day
 from heatlens.operations import counts_doc
 from heatlens.report.explain import explanation_json
@@ -164,12 +165,7 @@ async def get_explain(
     limit: Annotated[int, Query(ge=1, le=100_000)] = 50,
 ) -> Response:
     """The records behind one number, with the parameters of `heatlens explain`."""
-    segments: dict[str, str | None] = {}
-    for item in segment or ():
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"segment {item!r}: expected KEY=VALUE, e.g. team=payments")
-        segments[key] = value or None
+    segments = parse_segments(segment or ())
     teams_only(token, [segments["team"]] if "team" in segments else None)
     day = parse_day(period, "period")
     result = await service.run(

@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from heatlens import __version__
 from heatlens.metrics.catalog import CATALOG, DIMENSION_TITLES
+from heatlens.metrics.periods import GRAINS
 from heatlens.web.dashboard.present import Links, View, show, show_value
 
 WEB = Path(__file__).resolve().parent.parent
@@ -34,7 +35,6 @@ SCRIPTS = (
     "vendor/vega-interpreter.js",
     "dashboard.js",
 )
-GRAIN_CHOICES = ("day", "week", "month", "quarter", "all")
 
 
 @cache
@@ -52,7 +52,7 @@ def environment() -> Environment:
         show_value=show_value,
         catalog=CATALOG,
         dimension_titles=DIMENSION_TITLES,
-        grains=GRAIN_CHOICES,
+        grains=GRAINS,
         version=__version__,
         label=metric_label,
     )
