@@ -3,6 +3,6 @@ that applies the common rules. No I/O besides running expressions; no backend is
 
 from heatlens.metrics.catalog import CATALOG, METRICS, Metric
 from heatlens.metrics.engine import Request, compute
-from heatlens.metrics.result import Report, Row, Warning
+from heatlens.metrics.result import Report, ReportWarning, Row
 
-__all__ = ["CATALOG", "METRICS", "Metric", "Report", "Request", "Row", "Warning", "compute"]
+__all__ = ["CATALOG", "METRICS", "Metric", "Report", "ReportWarning", "Request", "Row", "compute"]

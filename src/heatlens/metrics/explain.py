@@ -17,7 +17,7 @@ import ibis
 
 from heatlens.errors import ConfigError
 from heatlens.metrics import catalog
-from heatlens.metrics.context import Context
+from heatlens.metrics.context import MetricContext
 from heatlens.metrics.delivery import first_deployments, lead_time_pairs, recovery_times
 from heatlens.metrics.engine import Request, compute
 from heatlens.metrics.frame import Frame, Tables
@@ -94,7 +94,7 @@ def explain(
         )
         return out
     frame = Frame.load(tables, settings)
-    ctx = Context(
+    ctx = MetricContext(
         frame,
         periods(grain, start, end, frame.tz),
         grain,
@@ -127,7 +127,7 @@ def _split(t: Any, metric: str) -> tuple[Any, Any]:
     return t, None
 
 
-def _observations(ctx: Context, metric: str) -> tuple[Any, list[str], list[str]]:
+def _observations(ctx: MetricContext, metric: str) -> tuple[Any, list[str], list[str]]:
     """(table with `period` and segment columns, columns to list, order) for a metric."""
     f = ctx.frame
     dim = metric.split(".")[0]
@@ -231,6 +231,6 @@ def _observations(ctx: Context, metric: str) -> tuple[Any, list[str], list[str]]
     )
 
 
-def _usage_with_id(ctx: Context) -> Any:
+def _usage_with_id(ctx: MetricContext) -> Any:
     """The engine's resolved usage columns, with each record's id to list it by."""
     return ctx.frame.usage().select("id", *USAGE_COLUMNS)
