@@ -366,10 +366,13 @@ def test_bad_filters_get_a_page_saying_what_is_wrong(client: TestClient) -> None
     r = client.get("/explain?metric=dora.deployments&period=soon")
     assert r.status_code == 400 and "expected a date" in r.text
     r = client.get("/explain?metric=dora.deployments&period=0001-01-01")
-    assert r.status_code == 400 and "between 1970-01-01 and 2100-01-01" in r.text
+    assert r.status_code == 400 and "expected a date from 1970-01-01 to 2100-01-01" in r.text
+    r = client.get("/explain?metric=dora.deployments&period=2026-03-03&segment=payments")
+    assert r.status_code == 400
+    assert "segment 'payments': expected KEY=VALUE" in html.unescape(r.text)
     # one request cannot ask for thousands of periods
     r = client.get("/capabilities/ci?grain=day&from=2000-01-01&to=2026-01-01")
-    assert r.status_code == 400 and "more than 1000 periods of a day" in r.text
+    assert r.status_code == 400 and "more than 5,000 periods of a day" in r.text
     assert client.get("/data?grain=day&from=2024-01-01&to=2026-01-01").status_code == 200
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from heatlens.errors import ConfigError
 from heatlens.ingest import ingest_records
-from heatlens.metrics.explain import explain
+from heatlens.metrics.explain import explain, parse_segments
+from heatlens.metrics.periods import too_many_periods
 from heatlens.settings import Settings
 from heatlens.store import Store
 from tests.conftest import Cli
@@ -219,3 +220,24 @@ def test_explain_refuses_unknown_metric_and_key(duck_store: Store, settings: Set
         explain(duck_store, "dora", day, {}, settings)
     with pytest.raises(ConfigError, match="cannot be segmented by 'capability'"):
         explain(duck_store, "dora.deployments", day, {"capability": "ci"}, settings)
+
+
+def test_segments_are_key_value_pairs_and_key_equals_is_null() -> None:
+    assert parse_segments(["team=payments", "service=", "action=a=b"]) == {
+        "team": "payments",
+        "service": None,
+        "action": "a=b",
+    }
+    assert parse_segments([]) == {}
+    with pytest.raises(ConfigError) as bad:
+        parse_segments(["team=payments", "payments"], "--segment")
+    assert str(bad.value) == "--segment 'payments': expected KEY=VALUE, e.g. team=payments"
+
+
+def test_a_range_may_hold_at_most_5000_periods() -> None:
+    start = date(2000, 1, 1)
+    assert not too_many_periods("day", start, date.fromordinal(start.toordinal() + 5_000))
+    assert too_many_periods("day", start, date.fromordinal(start.toordinal() + 5_001))
+    assert not too_many_periods("week", start, date.fromordinal(start.toordinal() + 35_000))
+    assert too_many_periods("week", start, date.fromordinal(start.toordinal() + 35_007))
+    assert not too_many_periods("all", start, date(2100, 1, 1))

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from heatlens.errors import ConfigError
-from heatlens.metrics.result import Report, Row, Warning
+from heatlens.metrics.result import Report, ReportWarning, Row
 from heatlens.report import FORMATS, Changes, render, segment_key, terminal_table
 from heatlens.report.terminal import sparkline
 
@@ -45,7 +45,7 @@ def make_report(*, partial: bool = False) -> Report:
         Row("dora.lead_time_p50", P1, PAY, 30.0, 40),
         Row("dora.lead_time_p50", P2, PAY, 20.5, 42, tier="high"),
     ]
-    warning = Warning("negative_lead_time", "2 lead times were negative and dropped", 2)
+    warning = ReportWarning("negative_lead_time", "2 lead times were negative and dropped", 2)
     return Report("week", P1, date(2026, 3, 16), "UTC", ("team",), rows, [warning])
 
 

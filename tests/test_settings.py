@@ -20,12 +20,6 @@ DESIGN_KEYS = {
     "quantile",
     "tier_year",
     "pseudonymise_key",
-    "ci_capability",
-    "incident_label",
-    "service_map",
-    "webhooks.github_secret",
-    "webhooks.gitlab_token",
-    "webhooks.pagerduty_secret",
     "server.max_request_bytes",
     "server.rate_limit_per_minute",
     "sync",
@@ -64,8 +58,8 @@ def test_precedence_flag_env_file_default(tmp_path: Path) -> None:
     config = tmp_path / "heatlens.toml"
     config.write_text(
         'timezone = "Europe/Berlin"\nquantile = "lower"\ntier_year = 2021\n'
-        '[server]\nmax_request_bytes = 1000\n[webhooks]\ngithub_secret = "gh"\n'
-        '[service_map]\n"org/repo" = "svc"\n',
+        'pseudonymise_key = "s3cr3t-pk"\n[server]\nmax_request_bytes = 1000\n'
+        'trusted_proxies = ["10.0.0.1"]\n',
         encoding="utf-8",
     )
     env = {
@@ -78,10 +72,58 @@ def test_precedence_flag_env_file_default(tmp_path: Path) -> None:
     assert s.quantile == "linear"  # env beats file
     assert s.tier_year == 2021 and s.server_max_request_bytes == 1000  # file beats default
     assert s.link_window is None and s.production_environments == ["live"]
-    assert s.webhooks_github_secret is not None
-    assert s.webhooks_github_secret.get_secret_value() == "gh"
-    assert "gh" not in repr(s)  # secrets never printed
-    assert s.service_map == {"org/repo": "svc"}
+    assert s.server_trusted_proxies == ["10.0.0.1"]  # a list under a table
+    assert s.pseudonymise_key is not None and s.pseudonymise_key.get_secret_value() == "s3cr3t-pk"
+    assert "s3cr3t" not in repr(s)  # secrets never printed
+
+
+# One value per setting, as written in the environment, and what it must load as.
+FROM_ENV = {
+    "store": ("duckdb:///elsewhere.duckdb", "duckdb:///elsewhere.duckdb"),
+    "timezone": ("Europe/Paris", "Europe/Paris"),
+    "production_environments": ("Live, Prod-EU", ["live", "prod-eu"]),
+    "incident_link_window": ("36h", "36h"),
+    "quantile": ("lower", "lower"),
+    "tier_year": ("2021", 2021),
+    "pseudonymise_key": ("k3y", "k3y"),
+    "server_max_request_bytes": ("2048", 2048),
+    "server_max_upload_bytes": ("4096", 4096),
+    "server_rate_limit_per_minute": ("42", 42),
+    "server_auth_proxy_header": ("X-Forwarded-User", "X-Forwarded-User"),
+    "server_trusted_proxies": ('["10.0.0.1"]', ["10.0.0.1"]),
+    "server_session_hours": ("1.5", 1.5),
+    "sync": ('[{ source = "git", every = "1h" }]', [{"source": "git", "every": "1h"}]),
+    "targets": ('[{ metric = "m", value = 1 }]', [{"metric": "m", "value": 1}]),
+}
+
+
+def test_every_setting_has_an_environment_example() -> None:
+    assert set(FROM_ENV) == {i.field for i in setting_infos()}
+
+
+@pytest.mark.parametrize("info", setting_infos(), ids=lambda i: i.env)
+def test_the_documented_environment_variable_is_the_one_read(info: object) -> None:
+    field, env = info.field, info.env  # type: ignore[attr-defined]
+    raw, expected = FROM_ENV[field]
+    value = getattr(load_settings(environ={env: raw}), field)
+    if hasattr(value, "get_secret_value"):
+        value = value.get_secret_value()
+    assert value == expected and value != Settings.model_fields[field].default
+
+
+def test_environ_given_replaces_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEATLENS_TIMEZONE", "Asia/Tokyo")
+    assert load_settings(environ={}).timezone == "UTC"
+    assert load_settings().timezone == "Asia/Tokyo"
+
+
+def test_a_bad_environment_value_is_one_clear_error() -> None:
+    with pytest.raises(ConfigError) as bad:
+        load_settings(environ={"HEATLENS_SERVER_RATE_LIMIT_PER_MINUTE": "lots"})
+    assert str(bad.value).startswith(
+        "setting server.rate_limit_per_minute (env HEATLENS_SERVER_RATE_LIMIT_PER_MINUTE): "
+        "Input should be a valid integer"
+    )
 
 
 @pytest.mark.parametrize(
@@ -115,3 +157,11 @@ def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
 def test_settings_are_frozen() -> None:
     with pytest.raises(ValueError):
         Settings().timezone = "x"  # type: ignore[misc]
+
+
+def test_heatlens_toml_in_the_working_directory_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "heatlens.toml").write_text("[server]\nsession_hours = 2.5\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(environ={}).server_session_hours == 2.5

@@ -1,9 +1,9 @@
-"""Settings: the table of DESIGN §5, declared once.
+"""Settings: the table of DESIGN §5, declared once, loaded by pydantic-settings.
 
-Each field of `Settings` carries its TOML key, environment variable, command-line flag (when there
-is one), what uses it and its help text. The config file loader, the environment loader, `--help`,
-and docs/settings.md are all built from this one declaration. Precedence: command-line flag, then
-environment variable, then config file, then default.
+Each field of `Settings` carries its TOML key, command-line flag (when there is one), what uses it
+and its help text; its environment variable is `HEATLENS_` + the field name in capitals. The config
+file, the environment, the flags and docs/settings.md all go through this one declaration.
+Precedence: command-line flag, then environment variable, then config file, then default.
 """
 
 from __future__ import annotations
@@ -11,13 +11,23 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from heatlens.errors import ConfigError
 
@@ -29,10 +39,10 @@ def _meta(key: str, used_by: str, flag: str | None = None) -> dict[str, Any]:
     return {"toml": key, "used_by": used_by, "flag": flag}
 
 
-class Settings(BaseModel):
+class Settings(BaseSettings):
     """Every heatlens setting (DESIGN §5). Build one with `load_settings`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     store: str = Field(
         "duckdb:///heatlens.duckdb",
@@ -70,36 +80,6 @@ class Settings(BaseModel):
         description="Key for pseudonymising `actor` and `author` at ingest (keyed HMAC); "
         "unset: stored as given.",
         json_schema_extra=_meta("pseudonymise_key", "ingest"),
-    )
-    ci_capability: str = Field(
-        "ci",
-        description="Capability id given to GitHub/GitLab pipeline runs mapped to usage.",
-        json_schema_extra=_meta("ci_capability", "GitHub/GitLab pipeline runs → usage"),
-    )
-    incident_label: str = Field(
-        "incident",
-        description="Issue label that makes a GitHub/GitLab issue an incident.",
-        json_schema_extra=_meta("incident_label", "GitHub/GitLab issues → incidents"),
-    )
-    service_map: dict[str, str] = Field(
-        {},
-        description="Repository, project or PagerDuty service → heatlens service id.",
-        json_schema_extra=_meta("service_map", "connectors, webhooks"),
-    )
-    webhooks_github_secret: SecretStr | None = Field(
-        None,
-        description="Secret GitHub webhook signatures are checked with; unset: endpoint refuses.",
-        json_schema_extra=_meta("webhooks.github_secret", "webhooks"),
-    )
-    webhooks_gitlab_token: SecretStr | None = Field(
-        None,
-        description="Token GitLab webhooks must send; unset: endpoint refuses.",
-        json_schema_extra=_meta("webhooks.gitlab_token", "webhooks"),
-    )
-    webhooks_pagerduty_secret: SecretStr | None = Field(
-        None,
-        description="Secret that PagerDuty webhook signatures are checked with; unset: refuses.",
-        json_schema_extra=_meta("webhooks.pagerduty_secret", "webhooks"),
     )
     server_max_request_bytes: int = Field(
         10 * 1024 * 1024,
@@ -170,6 +150,12 @@ class Settings(BaseModel):
             raise ValueError(f"{value!r} is not a duration such as '7d', '36h' or 'unbounded'")
         return value
 
+    @field_validator("tier_year", mode="before")
+    @classmethod
+    def _year(cls, value: Any) -> Any:
+        # the environment gives "2021", which a Literal of ints does not take by itself
+        return int(value) if isinstance(value, str) and value.isdigit() else value
+
     @field_validator("production_environments")
     @classmethod
     def _lower(cls, value: list[str]) -> list[str]:
@@ -184,6 +170,23 @@ class Settings(BaseModel):
         assert match is not None  # checked by the validator
         amount, unit = int(match[1]), match[2]
         return timedelta(**{_UNITS[unit]: amount})
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (the init arguments) beat the environment, which beats the config file."""
+        where = _SOURCES.get() or _Where()
+        return (
+            init_settings,
+            _Environment(settings_cls, where.environ),
+            _ConfigFile(settings_cls, where.config),
+        )
 
 
 _DURATION = re.compile(r"(\d+)([dhm])")
@@ -215,7 +218,7 @@ def setting_infos() -> list[SettingInfo]:
             SettingInfo(
                 field=name,
                 toml=toml,
-                env=ENV_PREFIX + toml.upper().replace(".", "_"),
+                env=ENV_PREFIX + name.upper(),
                 flag=extra["flag"] if isinstance(extra["flag"], str) else None,
                 default=field.default,
                 help=field.description or "",
@@ -226,74 +229,102 @@ def setting_infos() -> list[SettingInfo]:
     return infos
 
 
-def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """TOML tables → dotted keys, except for tables that are values (service_map)."""
-    by_toml = {info.toml for info in setting_infos()}
+@dataclass(frozen=True)
+class _Where:
+    """Where one `load_settings` call reads from: a config file (None: ./heatlens.toml if it
+    exists) and an environment (None: os.environ)."""
+
+    config: Path | None = None
+    environ: Mapping[str, str] | None = None
+
+
+# pydantic-settings builds its sources inside `Settings()`; this is how one call says which file
+# and environment they read. A plain `Settings()` reads ./heatlens.toml and os.environ.
+_SOURCES: ContextVar[_Where | None] = ContextVar("heatlens_settings_sources", default=None)
+
+# Settings whose environment value is a TOML list or table; a list of names may also be written
+# as `a, b`.
+_COMMA_LISTS = {"production_environments", "server_trusted_proxies"}
+
+
+class _Environment(EnvSettingsSource):
+    """`HEATLENS_*` variables from the given environment; lists and tables as TOML values."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None) -> None:
+        self._environ = os.environ if environ is None else environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {key.lower(): value for key, value in self._environ.items()}
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        """`["a", "b"]` or `{ k = "v" }` (TOML, so JSON lists work too), or `a, b` for names."""
+        try:
+            return tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            if field_name in _COMMA_LISTS:
+                return [part.strip() for part in value.split(",")]
+            return value  # validation then says what was expected
+
+
+class _ConfigFile(InitSettingsSource):
+    """The TOML config file, its tables (`[server]`) read as dotted keys (`server.…`)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], config: Path | None) -> None:
+        path = (
+            config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+        )
+        super().__init__(settings_cls, _read_config(path) if path is not None else {})
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """The config file's values by field name; a missing file or unknown key is a ConfigError."""
+    try:
+        table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    infos = {info.toml: info for info in setting_infos()}
+    values: dict[str, Any] = {}
+    for key, value in _flatten(table, set(infos)).items():
+        if key not in infos:
+            known = ", ".join(sorted(infos))
+            raise ConfigError(f"config file {path}: unknown setting {key!r} (known: {known})")
+        values[infos[key].field] = value
+    return values
+
+
+def _flatten(table: dict[str, Any], keys: set[str], prefix: str = "") -> dict[str, Any]:
+    """TOML tables → dotted keys, except for tables that are a setting's value."""
     flat: dict[str, Any] = {}
     for key, value in table.items():
         dotted = prefix + key
-        if isinstance(value, dict) and dotted not in by_toml:
-            flat.update(_flatten(value, dotted + "."))
+        if isinstance(value, dict) and dotted not in keys:
+            flat.update(_flatten(value, keys, dotted + "."))
         else:
             flat[dotted] = value
     return flat
 
 
-def _from_env(info: SettingInfo, raw: str) -> Any:
-    """Env vars are strings; lists and tables are given as JSON or TOML values."""
-    if info.field in {
-        "production_environments",
-        "service_map",
-        "sync",
-        "targets",
-        "server_trusted_proxies",
-    }:
-        try:
-            return tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            return (
-                [part.strip() for part in raw.split(",")]
-                if info.field.endswith(("environments", "proxies"))
-                else raw
-            )
-    return raw
-
-
 def load_settings(
     config: Path | None = None,
     overrides: dict[str, Any] | None = None,
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Settings from defaults, the config file, the environment and command-line overrides.
 
-    `config` None means `./heatlens.toml` when it exists. `overrides` maps field names to values
-    given on the command line (None values are ignored).
+    `config` None means `./heatlens.toml` when it exists; `environ` None means `os.environ`.
+    `overrides` maps field names to values given on the command line (None values are ignored).
     """
-    environ = dict(os.environ if environ is None else environ)
-    infos = {info.toml: info for info in setting_infos()}
-    values: dict[str, Any] = {}
-    path = config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
-    if path is not None:
-        try:
-            table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} not found") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path}: {exc}") from None
-        for key, value in _flatten(table).items():
-            if key not in infos:
-                known = ", ".join(sorted(infos))
-                raise ConfigError(f"config file {path}: unknown setting {key!r} (known: {known})")
-            values[infos[key].field] = value
-    for info in infos.values():
-        if info.env in environ:
-            values[info.field] = _from_env(info, environ[info.env])
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    token = _SOURCES.set(_Where(config, environ))
     try:
-        return Settings(**values)
+        return Settings(**{k: v for k, v in (overrides or {}).items() if v is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "?"
-        found = next((i for i in infos.values() if i.field == field), None)
+        found = next((i for i in setting_infos() if i.field == field), None)
         where = f"{found.toml} (env {found.env})" if found else field
         raise ConfigError(f"setting {where}: {first['msg']}") from None
+    finally:
+        _SOURCES.reset(token)

@@ -32,7 +32,7 @@ from heatlens.analysis.bootstrap import (
     team_ratios,
 )
 from heatlens.errors import ConfigError
-from heatlens.metrics.catalog import CATALOG
+from heatlens.metrics.catalog import CALENDAR_GRAINS, CATALOG
 from heatlens.metrics.engine import Request, compute
 from heatlens.metrics.frame import Frame, Tables
 from heatlens.metrics.periods import Period, bucket, calendar_start, periods
@@ -51,7 +51,6 @@ DORA = (
     "dora.change_failure_rate",
     "dora.recovery_time_p50",
 )
-GRAINS = ("day", "week", "month", "quarter")
 
 Durations = dict[tuple[str, date], dict[Any, NDArray[np.float64]]]
 
@@ -104,10 +103,10 @@ class Scorecard:
 def complete_periods(grain: str, tz: ZoneInfo, as_of: datetime) -> tuple[date, date, date]:
     """(previous start, last complete period's start, its end): the last period of `grain` that
     ends at or before `as_of`, in the report time zone, and the one before it."""
-    if grain not in GRAINS:
+    if grain not in CALENDAR_GRAINS:
         raise ConfigError(
             f"the scorecard compares calendar periods: grain {grain!r} must be one of "
-            f"{', '.join(GRAINS)}"
+            f"{', '.join(CALENDAR_GRAINS)}"
         )
     end = calendar_start(as_of.astimezone(tz).date(), grain)
     start = calendar_start(end - timedelta(days=1), grain)

@@ -18,9 +18,9 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from heatlens.analysis.scorecard import GRAINS, complete_periods, scorecard
+from heatlens.analysis.scorecard import complete_periods, scorecard
 from heatlens.errors import ConfigError
-from heatlens.metrics.catalog import CATALOG
+from heatlens.metrics.catalog import CALENDAR_GRAINS, CATALOG
 from heatlens.metrics.engine import Request, compute
 from heatlens.metrics.frame import Tables
 from heatlens.metrics.periods import midnight
@@ -131,8 +131,10 @@ def parse_targets(tables: Sequence[dict[str, Any]]) -> list[Target]:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}.value {value!r}: expected a number")
         grain = raw.get("grain", "month")
-        if grain not in GRAINS:
-            raise ConfigError(f"{where}.grain {grain!r}: expected one of {', '.join(GRAINS)}")
+        if grain not in CALENDAR_GRAINS:
+            raise ConfigError(
+                f"{where}.grain {grain!r}: expected one of {', '.join(CALENDAR_GRAINS)}"
+            )
         segment = raw.get("segment", {})
         if not isinstance(segment, dict):
             raise ConfigError(f"{where}.segment: expected a table, e.g. {{ capability = 'ci' }}")

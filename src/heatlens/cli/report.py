@@ -10,7 +10,6 @@ import click
 from rich.table import Table
 
 from heatlens.cli.context import GRAIN, CliContext, cell, command, day_option, err, out, pass_ctx
-from heatlens.errors import ConfigError
 from heatlens.metrics.catalog import KEYS as SEGMENT_KEYS
 
 
@@ -138,12 +137,9 @@ def explain(
 ) -> None:
     """List the records behind one number: what was counted, how incidents were linked, what
     was dropped and why."""
-    segment: dict[str, str | None] = {}
-    for item in segments:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--segment {item!r}: expected KEY=VALUE, e.g. team=payments")
-        segment[key] = value or None
+    from heatlens.metrics.explain import parse_segments
+
+    segment = parse_segments(segments, "--segment")
     day = day_option(period, "--period")
     assert day is not None
     with ctx.application() as app:

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from heatlens.metrics.catalog import CATALOG, METRICS, Metric
     from heatlens.metrics.engine import Request, compute
-    from heatlens.metrics.result import Report, Row, Warning
+    from heatlens.metrics.result import Report, ReportWarning, Row
 
-__all__ = ["CATALOG", "METRICS", "Metric", "Report", "Request", "Row", "Warning", "compute"]
+__all__ = ["CATALOG", "METRICS", "Metric", "Report", "ReportWarning", "Request", "Row", "compute"]
 
 _HOMES = {
     "CATALOG": "catalog",
@@ -25,7 +25,7 @@ _HOMES = {
     "compute": "engine",
     "Report": "result",
     "Row": "result",
-    "Warning": "result",
+    "ReportWarning": "result",
 }
 
 

@@ -16,7 +16,9 @@ DIMENSION_TITLES = {
     "dora": "DORA",
 }
 KEYS = ("capability", "team", "group", "service", "action", "environment", "survey", "question")
+# report periods (metrics/periods.py computes them); "all" is one period over the whole range
 GRAINS = ("day", "week", "month", "quarter", "all")
+CALENDAR_GRAINS = GRAINS[:-1]
 
 _USAGE = frozenset({"capability", "team", "group", "service", "action"})
 _TEAMS = frozenset({"capability", "team", "group"})

@@ -14,12 +14,13 @@ import ibis
 from heatlens.metrics.frame import Frame
 from heatlens.metrics.periods import Period, bucket
 
-Cell = tuple[Any, ...]
+# one segment's values, in the order of the report's `by` keys
+SegmentKey = tuple[Any, ...]
 
 
 @dataclass
 class Stat:
-    """A computed value of one metric for one (period, cell), before the common rules apply.
+    """A computed value of one metric for one (period, segment), before the common rules apply.
 
     `respondents` and `k` are set for happiness metrics (anonymity); `x` and `d` are a
     proportion's numerator and denominator (for csat the answers, while `n` is respondents).
@@ -34,11 +35,11 @@ class Stat:
     k: int = 0
 
 
-Stats = dict[tuple[date, Cell], Stat]
+Stats = dict[tuple[date, SegmentKey], Stat]
 
 
 @dataclass
-class Context:
+class MetricContext:
     """One report's request, resolved: frame, output periods, keys, clock and warnings."""
 
     frame: Frame
@@ -102,7 +103,7 @@ class Context:
         t = t.mutate(period=bucket(t[column], spans or self.spans))
         return t.filter(t.period.notnull())
 
-    def cell(self, row: dict[str, Any], keys: Iterable[str] | None = None) -> Cell:
+    def cell(self, row: dict[str, Any], keys: Iterable[str] | None = None) -> SegmentKey:
         return tuple(row.get(k) for k in (self.by if keys is None else keys))
 
     def span_of(self, ts: datetime, spans: list[Period] | None = None) -> Period | None:
@@ -201,7 +202,7 @@ class Context:
             }
         return set(self.seen()[key])
 
-    def domain_cells(self, p: Period, waves: dict[str, datetime | None]) -> set[Cell]:
+    def domain_cells(self, p: Period, waves: dict[str, datetime | None]) -> set[SegmentKey]:
         """Every combination of the existing values of the report's keys in period p (a copy:
         callers add to it). Computed once per period; `waves` only matters for `survey`."""
         key = ("domain_cells", p.start, "survey" in self.by and bool(waves))
@@ -210,7 +211,7 @@ class Context:
         )
         return set(cells)
 
-    def launched(self, p: Period, cell: Cell) -> bool:
+    def launched(self, p: Period, cell: SegmentKey) -> bool:
         """No rows for a registry capability in periods that end before its launch."""
         if "capability" not in self.by:
             return True

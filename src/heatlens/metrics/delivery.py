@@ -11,7 +11,7 @@ from typing import Any
 import ibis
 
 from heatlens.metrics.catalog import Metric
-from heatlens.metrics.context import Context, Stat, Stats
+from heatlens.metrics.context import MetricContext, Stat, Stats
 from heatlens.metrics.intervals import proportion_ci
 from heatlens.metrics.linking import hours_between, links, shipped
 from heatlens.metrics.quantiles import grouped_quantiles
@@ -20,12 +20,12 @@ DEPLOY_KEYS = ("team", "group", "service", "environment")
 INCIDENT_KEYS = ("team", "group", "service")
 
 
-def _count_in_range(ctx: Context, t: Any, ts: Any) -> int:
+def _count_in_range(ctx: MetricContext, t: Any, ts: Any) -> int:
     return int(t.filter(ctx.in_range(ts)).count().to_pyarrow().as_py())
 
 
 def _nonnegative_quantiles(
-    ctx: Context,
+    ctx: MetricContext,
     obs: Any,
     column: str,
     at: str,
@@ -41,7 +41,7 @@ def _nonnegative_quantiles(
     return grouped_quantiles(ctx, kept, [k for k in ctx.by if k in keys], column, qs)
 
 
-def delivery_stats(ctx: Context, metrics: list[Metric]) -> dict[str, Stats]:
+def delivery_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats]:
     """Stats of the DORA metrics (and time to first deploy) requested, keyed by metric id."""
     f = ctx.frame
     ids = {m.id for m in metrics}
@@ -89,7 +89,9 @@ def delivery_stats(ctx: Context, metrics: list[Metric]) -> dict[str, Stats]:
     return out
 
 
-def _deployment_stats(ctx: Context, ids: set[str], deps: Any, linked: Any) -> dict[str, Stats]:
+def _deployment_stats(
+    ctx: MetricContext, ids: set[str], deps: Any, linked: Any
+) -> dict[str, Stats]:
     obs = ctx.bucketed(deps, "finished_at")
     keys = [k for k in ctx.by if k in DEPLOY_KEYS]
     aggs: dict[str, Any] = {
@@ -134,7 +136,7 @@ def _deployment_stats(ctx: Context, ids: set[str], deps: Any, linked: Any) -> di
     return out
 
 
-def lead_time_pairs(ctx: Context, deps: Any) -> Any:
+def lead_time_pairs(ctx: MetricContext, deps: Any) -> Any:
     """Per (change, service): the first deployment of that service shipping the change, with
     `change`, `committed_at`, the deployment's columns and `hours` (negatives included)."""
     s = shipped(deps)
@@ -157,7 +159,7 @@ def lead_time_pairs(ctx: Context, deps: Any) -> Any:
     return first.join(d, first.dep_id == d.id)
 
 
-def _lead_time(ctx: Context, deps: Any, qs: tuple[float, ...]) -> dict[float, Stats]:
+def _lead_time(ctx: MetricContext, deps: Any, qs: tuple[float, ...]) -> dict[float, Stats]:
     """Lead time quantiles; negatives dropped with a warning, as are deployments shipping
     nothing."""
     without = deps.filter(
@@ -188,7 +190,7 @@ def recovery_times(deps: Any, incidents: Any, linked: Any) -> Any:
     return i.mutate(hours=hours_between(i.resolved_at, i.d_finished))
 
 
-def _recovery(ctx: Context, deps: Any, incidents: Any, linked: Any) -> Stats:
+def _recovery(ctx: MetricContext, deps: Any, incidents: Any, linked: Any) -> Stats:
     return _nonnegative_quantiles(
         ctx,
         recovery_times(deps, incidents, linked),
@@ -202,7 +204,7 @@ def _recovery(ctx: Context, deps: Any, incidents: Any, linked: Any) -> Stats:
     )[0.5]
 
 
-def first_deployments(ctx: Context, deps: Any) -> Any:
+def first_deployments(ctx: MetricContext, deps: Any) -> Any:
     """Services with `created_at` and their first deployment, with `days` (negatives included)."""
     svc = ctx.frame.table("service")
     svc = svc.filter(svc.created_at.notnull()).select(s_id=svc.id, s_created=svc.created_at)
@@ -216,7 +218,7 @@ def first_deployments(ctx: Context, deps: Any) -> Any:
     return obs.mutate(days=hours_between(obs.finished_at, obs.s_created) / 24.0)
 
 
-def _time_to_first_deploy(ctx: Context, deps: Any) -> Stats:
+def _time_to_first_deploy(ctx: MetricContext, deps: Any) -> Stats:
     return _nonnegative_quantiles(
         ctx,
         first_deployments(ctx, deps),

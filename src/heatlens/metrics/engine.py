@@ -16,13 +16,19 @@ from zoneinfo import ZoneInfo
 
 from heatlens.errors import ConfigError
 from heatlens.metrics import catalog
-from heatlens.metrics.catalog import KEYS, Metric
-from heatlens.metrics.context import Cell, Context, Stat, Stats
+from heatlens.metrics.catalog import GRAINS, KEYS, Metric
+from heatlens.metrics.context import MetricContext, SegmentKey, Stat, Stats
 from heatlens.metrics.delivery import delivery_stats
 from heatlens.metrics.frame import Frame, Tables
 from heatlens.metrics.happiness import happiness_stats, suppress, waves
-from heatlens.metrics.periods import GRAINS, check_day, default_range, periods
-from heatlens.metrics.result import Report, Row, Warning
+from heatlens.metrics.periods import (
+    MAX_PERIODS,
+    check_day,
+    default_range,
+    periods,
+    too_many_periods,
+)
+from heatlens.metrics.result import Report, ReportWarning, Row
 from heatlens.metrics.tiers import tier_of
 from heatlens.metrics.usage import usage_stats
 from heatlens.settings import Settings
@@ -50,11 +56,6 @@ class Request:
     by: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
     now: datetime | None = None
-
-
-# how many periods a report may have: enough for any real history, and bounded so a typo
-# (a decade at grain day) is an error, not an hour of work
-MAX_PERIODS = 5_000
 
 
 def resolve(request: Request, settings: Settings) -> tuple[list[Metric], date, date, datetime]:
@@ -85,8 +86,7 @@ def resolve(request: Request, settings: Settings) -> tuple[list[Metric], date, d
     start = request.start or start
     if start >= end:
         raise ConfigError(f"--from {start} must be before --to {end}")
-    days_per_period = {"day": 1, "week": 7, "month": 28, "quarter": 90}.get(request.grain)
-    if days_per_period and (end - start).days / days_per_period > MAX_PERIODS:
+    if too_many_periods(request.grain, start, end):
         raise ConfigError(
             f"--from {start} --to {end} is more than {MAX_PERIODS:,} periods of a "
             f"{request.grain}: use a coarser --grain or a shorter range"
@@ -99,7 +99,7 @@ def compute(tables: Tables, request: Request, settings: Settings) -> Report:
     metrics, start, end, now = resolve(request, settings)
     frame = Frame.load(tables, settings)
     spans = periods(request.grain, start, end, frame.tz)
-    ctx = Context(frame, spans, request.grain, request.by, now)
+    ctx = MetricContext(frame, spans, request.grain, request.by, now)
     try:
         return _report(ctx, request, settings, metrics, start, end)
     finally:
@@ -107,7 +107,7 @@ def compute(tables: Tables, request: Request, settings: Settings) -> Report:
 
 
 def _report(
-    ctx: Context,
+    ctx: MetricContext,
     request: Request,
     settings: Settings,
     metrics: list[Metric],
@@ -145,19 +145,21 @@ def _report(
         _unknown_services(frame),
     )
     warnings = [
-        Warning(code, *ctx.warnings[code]) for code in WARNING_ORDER if code in ctx.warnings
+        ReportWarning(code, *ctx.warnings[code]) for code in WARNING_ORDER if code in ctx.warnings
     ]
     return Report(
         request.grain, start, end, settings.timezone, request.by, rows, warnings, generated_at=now
     )
 
 
-def _rows(ctx: Context, m: Metric, stats: Stats, wave_ts: dict[str, datetime | None]) -> list[Row]:
+def _rows(
+    ctx: MetricContext, m: Metric, stats: Stats, wave_ts: dict[str, datetime | None]
+) -> list[Row]:
     """The common rules, per period: zero-fill, launch, anonymity, tiers, completeness."""
     out: list[Row] = []
     tiered = ctx.grain in ("month", "quarter", "all") and bool({"team", "service"} & set(ctx.by))
     for p in ctx.spans:
-        cells: dict[Cell, Stat] = {c: s for (d, c), s in stats.items() if d == p.start}
+        cells: dict[SegmentKey, Stat] = {c: s for (d, c), s in stats.items() if d == p.start}
         if m.zero_filled:
             for cell in ctx.domain_cells(p, wave_ts):
                 cells.setdefault(cell, Stat(0, 0))
@@ -198,7 +200,7 @@ def _rows(ctx: Context, m: Metric, stats: Stats, wave_ts: dict[str, datetime | N
     return out
 
 
-def _cell_order(cell: Cell) -> tuple[tuple[bool, str], ...]:
+def _cell_order(cell: SegmentKey) -> tuple[tuple[bool, str], ...]:
     return tuple((v is not None, "" if v is None else str(v)) for v in cell)
 
 

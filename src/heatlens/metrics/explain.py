@@ -8,6 +8,7 @@ counts, and nothing at all for a suppressed segment): anonymity holds here too.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -16,7 +17,7 @@ import ibis
 
 from heatlens.errors import ConfigError
 from heatlens.metrics import catalog
-from heatlens.metrics.context import Context
+from heatlens.metrics.context import MetricContext
 from heatlens.metrics.delivery import first_deployments, lead_time_pairs, recovery_times
 from heatlens.metrics.engine import Request, compute
 from heatlens.metrics.frame import Frame, Tables
@@ -27,6 +28,18 @@ from heatlens.metrics.usage import COLUMNS as USAGE_COLUMNS
 from heatlens.settings import Settings
 
 LIMIT = 50
+
+
+def parse_segments(items: Iterable[str], name: str = "segment") -> dict[str, str | None]:
+    """The segment of `KEY=VALUE` items (`KEY=` is a null value); a bad item is a ConfigError
+    naming the option or parameter `name`."""
+    segment: dict[str, str | None] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"{name} {item!r}: expected KEY=VALUE, e.g. team=payments")
+        segment[key] = value or None
+    return segment
 
 
 @dataclass
@@ -81,7 +94,7 @@ def explain(
         )
         return out
     frame = Frame.load(tables, settings)
-    ctx = Context(
+    ctx = MetricContext(
         frame,
         periods(grain, start, end, frame.tz),
         grain,
@@ -114,7 +127,7 @@ def _split(t: Any, metric: str) -> tuple[Any, Any]:
     return t, None
 
 
-def _observations(ctx: Context, metric: str) -> tuple[Any, list[str], list[str]]:
+def _observations(ctx: MetricContext, metric: str) -> tuple[Any, list[str], list[str]]:
     """(table with `period` and segment columns, columns to list, order) for a metric."""
     f = ctx.frame
     dim = metric.split(".")[0]
@@ -218,6 +231,6 @@ def _observations(ctx: Context, metric: str) -> tuple[Any, list[str], list[str]]
     )
 
 
-def _usage_with_id(ctx: Context) -> Any:
+def _usage_with_id(ctx: MetricContext) -> Any:
     """The engine's resolved usage columns, with each record's id to list it by."""
     return ctx.frame.usage().select("id", *USAGE_COLUMNS)

@@ -15,7 +15,7 @@ import ibis
 import pyarrow as pa
 
 from heatlens.metrics.catalog import Metric
-from heatlens.metrics.context import Cell, Context, Stat, Stats
+from heatlens.metrics.context import MetricContext, SegmentKey, Stat, Stats
 from heatlens.metrics.frame import UTC_TS, memtable
 from heatlens.metrics.intervals import nps_ci, proportion_ci
 from heatlens.metrics.quantiles import grouped_quantiles
@@ -30,7 +30,7 @@ KINDS = {
 DEFAULT_K = 5
 
 
-def waves(ctx: Context) -> dict[str, datetime | None]:
+def waves(ctx: MetricContext) -> dict[str, datetime | None]:
     """Survey id → the instant its wave is counted at."""
     f = ctx.frame
     r = f.table("survey_response")
@@ -51,7 +51,7 @@ def waves(ctx: Context) -> dict[str, datetime | None]:
     return out
 
 
-def _wave_table(ctx: Context, wave_ts: dict[str, datetime | None]) -> Any:
+def _wave_table(ctx: MetricContext, wave_ts: dict[str, datetime | None]) -> Any:
     f = ctx.frame
     sids = [s for s, ts in wave_ts.items() if ts is not None]
     return memtable(
@@ -64,12 +64,12 @@ def _wave_table(ctx: Context, wave_ts: dict[str, datetime | None]) -> Any:
     )
 
 
-def responses(ctx: Context, wave_ts: dict[str, datetime | None]) -> Any:
+def responses(ctx: MetricContext, wave_ts: dict[str, datetime | None]) -> Any:
     """Responses with their wave's period, k, capability (own, else the question's) and group."""
     return ctx.memo("responses", lambda: _responses(ctx, wave_ts))
 
 
-def _responses(ctx: Context, wave_ts: dict[str, datetime | None]) -> Any:
+def _responses(ctx: MetricContext, wave_ts: dict[str, datetime | None]) -> Any:
     f = ctx.frame
     r = f.table("survey_response")
     w = _wave_table(ctx, wave_ts)
@@ -84,7 +84,7 @@ def _responses(ctx: Context, wave_ts: dict[str, datetime | None]) -> Any:
 
 
 def happiness_stats(
-    ctx: Context, metrics: list[Metric], wave_ts: dict[str, datetime | None]
+    ctx: MetricContext, metrics: list[Metric], wave_ts: dict[str, datetime | None]
 ) -> dict[str, Stats]:
     """Stats of the happiness metrics requested (not yet suppressed)."""
     r = responses(ctx, wave_ts)
@@ -139,7 +139,7 @@ def happiness_stats(
 
 
 def _response_rate(
-    ctx: Context, r: Any, keys: list[str], wave_ts: dict[str, datetime | None]
+    ctx: MetricContext, r: Any, keys: list[str], wave_ts: dict[str, datetime | None]
 ) -> Stats:
     """Distinct respondents ÷ summed invitations of the waves in the period and segment."""
     f = ctx.frame
@@ -175,7 +175,7 @@ def _response_rate(
     return stats
 
 
-def suppress(cells: dict[Cell, Stat], nkeys: int) -> set[Cell]:
+def suppress(cells: dict[SegmentKey, Stat], nkeys: int) -> set[SegmentKey]:
     """Anonymity (DESIGN §4): the cells to suppress among one metric's cells of one period.
 
     A segment with fewer respondents than its k is suppressed. Then, within each one-key margin,
@@ -190,7 +190,7 @@ def suppress(cells: dict[Cell, Stat], nkeys: int) -> set[Cell]:
     while changed:
         changed = False
         for i in range(nkeys):
-            margins: dict[Cell, list[Cell]] = defaultdict(list)
+            margins: dict[SegmentKey, list[SegmentKey]] = defaultdict(list)
             for cell, s in cells.items():
                 if s.respondents > 0:
                     margins[cell[:i] + cell[i + 1 :]].append(cell)
@@ -213,5 +213,5 @@ def _value_order(v: Any) -> tuple[bool, str]:
     return (v is not None, "" if v is None else str(v))
 
 
-def _cell_order(cell: Cell) -> tuple[tuple[bool, str], ...]:
+def _cell_order(cell: SegmentKey) -> tuple[tuple[bool, str], ...]:
     return tuple(_value_order(v) for v in cell)

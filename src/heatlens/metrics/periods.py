@@ -18,8 +18,12 @@ import ibis.expr.datatypes as dt
 
 from heatlens.errors import ConfigError
 
-GRAINS = ("day", "week", "month", "quarter", "all")
 DEFAULT_PERIODS = 12
+# how many periods a report or a page may have: enough for any real history, and bounded so a typo
+# (a decade at grain day) is an error, not an hour of work
+MAX_PERIODS = 5_000
+# the fewest days a period of each calendar grain has, so a range's days / these bound its periods
+_MIN_DAYS = {"day": 1, "week": 7, "month": 28, "quarter": 90}
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,12 @@ def parse_day(value: str | None, name: str) -> date | None:
     except ValueError:
         raise ConfigError(f"{name} {value!r}: expected a date YYYY-MM-DD") from None
     return check_day(day, name)
+
+
+def too_many_periods(grain: str, start: date, end: date) -> bool:
+    """Whether [start, end) may hold more than MAX_PERIODS periods of `grain` (`all` never does)."""
+    days = _MIN_DAYS.get(grain)
+    return days is not None and (end - start).days / days > MAX_PERIODS
 
 
 def calendar_start(day: date, grain: str) -> date:

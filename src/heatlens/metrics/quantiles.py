@@ -8,11 +8,11 @@ from typing import Any
 
 import ibis
 
-from heatlens.metrics.context import Context, Stat, Stats
+from heatlens.metrics.context import MetricContext, Stat, Stats
 
 
 def grouped_quantiles(
-    ctx: Context, t: Any, keys: list[str], column: str, qs: tuple[float, ...] = (0.5,)
+    ctx: MetricContext, t: Any, keys: list[str], column: str, qs: tuple[float, ...] = (0.5,)
 ) -> dict[float, Stats]:
     """Quantiles `qs` of `column` per (period, keys) of `t` (null values excluded), one query."""
     t = t.mutate(hl_v=t[column].cast("float64"))

@@ -46,7 +46,7 @@ class Row:
 
 
 @dataclass
-class Warning:
+class ReportWarning:
     """Something the user should know about the numbers: dropped values, unlinked incidents…"""
 
     code: str
@@ -67,7 +67,7 @@ class Report:
     timezone: str
     by: tuple[str, ...]
     rows: list[Row] = field(default_factory=list)
-    warnings: list[Warning] = field(default_factory=list)
+    warnings: list[ReportWarning] = field(default_factory=list)
     generated_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -143,5 +143,7 @@ class Report:
             timezone=doc["timezone"],
             by=by,
             rows=rows,
-            warnings=[Warning(w["code"], w["message"], int(w["count"])) for w in doc["warnings"]],
+            warnings=[
+                ReportWarning(w["code"], w["message"], int(w["count"])) for w in doc["warnings"]
+            ],
         )

@@ -13,7 +13,7 @@ from datetime import date
 from typing import Any
 
 from heatlens.metrics.catalog import Metric
-from heatlens.metrics.context import Cell, Context, Stat, Stats
+from heatlens.metrics.context import MetricContext, SegmentKey, Stat, Stats
 from heatlens.metrics.intervals import proportion_ci
 from heatlens.metrics.periods import Period, calendar_start, periods, previous_calendar
 from heatlens.metrics.quantiles import grouped_quantiles
@@ -40,12 +40,12 @@ COLUMNS = (
 )
 
 
-def resolved_usage(ctx: Context) -> Any:
+def resolved_usage(ctx: MetricContext) -> Any:
     """All usage with resolved team and group (kept for the report)."""
     return ctx.memo("usage", lambda: ctx.frame.usage().select(*COLUMNS))
 
 
-def usage_stats(ctx: Context, metrics: list[Metric]) -> dict[str, Stats]:
+def usage_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats]:
     """Stats of the usage metrics requested, keyed by metric id."""
     ids = {m.id for m in metrics}
     out: dict[str, Stats] = {}
@@ -77,7 +77,7 @@ def usage_stats(ctx: Context, metrics: list[Metric]) -> dict[str, Stats]:
     return out
 
 
-def _grouped(ctx: Context, obs: Any, ids: set[str]) -> dict[str, Stats]:
+def _grouped(ctx: MetricContext, obs: Any, ids: set[str]) -> dict[str, Stats]:
     keys = [k for k in ctx.by if k in KEYS]
     aggs: dict[str, Any] = {"attempts": obs.outcome.count()}
     if "adoption.active_users" in ids:
@@ -107,7 +107,7 @@ def _grouped(ctx: Context, obs: Any, ids: set[str]) -> dict[str, Stats]:
     return out
 
 
-def _active_teams(ctx: Context, obs: Any) -> dict[date, set[tuple[str, str]]]:
+def _active_teams(ctx: MetricContext, obs: Any) -> dict[date, set[tuple[str, str]]]:
     """Per period, the (capability, team) pairs with usage."""
     t = obs.filter(obs.team.notnull()).select("period", "capability", "team").distinct()
     active: dict[date, set[tuple[str, str]]] = defaultdict(set)
@@ -117,7 +117,7 @@ def _active_teams(ctx: Context, obs: Any) -> dict[date, set[tuple[str, str]]]:
 
 
 def eligible(
-    ctx: Context, p: Period, capability: Any, by_capability: bool, active_teams: set[str]
+    ctx: MetricContext, p: Period, capability: Any, by_capability: bool, active_teams: set[str]
 ) -> set[str]:
     """Teams eligible in period p (for a capability when segmented by capability)."""
     f = ctx.frame
@@ -140,7 +140,7 @@ def eligible(
     return base
 
 
-def _all_usage_teams(ctx: Context) -> set[str]:
+def _all_usage_teams(ctx: MetricContext) -> set[str]:
     """With an empty team registry, the eligible teams are the resolved teams of all usage."""
 
     def build() -> set[str]:
@@ -151,7 +151,7 @@ def _all_usage_teams(ctx: Context) -> set[str]:
     return ctx.remember("usage_teams", build)
 
 
-def _adoption(ctx: Context, active: dict[date, set[tuple[str, str]]], rate: bool) -> Stats:
+def _adoption(ctx: MetricContext, active: dict[date, set[tuple[str, str]]], rate: bool) -> Stats:
     """Eligible teams, or the share of them active, per period and cell of (capability, team,
     group). Sets are indexed by capability and by group, so this stays linear in teams."""
     stats: Stats = {}
@@ -193,7 +193,7 @@ def _adoption(ctx: Context, active: dict[date, set[tuple[str, str]]], rate: bool
     return stats
 
 
-def _warn_ineligible(ctx: Context, active: dict[date, set[tuple[str, str]]]) -> None:
+def _warn_ineligible(ctx: MetricContext, active: dict[date, set[tuple[str, str]]]) -> None:
     fallback = _all_usage_teams(ctx) if not ctx.frame.teams else set()
     count = 0
     for p in ctx.spans:
@@ -209,7 +209,7 @@ def _warn_ineligible(ctx: Context, active: dict[date, set[tuple[str, str]]]) -> 
     )
 
 
-def _new_teams(ctx: Context, usage: Any) -> Stats:
+def _new_teams(ctx: MetricContext, usage: Any) -> Stats:
     """Teams whose first usage (of the capability, when segmented by it) is in the period."""
     per_cap = "capability" in ctx.by
     keys = ["team", "capability"] if per_cap else ["team"]
@@ -232,17 +232,17 @@ def _new_teams(ctx: Context, usage: Any) -> Stats:
     return stats
 
 
-def _team_sets(ctx: Context, obs: Any) -> dict[tuple[date, Cell], set[str]]:
+def _team_sets(ctx: MetricContext, obs: Any) -> dict[tuple[date, SegmentKey], set[str]]:
     keys = [k for k in ctx.by if k in KEYS]
     columns = ["period", *keys, *(["team"] if "team" not in keys else [])]
     t = obs.filter(obs.team.notnull()).select(*columns).distinct()
-    sets: dict[tuple[date, Cell], set[str]] = defaultdict(set)
+    sets: dict[tuple[date, SegmentKey], set[str]] = defaultdict(set)
     for r in t.to_pyarrow().to_pylist():
         sets[(r["period"], ctx.cell(r))].add(r["team"])
     return sets
 
 
-def _retention(ctx: Context, obs: Any) -> Stats:
+def _retention(ctx: MetricContext, obs: Any) -> Stats:
     """Share of the teams active in the previous calendar period still active in this one."""
     tz = ctx.frame.tz
     first_prev = previous_calendar(ctx.spans[0], ctx.grain, tz)

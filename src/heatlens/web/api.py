@@ -10,9 +10,10 @@ from fastapi.responses import JSONResponse, Response
 
 from heatlens.application import LocalApplication
 from heatlens.application.documents import counts_doc
-from heatlens.errors import ConfigError, InputError
+from heatlens.errors import InputError
 from heatlens.metrics import Report
 from heatlens.metrics import Request as MetricsRequest
+from heatlens.metrics.explain import parse_segments
 from heatlens.metrics.periods import parse_day
 from heatlens.store.tokens import Token
 from heatlens.web.auth import require
@@ -172,12 +173,7 @@ async def get_explain(
     limit: Annotated[int, Query(ge=1, le=100_000)] = 50,
 ) -> Response:
     """The records behind one number, with the parameters of `heatlens explain`."""
-    segments: dict[str, str | None] = {}
-    for item in segment or ():
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"segment {item!r}: expected KEY=VALUE, e.g. team=payments")
-        segments[key] = value or None
+    segments = parse_segments(segment or ())
     teams_only(token, [segments["team"]] if "team" in segments else None)
     day = parse_day(period, "period")
     doc = await service.call(app.explain, metric, day, segments, grain=grain, limit=limit)

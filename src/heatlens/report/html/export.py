@@ -29,7 +29,7 @@ def render_html(store: Store, settings: Settings, request: Request) -> str:
     scorecard uses the grain when it is a calendar grain (day to quarter), else month, and
     scores the last complete period before `end` (default: now).
     """
-    from heatlens.analysis.scorecard import GRAINS
+    from heatlens.metrics.catalog import CALENDAR_GRAINS
     from heatlens.report.html import delivery, heat, pages
     from heatlens.report.html.filters import Filters
     from heatlens.report.html.present import Links, View
@@ -37,7 +37,9 @@ def render_html(store: Store, settings: Settings, request: Request) -> str:
     now = request.now or datetime.now(UTC)
     links = Links(static=True)
     filters = Filters(request.grain, request.start, request.end)
-    card_filters = replace(filters, grain=request.grain if request.grain in GRAINS else "month")
+    card_filters = replace(
+        filters, grain=request.grain if request.grain in CALENDAR_GRAINS else "month"
+    )
     views: list[View] = [heat.overview(store, settings, card_filters, links, now)]
     dora_filters = replace(filters, grain=request.grain if request.grain != "day" else "week")
     views.append(delivery.dora(store, settings, dora_filters, links, now))

@@ -9,12 +9,8 @@ from datetime import date
 from urllib.parse import urlencode
 
 from heatlens.errors import ConfigError
-from heatlens.metrics.periods import GRAINS
-
-# a page is one request: its dates stay in a sane span and its periods few enough to draw
-EARLIEST, LATEST = date(1970, 1, 1), date(2100, 1, 1)
-MAX_PERIODS = 1000
-_DAYS = {"day": 1, "week": 7, "month": 28, "quarter": 90}
+from heatlens.metrics.catalog import GRAINS
+from heatlens.metrics.periods import MAX_PERIODS, parse_day, too_many_periods
 
 
 @dataclass(frozen=True)
@@ -46,34 +42,20 @@ class Filters:
         return replace(self, team=team)
 
 
-def parse_day(value: str | None, name: str) -> date | None:
-    """A date parameter (None when absent), within the span a page may show."""
-    if not value:
-        return None
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{name} {value!r}: expected a date YYYY-MM-DD") from None
-    if not EARLIEST <= day <= LATEST:
-        raise ConfigError(f"{name} {value}: expected a date between {EARLIEST} and {LATEST}")
-    return day
-
-
 def parse_filters(params: Mapping[str, str], default_grain: str) -> Filters:
     """Filters from query parameters; a bad value is a ConfigError naming the parameter."""
     grain = params.get("grain") or default_grain
     if grain not in GRAINS:
         raise ConfigError(f"grain {grain!r}: expected one of {', '.join(GRAINS)}")
-    start, end = parse_day(params.get("from"), "from"), parse_day(params.get("to"), "to")
+    start = parse_day(params.get("from") or None, "from")
+    end = parse_day(params.get("to") or None, "to")
     if start and end and start >= end:
         raise ConfigError(f"from {start} must be before to {end}")
-    if start and grain in _DAYS:
-        periods = ((end or date.today()) - start).days // _DAYS[grain]
-        if periods > MAX_PERIODS:
-            raise ConfigError(
-                f"from {start} to {end or 'now'} is more than {MAX_PERIODS} periods of a "
-                f"{grain}: choose a later from, an earlier to or a longer grain"
-            )
+    if start and too_many_periods(grain, start, end or date.today()):
+        raise ConfigError(
+            f"from {start} to {end or 'now'} is more than {MAX_PERIODS:,} periods of a "
+            f"{grain}: choose a later from, an earlier to or a longer grain"
+        )
     return Filters(
         grain,
         start,

@@ -12,9 +12,10 @@ from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from heatlens.analysis.scorecard import DORA, GRAINS, HEAT, Cell, scorecard
+from heatlens.analysis.scorecard import DORA, HEAT, Cell, scorecard
 from heatlens.analysis.targets import Target, parse_targets, target_status
 from heatlens.metrics import Request, compute
+from heatlens.metrics.catalog import CALENDAR_GRAINS
 from heatlens.metrics.engine import resolve
 from heatlens.metrics.periods import calendar_next
 from heatlens.metrics.result import Report, Row
@@ -98,7 +99,7 @@ def overview(
     if store.is_empty():
         view.empty = EMPTY_STORE
         return view
-    grain = filters.grain if filters.grain in GRAINS else "month"
+    grain = filters.grain if filters.grain in CALENDAR_GRAINS else "month"
     as_of = _as_of(filters, settings, now)
     targets = parse_targets(settings.targets)
     card = scorecard(store, settings, grain=grain, as_of=as_of)

@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 
-from heatlens.metrics.catalog import CATALOG, DIMENSION_TITLES
+from heatlens.metrics.catalog import CATALOG, DIMENSION_TITLES, GRAINS
 from heatlens.report.html.present import Links, View, show, show_value
 from heatlens.version import __version__
 
@@ -34,7 +34,6 @@ SCRIPTS = (
     "vendor/vega-interpreter.js",
     "dashboard.js",
 )
-GRAIN_CHOICES = ("day", "week", "month", "quarter", "all")
 
 
 @cache
@@ -52,7 +51,7 @@ def environment() -> Environment:
         show_value=show_value,
         catalog=CATALOG,
         dimension_titles=DIMENSION_TITLES,
-        grains=GRAIN_CHOICES,
+        grains=GRAINS,
         version=__version__,
         label=metric_label,
     )

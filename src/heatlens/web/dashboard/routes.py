@@ -23,8 +23,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import escape
 
 from heatlens.errors import ConfigError, HeatlensError
+from heatlens.metrics.explain import parse_segments
+from heatlens.metrics.periods import parse_day
 from heatlens.report.html import delivery, heat, pages, records
-from heatlens.report.html.filters import Filters, parse_day, parse_filters
+from heatlens.report.html.filters import Filters, parse_filters
 from heatlens.report.html.present import Links, View
 from heatlens.settings import Settings
 from heatlens.store import Store
@@ -233,15 +235,10 @@ async def explain_page(request: Request) -> Response:
     try:
         metric = params.get("metric") or ""
         grain = params.get("grain") or "week"
-        period = parse_day(params.get("period"), "period")
+        period = parse_day(params.get("period") or None, "period")
         if period is None:
             raise ConfigError("period: expected a date YYYY-MM-DD (a day of the period)")
-        segment: dict[str, str | None] = {}
-        for item in params.getlist("segment"):
-            k, sep, v = item.partition("=")
-            if not sep:
-                raise ConfigError(f"segment {item!r}: expected KEY=VALUE, e.g. team=payments")
-            segment[k] = v or None
+        segment = parse_segments(params.getlist("segment"))
     except ConfigError as exc:
         return _html(pages.message("Cannot explain", str(exc), user=access.user), 400)
     if access.teams and segment.get("team") not in access.teams:
