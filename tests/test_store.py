@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from heatlens.errors import EmptyStoreError, StoreError, StoreLockedError
+from heatlens.errors import EmptyStoreError, InputError, StoreError, StoreLockedError
 from heatlens.ingest import ingest_records
 from heatlens.model import BY_NAME
 from heatlens.settings import Settings, load_settings
@@ -282,3 +283,82 @@ def test_capability_and_team_lists(store: Store, settings: Settings) -> None:
     assert store.leaf_team_ids() == ["a", "b"]  # `org` is a group
     ingest_records(store, [record("capability", id="secrets")], settings, source="t")
     assert store.capability_ids() == ["secrets"]  # the registry, once there is one
+
+
+def test_inputs_written_together_count_as_if_written_one_after_another(
+    store: Store, settings: Settings
+) -> None:
+    from heatlens.ingest import Input, Part, discard, prepare, write
+
+    _put(store, settings, USAGE[:1], source="first")  # u1 stored, success
+    failed = [dict(u, outcome="failure") for u in USAGE]
+    inputs = [
+        # u1 changed, u2 new (stored with source "a")
+        Input([Part("a", records=[failed[0], USAGE[1]])]),
+        # u2 unchanged since "a": it keeps source "a"; u3 new; an invalid record refuses only this
+        Input([Part("bad", records=[USAGE[2], {"type": "usage", "id": "x"}])]),
+        # u1 changed back, u2 unchanged, u3 new here (the refused input stored nothing)
+        Input([Part("b", records=[USAGE[0], USAGE[1], USAGE[2]])]),
+        # a second part of the same input: u3 changed, u2 again unchanged
+        Input([Part("c", records=[failed[2]]), Part("d", records=[USAGE[1]])]),
+    ]
+    version = store.data_version()
+    prepared = prepare(store, inputs, settings)
+    try:
+        results = write(store, prepared)
+    finally:
+        discard(store, prepared)
+    counts = [
+        r if isinstance(r, InputError) else {k: astuple(c) for k, c in r.counts.items()}
+        for r in results
+    ]
+    assert counts[0] == {"usage": (1, 1, 0)}
+    assert isinstance(counts[1], InputError) and "1 invalid record(s)" in str(counts[1])
+    assert counts[2] == {"usage": (1, 1, 1)}
+    assert counts[3] == {"usage": (0, 1, 1)}
+    assert store.data_version() == version + 1  # one transaction
+    assert stored(store, "usage", "id", "outcome", "source") == [
+        ("u1", "success", "b"),
+        ("u2", "success", "a"),
+        ("u3", "failure", "c"),
+    ]
+
+
+def test_files_of_one_ingest_are_parts_written_in_order(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    from heatlens.ingest import ingest_files
+
+    a, b = tmp_path / "a.ndjson", tmp_path / "b.ndjson"
+    a.write_text("".join(json.dumps(r) + "\n" for r in [TEAM, *USAGE[:2]]), encoding="utf-8")
+    changed = dict(USAGE[1], outcome="error")
+    b.write_text("".join(json.dumps(r) + "\n" for r in [changed, USAGE[2]]), encoding="utf-8")
+    result = ingest_files(store, [str(a), str(b)], settings)
+    assert {k: astuple(c) for k, c in result.counts.items()} == {
+        "team": (1, 0, 0),
+        "usage": (3, 1, 0),
+    }
+    assert stored(store, "usage", "id", "outcome", "source") == [
+        ("u1", "success", "file:a.ndjson"),
+        ("u2", "error", "file:b.ndjson"),
+        ("u3", "success", "file:b.ndjson"),
+    ]
+
+
+def test_sync_state_commits_with_the_records_or_not_at_all(
+    store: Store, settings: Settings
+) -> None:
+    ingest_records(store, USAGE[:1], settings, source="sync:x", sync_state={"x": {"cursor": 1}})
+    assert store.sync_state("x") == {"cursor": 1}
+    with pytest.raises(InputError):
+        ingest_records(
+            store,
+            [*USAGE[1:], {"type": "usage", "id": "bad"}],
+            settings,
+            source="sync:x",
+            sync_state={"x": {"cursor": 3}},
+        )
+    assert store.sync_state("x") == {"cursor": 1} and stored(store, "usage", "id") == [("u1",)]
+    # no records at all: the state alone
+    ingest_records(store, [], settings, source="sync:x", sync_state={"x": {"cursor": 2}})
+    assert store.sync_state("x") == {"cursor": 2}
