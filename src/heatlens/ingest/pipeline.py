@@ -311,9 +311,8 @@ def _stage(
             else:
                 present[name].add(p.first)
             fields = ", ".join(q(f) for f in BY_NAME[name].field_names)
-            selects[name].append(
-                f"SELECT {fields}, {p.first} + __line // {STRIDE} AS {PART} FROM {stage}"
-            )
+            part = f"{p.first} + __line // {STRIDE}" if p.shared else str(p.first)
+            selects[name].append(f"SELECT {fields}, {part} AS {PART} FROM {stage}")
     batches: list[Staged] = []
     for name in sorted(selects, key=TYPE_NAMES.index):
         if not present[name]:

@@ -377,27 +377,28 @@ class Store:
     def _merge(
         self, batch: Staged, stage: str, parts: Sequence[Part], now: datetime
     ) -> dict[int, WriteCounts]:
-        """Merge one type's stage into its table; counts per part. "Did the record change?" is
+        """Merge one type's stage into its table; counts per part. Whether a record changed is
         decided here, and only here."""
         b = self._backend
         rtype = batch.rtype
         target = q(rtype.table)
         fields = list(rtype.field_names)
-        cols = ", ".join(q(c) for c in record_columns(rtype))
-        values = ", ".join(f"s.{q(f)}" for f in fields)
         field_list = ", ".join(q(f) for f in fields)
-        chain = len(batch.parts) > 1
+        # a chain: some id staged by several parts, each version judged against the one before
+        chain = len(batch.parts) > 1 and bool(
+            b.fetchall(f"SELECT count(*) - count(DISTINCT id) FROM {q(stage)}")[0][0]
+        )
         if not chain and not b.fetchall(f"SELECT 1 FROM {target} LIMIT 1"):
             # a bulk load into an empty table: every row is new
-            (part,) = batch.parts
-            staged = int(b.fetchall(f"SELECT count(*) FROM {q(stage)}")[0][0])
-            b.execute(
-                f"INSERT INTO {target} ({cols}) SELECT {values}, ?, ? FROM {q(stage)} s",
-                [parts[part].source, now],
-            )
-            return {part: WriteCounts(inserted=staged)} if staged else {}
-        # each staged row against the version it replaces: the stored one, or (with several
-        # parts) the previous part's version of the same id
+            if len(batch.parts) == 1:
+                staged = b.fetchall(f"SELECT count(*) FROM {q(stage)}")[0][0]
+                found = [(batch.parts[0], staged)] if staged else []
+            else:
+                found = b.fetchall(f"SELECT {PART}, count(*) FROM {q(stage)} GROUP BY {PART}")
+            self._insert(batch, stage, parts, now)
+            return {int(part): WriteCounts(inserted=int(n)) for part, n in found}
+        # each staged row against the version it replaces: the stored one, or (in a chain) the
+        # previous part's version of the same id
         if chain:
             b.execute("DROP TABLE IF EXISTS merge_seq")
             b.execute(
@@ -432,33 +433,48 @@ class Store:
             )
         if any(c.inserted or c.updated for c in by_part.values()):
             # a record is written once: its last version that was new or changed
-            written = "merge_status"
-            if chain:
-                b.execute("DROP TABLE IF EXISTS merge_written")
-                b.execute(
-                    f"CREATE TEMP TABLE merge_written AS SELECT id, max({PART}) AS {PART}, "
-                    f"TRUE AS is_new, FALSE AS is_changed FROM merge_status "
-                    "WHERE is_new OR is_changed GROUP BY id"
-                )
-                written = "merge_written"
-            by_source: dict[str, list[int]] = {}
-            for part in batch.parts:
-                by_source.setdefault(parts[part].source, []).append(part)
-            for source, mine in by_source.items():
-                only = (
-                    f" AND s.{PART} IN ({', '.join(str(int(p)) for p in mine)})"
-                    if len(by_source) > 1
-                    else ""
-                )
-                match = f"m.id = s.id AND m.{PART} = s.{PART}" if chain else "m.id = s.id"
-                b.execute(
-                    f"INSERT INTO {target} ({cols}) SELECT {values}, ?, ? FROM {q(stage)} s "
-                    f"JOIN {written} m ON {match} WHERE (m.is_new OR m.is_changed){only}",
-                    [source, now],
-                )
+            b.execute("DROP TABLE IF EXISTS merge_written")
+            b.execute(
+                f"CREATE TEMP TABLE merge_written AS SELECT id, max({PART}) AS {PART} "
+                "FROM merge_status WHERE is_new OR is_changed GROUP BY id"
+                if chain
+                else f"CREATE TEMP TABLE merge_written AS SELECT id, {PART} FROM merge_status "
+                "WHERE is_new OR is_changed"
+            )
+            self._insert(batch, stage, parts, now, only="merge_written")
         for table in ("merge_status", "merge_seq", "merge_written"):
             b.execute(f"DROP TABLE IF EXISTS {table}")
         return by_part
+
+    def _insert(
+        self,
+        batch: Staged,
+        stage: str,
+        parts: Sequence[Part],
+        now: datetime,
+        only: str | None = None,
+    ) -> None:
+        """Insert a stage's rows (those of `only`'s (id, part) pairs), each with its part's
+        source."""
+        rtype = batch.rtype
+        cols = ", ".join(q(c) for c in record_columns(rtype))
+        values = ", ".join(f"s.{q(f)}" for f in rtype.field_names)
+        by_source: dict[str, list[int]] = {}
+        for part in batch.parts:
+            by_source.setdefault(parts[part].source, []).append(part)
+        rows = f"{q(stage)} s"
+        if only is not None:
+            rows += f" JOIN {only} m ON m.id = s.id AND m.{PART} = s.{PART}"
+        for source, mine in by_source.items():
+            where = (
+                f" WHERE s.{PART} IN ({', '.join(str(int(p)) for p in mine)})"
+                if len(by_source) > 1
+                else ""
+            )
+            self._backend.execute(
+                f"INSERT INTO {q(rtype.table)} ({cols}) SELECT {values}, ?, ? FROM {rows}{where}",
+                [source, now],
+            )
 
     def delete_records(
         self,
