@@ -29,11 +29,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from heatlens.store import Store
 
 HERE = Path(__file__).resolve().parent
 SQL = HERE / "report_baseline.sql"
@@ -149,10 +151,11 @@ def prepare(work: Path, rows: int, teams: int, days: int) -> Path:
 
 def report_range(store: Path) -> tuple[date, date]:
     """The 12 weeks ending at the Monday on or before the last usage record (UTC)."""
-    con = duckdb.connect(str(store), read_only=True)
-    con.execute("SET TimeZone = 'UTC'")
-    last: date = con.execute("SELECT max(ts)::DATE FROM usage").fetchall()[0][0]
-    con.close()
+    with Store.open(str(store), read_only=True) as opened:
+        span = opened.usage_span()
+    if span is None:
+        raise SystemExit(f"{store} holds no usage records")
+    last = span[1].astimezone(UTC).date()
     end = last - timedelta(days=last.weekday())
     return end - timedelta(weeks=WEEKS), end
 

@@ -96,3 +96,30 @@ def run(tmp_path: Path) -> Cli:
 def record(type_: str, **fields: Any) -> dict[str, Any]:
     """A canonical record: `record("usage", id="u1", ts=..., capability="ci")`."""
     return {"type": type_, **fields}
+
+
+def stored(store: Store, type_name: str, *columns: str) -> list[tuple[Any, ...]]:
+    """The stored records of one type, by id, as tuples of `columns` (read through the store)."""
+    return [tuple(row[c] for c in columns) for row in store.rows(type_name)]
+
+
+def run_sql(store_url: str, *statements: str) -> None:
+    """Run SQL on a store's database behind heatlens's back (to make an older store, say):
+    with the DuckDB or Postgres driver itself, while no Store has it open."""
+    if store_url.startswith(("postgres://", "postgresql://")):
+        import psycopg
+
+        with psycopg.connect(store_url, autocommit=True) as con:
+            for sql in statements:
+                con.execute(sql)
+        return
+    import duckdb
+
+    from heatlens.store import parse_store_url
+
+    con = duckdb.connect(parse_store_url(store_url).target)
+    try:
+        for sql in statements:
+            con.execute(sql)
+    finally:
+        con.close()

@@ -17,21 +17,21 @@ from heatlens.connectors.backstage import sync_backstage
 from heatlens.errors import ConnectorError
 from heatlens.settings import Settings
 from heatlens.store import Store
-from tests.conftest import Cli
+from tests.conftest import Cli, stored
 
 EXAMPLES = Path(__file__).parent / "fixtures" / "backstage" / "packages" / "catalog-model"
 EXAMPLES = EXAMPLES / "examples"
 
 
-def rows(store: Store, sql: str) -> set[tuple[object, ...]]:
-    return set(store.fetchall(sql))
+def rows(store: Store, type_name: str, *columns: str) -> set[tuple[object, ...]]:
+    return set(stored(store, type_name, *columns))
 
 
 def test_example_catalog(tmp_path: Path, settings: Settings) -> None:
     with Store.open(str(tmp_path / "s.duckdb")) as store:
         result = sync_backstage(store, settings, str(EXAMPLES), pattern="*.yaml")
         # nested groups: team-a → backstage → infrastructure → acme-corp; boxoffice beside backstage
-        assert rows(store, "SELECT id, parent, name FROM team") == {
+        assert rows(store, "team", "id", "parent", "name") == {
             ("acme-corp", None, "ACME Corp"),
             ("infrastructure", "acme-corp", None),
             ("backstage", "infrastructure", "Backstage"),
@@ -39,7 +39,7 @@ def test_example_catalog(tmp_path: Path, settings: Settings) -> None:
             ("team-a", "backstage", None),
         }
         # the two guests are two people: one in `default`, one in `development`
-        assert rows(store, "SELECT actor, team FROM membership") == {
+        assert rows(store, "membership", "actor", "team") == {
             ("breanna.davison", "team-a"),
             ("janelle.dawe", "team-a"),
             ("nigel.manning", "team-a"),
@@ -47,13 +47,13 @@ def test_example_catalog(tmp_path: Path, settings: Settings) -> None:
             ("development/guest", "team-a"),
         }
         # owned by a group, and (playback-order) by the user guest, whose one group is team-a
-        assert rows(store, "SELECT id, team FROM service") == {
+        assert rows(store, "service", "id", "team") == {
             ("artist-lookup", "team-a"),
             ("wayback-search", "team-a"),
             ("playback-order", "team-a"),
         }
         # System, Domain, lifecycle and type live in the records' attributes
-        services = dict(store.fetchall("SELECT id, attributes FROM service"))
+        services = dict(stored(store, "service", "id", "attributes"))
         assert json.loads(services["artist-lookup"]) == {
             "entity": "component:default/artist-lookup",
             "type": "service",
@@ -62,7 +62,7 @@ def test_example_catalog(tmp_path: Path, settings: Settings) -> None:
             "domain": "artists",
         }
         assert json.loads(services["playback-order"])["lifecycle"] == "production"
-        teams = dict(store.fetchall("SELECT id, attributes FROM team"))
+        teams = dict(stored(store, "team", "id", "attributes"))
         assert json.loads(teams["infrastructure"])["type"] == "department"
     # children the example names but does not ship, and its Location's missing files
     dangling = [w for w in result.warnings if "is not in the catalog" in w]
@@ -128,18 +128,18 @@ def test_directory_reads_every_catalog_info_with_broken_references(
     )
     with Store.open(str(tmp_path / "s.duckdb")) as store:
         result = sync_backstage(store, settings, str(root))
-        assert rows(store, "SELECT id, parent FROM team") == {
+        assert rows(store, "team", "id", "parent") == {
             ("platform", "engineering"),
             ("payments", "platform"),
         }
-        assert rows(store, "SELECT actor, team FROM membership") == {
+        assert rows(store, "membership", "actor", "team") == {
             ("ana", "payments"),
             ("ana", "platform"),
             ("ops/bo", "payments"),
             ("cy", "payments"),
             ("cy", "ghosts"),
         }
-        assert rows(store, "SELECT id, team FROM service") == {
+        assert rows(store, "service", "id", "team") == {
             ("checkout", "payments"),
             ("ledger", None),
             ("fraud", "risk"),
@@ -177,7 +177,7 @@ def test_memberships_start_and_end_with_the_syncs(tmp_path: Path, settings: Sett
             ),
         )
         result = sync_backstage(store, settings, str(catalog), now=second)
-        assert rows(store, 'SELECT actor, "from", "to" FROM membership') == {
+        assert rows(store, "membership", "actor", "from", "to") == {
             ("ana", None, None),  # there from the start, still there
             ("bo", None, second),  # left: ends at the sync that no longer saw them
             ("cy", second, None),  # joined: starts at the sync that first saw them
@@ -238,9 +238,7 @@ def test_catalog_url_follows_its_location(tmp_path: Path, run: Cli, served_examp
     assert "5 team(s), 5 membership(s), 0 service(s)" in res.output
     assert res.output.count("HTTP 404") == 4  # team-b … team-e are not in the example
     with Store.open(str(tmp_path / "s.duckdb")) as store:
-        assert {r[0] for r in store.fetchall("SELECT source FROM team")} == {
-            f"sync:backstage:{url}"
-        }
+        assert {r["source"] for r in store.rows("team")} == {f"sync:backstage:{url}"}
     missing = run(
         "--store",
         str(tmp_path / "s.duckdb"),
@@ -284,11 +282,12 @@ def test_pseudonymised_memberships_keep_names_out_of_the_state(tmp_path: Path) -
         write(catalog, "---\n".join([*groups, entity("User", "bo", "{memberOf: [risk]}")]))
         result = sync_backstage(store, settings, str(catalog), now=later)
         bo, cy = pseudonym("k3y", "bo"), pseudonym("k3y", "cy")
-        assert rows(store, 'SELECT actor, team, "from", "to" FROM membership') == {
+        assert rows(store, "membership", "actor", "team", "from", "to") == {
             (bo, "payments", None, later),
             (bo, "risk", later, None),
             (cy, "payments", None, None),  # only its pseudonym is known: it cannot be closed
         }
-        [(state_text,)] = store.fetchall("SELECT state FROM sync_state")
+        [(_, state, _)] = store.sync_states()
+        state_text = json.dumps(state)
         assert '"bo' not in state_text and '"cy' not in state_text and bo in state_text
     assert any("1 membership(s) of people no longer in the catalog" in w for w in result.warnings)

@@ -14,7 +14,7 @@ import pytest
 from heatlens.connectors.git import GitSource, sync_git
 from heatlens.settings import Settings
 from heatlens.store import Store
-from tests.conftest import Cli, need
+from tests.conftest import Cli, need, stored
 
 
 @pytest.fixture(autouse=True)
@@ -103,8 +103,8 @@ def build_release_repo(path: Path) -> dict[str, str]:
 
 
 def deployments(store: Store) -> dict[str, dict[str, Any]]:
-    rows = store.fetchall(
-        "SELECT id, finished_at, commit_sha, commits, service, environment FROM deployment"
+    rows = stored(
+        store, "deployment", "id", "finished_at", "commit_sha", "commits", "service", "environment"
     )
     return {
         r[0]: {"at": r[1], "sha": r[2], "commits": set(r[3]), "service": r[4], "env": r[5]}
@@ -113,7 +113,7 @@ def deployments(store: Store) -> dict[str, dict[str, Any]]:
 
 
 def changes(store: Store) -> dict[str, tuple[Any, ...]]:
-    rows = store.fetchall("SELECT id, committed_at, service, repo, author FROM change")
+    rows = stored(store, "change", "id", "committed_at", "service", "repo", "author")
     return {r[0]: r[1:] for r in rows}
 
 

@@ -148,10 +148,7 @@ def org(tmp_path_factory: pytest.TempPathFactory) -> Org:
             location="line 3", type="usage", field="ts", value="soon", message="not a timestamp"
         )
         store.log_ingest_errors("file:bad.ndjson", [refused])
-        store.backend.execute(
-            "INSERT INTO sync_state VALUES (?, '{}', ?)",
-            ["github:acme/api", datetime(2026, 3, 30, 8, tzinfo=UTC)],
-        )
+        store.save_sync_state("github:acme/api", {}, at=datetime(2026, 3, 30, 8, tzinfo=UTC))
     shutil.copy(root / "dash.duckdb", root / "copy.duckdb")
     return Org(f"duckdb:///{root / 'dash.duckdb'}", f"duckdb:///{root / 'copy.duckdb'}")
 

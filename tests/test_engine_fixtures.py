@@ -19,6 +19,7 @@ import pytest
 import tests.reference.test_reference as fixtures
 from heatlens.ingest import ingest_records
 from heatlens.metrics import Request, compute
+from heatlens.model import RECORD_TYPES
 from heatlens.settings import load_settings
 from heatlens.store import Store
 from tests.reference import heat_dora as ref
@@ -87,20 +88,8 @@ def engine_report(store_url: str) -> Callable[..., dict[str, Any]]:
 
 
 def _empty(store: Store) -> None:
-    for table in (
-        "team",
-        "membership",
-        "service",
-        "capability",
-        "usage",
-        "deployment",
-        "change",
-        "incident",
-        "survey",
-        "survey_response",
-        "survey_invitation",
-    ):
-        store.backend.execute(f'DELETE FROM "{table}"')
+    for rtype in RECORD_TYPES:
+        store.delete_records(rtype, source="fixture")
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -18,6 +18,7 @@ from heatlens.errors import InputError
 from heatlens.ingest import ingest_files
 from heatlens.settings import Settings, load_settings
 from heatlens.store import Store
+from tests.conftest import stored
 
 USAGE = [
     {
@@ -65,13 +66,19 @@ EXPECTED_DEPLOYMENTS = [
 
 
 def _stored(store: Store) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    usage = store.fetchall(
-        "SELECT id, ts, capability, outcome, duration_s, actor FROM usage ORDER BY id"
+    usage = stored(store, "usage", "id", "ts", "capability", "outcome", "duration_s", "actor")
+    deployments = stored(
+        store,
+        "deployment",
+        "id",
+        "service",
+        "finished_at",
+        "environment",
+        "result",
+        "commits",
+        "kind",
     )
-    deployments = store.fetchall(
-        "SELECT id, service, finished_at, environment, result, commits, kind FROM deployment"
-    )
-    return [tuple(r) for r in usage], [tuple(r) for r in deployments]
+    return usage, deployments
 
 
 def _csv(path: Path, records: list[dict[str, Any]], with_type: bool = True) -> None:
@@ -94,7 +101,7 @@ def test_ndjson(tmp_path: Path, store: Store, settings: Settings) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in USAGE + DEPLOYMENTS), encoding="utf-8")
     ingest_files(store, [str(path)], settings)
     assert _stored(store) == (EXPECTED_USAGE, EXPECTED_DEPLOYMENTS)
-    assert store.fetchall("SELECT DISTINCT source FROM usage") == [("file:events.jsonl",)]
+    assert {source for (source,) in stored(store, "usage", "source")} == {"file:events.jsonl"}
 
 
 def test_json_array(tmp_path: Path, store: Store, settings: Settings) -> None:
@@ -211,7 +218,7 @@ def test_stdin_is_sniffed(
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
     ingest_files(store, ["-"], settings)
     assert _stored(store) == (EXPECTED_USAGE, EXPECTED_DEPLOYMENTS)
-    assert store.fetchall("SELECT DISTINCT source FROM usage") == [("file:stdin",)]
+    assert {source for (source,) in stored(store, "usage", "source")} == {"file:stdin"}
 
 
 def test_unknown_suffix_is_refused(tmp_path: Path, duck_store: Store, settings: Settings) -> None:
@@ -226,7 +233,7 @@ def test_missing_file_is_refused(duck_store: Store, settings: Settings) -> None:
 
 
 @pytest.mark.parametrize(
-    ("written", "tz", "stored"),
+    ("written", "tz", "utc"),
     [
         ("2026-03-02T10:15:00Z", "UTC", datetime(2026, 3, 2, 10, 15, tzinfo=UTC)),
         ("2026-03-02T10:15:00.250+01:00", "UTC", datetime(2026, 3, 2, 9, 15, 0, 250000, UTC)),
@@ -244,11 +251,11 @@ def test_missing_file_is_refused(duck_store: Store, settings: Settings) -> None:
     ],
 )
 def test_timestamps_are_normalised_to_utc(
-    written: str, tz: str, stored: datetime, duck_store: Store, tmp_path: Path
+    written: str, tz: str, utc: datetime, duck_store: Store, tmp_path: Path
 ) -> None:
     path = tmp_path / "e.ndjson"
     path.write_text(
         json.dumps({"type": "incident", "id": "i", "opened_at": written}) + "\n", encoding="utf-8"
     )
     ingest_files(duck_store, [str(path)], load_settings(environ={}, overrides={"timezone": tz}))
-    assert duck_store.fetchall("SELECT opened_at FROM incident") == [(stored,)]
+    assert stored(duck_store, "incident", "opened_at") == [(utc,)]

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from heatlens.ingest import ingest_records
 from heatlens.metrics import Request, compute
+from heatlens.model import RECORD_TYPES
 from heatlens.settings import Settings, load_settings
 from heatlens.store import Store
 from tests.metrics_data import by_type, organisation
@@ -129,18 +130,6 @@ def test_engine_matches_reference_on_duckdb(
 def test_engine_matches_reference_on_postgres(case: Any, postgres_url: str) -> None:
     for seed in range(3):
         with Store.open(postgres_url) as store:
-            for table in (
-                "usage",
-                "team",
-                "service",
-                "capability",
-                "membership",
-                "deployment",
-                "change",
-                "incident",
-                "survey",
-                "survey_response",
-                "survey_invitation",
-            ):
-                store.backend.execute(f'DELETE FROM "{table}"')
+            for rtype in RECORD_TYPES:
+                store.delete_records(rtype, source="test")
         _run(postgres_url, seed, case, 3, 40)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -129,9 +130,8 @@ def test_every_acknowledged_record_survives_a_sigkill(tmp_path: Path) -> None:
 
     sent = {f"c{c}-b{n}-r{i}" for c in range(CLIENTS) for n in range(BATCHES) for i in range(BATCH)}
     with Store.open(store_url, read_only=True) as store:
-        rows = store.fetchall("SELECT id, count(*) FROM usage GROUP BY id")
-    stored = {id_: n for id_, n in rows}
+        stored = Counter(row["id"] for row in store.rows("usage"))
     acknowledged = {f"c{c}-b{n}-r{i}" for c, n in acked_before for i in range(BATCH)}
     assert acknowledged <= set(stored)  # nothing acknowledged was lost
     assert all(n == 1 for n in stored.values())  # nothing stored twice
-    assert set(stored) == sent and len(rows) == CLIENTS * BATCHES * BATCH
+    assert set(stored) == sent and len(stored) == CLIENTS * BATCHES * BATCH

@@ -5,19 +5,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from heatlens.errors import EmptyStoreError, StoreError, StoreLockedError
+from heatlens.errors import EmptyStoreError, InputError, StoreError, StoreLockedError
 from heatlens.ingest import ingest_records
 from heatlens.model import BY_NAME
 from heatlens.settings import Settings, load_settings
 from heatlens.store import Store, parse_store_url
 from heatlens.store.schema import SCHEMA_VERSION
-from tests.conftest import record
+from tests.conftest import record, run_sql, stored
 
 TEAM = record("team", id="payments", name="Payments")
 USAGE = [
@@ -43,13 +44,13 @@ def _put(
 def test_ingesting_twice_changes_nothing(store: Store, settings: Settings) -> None:
     assert _put(store, settings, [TEAM, *USAGE]) == {"team": (1, 0, 0), "usage": (3, 0, 0)}
     version = store.data_version()
-    rows = store.fetchall("SELECT * FROM usage ORDER BY id")
+    rows = store.rows("usage")
     assert _put(store, settings, [TEAM, *USAGE], source="file:again") == {
         "team": (0, 0, 1),
         "usage": (0, 0, 3),
     }
     assert store.data_version() == version
-    assert store.fetchall("SELECT * FROM usage ORDER BY id") == rows  # source kept too
+    assert store.rows("usage") == rows  # source and ingested_at kept too
 
 
 def test_a_record_replaces_the_whole_stored_record(store: Store, settings: Settings) -> None:
@@ -61,7 +62,7 @@ def test_a_record_replaces_the_whole_stored_record(store: Store, settings: Setti
     )
     assert _put(store, settings, [corrected], source="file:fix") == {"usage": (0, 1, 0)}
     assert store.data_version() == version + 1
-    assert store.fetchall("SELECT id, outcome, actor, source FROM usage ORDER BY id") == [
+    assert stored(store, "usage", "id", "outcome", "actor", "source") == [
         ("u1", "success", "ana", "api"),
         ("u2", "failure", None, "file:fix"),
         ("u3", "success", "ana", "api"),
@@ -72,7 +73,7 @@ def test_within_one_input_the_last_record_of_an_id_wins(store: Store, settings: 
     first = record("team", id="t", name="First")
     last = record("team", id="t", name="Last")
     assert _put(store, settings, [first, last]) == {"team": (1, 0, 0)}
-    assert store.fetchall("SELECT name FROM team") == [("Last",)]
+    assert stored(store, "team", "name") == [("Last",)]
 
 
 def test_derived_ids_make_memberships_idempotent(store: Store, settings: Settings) -> None:
@@ -80,7 +81,7 @@ def test_derived_ids_make_memberships_idempotent(store: Store, settings: Setting
     _put(store, settings, [m])
     same_instant = dict(m, **{"from": "2026-01-01T00:00:00Z"})
     assert _put(store, settings, [same_instant]) == {"membership": (0, 0, 1)}
-    assert store.fetchall("SELECT id FROM membership") == [("ana/payments/2026-01-01T00:00:00Z",)]
+    assert stored(store, "membership", "id") == [("ana/payments/2026-01-01T00:00:00Z",)]
 
 
 def test_defaults_are_stored(store: Store, settings: Settings) -> None:
@@ -93,11 +94,11 @@ def test_defaults_are_stored(store: Store, settings: Settings) -> None:
             record("capability", id="ci"),
         ],
     )
-    assert store.fetchall("SELECT environment, result, kind FROM deployment") == [
+    assert stored(store, "deployment", "environment", "result", "kind") == [
         ("production", "success", "planned")
     ]
-    assert store.fetchall("SELECT k, comment_k FROM survey") == [(5, 10)]
-    assert store.fetchall("SELECT mandated FROM capability") == [(False,)]
+    assert stored(store, "survey", "k", "comment_k") == [(5, 10)]
+    assert stored(store, "capability", "mandated") == [(False,)]
 
 
 def test_delete_by_id_source_and_ingestion_time(store: Store, settings: Settings) -> None:
@@ -106,12 +107,11 @@ def test_delete_by_id_source_and_ingestion_time(store: Store, settings: Settings
     usage = BY_NAME["usage"]
     assert store.delete_records(usage, ids=["u1", "nope"]) == 1
     assert store.delete_records(usage, source="file:b") == 1
-    assert [r[0] for r in store.fetchall("SELECT id FROM usage")] == ["u2"]
+    assert stored(store, "usage", "id") == [("u2",)]
     now = datetime.now(UTC)
     assert store.delete_records(usage, ingested_between=(now - timedelta(days=1), now)) == 1
     assert store.counts()["usage"] == 0
-    log = store.fetchall("SELECT action FROM audit_log")
-    assert log == [("delete",)] * 3
+    assert [action for _, action, _ in store.audit_entries()] == ["delete"] * 3
 
 
 def test_erase_actor_removes_the_person_but_keeps_team_numbers(
@@ -149,15 +149,15 @@ def test_erase_actor_removes_the_person_but_keeps_team_numbers(
     )
     counts = store.erase_actor(["ana"])
     assert counts == {"usage": 2, "change": 1, "membership": 1, "survey_response": 1}
-    assert store.fetchall("SELECT id, actor, team FROM usage ORDER BY id") == [
+    assert stored(store, "usage", "id", "actor", "team") == [
         ("by-actor", None, "payments"),  # the team ana belonged to then
         ("by-service", None, None),  # still resolved through its service's owner
         ("other", "bo", None),
     ]
-    assert store.fetchall("SELECT author FROM change") == [(None,)]
-    assert store.fetchall("SELECT actor FROM membership") == [("bo",)]
+    assert stored(store, "change", "author") == [(None,)]
+    assert stored(store, "membership", "actor") == [("bo",)]
     assert store.counts()["survey_response"] == 0
-    assert store.fetchall("SELECT action FROM audit_log") == [("erase_actor",)]
+    assert [action for _, action, _ in store.audit_entries()] == ["erase_actor"]
 
 
 def test_pseudonymised_actors(store: Store) -> None:
@@ -174,8 +174,8 @@ def test_pseudonymised_actors(store: Store) -> None:
 
     hashed = pseudonym("s3cret", "ana")
     assert hashed != "ana" and hashed == pseudonym("s3cret", "ana")
-    assert store.fetchall("SELECT actor FROM usage") == [(hashed,)]
-    assert store.fetchall("SELECT id, actor FROM membership") == [(f"{hashed}/t/", hashed)]
+    assert stored(store, "usage", "actor") == [(hashed,)]
+    assert stored(store, "membership", "id", "actor") == [(f"{hashed}/t/", hashed)]
 
 
 def test_new_store_is_at_the_current_schema(store: Store) -> None:
@@ -186,31 +186,31 @@ def test_new_store_is_at_the_current_schema(store: Store) -> None:
 
 def test_a_v1_store_is_migrated_and_keeps_its_records(store_url: str, settings: Settings) -> None:
     # a store as schema v1 left it: no `attributes` on teams and services
-    with Store.open(store_url) as s:
-        for table in ("team", "service"):
-            s.backend.execute(f'ALTER TABLE "{table}" DROP COLUMN "attributes"')
-        s.backend.execute(
-            "INSERT INTO team (id, name, source, ingested_at) VALUES ('old', 'Old', 'v1', ?)",
-            [datetime(2026, 1, 1, tzinfo=UTC)],
-        )
-        s.backend.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    Store.open(store_url).close()
+    run_sql(
+        store_url,
+        *(f'ALTER TABLE "{table}" DROP COLUMN "attributes"' for table in ("team", "service")),
+        "INSERT INTO team (id, name, source, ingested_at) "
+        "VALUES ('old', 'Old', 'v1', TIMESTAMPTZ '2026-01-01 00:00:00+00')",
+        "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
+    )
     with Store.open(store_url) as s:
         assert s.schema_version() == SCHEMA_VERSION == 2
-        assert s.fetchall("SELECT id, name, attributes FROM team") == [("old", "Old", None)]
+        assert stored(s, "team", "id", "name", "attributes") == [("old", "Old", None)]
         ingest_records(
             s,
             [record("service", id="web", attributes={"lifecycle": "production"})],
             settings,
             source="t",
         )
-        [(text,)] = s.fetchall("SELECT attributes FROM service")
+        [(text,)] = stored(s, "service", "attributes")
         assert json.loads(text) == {"lifecycle": "production"}
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = str(tmp_path / "s.duckdb")
-    with Store.open(path) as s:
-        s.backend.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    Store.open(path).close()
+    run_sql(path, "UPDATE meta SET value = '999' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match="schema version 999, newer than this heatlens"):
         Store.open(path)
 
@@ -283,3 +283,82 @@ def test_capability_and_team_lists(store: Store, settings: Settings) -> None:
     assert store.leaf_team_ids() == ["a", "b"]  # `org` is a group
     ingest_records(store, [record("capability", id="secrets")], settings, source="t")
     assert store.capability_ids() == ["secrets"]  # the registry, once there is one
+
+
+def test_inputs_written_together_count_as_if_written_one_after_another(
+    store: Store, settings: Settings
+) -> None:
+    from heatlens.ingest import Input, Part, discard, prepare, write
+
+    _put(store, settings, USAGE[:1], source="first")  # u1 stored, success
+    failed = [dict(u, outcome="failure") for u in USAGE]
+    inputs = [
+        # u1 changed, u2 new (stored with source "a")
+        Input([Part("a", records=[failed[0], USAGE[1]])]),
+        # u2 unchanged since "a": it keeps source "a"; u3 new; an invalid record refuses only this
+        Input([Part("bad", records=[USAGE[2], {"type": "usage", "id": "x"}])]),
+        # u1 changed back, u2 unchanged, u3 new here (the refused input stored nothing)
+        Input([Part("b", records=[USAGE[0], USAGE[1], USAGE[2]])]),
+        # a second part of the same input: u3 changed, u2 again unchanged
+        Input([Part("c", records=[failed[2]]), Part("d", records=[USAGE[1]])]),
+    ]
+    version = store.data_version()
+    prepared = prepare(store, inputs, settings)
+    try:
+        results = write(store, prepared)
+    finally:
+        discard(store, prepared)
+    counts = [
+        r if isinstance(r, InputError) else {k: astuple(c) for k, c in r.counts.items()}
+        for r in results
+    ]
+    assert counts[0] == {"usage": (1, 1, 0)}
+    assert isinstance(counts[1], InputError) and "1 invalid record(s)" in str(counts[1])
+    assert counts[2] == {"usage": (1, 1, 1)}
+    assert counts[3] == {"usage": (0, 1, 1)}
+    assert store.data_version() == version + 1  # one transaction
+    assert stored(store, "usage", "id", "outcome", "source") == [
+        ("u1", "success", "b"),
+        ("u2", "success", "a"),
+        ("u3", "failure", "c"),
+    ]
+
+
+def test_files_of_one_ingest_are_parts_written_in_order(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    from heatlens.ingest import ingest_files
+
+    a, b = tmp_path / "a.ndjson", tmp_path / "b.ndjson"
+    a.write_text("".join(json.dumps(r) + "\n" for r in [TEAM, *USAGE[:2]]), encoding="utf-8")
+    changed = dict(USAGE[1], outcome="error")
+    b.write_text("".join(json.dumps(r) + "\n" for r in [changed, USAGE[2]]), encoding="utf-8")
+    result = ingest_files(store, [str(a), str(b)], settings)
+    assert {k: astuple(c) for k, c in result.counts.items()} == {
+        "team": (1, 0, 0),
+        "usage": (3, 1, 0),
+    }
+    assert stored(store, "usage", "id", "outcome", "source") == [
+        ("u1", "success", "file:a.ndjson"),
+        ("u2", "error", "file:b.ndjson"),
+        ("u3", "success", "file:b.ndjson"),
+    ]
+
+
+def test_sync_state_commits_with_the_records_or_not_at_all(
+    store: Store, settings: Settings
+) -> None:
+    ingest_records(store, USAGE[:1], settings, source="sync:x", sync_state={"x": {"cursor": 1}})
+    assert store.sync_state("x") == {"cursor": 1}
+    with pytest.raises(InputError):
+        ingest_records(
+            store,
+            [*USAGE[1:], {"type": "usage", "id": "bad"}],
+            settings,
+            source="sync:x",
+            sync_state={"x": {"cursor": 3}},
+        )
+    assert store.sync_state("x") == {"cursor": 1} and stored(store, "usage", "id") == [("u1",)]
+    # no records at all: the state alone
+    ingest_records(store, [], settings, source="sync:x", sync_state={"x": {"cursor": 2}})
+    assert store.sync_state("x") == {"cursor": 2}

@@ -16,7 +16,7 @@ from heatlens.connectors.schedule import Scheduler, parse_sync_jobs, sync_status
 from heatlens.errors import ConfigError
 from heatlens.settings import Settings, load_settings
 from heatlens.store import Store
-from tests.conftest import Cli, need
+from tests.conftest import Cli, need, stored
 from tests.test_connector_git import Repo, t
 
 T = TypeVar("T")
@@ -95,7 +95,7 @@ def test_scheduler_picks_up_a_new_tag(tmp_path: Path, run: Cli) -> None:
         again = scheduler.run_due(T0 + timedelta(minutes=15))
         assert [s.name for s in again] == [scheduler.jobs[0].name]
         assert again[0].summary == "new: 1 commit(s), 1 deployment(s) (v3)"
-        deployments = dict(store.fetchall("SELECT id, commits FROM deployment"))
+        deployments = dict(stored(store, "deployment", "id", "commits"))
         assert deployments["shop@v3"] == [new]
         assert store.counts()["deployment"] == 3 and store.counts()["change"] == 3
         # a restarted server knows when each job last ran: only the git job is due at +31 min

@@ -17,7 +17,7 @@ from heatlens.store import Store
 from heatlens.store.tokens import create_token, revoke_token
 from heatlens.web import create_app
 from heatlens.web.limits import RateLimiter
-from tests.conftest import Cli, record
+from tests.conftest import Cli, record, stored
 
 CORPUS = json.loads(
     (Path(__file__).parent / "fixtures" / "invalid_records.json").read_text(encoding="utf-8")
@@ -76,7 +76,7 @@ def test_posted_records_are_stored_and_a_replay_changes_nothing(client: TestClie
         "team": {"inserted": 1, "updated": 0, "unchanged": 0},
         "usage": {"inserted": 3, "updated": 0, "unchanged": 0},
     }
-    rows = _store(client).fetchall("SELECT id, source FROM usage ORDER BY id")
+    rows = stored(_store(client), "usage", "id", "source")
     assert rows == [("u1", "api"), ("u2", "api"), ("u3", "api")]
 
     again = client.post("/api/v1/events", json=[TEAM, *USAGE])
@@ -221,10 +221,11 @@ def test_admin_covers_every_scope_and_revoked_tokens_are_refused(client: TestCli
 def test_tokens_are_stored_hashed(client: TestClient) -> None:
     store = _store(client)
     token, secret = create_token(store, "read", teams=["payments"])
-    stored = store.fetchall("SELECT secret_hash, teams FROM api_token WHERE id = ?", [token.id])
-    assert stored[0][0] != secret and secret not in stored[0][0]
-    assert len(stored[0][0]) == 64
-    assert list(stored[0][1]) == ["payments"]
+    tokens = store.table("api_token")
+    [row] = tokens.filter(tokens.id == token.id).to_pyarrow().to_pylist()
+    assert row["secret_hash"] != secret and secret not in row["secret_hash"]
+    assert len(row["secret_hash"]) == 64
+    assert list(row["teams"]) == ["payments"]
 
 
 def test_responses_carry_security_headers(client: TestClient) -> None:

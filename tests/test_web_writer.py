@@ -7,19 +7,19 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from heatlens.errors import InputError
-from heatlens.ingest import IngestResult
-from heatlens.ingest.grouped import Group, write_group
+from heatlens.ingest import IngestResult, Prepared, write
 from heatlens.settings import Settings
 from heatlens.store import Store
 from heatlens.web.service import FairLock
 from heatlens.web.writer import Outcome, Write, WriteFailed, Writer
-from tests.conftest import record
+from tests.conftest import record, stored
 
 
 def usage(id_: str, outcome: str = "success") -> dict[str, Any]:
@@ -35,7 +35,7 @@ def duck(tmp_path: Path) -> Iterator[Store]:
 
 
 def _writer(
-    store: Store, settings: Settings, write: Write = write_group, lock: FairLock | None = None
+    store: Store, settings: Settings, write: Write = write, lock: FairLock | None = None
 ) -> Writer:
     return Writer(lock or FairLock(), lambda: store, settings, write=write)
 
@@ -48,7 +48,7 @@ def _one_group(writer: Writer, batches: list[list[dict[str, Any]]]) -> list[Futu
 
 
 def _ids(store: Store) -> list[tuple[str, str | None]]:
-    return [(r[0], r[1]) for r in store.fetchall("SELECT id, outcome FROM usage ORDER BY id")]
+    return stored(store, "usage", "id", "outcome")
 
 
 def test_a_group_is_one_commit_and_counts_follow_arrival_order(
@@ -81,11 +81,13 @@ def test_a_group_is_one_commit_and_counts_follow_arrival_order(
 def test_a_failed_group_write_stores_nothing_and_fails_every_request(
     store: Store, settings: Settings
 ) -> None:
-    def sabotaged(s: Store, group: Group) -> list[IngestResult | InputError]:
-        # the usage stage vanishes: its merge fails after the team's has run, in the transaction
-        usage_stage = next(b.table for b in group.prepared.batches if b.rtype.name == "usage")
-        s.staging_connection().execute(f"DROP TABLE {usage_stage}")
-        return write_group(s, group)
+    def sabotaged(s: Store, group: Prepared) -> list[IngestResult | InputError]:
+        # the usage stage is lost: its merge fails after the team's has run, in the transaction
+        group.batches = [
+            replace(b, table="no_such_stage") if b.rtype.name == "usage" else b
+            for b in group.batches
+        ]
+        return write(s, group)
 
     writer = _writer(store, settings, write=sabotaged)
     writer.start()

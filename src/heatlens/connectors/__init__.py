@@ -3,7 +3,8 @@
 A connector lives in `connectors/<vendor>/`: a reader or client for the vendor, a `mapping.py`
 that turns vendor data into canonical records (pure: no I/O), and a sync that feeds those records
 through `heatlens.ingest.ingest_records` — so its records pass the very rules files and the API
-pass — and keeps what it has read in the store's sync state. Connectors never import metrics.
+pass — and keeps what it has read in the store's sync state, committed in the same transaction
+as the records it covers. Connectors never import metrics.
 """
 
 from __future__ import annotations

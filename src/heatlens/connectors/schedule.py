@@ -25,7 +25,6 @@ from heatlens.connectors import SyncResult
 from heatlens.errors import ConfigError, HeatlensError
 from heatlens.settings import Settings
 from heatlens.store import Store
-from heatlens.store.sync import list_sync_states, load_sync_state, save_sync_state
 
 __all__ = ["JobStatus", "Scheduler", "SyncJob", "parse_sync_jobs", "sync_status"]
 
@@ -173,7 +172,7 @@ class Scheduler:
             def read(store: Store) -> dict[str, datetime]:
                 return {
                     name.removeprefix(STATE_PREFIX): datetime.fromisoformat(state["at"])
-                    for name, state, _ in list_sync_states(store, STATE_PREFIX)
+                    for name, state, _ in store.sync_states(STATE_PREFIX)
                 }
 
             self._last = self.with_store(read)
@@ -214,7 +213,7 @@ class Scheduler:
                 )
             seconds = round(time.perf_counter() - started, 3)
             status = replace(status, seconds=seconds)
-            save_sync_state(store, STATE_PREFIX + job.name, _state(status))
+            store.save_sync_state(STATE_PREFIX + job.name, _state(status))
             return status
 
         try:
@@ -285,10 +284,10 @@ def sync_status(store: Store) -> list[JobStatus]:
             list(state.get("warnings", [])),
             str(state.get("source", "")),
         )
-        for name, state, _ in list_sync_states(store, STATE_PREFIX)
+        for name, state, _ in store.sync_states(STATE_PREFIX)
     ]
 
 
 def last_run(store: Store, name: str) -> dict[str, Any] | None:
     """The saved last run of the job called `name`."""
-    return load_sync_state(store, STATE_PREFIX + name)
+    return store.sync_state(STATE_PREFIX + name)

@@ -8,32 +8,47 @@ write that changes records bumps the data version kept in the store itself, so c
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from heatlens.errors import EmptyStoreError, StoreError
-from heatlens.model import RECORD_TYPES, RecordType
+from heatlens.model import BY_NAME, RECORD_TYPES, RecordType
 from heatlens.store.backends import DuckDBBackend, PostgresBackend
 from heatlens.store.schema import MIGRATIONS, SCHEMA_VERSION, q, record_columns
 
-__all__ = ["Staged", "Store", "WriteCounts", "parse_store_url"]
+__all__ = ["PART", "Part", "Staged", "Store", "WriteCounts", "parse_store_url"]
+
+
+# the column of a stage naming the part (index into the write's parts) each row came from
+PART = "__part"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One piece of an ingest (a file, an Arrow table, a request's records): the input whose
+    counts its records add to, and the `source` they are stored with."""
+
+    input: int
+    source: str
 
 
 @dataclass(frozen=True)
 class Staged:
     """Validated records of one type, staged in the store's staging connection.
 
-    `table` has exactly the record type's field columns and at most one row per id.
+    `table` has exactly the record type's field columns plus `__part`, with at most one row per
+    (id, part); `parts` are the parts it holds rows of, in write order.
     """
 
     rtype: RecordType
     table: str
-    source: str
+    parts: tuple[int, ...]
 
 
 @dataclass
@@ -78,7 +93,7 @@ class Store:
     """One open store. Use `Store.open(url)`; close it (or use `with`) when done."""
 
     url: str
-    backend: DuckDBBackend | PostgresBackend
+    _backend: DuckDBBackend | PostgresBackend
     read_only: bool = False
     _ibis: Any = field(default=None, repr=False)
 
@@ -122,16 +137,16 @@ class Store:
         if self._ibis is not None and self.dialect != "duckdb":
             self._ibis.disconnect()
         self._ibis = None
-        self.backend.close()
+        self._backend.close()
 
     @property
     def dialect(self) -> str:
-        return self.backend.dialect
+        return self._backend.dialect
 
     # -- schema -------------------------------------------------------------------------------
 
     def _migrate(self) -> None:
-        b = self.backend
+        b = self._backend
         current = _schema_version(b) if b.table_exists("meta") else 0
         if current > SCHEMA_VERSION:
             raise StoreError(
@@ -153,15 +168,15 @@ class Store:
 
     def schema_version(self) -> int:
         """The schema version this store is at."""
-        return _schema_version(self.backend)
+        return _schema_version(self._backend)
 
     def data_version(self) -> int:
         """A number bumped by every write that changed records."""
-        rows = self.backend.fetchall("SELECT value FROM meta WHERE key = 'data_version'")
+        rows = self._backend.fetchall("SELECT value FROM meta WHERE key = 'data_version'")
         return int(rows[0][0])
 
     def _bump(self) -> None:
-        self.backend.execute(
+        self._backend.execute(
             "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) "
             "WHERE key = 'data_version'"
         )
@@ -171,7 +186,7 @@ class Store:
     def ibis(self) -> Any:
         """The Ibis backend reading this store (metrics build expressions on its tables)."""
         if self._ibis is None:
-            self._ibis = self.backend.ibis()
+            self._ibis = self._backend.ibis()
         return self._ibis
 
     def table(self, name: str) -> Any:
@@ -183,7 +198,7 @@ class Store:
         parts = " UNION ALL ".join(
             f"SELECT '{t.name}', count(*) FROM {q(t.table)}" for t in RECORD_TYPES
         )
-        return {name: int(n) for name, n in self.backend.fetchall(parts)}
+        return {name: int(n) for name, n in self._backend.fetchall(parts)}
 
     def counts_by_source(self) -> list[tuple[str, str, int]]:
         """(type, source, records) for every type and source."""
@@ -191,7 +206,7 @@ class Store:
             f"SELECT '{t.name}' AS type, source, count(*) AS n FROM {q(t.table)} GROUP BY source"
             for t in RECORD_TYPES
         )
-        return [(a, b, int(c)) for a, b, c in self.backend.fetchall(parts + " ORDER BY 1, 2")]
+        return [(a, b, int(c)) for a, b, c in self._backend.fetchall(parts + " ORDER BY 1, 2")]
 
     def last_ingested_by_source(self) -> list[tuple[str, datetime]]:
         """(source, when it last delivered a record) for every source, latest first."""
@@ -201,7 +216,7 @@ class Store:
         )
         return [
             (str(source), at)
-            for source, at in self.backend.fetchall(
+            for source, at in self._backend.fetchall(
                 f"SELECT source, max(last_at) FROM ({latest}) AS s GROUP BY source "
                 "ORDER BY 2 DESC, 1"
             )
@@ -210,8 +225,8 @@ class Store:
     def ingest_errors(self, limit: int) -> tuple[int, list[tuple[Any, ...]]]:
         """How many refused-record problems are logged, and the latest `limit` of them as
         (at, source, location, type, field, value, message)."""
-        total = int(self.backend.fetchall("SELECT count(*) FROM ingest_error")[0][0])
-        rows = self.backend.fetchall(
+        total = int(self._backend.fetchall("SELECT count(*) FROM ingest_error")[0][0])
+        rows = self._backend.fetchall(
             'SELECT "at", source, location, type, field, value, message FROM ingest_error '
             'ORDER BY "at" DESC LIMIT ?',
             [limit],
@@ -220,8 +235,8 @@ class Store:
 
     def capability_ids(self) -> list[str]:
         """The registry's capabilities, or (with no registry) every capability used."""
-        found = self.backend.fetchall("SELECT id FROM capability ORDER BY id") or (
-            self.backend.fetchall(
+        found = self._backend.fetchall("SELECT id FROM capability ORDER BY id") or (
+            self._backend.fetchall(
                 "SELECT DISTINCT capability FROM usage WHERE capability IS NOT NULL ORDER BY 1"
             )
         )
@@ -231,7 +246,7 @@ class Store:
         """Teams that no other team names as parent (teams, not groups)."""
         return [
             str(t)
-            for (t,) in self.backend.fetchall(
+            for (t,) in self._backend.fetchall(
                 "SELECT id FROM team WHERE id NOT IN "
                 "(SELECT parent FROM team WHERE parent IS NOT NULL) ORDER BY id"
             )
@@ -241,9 +256,77 @@ class Store:
         """True when no record of any type is stored."""
         return not any(self.counts().values())
 
-    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run a read query written in SQL common to every dialect (`?` placeholders)."""
-        return self.backend.fetchall(sql, params)
+    def usage_span(self) -> tuple[datetime, datetime] | None:
+        """The first and last usage timestamps, or None when no usage is stored."""
+        first, last = self._backend.fetchall("SELECT min(ts), max(ts) FROM usage")[0]
+        return None if first is None else (first, last)
+
+    def rows(self, type_name: str, *, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Stored records of one type as dicts (fields, `source`, `ingested_at`), by id;
+        only those with `ids` when given."""
+        rtype = BY_NAME[type_name]
+        cols = record_columns(rtype)
+        sql = f"SELECT {', '.join(q(c) for c in cols)} FROM {q(rtype.table)}"
+        params: list[Any] = []
+        if ids is not None:
+            if not ids:
+                return []
+            sql += f" WHERE id IN ({', '.join('?' for _ in ids)})"
+            params = list(ids)
+        found = self._backend.fetchall(sql + " ORDER BY id", params)
+        return [dict(zip(cols, row, strict=True)) for row in found]
+
+    def records(self, type_name: str) -> pa.Table:
+        """Every stored record of one type as an Arrow table (fields, `source`, `ingested_at`),
+        ordered by id."""
+        rtype = BY_NAME[type_name]
+        return self.table(rtype.table).order_by("id").to_pyarrow()
+
+    def audit_entries(self) -> list[tuple[datetime, str, dict[str, Any]]]:
+        """The audit log, oldest first: (at, action, detail)."""
+        found = self._backend.fetchall('SELECT "at", action, detail FROM audit_log ORDER BY "at"')
+        return [(at, str(action), json.loads(detail)) for at, action, detail in found]
+
+    # -- sync state (DESIGN §2): what each connector has read so far ------------------------------
+
+    def sync_state(self, name: str) -> dict[str, Any] | None:
+        """The state saved under `name`, or None when that sync never ran."""
+        found = self._backend.fetchall("SELECT state FROM sync_state WHERE name = ?", [name])
+        if not found:
+            return None
+        state = json.loads(found[0][0])
+        if not isinstance(state, dict):
+            raise StoreError(f"sync state {name!r} in {self.url} is not a JSON object")
+        return state
+
+    def sync_states(self, prefix: str = "") -> list[tuple[str, dict[str, Any], datetime]]:
+        """(name, state, updated_at) of every saved state whose name starts with `prefix`."""
+        # the table is small (one row per configured sync): filter here, not with LIKE escapes
+        found = self._backend.fetchall(
+            "SELECT name, state, updated_at FROM sync_state ORDER BY name"
+        )
+        return [(str(n), json.loads(s), at) for n, s, at in found if str(n).startswith(prefix)]
+
+    def save_sync_state(
+        self, name: str, state: dict[str, Any], *, at: datetime | None = None
+    ) -> None:
+        """Replace the state saved under `name` (a sync that wrote no records; with records,
+        pass it to `write` so both commit together)."""
+        self._writable()
+        with self._backend.transaction():
+            self._put_sync_state(name, state, at or datetime.now(UTC))
+
+    def delete_sync_state(self, name: str) -> None:
+        """Forget the state saved under `name` (the next sync starts from scratch)."""
+        self._writable()
+        with self._backend.transaction():
+            self._backend.execute("DELETE FROM sync_state WHERE name = ?", [name])
+
+    def _put_sync_state(self, name: str, state: dict[str, Any], at: datetime) -> None:
+        # State changes do not bump the data version: no record changed.
+        text = json.dumps(state, sort_keys=True, default=str)
+        self._backend.execute("DELETE FROM sync_state WHERE name = ?", [name])
+        self._backend.execute("INSERT INTO sync_state VALUES (?, ?, ?)", [name, text, at])
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -252,66 +335,146 @@ class Store:
             raise StoreError(f"store {self.url} was opened read-only")
 
     def staging_connection(self) -> duckdb.DuckDBPyConnection:
-        """The DuckDB connection ingest stages and validates records in."""
-        return self.backend.staging_connection()
+        """The DuckDB connection heatlens.ingest stages and validates records in (for ingest
+        only: it is no way to read the store, which may not even live in DuckDB)."""
+        return self._backend.staging_connection()
 
-    def write(self, batches: Sequence[Staged]) -> dict[str, WriteCounts]:
-        """Upsert staged batches in one transaction: whole records replace records with their id.
+    def write(
+        self,
+        batches: Sequence[Staged],
+        parts: Sequence[Part],
+        *,
+        sync_state: Mapping[str, dict[str, Any]] | None = None,
+    ) -> list[dict[str, WriteCounts]]:
+        """Upsert staged batches in ONE transaction, with the sync state they cover (name →
+        state), if any: whole records replace records with their id.
 
-        Returns counts per type. Nothing is written when any batch fails.
+        The parts' rows are written as if one part after another, in order: a record is
+        `inserted` when neither the store nor an earlier part has its id, `updated` when it
+        differs from the version before it (the store's or an earlier part's), else `unchanged`.
+        Returns counts per input (`Part.input`), per type. Nothing is written when any step fails.
         """
         self._writable()
-        totals: dict[str, WriteCounts] = {}
+        inputs = 1 + max((p.input for p in parts), default=-1)
+        counts: list[dict[str, WriteCounts]] = [{} for _ in range(inputs)]
         staging = self.staging_connection()
-        with self.backend.transaction():
+        now = datetime.now(UTC)
+        with self._backend.transaction():
+            changed = False
             for batch in batches:
-                cols = list(batch.rtype.field_names)
-                stage = self.backend.adopt_stage(staging, batch.table, batch.rtype.table, cols)
-                counts = self._merge(batch.rtype, stage, batch.source)
-                totals.setdefault(batch.rtype.name, WriteCounts()).add(counts)
-            if any(c.inserted or c.updated for c in totals.values()):
+                cols = [*batch.rtype.field_names, PART]
+                stage = self._backend.adopt_stage(staging, batch.table, batch.rtype.table, cols)
+                by_part = self._merge(batch, stage, parts, now)
+                for part, c in by_part.items():
+                    counts[parts[part].input].setdefault(batch.rtype.name, WriteCounts()).add(c)
+                    changed = changed or bool(c.inserted or c.updated)
+            if changed:
                 self._bump()
-        return totals
+            for name, state in (sync_state or {}).items():
+                self._put_sync_state(name, state, now)
+        return counts
 
-    def _merge(self, rtype: RecordType, stage: str, source: str) -> WriteCounts:
-        b = self.backend
+    def _merge(
+        self, batch: Staged, stage: str, parts: Sequence[Part], now: datetime
+    ) -> dict[int, WriteCounts]:
+        """Merge one type's stage into its table; counts per part. Whether a record changed is
+        decided here, and only here."""
+        b = self._backend
+        rtype = batch.rtype
         target = q(rtype.table)
         fields = list(rtype.field_names)
-        cols = ", ".join(q(c) for c in record_columns(rtype))
-        values = ", ".join(f"s.{q(f)}" for f in fields)
-        now = datetime.now(UTC)
-        staged = int(b.fetchall(f"SELECT count(*) FROM {q(stage)}")[0][0])
-        if not b.fetchall(f"SELECT 1 FROM {target} LIMIT 1"):
+        field_list = ", ".join(q(f) for f in fields)
+        # a chain: some id staged by several parts, each version judged against the one before
+        chain = len(batch.parts) > 1 and bool(
+            b.fetchall(f"SELECT count(*) - count(DISTINCT id) FROM {q(stage)}")[0][0]
+        )
+        if not chain and not b.fetchall(f"SELECT 1 FROM {target} LIMIT 1"):
+            # a bulk load into an empty table: every row is new
+            if len(batch.parts) == 1:
+                staged = b.fetchall(f"SELECT count(*) FROM {q(stage)}")[0][0]
+                found = [(batch.parts[0], staged)] if staged else []
+            else:
+                found = b.fetchall(f"SELECT {PART}, count(*) FROM {q(stage)} GROUP BY {PART}")
+            self._insert(batch, stage, parts, now)
+            return {int(part): WriteCounts(inserted=int(n)) for part, n in found}
+        # each staged row against the version it replaces: the stored one, or (in a chain) the
+        # previous part's version of the same id
+        if chain:
+            b.execute("DROP TABLE IF EXISTS merge_seq")
             b.execute(
-                f"INSERT INTO {target} ({cols}) SELECT {values}, ?, ? FROM {q(stage)} s",
-                [source, now],
+                f"CREATE TEMP TABLE merge_seq AS SELECT {field_list}, {PART}, "
+                f"row_number() OVER (PARTITION BY id ORDER BY {PART}) AS k FROM {q(stage)}"
             )
-            return WriteCounts(inserted=staged)
-        same = " AND ".join(f"s.{q(f)} IS NOT DISTINCT FROM t.{q(f)}" for f in fields if f != "id")
+            current = "merge_seq"
+            previous = (
+                f"(SELECT {field_list}, k + 1 AS k FROM merge_seq UNION ALL "
+                f"SELECT {field_list}, 1 AS k FROM {target} "
+                f"WHERE id IN (SELECT id FROM merge_seq)) AS p ON p.id = c.id AND p.k = c.k"
+            )
+        else:
+            current, previous = q(stage), f"{target} p ON p.id = c.id"
+        same = " AND ".join(f"c.{q(f)} IS NOT DISTINCT FROM p.{q(f)}" for f in fields if f != "id")
         b.execute("DROP TABLE IF EXISTS merge_status")
         b.execute(
-            f"CREATE TEMP TABLE merge_status AS SELECT s.id, t.id IS NULL AS is_new, "
-            f"(t.id IS NOT NULL AND NOT ({same or 'TRUE'})) AS is_changed "
-            f"FROM {q(stage)} s LEFT JOIN {target} t ON t.id = s.id"
+            f"CREATE TEMP TABLE merge_status AS SELECT c.id, c.{PART}, p.id IS NULL AS is_new, "
+            f"(p.id IS NOT NULL AND NOT ({same or 'TRUE'})) AS is_changed "
+            f"FROM {current} c LEFT JOIN {previous}"
         )
-        new, changed = b.fetchall(
-            "SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE is_changed) "
-            "FROM merge_status"
-        )[0]
-        if changed:
+        by_part = {
+            int(part): WriteCounts(int(new), int(changed), int(n) - int(new) - int(changed))
+            for part, new, changed, n in b.fetchall(
+                f"SELECT {PART}, count(*) FILTER (WHERE is_new), "
+                f"count(*) FILTER (WHERE is_changed), count(*) FROM merge_status GROUP BY {PART}"
+            )
+        }
+        if any(c.updated for c in by_part.values()):
             b.execute(
                 f"DELETE FROM {target} WHERE id IN (SELECT id FROM merge_status WHERE is_changed)"
             )
-        if new or changed:
+        if any(c.inserted or c.updated for c in by_part.values()):
+            # a record is written once: its last version that was new or changed
+            b.execute("DROP TABLE IF EXISTS merge_written")
             b.execute(
-                f"INSERT INTO {target} ({cols}) SELECT {values}, ?, ? FROM {q(stage)} s "
-                f"JOIN merge_status m ON m.id = s.id WHERE m.is_new OR m.is_changed",
+                f"CREATE TEMP TABLE merge_written AS SELECT id, max({PART}) AS {PART} "
+                "FROM merge_status WHERE is_new OR is_changed GROUP BY id"
+                if chain
+                else f"CREATE TEMP TABLE merge_written AS SELECT id, {PART} FROM merge_status "
+                "WHERE is_new OR is_changed"
+            )
+            self._insert(batch, stage, parts, now, only="merge_written")
+        for table in ("merge_status", "merge_seq", "merge_written"):
+            b.execute(f"DROP TABLE IF EXISTS {table}")
+        return by_part
+
+    def _insert(
+        self,
+        batch: Staged,
+        stage: str,
+        parts: Sequence[Part],
+        now: datetime,
+        only: str | None = None,
+    ) -> None:
+        """Insert a stage's rows (those of `only`'s (id, part) pairs), each with its part's
+        source."""
+        rtype = batch.rtype
+        cols = ", ".join(q(c) for c in record_columns(rtype))
+        values = ", ".join(f"s.{q(f)}" for f in rtype.field_names)
+        by_source: dict[str, list[int]] = {}
+        for part in batch.parts:
+            by_source.setdefault(parts[part].source, []).append(part)
+        rows = f"{q(stage)} s"
+        if only is not None:
+            rows += f" JOIN {only} m ON m.id = s.id AND m.{PART} = s.{PART}"
+        for source, mine in by_source.items():
+            where = (
+                f" WHERE s.{PART} IN ({', '.join(str(int(p)) for p in mine)})"
+                if len(by_source) > 1
+                else ""
+            )
+            self._backend.execute(
+                f"INSERT INTO {q(rtype.table)} ({cols}) SELECT {values}, ?, ? FROM {rows}{where}",
                 [source, now],
             )
-        b.execute("DROP TABLE merge_status")
-        return WriteCounts(
-            inserted=int(new), updated=int(changed), unchanged=staged - int(new) - int(changed)
-        )
 
     def delete_records(
         self,
@@ -334,12 +497,12 @@ class Store:
         else:
             raise StoreError("delete needs ids, a source or an ingestion time range")
         target = q(rtype.table)
-        with self.backend.transaction():
+        with self._backend.transaction():
             n = int(
-                self.backend.fetchall(f"SELECT count(*) FROM {target} WHERE {where}", params)[0][0]
+                self._backend.fetchall(f"SELECT count(*) FROM {target} WHERE {where}", params)[0][0]
             )
             if n:
-                self.backend.execute(f"DELETE FROM {target} WHERE {where}", params)
+                self._backend.execute(f"DELETE FROM {target} WHERE {where}", params)
                 self._bump()
             self._audit(
                 "delete", {"type": rtype.name, "where": where, "params": params, "deleted": n}
@@ -355,7 +518,7 @@ class Store:
         self._writable()
         marks = ", ".join("?" for _ in actors)
         params = list(actors)
-        b = self.backend
+        b = self._backend
         counts: dict[str, int] = {}
         with b.transaction():
 
@@ -386,7 +549,7 @@ class Store:
         return counts
 
     def _audit(self, action: str, detail: dict[str, Any]) -> None:
-        self.backend.execute(
+        self._backend.execute(
             "INSERT INTO audit_log VALUES (?, ?, ?)",
             [datetime.now(UTC), action, json.dumps(detail, default=str)],
         )
@@ -402,9 +565,9 @@ class Store:
             return
         now = datetime.now(UTC)
         rows = [[now, source, p.location, p.type, p.field, p.value, p.message] for p in problems]
-        with self.backend.transaction():
+        with self._backend.transaction():
             for row in rows:
-                self.backend.execute("INSERT INTO ingest_error VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+                self._backend.execute("INSERT INTO ingest_error VALUES (?, ?, ?, ?, ?, ?, ?)", row)
 
 
 def _schema_version(backend: DuckDBBackend | PostgresBackend) -> int:

@@ -139,9 +139,21 @@ class PostgresBackend:
             ).fetchall()
         )
         exprs = [_pg_text(c, types[c]) for c in columns]
+        like_cols = {
+            str(r[0])
+            for r in self.fetchall(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = 'public' AND table_name = ?",
+                [like],
+            )
+        }
         pg_table = f"pg_{table}"
         self.con.execute(f"DROP TABLE IF EXISTS {q(pg_table)}")
-        self.con.execute(f"CREATE TEMP TABLE {q(pg_table)} AS SELECT * FROM {q(like)} WITH NO DATA")
+        # the record table's columns, and any column of the stage that it lacks (`__part`)
+        extra = "".join(f", CAST(NULL AS BIGINT) AS {q(c)}" for c in columns if c not in like_cols)
+        self.con.execute(
+            f"CREATE TEMP TABLE {q(pg_table)} AS SELECT *{extra} FROM {q(like)} WITH NO DATA"
+        )
         with tempfile.NamedTemporaryFile(suffix=".csv") as tmp:
             staging.execute(
                 f"COPY (SELECT {', '.join(exprs)} FROM {q(table)}) TO '{tmp.name}' "

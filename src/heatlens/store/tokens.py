@@ -84,8 +84,8 @@ def create_token(
     tid = secrets.token_hex(6)
     secret = f"{_PREFIX}{tid}_{secrets.token_urlsafe(32)}"
     now = datetime.now(UTC)
-    with store.backend.transaction():
-        store.backend.execute(
+    with store._backend.transaction():
+        store._backend.execute(
             "INSERT INTO api_token (id, name, scope, secret_hash, teams, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             [tid, name, scope, _hash(secret), list(teams) or None, now],
@@ -96,35 +96,35 @@ def create_token(
 
 def list_tokens(store: Store) -> list[Token]:
     """Every token, revoked ones included, oldest first."""
-    rows = store.fetchall(f"SELECT {_COLUMNS} FROM api_token ORDER BY created_at, id")
+    rows = store._backend.fetchall(f"SELECT {_COLUMNS} FROM api_token ORDER BY created_at, id")
     return [_token(r) for r in rows]
 
 
 def has_tokens(store: Store) -> bool:
     """True when at least one token is live: the API then requires one on every request."""
-    return bool(store.fetchall("SELECT 1 FROM api_token WHERE revoked_at IS NULL LIMIT 1"))
+    return bool(store._backend.fetchall("SELECT 1 FROM api_token WHERE revoked_at IS NULL LIMIT 1"))
 
 
 def revoke_token(store: Store, token_id: str) -> Token:
     """Revoke a token by id; revoking twice is harmless. Unknown ids are a ConfigError."""
     _writable(store)
-    with store.backend.transaction():
-        rows = store.fetchall(f"SELECT {_COLUMNS} FROM api_token WHERE id = ?", [token_id])
+    with store._backend.transaction():
+        rows = store._backend.fetchall(f"SELECT {_COLUMNS} FROM api_token WHERE id = ?", [token_id])
         if not rows:
             raise ConfigError(f"no token {token_id!r}: see `heatlens token list`")
-        store.backend.execute(
+        store._backend.execute(
             "UPDATE api_token SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
             [datetime.now(UTC), token_id],
         )
         store.audit("token_revoke", {"id": token_id})
-        rows = store.fetchall(f"SELECT {_COLUMNS} FROM api_token WHERE id = ?", [token_id])
+        rows = store._backend.fetchall(f"SELECT {_COLUMNS} FROM api_token WHERE id = ?", [token_id])
     return _token(rows[0])
 
 
 def verify_token(store: Store, secret: str) -> Token | None:
     """The live token whose secret this is, or None. The hash comparison is constant-time."""
     tid = secret.removeprefix(_PREFIX).split("_", 1)[0] if secret.startswith(_PREFIX) else ""
-    rows = store.fetchall(
+    rows = store._backend.fetchall(
         f"SELECT {_COLUMNS}, secret_hash FROM api_token WHERE id = ? AND revoked_at IS NULL",
         [tid],
     )

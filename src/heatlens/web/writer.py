@@ -2,7 +2,7 @@
 
 Requests queue up while the writer is busy. When it is free it takes every request waiting (up to
 `max_records` records) and validates them in one pass, each judged on its own — a bad request gets
-its own InputError and never affects the others (heatlens.ingest.grouped). Then, holding the store
+its own InputError and never affects the others (heatlens.ingest.pipeline). Then, holding the store
 lock, it writes all the valid ones in ONE transaction and commits before answering any of them: an
 answer means committed. If that write fails, every request of the group gets the error and nothing
 of the group is stored.
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from heatlens.errors import InputError, StoreError
-from heatlens.ingest import IngestResult, discard
-from heatlens.ingest.grouped import Group, prepare_group, write_group
+from heatlens.ingest import IngestResult, Prepared, discard, prepare_records
+from heatlens.ingest import write as write_prepared
 from heatlens.settings import Settings
 from heatlens.store import Store
 
@@ -38,7 +38,7 @@ MAX_GROUP_RECORDS = 50_000
 # seconds the writer waits for more requests once clients are seen posting concurrently
 LINGER = 0.02
 
-Write = Callable[[Store, Group], list[IngestResult | InputError]]
+Write = Callable[[Store, Prepared], list[IngestResult | InputError]]
 T = TypeVar("T")
 
 
@@ -87,7 +87,7 @@ class Writer:
         *,
         max_records: int = MAX_GROUP_RECORDS,
         linger: float = LINGER,
-        write: Write = write_group,
+        write: Write = write_prepared,
     ) -> None:
         self._exclusive = exclusive
         self._store = store
@@ -201,7 +201,7 @@ class Writer:
     def _run_group(self, jobs: list[_Job]) -> None:
         store = self._store()
         try:
-            group = prepare_group(store, [j.records for j in jobs], self._settings, source="api")
+            group = prepare_records(store, [j.records for j in jobs], self._settings, source="api")
         except Exception as exc:
             if len(jobs) == 1:
                 jobs[0].future.set_exception(exc)
@@ -214,7 +214,7 @@ class Writer:
         try:
             written: list[IngestResult | Exception]
             version = 0
-            if any(o is None for o in group.outcomes):
+            if any(isinstance(o, IngestResult) for o in group.results):
                 try:
                     with self._exclusive:
                         written = list(self._write(store, group))
@@ -222,9 +222,9 @@ class Writer:
                 except Exception as exc:
                     log.error("a group of %d ingest request(s) failed: %s", len(jobs), exc)
                     failed = WriteFailed(f"the store could not commit the records: {exc}")
-                    written = [o or failed for o in group.outcomes]
+                    written = [failed if isinstance(o, IngestResult) else o for o in group.results]
             else:
-                written = [o for o in group.outcomes if o is not None]
+                written = list(group.results)
             together = sum(isinstance(w, IngestResult) for w in written)
             for job, w in zip(jobs, written, strict=True):
                 if isinstance(w, IngestResult):
@@ -233,6 +233,6 @@ class Writer:
                     job.future.set_exception(w)
         finally:
             try:
-                discard(store, [group.prepared])
+                discard(store, group)
             except Exception:
                 log.exception("could not drop the staging tables of an ingest group")

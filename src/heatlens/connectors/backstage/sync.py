@@ -18,7 +18,6 @@ from heatlens.connectors.backstage.catalog import _is_url, read_catalog
 from heatlens.connectors.backstage.mapping import map_catalog
 from heatlens.settings import Settings
 from heatlens.store import Store
-from heatlens.store.sync import load_sync_state, save_sync_state
 
 
 def catalog_key(catalog: str) -> str:
@@ -43,7 +42,7 @@ def sync_backstage(
     mapped = map_catalog(read.entities)
     result.warnings += read.warnings + mapped.warnings
     name = f"backstage:{key}"
-    previous = load_sync_state(store, name)
+    previous = store.sync_state(name)
     open_before: dict[str, str | None] = (previous or {}).get("memberships") or {}
     started = None if previous is None else now.isoformat()
     # with pseudonymisation on, the state names people only by their pseudonyms, like the records
@@ -73,21 +72,22 @@ def sync_backstage(
             f"{len(unknown)} membership(s) of people no longer in the catalog stay open: "
             "with pseudonymise_key set, heatlens cannot name them to close them"
         )
-    if records:
-        from heatlens.ingest import ingest_records
+    from heatlens.ingest import ingest_records
 
+    if records:
         progress("storing", 0, len(records))
-        ingested = ingest_records(store, records, settings, source=result.source, name=key)
-        result.counts = ingested.counts
-        progress("storing", len(records), len(records))
-    save_sync_state(
+    # the state commits with the records it covers, in one transaction
+    ingested = ingest_records(
         store,
-        name,
-        {
-            "memberships": members,
-            "synced_at": now.isoformat(),
-        },
+        records,
+        settings,
+        source=result.source,
+        name=key,
+        sync_state={name: {"memberships": members, "synced_at": now.isoformat()}},
     )
+    result.counts = ingested.counts
+    if records:
+        progress("storing", len(records), len(records))
     result.summary = (
         f"{read.files:,} file(s), {len(read.entities):,} entities: {len(mapped.teams):,} "
         f"team(s), {len(members):,} membership(s), {len(mapped.services):,} service(s)"

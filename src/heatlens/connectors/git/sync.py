@@ -27,7 +27,6 @@ from heatlens.connectors.git.repo import GitRepo, UnknownRevision
 from heatlens.errors import ConfigError, ConnectorError
 from heatlens.settings import Settings
 from heatlens.store import Store
-from heatlens.store.sync import load_sync_state, save_sync_state
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def sync_git(
     repo_name = source.repo or repo.root.name.removesuffix(".git")
     name = state_name(repo, source.service)
     result = SyncResult(source=f"sync:git:{repo_name}")
-    previous = None if full else load_sync_state(store, name)
+    previous = None if full else store.sync_state(name)
     if previous is not None and previous.get("mode") != source.mode:
         result.warnings.append(
             "deploy options changed since the last sync: synced from scratch; deployments "
@@ -117,27 +116,30 @@ def sync_git(
         environment=source.environment,
         skip_first=source.skip_first and plan.from_scratch,
     )
-    if records:
-        from heatlens.ingest import ingest_records
+    state = {
+        "mode": source.mode,
+        # a branch's deployments are bounded by the last one; tags need every one
+        "deployed": {} if branch else {**deployed_before, **{p.name: p.commit for p in points}},
+        "last": [points[-1].at.isoformat(), points[-1].name] if points else None,
+        "tips": tips,
+        "synced_at": datetime.now(UTC).isoformat(),
+    }
+    from heatlens.ingest import ingest_records
 
+    if records:
         progress("storing", 0, len(records))
-        ingested = ingest_records(
-            store, records, settings, source=result.source, name=f"git {repo.root}"
-        )
-        result.counts = ingested.counts
-        progress("storing", len(records), len(records))
-    save_sync_state(
+    # the state commits with the records it covers: a sync killed at any point resumes cleanly
+    ingested = ingest_records(
         store,
-        name,
-        {
-            "mode": source.mode,
-            # a branch's deployments are bounded by the last one; tags need every one
-            "deployed": {} if branch else {**deployed_before, **{p.name: p.commit for p in points}},
-            "last": [points[-1].at.isoformat(), points[-1].name] if points else None,
-            "tips": tips,
-            "synced_at": datetime.now(UTC).isoformat(),
-        },
+        records,
+        settings,
+        source=result.source,
+        name=f"git {repo.root}",
+        sync_state={name: state},
     )
+    result.counts = ingested.counts
+    if records:
+        progress("storing", len(records), len(records))
     shown = ", ".join(p.name[:12] for p in plan.new_points[-3:])
     more = "…, " if len(plan.new_points) > 3 else ""
     counted = f"{len(new_commits):,} commit(s), {len(plan.new_points):,} deployment(s)" + (

@@ -401,9 +401,10 @@ def _first_use(
 ) -> dict[Any, date]:
     """Month of each capability's first use by `team`: the engine's `adoption.new_teams` (first
     use over all stored data) by team and capability, monthly from the first stored usage."""
-    first = store.fetchall("SELECT min(ts) FROM usage")[0][0]
-    if first is None:
+    span = store.usage_span()
+    if span is None:
         return {}
+    first = span[0]
     tz = ZoneInfo(settings.timezone)
     start = first.astimezone(tz).date().replace(day=1)
     if start >= end:

@@ -8,7 +8,6 @@ from typing import Any
 from heatlens.model import RECORD_TYPES
 from heatlens.report.html.present import EMPTY_STORE, View
 from heatlens.store import Store
-from heatlens.store.sync import list_sync_states
 
 ERRORS_SHOWN = 50
 
@@ -18,7 +17,7 @@ def data(store: Store) -> View:
     view = View("Data", "data.html", "data")
     counts = store.counts_by_source()
     sources = store.last_ingested_by_source()
-    syncs = [(name, at) for name, _, at in list_sync_states(store)]
+    syncs = [(name, at) for name, _, at in store.sync_states()]
     total_errors, errors = store.ingest_errors(ERRORS_SHOWN)
     by_type: dict[str, int] = {}
     for rtype, _, n in counts:
