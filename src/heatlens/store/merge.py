@@ -1,0 +1,158 @@
+"""The merge of staged records into their table: the one place that decides whether a record is
+new, changed or unchanged, and counts it for the part (file, table, request) it came from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from heatlens.model import RecordType
+from heatlens.store.backends import DuckDBBackend, PostgresBackend
+from heatlens.store.schema import q, record_columns
+
+__all__ = ["PART", "Part", "Staged", "WriteCounts", "merge"]
+
+Backend = DuckDBBackend | PostgresBackend
+
+# the column of a stage naming the part (index into the write's parts) each row came from
+PART = "__part"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One piece of an ingest (a file, an Arrow table, a request's records): the input whose
+    counts its records add to, and the `source` they are stored with."""
+
+    input: int
+    source: str
+
+
+@dataclass(frozen=True)
+class Staged:
+    """Validated records of one type, staged in the store's staging connection.
+
+    `table` has exactly the record type's field columns plus `__part`, with at most one row per
+    (id, part); `parts` are the parts it holds rows of, in write order.
+    """
+
+    rtype: RecordType
+    table: str
+    parts: tuple[int, ...]
+
+
+@dataclass
+class WriteCounts:
+    """What an upsert did to one record type."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def add(self, other: WriteCounts) -> None:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+
+
+def merge(
+    b: Backend, batch: Staged, stage: str, parts: Sequence[Part], now: datetime
+) -> dict[int, WriteCounts]:
+    """Merge one type's stage into its table; counts per part. Whether a record changed is
+    decided here, and only here."""
+    rtype = batch.rtype
+    target = q(rtype.table)
+    fields = list(rtype.field_names)
+    field_list = ", ".join(q(f) for f in fields)
+    # a chain: some id staged by several parts, each version judged against the one before
+    chain = len(batch.parts) > 1 and bool(
+        b.fetchall(f"SELECT count(*) - count(DISTINCT id) FROM {q(stage)}")[0][0]
+    )
+    if not chain and not b.fetchall(f"SELECT 1 FROM {target} LIMIT 1"):
+        # a bulk load into an empty table: every row is new
+        if len(batch.parts) == 1:
+            staged = b.fetchall(f"SELECT count(*) FROM {q(stage)}")[0][0]
+            found = [(batch.parts[0], staged)] if staged else []
+        else:
+            found = b.fetchall(f"SELECT {PART}, count(*) FROM {q(stage)} GROUP BY {PART}")
+        _insert(b, batch, stage, parts, now)
+        return {int(part): WriteCounts(inserted=int(n)) for part, n in found}
+    # each staged row against the version it replaces: the stored one, or (in a chain) the
+    # previous part's version of the same id
+    if chain:
+        b.execute("DROP TABLE IF EXISTS merge_seq")
+        b.execute(
+            f"CREATE TEMP TABLE merge_seq AS SELECT {field_list}, {PART}, "
+            f"row_number() OVER (PARTITION BY id ORDER BY {PART}) AS k FROM {q(stage)}"
+        )
+        current = "merge_seq"
+        previous = (
+            f"(SELECT {field_list}, k + 1 AS k FROM merge_seq UNION ALL "
+            f"SELECT {field_list}, 1 AS k FROM {target} "
+            f"WHERE id IN (SELECT id FROM merge_seq)) AS p ON p.id = c.id AND p.k = c.k"
+        )
+    else:
+        current, previous = q(stage), f"{target} p ON p.id = c.id"
+    same = " AND ".join(f"c.{q(f)} IS NOT DISTINCT FROM p.{q(f)}" for f in fields if f != "id")
+    b.execute("DROP TABLE IF EXISTS merge_status")
+    b.execute(
+        f"CREATE TEMP TABLE merge_status AS SELECT c.id, c.{PART}, p.id IS NULL AS is_new, "
+        f"(p.id IS NOT NULL AND NOT ({same or 'TRUE'})) AS is_changed "
+        f"FROM {current} c LEFT JOIN {previous}"
+    )
+    by_part = {
+        int(part): WriteCounts(int(new), int(changed), int(n) - int(new) - int(changed))
+        for part, new, changed, n in b.fetchall(
+            f"SELECT {PART}, count(*) FILTER (WHERE is_new), "
+            f"count(*) FILTER (WHERE is_changed), count(*) FROM merge_status GROUP BY {PART}"
+        )
+    }
+    if any(c.updated for c in by_part.values()):
+        b.execute(
+            f"DELETE FROM {target} WHERE id IN (SELECT id FROM merge_status WHERE is_changed)"
+        )
+    if any(c.inserted or c.updated for c in by_part.values()):
+        # a record is written once: its last version that was new or changed
+        b.execute("DROP TABLE IF EXISTS merge_written")
+        b.execute(
+            f"CREATE TEMP TABLE merge_written AS SELECT id, max({PART}) AS {PART} "
+            "FROM merge_status WHERE is_new OR is_changed GROUP BY id"
+            if chain
+            else f"CREATE TEMP TABLE merge_written AS SELECT id, {PART} FROM merge_status "
+            "WHERE is_new OR is_changed"
+        )
+        _insert(b, batch, stage, parts, now, only="merge_written")
+    for table in ("merge_status", "merge_seq", "merge_written"):
+        b.execute(f"DROP TABLE IF EXISTS {table}")
+    return by_part
+
+
+def _insert(
+    b: Backend,
+    batch: Staged,
+    stage: str,
+    parts: Sequence[Part],
+    now: datetime,
+    only: str | None = None,
+) -> None:
+    """Insert a stage's rows (those of `only`'s (id, part) pairs), each with its part's
+    source."""
+    rtype = batch.rtype
+    cols = ", ".join(q(c) for c in record_columns(rtype))
+    values = ", ".join(f"s.{q(f)}" for f in rtype.field_names)
+    by_source: dict[str, list[int]] = {}
+    for part in batch.parts:
+        by_source.setdefault(parts[part].source, []).append(part)
+    rows = f"{q(stage)} s"
+    if only is not None:
+        rows += f" JOIN {only} m ON m.id = s.id AND m.{PART} = s.{PART}"
+    for source, mine in by_source.items():
+        where = (
+            f" WHERE s.{PART} IN ({', '.join(str(int(p)) for p in mine)})"
+            if len(by_source) > 1
+            else ""
+        )
+        b.execute(
+            f"INSERT INTO {q(rtype.table)} ({cols}) SELECT {values}, ?, ? FROM {rows}{where}",
+            [source, now],
+        )
