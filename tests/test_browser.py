@@ -56,12 +56,13 @@ PAGES = {  # name → (path, charts drawn on the demo)
 REPORT = Request(
     "month", date(2026, 8, 1), date(2026, 11, 1), now=datetime(2026, 12, 1, tzinfo=UTC)
 )
-# A team answering a survey whose anonymity threshold it cannot reach (997 of k = 1000), in
-# October. Its CSAT is 613/997 and its NPS 100·(211 − 389)/997: with a prime denominator that
-# large, the first ten digits of either value cannot be those of another number of the demo
-# (two fractions with denominators below 10,000 differ by more than 1e-7 unless equal), so
-# finding them anywhere is a leak, never a coincidence. `open` answers a survey of k = 3 the
-# same way (991 answers, its own values), to show that an unsuppressed value is found.
+# A team answering a survey on CI whose anonymity threshold it cannot reach (997 of k = 1000), in
+# October. Its CSAT is 613/997: with a prime denominator that large, the first ten digits of the
+# value cannot be those of another number of the demo (two fractions with denominators below
+# 10,000 differ by more than 1e-7 unless equal), so finding them in what the server sends is a
+# leak, never a coincidence. Shown values are rounded (61.5%, -17.9), so they are looked for only
+# where the team's numbers would be. `open` answers a survey of k = 3 the same way (991 answers,
+# its own values), to show that the checks find an unsuppressed value.
 SURVEY_MONTH = date(2026, 10, 1)
 TINY = ("tiny", 1000, 997, 613, 211, 389)  # team, k, respondents, satisfied, promoters, detractors
 OPEN = ("open", 3, 991, 600, 307, 401)
@@ -233,9 +234,8 @@ def test_every_page_loads_without_console_errors_and_draws_its_charts(demo: Demo
         assert drawn >= total, path
         assert page.locator("svg").count() >= total
         if name == "dora":  # per team and per service, each number a link to its records
-            assert "month starting 2026-11-01" in page.inner_text(
-                "p.lede"
-            )  # the last one of the range
+            lede = page.inner_text("p.lede")
+            assert "month starting 2026-11-01" in lede  # the last one of the range
             assert page.locator("table.numbers").count() == 3
             assert page.locator(f"table.numbers a[href^='/teams/{demo.team}']").count() == 1
             assert page.locator("table.numbers a.num").count() >= 10
