@@ -159,10 +159,14 @@ def test_revoking_the_token_ends_its_sessions(
 def test_sessions_expire_after_the_configured_hours(
     client: TestClient, secrets_: list[str]
 ) -> None:
-    _login(client, secrets_[0])
     sessions: Sessions = client.app.state.sessions  # type: ignore[attr-defined]
-    later = datetime.now(UTC) + timedelta(hours=12, seconds=1)
-    sessions.clock = lambda: later
+    login = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    now = [login]
+    sessions.clock = lambda: now[0]  # the sessions' clock, moved by the test
+    _login(client, secrets_[0])
+    now[0] = login + timedelta(hours=12, seconds=-1)
+    assert client.get(PAGE).status_code == 200
+    now[0] = login + timedelta(hours=12)
     assert client.get(PAGE).status_code == 303
 
 
