@@ -178,14 +178,17 @@ def test_a_team_scoped_login_sees_only_its_teams(client: TestClient, secrets_: l
         r = client.get(path)
         assert r.status_code == 403, path
         assert "may read teams alpha only" in r.text
-    assert client.get("/capabilities/ci?team=alpha").status_code == 200
+    assert (
+        client.get("/capabilities/ci?team=alpha&from=2026-03-01&to=2026-04-01").status_code == 200
+    )
     explain = "/explain?metric=task.attempts&period=2026-03-01&grain=month"
     assert client.get(explain + "&segment=team=beta").status_code == 403
     assert client.get(explain + "&segment=team=alpha").status_code == 200
     # the read API with the session: per-team rows of alpha only, org-wide refused
     assert client.get("/api/v1/metrics?metric=task.attempts").status_code == 403
-    rows = client.get("/api/v1/metrics?metric=task.attempts&by=team&grain=month").json()["rows"]
-    assert rows and {r["segment"]["team"] for r in rows} == {"alpha"}
+    march = "metric=task.attempts&by=team&grain=month&from=2026-03-01&to=2026-04-01"
+    rows = client.get(f"/api/v1/metrics?{march}").json()["rows"]
+    assert [(r["segment"]["team"], r["value"]) for r in rows] == [("alpha", 2)]
 
 
 def _proxy_settings(settings: Settings, trusted: list[str]) -> Settings:
