@@ -13,7 +13,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,10 +40,32 @@ ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-# a tiny team answering a survey whose anonymity threshold it cannot reach (11 of k = 12);
-# elevenths, so that no other number of the demo (sevenths per day of a week…) reads the same
-CSAT = [5, 4, 4, 3, 3, 2, 2, 1, 1, 3, 2]
-NPS = [10, 5, 6, 3, 7, 8, 2, 4, 1, 0, 7]
+# The demo organisation ends on a fixed day and every page is asked for with its dates, so the
+# pages (and their charts) are the same whatever day the suite runs on.
+END = date(2026, 11, 30)  # the demo's last day; its survey wave opens 2026-10-15
+RANGE = "grain=month&from=2026-08-01&to=2026-12-01"
+PAGES = {  # name → (path, charts drawn on the demo)
+    "overview": ("/?grain=month&to=2026-11-01", 1),  # scores October, the survey's month
+    "capability": (f"/capabilities/ci?{RANGE}", 5),
+    "team": ("/teams/{team}?" + RANGE, 4),
+    "dora": (f"/dora?{RANGE}", 0),  # tables: what they show is checked below
+    "data": ("/data", 0),
+}
+# The report as `heatlens report --format html --grain month --from 2026-08-01 --to 2026-11-01`
+# writes it on 2026-12-01.
+REPORT = Request(
+    "month", date(2026, 8, 1), date(2026, 11, 1), now=datetime(2026, 12, 1, tzinfo=UTC)
+)
+# A team answering a survey on CI whose anonymity threshold it cannot reach (997 of k = 1000), in
+# October. Its CSAT is 613/997: with a prime denominator that large, the first ten digits of the
+# value cannot be those of another number of the demo (two fractions with denominators below
+# 10,000 differ by more than 1e-7 unless equal), so finding them in what the server sends is a
+# leak, never a coincidence. Shown values are rounded (61.5%, -17.9), so they are looked for only
+# where the team's numbers would be. `open` answers a survey of k = 3 the same way (991 answers,
+# its own values), to show that the checks find an unsuppressed value.
+SURVEY_MONTH = date(2026, 10, 1)
+TINY = ("tiny", 1000, 997, 613, 211, 389)  # team, k, respondents, satisfied, promoters, detractors
+OPEN = ("open", 3, 991, 600, 307, 401)
 CHARTS_DRAWN = (
     "() => [...document.querySelectorAll('[data-chart]')]"
     ".every(e => e.hasAttribute('data-rendered'))"
@@ -55,48 +77,70 @@ class Demo:
     base: str
     copy: Path  # a copy of the store, for the report
     team: str  # a demo team with deployments
-    hidden: list[str]  # how the tiny team's suppressed values would read
+    usage: int  # usage records in the store
+    hidden: Values  # how the suppressed team's values would read
+    shown: Values  # how the unsuppressed survey team's values read
 
 
-def _tiny_team(month: date) -> list[dict[str, Any]]:
-    opens = datetime.combine(month + timedelta(days=2), datetime.min.time(), tzinfo=UTC)
+def _survey_team(
+    team: str, k: int, n: int, satisfied: int, promoters: int, detractors: int, month: date
+) -> list[dict[str, Any]]:
+    """A team of `n` respondents answering a CSAT and an NPS question of a survey of threshold
+    `k`: `satisfied` answer 4 or 5, `promoters` 9 or 10 and `detractors` 0 to 6."""
+    opens = datetime.combine(month + timedelta(days=2), time(0), tzinfo=UTC)
     records: list[dict[str, Any]] = [
-        record("team", id="tiny"),
+        record("team", id=team),
         record(
             "survey",
-            id="tiny-pulse",
+            id=f"{team}-pulse",
             opens_at=opens.isoformat(),
-            k=12,
+            k=k,
             questions=[
-                {"id": "tc", "kind": "csat", "text": "Happy?"},
-                {"id": "tn", "kind": "nps", "text": "Recommend?"},
+                {"id": f"{team}-c", "kind": "csat", "text": "Happy?", "capability": "ci"},
+                {"id": f"{team}-n", "kind": "nps", "text": "Recommend?", "capability": "ci"},
             ],
         ),
     ]
-    for i, (c, n) in enumerate(zip(CSAT, NPS, strict=True)):
-        for q, kind, score in (("tc", "csat", c), ("tn", "nps", n)):
+    for i in range(n):
+        csat = 4 + i % 2 if i < satisfied else 1 + i % 3
+        if i < promoters:
+            nps = 9 + i % 2
+        elif i < promoters + detractors:
+            nps = i % 7
+        else:
+            nps = 7 + i % 2
+        for q, kind, score in ((f"{team}-c", "csat", csat), (f"{team}-n", "nps", nps)):
             records.append(
                 record(
                     "survey_response",
-                    id=f"tiny-{q}-{i}",
-                    survey="tiny-pulse",
+                    id=f"{q}-{i}",
+                    survey=f"{team}-pulse",
                     question=q,
                     kind=kind,
-                    respondent=f"tiny-person-{i}",
-                    ts=(opens + timedelta(hours=i + 1)).isoformat(),
+                    respondent=f"{team}-person-{i}",
+                    ts=(opens + timedelta(minutes=i + 1)).isoformat(),
                     score=score,
-                    team="tiny",
+                    team=team,
                 )
             )
     return records
 
 
-def _hidden_values() -> list[str]:
-    """The tiny team's CSAT and NPS, computed from its raw answers, as a page would show them."""
-    csat = sum(s >= 4 for s in CSAT) / len(CSAT)
-    promoters, detractors = sum(s >= 9 for s in NPS), sum(s <= 6 for s in NPS)
-    nps = 100 * (promoters - detractors) / len(NPS)
-    return [f"{csat * 100:.1f}%", f"{nps:,.1f}", repr(csat)[:8]]
+@dataclass(frozen=True)
+class Values:
+    """How a survey team's CSAT and NPS read on a page (as `show_value` formats them), and its
+    CSAT's first ten digits as the chart data carries it (JSON writes the float whole)."""
+
+    csat: str
+    nps: str
+    raw: str
+
+
+def _values(n: int, satisfied: int, promoters: int, detractors: int) -> Values:
+    """Computed by hand from the answers, not by the engine."""
+    csat = satisfied / n
+    nps = 100 * (promoters - detractors) / n
+    return Values(f"{csat * 100:.1f}%", f"{nps:,.1f}", f"{csat:.15f}"[:12])
 
 
 @pytest.fixture(scope="module")
@@ -105,18 +149,23 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     root = tmp_path_factory.mktemp("browser")
     path = root / "demo.duckdb"
     settings = load_settings(config=None, environ={})
-    today = datetime.now(UTC).date()
-    last_month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
     with Store.open(str(path)) as store:
-        ingest_arrow(
-            store, generate(OrgSpec(teams=8, days=120, end=today)), settings, source="demo"
-        )
-        ingest_records(store, _tiny_team(last_month), settings, source="file:tiny.ndjson")
+        ingest_arrow(store, generate(OrgSpec(teams=8, days=120, end=END)), settings, source="demo")
+        surveys = _survey_team(*TINY, SURVEY_MONTH) + _survey_team(*OPEN, SURVEY_MONTH)
+        ingest_records(store, surveys, settings, source="file:survey-teams.ndjson")
         team = str(next(s["team"] for s in store.rows("service") if s["team"] is not None))
+        usage = store.counts()["usage"]
     # the report reads a copy: the server holds the store's file; rendered only when asked for
     shutil.copy(path, root / "copy.duckdb")
     with serving(f"duckdb:///{path}", root) as server:
-        yield Demo(server.url, root / "copy.duckdb", team, _hidden_values())
+        yield Demo(
+            server.url,
+            root / "copy.duckdb",
+            team,
+            usage,
+            _values(*TINY[2:]),
+            _values(*OPEN[2:]),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +173,7 @@ def report(demo: Demo) -> Path:
     """The HTML report of the demo store, as `heatlens report --format html` writes it."""
     out = demo.copy.with_name("report.html")
     with Store.open(str(demo.copy)) as store:
-        html = render_html(store, load_settings(config=None, environ={}), Request("month"))
+        html = render_html(store, load_settings(config=None, environ={}), REPORT)
     out.write_text(html, encoding="utf-8")
     return out
 
@@ -176,26 +225,30 @@ def tab(browser: Any) -> Iterator[Tab]:
 
 
 def test_every_page_loads_without_console_errors_and_draws_its_charts(demo: Demo, tab: Tab) -> None:
-    pages = {
-        "overview": ("/", 1),
-        "capability": ("/capabilities/ci", 5),
-        "team": (f"/teams/{demo.team}", 2),
-        "dora": ("/dora", 0),
-        "data": ("/data", 0),
-    }
-    for name, (path, at_least) in pages.items():
-        page = tab.open(demo.base + path, shot=name)
+    for name, (path, charts) in PAGES.items():
+        page = tab.open(demo.base + path.format(team=demo.team), shot=name)
         assert page.title().endswith("· heatlens"), path
         total, drawn, states = tab.charts()
-        assert total >= at_least, path
+        assert total == charts, path
         assert states == ["true"] * total, path
         assert drawn >= total, path
         assert page.locator("svg").count() >= total
+        if name == "dora":  # per team and per service, each number a link to its records
+            lede = page.inner_text("p.lede")
+            assert "month starting 2026-11-01" in lede  # the last one of the range
+            assert page.locator("table.numbers").count() == 3
+            assert page.locator(f"table.numbers a[href^='/teams/{demo.team}']").count() == 1
+            assert page.locator("table.numbers a.num").count() >= 10
+        if name == "data":  # the records per type, as the store counts them
+            header = page.locator("table.numbers thead th").all_inner_texts()
+            cells = page.locator("table.numbers tbody td").all_inner_texts()
+            assert dict(zip(header, cells, strict=True))["usage"] == f"{demo.usage:,}"
+            assert "file:survey-teams.ndjson" in page.inner_text("main")
     assert tab.errors == []
 
 
 def test_a_filter_changes_the_numbers_and_the_url(demo: Demo, tab: Tab) -> None:
-    page = tab.open(demo.base + "/capabilities/ci?grain=week")
+    page = tab.open(demo.base + "/capabilities/ci?grain=week&from=2026-08-03&to=2026-11-30")
     weekly = page.locator("table.numbers tbody tr").all_inner_texts()
     page.select_option("select[name=grain]", "month")  # the form submits itself
     page.wait_for_url(re.compile(r"grain=month"))
@@ -208,7 +261,7 @@ def test_a_filter_changes_the_numbers_and_the_url(demo: Demo, tab: Tab) -> None:
 
 
 def test_an_explain_link_opens_the_records_behind_a_number(demo: Demo, tab: Tab) -> None:
-    page = tab.open(demo.base + "/dora")
+    page = tab.open(demo.base + f"/dora?{RANGE}")
     link = page.locator("table.numbers a.num").first
     shown = link.inner_text()
     link.click()
@@ -234,21 +287,32 @@ def test_the_html_report_opens_from_a_file_url_with_its_charts(report: Path, tab
 
 
 def test_a_suppressed_team_value_appears_nowhere(demo: Demo, report: Path, tab: Tab) -> None:
-    team_page = tab.open(demo.base + "/teams/tiny")
-    assert "suppressed (< 12)" in team_page.inner_text("main")
-    csat, nps, raw = demo.hidden
-    paths = ["/", "/dora", "/data", "/capabilities/ci", f"/teams/{demo.team}", "/teams/tiny"]
-    for path in paths:
+    hidden, shown = demo.hidden, demo.shown
+    # the checks can fail: the unsuppressed team's pages show its values, in the text and (CSAT)
+    # as a number in the chart data
+    team_page = tab.open(demo.base + f"/teams/open?{RANGE}").inner_text("main")
+    assert shown.csat in team_page and shown.nps in team_page
+    capability = f"/capabilities/ci?{RANGE}&team=open"
+    assert shown.csat in tab.open(demo.base + capability).inner_text("main")
+    assert shown.raw in httpx.get(demo.base + capability, timeout=60).text
+
+    own = [f"/teams/tiny?{RANGE}", f"/capabilities/ci?{RANGE}&team=tiny"]  # its numbers only
+    assert "suppressed (< 1000)" in tab.open(demo.base + own[0]).inner_text("main")
+    paths = [p.format(team=demo.team) for p, _ in PAGES.values()]
+    for path in [*paths, *own]:
         text = tab.open(demo.base + path).inner_text("body")  # what a person reads
         sent = httpx.get(demo.base + path, timeout=60).text  # what the server sent, chart data too
-        assert nps not in text, path
-        assert raw not in sent, path
-        if path == "/teams/tiny":
-            assert csat not in text
+        assert hidden.raw not in sent, path
+        # on its own pages, anywhere; elsewhere, in a line (a table row) naming the team
+        for line in [text] if path in own else text.splitlines():
+            if path in own or "tiny" in line:
+                assert hidden.csat not in line and hidden.nps not in line, (path, line)
     html = report.read_text(encoding="utf-8")
-    assert nps not in html and raw not in html
+    assert hidden.raw not in html
     page = tab.open(report.as_uri())
-    assert csat not in page.inner_text("body") and nps not in page.inner_text("body")
+    for line in page.inner_text("body").splitlines():
+        if "tiny" in line:
+            assert hidden.csat not in line and hidden.nps not in line, line
     assert tab.errors == []
 
 
@@ -256,7 +320,7 @@ def test_a_browser_logs_in_with_a_read_token(browser: Any, tmp_path: Path) -> No
     settings = load_settings(config=None, environ={})
     path = tmp_path / "locked.duckdb"
     with Store.open(str(path)) as store:
-        ingest_records(store, _tiny_team(date(2026, 3, 1)), settings, source="file:t.ndjson")
+        ingest_records(store, _survey_team(*TINY, date(2026, 3, 1)), settings, source="file:t")
         _, secret = create_token(store, "read", name="leadership")
     tab = Tab(browser)
     try:

@@ -10,7 +10,6 @@ resent and counted unchanged, not twice).
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -46,11 +45,12 @@ class Load:
     def __init__(self, url: str) -> None:
         self.url = url
         self.stop = threading.Event()
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()  # notified as each batch is answered
         self.acked: list[tuple[int, int]] = []
         self.unacked: list[tuple[int, int]] = []
         self.errors: list[str] = []
         self.read_statuses: list[int] = []
+        self.done = 0  # clients that finished
 
     def send(self, http: httpx.Client, client: int, n: int) -> bool:
         try:
@@ -72,6 +72,10 @@ class Load:
                 ok = not self.stop.is_set() and self.send(http, client, n)
                 with self.lock:
                     (self.acked if ok else self.unacked).append((client, n))
+                    self.lock.notify_all()
+            with self.lock:
+                self.done += 1
+                self.lock.notify_all()
 
     def reader(self) -> None:
         """Reads keep working while writes happen."""
@@ -95,11 +99,10 @@ def test_every_acknowledged_record_survives_a_sigkill(tmp_path: Path) -> None:
     for t in threads:
         t.start()
     try:
-        deadline = time.monotonic() + 120
-        while len(load.acked) < KILL_AFTER:
-            assert time.monotonic() < deadline, f"too few acknowledgements: {load.errors[:3]}"
-            assert all(t.is_alive() for t in threads[:-1]), "clients finished before the kill"
-            time.sleep(0.01)
+        with load.lock:
+            load.lock.wait_for(lambda: len(load.acked) >= KILL_AFTER or load.done, timeout=120)
+            assert not load.done, "a client finished before the kill"
+            assert len(load.acked) >= KILL_AFTER, f"too few acknowledgements: {load.errors[:3]}"
         server.kill()  # SIGKILL while the clients are posting
         load.stop.set()
         for t in threads:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -115,23 +114,42 @@ def test_scheduler_picks_up_a_new_tag(tmp_path: Path, run: Cli) -> None:
     assert "(backstage): failed" in shown.stdout and "no such file" in shown.stdout
 
 
-def test_background_thread_runs_due_jobs_and_stops(tmp_path: Path) -> None:
+def test_background_thread_runs_due_jobs_by_its_clock_and_stops(tmp_path: Path) -> None:
     need("git", shutil.which("git") is not None)
     repo = Repo(tmp_path / "api")
     repo.commit(t(1))
     settings = with_settings(
-        {"kind": "git", "path": str(repo.path), "service": "api", "deploy_branch": "main"}
+        {
+            "kind": "git",
+            "path": str(repo.path),
+            "service": "api",
+            "deploy_branch": "main",
+            "every": "15m",
+        }
     )
+    now = [T0]
     with Store.open(str(tmp_path / "s.duckdb")) as store:
         with_store = locked(store)
-        scheduler = Scheduler.from_settings(settings, with_store)
+        # a clock the test moves, and no round but the first and those the test asks for
+        scheduler = Scheduler(
+            parse_sync_jobs(settings), with_store, clock=lambda: now[0], poll_seconds=3600
+        )
+
+        def deployments() -> int:
+            return with_store(lambda s: s.counts()["deployment"])
+
         scheduler.start()
         try:
-            deadline = time.monotonic() + 30
-            while not with_store(lambda s: s.counts()["deployment"]):
-                assert time.monotonic() < deadline, "the scheduled sync did not run"
-                time.sleep(0.05)
+            assert scheduler.wait_rounds(1, timeout=60), "the first round never ended"
+            assert deployments() == 1
+            repo.commit(t(2))
+            for minutes, rounds, expected in ((14, 2, 1), (15, 3, 2), (29, 4, 2)):
+                now[0] = T0 + timedelta(minutes=minutes)
+                scheduler.wake()
+                assert scheduler.wait_rounds(rounds, timeout=60), f"no round at +{minutes} min"
+                assert deployments() == expected, f"at +{minutes} min"
         finally:
             scheduler.stop()
-        assert scheduler._thread is None
-        assert with_store(lambda s: [x.ok for x in sync_status(s)]) == [True]
+        assert scheduler._thread is None and scheduler.rounds == 4
+        status = with_store(sync_status)
+        assert [(x.ok, x.at) for x in status] == [(True, T0 + timedelta(minutes=15))]

@@ -159,10 +159,14 @@ def test_revoking_the_token_ends_its_sessions(
 def test_sessions_expire_after_the_configured_hours(
     client: TestClient, secrets_: list[str]
 ) -> None:
-    _login(client, secrets_[0])
     sessions: Sessions = client.app.state.sessions  # type: ignore[attr-defined]
-    later = datetime.now(UTC) + timedelta(hours=12, seconds=1)
-    sessions.clock = lambda: later
+    login = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    now = [login]
+    sessions.clock = lambda: now[0]  # the sessions' clock, moved by the test
+    _login(client, secrets_[0])
+    now[0] = login + timedelta(hours=12, seconds=-1)
+    assert client.get(PAGE).status_code == 200
+    now[0] = login + timedelta(hours=12)
     assert client.get(PAGE).status_code == 303
 
 
@@ -174,14 +178,17 @@ def test_a_team_scoped_login_sees_only_its_teams(client: TestClient, secrets_: l
         r = client.get(path)
         assert r.status_code == 403, path
         assert "may read teams alpha only" in r.text
-    assert client.get("/capabilities/ci?team=alpha").status_code == 200
+    assert (
+        client.get("/capabilities/ci?team=alpha&from=2026-03-01&to=2026-04-01").status_code == 200
+    )
     explain = "/explain?metric=task.attempts&period=2026-03-01&grain=month"
     assert client.get(explain + "&segment=team=beta").status_code == 403
     assert client.get(explain + "&segment=team=alpha").status_code == 200
     # the read API with the session: per-team rows of alpha only, org-wide refused
     assert client.get("/api/v1/metrics?metric=task.attempts").status_code == 403
-    rows = client.get("/api/v1/metrics?metric=task.attempts&by=team&grain=month").json()["rows"]
-    assert rows and {r["segment"]["team"] for r in rows} == {"alpha"}
+    march = "metric=task.attempts&by=team&grain=month&from=2026-03-01&to=2026-04-01"
+    rows = client.get(f"/api/v1/metrics?{march}").json()["rows"]
+    assert [(r["segment"]["team"], r["value"]) for r in rows] == [("alpha", 2)]
 
 
 def _proxy_settings(settings: Settings, trusted: list[str]) -> Settings:

@@ -4,7 +4,7 @@ transaction, answered after the commit, with counts as if written one after anot
 from __future__ import annotations
 
 import threading
-import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import replace
@@ -45,6 +45,29 @@ def _one_group(writer: Writer, batches: list[list[dict[str, Any]]]) -> list[Futu
     with writer.paused():
         futures = [writer.submit(b) for b in batches]
     return futures
+
+
+class Queue(deque[object]):
+    """A FairLock's queue of waiting threads that says when one joins it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.joined = threading.Condition()
+
+    def append(self, item: object) -> None:
+        super().append(item)
+        with self.joined:
+            self.joined.notify_all()
+
+    def wait_for(self, n: int) -> None:
+        with self.joined:
+            assert self.joined.wait_for(lambda: len(self) >= n, timeout=60), "nobody queued"
+
+
+def _watched() -> tuple[FairLock, Queue]:
+    lock = FairLock()
+    queue = lock._waiting = Queue()
+    return lock, queue
 
 
 def _ids(store: Store) -> list[tuple[str, str | None]]:
@@ -157,14 +180,14 @@ def test_stop_writes_what_is_queued(duck: Store, settings: Settings) -> None:
 def test_the_writer_commits_only_while_holding_the_store_lock(
     duck: Store, settings: Settings
 ) -> None:
-    lock = FairLock()
+    lock, queue = _watched()
     writer = _writer(duck, settings, lock=lock)
     writer.start()
     try:
         with lock:  # as a `run` call of the service holds it
             pending = writer.submit([usage("a")])
-            with pytest.raises(TimeoutError):
-                pending.result(timeout=1)
+            queue.wait_for(1)  # the writer has its group and waits for the lock
+            assert not pending.done()
             assert _ids(duck) == []
         assert pending.result(timeout=60).result.counts["usage"].inserted == 1
     finally:
@@ -173,7 +196,7 @@ def test_the_writer_commits_only_while_holding_the_store_lock(
 
 
 def test_the_store_lock_is_granted_in_the_order_asked() -> None:
-    lock = FairLock()
+    lock, queue = _watched()
     order: list[int] = []
 
     def take(n: int) -> None:
@@ -184,10 +207,7 @@ def test_the_store_lock_is_granted_in_the_order_asked() -> None:
     with lock:
         for n, t in enumerate(threads, start=1):
             t.start()
-            deadline = time.monotonic() + 10
-            while len(lock._waiting) < n:  # wait until this thread is queued
-                assert time.monotonic() < deadline, "a thread never queued for the lock"
-                time.sleep(0.001)
+            queue.wait_for(n)  # this thread is queued before the next one starts
     for t in threads:
         t.join(timeout=10)
     assert order == [0, 1, 2, 3]

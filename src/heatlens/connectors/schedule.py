@@ -159,7 +159,10 @@ class Scheduler:
         self.poll_seconds = poll_seconds
         self._last: dict[str, datetime] | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self.rounds = 0  # rounds of the background thread so far (each looks for due jobs)
+        self._round = threading.Condition()
 
     @classmethod
     def from_settings(cls, settings: Settings, with_store: WithStore[Any]) -> Scheduler:
@@ -237,17 +240,32 @@ class Scheduler:
     def stop(self, timeout: float | None = 60.0) -> None:
         """Stop the thread (a sync that is running finishes first)."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
 
+    def wake(self) -> None:
+        """Have the thread look for due jobs now rather than at its next planned round (when
+        the clock has moved, say)."""
+        self._wake.set()
+
+    def wait_rounds(self, rounds: int, timeout: float | None = None) -> bool:
+        """Wait until the thread has done `rounds` rounds in all (False: `timeout` came first)."""
+        with self._round:
+            return self._round.wait_for(lambda: self.rounds >= rounds, timeout)
+
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()  # a wake() from now on brings on the next round
             try:
                 self.run_due(self.clock())
             except Exception:  # keep the thread alive for the next round
                 log.exception("scheduled syncs failed")
-            self._stop.wait(self._seconds_to_next(self.clock()))
+            with self._round:
+                self.rounds += 1
+                self._round.notify_all()
+            self._wake.wait(self._seconds_to_next(self.clock()))
 
     def _seconds_to_next(self, now: datetime) -> float:
         last = self._last_runs()
