@@ -4,7 +4,6 @@ transaction, answered after the commit, with counts as if written one after anot
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import replace
@@ -17,7 +16,6 @@ from heatlens.errors import InputError
 from heatlens.ingest import IngestResult, Prepared, write
 from heatlens.settings import Settings
 from heatlens.store import Store
-from heatlens.web.service import FairLock
 from heatlens.web.writer import Outcome, Write, WriteFailed, Writer
 from tests.conftest import record, stored
 
@@ -35,9 +33,9 @@ def duck(tmp_path: Path) -> Iterator[Store]:
 
 
 def _writer(
-    store: Store, settings: Settings, write: Write = write, lock: FairLock | None = None
+    store: Store, settings: Settings, write: Write = write, lock: Any = None
 ) -> Writer:
-    return Writer(lock or FairLock(), lambda: store, settings, write=write)
+    return Writer(lock or threading.Lock(), lambda: store, settings, write=write)
 
 
 def _one_group(writer: Writer, batches: list[list[dict[str, Any]]]) -> list[Future[Outcome]]:
@@ -157,11 +155,11 @@ def test_stop_writes_what_is_queued(duck: Store, settings: Settings) -> None:
 def test_the_writer_commits_only_while_holding_the_store_lock(
     duck: Store, settings: Settings
 ) -> None:
-    lock = FairLock()
+    lock = threading.Lock()
     writer = _writer(duck, settings, lock=lock)
     writer.start()
     try:
-        with lock:  # as a `run` call of the service holds it
+        with lock:  # as another writer of the store would hold it
             pending = writer.submit([usage("a")])
             with pytest.raises(TimeoutError):
                 pending.result(timeout=1)
@@ -170,24 +168,3 @@ def test_the_writer_commits_only_while_holding_the_store_lock(
     finally:
         writer.stop()
     assert _ids(duck) == [("a", "success")]
-
-
-def test_the_store_lock_is_granted_in_the_order_asked() -> None:
-    lock = FairLock()
-    order: list[int] = []
-
-    def take(n: int) -> None:
-        with lock:
-            order.append(n)
-
-    threads = [threading.Thread(target=take, args=(n,)) for n in range(4)]
-    with lock:
-        for n, t in enumerate(threads, start=1):
-            t.start()
-            deadline = time.monotonic() + 10
-            while len(lock._waiting) < n:  # wait until this thread is queued
-                assert time.monotonic() < deadline, "a thread never queued for the lock"
-                time.sleep(0.001)
-    for t in threads:
-        t.join(timeout=10)
-    assert order == [0, 1, 2, 3]
