@@ -89,6 +89,7 @@ FROM_ENV = {
     "server_max_request_bytes": ("2048", 2048),
     "server_max_upload_bytes": ("4096", 4096),
     "server_rate_limit_per_minute": ("42", 42),
+    "server_max_report_periods": ("50", 50),
     "server_max_report_cells": ("5000", 5000),
     "server_read_connections": ("2", 2),
     "server_header_timeout": ("2.5", 2.5),

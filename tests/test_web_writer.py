@@ -32,9 +32,7 @@ def duck(tmp_path: Path) -> Iterator[Store]:
         yield s
 
 
-def _writer(
-    store: Store, settings: Settings, write: Write = write, lock: Any = None
-) -> Writer:
+def _writer(store: Store, settings: Settings, write: Write = write, lock: Any = None) -> Writer:
     return Writer(lock or threading.Lock(), lambda: store, settings, write=write)
 
 

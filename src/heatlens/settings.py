@@ -99,19 +99,29 @@ class Settings(BaseSettings):
         600,
         gt=0,
         description=(
-            "Requests per minute allowed per token (or client address without one); a large "
-            "report counts as several. More gets 429 with Retry-After."
+            "Requests per minute allowed per token (or client address without one); a request "
+            "that keeps the store busy more than 1 s counts one more per further 0.1 s. More "
+            "gets 429 with Retry-After."
         ),
         json_schema_extra=_meta("server.rate_limit_per_minute", "API"),
     )
-    server_max_report_cells: int = Field(
-        200_000,
+    server_max_report_periods: int = Field(
+        400,
         gt=0,
         description=(
-            "Largest report, page or HTML report the server computes, in cells: periods × "
-            "segments (the values of each `by` key multiplied; pages and the HTML report count "
-            "teams + capabilities + services). Larger gets 400 before any work; each "
-            "1,000 cells also count as one more request against the rate limit."
+            "Most periods a report, dashboard page or HTML report served by the server may "
+            "span (each period costs the engine a pass over the records); more gets 400 before "
+            "any work."
+        ),
+        json_schema_extra=_meta("server.max_report_periods", "API, dashboard"),
+    )
+    server_max_report_cells: int = Field(
+        100_000,
+        gt=0,
+        description=(
+            "Most cells — periods × segments (the values of each `by` key multiplied; pages and "
+            "the HTML report count teams + capabilities + services) — a report, page or HTML "
+            "report served by the server may have; more gets 400 before any work."
         ),
         json_schema_extra=_meta("server.max_report_cells", "API, dashboard"),
     )

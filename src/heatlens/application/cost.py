@@ -1,8 +1,8 @@
 """What a report costs, known before it is computed: its periods × its segments.
 
-A server bounds this (`server.max_report_cells`) and counts it against the rate limit, so one
-request cannot keep the engine busy for minutes (docs/security.md). The command line does not:
-a user's own process may take as long as they like.
+A server bounds both (`server.max_report_periods`, `server.max_report_cells`, heatlens.web.cost),
+so one request cannot keep the engine busy for minutes (docs/security.md). The command line does
+not: a user's own process may take as long as they like.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from heatlens.settings import Settings
 from heatlens.version import __version__
 from heatlens.web import admin, api, dashboard, errors
 from heatlens.web.auth import Sessions
+from heatlens.web.cost import work_units
 from heatlens.web.errors import SECURITY_HEADERS, error_response
 from heatlens.web.service import Service
 from heatlens.web.uploads import Uploads
@@ -98,7 +99,11 @@ def create_app(
                 400, "bad_request", "the URL contains a NUL byte (%00): remove it"
             )
         else:
+            work = service.meter()
             response = await call_next(request)
+            key = getattr(request.state, "rate_key", None)
+            if key is not None:
+                service.limiter.charge(key, work_units(sum(work)))
         if request.url.path.startswith("/static/"):
             response.headers.setdefault("Cache-Control", STATIC_CACHE)
         if response.headers.get("content-type", "").startswith("text/html"):

@@ -2,8 +2,8 @@
 what requests cost.
 
 A request is counted per token — the token a Bearer secret names or a session stands for, known
-before the store is asked — or per client address without one. A plain request counts 1; a report
-or page that computes many cells counts one more per `CELLS_PER_UNIT` cells (heatlens.web.cost).
+before the store is asked — or per client address without one. A request counts 1 when it comes,
+and once answered one more per `UNIT_SECONDS` it kept a store connection busy (heatlens.web.cost).
 Past the limit the API answers 429 with `Retry-After`, the seconds until enough of the counted
 requests leave the window. Keys that have been quiet for a minute are forgotten, so the table
 stays as small as the last minute's clients.
@@ -59,6 +59,18 @@ class RateLimiter:
             window.hits.append((now, units))
             window.total += units
             return None
+
+    def charge(self, key: str, units: int) -> None:
+        """Count `units` for `key` after the fact (what a request turned out to cost), even past
+        the limit: the key's next request is refused until they leave the window."""
+        if units <= 0:
+            return
+        now = self.clock()
+        with self._lock:
+            window = self._windows.setdefault(key, _Window())
+            n = min(units, self.per_minute)
+            window.hits.append((now, n))
+            window.total += n
 
     def full(self, key: str) -> int | None:
         """Whether one more unit for `key` would be refused (the seconds to wait), counting

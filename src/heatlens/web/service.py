@@ -28,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -40,6 +42,9 @@ from heatlens.web.writer import Outcome, Writer
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+# the seconds each read of the current request held a read connection (heatlens.web.cost)
+_WORK: ContextVar[list[float] | None] = ContextVar("heatlens_store_work", default=None)
 
 
 class Service:
@@ -100,10 +105,21 @@ class Service:
         if not self._readers:
             raise RuntimeError("the app's store is not open: run the app inside its lifespan")
         store = self._free.get()
+        started = time.perf_counter()
         try:
             return fn(store)
         finally:
             self._free.put(store)
+            work = _WORK.get()
+            if work is not None:
+                work.append(time.perf_counter() - started)
+
+    def meter(self) -> list[float]:
+        """Start measuring the store work of the current request (and of what it calls in
+        worker threads): the list gets the seconds of each of its reads."""
+        work: list[float] = []
+        _WORK.set(work)
+        return work
 
     def quick(self, fn: Callable[[Store], T]) -> T:
         """Call `fn(store)` on the quick connection: for lookups of a few rows only."""

@@ -177,6 +177,7 @@ async def _page(
     org_wide: bool,
     team: str | None = None,
     per_team_filter: bool = False,
+    ranged: bool = True,
 ) -> Response:
     access = await _access(request)
     if not access.allowed:
@@ -202,7 +203,7 @@ async def _page(
     def build(store: Store, now: datetime) -> View:
         return builder(store, service.settings, filters, Links(), now, *args)
 
-    span = MetricsRequest(filters.grain, filters.start, filters.end)
+    span = MetricsRequest(filters.grain, filters.start, filters.end) if ranged else None
     return await _serve(request, (name, args, filters), build, access, span)
 
 
@@ -249,7 +250,7 @@ async def data_page(request: Request) -> Response:
     ) -> View:
         return records.data(store)
 
-    return await _page(request, "data", builder, default_grain="week", org_wide=True)
+    return await _page(request, "data", builder, default_grain="week", org_wide=True, ranged=False)
 
 
 @router.get("/explain", response_class=HTMLResponse)
