@@ -2,9 +2,9 @@
 
 Uvicorn is configured from the settings (docs/security.md): forwarded headers are believed only
 from `server.trusted_proxies`, at most `server.max_connections` connections are served at once,
-and a client has `server.header_timeout` seconds to send its request's headers — uvicorn by itself
-waits for ever for the first request of a connection, so a client sending a byte a second
-would hold its connection open indefinitely.
+and a client has `server.header_timeout` seconds to send a request's headers — uvicorn by itself
+waits for ever, so a client sending a byte a second would hold its connection open
+indefinitely.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from heatlens.errors import ConfigError
@@ -39,39 +40,44 @@ def check_port(host: str, port: int) -> None:
 
 
 class HeaderDeadline(H11Protocol):
-    """Uvicorn's HTTP/1.1 protocol, closing a connection whose first request's headers have not
-    all arrived `header_timeout` seconds after it opened. (Later requests of a kept-alive
-    connection are bounded by uvicorn's keep-alive timeout, which runs until their headers
-    are complete.)"""
+    """Uvicorn's HTTP/1.1 protocol, closing a connection whose request headers have not all
+    arrived `header_timeout` seconds after the connection opened or the request's first byte
+    came. (Uvicorn's keep-alive timeout stops at the first byte of a request, so by itself
+    nothing bounds how slowly the headers may follow.)"""
 
     header_timeout = 10.0
+    _deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._header_deadline: asyncio.TimerHandle | None = self.loop.call_later(
-            self.header_timeout, self._too_slow
-        )
+        self._arm()
 
-    def _too_slow(self) -> None:
-        self._header_deadline = None
-        if not self.transport.is_closing():
-            self.logger.info("closing a connection that sent no complete request in time")
-            self.transport.close()
-
-    def _cancel_deadline(self) -> None:
-        deadline = getattr(self, "_header_deadline", None)
-        if deadline is not None:
-            deadline.cancel()
-            self._header_deadline = None
-
-    def _unset_keepalive_if_required(self) -> None:
-        # called by uvicorn as each request's headers are complete
-        super()._unset_keepalive_if_required()
-        self._cancel_deadline()
+    def handle_events(self) -> None:
+        super().handle_events()
+        # h11 stays IDLE until a request's headers are complete
+        if self.conn.their_state is h11.IDLE:
+            if self._deadline is None:
+                self._arm()
+        else:
+            self._disarm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_deadline()
+        self._disarm()
         super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._deadline = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.logger.info("closing a connection whose request headers took too long")
+            self.transport.close()
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
