@@ -254,7 +254,9 @@ def test_the_rate_limit_counts_store_work(
     # 1 s free, then 10 units of 0.1 s
     clock = iter(float(i) for i in range(10_000))
     monkeypatch.setattr(
-        "heatlens.web.service.time", SimpleNamespace(perf_counter=lambda: next(clock))
+        "heatlens.web.service.time",
+        SimpleNamespace(perf_counter=lambda: next(clock)),
+        raising=False,
     )
     limited = settings.model_copy(update={"server_rate_limit_per_minute": 20})
     with _client(store_url, limited) as c:
