@@ -1,7 +1,7 @@
 """The application: settings, a store and every operation on it (DESIGN §2, "one application").
 
 `LocalApplication` runs the operations on a store it reaches through a `StoreAccess` — its own file
-in a command-line process, the server's shared store (one reader lock, one writer thread) inside
+in a command-line process, the server's shared store (a pool of readers, one writer thread) inside
 `heatlens serve`. `RemoteApplication` (heatlens.application.remote) has the same methods and sends
 them to a running server, which runs them here. Each method returns a JSON document (or a value the
 renderers take), so the CLI renders the same thing whichever of the two it was given.
