@@ -364,3 +364,24 @@ def test_uploads_share_a_quota_and_names_are_whole_names(
         uploads = c.app.state.uploads.root  # type: ignore[attr-defined]
         assert [p.name for p in uploads.iterdir()] == [first.json()["upload"]]
     assert not uploads.exists()  # removed with the app
+
+
+def test_an_upload_nobody_ingests_expires_after_an_hour(monkeypatch: pytest.MonkeyPatch) -> None:
+    from heatlens.web.uploads import EXPIRY, Uploads
+
+    now = [0.0]
+    monkeypatch.setattr("heatlens.web.uploads.time", SimpleNamespace(monotonic=lambda: now[0]))
+    uploads = Uploads(quota=1000)
+    try:
+        old, path = uploads.new("a.ndjson")
+        path.write_bytes(b"x")
+        uploads.grow(old, 1, "a.ndjson")
+        now[0] = EXPIRY - 1
+        kept, _ = uploads.new("b.ndjson")
+        assert {p.name for p in uploads.root.iterdir()} == {old, kept}
+        now[0] = EXPIRY + 1
+        uploads.new("c.ndjson")
+        assert old not in {p.name for p in uploads.root.iterdir()}
+        assert kept in {p.name for p in uploads.root.iterdir()}
+    finally:
+        uploads.discard_all()
