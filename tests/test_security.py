@@ -136,6 +136,12 @@ def test_a_login_posted_from_another_site_is_refused(
     assert forged.status_code == 403 and "set-cookie" not in forged.headers
     forged = client.post("/login", data=form, headers={"Referer": "https://evil.example/x"})
     assert forged.status_code == 403 and "set-cookie" not in forged.headers
+    forged = client.post("/login", data=form, headers={"Sec-Fetch-Site": "cross-site"})
+    assert forged.status_code == 403 and "set-cookie" not in forged.headers
+    hidden = {"Origin": "null"}  # a posting page with Referrer-Policy: no-referrer
+    assert client.post("/login", data=form, headers=hidden).status_code == 403
+    modern = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+    assert client.post("/login", data=form, headers=modern).status_code == 303
     same = client.post("/login", data=form, headers={"Origin": "http://testserver"})
     assert same.status_code == 303 and "heatlens_session=" in same.headers["set-cookie"]
 

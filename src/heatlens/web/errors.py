@@ -32,7 +32,9 @@ log = logging.getLogger("heatlens.web")
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # no referrer leaves for other sites; same-origin posts keep a real Origin (with no-referrer
+    # browsers send `Origin: null`, which the login form's cross-site check cannot tell apart)
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 

@@ -306,10 +306,14 @@ async def login_form(request: Request) -> Response:
 
 
 def _same_origin(request: Request) -> bool:
-    """False when a browser says the form was posted from another site (its Origin, else its
-    Referer, names another host): SameSite=Strict does not stop a cross-site top-level POST, so
-    without this a page elsewhere could log a visitor in under its own token. Clients that send
-    neither (curl, scripts) are not browsers being tricked."""
+    """False when a browser says the form was posted from another site: SameSite=Strict does not
+    stop a cross-site top-level POST, so without this a page elsewhere could log a visitor in
+    under its own token. Modern browsers say where a request comes from in `Sec-Fetch-Site`;
+    older ones in `Origin` (`null` when the posting page hides it), else `Referer`. Clients that
+    send none of them (curl, scripts) are not browsers being tricked."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
     sent = request.headers.get("origin") or request.headers.get("referer")
     if sent is None:
         return True
