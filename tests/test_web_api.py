@@ -341,7 +341,7 @@ def test_requests_past_the_limit_get_429_with_retry_after(
         refused = c.get("/api/v1/metrics", params={"metric": "dora.deployments"})
         body = _error(refused, 429, "rate_limited")
         assert refused.headers["Retry-After"] == "60"
-        assert "more than 3 requests in a minute" in body["message"]
+        assert "more than 3 requests (or their cost) in a minute" in body["message"]
         assert c.get("/healthz").status_code == 200  # health checks are not limited
         now[0] += 61
         assert c.get("/api/v1/metrics", params={"metric": "dora.deployments"}).status_code == 200

@@ -4,7 +4,6 @@ transaction, answered after the commit, with counts as if written one after anot
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import replace
@@ -17,7 +16,6 @@ from heatlens.errors import InputError
 from heatlens.ingest import IngestResult, Prepared, write
 from heatlens.settings import Settings
 from heatlens.store import Store
-from heatlens.web.service import FairLock
 from heatlens.web.writer import Outcome, Write, WriteFailed, Writer
 from tests.conftest import record, stored
 
@@ -34,10 +32,8 @@ def duck(tmp_path: Path) -> Iterator[Store]:
         yield s
 
 
-def _writer(
-    store: Store, settings: Settings, write: Write = write, lock: FairLock | None = None
-) -> Writer:
-    return Writer(lock or FairLock(), lambda: store, settings, write=write)
+def _writer(store: Store, settings: Settings, write: Write = write, lock: Any = None) -> Writer:
+    return Writer(lock or threading.Lock(), lambda: store, settings, write=write)
 
 
 def _one_group(writer: Writer, batches: list[list[dict[str, Any]]]) -> list[Future[Outcome]]:
@@ -47,27 +43,20 @@ def _one_group(writer: Writer, batches: list[list[dict[str, Any]]]) -> list[Futu
     return futures
 
 
-class Queue(deque[object]):
-    """A FairLock's queue of waiting threads that says when one joins it."""
+class WatchedLock:
+    """A lock that says when a thread has to wait for it."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.joined = threading.Condition()
+        self._lock = threading.Lock()
+        self.waiting = threading.Event()
 
-    def append(self, item: object) -> None:
-        super().append(item)
-        with self.joined:
-            self.joined.notify_all()
+    def __enter__(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            self.waiting.set()
+            self._lock.acquire()
 
-    def wait_for(self, n: int) -> None:
-        with self.joined:
-            assert self.joined.wait_for(lambda: len(self) >= n, timeout=60), "nobody queued"
-
-
-def _watched() -> tuple[FairLock, Queue]:
-    lock = FairLock()
-    queue = lock._waiting = Queue()
-    return lock, queue
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
 
 
 def _ids(store: Store) -> list[tuple[str, str | None]]:
@@ -180,34 +169,16 @@ def test_stop_writes_what_is_queued(duck: Store, settings: Settings) -> None:
 def test_the_writer_commits_only_while_holding_the_store_lock(
     duck: Store, settings: Settings
 ) -> None:
-    lock, queue = _watched()
+    lock = WatchedLock()
     writer = _writer(duck, settings, lock=lock)
     writer.start()
     try:
-        with lock:  # as a `run` call of the service holds it
+        with lock:  # as another writer of the store would hold it
             pending = writer.submit([usage("a")])
-            queue.wait_for(1)  # the writer has its group and waits for the lock
+            assert lock.waiting.wait(timeout=60)  # the writer has its group, waits for the lock
             assert not pending.done()
             assert _ids(duck) == []
         assert pending.result(timeout=60).result.counts["usage"].inserted == 1
     finally:
         writer.stop()
     assert _ids(duck) == [("a", "success")]
-
-
-def test_the_store_lock_is_granted_in_the_order_asked() -> None:
-    lock, queue = _watched()
-    order: list[int] = []
-
-    def take(n: int) -> None:
-        with lock:
-            order.append(n)
-
-    threads = [threading.Thread(target=take, args=(n,)) for n in range(4)]
-    with lock:
-        for n, t in enumerate(threads, start=1):
-            t.start()
-            queue.wait_for(n)  # this thread is queued before the next one starts
-    for t in threads:
-        t.join(timeout=10)
-    assert order == [0, 1, 2, 3]

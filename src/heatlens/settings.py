@@ -98,8 +98,57 @@ class Settings(BaseSettings):
     server_rate_limit_per_minute: int = Field(
         600,
         gt=0,
-        description="Requests per minute allowed per token; more gets 429 with Retry-After.",
+        description=(
+            "Requests per minute allowed per token (or client address without one); a request "
+            "that keeps the store busy more than 1 s counts one more per further 0.1 s. More "
+            "gets 429 with Retry-After."
+        ),
         json_schema_extra=_meta("server.rate_limit_per_minute", "API"),
+    )
+    server_max_report_periods: int = Field(
+        400,
+        gt=0,
+        description=(
+            "Most periods a report, dashboard page or HTML report served by the server may "
+            "span (each period costs the engine a pass over the records); more gets 400 before "
+            "any work."
+        ),
+        json_schema_extra=_meta("server.max_report_periods", "API, dashboard"),
+    )
+    server_max_report_cells: int = Field(
+        100_000,
+        gt=0,
+        description=(
+            "Most cells — periods × segments (the values of each `by` key multiplied; pages and "
+            "the HTML report count teams + capabilities + services) — a report, page or HTML "
+            "report served by the server may have; more gets 400 before any work."
+        ),
+        json_schema_extra=_meta("server.max_report_cells", "API, dashboard"),
+    )
+    server_read_connections: int = Field(
+        4,
+        gt=0,
+        le=64,
+        description=(
+            "Store connections the server reads on side by side (reports, pages, explain); "
+            "authentication and /healthz have one of their own, so they never wait for a report."
+        ),
+        json_schema_extra=_meta("server.read_connections", "serve"),
+    )
+    server_header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "Seconds a client has to send a request's headers, from connecting (or from its "
+            "previous response); a slower one is disconnected."
+        ),
+        json_schema_extra=_meta("server.header_timeout", "serve"),
+    )
+    server_max_connections: int = Field(
+        500,
+        gt=0,
+        description="Open connections the server accepts at once; beyond them it answers 503.",
+        json_schema_extra=_meta("server.max_connections", "serve"),
     )
     server_auth_proxy_header: str | None = Field(
         None,
@@ -111,8 +160,12 @@ class Settings(BaseSettings):
         json_schema_extra=_meta("server.auth_proxy_header", "dashboard, API"),
     )
     server_trusted_proxies: list[str] = Field(
-        ["127.0.0.1", "::1"],
-        description="Client addresses whose `server.auth_proxy_header` is believed.",
+        [],
+        description=(
+            "Addresses of the reverse proxies in front of the server: only from these are "
+            "`X-Forwarded-For`/`X-Forwarded-Proto` (the client's address and scheme) and "
+            "`server.auth_proxy_header` believed. Empty: no proxy is trusted."
+        ),
         json_schema_extra=_meta("server.trusted_proxies", "dashboard, API"),
     )
     server_session_hours: float = Field(

@@ -2,8 +2,8 @@
 
 A command-line process owns its store alone (`DirectAccess`: reads and writes in the caller's
 thread). A server shares one store between many requests: its access (heatlens.web.service) runs
-reads on one connection under a lock and every write on its one writer thread. The application's
-operations are written once against this interface and behave the same in both.
+reads on a pool of connections side by side and every write on its one writer thread. The
+application's operations are written once against this interface and behave the same in both.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The application: settings, a store and every operation on it (DESIGN §2, "one application").
 
 `LocalApplication` runs the operations on a store it reaches through a `StoreAccess` — its own file
-in a command-line process, the server's shared store (one reader lock, one writer thread) inside
+in a command-line process, the server's shared store (a pool of readers, one writer thread) inside
 `heatlens serve`. `RemoteApplication` (heatlens.application.remote) has the same methods and sends
 them to a running server, which runs them here. Each method returns a JSON document (or a value the
 renderers take), so the CLI renders the same thing whichever of the two it was given.
@@ -33,6 +33,7 @@ from heatlens.settings import Settings
 from heatlens.store import Store
 
 if TYPE_CHECKING:
+    from heatlens.application.cost import Cost
     from heatlens.metrics import Report, Request
 
 __all__ = ["LocalApplication", "ReportResult", "is_loopback"]
@@ -181,20 +182,38 @@ class LocalApplication:
         *,
         grain: str = "week",
         limit: int = 50,
+        teams: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """The records behind one number (the `explain` JSON document)."""
+        """The records behind one number (the `explain` JSON document); for a reader scoped to
+        `teams`, without the organisation-wide warnings."""
         import json
 
+        from heatlens.metrics.catalog import GRAINS
         from heatlens.metrics.explain import explain as build
-        from heatlens.report.explain import explanation_json
+        from heatlens.report.explain import explanation_json, team_notes
+
+        if grain not in GRAINS:
+            raise ConfigError(f"unknown grain {grain!r}: expected one of {', '.join(GRAINS)}")
 
         def run(store: Store) -> dict[str, Any]:
             result = build(store, metric, period, segment, self.settings, grain=grain, limit=limit)
+            if teams:
+                result.notes = team_notes(result.notes)
             # plain JSON values, as the API sends them, so every caller renders the same thing
             doc: dict[str, Any] = json.loads(json.dumps(explanation_json(result), default=str))
             return doc
 
         return self._read_nonempty(run)
+
+    def cost(self, request: Request, *, views: bool = False) -> Cost:
+        """What `request` would cost (periods × segments) before any of it is computed;
+        `views` for the dashboard's pages and the HTML report (heatlens.application.cost)."""
+        from heatlens.application.cost import report_cost
+
+        request = self._clocked(request)
+        return self.access.read(
+            lambda store: report_cost(store, request, self.settings, views=views)
+        )
 
     def check(self, as_of: date | None = None) -> dict[str, Any]:
         """The configured targets on the last complete period of their grain as of `as_of`
@@ -359,14 +378,17 @@ class LocalApplication:
 
     # -- policy -----------------------------------------------------------------------------
 
-    def ensure_servable(self, host: str) -> None:
-        """Refuse to serve beyond this machine while the API is open (no token exists)."""
+    def ensure_servable(self, host: str) -> bool:
+        """Decide, once at server start, whether its API is open: True only on a loopback
+        address and for a store that never had a token (a revoked one counts). An open API
+        beyond this machine is refused."""
         from heatlens.store.tokens import has_tokens
 
-        if is_loopback(host):
-            return
-        if not self.access.write(has_tokens):
+        if self.access.write(has_tokens):
+            return False
+        if not is_loopback(host):
             raise ConfigError(
                 f"--host {host}: refusing to serve an open API beyond this machine; "
                 "create a token first (`heatlens token create --scope admin`) or bind 127.0.0.1"
             )
+        return True

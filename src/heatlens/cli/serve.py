@@ -22,8 +22,10 @@ def serve(ctx: CliContext, host: str, port: int) -> None:
     entries on their schedule (it holds a DuckDB store until stopped: other commands then
     work through it with --server).
 
-    Binds 127.0.0.1 by default; binding another address needs at least one token
-    (`heatlens token create`), because without tokens the API is open.
+    Binds 127.0.0.1 by default. A store that never had a token is served open (the startup
+    line says so), which is refused beyond loopback: create a token first (`heatlens token
+    create`). Once a token was created, the server requires one for good. See
+    docs/security.md.
     """
     from heatlens.web import run_server
 
@@ -72,7 +74,9 @@ def token_list(ctx: CliContext) -> None:
     with ctx.application() as app:
         tokens = app.list_tokens()["tokens"]
     if not tokens:
-        out.print("no tokens: the API is open on 127.0.0.1 (`heatlens token create` adds one)")
+        out.print(
+            "no tokens: `heatlens serve` on 127.0.0.1 is open (`heatlens token create` closes it)"
+        )
         return
     table = Table("id", "name", "scope", "teams", "created", "revoked", box=None)
     for t in tokens:

@@ -1,8 +1,9 @@
 """Scheduled syncs (`[[sync]]` in the config), run by `heatlens serve` so a server keeps itself
 fresh without a cron job fighting it for the store.
 
-The scheduler never opens the store: it is given `with_store`, which runs a function under the
-server's store lock (the same lock requests take), so a sync is one more writer in line. Each job's
+The scheduler never opens the store: it is given `with_store`, which runs a function on the
+server's one writer thread (where every write of requests runs), so a sync is one more writer in
+line. Each job's
 last run — when, whether it worked, what it did or the error — is kept in the store's sync state, so
 a restarted server runs only the jobs that are due, and the Data page can show the last sync of each
 source. A failing sync is logged and recorded; the server and the other jobs carry on, and it is

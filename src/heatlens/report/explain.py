@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from heatlens.metrics.engine import WARNING_ORDER
 from heatlens.metrics.explain import Explanation
+
+_WARNING_NOTES = tuple(f"{code}: " for code in WARNING_ORDER)
+
+
+def team_notes(notes: list[str]) -> list[str]:
+    """The notes a reader scoped to teams may see: the engine's warnings count records of every
+    team, so they are left out."""
+    return [n for n in notes if not n.startswith(_WARNING_NOTES)]
 
 
 def explanation_json(result: Explanation) -> dict[str, Any]:

@@ -27,6 +27,21 @@ from heatlens.store.schema import MIGRATIONS, SCHEMA_VERSION, q, record_columns
 __all__ = ["PART", "Part", "Staged", "Store", "WriteCounts", "parse_store_url"]
 
 
+# the values a `by` key may take, counted cheaply (a registry, else the distinct values used)
+_SEGMENT_COUNTS = {
+    "capability": "SELECT greatest((SELECT count(*) FROM capability), "
+    "(SELECT count(DISTINCT capability) FROM usage))",
+    "team": "SELECT count(*) FROM team",
+    "group": "SELECT count(*) FROM team",
+    "service": "SELECT greatest((SELECT count(*) FROM service), "
+    "(SELECT count(DISTINCT service) FROM deployment))",
+    "action": "SELECT count(DISTINCT action) FROM usage",
+    "environment": "SELECT count(DISTINCT environment) FROM deployment",
+    "survey": "SELECT count(*) FROM survey",
+    "question": "SELECT count(DISTINCT question) FROM survey_response",
+}
+
+
 @dataclass
 class Store:
     """One open store. Use `Store.open(url)`; close it (or use `with`) when done."""
@@ -190,6 +205,12 @@ class Store:
                 "(SELECT parent FROM team WHERE parent IS NOT NULL) ORDER BY id"
             )
         ]
+
+    def segment_count(self, key: str) -> int:
+        """How many values a report segment key may take (at least 1): what a report `by` it
+        multiplies its rows by, known before the report is computed."""
+        sql = _SEGMENT_COUNTS.get(key)
+        return max(1, int(self._backend.fetchall(sql)[0][0])) if sql else 1
 
     def is_empty(self) -> bool:
         """True when no record of any type is stored."""

@@ -25,6 +25,7 @@ __all__ = [
     "has_tokens",
     "list_tokens",
     "revoke_token",
+    "secret_token_id",
     "verify_token",
 ]
 
@@ -101,8 +102,9 @@ def list_tokens(store: Store) -> list[Token]:
 
 
 def has_tokens(store: Store) -> bool:
-    """True when at least one token is live: the API then requires one on every request."""
-    return bool(store._backend.fetchall("SELECT 1 FROM api_token WHERE revoked_at IS NULL LIMIT 1"))
+    """True once a token was ever created, revoked ones included: such a store's API requires a
+    token on every request for good, so revoking every token never opens it."""
+    return bool(store._backend.fetchall("SELECT 1 FROM api_token LIMIT 1"))
 
 
 def revoke_token(store: Store, token_id: str) -> Token:
@@ -121,9 +123,15 @@ def revoke_token(store: Store, token_id: str) -> Token:
     return _token(rows[0])
 
 
+def secret_token_id(secret: str) -> str:
+    """The token id a secret names ("" when it has not the form of one), without asking the
+    store: rate limits count a request before its token is looked up."""
+    return secret.removeprefix(_PREFIX).split("_", 1)[0] if secret.startswith(_PREFIX) else ""
+
+
 def verify_token(store: Store, secret: str) -> Token | None:
     """The live token whose secret this is, or None. The hash comparison is constant-time."""
-    tid = secret.removeprefix(_PREFIX).split("_", 1)[0] if secret.startswith(_PREFIX) else ""
+    tid = secret_token_id(secret)
     rows = store._backend.fetchall(
         f"SELECT {_COLUMNS}, secret_hash FROM api_token WHERE id = ? AND revoked_at IS NULL",
         [tid],

@@ -9,17 +9,12 @@ give the same documents; writes go through the server's one writer. Everything u
 
 from __future__ import annotations
 
-import re
-import secrets
-import shutil
-import tempfile
-import weakref
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
 
 from heatlens.application import LocalApplication
 from heatlens.application.documents import changes_doc
@@ -29,13 +24,14 @@ from heatlens.metrics.periods import parse_day
 from heatlens.store.tokens import Token
 from heatlens.web.api import ReportQuery, keep_teams, report_teams, teams_only
 from heatlens.web.auth import require
+from heatlens.web.body import body_schema, json_body
+from heatlens.web.cost import bound
 from heatlens.web.errors import ApiError, problem_details
 from heatlens.web.service import Service
+from heatlens.web.uploads import Uploads
 
 router = APIRouter()
 ADMIN = [Depends(require("admin"))]
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
-_UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
 def _service(request: Request) -> Service:
@@ -54,36 +50,8 @@ def _application(request: Request) -> LocalApplication:
 AppDep = Annotated[LocalApplication, Depends(_application)]
 
 
-class _Uploads:
-    """Uploaded files waiting to be ingested, in a directory removed with the app."""
-
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="heatlens-uploads-"))
-        weakref.finalize(self, shutil.rmtree, self.root, True)
-
-    def new(self, name: str) -> tuple[str, Path]:
-        upload = secrets.token_urlsafe(18)
-        folder = self.root / upload
-        folder.mkdir()
-        return upload, folder / name
-
-    def path(self, upload: str) -> Path:
-        folder = self.root / upload if _UPLOAD_ID.match(upload) else None
-        files = list(folder.iterdir()) if folder is not None and folder.is_dir() else []
-        if len(files) != 1:
-            raise ApiError(404, "not_found", f"no upload {upload!r}: upload the file first")
-        return files[0]
-
-    def discard(self, upload: str) -> None:
-        if _UPLOAD_ID.match(upload):
-            shutil.rmtree(self.root / upload, ignore_errors=True)
-
-
-def _uploads(request: Request) -> _Uploads:
-    state = request.app.state
-    if getattr(state, "uploads", None) is None:
-        state.uploads = _Uploads()
-    uploads: _Uploads = state.uploads
+def _uploads(request: Request) -> Uploads:
+    uploads: Uploads = request.app.state.uploads
     return uploads
 
 
@@ -99,23 +67,29 @@ async def status(service: ServiceDep, app: AppDep) -> dict[str, Any]:
 @router.put("/api/v1/admin/uploads/{name}", dependencies=ADMIN, status_code=201)
 async def upload(name: str, request: Request, service: ServiceDep) -> dict[str, Any]:
     """Receive one file as it is (any format ingest reads), streamed to disk; returns its id."""
-    if not _NAME.match(name) or name.startswith("."):
-        raise ApiError(400, "bad_request", f"file name {name!r}: use letters, digits, . _ -")
+    uploads = _uploads(request)
     limit = service.settings.server_max_upload_bytes
-    upload_id, path = _uploads(request).new(name)
+    upload_id, path = uploads.new(name)
     size = 0
-    with path.open("wb") as fh:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                fh.close()
-                _uploads(request).discard(upload_id)
-                raise ApiError(
-                    413,
-                    "request_too_large",
-                    f"{name} is larger than server.max_upload_bytes ({limit:,} bytes)",
-                )
-            fh.write(chunk)
+    try:
+        with path.open("wb") as fh:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(
+                        413,
+                        "request_too_large",
+                        f"{name} is larger than server.max_upload_bytes ({limit:,} bytes)",
+                    )
+                uploads.grow(upload_id, len(chunk), name)
+                fh.write(chunk)
+    except ClientDisconnect:
+        # the client went away mid-upload: nothing to keep, and nobody to answer
+        uploads.discard(upload_id)
+        raise ApiError(400, "client_disconnected", f"the upload of {name} was cut off") from None
+    except BaseException:
+        uploads.discard(upload_id)
+        raise
     return {"upload": upload_id, "name": name, "bytes": size}
 
 
@@ -131,7 +105,7 @@ class IngestBody(BaseModel):
     skip_invalid: bool = False
 
 
-def _ingest_uploads(app: LocalApplication, body: IngestBody, uploads: _Uploads) -> Any:
+def _ingest_uploads(app: LocalApplication, body: IngestBody, uploads: Uploads) -> Any:
     paths = [uploads.path(u.upload) for u in body.uploads]
     kinds = {u.format for u in body.uploads}
     # one format for all files is what ingest takes; mixed formats go by each file's suffix
@@ -150,9 +124,16 @@ def _ingest_uploads(app: LocalApplication, body: IngestBody, uploads: _Uploads) 
     return doc
 
 
-@router.post("/api/v1/admin/ingest", dependencies=ADMIN)
+@router.post(
+    "/api/v1/admin/ingest",
+    dependencies=ADMIN,
+    openapi_extra={"requestBody": body_schema(IngestBody)},
+)
 async def ingest(
-    body: IngestBody, request: Request, service: ServiceDep, app: AppDep
+    body: Annotated[IngestBody, Depends(json_body(IngestBody))],
+    request: Request,
+    service: ServiceDep,
+    app: AppDep,
 ) -> dict[str, Any]:
     """Ingest uploaded files in one all-or-nothing write (`heatlens ingest`); the uploads are
     discarded afterwards, whatever the outcome."""
@@ -178,8 +159,14 @@ class DeleteBody(BaseModel):
     actors: list[str] = []
 
 
-@router.post("/api/v1/admin/delete", dependencies=ADMIN)
-async def delete(body: DeleteBody, service: ServiceDep, app: AppDep) -> dict[str, Any]:
+@router.post(
+    "/api/v1/admin/delete",
+    dependencies=ADMIN,
+    openapi_extra={"requestBody": body_schema(DeleteBody)},
+)
+async def delete(
+    body: Annotated[DeleteBody, Depends(json_body(DeleteBody))], service: ServiceDep, app: AppDep
+) -> dict[str, Any]:
     """Delete records or erase people (`heatlens delete`), audit-logged."""
     return await service.call(app.delete, **body.model_dump())
 
@@ -199,8 +186,15 @@ async def tokens(service: ServiceDep, app: AppDep) -> dict[str, Any]:
     return await service.call(app.list_tokens)
 
 
-@router.post("/api/v1/admin/tokens", dependencies=ADMIN, status_code=201)
-async def token_create(body: TokenBody, service: ServiceDep, app: AppDep) -> dict[str, Any]:
+@router.post(
+    "/api/v1/admin/tokens",
+    dependencies=ADMIN,
+    status_code=201,
+    openapi_extra={"requestBody": body_schema(TokenBody)},
+)
+async def token_create(
+    body: Annotated[TokenBody, Depends(json_body(TokenBody))], service: ServiceDep, app: AppDep
+) -> dict[str, Any]:
     """Create a token; the secret is in this response only (`heatlens token create`)."""
     return await service.call(app.create_token, body.scope, body.name, body.teams)
 
@@ -219,6 +213,7 @@ ReadToken = Annotated[Token | None, Depends(require("read"))]
 
 @router.get("/api/v1/report")
 async def report(
+    http: Request,
     service: ServiceDep,
     app: AppDep,
     token: ReadToken,
@@ -228,6 +223,7 @@ async def report(
     """What `heatlens report` prints: the report (heatlens.report/v1) and, with changes=true,
     the significance test of the last period against the one before (DESIGN §4)."""
     teams = report_teams(token, request)
+    await bound(http, request)
     result = await service.call(app.report, request, changes=changes)
     keep_teams(result.report, teams)
     found = {} if teams else result.changes
@@ -246,6 +242,7 @@ async def check(
 
 @router.get("/api/v1/report.html", response_class=HTMLResponse)
 async def report_html(
+    http: Request,
     service: ServiceDep,
     app: AppDep,
     token: ReadToken,
@@ -256,6 +253,7 @@ async def report_html(
     """`heatlens report --format html`: the self-contained HTML report, to save and send."""
     teams_only(token, None)  # the report shows organisation-wide numbers
     request = MetricsRequest(grain, parse_day(start, "from"), parse_day(end, "to"))
+    await bound(http, request, views=True)
     from heatlens.report.html.export import report_policy
 
     text = await service.call(app.report_html, request)

@@ -15,9 +15,11 @@ from heatlens.metrics import Report
 from heatlens.metrics import Request as MetricsRequest
 from heatlens.metrics.explain import parse_segments
 from heatlens.metrics.periods import parse_day
+from heatlens.store import Store
 from heatlens.store.tokens import Token
 from heatlens.web.auth import require
 from heatlens.web.body import media_type, parse_records, read_body, records_schema
+from heatlens.web.cost import bound
 from heatlens.web.errors import ApiError, problem_details
 from heatlens.web.service import Service
 from heatlens.web.writer import WriteFailed
@@ -44,7 +46,7 @@ AppDep = Annotated[LocalApplication, Depends(_application)]
 @router.get("/healthz")
 async def healthz(service: ServiceDep, app: AppDep) -> dict[str, Any]:
     """Liveness, and the store's data version (it changes with every write that changed records)."""
-    version = await service.call(app.data_version)
+    version = await service.lookup(Store.data_version)
     return {"status": "ok", "data_version": version}
 
 
@@ -152,10 +154,11 @@ def keep_teams(report: Report, teams: tuple[str, ...]) -> None:
 
 @router.get("/api/v1/metrics")
 async def get_metrics(
-    service: ServiceDep, app: AppDep, token: ReadToken, request: ReportQuery
+    http: Request, service: ServiceDep, app: AppDep, token: ReadToken, request: ReportQuery
 ) -> JSONResponse:
     """The report (`heatlens.report/v1`), with the parameters of `heatlens report`."""
     teams = report_teams(token, request)
+    await bound(http, request)
     report = await service.call(app.metrics, request)
     keep_teams(report, teams)
     return JSONResponse(report.to_json())
@@ -176,5 +179,8 @@ async def get_explain(
     segments = parse_segments(segment or ())
     teams_only(token, [segments["team"]] if "team" in segments else None)
     day = parse_day(period, "period")
-    doc = await service.call(app.explain, metric, day, segments, grain=grain, limit=limit)
+    teams = token.teams if token is not None else ()
+    doc = await service.call(
+        app.explain, metric, day, segments, grain=grain, limit=limit, teams=teams
+    )
     return JSONResponse(doc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -15,15 +16,13 @@ from heatlens.settings import Settings
 from heatlens.version import __version__
 from heatlens.web import admin, api, dashboard, errors
 from heatlens.web.auth import Sessions
+from heatlens.web.cost import work_units
+from heatlens.web.errors import SECURITY_HEADERS, error_response
 from heatlens.web.service import Service
+from heatlens.web.uploads import Uploads
 
-# sent on every response: nothing is to be framed, sniffed or cached (static files excepted)
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
+log = logging.getLogger("heatlens.web")
+
 # HTML pages: scripts and styles from this server only. Chart specs are JSON data blocks, which
 # CSP does not treat as scripts; Vega runs its expression interpreter, so no 'unsafe-eval'.
 # Vega's SVG renderer sets style properties from script (CSSOM), which `style-src 'self'` allows.
@@ -34,30 +33,40 @@ CONTENT_SECURITY_POLICY = (
 STATIC_CACHE = "public, max-age=3600"
 
 
-def create_app(settings: Settings, store_url: str, *, host: str = "127.0.0.1") -> FastAPI:
+def create_app(
+    settings: Settings,
+    store_url: str,
+    *,
+    host: str = "127.0.0.1",
+    announce: Callable[[str], object] | None = None,
+) -> FastAPI:
     """Build the app for a server listening on `host`. The store opens at startup and closes at
-    shutdown (the app's lifespan); startup refuses what the application's policy refuses (an
-    open API beyond loopback)."""
+    shutdown (the app's lifespan). Startup decides whether the API is open (the application's
+    policy: loopback only, a store that never had a token), refuses an open API beyond loopback,
+    and says which it is through `announce` (default: the log)."""
     service = Service(settings, store_url)
     application = LocalApplication(settings, service)
     # the config's [[sync]] entries, checked now so a bad one stops `serve` before it listens;
     # they write through the server's one writer, like every other write
     scheduler = Scheduler.from_settings(settings, service.write)
+    uploads = Uploads(settings.server_max_upload_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.open()
         try:
-            application.ensure_servable(host)
+            service.open_api = application.ensure_servable(host)
         except BaseException:
             service.close()
             raise
+        (announce or log.info)(access_line(service.open_api))
         scheduler.start()
         try:
             yield
         finally:
             scheduler.stop()
             service.close()
+            uploads.discard_all()
 
     app = FastAPI(
         title="heatlens",
@@ -70,6 +79,7 @@ def create_app(settings: Settings, store_url: str, *, host: str = "127.0.0.1") -
     app.state.scheduler = scheduler
     app.state.sessions = Sessions(settings.server_session_hours)
     app.state.pages = dashboard.PageCache()
+    app.state.uploads = uploads
     errors.install(app)
     app.include_router(api.router)
     app.include_router(admin.router)
@@ -80,7 +90,20 @@ def create_app(settings: Settings, store_url: str, *, host: str = "127.0.0.1") -
     async def security_headers(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        response = await call_next(request)
+        # a NUL byte is no value heatlens stores or names: refuse it before any route (the
+        # engines reject it in a query parameter with an error of their own)
+        if "%00" in request.scope.get("query_string", b"").decode("latin-1") or "\x00" in (
+            request.url.path
+        ):
+            response: Response = error_response(
+                400, "bad_request", "the URL contains a NUL byte (%00): remove it"
+            )
+        else:
+            work = service.meter()
+            response = await call_next(request)
+            key = getattr(request.state, "rate_key", None)
+            if key is not None:
+                service.limiter.charge(key, work_units(sum(work)))
         if request.url.path.startswith("/static/"):
             response.headers.setdefault("Cache-Control", STATIC_CACHE)
         if response.headers.get("content-type", "").startswith("text/html"):
@@ -90,3 +113,13 @@ def create_app(settings: Settings, store_url: str, *, host: str = "127.0.0.1") -
         return response
 
     return app
+
+
+def access_line(open_api: bool) -> str:
+    """What the startup line says about who may use the server."""
+    if open_api:
+        return (
+            "OPEN API: no token was ever created, so anyone on this machine may read and write "
+            "(`heatlens token create` closes it for good)"
+        )
+    return "tokens required (see `heatlens token list`)"

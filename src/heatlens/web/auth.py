@@ -1,8 +1,12 @@
-"""Who may read and write (DESIGN §5): Bearer tokens, browser sessions, a trusted auth proxy.
+"""Who may read and write (DESIGN §5, docs/security.md): Bearer tokens, browser sessions, a trusted
+auth proxy.
 
-With no live token the server is open (the CLI refuses to bind a non-loopback host then). Once one
-exists, every API request needs `Authorization: Bearer <secret>` with a token of the route's scope
-(admin covers every scope). Reading — dashboard pages and the read API routes — also accepts:
+A server is open (no credentials asked) only when it decided so at startup — on a loopback
+address, for a store that never had a token — and only until a token is created; a store that
+ever had a token is closed for good, revoked tokens included, so revoking every token never opens
+it. On a closed server, every API request needs `Authorization: Bearer <secret>` with a token of
+the route's scope (admin covers every scope). Reading — dashboard pages and the read API routes —
+also accepts:
 
 - a session cookie, made by the login page from a read (or admin) token: a random id kept only in
   this server's memory, mapped to the token's id, never the token itself; HttpOnly,
@@ -12,7 +16,7 @@ exists, every API request needs `Authorization: Bearer <secret>` with a token of
   (an auth proxy in front of heatlens that signed the user in): organisation-wide read access.
 
 Neither counts for ingest or admin routes, so a browser cannot be made to write by a cross-site
-request.
+request. Every request is counted against its rate limit before any credential is looked up.
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ from datetime import UTC, datetime, timedelta
 from fastapi import Request
 
 from heatlens.store import Store
-from heatlens.store.tokens import Token, has_tokens, list_tokens, verify_token
+from heatlens.store.tokens import (
+    Token,
+    has_tokens,
+    list_tokens,
+    secret_token_id,
+    verify_token,
+)
 from heatlens.web.errors import ApiError
 from heatlens.web.service import Service
 
@@ -108,6 +118,10 @@ class Access:
     def allowed(self) -> bool:
         return not self.required or self.token is not None
 
+    def permits(self, scope: str) -> bool:
+        """True when this request may act in `scope` (an open server permits everything)."""
+        return not self.required or (self.token is not None and self.token.allows(scope))
+
 
 def sessions(request: Request) -> Sessions:
     """The app's session table."""
@@ -123,9 +137,8 @@ def credentials(request: Request) -> Credentials:
     session = sessions(request).get(request.cookies.get(SESSION_COOKIE))
     service: Service = request.app.state.service
     name = service.settings.server_auth_proxy_header
-    client = request.client.host if request.client else None
     user = None
-    if name and client in service.settings.server_trusted_proxies:
+    if name and client_address(request) in service.settings.server_trusted_proxies:
         user = request.headers.get(name, "").strip() or None
     return Credentials(bearer, session, user)
 
@@ -139,10 +152,17 @@ def _proxy_token(user: str) -> Token:
     return Token(f"proxy:{user}", user, "read", (), datetime.now(UTC), None)
 
 
-def resolve(store: Store, given: Credentials, *, browser: bool) -> Access:
-    """Check credentials against the store (run under the store lock). With `browser`, a session
-    or a proxy header may stand in for a Bearer token (read access only)."""
-    if not has_tokens(store):
+def client_address(request: Request) -> str:
+    """The client's address: the peer's, or what a trusted proxy forwarded (uvicorn believes
+    forwarded headers from `server.trusted_proxies` only; heatlens.web.server)."""
+    return request.client.host if request.client else "unknown"
+
+
+def resolve(store: Store, given: Credentials, *, browser: bool, open_api: bool) -> Access:
+    """Check credentials against the store (a quick lookup). `open_api` is the server's startup
+    decision; a store with a token (even a revoked one) is closed whatever it says. With
+    `browser`, a session or a proxy header may stand in for a Bearer token (read access only)."""
+    if open_api and not has_tokens(store):
         return Access(False, None)
     if given.bearer is not None:
         token = verify_token(store, given.bearer)
@@ -158,18 +178,53 @@ def resolve(store: Store, given: Credentials, *, browser: bool) -> Access:
     return Access(True, None)
 
 
-def limit(service: Service, access: Access, request: Request) -> None:
-    """Count the request against its token's (or client's) rate limit; 429 past it."""
-    client = request.client.host if request.client else "unknown"
-    key = f"token:{access.token.id}" if access.token is not None else f"client:{client}"
-    wait = service.limiter.hit(key)
+def _rate_key(given: Credentials, request: Request) -> str:
+    """What a request is counted under, known without asking the store: the token its Bearer
+    secret names or its session stands for, else the client address."""
+    if given.bearer is not None and secret_token_id(given.bearer):
+        return f"token:{secret_token_id(given.bearer)}"
+    if given.bearer is None and given.session is not None:
+        return f"token:{given.session.token_id}"
+    return f"client:{client_address(request)}"
+
+
+def _refuse(wait: int | None, service: Service) -> None:
     if wait is not None:
         raise ApiError(
             429,
             "rate_limited",
-            f"more than {service.limiter.per_minute} requests in a minute: retry in {wait} s",
+            f"more than {service.limiter.per_minute} requests (or their cost) in a minute: "
+            f"retry in {wait} s",
             headers={"Retry-After": str(wait)},
         )
+
+
+def charge(request: Request, units: int) -> None:
+    """Count `units` more against the request's rate limit (an expensive request costs more
+    than one); 429 when they do not fit."""
+    service: Service = request.app.state.service
+    key = getattr(request.state, "rate_key", None) or f"client:{client_address(request)}"
+    _refuse(service.limiter.hit(key, units), service)
+
+
+async def authenticate(request: Request, *, browser: bool) -> Access:
+    """Count the request against its rate limit (429 before any lookup), then check its
+    credentials. A client whose requests with unknown tokens filled its allowance is refused
+    whatever token it names next, so inventing token ids buys no fresh allowance."""
+    service: Service = request.app.state.service
+    given = credentials(request)
+    key = _rate_key(given, request)
+    client = f"client:{client_address(request)}"
+    request.state.rate_key = key
+    if key != client:
+        _refuse(service.limiter.full(client), service)
+    _refuse(service.limiter.hit(key), service)
+    access = await service.lookup(resolve, given, browser=browser, open_api=service.open_api)
+    if access.required:
+        service.open_api = False  # a token exists now: the server is closed for good
+    if access.failure is not None and key != client:
+        service.limiter.hit(client)
+    return access
 
 
 def require(scope: str) -> Callable[[Request], Awaitable[Token | None]]:
@@ -178,14 +233,11 @@ def require(scope: str) -> Callable[[Request], Awaitable[Token | None]]:
     Read routes also accept a browser session or a trusted proxy's header."""
 
     async def dependency(request: Request) -> Token | None:
-        service: Service = request.app.state.service
-        given = credentials(request)
-        access = await service.run(resolve, given, browser=scope == "read")
-        limit(service, access, request)
+        access = await authenticate(request, browser=scope == "read")
         if not access.required:
             return None
         token = access.token
-        if token is None and given.bearer is None:
+        if token is None and access.failure is None:
             raise ApiError(
                 401,
                 "unauthorized",

@@ -7,15 +7,18 @@ never a 5xx. Record-level rules (fields, types, values) are ingest's, the same a
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from fastapi import Request
+from pydantic import BaseModel, ValidationError
 
 from heatlens.model import RECORD_TYPES, SURVEY_KINDS, Field, Kind
 from heatlens.web.errors import ApiError
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
+M = TypeVar("M", bound=BaseModel)
 # canonical records are shallow (an object field or a question list at most); a deeper body is
 # an attack or a mistake, and refusing it early keeps the parser's recursion bounded
 MAX_DEPTH = 16
@@ -34,6 +37,45 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
+    """A dependency giving the request's JSON body as `model`, read only when the route's own
+    dependencies (authentication first) let the request through, and at most
+    `server.max_request_bytes` of it (FastAPI reads a declared body model before any
+    dependency runs, unbounded)."""
+
+    async def dependency(request: Request) -> M:
+        limit: int = request.app.state.service.settings.server_max_request_bytes
+        raw = await read_body(request, limit)
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            details = [
+                {"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]}
+                for e in exc.errors()
+            ]
+            raise ApiError(422, "invalid_request", "the request body is invalid", details) from None
+
+    return dependency
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI request body of a `json_body` route (nested models inlined)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return {"required": True, "content": {JSON: {"schema": inline(schema)}}}
 
 
 def _too_large(limit: int) -> ApiError:

@@ -27,6 +27,17 @@ from heatlens.errors import (
 
 log = logging.getLogger("heatlens.web")
 
+# sent on every response, errors included: nothing is to be framed, sniffed or cached (static
+# files excepted)
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    # no referrer leaves for other sites; same-origin posts keep a real Origin (with no-referrer
+    # browsers send `Origin: null`, which the login form's cross-site check cannot tell apart)
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
 # machine-readable codes for the statuses Starlette raises by itself
 _CODES = {
     400: "bad_request",
@@ -67,9 +78,10 @@ def error_response(
     details: list[dict[str, Any]] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    """The one error shape."""
+    """The one error shape, with the security headers (a 500 is answered outside the
+    middleware that adds them to everything else)."""
     body = {"error": {"code": code, "message": message, "details": details or []}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
 
 
 def problem_details(exc: InputError) -> list[dict[str, Any]]:

@@ -1,9 +1,21 @@
-"""Running the app under uvicorn: what `heatlens serve` and `heatlens demo` start."""
+"""Running the app under uvicorn: what `heatlens serve` and `heatlens demo` start.
+
+Uvicorn is configured from the settings (docs/security.md): forwarded headers are believed only
+from `server.trusted_proxies`, at most `server.max_connections` connections are served at once,
+and a client has `server.header_timeout` seconds to send a request's headers — uvicorn by itself
+waits for ever, so a client sending a byte a second would hold its connection open
+indefinitely.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Callable
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from heatlens.errors import ConfigError
 from heatlens.settings import Settings
@@ -27,6 +39,61 @@ def check_port(host: str, port: int) -> None:
             ) from None
 
 
+class HeaderDeadline(H11Protocol):
+    """Uvicorn's HTTP/1.1 protocol, closing a connection whose request headers have not all
+    arrived `header_timeout` seconds after the connection opened or the request's first byte
+    came. (Uvicorn's keep-alive timeout stops at the first byte of a request, so by itself
+    nothing bounds how slowly the headers may follow.)"""
+
+    header_timeout = 10.0
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        # h11 stays IDLE until a request's headers are complete
+        if self.conn.their_state is h11.IDLE:
+            if self._deadline is None:
+                self._arm()
+        else:
+            self._disarm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._deadline = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.logger.info("closing a connection whose request headers took too long")
+            self.transport.close()
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The uvicorn settings that follow from heatlens's."""
+    timeout = {"header_timeout": settings.server_header_timeout}
+    protocol = type("HeaderDeadlineProtocol", (HeaderDeadline,), timeout)
+    trusted = settings.server_trusted_proxies
+    return {
+        "http": protocol,
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": list(trusted),
+        "limit_concurrency": settings.server_max_connections,
+        "timeout_keep_alive": 5,
+    }
+
+
 def run_server(
     settings: Settings, host: str, port: int, *, announce: Callable[[str], object] = print
 ) -> None:
@@ -36,7 +103,7 @@ def run_server(
     from heatlens.web.app import create_app
 
     check_port(host, port)
-    app = create_app(settings, settings.store, host=host)
+    app = create_app(settings, settings.store, host=host, announce=announce)
     where = f"http://{host}:{port}" if port else f"a free port of {host} (see below)"
     announce(f"serving {settings.store} on {where} (Ctrl+C stops)")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", **uvicorn_options(settings))

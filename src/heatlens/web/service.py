@@ -1,13 +1,23 @@
-"""The server's access to its store (a heatlens.application.StoreAccess): one reader, one writer.
+"""The server's access to its store (a heatlens.application.StoreAccess): a pool of readers, one
+quick connection, one writer.
 
 Store work is blocking, so it runs in worker threads. A store holds a single connection, which
-neither DuckDB nor psycopg lets two threads use at once, so the server opens the store twice: one
-connection for reads (`read`, `run`), one for the writer thread (heatlens.web.writer), which runs
-EVERY write of the server — the events API's grouped requests, admin ingest, deletes, tokens and
-scheduled syncs — one after another. One first-come-first-served lock is held by each read and by
-the writer while it writes: a read waits for at most one write's commit, never for a stream of
-them. Writes commit before their caller is answered, so a response describes committed data;
-reads see committed data only.
+neither DuckDB nor psycopg lets two threads use at once, so the server opens the store several
+times in its one process (DuckDB shares one database between them; Postgres gives each its own
+session):
+
+- `server.read_connections` connections for reads (`read`, `run`): reports, pages, explain. Each
+  read takes a free one, so reads run side by side and one slow read never holds up another;
+  when every one is busy, a read waits for the first to be free.
+- one quick connection (`lookup`) for the small lookups every request makes before its work —
+  authentication, the data version of /healthz and of the page cache — so they never wait behind
+  a report.
+- one for the writer thread (heatlens.web.writer), which runs EVERY write of the server — the
+  events API's grouped requests, admin ingest, deletes, tokens and scheduled syncs — one after
+  another.
+
+Reads see committed data only (each engine isolates a read from a concurrent write), and writes
+commit before their caller is answered, so a response describes committed data.
 
 The application (heatlens.application.LocalApplication) runs on this access inside the server, so
 its operations are the same code as on the command line.
@@ -16,10 +26,11 @@ its operations are the same code as on the command line.
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
-from collections import deque
+import time
 from collections.abc import Callable
-from types import TracebackType
+from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -32,62 +43,50 @@ from heatlens.web.writer import Outcome, Writer
 P = ParamSpec("P")
 T = TypeVar("T")
 
-
-class FairLock:
-    """A lock granted in the order it was asked for (threading.Lock lets a releasing thread
-    take it straight back, which would starve readers behind a busy writer)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._waiting: deque[object] = deque()
-        self._held = False
-
-    def __enter__(self) -> None:
-        me = object()
-        with self._cond:
-            self._waiting.append(me)
-            while self._held or self._waiting[0] is not me:
-                self._cond.wait()
-            self._waiting.popleft()
-            self._held = True
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        with self._cond:
-            self._held = False
-            self._cond.notify_all()
+# the seconds each read of the current request held a read connection (heatlens.web.cost)
+_WORK: ContextVar[list[float] | None] = ContextVar("heatlens_store_work", default=None)
 
 
 class Service:
-    """Settings, the store the app owns from startup to shutdown, and the application on it."""
+    """Settings, the store the app owns from startup to shutdown, and the application on it.
+
+    `open_api` is decided once at startup (LocalApplication.ensure_servable): True only for a
+    loopback server on a store that never had a token; the first token created closes it.
+    """
 
     def __init__(self, settings: Settings, store_url: str) -> None:
         self.settings = settings
         self.url = self.store_url = store_url
-        self._store: Store | None = None
+        self.open_api = False
+        self._readers: list[Store] = []
+        self._free: queue.Queue[Store] = queue.Queue()
+        self._quick: Store | None = None
+        self._quick_lock = threading.Lock()
         self._writer_store: Store | None = None
-        self._lock = FairLock()
         self.limiter = RateLimiter(settings.server_rate_limit_per_minute)
-        self.writer = Writer(self._lock, self._ingest_store, settings)
+        self.writer = Writer(threading.Lock(), self._ingest_store, settings)
 
     def open(self) -> None:
-        """Open the store (twice) and start the writer (at app startup)."""
-        if self._store is None:
-            self._store = Store.open(self.store_url)
+        """Open the store (the writer's connection first: it creates or migrates the store),
+        the quick connection and the readers, and start the writer (at app startup)."""
+        if self._writer_store is None:
             self._writer_store = Store.open(self.store_url)
+            self._quick = Store.open(self.store_url)
+            for _ in range(self.settings.server_read_connections):
+                reader = Store.open(self.store_url)
+                self._readers.append(reader)
+                self._free.put(reader)
         self.writer.start()
 
     def close(self) -> None:
-        """Stop the writer (after it has written what is queued), close the store."""
+        """Stop the writer (after it has written what is queued), close every connection."""
         self.writer.stop()
-        for store in (self._writer_store, self._store):
+        for store in (self._writer_store, self._quick, *self._readers):
             if store is not None:
                 store.close()
-        self._store = self._writer_store = None
+        self._writer_store = self._quick = None
+        self._readers = []
+        self._free = queue.Queue()
 
     def _ingest_store(self) -> Store:
         if self._writer_store is None:
@@ -96,14 +95,35 @@ class Service:
 
     @property
     def store(self) -> Store:
-        """The open store; only use it inside `run` (or the writer)."""
-        if self._store is None:
+        """The quick connection (tests look at the store through it)."""
+        if self._quick is None:
             raise RuntimeError("the app's store is not open: run the app inside its lifespan")
-        return self._store
+        return self._quick
 
     def read(self, fn: Callable[[Store], T]) -> T:
-        """Call `fn(store)` in this thread, holding the read lock; `fn` must not write."""
-        with self._lock:
+        """Call `fn(store)` in this thread on a free read connection; `fn` must not write."""
+        if not self._readers:
+            raise RuntimeError("the app's store is not open: run the app inside its lifespan")
+        store = self._free.get()
+        started = time.perf_counter()
+        try:
+            return fn(store)
+        finally:
+            self._free.put(store)
+            work = _WORK.get()
+            if work is not None:
+                work.append(time.perf_counter() - started)
+
+    def meter(self) -> list[float]:
+        """Start measuring the store work of the current request (and of what it calls in
+        worker threads): the list gets the seconds of each of its reads."""
+        work: list[float] = []
+        _WORK.set(work)
+        return work
+
+    def quick(self, fn: Callable[[Store], T]) -> T:
+        """Call `fn(store)` on the quick connection: for lookups of a few rows only."""
+        with self._quick_lock:
             return fn(self.store)
 
     def write(self, fn: Callable[[Store], T]) -> T:
@@ -113,6 +133,11 @@ class Service:
     async def run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Call `fn(store, *args, **kwargs)` (a read) in a worker thread."""
         return await run_in_threadpool(self.read, lambda store: fn(store, *args, **kwargs))
+
+    async def lookup(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """Call `fn(store, *args, **kwargs)` (a small read) on the quick connection in a
+        worker thread."""
+        return await run_in_threadpool(self.quick, lambda store: fn(store, *args, **kwargs))
 
     async def call(self, method: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Call an application method in a worker thread (it reads or writes through this

@@ -10,6 +10,7 @@ from heatlens.metrics import Request, compute
 from heatlens.metrics.catalog import CATALOG
 from heatlens.metrics.explain import explain as build_explanation
 from heatlens.metrics.result import Report
+from heatlens.report.explain import team_notes
 from heatlens.report.html.filters import Filters
 from heatlens.report.html.present import EMPTY_STORE, Links, View, last
 from heatlens.settings import Settings
@@ -99,11 +100,15 @@ def explanation(
     grain: str,
     segment: dict[str, Any],
     now: datetime,
+    teams: tuple[str, ...] = (),
 ) -> View:
-    """The records behind one number (the same explanation as `heatlens explain`)."""
+    """The records behind one number (the same explanation as `heatlens explain`); for a login
+    scoped to `teams`, without the organisation-wide warnings."""
     result = build_explanation(
         store, metric, period, segment, settings, grain=grain, limit=50, now=now
     )
+    if teams:
+        result.notes = team_notes(result.notes)
     where = ", ".join(f"{k}={'(none)' if v is None else v}" for k, v in segment.items())
     view = View(
         f"Explain {metric}",

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
@@ -23,6 +23,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import escape
 
 from heatlens.errors import ConfigError, HeatlensError
+from heatlens.metrics import Request as MetricsRequest
+from heatlens.metrics.catalog import GRAINS
 from heatlens.metrics.explain import parse_segments
 from heatlens.metrics.periods import parse_day
 from heatlens.report.html import delivery, heat, pages, records
@@ -32,6 +34,9 @@ from heatlens.settings import Settings
 from heatlens.store import Store
 from heatlens.store.tokens import has_tokens, verify_token
 from heatlens.web import auth
+from heatlens.web.body import read_body
+from heatlens.web.cost import bound
+from heatlens.web.errors import ApiError
 from heatlens.web.service import Service
 
 log = logging.getLogger("heatlens.web")
@@ -79,10 +84,20 @@ def _nav(store: Store, teams: tuple[str, ...]) -> dict[str, Any]:
 
 
 async def _access(request: Request) -> auth.Access:
-    service: Service = request.app.state.service
-    access = await service.run(auth.resolve, auth.credentials(request), browser=True)
-    auth.limit(service, access, request)
-    return access
+    return await auth.authenticate(request, browser=True)
+
+
+def _not_reader(access: auth.Access) -> HTMLResponse:
+    """A login whose token may not read (an ingest token): no page shows it anything."""
+    assert access.token is not None
+    return _html(
+        pages.message(
+            "Not for this token",
+            f"Token {access.token.id} has scope {access.token.scope!r}; the dashboard needs a "
+            "read (or admin) token.",
+        ),
+        403,
+    )
 
 
 def _to_login(request: Request) -> RedirectResponse:
@@ -108,13 +123,15 @@ async def _serve(
     key: tuple[Hashable, ...],
     build: Callable[[Store, datetime], View],
     access: auth.Access,
+    asked: MetricsRequest | None = None,
 ) -> Response:
-    """The cached page for `key`, or build, render and cache it."""
+    """The cached page for `key`, or build, render and cache it — once `asked`, the range it
+    covers, is within the server's cost bound (heatlens.web.cost)."""
     service: Service = request.app.state.service
     cache: PageCache = request.app.state.pages
     started = time.perf_counter()
     try:
-        version = await service.run(Store.data_version)
+        version = await service.lookup(Store.data_version)
         now = datetime.now(UTC)
         today = now.astimezone(ZoneInfo(service.settings.timezone)).date()
         # pages are shared by logins of the same team scope; the header's user name is filled in
@@ -122,6 +139,8 @@ async def _serve(
         full = (*key, access.teams, access.user is not None, version, today)
         html = cache.get(full)
         if html is None:
+            if asked is not None:
+                await bound(request, asked, views=True)
 
             def render(store: Store) -> str:
                 view = build(store, now)
@@ -139,6 +158,11 @@ async def _serve(
         return response
     except ConfigError as exc:
         return _html(pages.message("Cannot show this page", str(exc), user=access.user), 400)
+    except ApiError as exc:
+        page = _html(pages.message("Cannot show this page", exc.message, user=access.user))
+        page.status_code = exc.status
+        page.headers.update(exc.headers or {})
+        return page
     except HeatlensError as exc:
         log.error("dashboard: %s", exc)
         return _html(pages.message("Something went wrong", str(exc), user=access.user), 500)
@@ -153,10 +177,13 @@ async def _page(
     org_wide: bool,
     team: str | None = None,
     per_team_filter: bool = False,
+    ranged: bool = True,
 ) -> Response:
     access = await _access(request)
     if not access.allowed:
         return _to_login(request)
+    if not access.permits("read"):
+        return _not_reader(access)
     try:
         filters = parse_filters(request.query_params, default_grain)
     except ConfigError as exc:
@@ -176,7 +203,8 @@ async def _page(
     def build(store: Store, now: datetime) -> View:
         return builder(store, service.settings, filters, Links(), now, *args)
 
-    return await _serve(request, (name, args, filters), build, access)
+    span = MetricsRequest(filters.grain, filters.start, filters.end) if ranged else None
+    return await _serve(request, (name, args, filters), build, access, span)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -222,7 +250,7 @@ async def data_page(request: Request) -> Response:
     ) -> View:
         return records.data(store)
 
-    return await _page(request, "data", builder, default_grain="week", org_wide=True)
+    return await _page(request, "data", builder, default_grain="week", org_wide=True, ranged=False)
 
 
 @router.get("/explain", response_class=HTMLResponse)
@@ -231,10 +259,14 @@ async def explain_page(request: Request) -> Response:
     access = await _access(request)
     if not access.allowed:
         return _to_login(request)
+    if not access.permits("read"):
+        return _not_reader(access)
     params = request.query_params
     try:
         metric = params.get("metric") or ""
         grain = params.get("grain") or "week"
+        if grain not in GRAINS:
+            raise ConfigError(f"unknown grain {grain!r}: expected one of {', '.join(GRAINS)}")
         period = parse_day(params.get("period") or None, "period")
         if period is None:
             raise ConfigError("period: expected a date YYYY-MM-DD (a day of the period)")
@@ -246,7 +278,9 @@ async def explain_page(request: Request) -> Response:
     service: Service = request.app.state.service
 
     def build(store: Store, now: datetime) -> View:
-        return delivery.explanation(store, service.settings, metric, period, grain, segment, now)
+        return delivery.explanation(
+            store, service.settings, metric, period, grain, segment, now, access.teams
+        )
 
     key = ("explain", metric, grain, period, tuple(sorted(segment.items(), key=str)))
     return await _serve(request, key, build, access)
@@ -266,27 +300,45 @@ def _safe_next(value: str | None) -> str:
 async def login_form(request: Request) -> Response:
     """The login form; an open server has nothing to log in to."""
     service: Service = request.app.state.service
-    if not await service.run(has_tokens):
+    if service.open_api and not await service.lookup(has_tokens):
         return RedirectResponse("/", status_code=303)
     return _html(pages.login(None, _safe_next(request.query_params.get("next"))))
+
+
+def _same_origin(request: Request) -> bool:
+    """False when a browser says the form was posted from another site: SameSite=Strict does not
+    stop a cross-site top-level POST, so without this a page elsewhere could log a visitor in
+    under its own token. Modern browsers say where a request comes from in `Sec-Fetch-Site`;
+    older ones in `Origin` (`null` when the posting page hides it), else `Referer`. Clients that
+    send none of them (curl, scripts) are not browsers being tricked."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    sent = request.headers.get("origin") or request.headers.get("referer")
+    if sent is None:
+        return True
+    return urlsplit(sent).netloc.lower() == request.headers.get("host", "").lower()
 
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
     """Exchange a read (or admin) token for a session cookie; the token is not kept."""
     service: Service = request.app.state.service
-    body = await request.body()
-    if len(body) > LOGIN_BODY_LIMIT:
+    auth.charge(request, 1)
+    if not _same_origin(request):
+        return _html(pages.login("This form was sent from another site.", "/"), 403)
+    try:
+        body = await read_body(request, LOGIN_BODY_LIMIT)
+    except ApiError:
         return _html(pages.login("The form is too large.", "/"), 413)
     form = parse_qs(body.decode("utf-8", "replace"))
     secret = (form.get("token") or [""])[0].strip()
     next_url = _safe_next((form.get("next") or ["/"])[0])
-    auth.limit(service, auth.Access(True, None), request)
 
     def check(store: Store) -> Any:
         return verify_token(store, secret) if secret else None
 
-    token = await service.run(check)
+    token = await service.lookup(check)
     if token is None:
         return _html(pages.login("That token is unknown or revoked.", next_url), 401)
     if not token.allows("read"):
@@ -309,6 +361,8 @@ async def login(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     """End the session and forget the cookie."""
+    if not _same_origin(request):
+        return _html(pages.message("Not logged out", "This form was sent from another site."), 403)
     auth.sessions(request).drop(request.cookies.get(auth.SESSION_COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(auth.SESSION_COOKIE, path="/", httponly=True, samesite="strict")
