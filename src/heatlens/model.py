@@ -192,7 +192,10 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field("commit_sha", S, help="the commit deployed"),
             Field("commits", L, help="every commit sha shipped by this deployment"),
             Field(
-                "kind", E, choices=("planned", "hotfix", "rollback"), default="planned", help="kind"
+                "kind",
+                E,
+                choices=("planned", "hotfix", "rollback"),
+                help="planned, hotfix or rollback; leave it out when unknown (no default)",
             ),
             Field("team", S, help="team id (default: the service's owner)"),
         ),

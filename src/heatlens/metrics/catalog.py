@@ -242,8 +242,8 @@ METRICS: tuple[Metric, ...] = (
         "down",
         "quantile",
         _DORA,
-        "Median hours from `committed_at` to the first deployment of each (change, service) "
-        "that ships it.",
+        "Median hours from `committed_at` (`authored_at` with `lead_time_start = authored`) to "
+        "the first deployment of each (change, service) that ships it.",
         q=0.5,
         also_in=("efficiency",),
     ),
@@ -263,7 +263,10 @@ METRICS: tuple[Metric, ...] = (
         "down",
         "proportion",
         _DORA,
-        "Share of deployments with at least one linked incident.",
+        "Share of deployments that failed: at least one incident links to it, or "
+        "(`failure_from_remediation`) a later rollback or hotfix of its service remediates it. "
+        "Omitted (warning `no_failure_signal`) where no incident was ever stored for the "
+        "segment's services and no deployment has a known `kind`.",
     ),
     Metric(
         "dora.rework_rate",
@@ -271,7 +274,8 @@ METRICS: tuple[Metric, ...] = (
         "down",
         "proportion",
         _DORA,
-        "Share of deployments whose kind is `hotfix` or `rollback`.",
+        "Share of deployments whose `kind` is `hotfix` or `rollback`, over the deployments "
+        "whose `kind` is known; omitted when none is.",
     ),
     Metric(
         "dora.recovery_time_p50",
@@ -290,8 +294,17 @@ METRICS: tuple[Metric, ...] = (
         "quantile",
         _INCIDENT,
         "Median hours from `opened_at` to `resolved_at` of resolved incidents, in the period of "
-        "`resolved_at`.",
+        "`resolved_at`; negative values dropped (warning).",
         q=0.5,
+    ),
+    Metric(
+        "dora.open_incidents",
+        "incidents",
+        "down",
+        "count",
+        _INCIDENT,
+        "Incidents opened before the period's end and not resolved by it: a long outage shows "
+        "here while the medians wait for it to close.",
     ),
 )
 

@@ -9,11 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 import ibis
+import pyarrow as pa
 
 from heatlens.metrics.catalog import Metric
 from heatlens.metrics.context import MetricContext, Stat, Stats
 from heatlens.metrics.intervals import proportion_ci
-from heatlens.metrics.linking import hours_between, links, shipped
+from heatlens.metrics.linking import (
+    hours_between,
+    links,
+    not_yet_deployed,
+    remediations,
+    shipped,
+)
+from heatlens.metrics.periods import Period
 from heatlens.metrics.quantiles import grouped_quantiles
 
 DEPLOY_KEYS = ("team", "group", "service", "environment")
@@ -41,6 +49,30 @@ def _nonnegative_quantiles(
     return grouped_quantiles(ctx, kept, [k for k in ctx.by if k in keys], column, qs)
 
 
+CFR = "dora.change_failure_rate"
+DEPLOYMENT_METRICS = ("dora.deployments", "dora.deployment_frequency", CFR, "dora.rework_rate")
+
+
+def incident_links(ctx: MetricContext) -> Any:
+    """The incident → deployment links of this report (computed once)."""
+    f = ctx.frame
+    deps = ctx.memo("deployments", f.dora_deployments)
+    incidents = ctx.memo("incidents", f.incidents)
+    return ctx.memo("links", lambda: links(incidents, deps, f.settings.link_window))
+
+
+def failed_deployments(ctx: MetricContext, deps: Any, linked: Any) -> Any:
+    """(`failed_id`): deployments with a linked incident, or (`failure_from_remediation`)
+    remediated by a later rollback or hotfix of their service."""
+    failed = linked.filter(linked.linked_deployment.notnull()).select(
+        failed_id=linked.linked_deployment
+    )
+    if ctx.settings.failure_from_remediation:
+        fixed = remediations(deps)
+        failed = failed.union(fixed.select(failed_id=fixed.remediated))
+    return failed.distinct()
+
+
 def delivery_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats]:
     """Stats of the DORA metrics (and time to first deploy) requested, keyed by metric id."""
     f = ctx.frame
@@ -48,30 +80,13 @@ def delivery_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats
     deps = ctx.memo("deployments", f.dora_deployments)
     incidents = ctx.memo("incidents", f.incidents)
     out: dict[str, Stats] = {}
-    need_links = ids & {"dora.change_failure_rate", "dora.recovery_time_p50"}
-    linked = (
-        ctx.memo("links", lambda: links(incidents, deps, f.settings.link_window))
-        if need_links
-        else None
-    )
+    need_links = ids & {CFR, "dora.recovery_time_p50"}
+    linked = incident_links(ctx) if need_links else None
     if linked is not None:
-        unlinked = incidents.join(linked, incidents.id == linked.incident_id)
-        unlinked = unlinked.filter(
-            unlinked.linked_deployment.isnull()
-            & (unlinked.cause.isnull() | (unlinked.cause != "external"))
-        )
-        ctx.warn(
-            "unlinked_incidents",
-            "incidents not linked to any deployment",
-            _count_in_range(ctx, unlinked, unlinked.opened_at),
-        )
-    if ids & {
-        "dora.deployments",
-        "dora.deployment_frequency",
-        "dora.change_failure_rate",
-        "dora.rework_rate",
-    }:
-        out.update(_deployment_stats(ctx, ids, deps, linked))
+        _warn_links(ctx, incidents, deps, linked)
+    if ids & set(DEPLOYMENT_METRICS):
+        _warn_excluded(ctx)
+        out.update(_deployment_stats(ctx, ids, deps, incidents, linked))
     lead = [m for m in metrics if m.id.startswith("dora.lead_time_")]
     if lead:
         found = _lead_time(ctx, deps, tuple(m.q or 0.5 for m in lead))
@@ -80,48 +95,96 @@ def delivery_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats
     if "dora.recovery_time_p50" in ids and linked is not None:
         out["dora.recovery_time_p50"] = _recovery(ctx, deps, incidents, linked)
     if "dora.time_to_restore_p50" in ids:
-        i = incidents.filter(incidents.resolved_at.notnull())
-        i = ctx.bucketed(i.mutate(hours=hours_between(i.resolved_at, i.opened_at)), "resolved_at")
-        keys = [k for k in ctx.by if k in INCIDENT_KEYS]
-        out["dora.time_to_restore_p50"] = grouped_quantiles(ctx, i, keys, "hours")[0.5]
+        out["dora.time_to_restore_p50"] = _nonnegative_quantiles(
+            ctx,
+            restore_times(incidents),
+            "hours",
+            "resolved_at",
+            INCIDENT_KEYS,
+            (
+                "negative_time_to_restore",
+                "incidents resolved before they opened were dropped (check `resolved_at`)",
+            ),
+        )[0.5]
+    if "dora.open_incidents" in ids:
+        out["dora.open_incidents"] = _open_incidents(ctx, incidents)
     if "efficiency.time_to_first_deploy" in ids:
         out["efficiency.time_to_first_deploy"] = _time_to_first_deploy(ctx, deps)
     return out
 
 
+def _warn_links(ctx: MetricContext, incidents: Any, deps: Any, linked: Any) -> None:
+    """Unlinked incidents, explicit links across services, root causes deployed only later."""
+    joined = incidents.join(linked, incidents.id == linked.incident_id)
+    unlinked = joined.filter(
+        joined.linked_deployment.isnull() & (joined.cause.isnull() | (joined.cause != "external"))
+    )
+    ctx.warn(
+        "unlinked_incidents",
+        "incidents not linked to any deployment (give them `deployment_id` or `root_cause_sha`)",
+        _count_in_range(ctx, unlinked, unlinked.opened_at),
+    )
+    cross = joined.filter(joined.cross_service)
+    ctx.warn(
+        "cross_service_links",
+        "incidents whose `deployment_id` names another service's deployment (the link holds; "
+        "check the incident's `service`)",
+        _count_in_range(ctx, cross, cross.opened_at),
+    )
+    late = not_yet_deployed(incidents, deps)
+    ctx.warn(
+        "root_cause_not_yet_deployed",
+        "incidents whose `root_cause_sha` was deployed only after they opened were left unlinked",
+        _count_in_range(ctx, late, late.opened_at),
+    )
+
+
+def _warn_excluded(ctx: MetricContext) -> None:
+    """Successful deployments to environments that `production_environments` does not match."""
+    d = ctx.frame.excluded_deployments()
+    d = d.filter(ctx.in_range(d.finished_at))
+    env = d.environment.lower()
+    rows = d.group_by(env=env).aggregate(n=d.count()).to_pyarrow().to_pylist()
+    total = sum(int(r["n"]) for r in rows)
+    top = sorted(rows, key=lambda r: (-int(r["n"]), str(r["env"])))[:3]
+    names = ", ".join(f"{r['env']} ({r['n']})" for r in top)
+    ctx.warn(
+        "excluded_environments",
+        f"successful deployments to environments that are not production were left out "
+        f"(most: {names}); widen `production_environments` to count them",
+        total,
+    )
+
+
 def _deployment_stats(
-    ctx: MetricContext, ids: set[str], deps: Any, linked: Any
+    ctx: MetricContext, ids: set[str], deps: Any, incidents: Any, linked: Any
 ) -> dict[str, Stats]:
     obs = ctx.bucketed(deps, "finished_at")
     keys = [k for k in ctx.by if k in DEPLOY_KEYS]
+    rework = obs.kind.isin(["hotfix", "rollback"])
     aggs: dict[str, Any] = {
         "deployments": obs.count(),
-        "rework": obs.count(where=obs.kind.isin(["hotfix", "rollback"])),
+        "rework": obs.count(where=rework),
+        "known": obs.count(where=obs.kind.notnull()),
     }
     if linked is not None:
-        failed = (
-            linked.filter(linked.linked_deployment.notnull())
-            .select(failed_id=linked.linked_deployment)
-            .distinct()
-        )
+        failed = failed_deployments(ctx, deps, linked)
         obs = obs.left_join(failed, obs.id == failed.failed_id)
+        signalled = incidents.filter(incidents.service.notnull()).select(
+            sig_service=incidents.service
+        )
+        signalled = signalled.distinct()
+        obs = obs.left_join(signalled, obs.service == signalled.sig_service)
         aggs = {
             "deployments": obs.count(),
             "rework": obs.count(where=obs.kind.isin(["hotfix", "rollback"])),
+            "known": obs.count(where=obs.kind.notnull()),
             "failed": obs.count(where=obs.failed_id.notnull()),
+            "signal": obs.count(where=obs.sig_service.notnull() | obs.kind.notnull()),
         }
     rows = obs.group_by([obs.period, *(obs[k] for k in keys)]).aggregate(**aggs)
-    out: dict[str, Stats] = {
-        m: {}
-        for m in ids
-        if m
-        in (
-            "dora.deployments",
-            "dora.deployment_frequency",
-            "dora.change_failure_rate",
-            "dora.rework_rate",
-        )
-    }
+    out: dict[str, Stats] = {m: {} for m in ids if m in DEPLOYMENT_METRICS}
+    silent = 0
     for r in rows.to_pyarrow().to_pylist():
         key = (r["period"], ctx.cell(r))
         n = int(r["deployments"])
@@ -129,11 +192,56 @@ def _deployment_stats(
             out["dora.deployments"][key] = Stat(n, n)
         if "dora.deployment_frequency" in out:
             out["dora.deployment_frequency"][key] = Stat(n / ctx.period_of(r["period"]).days, n)
-        for mid, col in (("dora.change_failure_rate", "failed"), ("dora.rework_rate", "rework")):
-            if mid in out and n:
-                x = int(r[col])
-                out[mid][key] = Stat(x / n, n, proportion_ci(x, n), x, n)
+        if CFR in out and n:
+            x = int(r["failed"])
+            if x or int(r["signal"]):
+                out[CFR][key] = Stat(x / n, n, proportion_ci(x, n), x, n)
+            else:
+                silent += 1
+        known = int(r["known"])
+        if "dora.rework_rate" in out and known:
+            x = int(r["rework"])
+            out["dora.rework_rate"][key] = Stat(x / known, known, proportion_ci(x, known), x, known)
+    ctx.warn(
+        "no_failure_signal",
+        "change failure rate omitted where no incident was ever stored for the services and no "
+        "deployment has a known `kind` (ingest incidents, or set `kind` on deployments)",
+        silent,
+    )
     return out
+
+
+def restore_times(incidents: Any) -> Any:
+    """Resolved incidents with `hours` from `opened_at` to `resolved_at` (negatives included)."""
+    i = incidents.filter(incidents.resolved_at.notnull())
+    return i.mutate(hours=hours_between(i.resolved_at, i.opened_at))
+
+
+def _open_incidents(ctx: MetricContext, incidents: Any) -> Stats:
+    """Per period and segment: incidents opened before the period's end and not resolved by it."""
+    ends = _period_ends(ctx.spans)
+    i = incidents.select("opened_at", "resolved_at", "team", "group", "service")
+    j = i.join(
+        ends,
+        (i.opened_at < ends.p_end) & (i.resolved_at.isnull() | (i.resolved_at > ends.p_end)),
+    )
+    keys = [k for k in ctx.by if k in INCIDENT_KEYS]
+    rows = j.group_by([j.period, *(j[k] for k in keys)]).aggregate(n=j.count())
+    stats: Stats = {}
+    for r in rows.to_pyarrow().to_pylist():
+        stats[(r["period"], ctx.cell(r))] = Stat(int(r["n"]), int(r["n"]))
+    return stats
+
+
+def _period_ends(spans: list[Period]) -> Any:
+    return ibis.memtable(
+        pa.table(
+            {
+                "period": pa.array([p.start for p in spans], pa.date32()),
+                "p_end": pa.array([p.end_utc for p in spans], pa.timestamp("us", tz="UTC")),
+            }
+        )
+    )
 
 
 def lead_time_pairs(ctx: MetricContext, deps: Any) -> Any:
@@ -141,7 +249,11 @@ def lead_time_pairs(ctx: MetricContext, deps: Any) -> Any:
     `change`, `committed_at`, the deployment's columns and `hours` (negatives included)."""
     s = shipped(deps)
     c = ctx.frame.table("change")
-    c = c.select(c_id=c.id, committed_at=c.committed_at)
+    start = c.committed_at
+    if ctx.settings.lead_time_start == "authored":
+        start = ibis.coalesce(c.authored_at, c.committed_at)
+    # `committed_at` is where lead time starts: `authored_at` when `lead_time_start` says so
+    c = c.select(c_id=c.id, committed_at=start)
     pairs = s.join(c, s.sha == c.c_id)
     ranked = pairs.mutate(
         hl_rank=ibis.row_number().over(

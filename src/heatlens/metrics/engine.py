@@ -10,7 +10,7 @@ segments, DORA tiers, `complete`. Every output (CLI, API, dashboard, scorecard) 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,13 +36,31 @@ from heatlens.settings import Settings
 WARNING_ORDER = (
     "negative_lead_time",
     "negative_recovery_time",
+    "negative_time_to_restore",
     "negative_time_to_first_deploy",
     "deployment_without_commits",
     "unlinked_incidents",
+    "cross_service_links",
+    "root_cause_not_yet_deployed",
+    "no_failure_signal",
+    "excluded_environments",
     "ineligible_active_teams",
     "suppressed_segments",
     "unknown_services",
 )
+
+# DORA rows whose tier needs `tier_min_n` observations, and rows incidents still link to until
+# the link window (7 days when unbounded) has passed after the period (DESIGN §4 v2)
+TIER_NEEDS_N = frozenset(
+    {
+        "dora.change_failure_rate",
+        "dora.lead_time_p50",
+        "dora.recovery_time_p50",
+        "dora.time_to_restore_p50",
+    }
+)
+LINKED = frozenset({"dora.change_failure_rate", "dora.recovery_time_p50"})
+UNBOUNDED_SETTLE = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -158,11 +176,15 @@ def _rows(
     """The common rules, per period: zero-fill, launch, anonymity, tiers, completeness."""
     out: list[Row] = []
     tiered = ctx.grain in ("month", "quarter", "all") and bool({"team", "service"} & set(ctx.by))
+    min_n = ctx.settings.tier_min_n if m.id in TIER_NEEDS_N else 0
+    # rows that incidents may still link to are not final until the link window has passed
+    settle = (ctx.settings.link_window or UNBOUNDED_SETTLE) if m.id in LINKED else timedelta(0)
     for p in ctx.spans:
         cells: dict[SegmentKey, Stat] = {c: s for (d, c), s in stats.items() if d == p.start}
         if m.zero_filled:
-            for cell in ctx.domain_cells(p, wave_ts):
+            for cell in ctx.domain_cells(p, wave_ts, delivery=m.dimension == "dora"):
                 cells.setdefault(cell, Stat(0, 0))
+        complete = not p.end_utc + settle > ctx.now
         cells = {c: s for c, s in cells.items() if ctx.launched(p, c)}
         hidden = suppress(cells, len(ctx.by)) if m.dimension == "happiness" else set()
         for cell in sorted(cells, key=_cell_order):
@@ -176,12 +198,14 @@ def _rows(
                         None,
                         None,
                         suppressed=True,
-                        complete=not p.end_utc > ctx.now,
+                        complete=complete,
                         k=s.k,
                     )
                 )
                 continue
-            tier = tier_of(m.id, s.value, ctx.settings.tier_year) if tiered else None
+            tier = None
+            if tiered and (s.n or 0) >= min_n:
+                tier = tier_of(m.id, s.value, ctx.settings.tier_year)
             out.append(
                 Row(
                     m.id,
@@ -191,7 +215,7 @@ def _rows(
                     s.n,
                     s.ci,
                     tier=tier,
-                    complete=not p.end_utc > ctx.now,
+                    complete=complete,
                     x=s.x,
                     d=s.d,
                     k=s.k or None,

@@ -18,10 +18,15 @@ import ibis
 from heatlens.errors import ConfigError
 from heatlens.metrics import catalog
 from heatlens.metrics.context import MetricContext
-from heatlens.metrics.delivery import first_deployments, lead_time_pairs, recovery_times
+from heatlens.metrics.delivery import (
+    first_deployments,
+    lead_time_pairs,
+    recovery_times,
+    restore_times,
+)
 from heatlens.metrics.engine import Request, compute
 from heatlens.metrics.frame import Frame, Tables
-from heatlens.metrics.linking import hours_between, links
+from heatlens.metrics.linking import links, remediations
 from heatlens.metrics.periods import calendar_next, calendar_start, periods
 from heatlens.metrics.result import Row
 from heatlens.metrics.usage import COLUMNS as USAGE_COLUMNS
@@ -121,7 +126,7 @@ def explain(
 def _split(t: Any, metric: str) -> tuple[Any, Any]:
     """Counted records, and those dropped with their reason (negative durations)."""
     for column in ("hours", "days"):
-        if column in t.columns and metric != "dora.time_to_restore_p50":
+        if column in t.columns:
             dropped = t.filter(t[column] < 0).mutate(reason=ibis.literal(f"negative {column}"))
             return t.filter(t[column] >= 0), dropped
     return t, None
@@ -192,33 +197,25 @@ def _observations(ctx: MetricContext, metric: str) -> tuple[Any, list[str], list
             ["resolved_at", "id"],
         )
     if metric == "dora.time_to_restore_p50":
-        i = incidents.filter(incidents.resolved_at.notnull())
-        t = ctx.bucketed(i.mutate(hours=hours_between(i.resolved_at, i.opened_at)), "resolved_at")
+        t = ctx.bucketed(restore_times(incidents), "resolved_at")
         return (
             t,
             ["id", "opened_at", "resolved_at", "hours", "team", "service"],
             ["resolved_at", "id"],
         )
-    if dim == "dora":
-        found = linked.filter(linked.linked_deployment.notnull())
-        per = found.group_by("linked_deployment").aggregate(
-            incidents=found.incident_id.collect(), rules=found.rule.collect()
-        )
-        d = ctx.bucketed(deps, "finished_at")
-        d = d.left_join(per, d.id == per.linked_deployment)
+    if metric == "dora.open_incidents":
         return (
-            d,
+            None,
             [
-                "id",
-                "finished_at",
-                "service",
-                "team",
-                "environment",
-                "kind",
-                "commit_sha",
-                "incidents",
-                "rules",
+                "open incidents are counted at the period's end: `heatlens explain "
+                "dora.time_to_restore_p50` lists incidents once resolved"
             ],
+            [],
+        )
+    if dim == "dora":
+        return (
+            _deployments_with_failures(ctx, deps, linked),
+            DEPLOYMENT_COLUMNS,
             ["finished_at", "id"],
         )
     return (
@@ -229,6 +226,42 @@ def _observations(ctx: MetricContext, metric: str) -> tuple[Any, list[str], list
         ],
         [],
     )
+
+
+DEPLOYMENT_COLUMNS = [
+    "id",
+    "finished_at",
+    "service",
+    "team",
+    "environment",
+    "kind",
+    "commit_sha",
+    "failed",
+    "incidents",
+    "rules",
+    "remediated_by",
+]
+
+
+def _deployments_with_failures(ctx: MetricContext, deps: Any, linked: Any) -> Any:
+    """The period's deployments, each with why it failed: the incidents linked to it and the
+    rule of each link, and the rollback or hotfix that remediated it (`kind:id`)."""
+    found = linked.filter(linked.linked_deployment.notnull())
+    per = found.group_by("linked_deployment").aggregate(
+        incidents=found.incident_id.collect(), rules=found.rule.collect()
+    )
+    d = ctx.bucketed(deps, "finished_at")
+    d = d.left_join(per, d.id == per.linked_deployment).drop("linked_deployment")
+    if ctx.settings.failure_from_remediation:
+        fixed = remediations(deps)
+        fixed = fixed.group_by("remediated").aggregate(
+            remediated_by=(fixed.remediation_kind + ":" + fixed.remediated_by).collect()
+        )
+        d = d.left_join(fixed, d.id == fixed.remediated).drop("remediated")
+    else:
+        d = d.mutate(remediated_by=ibis.null("array<string>"))
+    failed = d.incidents.notnull() | d.remediated_by.notnull()
+    return d.mutate(failed=failed)
 
 
 def _usage_with_id(ctx: MetricContext) -> Any:
