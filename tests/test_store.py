@@ -94,8 +94,9 @@ def test_defaults_are_stored(store: Store, settings: Settings) -> None:
             record("capability", id="ci"),
         ],
     )
+    # `kind` has no default (DESIGN §3 v2): unknown stays null
     assert stored(store, "deployment", "environment", "result", "kind") == [
-        ("production", "success", "planned")
+        ("production", "success", None)
     ]
     assert stored(store, "survey", "k", "comment_k") == [(5, 10)]
     assert stored(store, "capability", "mandated") == [(False,)]

@@ -325,7 +325,12 @@ _SOURCES: ContextVar[_Where | None] = ContextVar("heatlens_settings_sources", de
 
 # Settings whose environment value is a TOML list or table; a list of names may also be written
 # as `a, b`.
-_COMMA_LISTS = {"production_environments", "server_trusted_proxies"}
+_COMMA_LISTS = {
+    "production_environments",
+    "server_trusted_proxies",
+    "failure_severities",
+    "bot_actors",
+}
 
 
 class _Environment(EnvSettingsSource):
