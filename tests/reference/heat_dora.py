@@ -143,6 +143,7 @@ DESIGN ambiguities and the decisions taken (each also marked ``# DESIGN ambiguit
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -165,9 +166,12 @@ METRICS: tuple[str, ...] = (
     "task.failure_rate",
     "task.error_rate",
     "task.abandon_rate",
+    "task.first_attempt_success_rate",
+    "task.eventual_success_rate",
     "efficiency.task_duration_p50",
     "efficiency.task_duration_p90",
     "efficiency.time_to_first_deploy",
+    "efficiency.services_awaiting_first_deploy",
     "happiness.respondents",
     "happiness.csat",
     "happiness.nps",
@@ -182,6 +186,7 @@ METRICS: tuple[str, ...] = (
     "dora.rework_rate",
     "dora.recovery_time_p50",
     "dora.time_to_restore_p50",
+    "dora.open_incidents",
 )
 
 KEYS = ("capability", "team", "group", "service", "action", "environment", "survey", "question")
@@ -206,9 +211,12 @@ SUPPORTED_KEYS: dict[str, frozenset[str]] = {
     "task.failure_rate": _USAGE_KEYS,
     "task.error_rate": _USAGE_KEYS,
     "task.abandon_rate": _USAGE_KEYS,
+    "task.first_attempt_success_rate": _USAGE_KEYS,
+    "task.eventual_success_rate": _USAGE_KEYS,
     "efficiency.task_duration_p50": _USAGE_KEYS,
     "efficiency.task_duration_p90": _USAGE_KEYS,
     "efficiency.time_to_first_deploy": _INCIDENT_KEYS,
+    "efficiency.services_awaiting_first_deploy": _INCIDENT_KEYS,
     "happiness.respondents": _HAPPY_KEYS,
     "happiness.csat": _HAPPY_KEYS,
     "happiness.nps": _HAPPY_KEYS,
@@ -223,6 +231,7 @@ SUPPORTED_KEYS: dict[str, frozenset[str]] = {
     "dora.rework_rate": _DORA_KEYS,
     "dora.recovery_time_p50": _INCIDENT_KEYS,
     "dora.time_to_restore_p50": _INCIDENT_KEYS,
+    "dora.open_incidents": _INCIDENT_KEYS,
 }
 
 # Record fields holding timestamps (DESIGN §3); strings are accepted for convenience.
@@ -240,9 +249,21 @@ _TIMESTAMPS: dict[str, tuple[str, ...]] = {
     "survey_invitation": (),
 }
 _DEFAULTS: dict[str, dict[str, Any]] = {
-    "deployment": {"environment": "production", "result": "success", "kind": "planned"},
+    # (v2) no default for `kind`: null means unknown
+    "deployment": {"environment": "production", "result": "success"},
     "survey": {"k": 5, "comment_k": 10},
 }
+
+_DEPLOYMENT_METRICS = frozenset(
+    {
+        "dora.deployments",
+        "dora.deployment_frequency",
+        "dora.lead_time_p50",
+        "dora.lead_time_p90",
+        "dora.change_failure_rate",
+        "dora.rework_rate",
+    }
+)
 
 Row = dict[str, Any]
 Cell = tuple[Any, ...]
@@ -250,14 +271,52 @@ Cell = tuple[Any, ...]
 
 @dataclass(frozen=True)
 class Settings:
+    """The settings the metric definitions read (DESIGN §5's table; names as there)."""
+
     timezone: str = "UTC"
-    production_environments: tuple[str, ...] = ("production", "prod")
+    production_environments: tuple[str, ...] = ("production", "prod")  # (v2) glob patterns
     incident_link_window: timedelta | None = timedelta(days=7)  # None = unbounded
     quantile: str = "linear"  # or "lower"
     tier_year: int = 2023  # or 2021
+    failure_from_remediation: bool = True  # (v2)
+    failure_severities: tuple[str, ...] = ()  # (v2) empty = all severities
+    tier_min_n: int = 5  # (v2)
+    lead_time_start: str = "committed"  # (v2) or "authored"
+    bot_actors: tuple[str, ...] = ("*[bot]",)  # (v2) glob patterns
 
 
 DEFAULT_SETTINGS = Settings()
+
+# (v2) `definitions`: the settings each preset implies (DESIGN §5; docs/metrics.md "How the peers
+# define these"). Settings a preset does not name keep their defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    "heatlens": {},
+    "devlake": {
+        "incident_link_window": None,  # the last deployment before the incident, however long
+        "quantile": "lower",
+        "tier_year": 2021,
+        "failure_from_remediation": False,  # failures only through incidents
+        "failure_severities": (),
+        "tier_min_n": 1,  # a tier on any row
+        "lead_time_start": "authored",  # first commit's authored time
+    },
+    "fourkeys": {
+        "incident_link_window": timedelta(0),  # no link by time (bar an incident at the instant)
+        "quantile": "linear",
+        "tier_year": 2021,  # restore time, as Four Keys measures it
+        "failure_from_remediation": False,
+        "failure_severities": (),
+        "tier_min_n": 1,
+        "lead_time_start": "committed",
+    },
+}
+
+
+def settings_for(definitions: str = "heatlens", **overrides: Any) -> Settings:
+    """Settings of a `definitions` preset; explicit settings (overrides) win over the preset."""
+    if definitions not in PRESETS:
+        raise ValueError(f"unknown definitions {definitions!r}: expected one of {sorted(PRESETS)}")
+    return Settings(**{**PRESETS[definitions], **overrides})
 
 
 # --------------------------------------------------------------------------- formulas
@@ -433,8 +492,17 @@ def _normalise(records: dict[str, list[dict]]) -> dict[str, list[dict]]:
     return out
 
 
+def glob_match(value: str, pattern: str) -> bool:
+    """Case-insensitive glob: `*` any run, `?` one character, everything else literal."""
+    # DESIGN ambiguity: `[` is literal (the default bot pattern `*[bot]` is no character class).
+    regex = "".join(
+        ".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern.lower()
+    )
+    return re.fullmatch(regex, value.lower(), flags=re.DOTALL) is not None
+
+
 def _is_production(env: str, settings: Settings) -> bool:
-    return env.lower() in {e.lower() for e in settings.production_environments}
+    return any(glob_match(env, p) for p in settings.production_environments)
 
 
 def _shas(d: dict) -> set[str]:
@@ -473,7 +541,42 @@ class _Data:
             if d["result"] == "success" and _is_production(d["environment"], settings)
         ]
         self.deployments_by_id = {d["id"]: d for d in r["deployment"]}
+        # (v2) failure_severities: only incidents of those severities (or none) count in DORA
+        severities = {x.lower() for x in settings.failure_severities}
+        self.incidents = [
+            inc
+            for inc in r["incident"]
+            if not severities
+            or inc.get("severity") is None
+            or str(inc["severity"]).lower() in severities
+        ]
         self.links = self._link_incidents()
+        self.remediated = self._remediated() if settings.failure_from_remediation else {}
+        self.failed = {dep for dep, _rule in self.links.values() if dep is not None}
+        self.failed |= set(self.remediated)
+        # (v2) incidents "for" a service: its own `service`, or a link to that service's deployment
+        self.incident_services = {inc.get("service") for inc in self.incidents}
+        for dep_id, _rule in self.links.values():
+            if dep_id is not None:
+                self.incident_services.add(self.deployments_by_id[dep_id]["service"])
+        self.incident_services.discard(None)
+        # DESIGN ambiguity: "ever" for both signals: a service with an incident or a deployment of
+        # known kind at any time has a signal (a deployment remediated later keeps its signal).
+        self.signal_services = self.incident_services | {
+            d["service"] for d in self.dora if d.get("kind") is not None
+        }
+        # (v2) teams that own a service or appear on a deployment: the only teams with DORA rows
+        self.delivering_teams = {s.get("team") for s in r["service"]} | {
+            self.record_team(d) for d in r["deployment"]
+        }
+        self.delivering_teams.discard(None)
+        # (v2) where stored history starts
+        self.history_deployment = min((d["finished_at"] for d in r["deployment"]), default=None)
+        self.history_usage: dict[Any, datetime] = {}
+        for u in r["usage"]:
+            for key in (None, u["capability"]):
+                if key not in self.history_usage or u["ts"] < self.history_usage[key]:
+                    self.history_usage[key] = u["ts"]
         self._wave_ts = self._waves()
         self.question_capability: dict[tuple[str, str], Any] = {}
         for s in r["survey"]:
@@ -557,13 +660,20 @@ class _Data:
             waves[s] = opens if opens is not None else first.get(s)
         return waves
 
-    # ---- incident links
+    # ---- incident links and failures
 
     def _link_incidents(self) -> dict[str, tuple[str | None, str]]:
         window = self.settings.incident_link_window
         dora_ids = {d["id"] for d in self.dora}
         links: dict[str, tuple[str | None, str]] = {}
+        # (v2) incidents the reports leave out by severity: never linked
+        counted = {inc["id"] for inc in self.incidents}
+        self.cross_service: set[str] = set()
+        self.root_cause_not_deployed: set[str] = set()
         for inc in self.r["incident"]:
+            if inc["id"] not in counted:
+                links[inc["id"]] = (None, "severity")
+                continue
             dep_id, sha, service = (
                 inc.get("deployment_id"),
                 inc.get("root_cause_sha"),
@@ -572,23 +682,31 @@ class _Data:
             found: dict | None = None
             rule = "unlinked"
             if dep_id is not None:
-                # rule 1 decides alone: a successful production deployment with that id, else none
+                # rule 1 decides alone: a successful production deployment with that id, else none;
+                # (v2) another service's deployment still links, and is counted in a warning
                 if dep_id in dora_ids:
                     found, rule = self.deployments_by_id[dep_id], "deployment_id"
+                    if service is not None and found["service"] != service:
+                        self.cross_service.add(inc["id"])
             elif sha is not None:
-                # DESIGN ambiguity: "first" = lowest (finished_at, id), at any time.
+                # (v2) the first (lowest (finished_at, id)) among those finished by opened_at
                 found = _first(
                     d
                     for d in self.dora
-                    if sha in _shas(d) and (service is None or d["service"] == service)
+                    if sha in _shas(d)
+                    and (service is None or d["service"] == service)
+                    and d["finished_at"] <= inc["opened_at"]
                 )
                 rule = "root_cause_sha" if found else "unlinked"
+                if found is None:
+                    self.root_cause_not_deployed.add(inc["id"])
             elif inc.get("cause") != "external" and service is not None:
                 opened = inc["opened_at"]
                 candidates = [
                     d
                     for d in self.dora
                     if d["service"] == service
+                    and d.get("kind") != "rollback"  # (v2) a rollback restores a known version
                     and timedelta(0) <= opened - d["finished_at"]
                     and (window is None or opened - d["finished_at"] <= window)
                 ]
@@ -596,6 +714,30 @@ class _Data:
                 rule = "window" if found else "unlinked"
             links[inc["id"]] = (found["id"] if found else None, rule)
         return links
+
+    def _remediated(self) -> dict[str, str]:
+        """(v2) deployment id -> the rollback or hotfix that remediated it."""
+        per_service: dict[str, list[dict]] = defaultdict(list)
+        for d in self.dora:
+            per_service[d["service"]].append(d)
+        remediated: dict[str, str] = {}
+        for deps in per_service.values():
+            deps.sort(key=lambda d: (d["finished_at"], d["id"]))
+            for i, d in enumerate(deps):
+                if d.get("kind") not in ("rollback", "hotfix"):
+                    continue
+                earlier = [e for e in deps[:i] if e.get("kind") != "rollback"]
+                if earlier:
+                    # DESIGN ambiguity: the first remediation (in (finished_at, id) order) is kept.
+                    remediated.setdefault(earlier[-1]["id"], d["id"])
+        return remediated
+
+    def archived_by(self, team: str, ts: datetime) -> bool:
+        archived = self.teams[team].get("archived_at") if team in self.teams else None
+        return archived is not None and archived <= ts
+
+    def is_bot(self, actor: str | None) -> bool:
+        return actor is not None and any(glob_match(actor, p) for p in self.settings.bot_actors)
 
     # ---- segment value domains
 
@@ -628,7 +770,12 @@ class _Data:
             "service": services - set(self.services),
             "capability": caps - set(self.capabilities),
             "action": {x.get("action") for x in r["usage"]},
-            "environment": {x["environment"] for x in r["deployment"]},
+            # (v2) production environments only, lower-cased
+            "environment": {
+                x["environment"].lower()
+                for x in r["deployment"]
+                if _is_production(x["environment"], self.settings)
+            },
             "question": questions,
         }
         return {k: v - {None} for k, v in seen.items()}
@@ -682,7 +829,9 @@ class _Data:
             }
         else:
             # DESIGN ambiguity: empty registry -> resolved teams of all usage, any capability.
-            base = {self.usage_team(u) for u in self.r["usage"]} - {None}
+            base = {
+                self.usage_team(u) for u in self.r["usage"] if not self.is_bot(u.get("actor"))
+            } - {None}
         if by_capability:
             cap = self.capabilities.get(capability)
             if cap is not None:
@@ -780,8 +929,23 @@ class _Report:
             out[self.cell(o["seg"])].append(o)
         return out
 
-    def domain_cells(self, p: Period) -> set[Cell]:
-        return set(product(*(self.d.domain(k, p) for k in self.by)))
+    def domain_cells(self, p: Period, dora: bool = False) -> set[Cell]:
+        """Segment values that exist in p; (v2) for DORA only teams that deliver (and groups)."""
+        domains = []
+        for key in self.by:
+            values = self.d.domain(key, p)
+            if dora and key in ("team", "group"):
+                teams = self.d.domain("team", p) & self.d.delivering_teams
+                values = teams if key == "team" else {self.d.group(t) for t in teams}
+            domains.append(values)
+        return set(product(*domains))
+
+    def delivers(self, cell: Cell) -> bool:
+        """(v2) A team that owns no service and appears on no deployment gets no DORA rows."""
+        if "team" not in self.by:
+            return True
+        team = cell[self.by.index("team")]
+        return team is None or team in self.d.delivering_teams
 
     def launched(self, p: Period, cell: Cell) -> bool:
         """No rows for a registry capability in periods that end before its launched_at."""
@@ -799,18 +963,28 @@ class _Report:
         cell: Cell,
         result: tuple[Any, Any, Any],
         suppressed: bool = False,
+        open_wave: bool = False,
     ) -> Row:
         value, n, ci = result
         tier_value = None
-        year = self.d.settings.tier_year
+        settings = self.d.settings
         if (
             not suppressed
             and value is not None
             and self.grain in ("month", "quarter", "all")
             and ("team" in self.by or "service" in self.by)
-            and _has_tier(metric, year)
+            and _has_tier(metric, settings.tier_year)
+            # (v2) tiers only on enough data (deployment frequency: n is not an observation count)
+            and (metric == "dora.deployment_frequency" or n >= settings.tier_min_n)
         ):
-            tier_value = tier(metric, value, year)
+            tier_value = tier(metric, value, settings.tier_year)
+        # DESIGN ambiguity: the row's (clipped) period end is compared with now.
+        complete = not p.end_dt > self.now and not open_wave
+        if metric in ("dora.change_failure_rate", "dora.recovery_time_p50"):
+            # (v2) links may still arrive for the link window after the period (7 d if unbounded)
+            window = settings.incident_link_window
+            wait = timedelta(days=7) if window is None else window
+            complete = complete and not p.end_dt + wait > self.now
         return {
             "metric": metric,
             "period": p.label,
@@ -820,8 +994,7 @@ class _Report:
             "ci": None if suppressed else ci,
             "suppressed": suppressed,
             "tier": tier_value,
-            # DESIGN ambiguity: the row's (clipped) period end is compared with now.
-            "complete": not p.end_dt > self.now,
+            "complete": complete,
         }
 
     def simple(
@@ -833,13 +1006,14 @@ class _Report:
     ) -> list[Row]:
         """Rows of a non-happiness metric: fn(observations of the cell, period, cell)."""
         rows = []
+        dora = metric.startswith("dora.")
         for p, bucket in zip(self.periods, self.bucket(obs), strict=True):
             groups = self.by_cell(bucket)
             cells = set(groups)
             if zero_fill:
-                cells |= self.domain_cells(p)
+                cells |= self.domain_cells(p, dora)
             for cell in sorted(cells, key=_cell_key):
-                if not self.launched(p, cell):
+                if not self.launched(p, cell) or (dora and not self.delivers(cell)):
                     continue
                 result = fn(groups.get(cell, []), p, cell)
                 if result is not None:
@@ -864,6 +1038,10 @@ class _Report:
             self._usage_obs = obs
         return self._usage_obs
 
+    def adoption_obs(self) -> list[dict]:
+        """(v2) Usage that counts for adoption: not by an actor matching `bot_actors`."""
+        return [o for o in self.usage_obs() if not self.d.is_bot(o.get("actor"))]
+
     def cell_filter(self, cell: Cell, team: str | None, capability: Any = None) -> bool:
         """Does a team (and a capability) belong to the cell's team/group/capability values?"""
         seg = dict(zip(self.by, cell, strict=True))
@@ -874,7 +1052,7 @@ class _Report:
         return not ("capability" in seg and seg["capability"] != capability)
 
     def adoption(self, metric: str) -> list[Row]:
-        usage = self.usage_obs()
+        usage = self.adoption_obs()
         if metric == "adoption.active_users":
             return self.simple(metric, usage, _count_distinct("actor"), zero_fill=True)
         if metric == "adoption.active_teams":
@@ -920,10 +1098,33 @@ class _Report:
                 }
                 for (team, cap), ts in first.items()
             ]
-            return self.simple(metric, obs, lambda o, p, c: (len(o), len(o), None), zero_fill=True)
+            rows = self.simple(metric, obs, lambda o, p, c: (len(o), len(o), None), zero_fill=True)
+            kept = [r for r in rows if not self.history_starts(r)]
+            self.warn(
+                "history_start",
+                "new teams omitted in the period where stored usage starts (every team looks new "
+                "there): ingest earlier usage, or set the capability's `launched_at`",
+                len(rows) - len(kept),
+            )
+            return kept
         if metric == "adoption.team_retention":
             return self.retention(metric, usage)
         raise AssertionError(metric)
+
+    def history_starts(self, row: Row) -> bool:
+        """(v2) Is the row's period the one holding the first stored usage (of its capability)?"""
+        capability = row["segment"].get("capability")
+        first = self.d.history_usage.get(capability)
+        if first is None:
+            return False
+        p = next(p for p in self.periods if p.label == row["period"])
+        # DESIGN ambiguity: "the period" is the calendar period (the clipped first period counts
+        # when history starts in its clipped-off part); history = all stored usage, bots included.
+        if not p.cal_start <= self.d.local_day(first) < p.cal_end:
+            return False
+        cap = self.d.capabilities.get(capability) if capability is not None else None
+        launched = cap.get("launched_at") if cap else None
+        return launched is None or launched < _local_midnight(p.cal_start, self.d.tz)
 
     def retention(self, metric: str, usage: list[dict]) -> list[Row]:
         if self.grain == "all":
@@ -941,6 +1142,8 @@ class _Report:
                 if not self.launched(p, cell):
                     continue
                 before = {o["team_"] for o in prev_groups.get(cell, [])} - {None}
+                # (v2) archiving is not churn: teams archived by this period's start leave
+                before = {t for t in before if not self.d.archived_by(t, p.start_dt)}
                 if not before:
                     continue
                 now_active = {o["team_"] for o in cur_groups.get(cell, [])}
@@ -951,7 +1154,7 @@ class _Report:
 
     def warn_ineligible(self) -> None:
         pairs = set()
-        for i, bucket in enumerate(self.bucket(self.usage_obs())):
+        for i, bucket in enumerate(self.bucket(self.adoption_obs())):
             p = self.periods[i]
             for o in bucket:
                 team = o["team_"]
@@ -969,6 +1172,8 @@ class _Report:
         attempts = [o for o in self.usage_obs() if o.get("outcome") is not None]
         if metric == "task.attempts":
             return self.simple(metric, attempts, lambda o, p, c: (len(o), len(o), None), True)
+        if metric in ("task.first_attempt_success_rate", "task.eventual_success_rate"):
+            return self.runs(metric, attempts)
         outcome = {
             "task.success_rate": "success",
             "task.failure_rate": "failure",
@@ -983,6 +1188,33 @@ class _Report:
             return (x / len(obs), len(obs), proportion_ci(x, len(obs)))
 
         return self.simple(metric, attempts, share, zero_fill=False)
+
+    def runs(self, metric: str, attempts: list[dict]) -> list[Row]:
+        """(v2) Runs (`run`, else the record's id), counted where their first attempt is."""
+        by_run: dict[Any, list[dict]] = defaultdict(list)
+        for o in attempts:
+            # DESIGN ambiguity: a run id is one run whatever the capability of its records.
+            by_run[o["run"] if o.get("run") is not None else ("id", o["id"])].append(o)
+        runs = []
+        for records in by_run.values():
+            # DESIGN ambiguity: a missing attempt number counts as 1; ties by ts, then id.
+            first = min(records, key=lambda o: (o.get("attempt") or 1, o["ts"], o["id"]))
+            runs.append(
+                {
+                    **first,
+                    "first_ok": first["outcome"] == "success",
+                    "any_ok": any(o["outcome"] == "success" for o in records),
+                }
+            )
+        field = "first_ok" if metric == "task.first_attempt_success_rate" else "any_ok"
+
+        def share(obs: list[dict], p: Period, cell: Cell) -> Result:
+            if not obs:
+                return None
+            x = sum(1 for o in obs if o[field])
+            return (x / len(obs), len(obs), proportion_ci(x, len(obs)))
+
+        return self.simple(metric, runs, share, zero_fill=False)
 
     def quantile_fn(self, q: float, field: str = "value") -> Callable[..., Result]:
         mode = self.d.settings.quantile
@@ -1003,14 +1235,23 @@ class _Report:
                 if o.get("outcome") == "success" and o.get("duration_s") is not None
             ]
             return self.simple(metric, obs, self.quantile_fn(q), zero_fill=False)
+        if metric == "efficiency.services_awaiting_first_deploy":
+            return self.awaiting(metric)
         # time to first deploy, days, for services with created_at
-        obs, negative = [], 0
+        obs, negative, before_history = [], 0, 0
+        history = self.d.history_deployment
         for sid, s in self.d.services.items():
             if s.get("created_at") is None:
                 continue
             # DESIGN ambiguity: the first *successful* production deployment, segmented by it.
             first = _first(d for d in self.d.dora if d["service"] == sid)
             if first is None:
+                continue
+            # (v2) a service older than the stored history: its first stored deployment is not
+            # its first deployment. DESIGN ambiguity: history = the first deployment record of
+            # any kind; counted like the negatives, by the first deployment's time.
+            if history is not None and s["created_at"] < history:
+                before_history += self.in_range(first["finished_at"])
                 continue
             days = (first["finished_at"] - s["created_at"]).total_seconds() / 86400
             if days < 0:
@@ -1021,10 +1262,36 @@ class _Report:
             )
         self.warn(
             "negative_time_to_first_deploy",
-            "services whose first production deployment precedes created_at were dropped",
+            "services whose first production deployment precedes `created_at` were dropped",
             negative,
         )
+        self.warn(
+            "created_before_history",
+            "services with `created_at` before the first stored deployment have no time to first "
+            "deploy (ingest their earlier deployments)",
+            before_history,
+        )
         return self.simple(metric, obs, self.quantile_fn(0.5), zero_fill=False)
+
+    def awaiting(self, metric: str) -> list[Row]:
+        """(v2) Services created before the period's end with no production deployment by then."""
+        rows = []
+        for p in self.periods:
+            groups: dict[Cell, int] = defaultdict(int)
+            for sid, s in self.d.services.items():
+                # DESIGN ambiguity: only services with `created_at`; "production deployment" is a
+                # successful one (as for time to first deploy), finished before the period's end.
+                if s.get("created_at") is None or not s["created_at"] < p.end_dt:
+                    continue
+                if any(d["service"] == sid and d["finished_at"] < p.end_dt for d in self.d.dora):
+                    continue
+                team = s.get("team")
+                seg = {"team": team, "group": self.d.group(team), "service": sid}
+                groups[self.cell(seg)] += 1
+            for cell in sorted(set(groups) | self.domain_cells(p), key=_cell_key):
+                n = groups.get(cell, 0)
+                rows.append(self.row(metric, p, cell, (n, n, None)))
+        return rows
 
     # ---- DORA
 
@@ -1034,52 +1301,127 @@ class _Report:
             "team": team,
             "group": self.d.group(team),
             "service": d["service"],
-            "environment": d["environment"],
+            "environment": d["environment"].lower(),  # (v2) lower-cased
         }
 
     def incident_seg(self, inc: dict) -> dict[str, Any]:
         team = self.d.record_team(inc)
         return {"team": team, "group": self.d.group(team), "service": inc.get("service")}
 
+    def warn_deployments(self) -> None:
+        """(v2) Warnings of every deployment metric: excluded environments, repeated shas."""
+        excluded: dict[str, int] = defaultdict(int)
+        for d in self.d.r["deployment"]:
+            if (
+                d["result"] == "success"
+                and not _is_production(d["environment"], self.d.settings)
+                and self.in_range(d["finished_at"])
+            ):
+                excluded[d["environment"].lower()] += 1
+        top = sorted(excluded, key=lambda e: (-excluded[e], e))[:3]
+        self.warn(
+            "excluded_environments",
+            f"successful deployments to environments that are not production ({', '.join(top)}) "
+            "were left out; add glob patterns to `production_environments` to count them",
+            sum(excluded.values()),
+        )
+        repeated, seen = 0, set()
+        for d in sorted(self.d.dora, key=lambda d: (d["finished_at"], d["id"])):
+            sha = d.get("commit_sha")
+            if sha is None:
+                continue
+            key = (d["service"], sha)
+            if key in seen and d.get("kind") != "rollback":
+                repeated += self.in_range(d["finished_at"])
+            seen.add(key)
+        self.warn(
+            "repeated_deployments",
+            "deployments of a `commit_sha` the service had already deployed (not rollbacks) "
+            "count again in deployment frequency; set `environment` per region or `kind`",
+            repeated,
+        )
+
+    def warn_incidents(self) -> None:
+        """Warnings of the metrics that read incident links."""
+        in_range = [inc for inc in self.d.incidents if self.in_range(inc["opened_at"])]
+        unlinked = sum(
+            1
+            for inc in in_range
+            if self.d.links[inc["id"]][0] is None and inc.get("cause") != "external"
+        )
+        self.warn(
+            "unlinked_incidents",
+            "incidents not linked to any deployment: set `deployment_id` or `root_cause_sha`, "
+            "or widen `incident_link_window`",
+            unlinked,
+        )
+        self.warn(
+            "cross_service_links",
+            "incidents whose `deployment_id` names a deployment of another `service` "
+            "(the link holds)",
+            sum(1 for inc in in_range if inc["id"] in self.d.cross_service),
+        )
+        self.warn(
+            "root_cause_not_yet_deployed",
+            "incidents whose `root_cause_sha` no deployment had shipped by `opened_at` "
+            "were left unlinked",
+            sum(1 for inc in in_range if inc["id"] in self.d.root_cause_not_deployed),
+        )
+
+    def has_failure_signal(self, obs: list[dict]) -> bool:
+        """(v2) Do the deployments' services have an incident, or a deployment of known kind?"""
+        return any(d["service"] in self.d.signal_services for d in obs)
+
     def dora(self, metric: str) -> list[Row]:
         deployments = [
             {**d, "ts": d["finished_at"], "seg": self.deployment_seg(d)} for d in self.d.dora
         ]
-        linked = {dep for dep, _rule in self.d.links.values() if dep is not None}
         if metric in ("dora.change_failure_rate", "dora.recovery_time_p50"):
-            unlinked = sum(
-                1
-                for inc in self.d.r["incident"]
-                if self.d.links[inc["id"]][0] is None
-                and inc.get("cause") != "external"
-                and self.in_range(inc["opened_at"])
-            )
-            self.warn("unlinked_incidents", "incidents not linked to any deployment", unlinked)
+            self.warn_incidents()
+        if metric in _DEPLOYMENT_METRICS:
+            self.warn_deployments()
         if metric == "dora.deployments":
             return self.simple(metric, deployments, lambda o, p, c: (len(o), len(o), None), True)
         if metric == "dora.deployment_frequency":
             return self.simple(
                 metric, deployments, lambda o, p, c: (len(o) / p.days, len(o), None), True
             )
-        if metric in ("dora.change_failure_rate", "dora.rework_rate"):
+        if metric == "dora.change_failure_rate":
+            no_signal = 0
 
-            def failed(d: dict) -> bool:
-                if metric == "dora.change_failure_rate":
-                    return d["id"] in linked
-                return d["kind"] in ("hotfix", "rollback")
-
-            def share(obs: list[dict], p: Period, cell: Cell) -> Result:
+            def cfr(obs: list[dict], p: Period, cell: Cell) -> Result:
+                nonlocal no_signal
                 if not obs:
                     return None
-                x = sum(1 for d in obs if failed(d))
+                if not self.has_failure_signal(obs):
+                    no_signal += 1
+                    return None
+                x = sum(1 for d in obs if d["id"] in self.d.failed)
                 return (x / len(obs), len(obs), proportion_ci(x, len(obs)))
 
-            return self.simple(metric, deployments, share, zero_fill=False)
+            rows = self.simple(metric, deployments, cfr, zero_fill=False)
+            self.warn(
+                "no_failure_signal",
+                "change failure rate omitted where no incident is stored for the services and no "
+                "deployment has a known `kind`: ingest incidents or set `kind` on deployments",
+                no_signal,
+            )
+            return rows
+        if metric == "dora.rework_rate":
+
+            def rework(obs: list[dict], p: Period, cell: Cell) -> Result:
+                known = [d for d in obs if d.get("kind") is not None]
+                if not known:
+                    return None
+                x = sum(1 for d in known if d["kind"] in ("hotfix", "rollback"))
+                return (x / len(known), len(known), proportion_ci(x, len(known)))
+
+            return self.simple(metric, deployments, rework, zero_fill=False)
         if metric.startswith("dora.lead_time_"):
             return self.lead_time(metric)
         if metric == "dora.recovery_time_p50":
             obs, negative = [], 0
-            for inc in self.d.r["incident"]:
+            for inc in self.d.incidents:
                 dep_id = self.d.links[inc["id"]][0]
                 if dep_id is None or inc.get("resolved_at") is None:
                     continue
@@ -1093,44 +1435,86 @@ class _Report:
                 )
             self.warn(
                 "negative_recovery_time",
-                "incidents resolved before their deployment finished were dropped",
+                "incidents with `resolved_at` before their deployment's `finished_at` were dropped",
                 negative,
             )
             return self.simple(metric, obs, self.quantile_fn(0.5), zero_fill=False)
         if metric == "dora.time_to_restore_p50":
-            # DESIGN ambiguity: no drop rule is stated for restore times; all resolved incidents.
-            obs = [
-                {
-                    "ts": inc["resolved_at"],
-                    "seg": self.incident_seg(inc),
-                    "value": (inc["resolved_at"] - inc["opened_at"]).total_seconds() / 3600,
-                }
-                for inc in self.d.r["incident"]
-                if inc.get("resolved_at") is not None
-            ]
+            obs, negative = [], 0
+            for inc in self.d.incidents:
+                if inc.get("resolved_at") is None:
+                    continue
+                hours = (inc["resolved_at"] - inc["opened_at"]).total_seconds() / 3600
+                if hours < 0:  # (v2) dropped, like every other duration
+                    negative += self.in_range(inc["resolved_at"])
+                    continue
+                obs.append(
+                    {"ts": inc["resolved_at"], "seg": self.incident_seg(inc), "value": hours}
+                )
+            self.warn(
+                "negative_time_to_restore",
+                "incidents with `resolved_at` before `opened_at` were dropped",
+                negative,
+            )
             return self.simple(metric, obs, self.quantile_fn(0.5), zero_fill=False)
+        if metric == "dora.open_incidents":
+            return self.open_incidents(metric)
         raise AssertionError(metric)
+
+    def open_incidents(self, metric: str) -> list[Row]:
+        """(v2) Incidents opened before the period's end and not resolved by it."""
+        rows = []
+        for p in self.periods:
+            groups: dict[Cell, int] = defaultdict(int)
+            for inc in self.d.incidents:
+                resolved = inc.get("resolved_at")
+                # DESIGN ambiguity: resolved exactly at the period's end is still open in it.
+                if inc["opened_at"] < p.end_dt and (resolved is None or resolved >= p.end_dt):
+                    groups[self.cell(self.incident_seg(inc))] += 1
+            cells = set(groups) | self.domain_cells(p, dora=True)
+            for cell in sorted(cells, key=_cell_key):
+                if self.launched(p, cell) and self.delivers(cell):
+                    n = groups.get(cell, 0)
+                    rows.append(self.row(metric, p, cell, (n, n, None)))
+        return rows
 
     def lead_time(self, metric: str) -> list[Row]:
         without = sum(1 for d in self.d.dora if not _shas(d) and self.in_range(d["finished_at"]))
         self.warn(
             "deployment_without_commits",
-            "deployments with neither commit_sha nor commits ship no change",
+            "deployments with neither `commit_sha` nor `commits` ship no change",
             without,
+        )
+        changes = {c["id"] for c in self.d.r["change"]}
+        unknown = {
+            sha
+            for d in self.d.dora
+            if self.in_range(d["finished_at"])
+            for sha in _shas(d)
+            if sha not in changes
+        }
+        self.warn(
+            "unknown_changes",
+            "shipped shas (`commit_sha`, `commits`) with no `change` record have no lead time",
+            len(unknown),
         )
         shipped: dict[str, list[dict]] = defaultdict(list)
         for d in self.d.dora:
             for sha in _shas(d):
                 shipped[sha].append(d)
+        authored = self.d.settings.lead_time_start == "authored"
         obs, negative = [], 0
         for change in self.d.r["change"]:
+            start = change["committed_at"]
+            if authored and change.get("authored_at") is not None:
+                start = change["authored_at"]  # (v2) lead_time_start = "authored"
             per_service: dict[str, list[dict]] = defaultdict(list)
             for d in shipped.get(change["id"], []):
                 per_service[d["service"]].append(d)
             for deps in per_service.values():
                 first = _first(deps)
                 assert first is not None
-                hours = (first["finished_at"] - change["committed_at"]).total_seconds() / 3600
+                hours = (first["finished_at"] - start).total_seconds() / 3600
                 if hours < 0:
                     negative += self.in_range(first["finished_at"])
                     continue
@@ -1139,7 +1523,8 @@ class _Report:
                 )
         self.warn(
             "negative_lead_time",
-            "changes deployed before their commit time were dropped",
+            "changes deployed before their start (`lead_time_start`: `committed_at` or "
+            "`authored_at`) were dropped",
             negative,
         )
         q = 0.5 if metric.endswith("p50") else 0.9
@@ -1310,6 +1695,16 @@ _WARNING_ORDER = (
     "ineligible_active_teams",
     "suppressed_segments",
     "unknown_services",
+    # (v2)
+    "negative_time_to_restore",
+    "excluded_environments",
+    "repeated_deployments",
+    "unknown_changes",
+    "cross_service_links",
+    "root_cause_not_yet_deployed",
+    "no_failure_signal",
+    "history_start",
+    "created_before_history",
 )
 
 

@@ -104,7 +104,8 @@ def test_empty_periods_count_zero_and_omit_proportions() -> None:
             {"id": "u1", "ts": t("2024-01-02T10:00"), "capability": "ci", "actor": "ana"},
             {"id": "u2", "ts": t("2024-01-03T10:00"), "capability": "ci", "outcome": "success"},
         ],
-        "deployment": [deploy("d1", "s", "2024-01-02T12:00")],
+        # (v2) a known kind: the change failure rate rests on a signal (see no_failure_signal)
+        "deployment": [deploy("d1", "s", "2024-01-02T12:00", kind="planned")],
     }
     metrics = (
         "adoption.active_users",
@@ -190,6 +191,7 @@ def test_commit_sha_only_ships_one_change_and_negative_lead_dropped() -> None:
         "service": [
             {"id": "s", "team": "a", "created_at": t("2023-12-31T00:00")},
             {"id": "t", "team": "a", "created_at": t("2024-01-10T00:00")},
+            {"id": "u", "team": "a"},
         ],
         "change": [
             {"id": "c1", "committed_at": t("2024-01-03T00:00")},
@@ -198,6 +200,8 @@ def test_commit_sha_only_ships_one_change_and_negative_lead_dropped() -> None:
             {"id": "c8", "committed_at": t("2024-01-08T00:00")},
         ],
         "deployment": [
+            # (v2) stored history starts Dec 30, so s (created Dec 31) is not older than it
+            deploy("du", "u", "2023-12-30T00:00"),
             deploy("d0", "s", "2024-01-01T12:00", result="failure", commit_sha="c2"),
             deploy("d1", "s", "2024-01-02T00:00", commits=["c1", "c2"]),
             deploy("d2", "s", "2024-01-04T00:00", commit_sha="c1"),
@@ -240,8 +244,11 @@ def test_commit_sha_only_ships_one_change_and_negative_lead_dropped() -> None:
     # c1 → s: first deployment containing it is d1 (−24 h, dropped, not replaced by d2);
     # c2 → s: d1, +24 h; c8 → t: d6, +24 h; c7 is shipped by nothing
     assert value_n("dora.lead_time_p50") == (24.0, 2)
-    assert value("dora.change_failure_rate") == pytest.approx(1 / 5)  # d2 linked (i1, i2)
-    assert value("dora.rework_rate") == pytest.approx(2 / 5)  # d3 hotfix, d4 rollback
+    # (v2) d2 linked (i1, i2); d3's hotfix remediates d2; d4's rollback remediates the latest
+    # earlier non-rollback deployment of s, the hotfix d3 → failed {d2, d3} of 5
+    assert value("dora.change_failure_rate") == pytest.approx(2 / 5)
+    # (v2) kinds known only for d3 (hotfix) and d4 (rollback): 2 of 2
+    assert value_n("dora.rework_rate") == (1.0, 2)
     assert value_n("dora.recovery_time_p50") == (3.0, 1)  # i2 dropped
     assert value("dora.time_to_restore_p50") == 6.0  # median of [2, 12, 6]
     # s: created Dec 31, first successful production deployment d1 Jan 2 → 2 days (d0 failed);
@@ -253,6 +260,8 @@ def test_commit_sha_only_ships_one_change_and_negative_lead_dropped() -> None:
         "negative_time_to_first_deploy": 1,
         "deployment_without_commits": 1,  # d4
         "unlinked_incidents": 1,  # i3
+        "excluded_environments": 1,  # d5 (staging)
+        "unknown_changes": 1,  # c9, shipped by d3
     }
 
 
