@@ -639,6 +639,11 @@ class _Data:
         s = self.surveys.get(survey)
         return s["k"] if s else 5
 
+    def wave_open(self, survey: str, now: datetime) -> bool:
+        """(v2) A wave is open while its `closes_at` is after now."""
+        closes = self.surveys[survey].get("closes_at") if survey in self.surveys else None
+        return closes is not None and closes > now
+
     def wave_ts(self, survey: str) -> datetime | None:
         return self._wave_ts.get(survey)
 
@@ -1162,7 +1167,7 @@ class _Report:
                     pairs.add((i, o["capability"], team))
         self.warn(
             "ineligible_active_teams",
-            "teams used a capability they are not eligible for (period × capability × team)",
+            "teams used a capability not in its `eligible` list (period × capability × team)",
             len(pairs),
         )
 
@@ -1597,11 +1602,14 @@ class _Report:
                     "result": result,
                     "resp": len({o["who"] for o in obs}),
                     "k": max((self.d.survey_k(s) for s in surveys), default=0),
+                    "open": any(self.d.wave_open(s, self.now) for s in surveys),
                 }
             suppress(computed, len(self.by))
             for cell in sorted(computed, key=_cell_key):
                 c = computed[cell]
-                rows.append(self.row(metric, p, cell, c["result"], suppressed=c["sup"]))
+                rows.append(
+                    self.row(metric, p, cell, c["result"], suppressed=c["sup"], open_wave=c["open"])
+                )
         return rows
 
     def happiness_value(self, metric: str, obs: list[dict], invs: list[dict]) -> Result:
@@ -1736,7 +1744,7 @@ def report(
             rows.extend(rep.compute(metric))
     rep.warn(
         "suppressed_segments",
-        "happiness segments with fewer respondents than the survey's k were suppressed",
+        "happiness segments with fewer respondents than the survey's `k` were suppressed",
         sum(1 for r in rows if r["suppressed"]),
     )
     referenced = {
@@ -1744,7 +1752,7 @@ def report(
     }
     rep.warn(
         "unknown_services",
-        "services named by records but missing from the service registry",
+        "services named by records (`service`) with no `service` record",
         len(referenced - {None} - set(data.services)),
     )
     warnings = [
