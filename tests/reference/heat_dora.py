@@ -1,4 +1,4 @@
-"""Plain-Python reference implementation of DESIGN §4 (HEAT and DORA metric definitions).
+"""Plain-Python reference implementation of DESIGN §4 (HEAT and DORA metric definitions), v2.
 
 Written from DESIGN.md alone, independently of the Ibis metric engine, so that property tests can
 compare the engine against it on random data. Readability beats speed: every metric is computed by
@@ -6,14 +6,19 @@ filtering plain lists of records period by period and segment by segment.
 
 Public interface
 ----------------
-- ``Settings`` — timezone, production environments, incident link window, quantile mode, tier year.
+- ``Settings`` — timezone, production environments (glob patterns), incident link window, quantile
+  mode, tier year; (v2) failure_from_remediation, failure_severities, tier_min_n, lead_time_start,
+  bot_actors, with DESIGN §5's defaults. ``PRESETS`` and ``settings_for(definitions, **explicit)``:
+  the ``definitions`` presets as settings (explicit settings win over the preset).
 - ``report(records, *, grain, start, end, by=(), metrics=None, settings=..., now=None) -> dict``
   returns ``{"warnings": [{code, message, count}], "rows": [{metric, period, segment, value, n, ci,
   suppressed, tier, complete}]}`` exactly like DESIGN §5's report JSON (rows sorted by metric in
   catalog order, then period, then segment values with None first; order is not part of the
   contract). ``metrics`` takes ids or string prefixes (``"dora"``, ``"dora.lead_time"``).
 - ``link_incidents(records, settings) -> {incident_id: (deployment_id | None, rule)}`` with rule
-  ``"deployment_id"``, ``"root_cause_sha"``, ``"window"``, or ``"unlinked"`` (deployment None).
+  ``"deployment_id"``, ``"root_cause_sha"``, ``"window"``, ``"unlinked"`` (deployment None) or
+  (v2) ``"severity"`` (left out by ``failure_severities``; deployment None).
+- ``glob_match(value, pattern)``: the glob rule of ``production_environments`` and ``bot_actors``.
 - ``tier(metric, value, year) -> "elite" | "high" | "medium" | "low"`` (ValueError for a metric with
   no tier in that year).
 - ``quantile``, ``proportion_ci``, ``nps_ci``: the §4 formulas.
@@ -23,18 +28,19 @@ and no warnings that belong to it):
 
 - adoption.active_users, active_teams, team_retention: capability, team, group, service, action
 - adoption.eligible_teams, team_adoption_rate, new_teams: capability, team, group
-- task.*, efficiency.task_duration_p50/_p90: capability, team, group, service, action
-- efficiency.time_to_first_deploy: team, group, service
+- task.* (incl. first_attempt_success_rate, eventual_success_rate),
+  efficiency.task_duration_p50/_p90: capability, team, group, service, action
+- efficiency.time_to_first_deploy, services_awaiting_first_deploy: team, group, service
 - happiness.respondents, csat, nps, likert_mean, likert_median: survey, question, team, group,
   capability
 - happiness.response_rate: survey, team, group
 - dora.deployments, deployment_frequency, lead_time_p50/_p90, change_failure_rate, rework_rate:
   team, group, service, environment
-- dora.recovery_time_p50, dora.time_to_restore_p50: team, group, service
+- dora.recovery_time_p50, dora.time_to_restore_p50, dora.open_incidents: team, group, service
 
 Segment values of a record: usage — capability, resolved team, its group, service, action;
 deployment (and lead-time pairs, time to first deploy) — the deployment's resolved team, group,
-service, environment (after the ``production`` default, case kept); incident — resolved team,
+service, environment (after the ``production`` default, lower-cased); incident — resolved team,
 group, service; survey response — survey, question, team (as given), group, capability; survey
 invitation — survey, team, group. Team resolution: the record's ``team``, else the registry owner
 of its ``service``, else (usage only) the team of its ``actor`` by membership at ``ts``. Group: the
@@ -52,8 +58,12 @@ Which segment values "exist" in a period (zero-filled for counts and per-day rat
 - capability: registry capabilities (launched_at null or not after the period end); plus
   unregistered ids seen in usage.capability, survey_response.capability,
   survey.questions[].capability.
-- action (usage.action), environment (deployment.environment), question
-  (survey_response.question and survey.questions[].id): values seen anywhere, every period.
+- action (usage.action), question (survey_response.question and survey.questions[].id): values
+  seen anywhere, every period; environment: (v2) the lower-cased production environments of any
+  deployment record, every period.
+- (v2) DORA metrics only: teams that own no service (registry ``service.team``) and are the
+  resolved team of no deployment record (any environment or result) are not in the team domain and
+  get no rows at all (not even from incidents); the group domain is the groups of the other teams.
 - survey: a survey id (registry, responses, invitations) exists only in its wave's period.
 - None never exists by itself: a None segment value only appears where it has observations.
 Several ``by`` keys: the cross product of the keys' existing values, plus observed combinations.
@@ -73,6 +83,26 @@ timestamp that buckets the item lies in [--from, --to)):
 - suppressed_segments: the number of suppressed rows in the output.
 - unknown_services (always): distinct service ids named by usage, deployments, changes or incidents
   that have no service record.
+(v2), incidents after the ``failure_severities`` filter:
+- negative_time_to_restore: resolved incidents with resolved_at < opened_at, resolved in range.
+- excluded_environments (with any deployment metric: deployments, frequency, lead time, change
+  failure rate, rework): successful deployments to non-production environments, finished in range;
+  the message names the three most frequent (lower-cased).
+- repeated_deployments (with any deployment metric): DORA deployments finished in range, not
+  rollbacks, whose ``commit_sha`` an earlier (finished_at, id) DORA deployment of the same service
+  had as its ``commit_sha``.
+- unknown_changes (with lead time metrics): distinct shas shipped (commit_sha or commits) by DORA
+  deployments finished in range that have no change record.
+- cross_service_links, root_cause_not_yet_deployed (with change_failure_rate or
+  recovery_time_p50): incidents opened in range linked by ``deployment_id`` to a deployment of a
+  service other than their own ``service`` (set); incidents opened in range that rule 2 left
+  unlinked (sha never shipped, or only after ``opened_at``). Both kinds of unlinked incidents also
+  count in unlinked_incidents.
+- no_failure_signal: change-failure-rate rows omitted for lack of a signal.
+- history_start: new_teams rows omitted (zero-filled ones included).
+- created_before_history: services dropped from time_to_first_deploy as older than the stored
+  history, counted when their first production deployment is in range.
+Every message names, in backticks, the setting or record field that changes it.
 Messages are free text; compare codes and counts.
 
 DESIGN ambiguities and the decisions taken (each also marked ``# DESIGN ambiguity:`` in the code)
@@ -117,13 +147,13 @@ DESIGN ambiguities and the decisions taken (each also marked ``# DESIGN ambiguit
 18. Survey response capability: the response's ``capability``, else the ``capability`` of that
     question in its survey record's ``questions``.
 19. Survey k of a survey without record is 5; comments are not part of report rows.
-20. time_to_restore_p50 keeps negative values (DESIGN states no drop rule for it) and covers all
-    resolved incidents, linked or not.
+20. time_to_restore_p50 covers all resolved incidents, linked or not; (v2) negatives are dropped
+    (warning ``negative_time_to_restore``), as DESIGN v2 now states.
 21. Incidents have no environment: restore/recovery times support team, group, service only.
 22. Incident links: ``root_cause_sha``'s "first deployment" is the lowest (finished_at, id) among
-    successful production deployments containing the sha (any time, even after the incident);
-    ``deployment_id`` links regardless of the incident's service; a field is "present" when not
-    None.
+    successful production deployments containing the sha (v2: finished at or before
+    ``opened_at``); ``deployment_id`` links regardless of the incident's service (v2: warned); a
+    field is "present" when not None.
 23. ``tier`` is set on rows whose ``by`` includes team or service, for the tiered metrics of the
     tier year only (recovery_time_p50 in 2023, time_to_restore_p50 in 2021).
 24. Proportion/NPS intervals are computed on unrounded inputs; values are not rounded.
@@ -133,11 +163,81 @@ DESIGN ambiguities and the decisions taken (each also marked ``# DESIGN ambiguit
     answers of their kind with a score. Without ``--by question`` likert answers of different
     questions are pooled (DESIGN only recommends ``--by question``).
 27. Lead time: only changes with a change record; shas match exactly (no short-sha prefixing);
-    only successful production deployments ship. Environment zero-fill covers every environment
-    value seen, so non-production environments get dora.deployments 0 rows.
+    only successful production deployments ship. (v2) Environment zero-fill covers production
+    environments only (it covered every environment seen in v1).
 28. Each happiness metric is suppressed on its own (its own respondents per segment); the
     complementary rule runs per metric and period.
 29. Warning scopes and counts are decisions too (see "Warnings" above).
+
+Readings of DESIGN (v2)
+-----------------------
+Where DESIGN v2 is ambiguous, how this reference reads it (most also marked in the code):
+
+R1.  Globs (``production_environments``, ``bot_actors``): ``*`` and ``?`` are wildcards, every other
+    character is literal — ``[`` is no character class, so the default ``*[bot]`` means "ends in
+    ``[bot]``" (under fnmatch it would mean "ends in b, o or t"). Matching is case-insensitive
+    for both (DESIGN says so for environments only; GitHub logins are case-insensitive).
+R2.  Remediation: among DORA deployments (successful, production) of the same service, in any
+    production environment (DESIGN says "same service", not "same environment"); "earlier" and
+    "latest" follow (finished_at, id). A deployment remediated twice is simply failed. A failed
+    or non-production rollback remediates nothing. Rollbacks and hotfixes are never failed by
+    their own kind; a hotfix can be remediated by a later hotfix or rollback.
+R3.  ``failure_severities`` leaves the other incidents out of every DORA computation: links,
+    failed deployments, recovery, restore, open incidents, the incident warnings and the failure
+    signal. ``link_incidents`` reports them with rule ``"severity"``. Severities compare as
+    lower-cased strings; an incident without severity always counts.
+R4.  ``no_failure_signal``: a row's services are the services of its deployments; a service has a
+    signal when an incident (after the severity filter) names it as ``service`` or links to one of
+    its deployments, or when one of its DORA deployments has a known ``kind`` — both at any time
+    ("ever"), so a deployment whose rollback comes in a later period keeps its value. The
+    signal does not depend on ``failure_from_remediation``. The warning counts omitted rows.
+R5.  ``root_cause_not_yet_deployed`` counts every incident rule 2 leaves unlinked, including a sha
+    never deployed (DESIGN: "among those finished by the incident's opened_at, else unlinked
+    (warning …)"). "Finished by" is ``finished_at <= opened_at``.
+R6.  ``cross_service_links``: only rule 1 can cross services; an incident without ``service`` never
+    does.
+R7.  ``dora.open_incidents``: open at the period's (clipped) end ``E`` when ``opened_at < E`` and
+    (``resolved_at`` is null or ``resolved_at >= E``) — an incident resolved exactly at ``E`` is
+    resolved in the next period, so still open in this one. Zero-filled like every count.
+R8.  ``complete`` for change failure rate and recovery time: the (clipped) period end plus the
+    link window (7 days when unbounded; 0 for a window of 0) must be ≤ now. Time to restore,
+    rework and open incidents do not wait. A happiness row is incomplete while a survey
+    contributing to it (its responses or invitations in that row) has ``closes_at`` > now.
+R9.  ``tier_min_n`` compares with the row's ``n`` (deployments for CFR, observations for lead time,
+    recovery and restore); deployment frequency is not gated.
+R10. "Teams that own no service and appear on no deployment": ownership by a registry service's
+    ``team``; "appear" = resolved team of any deployment record (any environment or result), over
+    all stored data. Such teams get no DORA row of any metric (incident metrics included) when
+    ``--by team``; ``--by group`` zero-fills only groups of the other teams.
+R11. ``lead_time_start = "authored"`` uses ``authored_at`` when present, else ``committed_at``.
+R12. Bots leave every adoption metric, including the empty-registry eligible teams and the
+    ineligible_active_teams warning; they stay in task and efficiency metrics.
+R13. Runs: a run is keyed by ``run`` alone (whatever the capability), else by the record's id;
+    only records with an outcome take part; its first attempt is the lowest ``attempt`` (null
+    read as 1; ties by ts, then id); the run is bucketed and segmented by that record.
+R14. ``history_start``: "the period that contains the first stored usage" is the calendar
+    period (so a clipped first period counts when history starts in its clipped-off part; grain
+    ``all``: the range); "first stored usage" is over all usage, bots included; "launched_at inside
+    or after that period's start" is ``launched_at >= calendar period start``. Without ``--by
+    capability`` the first usage of anything decides and no launch date exempts the row.
+R15. ``created_before_history``: history starts at the earliest ``finished_at`` of any deployment
+    record (any environment or result); ``created_at`` before it excludes the service.
+R16. ``services_awaiting_first_deploy``: only services with ``created_at``; a production
+    deployment is a successful one finished before the period's end; segmented by the service's
+    registry team; services older than the history are not excluded.
+R17. Archived teams leave the previous period's set when ``archived_at`` ≤ the row's (clipped)
+    period start.
+R18. Presets (``definitions``): ``devlake`` = unbounded window, ``lower`` quantiles, 2021 tiers,
+    no remediation, tier_min_n 1, lead time from ``authored_at``; ``fourkeys`` = window 0 (docs:
+    ``"0m"``: only root-cause links, bar an incident at the very instant of a deployment), linear
+    quantiles, 2021 tiers (restore time, as Four Keys measures it), no remediation, tier_min_n 1,
+    lead time from ``committed_at``. Severities: all, for both. Settings a preset does not name
+    (production environments, bot actors) keep their defaults.
+R19. Codes DESIGN does not name: ``negative_time_to_restore``, ``repeated_deployments`` (rollbacks
+    are not counted — they redeploy a known sha by nature) and ``unknown_changes``.
+R20. Not covered here (no reference rule): ``ingest_timezone`` (ingest), ``--grain all`` default
+    range (CLI), ``check``/scorecard/tensions on complete rows (analysis), and the v2 happiness
+    rules (one row per wave, continuous surveys, suppression on atomic cells).
 """
 
 from __future__ import annotations
