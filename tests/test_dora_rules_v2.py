@@ -246,7 +246,8 @@ def test_open_incidents_at_each_period_end() -> None:
         inc("i2", "2024-01-02T00:00:00Z", service="s", resolved_at="2024-01-03T00:00:00Z"),
         # resolved in week 2: open at week 1's end (Jan 8 00:00) only
         inc("i3", "2024-01-05T00:00:00Z", service="t", resolved_at="2024-01-09T00:00:00Z"),
-        # resolved exactly at week 1's end: not open then
+        # resolved exactly at week 1's end, so in week 2 (as time to restore buckets it): still
+        # open at week 1's end
         inc("i4", "2024-01-05T00:00:00Z", service="t", resolved_at="2024-01-08T00:00:00Z"),
     ]
     rows, _ = run(
@@ -256,7 +257,7 @@ def test_open_incidents_at_each_period_end() -> None:
         end=date(2024, 1, 15),
         metrics=("dora.open_incidents",),
     )
-    assert value(rows, "dora.open_incidents", period="2024-01-01") == 2
+    assert value(rows, "dora.open_incidents", period="2024-01-01") == 3
     assert value(rows, "dora.open_incidents", period="2024-01-08") == 1
 
 

@@ -265,6 +265,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "fourkeys": {
         "incident_link_window": "0m",
+        "tier_year": 2021,  # Four Keys measures time to restore, the 2021 report's input
         "failure_from_remediation": False,
         "tier_min_n": 1,
     },

@@ -34,6 +34,7 @@ class Stat:
     d: float | None = None
     respondents: int = 0
     k: int = 0
+    open: bool = False  # a survey wave behind it is still open (closes_at > now): not final
 
 
 Stats = dict[tuple[date, SegmentKey], Stat]

@@ -17,7 +17,6 @@ from heatlens.metrics.intervals import proportion_ci
 from heatlens.metrics.linking import (
     hours_between,
     links,
-    not_yet_deployed,
     remediations,
     shipped,
 )
@@ -84,8 +83,10 @@ def delivery_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats
     linked = incident_links(ctx) if need_links else None
     if linked is not None:
         _warn_links(ctx, incidents, deps, linked)
-    if ids & set(DEPLOYMENT_METRICS):
+    if ids & {*DEPLOYMENT_METRICS, "dora.lead_time_p50", "dora.lead_time_p90"}:
         _warn_excluded(ctx)
+        _warn_repeated(ctx, deps)
+    if ids & set(DEPLOYMENT_METRICS):
         out.update(_deployment_stats(ctx, ids, deps, incidents, linked))
     lead = [m for m in metrics if m.id.startswith("dora.lead_time_")]
     if lead:
@@ -131,10 +132,15 @@ def _warn_links(ctx: MetricContext, incidents: Any, deps: Any, linked: Any) -> N
         "check the incident's `service`)",
         _count_in_range(ctx, cross, cross.opened_at),
     )
-    late = not_yet_deployed(incidents, deps)
+    late = joined.filter(
+        joined.linked_deployment.isnull()
+        & joined.deployment_id.isnull()
+        & joined.root_cause_sha.notnull()
+    )
     ctx.warn(
         "root_cause_not_yet_deployed",
-        "incidents whose `root_cause_sha` was deployed only after they opened were left unlinked",
+        "incidents whose `root_cause_sha` no deployment had shipped by `opened_at` were left "
+        "unlinked",
         _count_in_range(ctx, late, late.opened_at),
     )
 
@@ -156,6 +162,36 @@ def _warn_excluded(ctx: MetricContext) -> None:
     )
 
 
+def _warn_repeated(ctx: MetricContext, deps: Any) -> None:
+    """Deployments (not rollbacks) of a `commit_sha` their service had already deployed."""
+    d = deps.filter(deps.commit_sha.notnull())
+    # the earliest (finished_at, id) per (service, sha) is not a repeat; every later one is
+    ranked = d.mutate(
+        hl_rank=ibis.row_number().over(
+            ibis.window(group_by=[d.service, d.commit_sha], order_by=[d.finished_at, d.id])
+        )
+    )
+    again = ranked.filter(
+        (ranked.hl_rank > 0) & (ranked.kind.isnull() | (ranked.kind != "rollback"))
+    )
+    ctx.warn(
+        "repeated_deployments",
+        "deployments of a `commit_sha` the service had already deployed (not rollbacks) count "
+        "again in deployment frequency; set `environment` per region or `kind`",
+        _count_in_range(ctx, again, again.finished_at),
+    )
+
+
+def _signal_services(ctx: MetricContext, deps: Any, incidents: Any, linked: Any) -> Any:
+    """(`sig_service`): services with a failure signal, ever — an incident naming the service
+    or linked to one of its deployments, or a deployment of known `kind` (DESIGN §4 v2)."""
+    named = incidents.filter(incidents.service.notnull()).select(sig_service=incidents.service)
+    hit = linked.filter(linked.linked_deployment.notnull())
+    hit = hit.join(deps, hit.linked_deployment == deps.id).select(sig_service=deps.service)
+    known = deps.filter(deps.kind.notnull()).select(sig_service=deps.service)
+    return named.union(hit).union(known).distinct()
+
+
 def _deployment_stats(
     ctx: MetricContext, ids: set[str], deps: Any, incidents: Any, linked: Any
 ) -> dict[str, Stats]:
@@ -170,17 +206,14 @@ def _deployment_stats(
     if linked is not None:
         failed = failed_deployments(ctx, deps, linked)
         obs = obs.left_join(failed, obs.id == failed.failed_id)
-        signalled = incidents.filter(incidents.service.notnull()).select(
-            sig_service=incidents.service
-        )
-        signalled = signalled.distinct()
+        signalled = _signal_services(ctx, deps, incidents, linked)
         obs = obs.left_join(signalled, obs.service == signalled.sig_service)
         aggs = {
             "deployments": obs.count(),
             "rework": obs.count(where=obs.kind.isin(["hotfix", "rollback"])),
             "known": obs.count(where=obs.kind.notnull()),
             "failed": obs.count(where=obs.failed_id.notnull()),
-            "signal": obs.count(where=obs.sig_service.notnull() | obs.kind.notnull()),
+            "signal": obs.count(where=obs.sig_service.notnull()),
         }
     rows = obs.group_by([obs.period, *(obs[k] for k in keys)]).aggregate(**aggs)
     out: dict[str, Stats] = {m: {} for m in ids if m in DEPLOYMENT_METRICS}
@@ -194,7 +227,7 @@ def _deployment_stats(
             out["dora.deployment_frequency"][key] = Stat(n / ctx.period_of(r["period"]).days, n)
         if CFR in out and n:
             x = int(r["failed"])
-            if x or int(r["signal"]):
+            if int(r["signal"]):
                 out[CFR][key] = Stat(x / n, n, proportion_ci(x, n), x, n)
             else:
                 silent += 1
@@ -204,8 +237,8 @@ def _deployment_stats(
             out["dora.rework_rate"][key] = Stat(x / known, known, proportion_ci(x, known), x, known)
     ctx.warn(
         "no_failure_signal",
-        "change failure rate omitted where no incident was ever stored for the services and no "
-        "deployment has a known `kind` (ingest incidents, or set `kind` on deployments)",
+        "change failure rate omitted where no incident is stored for the services and no "
+        "deployment has a known `kind`: ingest incidents or set `kind` on deployments",
         silent,
     )
     return out
@@ -223,7 +256,7 @@ def _open_incidents(ctx: MetricContext, incidents: Any) -> Stats:
     i = incidents.select("opened_at", "resolved_at", "team", "group", "service")
     j = i.join(
         ends,
-        (i.opened_at < ends.p_end) & (i.resolved_at.isnull() | (i.resolved_at > ends.p_end)),
+        (i.opened_at < ends.p_end) & (i.resolved_at.isnull() | (i.resolved_at >= ends.p_end)),
     )
     keys = [k for k in ctx.by if k in INCIDENT_KEYS]
     rows = j.group_by([j.period, *(j[k] for k in keys)]).aggregate(n=j.count())
@@ -279,8 +312,16 @@ def _lead_time(ctx: MetricContext, deps: Any, qs: tuple[float, ...]) -> dict[flo
     )
     ctx.warn(
         "deployment_without_commits",
-        "deployments with neither commit_sha nor commits ship no change",
+        "deployments with neither `commit_sha` nor `commits` ship no change",
         _count_in_range(ctx, without, without.finished_at),
+    )
+    s = shipped(deps.filter(ctx.in_range(deps.finished_at)))
+    c = ctx.frame.table("change")
+    unknown = s.anti_join(c, s.sha == c.id).select("sha").distinct()
+    ctx.warn(
+        "unknown_changes",
+        "shipped shas (`commit_sha`, `commits`) with no `change` record have no lead time",
+        int(unknown.count().to_pyarrow().as_py()),
     )
     return _nonnegative_quantiles(
         ctx,
@@ -288,7 +329,11 @@ def _lead_time(ctx: MetricContext, deps: Any, qs: tuple[float, ...]) -> dict[flo
         "hours",
         "finished_at",
         DEPLOY_KEYS,
-        ("negative_lead_time", "changes deployed before their commit time were dropped"),
+        (
+            "negative_lead_time",
+            "changes deployed before their start (`lead_time_start`: `committed_at` or "
+            "`authored_at`) were dropped",
+        ),
         qs,
     )
 

@@ -44,6 +44,8 @@ WARNING_ORDER = (
     "root_cause_not_yet_deployed",
     "no_failure_signal",
     "excluded_environments",
+    "repeated_deployments",
+    "unknown_changes",
     "ineligible_active_teams",
     "suppressed_segments",
     "unknown_services",
@@ -178,7 +180,12 @@ def _rows(
     tiered = ctx.grain in ("month", "quarter", "all") and bool({"team", "service"} & set(ctx.by))
     min_n = ctx.settings.tier_min_n if m.id in TIER_NEEDS_N else 0
     # rows that incidents may still link to are not final until the link window has passed
-    settle = (ctx.settings.link_window or UNBOUNDED_SETTLE) if m.id in LINKED else timedelta(0)
+    window = ctx.settings.link_window
+    settle = timedelta(0)
+    if m.id in LINKED:
+        settle = UNBOUNDED_SETTLE if window is None else window
+    delivering = m.dimension == "dora" and "team" in ctx.by
+    team_at = ctx.by.index("team") if delivering else 0
     for p in ctx.spans:
         cells: dict[SegmentKey, Stat] = {c: s for (d, c), s in stats.items() if d == p.start}
         if m.zero_filled:
@@ -186,6 +193,10 @@ def _rows(
                 cells.setdefault(cell, Stat(0, 0))
         complete = not p.end_utc + settle > ctx.now
         cells = {c: s for c, s in cells.items() if ctx.launched(p, c)}
+        if delivering:
+            # teams that own no service and appear on no deployment get no DORA rows at all
+            teams = ctx.delivery_teams()
+            cells = {c: s for c, s in cells.items() if c[team_at] is None or c[team_at] in teams}
         hidden = suppress(cells, len(ctx.by)) if m.dimension == "happiness" else set()
         for cell in sorted(cells, key=_cell_order):
             s = cells[cell]
@@ -198,7 +209,7 @@ def _rows(
                         None,
                         None,
                         suppressed=True,
-                        complete=complete,
+                        complete=complete and not s.open,
                         k=s.k,
                     )
                 )
@@ -215,7 +226,7 @@ def _rows(
                     s.n,
                     s.ci,
                     tier=tier,
-                    complete=complete,
+                    complete=complete and not s.open,
                     x=s.x,
                     d=s.d,
                     k=s.k or None,

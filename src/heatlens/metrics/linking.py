@@ -108,15 +108,6 @@ def links(incidents: Any, deployments: Any, window: timedelta | None) -> Any:
     )
 
 
-def not_yet_deployed(incidents: Any, deployments: Any) -> Any:
-    """Incidents whose `root_cause_sha` was deployed (by the sha rule's service scope) only after
-    they opened: left unlinked (DESIGN §4 v2), with their `opened_at`."""
-    i = incidents.select("id", "opened_at", "service", "deployment_id", "root_cause_sha", "cause")
-    m = _root_cause_matches(i, deployments)
-    m = m.group_by(["id", "opened_at"]).aggregate(first=m.s_finished.min())
-    return m.filter(m.first > m.opened_at)
-
-
 def remediations(deployments: Any) -> Any:
     """(`remediated`, `remediated_by`, `remediation_kind`): each rollback or hotfix remediates the
     latest earlier deployment of its service (largest (finished_at, id)) that is not itself a
