@@ -166,6 +166,8 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             ),
             Field("duration_s", N, minimum=0, help="duration in seconds"),
             Field("attributes", O, help="free-form object"),
+            Field("run", S, help="one logical task retried (a CI run): its attempts share it"),
+            Field("attempt", I, minimum=1, help="attempt number within `run` (1 = first try)"),
         ),
         example={
             "type": "usage",

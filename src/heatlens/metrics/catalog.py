@@ -98,7 +98,9 @@ METRICS: tuple[Metric, ...] = (
         "count",
         _TEAMS,
         "Teams whose first-ever usage (of the capability, when segmented by capability) falls "
-        "in the period, over all stored data.",
+        "in the period, over all stored data. Omitted (warning `history_start`) in the period "
+        "holding the first stored usage, where every team looks new, unless the capability's "
+        "`launched_at` is at or after that period's start.",
     ),
     Metric(
         "adoption.team_retention",
@@ -107,7 +109,8 @@ METRICS: tuple[Metric, ...] = (
         "proportion",
         _USAGE,
         "Share of the teams active in the preceding calendar period that are active in this "
-        "one; no row for grain `all`.",
+        "one; teams archived by this period's start leave the earlier set (archiving is not "
+        "churn); no row for grain `all`.",
     ),
     Metric("task.attempts", "tasks", "none", "count", _USAGE, "Usage records with an outcome."),
     Metric(
@@ -143,6 +146,24 @@ METRICS: tuple[Metric, ...] = (
         "Share of attempts whose outcome is `abandoned`.",
     ),
     Metric(
+        "task.first_attempt_success_rate",
+        "ratio",
+        "up",
+        "proportion",
+        _USAGE,
+        "Share of runs (`run`, else the record itself) whose first attempt (lowest `attempt`) "
+        "succeeded, counted in the period of that attempt. Without re-runs it equals the "
+        "success rate.",
+    ),
+    Metric(
+        "task.eventual_success_rate",
+        "ratio",
+        "up",
+        "proportion",
+        _USAGE,
+        "Share of runs whose first attempt is in the period with any successful attempt.",
+    ),
+    Metric(
         "efficiency.task_duration_p50",
         "seconds",
         "down",
@@ -167,8 +188,18 @@ METRICS: tuple[Metric, ...] = (
         "quantile",
         _INCIDENT,
         "Median days from a service's `created_at` to its first production deployment, counted "
-        "in that deployment's period.",
+        "in that deployment's period; only services created on or after the first stored "
+        "deployment (older ones: warning `created_before_history`).",
         q=0.5,
+    ),
+    Metric(
+        "efficiency.services_awaiting_first_deploy",
+        "services",
+        "down",
+        "count",
+        _INCIDENT,
+        "Services (with `created_at`) created before the period's end with no production "
+        "deployment by then.",
     ),
     Metric(
         "happiness.respondents",

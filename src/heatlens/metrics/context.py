@@ -52,6 +52,10 @@ class MetricContext:
     warnings: dict[str, tuple[str, int]] = field(default_factory=dict)
     _seen: dict[str, set[Any]] | None = None
     _memo: dict[str, Any] = field(default_factory=dict)
+    # metric id → (rows to omit after zero-fill, warning code, message), e.g. history_start
+    omissions: dict[str, tuple[Callable[[Period, SegmentKey], bool], str, str]] = field(
+        default_factory=dict
+    )
 
     def release(self) -> None:
         """Drop the tables this report materialised (while the connection is still open)."""
@@ -89,6 +93,13 @@ class MetricContext:
 
     def period_of(self, label: date) -> Period:
         return next(p for p in self.spans if p.start == label)
+
+    def omit(
+        self, metric: str, rule: Callable[[Period, SegmentKey], bool], code: str, message: str
+    ) -> None:
+        """Omit `metric`'s rows (zero-filled ones too) where `rule` holds; the engine counts
+        them in the warning `code`."""
+        self.omissions[metric] = (rule, code, message)
 
     def warn(self, code: str, message: str, count: int) -> None:
         """Record a warning (only when something was affected)."""

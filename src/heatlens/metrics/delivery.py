@@ -111,6 +111,8 @@ def delivery_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats
         out["dora.open_incidents"] = _open_incidents(ctx, incidents)
     if "efficiency.time_to_first_deploy" in ids:
         out["efficiency.time_to_first_deploy"] = _time_to_first_deploy(ctx, deps)
+    if "efficiency.services_awaiting_first_deploy" in ids:
+        out["efficiency.services_awaiting_first_deploy"] = _awaiting(ctx, deps)
     return out
 
 
@@ -356,15 +358,35 @@ def _recovery(ctx: MetricContext, deps: Any, incidents: Any, linked: Any) -> Sta
         INCIDENT_KEYS,
         (
             "negative_recovery_time",
-            "incidents resolved before their deployment finished were dropped",
+            "incidents with `resolved_at` before their deployment's `finished_at` were dropped",
         ),
     )[0.5]
 
 
-def first_deployments(ctx: MetricContext, deps: Any) -> Any:
-    """Services with `created_at` and their first deployment, with `days` (negatives included)."""
+def history_start(ctx: MetricContext) -> Any:
+    """The earliest `finished_at` of any stored deployment (where the delivery history starts)."""
+
+    def build() -> Any:
+        d = ctx.frame.table("deployment")
+        return d.finished_at.min().to_pyarrow().as_py()
+
+    return ctx.remember("deployment_history", build)
+
+
+def first_deployments(ctx: MetricContext, deps: Any, *, older: bool = False) -> Any:
+    """Services with `created_at` and their first deployment, with `days` (negatives included).
+
+    Only services created on or after the first stored deployment: an older service's first
+    stored deployment is not its first one (`older=True` gives those instead)."""
     svc = ctx.frame.table("service")
-    svc = svc.filter(svc.created_at.notnull()).select(s_id=svc.id, s_created=svc.created_at)
+    svc = svc.filter(svc.created_at.notnull())
+    start = history_start(ctx)
+    if start is not None:
+        before = svc.created_at < ctx.frame.literal_ts(start)
+        svc = svc.filter(before if older else ~before)
+    elif older:
+        svc = svc.filter(ibis.literal(False))
+    svc = svc.select(s_id=svc.id, s_created=svc.created_at)
     ranked = deps.mutate(
         hl_rank=ibis.row_number().over(
             ibis.window(group_by=deps.service, order_by=[deps.finished_at, deps.id])
@@ -376,6 +398,13 @@ def first_deployments(ctx: MetricContext, deps: Any) -> Any:
 
 
 def _time_to_first_deploy(ctx: MetricContext, deps: Any) -> Stats:
+    older = first_deployments(ctx, deps, older=True)
+    ctx.warn(
+        "created_before_history",
+        "services with `created_at` before the first stored deployment have no time to first "
+        "deploy (ingest their earlier deployments)",
+        _count_in_range(ctx, older, older.finished_at),
+    )
     return _nonnegative_quantiles(
         ctx,
         first_deployments(ctx, deps),
@@ -384,6 +413,30 @@ def _time_to_first_deploy(ctx: MetricContext, deps: Any) -> Stats:
         INCIDENT_KEYS,
         (
             "negative_time_to_first_deploy",
-            "services whose first production deployment precedes created_at were dropped",
+            "services whose first production deployment precedes `created_at` were dropped",
         ),
     )[0.5]
+
+
+def _awaiting(ctx: MetricContext, deps: Any) -> Stats:
+    """Per period: services (with `created_at`) created before its end and not deployed to
+    production by then, by the service's registry team."""
+    firsts = deps.group_by("service").aggregate(first=deps.finished_at.min()).to_pyarrow()
+    first = dict(zip(*(firsts.column(c).to_pylist() for c in ("service", "first")), strict=True))
+    f = ctx.frame
+    stats: Stats = {}
+    for p in ctx.spans:
+        for sid, s in f.services.items():
+            created = s["created_at"]
+            if created is None or not created < p.end_utc:
+                continue
+            deployed = first.get(sid)
+            if deployed is not None and deployed < p.end_utc:
+                continue
+            team = s["team"]
+            row = {"team": team, "group": f.group_of(team) if team else None, "service": sid}
+            key = (p.start, ctx.cell(row))
+            prior = stats.get(key)
+            n = (int(prior.value or 0) if prior else 0) + 1
+            stats[key] = Stat(n, n)
+    return stats

@@ -46,6 +46,8 @@ WARNING_ORDER = (
     "excluded_environments",
     "repeated_deployments",
     "unknown_changes",
+    "history_start",
+    "created_before_history",
     "ineligible_active_teams",
     "suppressed_segments",
     "unknown_services",
@@ -156,12 +158,12 @@ def _report(
         rows += _rows(ctx, m, stats.get(m.id, {}), wave_ts)
     ctx.warn(
         "suppressed_segments",
-        "happiness segments with fewer respondents than the survey's k were suppressed",
+        "happiness segments with fewer respondents than the survey's `k` were suppressed",
         sum(r.suppressed for r in rows),
     )
     ctx.warn(
         "unknown_services",
-        "services named by records but missing from the service registry",
+        "`service` ids named by records with no `service` record (ingest one to give an owner)",
         _unknown_services(frame),
     )
     warnings = [
@@ -186,6 +188,7 @@ def _rows(
         settle = UNBOUNDED_SETTLE if window is None else window
     delivering = m.dimension == "dora" and "team" in ctx.by
     team_at = ctx.by.index("team") if delivering else 0
+    omitted = 0
     for p in ctx.spans:
         cells: dict[SegmentKey, Stat] = {c: s for (d, c), s in stats.items() if d == p.start}
         if m.zero_filled:
@@ -193,6 +196,11 @@ def _rows(
                 cells.setdefault(cell, Stat(0, 0))
         complete = not p.end_utc + settle > ctx.now
         cells = {c: s for c, s in cells.items() if ctx.launched(p, c)}
+        if m.id in ctx.omissions:
+            rule, code, message = ctx.omissions[m.id]
+            kept = {c: s for c, s in cells.items() if not rule(p, c)}
+            omitted += len(cells) - len(kept)
+            cells = kept
         if delivering:
             # teams that own no service and appear on no deployment get no DORA rows at all
             teams = ctx.delivery_teams()
@@ -232,6 +240,9 @@ def _rows(
                     k=s.k or None,
                 )
             )
+    if m.id in ctx.omissions:
+        _, code, message = ctx.omissions[m.id]
+        ctx.warn(code, message, omitted)
     return out
 
 
