@@ -30,6 +30,7 @@ from heatlens.metrics.linking import links, remediations
 from heatlens.metrics.periods import calendar_next, calendar_start, periods
 from heatlens.metrics.result import Row
 from heatlens.metrics.usage import COLUMNS as USAGE_COLUMNS
+from heatlens.metrics.usage import with_bot
 from heatlens.settings import Settings
 
 LIMIT = 50
@@ -113,6 +114,10 @@ def explain(
     for key, value in segment.items():
         t = t.filter(t[key].isnull() if value is None else t[key] == value)
     kept, dropped = _split(t, metric)
+    if "bot" in t.columns and metric.startswith("adoption."):
+        # bots count in task success and efficiency, never in adoption: listed as dropped
+        dropped = t.filter(t.bot).mutate(reason=ibis.literal("bot actor (`bot_actors`)"))
+        kept = t.filter(~t.bot)
     out.columns = columns
     out.total = int(kept.count().to_pyarrow().as_py())
     out.records = kept.order_by(order).select(*columns).limit(limit).to_pyarrow().to_pylist()
@@ -159,14 +164,27 @@ def _observations(ctx: MetricContext, metric: str) -> tuple[Any, list[str], list
                 "capability",
                 "action",
                 "actor",
+                "bot",
                 "team",
                 "service",
                 "outcome",
                 "duration_s",
+                "run",
+                "attempt",
             ],
             ["ts", "id"],
         )
     deps = f.dora_deployments()
+    if metric == "efficiency.services_awaiting_first_deploy":
+        return (
+            None,
+            [
+                "services awaiting their first deployment are counted at the period's end: "
+                "`heatlens report --metric efficiency.services_awaiting_first_deploy --by service` "
+                "lists them"
+            ],
+            [],
+        )
     if metric == "efficiency.time_to_first_deploy":
         t = ctx.bucketed(first_deployments(ctx, deps), "finished_at")
         return t, ["service", "s_created", "id", "finished_at", "days"], ["finished_at"]
@@ -265,5 +283,6 @@ def _deployments_with_failures(ctx: MetricContext, deps: Any, linked: Any) -> An
 
 
 def _usage_with_id(ctx: MetricContext) -> Any:
-    """The engine's resolved usage columns, with each record's id to list it by."""
-    return ctx.frame.usage().select("id", *USAGE_COLUMNS)
+    """The engine's resolved usage columns with `bot`, each record's id to list it by, and its
+    run and attempt."""
+    return with_bot(ctx, ctx.frame.usage().select("id", "run", "attempt", *USAGE_COLUMNS))
