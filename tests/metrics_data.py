@@ -63,6 +63,8 @@ def organisation(rng: random.Random, size: int = 1) -> list[dict[str, Any]]:
             rec["eligible"] = rng.sample(teams, rng.randint(0, len(teams)))
         records.append(rec)
     actors = [f"a{i}" for i in range(rng.randint(1, 8))]
+    if rng.random() < 0.5:
+        actors.append("Renovate[bot]")  # a bot: in tasks, not in adoption
     for a in actors:
         if rng.random() < 0.8:
             rec = {"type": "membership", "actor": a, "team": rng.choice(teams)}
@@ -86,6 +88,16 @@ def organisation(rng: random.Random, size: int = 1) -> list[dict[str, Any]]:
         if rng.random() < 0.8:
             rec["duration_s"] = round(rng.lognormvariate(3, 1), 3)
         records.append(rec)
+        if rng.random() < 0.15:  # a CI run retried: more attempts of the same run
+            rec["run"] = f"run{i}"
+            if rng.random() < 0.8:
+                rec["attempt"] = 1
+            ts = datetime.fromisoformat(rec["ts"].replace("Z", "+00:00"))
+            for attempt in range(2, rng.randint(2, 4) + 1):
+                again = dict(rec, id=f"u{i}/{attempt}", attempt=attempt)
+                again["ts"] = iso(ts + timedelta(minutes=rng.randrange(1, 3000)))
+                again["outcome"] = rng.choice(["success", "failure", "error"])
+                records.append(again)
     shas = [f"c{i}" for i in range(rng.randint(0, 25 * size))]
     for sha in shas:
         if rng.random() < 0.9:
