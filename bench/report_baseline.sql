@@ -14,6 +14,7 @@
 --     registry seen anywhere in the store); proportions and quantiles only with observations;
 --   * no rows for a registry capability in periods that end before its launch;
 --   * quantiles are quantile_cont (linear);
+--   * (v2) usage by an actor ending in `[bot]` counts in tasks, not in active users or teams;
 --   * a DORA deployment is a successful one whose environment is production or prod; incidents
 --     link by deployment_id, else root_cause_sha (a deployment finished by the incident), else the
 --     latest deployment of their service (never a rollback) finished at most 7 days before they
@@ -92,7 +93,8 @@ WHERE '$key' = 'capability';
 
 CREATE OR REPLACE TEMP TABLE ustats AS
 SELECT greatest(date_trunc('week', ts)::DATE, DATE '$start') AS period, $key AS seg,
-       count(DISTINCT actor) AS users, count(DISTINCT team) AS teams,
+       count(DISTINCT actor) FILTER (WHERE NOT bot) AS users,
+       count(DISTINCT team) FILTER (WHERE NOT bot) AS teams,
        count(outcome) AS attempts,
        count(*) FILTER (WHERE outcome = 'success') AS success,
        count(*) FILTER (WHERE outcome = 'failure') AS failure,
@@ -101,7 +103,7 @@ SELECT greatest(date_trunc('week', ts)::DATE, DATE '$start') AS period, $key AS 
        count(duration_s) FILTER (WHERE outcome = 'success') AS durations,
        quantile_cont(duration_s, 0.5) FILTER (WHERE outcome = 'success') AS p50,
        quantile_cont(duration_s, 0.9) FILTER (WHERE outcome = 'success') AS p90
-FROM u GROUP BY ALL;
+FROM (SELECT *, coalesce(suffix(lower(actor), '[bot]'), false) AS bot FROM u) GROUP BY ALL;
 
 WITH cells AS (
     SELECT period, seg FROM ustats UNION SELECT period, seg FROM domain_$key

@@ -104,8 +104,8 @@ def usage_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats]:
 
 def _grouped(ctx: MetricContext, obs: Any, ids: set[str]) -> dict[str, Stats]:
     keys = [k for k in ctx.by if k in KEYS]
-    aggs: dict[str, Any] = {"attempts": obs.outcome.count()}
     people = ~obs.bot
+    aggs: dict[str, Any] = {"attempts": obs.outcome.count(), "people": obs.count(where=people)}
     if "adoption.active_users" in ids:
         aggs["users"] = obs.actor.nunique(where=people)
     if "adoption.active_teams" in ids:
@@ -118,9 +118,10 @@ def _grouped(ctx: MetricContext, obs: Any, ids: set[str]) -> dict[str, Stats]:
     for r in rows.to_pyarrow().to_pylist():
         key = (r["period"], ctx.cell(r))
         attempts = int(r["attempts"])
-        if "adoption.active_users" in ids:
+        # a cell only bots used has no adoption observations (zero-fill may still add it)
+        if "adoption.active_users" in ids and r["people"]:
             out["adoption.active_users"][key] = Stat(int(r["users"]), int(r["users"]))
-        if "adoption.active_teams" in ids:
+        if "adoption.active_teams" in ids and r["people"]:
             out["adoption.active_teams"][key] = Stat(int(r["teams"]), int(r["teams"]))
         if "task.attempts" in ids and attempts:
             out["task.attempts"][key] = Stat(attempts, attempts)
