@@ -167,7 +167,11 @@ def test_dora_matches_reference_on_duckdb(
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("case", CASES[:6], ids=lambda c: f"{c[0]}-{'+'.join(c[1]) or 'all'}")
+@pytest.mark.parametrize(
+    "case",
+    CASES[:6] + CASES[12:16],
+    ids=lambda c: f"{c[0]}-{'+'.join(c[1]) or 'all'}-{sorted(c[3])}",
+)
 def test_engine_matches_reference_on_postgres(case: Any, postgres_url: str) -> None:
     for seed in range(3):
         with Store.open(postgres_url) as store:

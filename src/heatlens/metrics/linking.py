@@ -119,10 +119,10 @@ def remediations(deployments: Any) -> Any:
     d = deployments.select("id", "service", "finished_at", "kind")
     candidate = d.kind.isnull() | (d.kind != "rollback")
     w = ibis.cumulative_window(group_by=d.service, order_by=[d.finished_at, d.id])
-    d = d.mutate(hl_cand=candidate, hl_seq=candidate.cast("int64").sum().over(w))
+    d = d.mutate(hl_cand=candidate, hl_seq=ibis.ifelse(candidate, 1, 0).sum().over(w))
     targets = d.filter(d.hl_cand).select(t_id=d.id, t_service=d.service, t_seq=d.hl_seq)
     fixes = d.filter(d.kind.isin(["rollback", "hotfix"]))
-    fixes = fixes.mutate(hl_before=fixes.hl_seq - ibis.ifelse(fixes.hl_cand, 1, 0).cast("int64"))
+    fixes = fixes.mutate(hl_before=fixes.hl_seq - ibis.ifelse(fixes.hl_cand, 1, 0))
     joined = fixes.join(
         targets, (fixes.service == targets.t_service) & (fixes.hl_before == targets.t_seq)
     )

@@ -348,7 +348,7 @@ def _runs(ctx: MetricContext, obs: Any, ids: set[str]) -> dict[str, Stats]:
         u = ctx.frame.usage().select(*COLUMNS, "id", "run", "attempt")
         u = u.filter(u.outcome.notnull())
         key = ibis.ifelse(u.run.notnull(), "r:" + u.run, "i:" + u.id)
-        u = u.mutate(hl_run=key, hl_ok=(u.outcome == "success").cast("int64"))
+        u = u.mutate(hl_run=key, hl_ok=ibis.ifelse(u.outcome == "success", 1, 0))
         order = [ibis.coalesce(u.attempt, 1), u.ts, u.id]
         u = u.mutate(
             hl_rank=ibis.row_number().over(ibis.window(group_by=u.hl_run, order_by=order)),
