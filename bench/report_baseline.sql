@@ -14,9 +14,16 @@
 --     registry seen anywhere in the store); proportions and quantiles only with observations;
 --   * no rows for a registry capability in periods that end before its launch;
 --   * quantiles are quantile_cont (linear);
+--   * (v2) usage by an actor ending in `[bot]` counts in tasks, not in active users or teams;
 --   * a DORA deployment is a successful one whose environment is production or prod; incidents
---     link by deployment_id, else root_cause_sha, else the latest deployment of their service
---     finished at most 7 days before they opened (the default window).
+--     link by deployment_id, else root_cause_sha (a deployment finished by the incident), else the
+--     latest deployment of their service (never a rollback) finished at most 7 days before they
+--     opened (the default window);
+--   * (v2) a deployment is failed when an incident links to it or a later rollback or hotfix of
+--     its service remediates it (the latest earlier deployment that is not a rollback); the
+--     change failure rate is omitted where no service of the row has a failure signal (an
+--     incident naming it or linked to it, or a deployment of known kind); rework is over known
+--     kinds; only teams that own a service or appear on a deployment have DORA rows.
 
 -- @section usage
 SET TimeZone = 'UTC';
@@ -86,7 +93,8 @@ WHERE '$key' = 'capability';
 
 CREATE OR REPLACE TEMP TABLE ustats AS
 SELECT greatest(date_trunc('week', ts)::DATE, DATE '$start') AS period, $key AS seg,
-       count(DISTINCT actor) AS users, count(DISTINCT team) AS teams,
+       count(DISTINCT actor) FILTER (WHERE NOT bot) AS users,
+       count(DISTINCT team) FILTER (WHERE NOT bot) AS teams,
        count(outcome) AS attempts,
        count(*) FILTER (WHERE outcome = 'success') AS success,
        count(*) FILTER (WHERE outcome = 'failure') AS failure,
@@ -95,7 +103,7 @@ SELECT greatest(date_trunc('week', ts)::DATE, DATE '$start') AS period, $key AS 
        count(duration_s) FILTER (WHERE outcome = 'success') AS durations,
        quantile_cont(duration_s, 0.5) FILTER (WHERE outcome = 'success') AS p50,
        quantile_cont(duration_s, 0.9) FILTER (WHERE outcome = 'success') AS p90
-FROM u GROUP BY ALL;
+FROM (SELECT *, coalesce(suffix(lower(actor), '[bot]'), false) AS bot FROM u) GROUP BY ALL;
 
 WITH cells AS (
     SELECT period, seg FROM ustats UNION SELECT period, seg FROM domain_$key
@@ -145,20 +153,48 @@ SELECT id, service, finished_at, sha FROM (
 ) WHERE sha IS NOT NULL;
 
 -- deployments with at least one linked incident
-CREATE OR REPLACE TEMP TABLE failed AS
+CREATE OR REPLACE TEMP TABLE linked AS
 SELECT d.id FROM incident i JOIN d ON i.deployment_id = d.id
 UNION
 SELECT min_by(s.id, (s.finished_at, s.id)) FROM incident i JOIN shipped s
   ON i.root_cause_sha = s.sha AND (i.service IS NULL OR i.service = s.service)
+ AND s.finished_at <= i.opened_at
 WHERE i.deployment_id IS NULL
 GROUP BY i.id
 UNION
 SELECT max_by(d.id, (d.finished_at, d.id)) FROM incident i JOIN d
   ON i.service = d.service AND d.finished_at <= i.opened_at
  AND i.opened_at <= d.finished_at + INTERVAL 7 DAY
+ AND (d.kind IS NULL OR d.kind <> 'rollback')
 WHERE i.deployment_id IS NULL AND i.root_cause_sha IS NULL
   AND (i.cause IS NULL OR i.cause <> 'external')
 GROUP BY i.id;
+
+-- failed: linked, or remediated by a later rollback/hotfix of the service (the latest earlier
+-- deployment that is not itself a rollback)
+CREATE OR REPLACE TEMP TABLE failed AS
+WITH seq AS (
+    SELECT id, service, kind, (kind IS NULL OR kind <> 'rollback') AS cand,
+           sum(CASE WHEN kind IS NULL OR kind <> 'rollback' THEN 1 ELSE 0 END)
+               OVER (PARTITION BY service ORDER BY finished_at, id ROWS UNBOUNDED PRECEDING) AS k
+    FROM d
+)
+SELECT id FROM linked
+UNION
+SELECT t.id FROM seq f JOIN seq t
+  ON f.service = t.service AND t.cand AND t.k = f.k - CASE WHEN f.cand THEN 1 ELSE 0 END
+WHERE f.kind IN ('rollback', 'hotfix');
+
+-- services with a failure signal (ever): an incident names it or links to it, or a known kind
+CREATE OR REPLACE TEMP TABLE signal AS
+SELECT service FROM incident WHERE service IS NOT NULL
+UNION SELECT d.service FROM linked l JOIN d ON l.id = d.id
+UNION SELECT service FROM d WHERE kind IS NOT NULL;
+
+-- the teams with DORA rows: they own a service or appear on a deployment
+CREATE OR REPLACE TEMP TABLE delivering AS
+SELECT team FROM service WHERE team IS NOT NULL
+UNION SELECT team FROM deployment WHERE team IS NOT NULL;
 
 -- lead time: per (change, service) the first deployment shipping it
 CREATE OR REPLACE TEMP TABLE lead AS
@@ -175,8 +211,9 @@ WHERE d.finished_at >= TIMESTAMPTZ '$start 00:00:00+00'
 CREATE OR REPLACE TEMP TABLE dstats AS
 SELECT greatest(date_trunc('week', d.finished_at)::DATE, DATE '$start') AS period, d.team AS seg,
        count(*) AS deployments, count(f.id) AS failed,
-       count(*) FILTER (WHERE d.kind IN ('hotfix', 'rollback')) AS rework
-FROM d LEFT JOIN failed f ON d.id = f.id
+       count(*) FILTER (WHERE d.kind IN ('hotfix', 'rollback')) AS rework,
+       count(d.kind) AS known, count(g.service) AS signalled
+FROM d LEFT JOIN failed f ON d.id = f.id LEFT JOIN signal g ON d.service = g.service
 WHERE d.finished_at >= TIMESTAMPTZ '$start 00:00:00+00'
   AND d.finished_at < TIMESTAMPTZ '$end 00:00:00+00'
 GROUP BY ALL;
@@ -188,18 +225,19 @@ FROM lead WHERE hours >= 0 GROUP BY ALL;
 
 WITH filled AS (
     SELECT c.period, c.seg, p.period_end - p.period AS days,
-           coalesce(s.deployments, 0) AS deployments, s.failed, s.rework
+           coalesce(s.deployments, 0) AS deployments, s.failed, s.rework, s.known, s.signalled
     FROM (SELECT period, seg FROM dstats UNION SELECT period, seg FROM domain_team) c
     JOIN periods p ON c.period = p.period
     LEFT JOIN dstats s ON c.period = s.period AND c.seg IS NOT DISTINCT FROM s.seg
+    WHERE c.seg IS NULL OR c.seg IN (SELECT team FROM delivering)
 )
 SELECT 'dora.deployments' AS metric, period, seg, deployments::DOUBLE AS value, deployments AS n
 FROM filled
 UNION ALL SELECT 'dora.deployment_frequency', period, seg, deployments / days, deployments
 FROM filled
 UNION ALL SELECT 'dora.change_failure_rate', period, seg, failed / deployments, deployments
-FROM filled WHERE deployments > 0
-UNION ALL SELECT 'dora.rework_rate', period, seg, rework / deployments, deployments
-FROM filled WHERE deployments > 0
+FROM filled WHERE deployments > 0 AND signalled > 0
+UNION ALL SELECT 'dora.rework_rate', period, seg, rework / known, known
+FROM filled WHERE known > 0
 UNION ALL SELECT 'dora.lead_time_p50', period, seg, p50, n FROM lstats
 UNION ALL SELECT 'dora.lead_time_p90', period, seg, p90, n FROM lstats;

@@ -2,7 +2,10 @@
 
 Records are canonical JSON (ISO timestamps at whole seconds) so they go through the real ingest;
 values are drawn from small pools so that segments collide, links form, anonymity thresholds are
-crossed and edge cases (nulls, unknown services, dangling links, negative durations) appear.
+crossed and edge cases (nulls, unknown services, dangling links, negative durations) appear; and
+the shapes of real delivery data (DESIGN v2): regional production environments, unknown `kind`,
+rollbacks right after bad deployments, hotfixes, severities, archived teams, root causes deployed
+only after the incident opened, rebased commits (`authored_at` before `committed_at`).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def organisation(rng: random.Random, size: int = 1) -> list[dict[str, Any]]:
                 rec["parent"] = rng.choice(groups)
             if rng.random() < 0.2:
                 rec["created_at"] = iso(_ts(rng))
-            if rng.random() < 0.1:
+            if rng.random() < 0.2:
                 rec["archived_at"] = iso(_ts(rng))
             records.append(rec)
     services = [f"s{i}" for i in range(rng.randint(1, 5))]
@@ -60,6 +63,8 @@ def organisation(rng: random.Random, size: int = 1) -> list[dict[str, Any]]:
             rec["eligible"] = rng.sample(teams, rng.randint(0, len(teams)))
         records.append(rec)
     actors = [f"a{i}" for i in range(rng.randint(1, 8))]
+    if rng.random() < 0.5:
+        actors.append("Renovate[bot]")  # a bot: in tasks, not in adoption
     for a in actors:
         if rng.random() < 0.8:
             rec = {"type": "membership", "actor": a, "team": rng.choice(teams)}
@@ -83,10 +88,23 @@ def organisation(rng: random.Random, size: int = 1) -> list[dict[str, Any]]:
         if rng.random() < 0.8:
             rec["duration_s"] = round(rng.lognormvariate(3, 1), 3)
         records.append(rec)
+        if rng.random() < 0.15:  # a CI run retried: more attempts of the same run
+            rec["run"] = f"run{i}"
+            if rng.random() < 0.8:
+                rec["attempt"] = 1
+            ts = datetime.fromisoformat(rec["ts"].replace("Z", "+00:00"))
+            for attempt in range(2, rng.randint(2, 4) + 1):
+                again = dict(rec, id=f"u{i}/{attempt}", attempt=attempt)
+                again["ts"] = iso(ts + timedelta(minutes=rng.randrange(1, 3000)))
+                again["outcome"] = rng.choice(["success", "failure", "error"])
+                records.append(again)
     shas = [f"c{i}" for i in range(rng.randint(0, 25 * size))]
     for sha in shas:
         if rng.random() < 0.9:
-            rec = {"type": "change", "id": sha, "committed_at": iso(_ts(rng))}
+            committed = _ts(rng)
+            rec = {"type": "change", "id": sha, "committed_at": iso(committed)}
+            if rng.random() < 0.3:  # rebased: authored earlier (or, rarely, later)
+                rec["authored_at"] = iso(committed - timedelta(hours=rng.randrange(-5, 72)))
             records.append(rec)
     deployments = []
     for i in range(rng.randint(0, 30 * size)):
@@ -96,12 +114,15 @@ def organisation(rng: random.Random, size: int = 1) -> list[dict[str, Any]]:
             "service": rng.choice(services),
             "finished_at": iso(_ts(rng)),
         }
-        if rng.random() < 0.15:
-            rec["environment"] = rng.choice(["staging", "Prod", "PRODUCTION"])
+        if rng.random() < 0.25:
+            rec["environment"] = rng.choice(["staging", "Prod", "PRODUCTION", "prod-eu", "Prod-US"])
         if rng.random() < 0.1:
             rec["result"] = "failure"
-        if rng.random() < 0.2:
+        kind = rng.random()
+        if kind < 0.2:
             rec["kind"] = rng.choice(["hotfix", "rollback"])
+        elif kind < 0.5:
+            rec["kind"] = "planned"  # otherwise unknown
         if rng.random() < 0.2:
             rec["team"] = rng.choice(teams)
         if shas and rng.random() < 0.8:
@@ -110,6 +131,21 @@ def organisation(rng: random.Random, size: int = 1) -> list[dict[str, Any]]:
             rec["commits"] = rng.sample(shas, rng.randint(0, min(4, len(shas))))
         deployments.append(rec)
         records.append(rec)
+        if rng.random() < 0.1:  # rolled back (or hotfixed) within hours
+            fix = {
+                "type": "deployment",
+                "id": f"{rec['id']}r",
+                "service": rec["service"],
+                "finished_at": iso(
+                    datetime.fromisoformat(rec["finished_at"].replace("Z", "+00:00"))
+                    + timedelta(minutes=rng.randrange(1, 600))
+                ),
+                "kind": rng.choice(["rollback", "rollback", "hotfix"]),
+            }
+            if rng.random() < 0.5 and shas:
+                fix["commit_sha"] = rng.choice(shas)
+            deployments.append(fix)
+            records.append(fix)
     for i in range(rng.randint(0, 12 * size)):
         opened = _ts(rng)
         rec = {"type": "incident", "id": f"i{i}", "opened_at": iso(opened)}
@@ -126,6 +162,8 @@ def organisation(rng: random.Random, size: int = 1) -> list[dict[str, Any]]:
             rec["root_cause_sha"] = rng.choice([*shas, "nosuchsha"])
         if rng.random() < 0.15:
             rec["cause"] = rng.choice(["external", "change"])
+        if rng.random() < 0.6:
+            rec["severity"] = rng.choice(["sev1", "SEV2", "sev3", "sev4"])
         records.append(rec)
     surveys = []
     for i in range(rng.randint(0, 2)):

@@ -175,9 +175,12 @@ def test_capabilities_launch_at_different_times_some_mandated_one_for_some_teams
 
 
 def test_every_usage_actor_is_a_member_of_the_records_team_then(db: DB) -> None:
-    assert count(db, "usage WHERE actor NOT IN (SELECT actor FROM membership)") == 0
+    # every actor but the dependency bot, which belongs to no team
+    assert count(db, "usage WHERE actor NOT IN (SELECT actor FROM membership)") == count(
+        db, "usage WHERE actor = 'renovate[bot]'"
+    )
     outside = """
-        usage u WHERE u.actor IS NOT NULL AND u.team IS NOT NULL
+        usage u WHERE u.actor IS NOT NULL AND u.team IS NOT NULL AND u.actor <> 'renovate[bot]'
         AND NOT EXISTS (SELECT 1 FROM membership m WHERE m.actor = u.actor AND m.team = u.team
             AND coalesce(m."from", '-infinity'::TIMESTAMPTZ) <= u.ts
             AND u.ts < coalesce(m."to", 'infinity'::TIMESTAMPTZ))
@@ -474,3 +477,30 @@ def test_write_round_trips_through_ndjson(small: Tables, tmp_path: Path) -> None
 def test_write_refuses_unknown_formats(small: Tables, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="parquet"):
         write(small, tmp_path / "demo.csv")
+
+
+def test_the_shapes_of_real_data_are_there(db: DB) -> None:
+    """DESIGN v2's real-world shapes, so their features and warnings show in the demo."""
+    # a regional production environment the default `production_environments` leaves out
+    assert count(db, "deployment WHERE environment = 'prod-eu'") > 0
+    # deployments whose kind nobody recorded (a git-tag pipeline) beside known ones
+    assert count(db, "deployment WHERE kind IS NULL") > 0
+    assert count(db, "deployment WHERE kind = 'rollback'") > 0
+    # severities, a bot, CI runs retried
+    assert count(db, "incident WHERE severity IS NOT NULL") > 0
+    assert count(db, "usage WHERE actor = 'renovate[bot]' AND capability = 'ci'") > 0
+    assert count(db, "usage WHERE attempt = 2 AND run IS NOT NULL") > 0
+    assert count(db, "usage WHERE attempt = 2 AND run NOT IN (SELECT id FROM usage)") == 0
+    # an archived team that uses nothing after it was archived
+    assert count(db, "team WHERE archived_at IS NOT NULL") == 1
+    assert (
+        count(
+            db,
+            "usage u JOIN team t ON u.team = t.id WHERE t.archived_at IS NOT NULL "
+            "AND u.ts >= t.archived_at",
+        )
+        == 0
+    )
+    # services older than the stored history
+    first = "(SELECT min(finished_at) FROM deployment)"
+    assert count(db, f"service WHERE created_at < {first}") > 0

@@ -3,9 +3,10 @@
 DevLake's "connect incident to deployment" end-to-end test (tests/fixtures/devlake, Apache-2.0,
 see SOURCE.txt there) links each incident of a project to the latest successful production
 deployment that finished before it was created, with no time limit. heatlens offers that rule as
-`incident_link_window = "unbounded"` (DESIGN §4); with it and `quantile = "lower"` (the
-DevLake-compatible profile) heatlens must reproduce DevLake's expected links exactly, and the change
-failure rate they imply for project1: 2 of 5 deployments, 40 %.
+`incident_link_window = "unbounded"` (DESIGN §4); the preset `definitions = "devlake"` sets it
+with every other rule DevLake uses, and with that preset alone heatlens must reproduce DevLake's
+expected links exactly, and the change failure rate they imply for project1: 2 of 5 deployments,
+40 %.
 
 Mapping (/work/shared/fixtures/devlake/README.md): project1 is one service, `project1`. Its
 deployments are the `cicd_deployment_id`s of the rows whose `cicd_scope_id` maps to project1, one
@@ -108,8 +109,7 @@ def expected_links() -> dict[str, str]:
 
 
 def devlake_settings(**extra: Any) -> Settings:
-    overrides = {"incident_link_window": "unbounded", "quantile": "lower", **extra}
-    return load_settings(config=None, environ={}, overrides=overrides)
+    return load_settings(config=None, environ={}, overrides={"definitions": "devlake", **extra})
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +165,9 @@ def test_change_failure_rate_is_devlakes_40_percent(store: Store) -> None:
     assert row.segment == {"service": PROJECT}
     assert (row.x, row.n) == (2, 5)  # pipeline2 and pipeline7 of the five production ones
     assert row.value == pytest.approx(0.4, abs=1e-12)
-    assert row.tier == "low"  # 2023 tiers: above 15 % is low
-    assert report.warnings == []
+    assert row.tier == "low"  # DevLake's 2021 tiers: above 30 % is low
+    # the staging pipeline is the only thing left out, and the report says so
+    assert [(w.code, w.count) for w in report.warnings] == [("excluded_environments", 1)]
 
 
 def test_default_seven_day_window_links_only_the_near_incident(store: Store) -> None:
@@ -187,4 +188,7 @@ def test_default_seven_day_window_links_only_the_near_incident(store: Store) -> 
     )
     (row,) = report.rows
     assert (row.x, row.n, row.value) == (1, 5, pytest.approx(0.2, abs=1e-12))
-    assert [(w.code, w.count) for w in report.warnings] == [("unlinked_incidents", 5)]
+    assert [(w.code, w.count) for w in report.warnings] == [
+        ("unlinked_incidents", 5),
+        ("excluded_environments", 1),
+    ]

@@ -60,6 +60,11 @@ def engine_report(store_url: str) -> Callable[..., dict[str, Any]]:
             else f"{int(window.total_seconds() // 60)}m",
             "quantile": settings.quantile,
             "tier_year": settings.tier_year,
+            "failure_from_remediation": settings.failure_from_remediation,
+            "failure_severities": list(settings.failure_severities),
+            "tier_min_n": settings.tier_min_n,
+            "lead_time_start": settings.lead_time_start,
+            "bot_actors": list(settings.bot_actors),
         }
         s = load_settings(environ={}, overrides=options)
         canonical = [

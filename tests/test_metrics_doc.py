@@ -67,12 +67,18 @@ def test_peers_section_names_the_settings_that_reproduce_them() -> None:
     devlake, middleware = rest.split("### Middleware")
     assert "`root cause: <sha>`" in four_keys and "BigQuery" in four_keys
     assert "Daily" in four_keys and "Weekly" in four_keys
-    assert (
-        '**In heatlens:** `incident_link_window = "unbounded"`, `quantile = "lower"`, '
-        "`tier_year = 2021`." in devlake
-    )
+    assert '**In heatlens:** `definitions = "devlake"`.' in devlake
+    assert '**In heatlens:** `definitions = "fourkeys"`' in four_keys
     assert "`sorted[floor((n−1)q)]`" in devlake
     assert "DORA only" in middleware and 'incident_link_window = "unbounded"' in middleware
+
+
+def test_presets_table_shows_what_each_preset_sets() -> None:
+    presets = metrics_page().split("## Presets: `definitions`")[1]
+    assert "| setting | `heatlens` | `devlake` | `fourkeys` |" in presets
+    assert '| `incident_link_window` | `"7d"` | `"unbounded"` | `"0m"` |' in presets
+    assert "| `failure_from_remediation` | `true` | `false` | `false` |" in presets
+    assert '| `quantile` | `"linear"` | `"lower"` | `"linear"` |' in presets
 
 
 def test_incident_link_rules_are_stated_in_order() -> None:

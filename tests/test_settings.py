@@ -99,6 +99,13 @@ FROM_ENV = {
     "server_session_hours": ("1.5", 1.5),
     "sync": ('[{ source = "git", every = "1h" }]', [{"source": "git", "every": "1h"}]),
     "targets": ('[{ metric = "m", value = 1 }]', [{"metric": "m", "value": 1}]),
+    "definitions": ("devlake", "devlake"),
+    "failure_from_remediation": ("false", False),
+    "failure_severities": ("SEV-1, sev-2", ["sev-1", "sev-2"]),
+    "tier_min_n": ("3", 3),
+    "lead_time_start": ("authored", "authored"),
+    "bot_actors": ("*[bot], ci-*", ["*[bot]", "ci-*"]),
+    "ingest_timezone": ("Europe/Berlin", "Europe/Berlin"),
 }
 
 

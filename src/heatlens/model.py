@@ -166,6 +166,8 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             ),
             Field("duration_s", N, minimum=0, help="duration in seconds"),
             Field("attributes", O, help="free-form object"),
+            Field("run", S, help="one logical task retried (a CI run): its attempts share it"),
+            Field("attempt", I, minimum=1, help="attempt number within `run` (1 = first try)"),
         ),
         example={
             "type": "usage",
@@ -192,7 +194,10 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field("commit_sha", S, help="the commit deployed"),
             Field("commits", L, help="every commit sha shipped by this deployment"),
             Field(
-                "kind", E, choices=("planned", "hotfix", "rollback"), default="planned", help="kind"
+                "kind",
+                E,
+                choices=("planned", "hotfix", "rollback"),
+                help="planned, hotfix or rollback; leave it out when unknown (no default)",
             ),
             Field("team", S, help="team id (default: the service's owner)"),
         ),

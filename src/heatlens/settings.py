@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -75,6 +75,51 @@ class Settings(BaseSettings):
         description="Which DORA report's performance tiers to apply: 2023 or 2021.",
         json_schema_extra=_meta("tier_year", "tiers"),
     )
+    # -- the v2 rules for real-world data (DESIGN §3–§5 v2) ------------------------------------
+    definitions: Literal["heatlens", "devlake", "fourkeys"] = Field(
+        "heatlens",
+        description="A preset of the DORA rules: `heatlens`, or `devlake` / `fourkeys` to set "
+        "every rule that peer uses (see docs/metrics.md); a setting given explicitly still wins.",
+        json_schema_extra=_meta("definitions", "DORA"),
+    )
+    failure_from_remediation: bool = Field(
+        True,
+        description="A rollback or hotfix marks the deployment it remediates (the latest earlier "
+        "deployment of its service that is not a rollback) as failed.",
+        json_schema_extra=_meta("failure_from_remediation", "DORA"),
+    )
+    failure_severities: list[str] = Field(
+        [],
+        description="Incident severities (case-insensitive) that link to deployments and count "
+        "in the incident metrics; incidents without a severity always count. Empty: all.",
+        json_schema_extra=_meta("failure_severities", "DORA incident metrics"),
+    )
+    tier_min_n: int = Field(
+        5,
+        ge=1,
+        description="Fewest observations a change-failure-rate, lead-time, recovery or restore "
+        "row needs to get a DORA tier.",
+        json_schema_extra=_meta("tier_min_n", "tiers"),
+    )
+    lead_time_start: Literal["committed", "authored"] = Field(
+        "committed",
+        description="Where lead time starts: `committed_at`, or `authored_at` when present "
+        "(rebases and squashes reset commit times).",
+        json_schema_extra=_meta("lead_time_start", "DORA lead time"),
+    )
+    bot_actors: list[str] = Field(
+        ["*[bot]"],
+        description="Glob patterns (`*` any run, `?` one character, case-insensitive) of actors "
+        "that are bots: their usage counts in task success and efficiency, not in adoption.",
+        json_schema_extra=_meta("bot_actors", "adoption"),
+    )
+    ingest_timezone: str | None = Field(
+        None,
+        description="IANA time zone in which timestamps without offset are read at ingest; "
+        "unset: the `timezone` setting.",
+        json_schema_extra=_meta("ingest_timezone", "ingest (naive timestamps)"),
+    )
+    # -- end of the v2 rules --------------------------------------------------------------------
     pseudonymise_key: SecretStr | None = Field(
         None,
         description="Key for pseudonymising `actor` and `author` at ingest (keyed HMAC); "
@@ -185,9 +230,11 @@ class Settings(BaseSettings):
         json_schema_extra=_meta("targets", "check"),
     )
 
-    @field_validator("timezone")
+    @field_validator("timezone", "ingest_timezone")
     @classmethod
-    def _known_timezone(cls, value: str) -> str:
+    def _known_timezone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
@@ -209,10 +256,24 @@ class Settings(BaseSettings):
         # the environment gives "2021", which a Literal of ints does not take by itself
         return int(value) if isinstance(value, str) and value.isdigit() else value
 
-    @field_validator("production_environments")
+    @field_validator("production_environments", "failure_severities", "bot_actors")
     @classmethod
     def _lower(cls, value: list[str]) -> list[str]:
         return [v.lower() for v in value]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, values: Any) -> Any:
+        """`definitions` fills every rule of its peer that is not given explicitly."""
+        if not isinstance(values, dict):
+            return values
+        preset = PRESETS.get(str(values.get("definitions", "heatlens")), {})
+        return {**preset, **values}
+
+    @property
+    def read_timezone(self) -> str:
+        """The time zone in which ingest reads timestamps without offset."""
+        return self.ingest_timezone or self.timezone
 
     @property
     def link_window(self) -> timedelta | None:
@@ -241,6 +302,27 @@ class Settings(BaseSettings):
             _ConfigFile(settings_cls, where.config),
         )
 
+
+# What each `definitions` preset sets (DESIGN §5 v2): the rules the peer applies. Anything not
+# listed keeps heatlens's default; a setting given explicitly beats its preset. Peers give a tier
+# to any value, and count only incidents (not rollbacks or hotfixes) as failures.
+PRESETS: dict[str, dict[str, Any]] = {
+    "heatlens": {},
+    "devlake": {
+        "incident_link_window": "unbounded",
+        "quantile": "lower",
+        "tier_year": 2021,
+        "failure_from_remediation": False,
+        "lead_time_start": "authored",
+        "tier_min_n": 1,
+    },
+    "fourkeys": {
+        "incident_link_window": "0m",
+        "tier_year": 2021,  # Four Keys measures time to restore, the 2021 report's input
+        "failure_from_remediation": False,
+        "tier_min_n": 1,
+    },
+}
 
 _DURATION = re.compile(r"(\d+)([dhm])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
@@ -297,7 +379,12 @@ _SOURCES: ContextVar[_Where | None] = ContextVar("heatlens_settings_sources", de
 
 # Settings whose environment value is a TOML list or table; a list of names may also be written
 # as `a, b`.
-_COMMA_LISTS = {"production_environments", "server_trusted_proxies"}
+_COMMA_LISTS = {
+    "production_environments",
+    "server_trusted_proxies",
+    "failure_severities",
+    "bot_actors",
+}
 
 
 class _Environment(EnvSettingsSource):

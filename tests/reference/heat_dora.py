@@ -1,4 +1,4 @@
-"""Plain-Python reference implementation of DESIGN §4 (HEAT and DORA metric definitions).
+"""Plain-Python reference implementation of DESIGN §4 (HEAT and DORA metric definitions), v2.
 
 Written from DESIGN.md alone, independently of the Ibis metric engine, so that property tests can
 compare the engine against it on random data. Readability beats speed: every metric is computed by
@@ -6,14 +6,19 @@ filtering plain lists of records period by period and segment by segment.
 
 Public interface
 ----------------
-- ``Settings`` — timezone, production environments, incident link window, quantile mode, tier year.
+- ``Settings`` — timezone, production environments (glob patterns), incident link window, quantile
+  mode, tier year; (v2) failure_from_remediation, failure_severities, tier_min_n, lead_time_start,
+  bot_actors, with DESIGN §5's defaults. ``PRESETS`` and ``settings_for(definitions, **explicit)``:
+  the ``definitions`` presets as settings (explicit settings win over the preset).
 - ``report(records, *, grain, start, end, by=(), metrics=None, settings=..., now=None) -> dict``
   returns ``{"warnings": [{code, message, count}], "rows": [{metric, period, segment, value, n, ci,
   suppressed, tier, complete}]}`` exactly like DESIGN §5's report JSON (rows sorted by metric in
   catalog order, then period, then segment values with None first; order is not part of the
   contract). ``metrics`` takes ids or string prefixes (``"dora"``, ``"dora.lead_time"``).
 - ``link_incidents(records, settings) -> {incident_id: (deployment_id | None, rule)}`` with rule
-  ``"deployment_id"``, ``"root_cause_sha"``, ``"window"``, or ``"unlinked"`` (deployment None).
+  ``"deployment_id"``, ``"root_cause_sha"``, ``"window"``, ``"unlinked"`` (deployment None) or
+  (v2) ``"severity"`` (left out by ``failure_severities``; deployment None).
+- ``glob_match(value, pattern)``: the glob rule of ``production_environments`` and ``bot_actors``.
 - ``tier(metric, value, year) -> "elite" | "high" | "medium" | "low"`` (ValueError for a metric with
   no tier in that year).
 - ``quantile``, ``proportion_ci``, ``nps_ci``: the §4 formulas.
@@ -23,18 +28,19 @@ and no warnings that belong to it):
 
 - adoption.active_users, active_teams, team_retention: capability, team, group, service, action
 - adoption.eligible_teams, team_adoption_rate, new_teams: capability, team, group
-- task.*, efficiency.task_duration_p50/_p90: capability, team, group, service, action
-- efficiency.time_to_first_deploy: team, group, service
+- task.* (incl. first_attempt_success_rate, eventual_success_rate),
+  efficiency.task_duration_p50/_p90: capability, team, group, service, action
+- efficiency.time_to_first_deploy, services_awaiting_first_deploy: team, group, service
 - happiness.respondents, csat, nps, likert_mean, likert_median: survey, question, team, group,
   capability
 - happiness.response_rate: survey, team, group
 - dora.deployments, deployment_frequency, lead_time_p50/_p90, change_failure_rate, rework_rate:
   team, group, service, environment
-- dora.recovery_time_p50, dora.time_to_restore_p50: team, group, service
+- dora.recovery_time_p50, dora.time_to_restore_p50, dora.open_incidents: team, group, service
 
 Segment values of a record: usage — capability, resolved team, its group, service, action;
 deployment (and lead-time pairs, time to first deploy) — the deployment's resolved team, group,
-service, environment (after the ``production`` default, case kept); incident — resolved team,
+service, environment (after the ``production`` default, lower-cased); incident — resolved team,
 group, service; survey response — survey, question, team (as given), group, capability; survey
 invitation — survey, team, group. Team resolution: the record's ``team``, else the registry owner
 of its ``service``, else (usage only) the team of its ``actor`` by membership at ``ts``. Group: the
@@ -52,8 +58,12 @@ Which segment values "exist" in a period (zero-filled for counts and per-day rat
 - capability: registry capabilities (launched_at null or not after the period end); plus
   unregistered ids seen in usage.capability, survey_response.capability,
   survey.questions[].capability.
-- action (usage.action), environment (deployment.environment), question
-  (survey_response.question and survey.questions[].id): values seen anywhere, every period.
+- action (usage.action), question (survey_response.question and survey.questions[].id): values
+  seen anywhere, every period; environment: (v2) the lower-cased production environments of any
+  deployment record, every period.
+- (v2) DORA metrics only: teams that own no service (registry ``service.team``) and are the
+  resolved team of no deployment record (any environment or result) are not in the team domain and
+  get no rows at all (not even from incidents); the group domain is the groups of the other teams.
 - survey: a survey id (registry, responses, invitations) exists only in its wave's period.
 - None never exists by itself: a None segment value only appears where it has observations.
 Several ``by`` keys: the cross product of the keys' existing values, plus observed combinations.
@@ -73,6 +83,26 @@ timestamp that buckets the item lies in [--from, --to)):
 - suppressed_segments: the number of suppressed rows in the output.
 - unknown_services (always): distinct service ids named by usage, deployments, changes or incidents
   that have no service record.
+(v2), incidents after the ``failure_severities`` filter:
+- negative_time_to_restore: resolved incidents with resolved_at < opened_at, resolved in range.
+- excluded_environments (with any deployment metric: deployments, frequency, lead time, change
+  failure rate, rework): successful deployments to non-production environments, finished in range;
+  the message names the three most frequent (lower-cased).
+- repeated_deployments (with any deployment metric): DORA deployments finished in range, not
+  rollbacks, whose ``commit_sha`` an earlier (finished_at, id) DORA deployment of the same service
+  had as its ``commit_sha``.
+- unknown_changes (with lead time metrics): distinct shas shipped (commit_sha or commits) by DORA
+  deployments finished in range that have no change record.
+- cross_service_links, root_cause_not_yet_deployed (with change_failure_rate or
+  recovery_time_p50): incidents opened in range linked by ``deployment_id`` to a deployment of a
+  service other than their own ``service`` (set); incidents opened in range that rule 2 left
+  unlinked (sha never shipped, or only after ``opened_at``). Both kinds of unlinked incidents also
+  count in unlinked_incidents.
+- no_failure_signal: change-failure-rate rows omitted for lack of a signal.
+- history_start: new_teams rows omitted (zero-filled ones included).
+- created_before_history: services dropped from time_to_first_deploy as older than the stored
+  history, counted when their first production deployment is in range.
+Every message names, in backticks, the setting or record field that changes it.
 Messages are free text; compare codes and counts.
 
 DESIGN ambiguities and the decisions taken (each also marked ``# DESIGN ambiguity:`` in the code)
@@ -117,13 +147,13 @@ DESIGN ambiguities and the decisions taken (each also marked ``# DESIGN ambiguit
 18. Survey response capability: the response's ``capability``, else the ``capability`` of that
     question in its survey record's ``questions``.
 19. Survey k of a survey without record is 5; comments are not part of report rows.
-20. time_to_restore_p50 keeps negative values (DESIGN states no drop rule for it) and covers all
-    resolved incidents, linked or not.
+20. time_to_restore_p50 covers all resolved incidents, linked or not; (v2) negatives are dropped
+    (warning ``negative_time_to_restore``), as DESIGN v2 now states.
 21. Incidents have no environment: restore/recovery times support team, group, service only.
 22. Incident links: ``root_cause_sha``'s "first deployment" is the lowest (finished_at, id) among
-    successful production deployments containing the sha (any time, even after the incident);
-    ``deployment_id`` links regardless of the incident's service; a field is "present" when not
-    None.
+    successful production deployments containing the sha (v2: finished at or before
+    ``opened_at``); ``deployment_id`` links regardless of the incident's service (v2: warned); a
+    field is "present" when not None.
 23. ``tier`` is set on rows whose ``by`` includes team or service, for the tiered metrics of the
     tier year only (recovery_time_p50 in 2023, time_to_restore_p50 in 2021).
 24. Proportion/NPS intervals are computed on unrounded inputs; values are not rounded.
@@ -133,16 +163,87 @@ DESIGN ambiguities and the decisions taken (each also marked ``# DESIGN ambiguit
     answers of their kind with a score. Without ``--by question`` likert answers of different
     questions are pooled (DESIGN only recommends ``--by question``).
 27. Lead time: only changes with a change record; shas match exactly (no short-sha prefixing);
-    only successful production deployments ship. Environment zero-fill covers every environment
-    value seen, so non-production environments get dora.deployments 0 rows.
+    only successful production deployments ship. (v2) Environment zero-fill covers production
+    environments only (it covered every environment seen in v1).
 28. Each happiness metric is suppressed on its own (its own respondents per segment); the
     complementary rule runs per metric and period.
 29. Warning scopes and counts are decisions too (see "Warnings" above).
+
+Readings of DESIGN (v2)
+-----------------------
+Where DESIGN v2 is ambiguous, how this reference reads it (most also marked in the code):
+
+R1.  Globs (``production_environments``, ``bot_actors``): ``*`` and ``?`` are wildcards, every other
+    character is literal — ``[`` is no character class, so the default ``*[bot]`` means "ends in
+    ``[bot]``" (under fnmatch it would mean "ends in b, o or t"). Matching is case-insensitive
+    for both (DESIGN says so for environments only; GitHub logins are case-insensitive).
+R2.  Remediation: among DORA deployments (successful, production) of the same service, in any
+    production environment (DESIGN says "same service", not "same environment"); "earlier" and
+    "latest" follow (finished_at, id). A deployment remediated twice is simply failed. A failed
+    or non-production rollback remediates nothing. Rollbacks and hotfixes are never failed by
+    their own kind; a hotfix can be remediated by a later hotfix or rollback.
+R3.  ``failure_severities`` leaves the other incidents out of every DORA computation: links,
+    failed deployments, recovery, restore, open incidents, the incident warnings and the failure
+    signal. ``link_incidents`` reports them with rule ``"severity"``. Severities compare as
+    lower-cased strings; an incident without severity always counts.
+R4.  ``no_failure_signal``: a row's services are the services of its deployments; a service has a
+    signal when an incident (after the severity filter) names it as ``service`` or links to one of
+    its deployments, or when one of its DORA deployments has a known ``kind`` — both at any time
+    ("ever"), so a deployment whose rollback comes in a later period keeps its value. The
+    signal does not depend on ``failure_from_remediation``. The warning counts omitted rows.
+R5.  ``root_cause_not_yet_deployed`` counts every incident rule 2 leaves unlinked, including a sha
+    never deployed (DESIGN: "among those finished by the incident's opened_at, else unlinked
+    (warning …)"). "Finished by" is ``finished_at <= opened_at``.
+R6.  ``cross_service_links``: only rule 1 can cross services; an incident without ``service`` never
+    does.
+R7.  ``dora.open_incidents``: open at the period's (clipped) end ``E`` when ``opened_at < E`` and
+    (``resolved_at`` is null or ``resolved_at >= E``) — an incident resolved exactly at ``E`` is
+    resolved in the next period, so still open in this one. Zero-filled like every count.
+R8.  ``complete`` for change failure rate and recovery time: the (clipped) period end plus the
+    link window (7 days when unbounded; 0 for a window of 0) must be ≤ now. Time to restore,
+    rework and open incidents do not wait. A happiness row is incomplete while a survey
+    contributing to it (its responses or invitations in that row) has ``closes_at`` > now.
+R9.  ``tier_min_n`` compares with the row's ``n`` (deployments for CFR, observations for lead time,
+    recovery and restore); deployment frequency is not gated.
+R10. "Teams that own no service and appear on no deployment": ownership by a registry service's
+    ``team``; "appear" = resolved team of any deployment record (any environment or result), over
+    all stored data. Such teams get no DORA row of any metric (incident metrics included) when
+    ``--by team``; ``--by group`` zero-fills only groups of the other teams.
+R11. ``lead_time_start = "authored"`` uses ``authored_at`` when present, else ``committed_at``.
+R12. Bots leave every adoption metric, including the empty-registry eligible teams and the
+    ineligible_active_teams warning; they stay in task and efficiency metrics.
+R13. Runs: a run is keyed by ``run`` alone (whatever the capability), else by the record's id;
+    only records with an outcome take part; its first attempt is the lowest ``attempt`` (null
+    read as 1; ties by ts, then id); the run is bucketed and segmented by that record.
+R14. ``history_start``: "the period that contains the first stored usage" is the calendar
+    period (so a clipped first period counts when history starts in its clipped-off part; grain
+    ``all``: the range); "first stored usage" is over all usage, bots included; "launched_at inside
+    or after that period's start" is ``launched_at >= calendar period start``. Without ``--by
+    capability`` the first usage of anything decides and no launch date exempts the row.
+R15. ``created_before_history``: history starts at the earliest ``finished_at`` of any deployment
+    record (any environment or result); ``created_at`` before it excludes the service.
+R16. ``services_awaiting_first_deploy``: only services with ``created_at``; a production
+    deployment is a successful one finished before the period's end; segmented by the service's
+    registry team; services older than the history are not excluded.
+R17. Archived teams leave the previous period's set when ``archived_at`` ≤ the row's (clipped)
+    period start.
+R18. Presets (``definitions``): ``devlake`` = unbounded window, ``lower`` quantiles, 2021 tiers,
+    no remediation, tier_min_n 1, lead time from ``authored_at``; ``fourkeys`` = window 0 (docs:
+    ``"0m"``: only root-cause links, bar an incident at the very instant of a deployment), linear
+    quantiles, 2021 tiers (restore time, as Four Keys measures it), no remediation, tier_min_n 1,
+    lead time from ``committed_at``. Severities: all, for both. Settings a preset does not name
+    (production environments, bot actors) keep their defaults.
+R19. Codes DESIGN does not name: ``negative_time_to_restore``, ``repeated_deployments`` (rollbacks
+    are not counted — they redeploy a known sha by nature) and ``unknown_changes``.
+R20. Not covered here (no reference rule): ``ingest_timezone`` (ingest), ``--grain all`` default
+    range (CLI), ``check``/scorecard/tensions on complete rows (analysis), and the v2 happiness
+    rules (one row per wave, continuous surveys, suppression on atomic cells).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -165,9 +266,12 @@ METRICS: tuple[str, ...] = (
     "task.failure_rate",
     "task.error_rate",
     "task.abandon_rate",
+    "task.first_attempt_success_rate",
+    "task.eventual_success_rate",
     "efficiency.task_duration_p50",
     "efficiency.task_duration_p90",
     "efficiency.time_to_first_deploy",
+    "efficiency.services_awaiting_first_deploy",
     "happiness.respondents",
     "happiness.csat",
     "happiness.nps",
@@ -182,6 +286,7 @@ METRICS: tuple[str, ...] = (
     "dora.rework_rate",
     "dora.recovery_time_p50",
     "dora.time_to_restore_p50",
+    "dora.open_incidents",
 )
 
 KEYS = ("capability", "team", "group", "service", "action", "environment", "survey", "question")
@@ -206,9 +311,12 @@ SUPPORTED_KEYS: dict[str, frozenset[str]] = {
     "task.failure_rate": _USAGE_KEYS,
     "task.error_rate": _USAGE_KEYS,
     "task.abandon_rate": _USAGE_KEYS,
+    "task.first_attempt_success_rate": _USAGE_KEYS,
+    "task.eventual_success_rate": _USAGE_KEYS,
     "efficiency.task_duration_p50": _USAGE_KEYS,
     "efficiency.task_duration_p90": _USAGE_KEYS,
     "efficiency.time_to_first_deploy": _INCIDENT_KEYS,
+    "efficiency.services_awaiting_first_deploy": _INCIDENT_KEYS,
     "happiness.respondents": _HAPPY_KEYS,
     "happiness.csat": _HAPPY_KEYS,
     "happiness.nps": _HAPPY_KEYS,
@@ -223,6 +331,7 @@ SUPPORTED_KEYS: dict[str, frozenset[str]] = {
     "dora.rework_rate": _DORA_KEYS,
     "dora.recovery_time_p50": _INCIDENT_KEYS,
     "dora.time_to_restore_p50": _INCIDENT_KEYS,
+    "dora.open_incidents": _INCIDENT_KEYS,
 }
 
 # Record fields holding timestamps (DESIGN §3); strings are accepted for convenience.
@@ -240,9 +349,21 @@ _TIMESTAMPS: dict[str, tuple[str, ...]] = {
     "survey_invitation": (),
 }
 _DEFAULTS: dict[str, dict[str, Any]] = {
-    "deployment": {"environment": "production", "result": "success", "kind": "planned"},
+    # (v2) no default for `kind`: null means unknown
+    "deployment": {"environment": "production", "result": "success"},
     "survey": {"k": 5, "comment_k": 10},
 }
+
+_DEPLOYMENT_METRICS = frozenset(
+    {
+        "dora.deployments",
+        "dora.deployment_frequency",
+        "dora.lead_time_p50",
+        "dora.lead_time_p90",
+        "dora.change_failure_rate",
+        "dora.rework_rate",
+    }
+)
 
 Row = dict[str, Any]
 Cell = tuple[Any, ...]
@@ -250,14 +371,52 @@ Cell = tuple[Any, ...]
 
 @dataclass(frozen=True)
 class Settings:
+    """The settings the metric definitions read (DESIGN §5's table; names as there)."""
+
     timezone: str = "UTC"
-    production_environments: tuple[str, ...] = ("production", "prod")
+    production_environments: tuple[str, ...] = ("production", "prod")  # (v2) glob patterns
     incident_link_window: timedelta | None = timedelta(days=7)  # None = unbounded
     quantile: str = "linear"  # or "lower"
     tier_year: int = 2023  # or 2021
+    failure_from_remediation: bool = True  # (v2)
+    failure_severities: tuple[str, ...] = ()  # (v2) empty = all severities
+    tier_min_n: int = 5  # (v2)
+    lead_time_start: str = "committed"  # (v2) or "authored"
+    bot_actors: tuple[str, ...] = ("*[bot]",)  # (v2) glob patterns
 
 
 DEFAULT_SETTINGS = Settings()
+
+# (v2) `definitions`: the settings each preset implies (DESIGN §5; docs/metrics.md "How the peers
+# define these"). Settings a preset does not name keep their defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    "heatlens": {},
+    "devlake": {
+        "incident_link_window": None,  # the last deployment before the incident, however long
+        "quantile": "lower",
+        "tier_year": 2021,
+        "failure_from_remediation": False,  # failures only through incidents
+        "failure_severities": (),
+        "tier_min_n": 1,  # a tier on any row
+        "lead_time_start": "authored",  # first commit's authored time
+    },
+    "fourkeys": {
+        "incident_link_window": timedelta(0),  # no link by time (bar an incident at the instant)
+        "quantile": "linear",
+        "tier_year": 2021,  # restore time, as Four Keys measures it
+        "failure_from_remediation": False,
+        "failure_severities": (),
+        "tier_min_n": 1,
+        "lead_time_start": "committed",
+    },
+}
+
+
+def settings_for(definitions: str = "heatlens", **overrides: Any) -> Settings:
+    """Settings of a `definitions` preset; explicit settings (overrides) win over the preset."""
+    if definitions not in PRESETS:
+        raise ValueError(f"unknown definitions {definitions!r}: expected one of {sorted(PRESETS)}")
+    return Settings(**{**PRESETS[definitions], **overrides})
 
 
 # --------------------------------------------------------------------------- formulas
@@ -433,8 +592,17 @@ def _normalise(records: dict[str, list[dict]]) -> dict[str, list[dict]]:
     return out
 
 
+def glob_match(value: str, pattern: str) -> bool:
+    """Case-insensitive glob: `*` any run, `?` one character, everything else literal."""
+    # DESIGN ambiguity: `[` is literal (the default bot pattern `*[bot]` is no character class).
+    regex = "".join(
+        ".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern.lower()
+    )
+    return re.fullmatch(regex, value.lower(), flags=re.DOTALL) is not None
+
+
 def _is_production(env: str, settings: Settings) -> bool:
-    return env.lower() in {e.lower() for e in settings.production_environments}
+    return any(glob_match(env, p) for p in settings.production_environments)
 
 
 def _shas(d: dict) -> set[str]:
@@ -473,7 +641,42 @@ class _Data:
             if d["result"] == "success" and _is_production(d["environment"], settings)
         ]
         self.deployments_by_id = {d["id"]: d for d in r["deployment"]}
+        # (v2) failure_severities: only incidents of those severities (or none) count in DORA
+        severities = {x.lower() for x in settings.failure_severities}
+        self.incidents = [
+            inc
+            for inc in r["incident"]
+            if not severities
+            or inc.get("severity") is None
+            or str(inc["severity"]).lower() in severities
+        ]
         self.links = self._link_incidents()
+        self.remediated = self._remediated() if settings.failure_from_remediation else {}
+        self.failed = {dep for dep, _rule in self.links.values() if dep is not None}
+        self.failed |= set(self.remediated)
+        # (v2) incidents "for" a service: its own `service`, or a link to that service's deployment
+        self.incident_services = {inc.get("service") for inc in self.incidents}
+        for dep_id, _rule in self.links.values():
+            if dep_id is not None:
+                self.incident_services.add(self.deployments_by_id[dep_id]["service"])
+        self.incident_services.discard(None)
+        # DESIGN ambiguity: "ever" for both signals: a service with an incident or a deployment of
+        # known kind at any time has a signal (a deployment remediated later keeps its signal).
+        self.signal_services = self.incident_services | {
+            d["service"] for d in self.dora if d.get("kind") is not None
+        }
+        # (v2) teams that own a service or appear on a deployment: the only teams with DORA rows
+        self.delivering_teams = {s.get("team") for s in r["service"]} | {
+            self.record_team(d) for d in r["deployment"]
+        }
+        self.delivering_teams.discard(None)
+        # (v2) where stored history starts
+        self.history_deployment = min((d["finished_at"] for d in r["deployment"]), default=None)
+        self.history_usage: dict[Any, datetime] = {}
+        for u in r["usage"]:
+            for key in (None, u["capability"]):
+                if key not in self.history_usage or u["ts"] < self.history_usage[key]:
+                    self.history_usage[key] = u["ts"]
         self._wave_ts = self._waves()
         self.question_capability: dict[tuple[str, str], Any] = {}
         for s in r["survey"]:
@@ -536,6 +739,11 @@ class _Data:
         s = self.surveys.get(survey)
         return s["k"] if s else 5
 
+    def wave_open(self, survey: str, now: datetime) -> bool:
+        """(v2) A wave is open while its `closes_at` is after now."""
+        closes = self.surveys[survey].get("closes_at") if survey in self.surveys else None
+        return closes is not None and closes > now
+
     def wave_ts(self, survey: str) -> datetime | None:
         return self._wave_ts.get(survey)
 
@@ -557,13 +765,20 @@ class _Data:
             waves[s] = opens if opens is not None else first.get(s)
         return waves
 
-    # ---- incident links
+    # ---- incident links and failures
 
     def _link_incidents(self) -> dict[str, tuple[str | None, str]]:
         window = self.settings.incident_link_window
         dora_ids = {d["id"] for d in self.dora}
         links: dict[str, tuple[str | None, str]] = {}
+        # (v2) incidents the reports leave out by severity: never linked
+        counted = {inc["id"] for inc in self.incidents}
+        self.cross_service: set[str] = set()
+        self.root_cause_not_deployed: set[str] = set()
         for inc in self.r["incident"]:
+            if inc["id"] not in counted:
+                links[inc["id"]] = (None, "severity")
+                continue
             dep_id, sha, service = (
                 inc.get("deployment_id"),
                 inc.get("root_cause_sha"),
@@ -572,23 +787,31 @@ class _Data:
             found: dict | None = None
             rule = "unlinked"
             if dep_id is not None:
-                # rule 1 decides alone: a successful production deployment with that id, else none
+                # rule 1 decides alone: a successful production deployment with that id, else none;
+                # (v2) another service's deployment still links, and is counted in a warning
                 if dep_id in dora_ids:
                     found, rule = self.deployments_by_id[dep_id], "deployment_id"
+                    if service is not None and found["service"] != service:
+                        self.cross_service.add(inc["id"])
             elif sha is not None:
-                # DESIGN ambiguity: "first" = lowest (finished_at, id), at any time.
+                # (v2) the first (lowest (finished_at, id)) among those finished by opened_at
                 found = _first(
                     d
                     for d in self.dora
-                    if sha in _shas(d) and (service is None or d["service"] == service)
+                    if sha in _shas(d)
+                    and (service is None or d["service"] == service)
+                    and d["finished_at"] <= inc["opened_at"]
                 )
                 rule = "root_cause_sha" if found else "unlinked"
+                if found is None:
+                    self.root_cause_not_deployed.add(inc["id"])
             elif inc.get("cause") != "external" and service is not None:
                 opened = inc["opened_at"]
                 candidates = [
                     d
                     for d in self.dora
                     if d["service"] == service
+                    and d.get("kind") != "rollback"  # (v2) a rollback restores a known version
                     and timedelta(0) <= opened - d["finished_at"]
                     and (window is None or opened - d["finished_at"] <= window)
                 ]
@@ -596,6 +819,30 @@ class _Data:
                 rule = "window" if found else "unlinked"
             links[inc["id"]] = (found["id"] if found else None, rule)
         return links
+
+    def _remediated(self) -> dict[str, str]:
+        """(v2) deployment id -> the rollback or hotfix that remediated it."""
+        per_service: dict[str, list[dict]] = defaultdict(list)
+        for d in self.dora:
+            per_service[d["service"]].append(d)
+        remediated: dict[str, str] = {}
+        for deps in per_service.values():
+            deps.sort(key=lambda d: (d["finished_at"], d["id"]))
+            for i, d in enumerate(deps):
+                if d.get("kind") not in ("rollback", "hotfix"):
+                    continue
+                earlier = [e for e in deps[:i] if e.get("kind") != "rollback"]
+                if earlier:
+                    # DESIGN ambiguity: the first remediation (in (finished_at, id) order) is kept.
+                    remediated.setdefault(earlier[-1]["id"], d["id"])
+        return remediated
+
+    def archived_by(self, team: str, ts: datetime) -> bool:
+        archived = self.teams[team].get("archived_at") if team in self.teams else None
+        return archived is not None and archived <= ts
+
+    def is_bot(self, actor: str | None) -> bool:
+        return actor is not None and any(glob_match(actor, p) for p in self.settings.bot_actors)
 
     # ---- segment value domains
 
@@ -628,7 +875,12 @@ class _Data:
             "service": services - set(self.services),
             "capability": caps - set(self.capabilities),
             "action": {x.get("action") for x in r["usage"]},
-            "environment": {x["environment"] for x in r["deployment"]},
+            # (v2) production environments only, lower-cased
+            "environment": {
+                x["environment"].lower()
+                for x in r["deployment"]
+                if _is_production(x["environment"], self.settings)
+            },
             "question": questions,
         }
         return {k: v - {None} for k, v in seen.items()}
@@ -682,7 +934,9 @@ class _Data:
             }
         else:
             # DESIGN ambiguity: empty registry -> resolved teams of all usage, any capability.
-            base = {self.usage_team(u) for u in self.r["usage"]} - {None}
+            base = {
+                self.usage_team(u) for u in self.r["usage"] if not self.is_bot(u.get("actor"))
+            } - {None}
         if by_capability:
             cap = self.capabilities.get(capability)
             if cap is not None:
@@ -780,8 +1034,23 @@ class _Report:
             out[self.cell(o["seg"])].append(o)
         return out
 
-    def domain_cells(self, p: Period) -> set[Cell]:
-        return set(product(*(self.d.domain(k, p) for k in self.by)))
+    def domain_cells(self, p: Period, dora: bool = False) -> set[Cell]:
+        """Segment values that exist in p; (v2) for DORA only teams that deliver (and groups)."""
+        domains = []
+        for key in self.by:
+            values = self.d.domain(key, p)
+            if dora and key in ("team", "group"):
+                teams = self.d.domain("team", p) & self.d.delivering_teams
+                values = teams if key == "team" else {self.d.group(t) for t in teams}
+            domains.append(values)
+        return set(product(*domains))
+
+    def delivers(self, cell: Cell) -> bool:
+        """(v2) A team that owns no service and appears on no deployment gets no DORA rows."""
+        if "team" not in self.by:
+            return True
+        team = cell[self.by.index("team")]
+        return team is None or team in self.d.delivering_teams
 
     def launched(self, p: Period, cell: Cell) -> bool:
         """No rows for a registry capability in periods that end before its launched_at."""
@@ -799,18 +1068,28 @@ class _Report:
         cell: Cell,
         result: tuple[Any, Any, Any],
         suppressed: bool = False,
+        open_wave: bool = False,
     ) -> Row:
         value, n, ci = result
         tier_value = None
-        year = self.d.settings.tier_year
+        settings = self.d.settings
         if (
             not suppressed
             and value is not None
             and self.grain in ("month", "quarter", "all")
             and ("team" in self.by or "service" in self.by)
-            and _has_tier(metric, year)
+            and _has_tier(metric, settings.tier_year)
+            # (v2) tiers only on enough data (deployment frequency: n is not an observation count)
+            and (metric == "dora.deployment_frequency" or n >= settings.tier_min_n)
         ):
-            tier_value = tier(metric, value, year)
+            tier_value = tier(metric, value, settings.tier_year)
+        # DESIGN ambiguity: the row's (clipped) period end is compared with now.
+        complete = not p.end_dt > self.now and not open_wave
+        if metric in ("dora.change_failure_rate", "dora.recovery_time_p50"):
+            # (v2) links may still arrive for the link window after the period (7 d if unbounded)
+            window = settings.incident_link_window
+            wait = timedelta(days=7) if window is None else window
+            complete = complete and not p.end_dt + wait > self.now
         return {
             "metric": metric,
             "period": p.label,
@@ -820,8 +1099,7 @@ class _Report:
             "ci": None if suppressed else ci,
             "suppressed": suppressed,
             "tier": tier_value,
-            # DESIGN ambiguity: the row's (clipped) period end is compared with now.
-            "complete": not p.end_dt > self.now,
+            "complete": complete,
         }
 
     def simple(
@@ -833,13 +1111,14 @@ class _Report:
     ) -> list[Row]:
         """Rows of a non-happiness metric: fn(observations of the cell, period, cell)."""
         rows = []
+        dora = metric.startswith("dora.")
         for p, bucket in zip(self.periods, self.bucket(obs), strict=True):
             groups = self.by_cell(bucket)
             cells = set(groups)
             if zero_fill:
-                cells |= self.domain_cells(p)
+                cells |= self.domain_cells(p, dora)
             for cell in sorted(cells, key=_cell_key):
-                if not self.launched(p, cell):
+                if not self.launched(p, cell) or (dora and not self.delivers(cell)):
                     continue
                 result = fn(groups.get(cell, []), p, cell)
                 if result is not None:
@@ -864,6 +1143,10 @@ class _Report:
             self._usage_obs = obs
         return self._usage_obs
 
+    def adoption_obs(self) -> list[dict]:
+        """(v2) Usage that counts for adoption: not by an actor matching `bot_actors`."""
+        return [o for o in self.usage_obs() if not self.d.is_bot(o.get("actor"))]
+
     def cell_filter(self, cell: Cell, team: str | None, capability: Any = None) -> bool:
         """Does a team (and a capability) belong to the cell's team/group/capability values?"""
         seg = dict(zip(self.by, cell, strict=True))
@@ -874,7 +1157,7 @@ class _Report:
         return not ("capability" in seg and seg["capability"] != capability)
 
     def adoption(self, metric: str) -> list[Row]:
-        usage = self.usage_obs()
+        usage = self.adoption_obs()
         if metric == "adoption.active_users":
             return self.simple(metric, usage, _count_distinct("actor"), zero_fill=True)
         if metric == "adoption.active_teams":
@@ -920,10 +1203,33 @@ class _Report:
                 }
                 for (team, cap), ts in first.items()
             ]
-            return self.simple(metric, obs, lambda o, p, c: (len(o), len(o), None), zero_fill=True)
+            rows = self.simple(metric, obs, lambda o, p, c: (len(o), len(o), None), zero_fill=True)
+            kept = [r for r in rows if not self.history_starts(r)]
+            self.warn(
+                "history_start",
+                "new teams omitted in the period where stored usage starts (every team looks new "
+                "there): ingest earlier usage, or set the capability's `launched_at`",
+                len(rows) - len(kept),
+            )
+            return kept
         if metric == "adoption.team_retention":
             return self.retention(metric, usage)
         raise AssertionError(metric)
+
+    def history_starts(self, row: Row) -> bool:
+        """(v2) Is the row's period the one holding the first stored usage (of its capability)?"""
+        capability = row["segment"].get("capability")
+        first = self.d.history_usage.get(capability)
+        if first is None:
+            return False
+        p = next(p for p in self.periods if p.label == row["period"])
+        # DESIGN ambiguity: "the period" is the calendar period (the clipped first period counts
+        # when history starts in its clipped-off part); history = all stored usage, bots included.
+        if not p.cal_start <= self.d.local_day(first) < p.cal_end:
+            return False
+        cap = self.d.capabilities.get(capability) if capability is not None else None
+        launched = cap.get("launched_at") if cap else None
+        return launched is None or launched < _local_midnight(p.cal_start, self.d.tz)
 
     def retention(self, metric: str, usage: list[dict]) -> list[Row]:
         if self.grain == "all":
@@ -941,6 +1247,8 @@ class _Report:
                 if not self.launched(p, cell):
                     continue
                 before = {o["team_"] for o in prev_groups.get(cell, [])} - {None}
+                # (v2) archiving is not churn: teams archived by this period's start leave
+                before = {t for t in before if not self.d.archived_by(t, p.start_dt)}
                 if not before:
                     continue
                 now_active = {o["team_"] for o in cur_groups.get(cell, [])}
@@ -951,7 +1259,7 @@ class _Report:
 
     def warn_ineligible(self) -> None:
         pairs = set()
-        for i, bucket in enumerate(self.bucket(self.usage_obs())):
+        for i, bucket in enumerate(self.bucket(self.adoption_obs())):
             p = self.periods[i]
             for o in bucket:
                 team = o["team_"]
@@ -959,7 +1267,7 @@ class _Report:
                     pairs.add((i, o["capability"], team))
         self.warn(
             "ineligible_active_teams",
-            "teams used a capability they are not eligible for (period × capability × team)",
+            "teams used a capability not in its `eligible` list (period × capability × team)",
             len(pairs),
         )
 
@@ -969,6 +1277,8 @@ class _Report:
         attempts = [o for o in self.usage_obs() if o.get("outcome") is not None]
         if metric == "task.attempts":
             return self.simple(metric, attempts, lambda o, p, c: (len(o), len(o), None), True)
+        if metric in ("task.first_attempt_success_rate", "task.eventual_success_rate"):
+            return self.runs(metric, attempts)
         outcome = {
             "task.success_rate": "success",
             "task.failure_rate": "failure",
@@ -983,6 +1293,33 @@ class _Report:
             return (x / len(obs), len(obs), proportion_ci(x, len(obs)))
 
         return self.simple(metric, attempts, share, zero_fill=False)
+
+    def runs(self, metric: str, attempts: list[dict]) -> list[Row]:
+        """(v2) Runs (`run`, else the record's id), counted where their first attempt is."""
+        by_run: dict[Any, list[dict]] = defaultdict(list)
+        for o in attempts:
+            # DESIGN ambiguity: a run id is one run whatever the capability of its records.
+            by_run[o["run"] if o.get("run") is not None else ("id", o["id"])].append(o)
+        runs = []
+        for records in by_run.values():
+            # DESIGN ambiguity: a missing attempt number counts as 1; ties by ts, then id.
+            first = min(records, key=lambda o: (o.get("attempt") or 1, o["ts"], o["id"]))
+            runs.append(
+                {
+                    **first,
+                    "first_ok": first["outcome"] == "success",
+                    "any_ok": any(o["outcome"] == "success" for o in records),
+                }
+            )
+        field = "first_ok" if metric == "task.first_attempt_success_rate" else "any_ok"
+
+        def share(obs: list[dict], p: Period, cell: Cell) -> Result:
+            if not obs:
+                return None
+            x = sum(1 for o in obs if o[field])
+            return (x / len(obs), len(obs), proportion_ci(x, len(obs)))
+
+        return self.simple(metric, runs, share, zero_fill=False)
 
     def quantile_fn(self, q: float, field: str = "value") -> Callable[..., Result]:
         mode = self.d.settings.quantile
@@ -1003,14 +1340,23 @@ class _Report:
                 if o.get("outcome") == "success" and o.get("duration_s") is not None
             ]
             return self.simple(metric, obs, self.quantile_fn(q), zero_fill=False)
+        if metric == "efficiency.services_awaiting_first_deploy":
+            return self.awaiting(metric)
         # time to first deploy, days, for services with created_at
-        obs, negative = [], 0
+        obs, negative, before_history = [], 0, 0
+        history = self.d.history_deployment
         for sid, s in self.d.services.items():
             if s.get("created_at") is None:
                 continue
             # DESIGN ambiguity: the first *successful* production deployment, segmented by it.
             first = _first(d for d in self.d.dora if d["service"] == sid)
             if first is None:
+                continue
+            # (v2) a service older than the stored history: its first stored deployment is not
+            # its first deployment. DESIGN ambiguity: history = the first deployment record of
+            # any kind; counted like the negatives, by the first deployment's time.
+            if history is not None and s["created_at"] < history:
+                before_history += self.in_range(first["finished_at"])
                 continue
             days = (first["finished_at"] - s["created_at"]).total_seconds() / 86400
             if days < 0:
@@ -1021,10 +1367,36 @@ class _Report:
             )
         self.warn(
             "negative_time_to_first_deploy",
-            "services whose first production deployment precedes created_at were dropped",
+            "services whose first production deployment precedes `created_at` were dropped",
             negative,
         )
+        self.warn(
+            "created_before_history",
+            "services with `created_at` before the first stored deployment have no time to first "
+            "deploy (ingest their earlier deployments)",
+            before_history,
+        )
         return self.simple(metric, obs, self.quantile_fn(0.5), zero_fill=False)
+
+    def awaiting(self, metric: str) -> list[Row]:
+        """(v2) Services created before the period's end with no production deployment by then."""
+        rows = []
+        for p in self.periods:
+            groups: dict[Cell, int] = defaultdict(int)
+            for sid, s in self.d.services.items():
+                # DESIGN ambiguity: only services with `created_at`; "production deployment" is a
+                # successful one (as for time to first deploy), finished before the period's end.
+                if s.get("created_at") is None or not s["created_at"] < p.end_dt:
+                    continue
+                if any(d["service"] == sid and d["finished_at"] < p.end_dt for d in self.d.dora):
+                    continue
+                team = s.get("team")
+                seg = {"team": team, "group": self.d.group(team), "service": sid}
+                groups[self.cell(seg)] += 1
+            for cell in sorted(set(groups) | self.domain_cells(p), key=_cell_key):
+                n = groups.get(cell, 0)
+                rows.append(self.row(metric, p, cell, (n, n, None)))
+        return rows
 
     # ---- DORA
 
@@ -1034,52 +1406,127 @@ class _Report:
             "team": team,
             "group": self.d.group(team),
             "service": d["service"],
-            "environment": d["environment"],
+            "environment": d["environment"].lower(),  # (v2) lower-cased
         }
 
     def incident_seg(self, inc: dict) -> dict[str, Any]:
         team = self.d.record_team(inc)
         return {"team": team, "group": self.d.group(team), "service": inc.get("service")}
 
+    def warn_deployments(self) -> None:
+        """(v2) Warnings of every deployment metric: excluded environments, repeated shas."""
+        excluded: dict[str, int] = defaultdict(int)
+        for d in self.d.r["deployment"]:
+            if (
+                d["result"] == "success"
+                and not _is_production(d["environment"], self.d.settings)
+                and self.in_range(d["finished_at"])
+            ):
+                excluded[d["environment"].lower()] += 1
+        top = sorted(excluded, key=lambda e: (-excluded[e], e))[:3]
+        self.warn(
+            "excluded_environments",
+            f"successful deployments to environments that are not production ({', '.join(top)}) "
+            "were left out; add glob patterns to `production_environments` to count them",
+            sum(excluded.values()),
+        )
+        repeated, seen = 0, set()
+        for d in sorted(self.d.dora, key=lambda d: (d["finished_at"], d["id"])):
+            sha = d.get("commit_sha")
+            if sha is None:
+                continue
+            key = (d["service"], sha)
+            if key in seen and d.get("kind") != "rollback":
+                repeated += self.in_range(d["finished_at"])
+            seen.add(key)
+        self.warn(
+            "repeated_deployments",
+            "deployments of a `commit_sha` the service had already deployed (not rollbacks) "
+            "count again in deployment frequency; set `environment` per region or `kind`",
+            repeated,
+        )
+
+    def warn_incidents(self) -> None:
+        """Warnings of the metrics that read incident links."""
+        in_range = [inc for inc in self.d.incidents if self.in_range(inc["opened_at"])]
+        unlinked = sum(
+            1
+            for inc in in_range
+            if self.d.links[inc["id"]][0] is None and inc.get("cause") != "external"
+        )
+        self.warn(
+            "unlinked_incidents",
+            "incidents not linked to any deployment: set `deployment_id` or `root_cause_sha`, "
+            "or widen `incident_link_window`",
+            unlinked,
+        )
+        self.warn(
+            "cross_service_links",
+            "incidents whose `deployment_id` names a deployment of another `service` "
+            "(the link holds)",
+            sum(1 for inc in in_range if inc["id"] in self.d.cross_service),
+        )
+        self.warn(
+            "root_cause_not_yet_deployed",
+            "incidents whose `root_cause_sha` no deployment had shipped by `opened_at` "
+            "were left unlinked",
+            sum(1 for inc in in_range if inc["id"] in self.d.root_cause_not_deployed),
+        )
+
+    def has_failure_signal(self, obs: list[dict]) -> bool:
+        """(v2) Do the deployments' services have an incident, or a deployment of known kind?"""
+        return any(d["service"] in self.d.signal_services for d in obs)
+
     def dora(self, metric: str) -> list[Row]:
         deployments = [
             {**d, "ts": d["finished_at"], "seg": self.deployment_seg(d)} for d in self.d.dora
         ]
-        linked = {dep for dep, _rule in self.d.links.values() if dep is not None}
         if metric in ("dora.change_failure_rate", "dora.recovery_time_p50"):
-            unlinked = sum(
-                1
-                for inc in self.d.r["incident"]
-                if self.d.links[inc["id"]][0] is None
-                and inc.get("cause") != "external"
-                and self.in_range(inc["opened_at"])
-            )
-            self.warn("unlinked_incidents", "incidents not linked to any deployment", unlinked)
+            self.warn_incidents()
+        if metric in _DEPLOYMENT_METRICS:
+            self.warn_deployments()
         if metric == "dora.deployments":
             return self.simple(metric, deployments, lambda o, p, c: (len(o), len(o), None), True)
         if metric == "dora.deployment_frequency":
             return self.simple(
                 metric, deployments, lambda o, p, c: (len(o) / p.days, len(o), None), True
             )
-        if metric in ("dora.change_failure_rate", "dora.rework_rate"):
+        if metric == "dora.change_failure_rate":
+            no_signal = 0
 
-            def failed(d: dict) -> bool:
-                if metric == "dora.change_failure_rate":
-                    return d["id"] in linked
-                return d["kind"] in ("hotfix", "rollback")
-
-            def share(obs: list[dict], p: Period, cell: Cell) -> Result:
+            def cfr(obs: list[dict], p: Period, cell: Cell) -> Result:
+                nonlocal no_signal
                 if not obs:
                     return None
-                x = sum(1 for d in obs if failed(d))
+                if not self.has_failure_signal(obs):
+                    no_signal += 1
+                    return None
+                x = sum(1 for d in obs if d["id"] in self.d.failed)
                 return (x / len(obs), len(obs), proportion_ci(x, len(obs)))
 
-            return self.simple(metric, deployments, share, zero_fill=False)
+            rows = self.simple(metric, deployments, cfr, zero_fill=False)
+            self.warn(
+                "no_failure_signal",
+                "change failure rate omitted where no incident is stored for the services and no "
+                "deployment has a known `kind`: ingest incidents or set `kind` on deployments",
+                no_signal,
+            )
+            return rows
+        if metric == "dora.rework_rate":
+
+            def rework(obs: list[dict], p: Period, cell: Cell) -> Result:
+                known = [d for d in obs if d.get("kind") is not None]
+                if not known:
+                    return None
+                x = sum(1 for d in known if d["kind"] in ("hotfix", "rollback"))
+                return (x / len(known), len(known), proportion_ci(x, len(known)))
+
+            return self.simple(metric, deployments, rework, zero_fill=False)
         if metric.startswith("dora.lead_time_"):
             return self.lead_time(metric)
         if metric == "dora.recovery_time_p50":
             obs, negative = [], 0
-            for inc in self.d.r["incident"]:
+            for inc in self.d.incidents:
                 dep_id = self.d.links[inc["id"]][0]
                 if dep_id is None or inc.get("resolved_at") is None:
                     continue
@@ -1093,44 +1540,86 @@ class _Report:
                 )
             self.warn(
                 "negative_recovery_time",
-                "incidents resolved before their deployment finished were dropped",
+                "incidents with `resolved_at` before their deployment's `finished_at` were dropped",
                 negative,
             )
             return self.simple(metric, obs, self.quantile_fn(0.5), zero_fill=False)
         if metric == "dora.time_to_restore_p50":
-            # DESIGN ambiguity: no drop rule is stated for restore times; all resolved incidents.
-            obs = [
-                {
-                    "ts": inc["resolved_at"],
-                    "seg": self.incident_seg(inc),
-                    "value": (inc["resolved_at"] - inc["opened_at"]).total_seconds() / 3600,
-                }
-                for inc in self.d.r["incident"]
-                if inc.get("resolved_at") is not None
-            ]
+            obs, negative = [], 0
+            for inc in self.d.incidents:
+                if inc.get("resolved_at") is None:
+                    continue
+                hours = (inc["resolved_at"] - inc["opened_at"]).total_seconds() / 3600
+                if hours < 0:  # (v2) dropped, like every other duration
+                    negative += self.in_range(inc["resolved_at"])
+                    continue
+                obs.append(
+                    {"ts": inc["resolved_at"], "seg": self.incident_seg(inc), "value": hours}
+                )
+            self.warn(
+                "negative_time_to_restore",
+                "incidents with `resolved_at` before `opened_at` were dropped",
+                negative,
+            )
             return self.simple(metric, obs, self.quantile_fn(0.5), zero_fill=False)
+        if metric == "dora.open_incidents":
+            return self.open_incidents(metric)
         raise AssertionError(metric)
+
+    def open_incidents(self, metric: str) -> list[Row]:
+        """(v2) Incidents opened before the period's end and not resolved by it."""
+        rows = []
+        for p in self.periods:
+            groups: dict[Cell, int] = defaultdict(int)
+            for inc in self.d.incidents:
+                resolved = inc.get("resolved_at")
+                # DESIGN ambiguity: resolved exactly at the period's end is still open in it.
+                if inc["opened_at"] < p.end_dt and (resolved is None or resolved >= p.end_dt):
+                    groups[self.cell(self.incident_seg(inc))] += 1
+            cells = set(groups) | self.domain_cells(p, dora=True)
+            for cell in sorted(cells, key=_cell_key):
+                if self.launched(p, cell) and self.delivers(cell):
+                    n = groups.get(cell, 0)
+                    rows.append(self.row(metric, p, cell, (n, n, None)))
+        return rows
 
     def lead_time(self, metric: str) -> list[Row]:
         without = sum(1 for d in self.d.dora if not _shas(d) and self.in_range(d["finished_at"]))
         self.warn(
             "deployment_without_commits",
-            "deployments with neither commit_sha nor commits ship no change",
+            "deployments with neither `commit_sha` nor `commits` ship no change",
             without,
+        )
+        changes = {c["id"] for c in self.d.r["change"]}
+        unknown = {
+            sha
+            for d in self.d.dora
+            if self.in_range(d["finished_at"])
+            for sha in _shas(d)
+            if sha not in changes
+        }
+        self.warn(
+            "unknown_changes",
+            "shipped shas (`commit_sha`, `commits`) with no `change` record have no lead time",
+            len(unknown),
         )
         shipped: dict[str, list[dict]] = defaultdict(list)
         for d in self.d.dora:
             for sha in _shas(d):
                 shipped[sha].append(d)
+        authored = self.d.settings.lead_time_start == "authored"
         obs, negative = [], 0
         for change in self.d.r["change"]:
+            start = change["committed_at"]
+            if authored and change.get("authored_at") is not None:
+                start = change["authored_at"]  # (v2) lead_time_start = "authored"
             per_service: dict[str, list[dict]] = defaultdict(list)
             for d in shipped.get(change["id"], []):
                 per_service[d["service"]].append(d)
             for deps in per_service.values():
                 first = _first(deps)
                 assert first is not None
-                hours = (first["finished_at"] - change["committed_at"]).total_seconds() / 3600
+                hours = (first["finished_at"] - start).total_seconds() / 3600
                 if hours < 0:
                     negative += self.in_range(first["finished_at"])
                     continue
@@ -1139,7 +1628,8 @@ class _Report:
                 )
         self.warn(
             "negative_lead_time",
-            "changes deployed before their commit time were dropped",
+            "changes deployed before their start (`lead_time_start`: `committed_at` or "
+            "`authored_at`) were dropped",
             negative,
         )
         q = 0.5 if metric.endswith("p50") else 0.9
@@ -1212,11 +1702,14 @@ class _Report:
                     "result": result,
                     "resp": len({o["who"] for o in obs}),
                     "k": max((self.d.survey_k(s) for s in surveys), default=0),
+                    "open": any(self.d.wave_open(s, self.now) for s in surveys),
                 }
             suppress(computed, len(self.by))
             for cell in sorted(computed, key=_cell_key):
                 c = computed[cell]
-                rows.append(self.row(metric, p, cell, c["result"], suppressed=c["sup"]))
+                rows.append(
+                    self.row(metric, p, cell, c["result"], suppressed=c["sup"], open_wave=c["open"])
+                )
         return rows
 
     def happiness_value(self, metric: str, obs: list[dict], invs: list[dict]) -> Result:
@@ -1310,6 +1803,16 @@ _WARNING_ORDER = (
     "ineligible_active_teams",
     "suppressed_segments",
     "unknown_services",
+    # (v2)
+    "negative_time_to_restore",
+    "excluded_environments",
+    "repeated_deployments",
+    "unknown_changes",
+    "cross_service_links",
+    "root_cause_not_yet_deployed",
+    "no_failure_signal",
+    "history_start",
+    "created_before_history",
 )
 
 
@@ -1341,7 +1844,7 @@ def report(
             rows.extend(rep.compute(metric))
     rep.warn(
         "suppressed_segments",
-        "happiness segments with fewer respondents than the survey's k were suppressed",
+        "happiness segments with fewer respondents than the survey's `k` were suppressed",
         sum(1 for r in rows if r["suppressed"]),
     )
     referenced = {
@@ -1349,7 +1852,7 @@ def report(
     }
     rep.warn(
         "unknown_services",
-        "services named by records but missing from the service registry",
+        "services named by records (`service`) with no `service` record",
         len(referenced - {None} - set(data.services)),
     )
     warnings = [

@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from .heat_dora import Settings, link_incidents, nps_ci, proportion_ci, report, tier
+from .heat_dora import (
+    Settings,
+    glob_match,
+    link_incidents,
+    nps_ci,
+    proportion_ci,
+    report,
+    settings_for,
+    tier,
+)
 
 JAN1, FEB1 = date(2024, 1, 1), date(2024, 2, 1)
 LATER = datetime(2030, 1, 1, tzinfo=UTC)  # "now" after every period: all rows complete
@@ -104,7 +113,8 @@ def test_empty_periods_count_zero_and_omit_proportions() -> None:
             {"id": "u1", "ts": t("2024-01-02T10:00"), "capability": "ci", "actor": "ana"},
             {"id": "u2", "ts": t("2024-01-03T10:00"), "capability": "ci", "outcome": "success"},
         ],
-        "deployment": [deploy("d1", "s", "2024-01-02T12:00")],
+        # (v2) a known kind: the change failure rate rests on a signal (see no_failure_signal)
+        "deployment": [deploy("d1", "s", "2024-01-02T12:00", kind="planned")],
     }
     metrics = (
         "adoption.active_users",
@@ -190,6 +200,7 @@ def test_commit_sha_only_ships_one_change_and_negative_lead_dropped() -> None:
         "service": [
             {"id": "s", "team": "a", "created_at": t("2023-12-31T00:00")},
             {"id": "t", "team": "a", "created_at": t("2024-01-10T00:00")},
+            {"id": "u", "team": "a"},
         ],
         "change": [
             {"id": "c1", "committed_at": t("2024-01-03T00:00")},
@@ -198,6 +209,8 @@ def test_commit_sha_only_ships_one_change_and_negative_lead_dropped() -> None:
             {"id": "c8", "committed_at": t("2024-01-08T00:00")},
         ],
         "deployment": [
+            # (v2) stored history starts Dec 30, so s (created Dec 31) is not older than it
+            deploy("du", "u", "2023-12-30T00:00"),
             deploy("d0", "s", "2024-01-01T12:00", result="failure", commit_sha="c2"),
             deploy("d1", "s", "2024-01-02T00:00", commits=["c1", "c2"]),
             deploy("d2", "s", "2024-01-04T00:00", commit_sha="c1"),
@@ -240,8 +253,11 @@ def test_commit_sha_only_ships_one_change_and_negative_lead_dropped() -> None:
     # c1 → s: first deployment containing it is d1 (−24 h, dropped, not replaced by d2);
     # c2 → s: d1, +24 h; c8 → t: d6, +24 h; c7 is shipped by nothing
     assert value_n("dora.lead_time_p50") == (24.0, 2)
-    assert value("dora.change_failure_rate") == pytest.approx(1 / 5)  # d2 linked (i1, i2)
-    assert value("dora.rework_rate") == pytest.approx(2 / 5)  # d3 hotfix, d4 rollback
+    # (v2) d2 linked (i1, i2); d3's hotfix remediates d2; d4's rollback remediates the latest
+    # earlier non-rollback deployment of s, the hotfix d3 → failed {d2, d3} of 5
+    assert value("dora.change_failure_rate") == pytest.approx(2 / 5)
+    # (v2) kinds known only for d3 (hotfix) and d4 (rollback): 2 of 2
+    assert value_n("dora.rework_rate") == (1.0, 2)
     assert value_n("dora.recovery_time_p50") == (3.0, 1)  # i2 dropped
     assert value("dora.time_to_restore_p50") == 6.0  # median of [2, 12, 6]
     # s: created Dec 31, first successful production deployment d1 Jan 2 → 2 days (d0 failed);
@@ -253,6 +269,8 @@ def test_commit_sha_only_ships_one_change_and_negative_lead_dropped() -> None:
         "negative_time_to_first_deploy": 1,
         "deployment_without_commits": 1,  # d4
         "unlinked_incidents": 1,  # i3
+        "excluded_environments": 1,  # d5 (staging)
+        "unknown_changes": 1,  # c9, shipped by d3
     }
 
 
@@ -619,3 +637,795 @@ def test_tier_thresholds() -> None:
     assert [(r["value"], r["tier"]) for r in by_service["rows"]] == [(1.0, "elite")]
     overall = report({"deployment": deployments}, metrics=metric, **kw)
     assert [r["tier"] for r in overall["rows"]] == [None]
+
+
+# --------------------------------------------------------------------------- v2: DORA
+
+
+def test_production_environments_are_globs() -> None:
+    # glob: `*` and `?` wildcards, case-insensitive, `[` literal (so `*[bot]` means "ends in [bot]")
+    assert glob_match("prod-eu", "prod-*") and glob_match("PROD-US", "prod-*")
+    assert not glob_match("preprod", "prod-*") and not glob_match("prod", "prod-*")
+    assert glob_match("renovate[bot]", "*[bot]") and not glob_match("robot", "*[bot]")
+    records = {
+        "service": [{"id": "s"}],
+        "deployment": [
+            deploy("d1", "s", "2024-01-02T10:00", environment="prod-eu"),
+            deploy("d2", "s", "2024-01-02T11:00", environment="PROD-US"),
+            deploy("d3", "s", "2024-01-02T12:00", environment="Production"),
+            deploy("d4", "s", "2024-01-03T10:00", environment="staging"),
+            deploy("d5", "s", "2024-01-03T11:00", environment="staging"),
+            deploy("d6", "s", "2024-01-03T12:00", environment="preprod"),
+            deploy("d7", "s", "2024-01-03T13:00", environment="qa", result="failure"),
+        ],
+    }
+    kw: dict[str, Any] = {"grain": "all", "start": JAN1, "end": FEB1, "now": LATER}
+    metric = ("dora.deployments",)
+    # default patterns (production, prod): only d3; d1, d2, d4, d5, d6 are successful elsewhere
+    default = report(records, metrics=metric, **kw)
+    assert one(default, "dora.deployments", "2024-01-01")["value"] == 1
+    assert warned(default) == {"excluded_environments": 5}
+    message = default["warnings"][0]["message"]
+    assert "staging" in message and "`production_environments`" in message
+    regions = Settings(production_environments=("production", "prod", "prod-*"))
+    result = report(records, metrics=metric, settings=regions, **kw)
+    assert one(result, "dora.deployments", "2024-01-01")["value"] == 3  # d1, d2, d3
+    assert warned(result) == {"excluded_environments": 3}  # d4, d5 (staging), d6 (preprod)
+    # --by environment: production environments only, lower-cased; no staging row of 0
+    by_env = report(records, metrics=metric, by=("environment",), settings=regions, **kw)
+    got = {r["segment"]["environment"]: r["value"] for r in by_env["rows"]}
+    assert got == {"prod-eu": 1, "prod-us": 1, "production": 1}
+
+
+def test_rollbacks_and_hotfixes_mark_what_they_remediate() -> None:
+    records = {
+        "service": [{"id": "s"}, {"id": "t"}],
+        "deployment": [
+            # service s, in (finished_at, id) order
+            deploy("d1", "s", "2024-01-01T00:00", kind="planned"),
+            deploy("d2", "s", "2024-01-02T00:00"),  # kind unknown
+            deploy("r1", "s", "2024-01-03T00:00", kind="rollback"),  # → d2
+            deploy("r2", "s", "2024-01-04T00:00", kind="rollback"),  # skips r1 → d2
+            deploy("h1", "s", "2024-01-05T00:00", kind="hotfix"),  # skips r1, r2 → d2
+            deploy("d3", "s", "2024-01-06T00:00"),
+            deploy("h2", "s", "2024-01-07T00:00", kind="hotfix"),  # → d3
+            # not DORA deployments, so they remediate nothing: a failed rollback (would hit d1)
+            # and a staging hotfix (would hit d2 or d1)
+            deploy("rf", "s", "2024-01-01T12:00", kind="rollback", result="failure"),
+            deploy("hs", "s", "2024-01-01T13:00", kind="hotfix", environment="staging"),
+            # service t: its hotfix remediates t1 only, never s's deployments
+            deploy("t1", "t", "2024-01-02T00:00"),
+            deploy("th", "t", "2024-01-03T00:00", kind="hotfix"),
+        ],
+    }
+    kw: dict[str, Any] = {"grain": "all", "start": JAN1, "end": FEB1, "now": LATER}
+    metrics = ("dora.change_failure_rate", "dora.rework_rate")
+    result = report(records, metrics=metrics, **kw)
+    # 9 DORA deployments (7 of s, 2 of t); failed: d2, d3, t1 → 3/9
+    cfr = one(result, "dora.change_failure_rate", "2024-01-01")
+    assert (cfr["value"], cfr["n"]) == (pytest.approx(3 / 9), 9)
+    # known kinds: d1, r1, r2, h1, h2, th = 6, of which 5 are rollbacks or hotfixes
+    rework = one(result, "dora.rework_rate", "2024-01-01")
+    assert (rework["value"], rework["n"]) == (pytest.approx(5 / 6), 6)
+    by_service = report(records, metrics=metrics[:1], by=("service",), **kw)
+    cfr_s = one(by_service, "dora.change_failure_rate", "2024-01-01", service="s")["value"]
+    assert cfr_s == pytest.approx(2 / 7)
+    assert one(by_service, "dora.change_failure_rate", "2024-01-01", service="t")["value"] == 0.5
+    # failure_from_remediation off: no incident → nothing failed (the known kinds are a signal)
+    off = report(
+        records, metrics=metrics[:1], settings=Settings(failure_from_remediation=False), **kw
+    )
+    assert one(off, "dora.change_failure_rate", "2024-01-01")["value"] == 0.0
+
+
+def _link_records() -> dict[str, list[dict]]:
+    def incident(iid: str, opened: str, resolved: str | None = None, **fields: Any) -> dict:
+        return {
+            "id": iid,
+            "opened_at": t(opened),
+            "resolved_at": None if resolved is None else t(resolved),
+            **fields,
+        }
+
+    return {
+        "service": [{"id": "s"}, {"id": "t"}],
+        "deployment": [
+            deploy("d1", "s", "2024-01-01T00:00", commits=["a1"]),
+            deploy("rb", "s", "2024-01-02T00:00", kind="rollback", commit_sha="a0"),
+            deploy("d3", "s", "2024-01-03T00:00", commit_sha="a3"),
+            deploy("d2", "s", "2024-01-05T00:00", commit_sha="a2"),
+            deploy("d5", "t", "2024-01-02T00:00", commits=["a3"]),
+        ],
+        "incident": [
+            # window: rb is the latest deployment of s before it, but a rollback is never picked
+            incident("i1", "2024-01-02T06:00", "2024-01-02T12:00", service="s"),
+            # a2 was first deployed (d2, Jan 5) after the incident opened (Jan 4): unlinked
+            incident("i2", "2024-01-04T00:00", root_cause_sha="a2", service="s"),
+            # a3 by Jan 6: d5 (Jan 2) and d3 (Jan 3); no service → the first, d5
+            incident("i3", "2024-01-06T00:00", "2024-01-06T06:00", root_cause_sha="a3"),
+            # an explicit link to another service's deployment holds, and is counted
+            incident("i4", "2024-01-01T12:00", "2024-01-01T13:00", service="t", deployment_id="d1"),
+            incident("i5", "2024-01-01T01:00", deployment_id="d1"),  # no service: not "across"
+        ],
+    }
+
+
+def test_link_rules_v2() -> None:
+    records = _link_records()
+    assert link_incidents(records, Settings()) == {
+        "i1": ("d1", "window"),
+        "i2": (None, "unlinked"),
+        "i3": ("d5", "root_cause_sha"),
+        "i4": ("d1", "deployment_id"),
+        "i5": ("d1", "deployment_id"),
+    }
+    result = report(
+        records,
+        grain="all",
+        start=JAN1,
+        end=FEB1,
+        metrics=("dora.change_failure_rate", "dora.recovery_time_p50"),
+        now=LATER,
+    )
+    # DORA deployments d1, rb, d3, d2, d5; failed: d1 (i1, i4, i5, and remediated by rb), d5 (i3)
+    assert one(result, "dora.change_failure_rate", "2024-01-01")["value"] == 0.4
+    # recovery from the linked deployment: i1 d1 → Jan 2 12:00 = 36 h; i3 d5 (Jan 2) → Jan 6
+    # 06:00 = 102 h; i4 d1 → Jan 1 13:00 = 13 h (i5 unresolved) → median 36 (v1: i2 from d2)
+    recovery = one(result, "dora.recovery_time_p50", "2024-01-01")
+    assert (recovery["value"], recovery["n"]) == (36.0, 3)
+    assert warned(result) == {
+        "unlinked_incidents": 1,  # i2
+        "cross_service_links": 1,  # i4
+        "root_cause_not_yet_deployed": 1,  # i2
+    }
+
+
+def test_failure_severities() -> None:
+    def incident(iid: str, day: int, resolved_h: int | None, **fields: Any) -> dict:
+        opened = datetime(2024, 1, day, 1, tzinfo=UTC)
+        resolved = None if resolved_h is None else opened + timedelta(hours=resolved_h)
+        return {"id": iid, "opened_at": opened, "resolved_at": resolved, **fields}
+
+    records = {
+        "service": [{"id": "s"}],
+        "deployment": [
+            deploy(f"d{i}", "s", f"2024-01-0{i}T00:00", kind="planned") for i in (1, 2, 3, 4)
+        ],
+        "incident": [
+            incident("j1", 1, 2, severity="sev1", deployment_id="d1"),
+            incident("j2", 2, 10, severity="sev4", deployment_id="d2"),
+            incident("j3", 3, 4, deployment_id="d3"),  # no severity: counts
+            incident("j4", 10, None, severity="SEV2", service="s"),  # 6 d 1 h after d4: d4
+            incident("j5", 11, None, severity="sev4", service="s"),  # 7 d 1 h after d4: none
+        ],
+    }
+    kw: dict[str, Any] = {"grain": "all", "start": JAN1, "end": FEB1, "now": LATER}
+    metrics = ("dora.change_failure_rate", "dora.time_to_restore_p50", "dora.open_incidents")
+
+    def values(result: dict) -> list[Any]:
+        return [one(result, m, "2024-01-01")["value"] for m in metrics]
+
+    # all severities: failed d1, d2, d3, d4 → 1.0; restore [2, 10, 4] → 4; open at Feb 1: j4, j5
+    assert values(report(records, metrics=metrics, **kw)) == [1.0, 4.0, 2]
+    assert warned(report(records, metrics=metrics, **kw)) == {"unlinked_incidents": 1}  # j5
+    # sev1 and sev2 only (case-insensitive): j2 and j5 leave every incident metric
+    only = Settings(failure_severities=("SEV1", "sev2"))
+    result = report(records, metrics=metrics, settings=only, **kw)
+    assert values(result) == [0.75, 3.0, 1]  # d1, d3, d4 of 4; restore [2, 4]; open j4
+    assert warned(result) == {}
+    assert link_incidents(records, only)["j2"] == (None, "severity")
+
+
+def test_kind_unknown_and_no_failure_signal() -> None:
+    records = {
+        "service": [{"id": "a"}, {"id": "b"}, {"id": "c"}, {"id": "d"}],
+        "deployment": [
+            deploy("a1", "a", "2024-01-02T00:00"),  # git-synced: kind unknown, no incidents
+            deploy("a2", "a", "2024-01-03T00:00"),
+            deploy("b1", "b", "2024-01-02T00:00"),  # kind unknown, but b has an incident
+            deploy("c1", "c", "2024-01-02T00:00", kind="planned"),  # a known kind
+        ],
+        "incident": [
+            {"id": "k1", "opened_at": t("2024-01-20T00:00"), "service": "b", "cause": "external"}
+        ],
+    }
+    kw: dict[str, Any] = {"grain": "all", "start": JAN1, "end": FEB1, "now": LATER}
+    metrics = ("dora.change_failure_rate", "dora.rework_rate")
+    by_service = report(records, metrics=metrics, by=("service",), **kw)
+    cfr = {
+        r["segment"]["service"]: r["value"] for r in rows(by_service, "dora.change_failure_rate")
+    }
+    assert cfr == {"b": 0.0, "c": 0.0}  # a: no signal → no value, not a 0 % "elite"
+    # rework over known kinds only: a and b have none → omitted; c: 0 of 1
+    rework = {r["segment"]["service"]: r["value"] for r in rows(by_service, "dora.rework_rate")}
+    assert rework == {"c": 0.0}
+    assert warned(by_service) == {"no_failure_signal": 1}
+    # overall: the segment holds b and c, which have signals → 0 of 4
+    overall = report(records, metrics=metrics, **kw)
+    assert one(overall, "dora.change_failure_rate", "2024-01-01")["value"] == 0.0
+    assert one(overall, "dora.rework_rate", "2024-01-01")["n"] == 1
+    # no signal anywhere (only a): omitted overall too
+    only_a = {"deployment": records["deployment"][:2], "service": records["service"]}
+    none = report(only_a, metrics=metrics, **kw)
+    assert none["rows"] == [] and warned(none) == {"no_failure_signal": 1}
+    # a service's signal is "ever": d1 (week 1, kind unknown) is remediated by a rollback in
+    # week 3, so week 1 has a value (1 of 1 failed) although its own deployment has no kind
+    later = {
+        "service": [{"id": "d"}],
+        "deployment": [
+            deploy("d1", "d", "2024-01-02T00:00"),
+            deploy("d2", "d", "2024-01-16T00:00", kind="rollback"),
+        ],
+    }
+    weekly = report(
+        later, grain="week", start=JAN1, end=date(2024, 1, 22), now=LATER, metrics=metrics[:1]
+    )
+    assert [(r["period"], r["value"]) for r in weekly["rows"]] == [
+        ("2024-01-01", 1.0),
+        ("2024-01-15", 0.0),
+    ]
+
+
+def test_negative_restore_dropped_and_open_incidents() -> None:
+    records = {
+        "team": [{"id": "a"}, {"id": "idle"}],
+        "service": [{"id": "s", "team": "a"}],
+        "incident": [
+            # resolved before it opened: −2 h, dropped with a warning (v1 kept it)
+            {
+                "id": "o1",
+                "service": "s",
+                "opened_at": t("2024-01-01T10:00"),
+                "resolved_at": t("2024-01-01T08:00"),
+            },
+            # open across the week 1 boundary, resolved in week 2 after 168 h
+            {
+                "id": "o2",
+                "service": "s",
+                "opened_at": t("2024-01-03T00:00"),
+                "resolved_at": t("2024-01-10T00:00"),
+            },
+            {"id": "o3", "service": "s", "opened_at": t("2024-01-05T00:00")},  # never resolved
+            # resolved at the very end of week 2 (Jan 15 00:00): still open at that end, 24 h
+            {
+                "id": "o4",
+                "service": "s",
+                "opened_at": t("2024-01-14T00:00"),
+                "resolved_at": t("2024-01-15T00:00"),
+            },
+        ],
+    }
+    kw: dict[str, Any] = {"grain": "week", "start": JAN1, "end": date(2024, 1, 22), "now": LATER}
+    metrics = ("dora.time_to_restore_p50", "dora.open_incidents")
+    result = report(records, metrics=metrics, by=("team",), **kw)
+    restore = [(r["period"], r["value"]) for r in rows(result, "dora.time_to_restore_p50")]
+    assert restore == [("2024-01-08", 168.0), ("2024-01-15", 24.0)]
+    # open at Jan 8 00:00: o2, o3; at Jan 15 00:00: o3, o4; at Jan 22: o3.
+    # team "idle" owns no service and appears on no deployment: no DORA rows at all
+    opened = [
+        (r["period"], r["segment"]["team"], r["value"]) for r in rows(result, "dora.open_incidents")
+    ]
+    assert opened == [("2024-01-01", "a", 2), ("2024-01-08", "a", 2), ("2024-01-15", "a", 1)]
+    assert warned(result) == {"negative_time_to_restore": 1}
+
+
+def test_no_dora_rows_for_teams_that_deliver_nothing() -> None:
+    records = {
+        "team": [{"id": "a"}, {"id": "b"}, {"id": "c"}, {"id": "d"}],
+        "service": [{"id": "s", "team": "a"}, {"id": "u"}],
+        "deployment": [
+            deploy("d1", "s", "2024-01-02T00:00"),
+            deploy("d2", "u", "2024-01-03T00:00", team="b"),  # b appears on a deployment
+            deploy("d3", "u", "2024-01-04T00:00", team="d", environment="staging"),  # any record
+        ],
+        "usage": [{"id": "x", "ts": t("2024-01-02T00:00"), "capability": "ci", "team": "c"}],
+    }
+    kw: dict[str, Any] = {"grain": "month", "start": JAN1, "end": FEB1, "now": LATER}
+    result = report(
+        records, metrics=("dora.deployments", "dora.deployment_frequency"), by=("team",), **kw
+    )
+    got = {(r["metric"], r["segment"]["team"]): (r["value"], r["tier"]) for r in result["rows"]}
+    # c (usage only) gets no rows, so it never counts as a "low" team; d's staging deployment
+    # makes it a team that delivers (0 production deployments, tier low)
+    assert got == {
+        ("dora.deployments", "a"): (1, None),
+        ("dora.deployments", "b"): (1, None),
+        ("dora.deployments", "d"): (0, None),
+        ("dora.deployment_frequency", "a"): (pytest.approx(1 / 31), "low"),
+        ("dora.deployment_frequency", "b"): (pytest.approx(1 / 31), "low"),
+        ("dora.deployment_frequency", "d"): (0.0, "low"),
+    }
+
+
+def test_complete_waits_for_the_incident_link_window() -> None:
+    records = {
+        "service": [{"id": "s"}],
+        "deployment": [
+            deploy("d1", "s", "2024-01-02T00:00", kind="planned"),
+            deploy("d2", "s", "2024-01-09T00:00", kind="planned"),
+        ],
+        "incident": [
+            {
+                "id": "i",
+                "opened_at": t("2024-01-09T01:00"),
+                "resolved_at": t("2024-01-09T02:00"),
+                "deployment_id": "d2",
+            }
+        ],
+    }
+    now = t("2024-01-17T12:00")
+    metrics = ("dora.deployments", "dora.change_failure_rate", "dora.recovery_time_p50")
+
+    def complete(settings: Settings) -> dict[tuple[str, str], bool]:
+        result = report(
+            records,
+            grain="week",
+            start=JAN1,
+            end=date(2024, 1, 15),
+            metrics=metrics,
+            settings=settings,
+            now=now,
+        )
+        return {(r["metric"], r["period"]): r["complete"] for r in result["rows"]}
+
+    # week 2 ended Jan 15 ≤ now; its links may arrive until Jan 15 + 7 d = Jan 22 > now
+    assert complete(Settings()) == {
+        ("dora.deployments", "2024-01-01"): True,
+        ("dora.deployments", "2024-01-08"): True,
+        ("dora.change_failure_rate", "2024-01-01"): True,  # Jan 8 + 7 d = Jan 15 ≤ now
+        ("dora.change_failure_rate", "2024-01-08"): False,
+        ("dora.recovery_time_p50", "2024-01-08"): False,
+    }
+    # a 36 h window: Jan 15 + 36 h = Jan 16 12:00 ≤ now; unbounded waits 7 days
+    assert complete(Settings(incident_link_window=timedelta(hours=36)))[
+        ("dora.change_failure_rate", "2024-01-08")
+    ]
+    assert not complete(Settings(incident_link_window=None))[
+        ("dora.recovery_time_p50", "2024-01-08")
+    ]
+
+
+def test_happiness_row_incomplete_while_its_wave_is_open() -> None:
+    survey = {
+        "id": "s",
+        "opens_at": t("2024-01-02T00:00"),
+        "closes_at": t("2024-02-10T00:00"),
+        "k": 3,
+    }
+    records = {"survey": [survey], "survey_response": [answer(p, "csat", 5) for p in "xyz"]}
+    kw: dict[str, Any] = {
+        "grain": "month",
+        "start": JAN1,
+        "end": FEB1,
+        "metrics": ("happiness.csat",),
+    }
+    # the month ended Feb 1, but the wave closes Feb 10
+    assert [r["complete"] for r in report(records, now=t("2024-02-05T00:00"), **kw)["rows"]] == [
+        False
+    ]
+    assert [r["complete"] for r in report(records, now=t("2024-02-10T00:00"), **kw)["rows"]] == [
+        True
+    ]
+
+
+def test_tiers_only_on_enough_observations() -> None:
+    # service s: 4 deployments in January, each shipping one change committed 1 h earlier
+    records = {
+        "service": [{"id": "s"}],
+        "change": [
+            {"id": f"c{i}", "committed_at": datetime(2024, 1, 2 + i, tzinfo=UTC)} for i in range(4)
+        ],
+        "deployment": [
+            deploy(f"d{i}", "s", f"2024-01-0{2 + i}T01:00", commit_sha=f"c{i}", kind="planned")
+            for i in range(4)
+        ],
+    }
+    kw: dict[str, Any] = {
+        "grain": "month",
+        "start": JAN1,
+        "end": FEB1,
+        "by": ("service",),
+        "now": LATER,
+    }
+    metrics = ("dora.deployment_frequency", "dora.lead_time_p50", "dora.change_failure_rate")
+
+    def tiers(settings: Settings) -> dict[str, Any]:
+        return {
+            r["metric"]: r["tier"]
+            for r in report(records, metrics=metrics, settings=settings, **kw)["rows"]
+        }
+
+    # n = 4 < 5: no lead-time or CFR tier; frequency (4/31 < 1/7 → medium) keeps its tier
+    assert tiers(Settings()) == {
+        "dora.deployment_frequency": "medium",
+        "dora.lead_time_p50": None,
+        "dora.change_failure_rate": None,
+    }
+    assert tiers(Settings(tier_min_n=4)) == {
+        "dora.deployment_frequency": "medium",
+        "dora.lead_time_p50": "elite",  # 1 h
+        "dora.change_failure_rate": "elite",  # 0 %
+    }
+
+
+def test_lead_time_start_authored() -> None:
+    records = {
+        "change": [
+            {
+                "id": "c1",
+                "committed_at": t("2024-01-02T00:00"),
+                "authored_at": t("2024-01-01T00:00"),
+            },
+            {"id": "c2", "committed_at": t("2024-01-02T00:00")},  # no authored_at: committed_at
+        ],
+        "deployment": [deploy("d1", "s", "2024-01-03T00:00", commits=["c1", "c2"])],
+    }
+    kw: dict[str, Any] = {
+        "grain": "all",
+        "start": JAN1,
+        "end": FEB1,
+        "metrics": ("dora.lead_time_p50",),
+    }
+    assert report(records, **kw)["rows"][0]["value"] == 24.0  # [24, 24]
+    authored = report(records, settings=Settings(lead_time_start="authored"), **kw)
+    assert authored["rows"][0]["value"] == 36.0  # [48, 24]
+
+
+def test_repeated_deployments_and_unknown_changes() -> None:
+    records = {
+        "change": [{"id": "c1", "committed_at": t("2024-01-01T00:00")}],
+        "deployment": [
+            deploy("d1", "s", "2024-01-02T00:00", commit_sha="c1", environment="prod"),
+            deploy("d2", "s", "2024-01-02T01:00", commit_sha="c1"),  # same sha again: repeated
+            deploy("d3", "s", "2024-01-03T00:00", commit_sha="c2", commits=["c2", "c3"]),
+            deploy("d4", "s", "2024-01-04T00:00", commit_sha="c1", kind="rollback"),  # expected
+            deploy("d5", "t", "2024-01-04T00:00", commit_sha="c1"),  # another service
+        ],
+    }
+    kw: dict[str, Any] = {"grain": "all", "start": JAN1, "end": FEB1, "now": LATER}
+    result = report(records, metrics=("dora.deployments", "dora.lead_time_p50"), **kw)
+    # repeated: d2 only; unknown changes: c2, c3 (distinct shas, no change record)
+    assert warned(result) == {
+        "repeated_deployments": 1,
+        "unknown_changes": 2,
+        "unknown_services": 2,
+    }
+
+
+# --------------------------------------------------------------------------- v2: HEAT
+
+
+def test_bots_count_in_tasks_not_in_adoption() -> None:
+    usage = [
+        {
+            "id": "u1",
+            "ts": t("2024-01-02T10:00"),
+            "capability": "ci",
+            "team": "a",
+            "actor": "renovate[bot]",
+            "outcome": "success",
+        },
+        {
+            "id": "u2",
+            "ts": t("2024-01-02T11:00"),
+            "capability": "ci",
+            "team": "a",
+            "actor": "Dependabot[BOT]",
+            "outcome": "success",
+        },
+        {
+            "id": "u3",
+            "ts": t("2024-01-02T12:00"),
+            "capability": "ci",
+            "team": "b",
+            "actor": "ana",
+            "outcome": "failure",
+        },
+        {
+            "id": "u4",
+            "ts": t("2024-01-02T13:00"),
+            "capability": "ci",
+            "team": "c",
+            "actor": "robot",
+            "outcome": "success",
+        },
+    ]
+    records = {"team": [{"id": "a"}, {"id": "b"}, {"id": "c"}], "usage": usage}
+    kw: dict[str, Any] = {"grain": "week", "start": JAN1, "end": date(2024, 1, 8), "now": LATER}
+    metrics = (
+        "adoption.active_users",
+        "adoption.active_teams",
+        "adoption.team_adoption_rate",
+        "task.attempts",
+        "task.success_rate",
+    )
+
+    def values(settings: Settings) -> list[Any]:
+        result = report({**records}, metrics=metrics, settings=settings, **kw)
+        return [one(result, m, "2024-01-01")["value"] for m in metrics]
+
+    # bots (case-insensitive, `[bot]` literal; "robot" is not one): users ana, robot; teams b, c
+    # of eligible a, b, c; tasks keep all 4 attempts, 3 successful
+    assert values(Settings()) == [2, 2, pytest.approx(2 / 3), 4, 0.75]
+    assert values(Settings(bot_actors=())) == [4, 3, 1.0, 4, 0.75]
+
+
+def test_runs_first_attempt_and_eventual_success() -> None:
+    def use(
+        uid: str, ts: str, outcome: str, run: str | None = None, attempt: int | None = None
+    ) -> dict:
+        return {
+            "id": uid,
+            "ts": t(ts),
+            "capability": "ci",
+            "outcome": outcome,
+            "run": run,
+            "attempt": attempt,
+        }
+
+    usage = [
+        use("r1/1", "2024-01-01T10:00", "failure", "r1", 1),
+        use("r1/2", "2024-01-01T11:00", "success", "r1", 2),
+        use("r2/1", "2024-01-02T10:00", "success", "r2", 1),
+        # r3 starts on Sunday Jan 7 (week 1) and succeeds on Monday (week 2): a week-1 run
+        use("r3/1", "2024-01-07T23:00", "error", "r3", 1),
+        use("r3/2", "2024-01-08T01:00", "error", "r3", 2),
+        use("r3/3", "2024-01-08T02:00", "success", "r3", 3),
+        # r4's attempt 2 is stamped earlier than attempt 1: the lowest attempt is the first
+        use("r4/2", "2024-01-03T09:00", "success", "r4", 2),
+        use("r4/1", "2024-01-03T10:00", "failure", "r4", 1),
+        use("u9", "2024-01-04T10:00", "success"),  # no run: its own run
+        use("u10", "2024-01-04T11:00", "failure"),
+    ]
+    metrics = ("task.success_rate", "task.first_attempt_success_rate", "task.eventual_success_rate")
+    result = report(
+        {"usage": usage},
+        grain="week",
+        start=JAN1,
+        end=date(2024, 1, 15),
+        metrics=metrics,
+        now=LATER,
+    )
+    got = {(r["metric"], r["period"]): (r["value"], r["n"]) for r in result["rows"]}
+    assert got == {
+        # attempts week 1: r1/1 F, r1/2 S, r2/1 S, r3/1 E, r4/2 S, r4/1 F, u9 S, u10 F → 4 of 8
+        ("task.success_rate", "2024-01-01"): (0.5, 8),
+        ("task.success_rate", "2024-01-08"): (0.5, 2),  # r3/2 E, r3/3 S
+        # runs week 1: r1, r2, r3, r4, u9, u10; first attempt succeeded: r2, u9
+        ("task.first_attempt_success_rate", "2024-01-01"): (pytest.approx(2 / 6), 6),
+        # any success: r1, r2, r3, r4, u9
+        ("task.eventual_success_rate", "2024-01-01"): (pytest.approx(5 / 6), 6),
+    }
+    # without re-runs, both equal the success rate (u9, u10: 1 of 2)
+    plain = report(
+        {"usage": usage[-2:]}, grain="all", start=JAN1, end=FEB1, metrics=metrics, now=LATER
+    )
+    assert {r["value"] for r in plain["rows"]} == {0.5}
+
+
+def test_new_teams_omitted_where_history_starts() -> None:
+    records = {
+        "capability": [{"id": "ci"}, {"id": "new", "launched_at": t("2024-01-08T00:00")}],
+        "usage": [
+            {"id": "u1", "ts": t("2024-01-02T10:00"), "capability": "ci", "team": "a"},
+            {"id": "u2", "ts": t("2024-01-03T10:00"), "capability": "ci", "team": "b"},
+            {"id": "u3", "ts": t("2024-01-10T10:00"), "capability": "ci", "team": "c"},
+            {"id": "u4", "ts": t("2024-01-09T10:00"), "capability": "new", "team": "a"},
+            {"id": "u5", "ts": t("2024-01-16T10:00"), "capability": "new", "team": "c"},
+        ],
+    }
+    kw: dict[str, Any] = {"grain": "week", "start": JAN1, "end": date(2024, 1, 22), "now": LATER}
+    metric = ("adoption.new_teams",)
+    overall = report(records, metrics=metric, **kw)
+    # stored usage starts Jan 2 (week 1): omitted; c first used anything on Jan 10
+    assert [(r["period"], r["value"]) for r in overall["rows"]] == [
+        ("2024-01-08", 1),
+        ("2024-01-15", 0),
+    ]
+    assert warned(overall) == {"history_start": 1}
+    by_cap = report(records, metrics=metric, by=("capability",), **kw)
+    got = [(r["period"], r["segment"]["capability"], r["value"]) for r in by_cap["rows"]]
+    # ci: week 1 omitted; "new" starts in week 2 but launched there (Jan 8 ≥ week start): kept
+    assert got == [
+        ("2024-01-01", "new", 0),  # the week ending at launch keeps its row (v1 reading 9)
+        ("2024-01-08", "ci", 1),
+        ("2024-01-08", "new", 1),
+        ("2024-01-15", "ci", 0),
+        ("2024-01-15", "new", 1),
+    ]
+    assert warned(by_cap) == {"history_start": 1}
+
+
+def test_time_to_first_deploy_history_and_services_awaiting() -> None:
+    records = {
+        "service": [
+            {"id": "old", "team": "a", "created_at": t("2023-12-01T00:00")},
+            {"id": "s1", "team": "a", "created_at": t("2024-01-02T00:00")},
+            {"id": "s2", "team": "b", "created_at": t("2024-01-05T00:00")},
+            {"id": "s3", "team": "b", "created_at": t("2024-01-20T00:00")},
+            {"id": "nocreate", "team": "b"},  # no created_at: never counted
+        ],
+        "deployment": [
+            deploy("d0", "old", "2024-01-01T00:00"),  # the first stored deployment
+            deploy("d1", "s1", "2024-01-04T00:00"),
+            deploy("d2", "s2", "2024-01-12T00:00"),
+        ],
+    }
+    ttfd = report(
+        records,
+        grain="all",
+        start=JAN1,
+        end=FEB1,
+        metrics=("efficiency.time_to_first_deploy",),
+        now=LATER,
+    )
+    # old: created before the stored history → dropped (v1: 31 days); s1 2 d, s2 7 d → 4.5
+    assert (ttfd["rows"][0]["value"], ttfd["rows"][0]["n"]) == (4.5, 2)
+    assert warned(ttfd) == {"created_before_history": 1}
+    awaiting = report(
+        records,
+        grain="week",
+        start=JAN1,
+        end=date(2024, 1, 29),
+        by=("team",),
+        metrics=("efficiency.services_awaiting_first_deploy",),
+        now=LATER,
+    )
+    got = {(r["period"], r["segment"]["team"]): r["value"] for r in awaiting["rows"]}
+    # by Jan 8: s2 (created Jan 5, deployed Jan 12); by Jan 15: none; by Jan 22 and 29: s3
+    assert got == {
+        ("2024-01-01", "a"): 0,
+        ("2024-01-01", "b"): 1,
+        ("2024-01-08", "a"): 0,
+        ("2024-01-08", "b"): 0,
+        ("2024-01-15", "a"): 0,
+        ("2024-01-15", "b"): 1,
+        ("2024-01-22", "a"): 0,
+        ("2024-01-22", "b"): 1,
+    }
+
+
+def test_archived_teams_are_not_churn() -> None:
+    records = {
+        "team": [
+            {"id": "a"},
+            {"id": "b", "archived_at": t("2024-01-08T00:00")},  # at week 2's start: leaves
+            {"id": "c", "archived_at": t("2024-01-10T00:00")},  # during week 2: churn
+        ],
+        "usage": [
+            *(
+                {"id": f"w1{x}", "ts": t("2024-01-03T10:00"), "capability": "ci", "team": x}
+                for x in "abc"
+            ),
+            {"id": "w2a", "ts": t("2024-01-09T10:00"), "capability": "ci", "team": "a"},
+        ],
+    }
+    result = report(
+        records,
+        grain="week",
+        start=date(2024, 1, 8),
+        end=date(2024, 1, 15),
+        metrics=("adoption.team_retention",),
+        now=LATER,
+    )
+    # week 1 {a, b, c} minus b (archived) → {a, c}; a kept → 1/2 (v1: 1/3)
+    assert [(r["value"], r["n"]) for r in result["rows"]] == [(0.5, 2)]
+
+
+# --------------------------------------------------------------------------- v2: presets, warnings
+
+
+def test_definitions_presets() -> None:
+    assert settings_for() == Settings()
+    devlake = settings_for("devlake")
+    assert (devlake.incident_link_window, devlake.quantile, devlake.tier_year) == (
+        None,
+        "lower",
+        2021,
+    )
+    assert (devlake.failure_from_remediation, devlake.tier_min_n, devlake.lead_time_start) == (
+        False,
+        1,
+        "authored",
+    )
+    fourkeys = settings_for("fourkeys", quantile="lower")  # an explicit setting wins
+    assert (fourkeys.incident_link_window, fourkeys.quantile) == (timedelta(0), "lower")
+    assert not fourkeys.failure_from_remediation
+    with pytest.raises(ValueError, match="devlake"):
+        settings_for("middleware")
+    # Four Keys links by root cause only: i1 (window, 1 h after d1) stays unlinked; a rollback
+    # remediates nothing → 1 failed (i2 by sha) of 3
+    records = {
+        "service": [{"id": "s"}],
+        "deployment": [
+            deploy("d1", "s", "2024-01-02T00:00", commit_sha="x1"),
+            deploy("d2", "s", "2024-01-03T00:00", commit_sha="x2"),
+            deploy("d3", "s", "2024-01-04T00:00", kind="rollback", commit_sha="x1"),
+        ],
+        "incident": [
+            {"id": "i1", "service": "s", "opened_at": t("2024-01-02T01:00")},
+            {
+                "id": "i2",
+                "service": "s",
+                "opened_at": t("2024-01-03T05:00"),
+                "root_cause_sha": "x2",
+            },
+        ],
+    }
+    kw: dict[str, Any] = {
+        "grain": "all",
+        "start": JAN1,
+        "end": FEB1,
+        "now": LATER,
+        "metrics": ("dora.change_failure_rate",),
+    }
+    assert report(records, settings=settings_for("fourkeys"), **kw)["rows"][0][
+        "value"
+    ] == pytest.approx(1 / 3)
+    # heatlens: i1 → d1 by the window, d3 rolls back d2 → {d1, d2} of 3
+    assert report(records, **kw)["rows"][0]["value"] == pytest.approx(2 / 3)
+
+
+def test_every_warning_names_a_setting_or_field() -> None:
+    names = {f"`{name}`" for name in Settings.__dataclass_fields__} | {
+        f"`{field}`"
+        for field in (
+            "kind", "environment", "commit_sha", "commits", "deployment_id", "root_cause_sha",
+            "service", "opened_at", "resolved_at", "finished_at", "created_at", "launched_at",
+            "eligible", "k", "change", "committed_at", "authored_at",
+        )
+    }  # fmt: skip
+    kw: dict[str, Any] = {"grain": "all", "start": JAN1, "end": FEB1, "now": LATER}
+    results = [
+        report(_link_records(), **kw),
+        report(_warning_records(), **kw),
+        report(_warning_records(), by=("service",), **kw),  # "quiet" has no failure signal
+    ]
+    seen = {w["code"]: w["message"] for result in results for w in result["warnings"]}
+    from .heat_dora import _WARNING_ORDER
+
+    assert set(seen) == set(_WARNING_ORDER)
+    for code, message in seen.items():
+        assert any(name in message for name in names), (code, message)
+
+
+def _warning_records() -> dict[str, list[dict]]:
+    """One record set that raises the warnings _link_records does not."""
+    return {
+        "team": [{"id": "a"}],
+        "service": [
+            {"id": "s", "team": "a", "created_at": t("2024-01-10T00:00")},
+            {"id": "old", "team": "a", "created_at": t("2023-01-01T00:00")},
+            {"id": "quiet", "team": "a"},
+        ],
+        "capability": [{"id": "ci", "eligible": []}],
+        "usage": [{"id": "u", "ts": t("2024-01-02T00:00"), "capability": "ci", "team": "a"}],
+        "change": [{"id": "c1", "committed_at": t("2024-01-20T00:00")}],
+        "deployment": [
+            deploy("d0", "old", "2024-01-01T00:00"),
+            deploy("d0b", "old", "2024-01-01T01:00"),
+            deploy("d1", "s", "2024-01-05T00:00", commit_sha="c1"),  # before c1 and s's creation
+            deploy("d2", "s", "2024-01-06T00:00", commit_sha="c1"),  # repeated
+            deploy("d3", "s", "2024-01-07T00:00", commit_sha="c9"),  # unknown change
+            deploy("d4", "s", "2024-01-08T00:00", environment="staging"),
+            deploy("q1", "quiet", "2024-01-08T00:00"),
+            deploy("x1", "nowhere", "2024-01-08T00:00"),  # unknown service
+        ],
+        "incident": [
+            {
+                "id": "n1",
+                "service": "s",
+                "opened_at": t("2024-01-09T00:00"),
+                "resolved_at": t("2024-01-08T00:00"),
+            },
+            {
+                "id": "n2",
+                "service": "s",
+                "opened_at": t("2024-01-03T00:00"),
+                "resolved_at": t("2024-01-04T00:00"),
+                "deployment_id": "d2",
+            },
+        ],
+        "survey": [{"id": "sv", "k": 5}],
+        "survey_response": [answer("p", "csat", 5, survey="sv")],
+    }

@@ -198,7 +198,9 @@ def _cell(
     value = None if current is None else current.value
     n = None if current is None else current.n
     previous = None if before is None or before.suppressed else before.value
-    if value is None or previous is None:
+    # only complete rows are judged (DESIGN §4 v2): no change beside a value not final yet
+    final = current is not None and current.complete and before is not None and before.complete
+    if value is None or previous is None or not final:
         return Cell(metric, value, n, previous, None)
     delta = float(value) - float(previous)
     return Cell(metric, float(value), n, float(previous), _with_delta(delta, bootstrap()))

@@ -175,18 +175,23 @@ def check(tables: Tables, settings: Settings, as_of: date) -> CheckResult:
         groups[(t.grain, tuple(k for k, _ in t.segment))].append(t)
     judged: dict[Target, TargetStatus] = {}
     for (grain, by), members in groups.items():
-        _, start, end = complete_periods(grain, tz, cutoff)
+        previous, start, end = complete_periods(grain, tz, cutoff)
         metrics = tuple(sorted({t.metric for t in members}))
-        report = compute(tables, Request(grain, start, end, by, metrics, cutoff), settings)
+        report = compute(tables, Request(grain, previous, end, by, metrics, cutoff), settings)
         rows = {
-            (r.metric, tuple(sorted((k, str(v)) for k, v in r.segment.items()))): r
+            (r.metric, r.period, tuple(sorted((k, str(v)) for k, v in r.segment.items()))): r
             for r in report.rows
-            if r.period == start
         }
         for t in members:
-            row = rows.get((t.metric, t.segment))
-            actual = None if row is None or row.suppressed else row.value
-            judged[t] = TargetStatus(t, start, actual, target_status(t, actual, as_of))
+            # a row incidents may still link to is not final: judge the period before it
+            period = start
+            row = rows.get((t.metric, start, t.segment))
+            if row is not None and not row.complete:
+                period = previous
+                row = rows.get((t.metric, previous, t.segment))
+            usable = row is not None and row.complete and not row.suppressed
+            actual = row.value if usable and row is not None else None
+            judged[t] = TargetStatus(t, period, actual, target_status(t, actual, as_of))
     return CheckResult(as_of, [judged[t] for t in targets], tensions(tables, settings, cutoff))
 
 

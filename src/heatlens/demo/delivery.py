@@ -239,20 +239,24 @@ def _deployment_table(
     offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
     team = org.svc_team[deps.svc[order]]
     status, head = deps.status[order], deps.head[order]
-    # one team names its production environment "prod", which the production setting covers
+    # one team names its production environment "prod", which the production setting covers;
+    # another also runs a European region, "prod-eu", which only `prod-*` covers (the report
+    # warns until it is added); a third deploys through git tags, which know no kind
     env = np.where(status == STAGING, 1, np.where(team == 1, 2, 0))
+    env = np.where((env == 0) & (team == 2) & (rng.random(order.size) < 0.4), 3, env)
+    kind_known = team != 3
     columns = {
         "id": ids,
         "service": strings(org.svc_ids, deps.svc[order]),
         "finished_at": timestamps(deps.fin[order]),
-        "environment": strings(["production", "staging", "prod"], env),
+        "environment": strings(["production", "staging", "prod", "prod-eu"], env),
         "result": strings(["success", "failure"], (status == FAILED).astype(int)),
         "started_at": timestamps(deps.started[order]),
         "commit_sha": shas.take(pa.array(np.maximum(head, 0), mask=head < 0)),
         "commits": pa.ListArray.from_arrays(
             offsets, shas.take(shipped), mask=pa.array(~deps.listed[order])
         ),
-        "kind": strings(["planned", "hotfix", "rollback"], deps.kind[order]),
+        "kind": strings(["planned", "hotfix", "rollback"], deps.kind[order], kind_known),
         "team": strings(org.team_ids, team, rng.random(order.size) < 0.4),
     }
     return table("deployment", columns), ids, rank

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from heatlens.model import BY_NAME, Kind
 
@@ -154,6 +155,7 @@ class Org:
     eligible: list[list[str] | None]
     adopt: np.ndarray  # (team, capability) day index of adoption; NEVER when it does not adopt
     stop: np.ndarray  # (team, capability) day index of churn; NEVER when it keeps using it
+    team_archived: np.ndarray  # µs; OPEN_TO while the team exists
     caps: tuple[Capability, ...] = CAPABILITIES
     stay_idx: np.ndarray = field(init=False, repr=False)
     _ranges: dict[str, tuple[np.ndarray, np.ndarray]] = field(init=False, repr=False)
@@ -279,6 +281,11 @@ def build_org(spec: OrgSpec, rng: np.random.Generator) -> Org:
     ]
     tiers = rng.choice(["tier-1", "tier-2", "tier-2", "tier-3"], svc_team.size)
 
+    # one older team is disbanded three quarters into the window: archiving is not churn
+    team_archived = np.full(n_teams, OPEN_TO)
+    if n_teams >= 12:
+        team_archived[-2] = start + int(0.75 * days) * DAY
+
     team_day = np.where(formed, (team_created - start) // DAY + 7, -NEVER)
     launch, eligible, adopt, stop = _adoption(team_ids, team_day, days, rng)
     return Org(
@@ -303,6 +310,7 @@ def build_org(spec: OrgSpec, rng: np.random.Generator) -> Org:
         eligible=eligible,
         adopt=adopt,
         stop=stop,
+        team_archived=team_archived,
     )
 
 
@@ -351,6 +359,11 @@ def usage_rates(org: Org) -> np.ndarray:
     busy = org.day_factor(weekend=0.06) * (1 + 0.15 * day / org.days)
     age = day[None, None, :] - org.adopt[:, :, None]
     active = (age >= 0) & (day[None, None, :] < org.stop[:, :, None])
+    # a disbanded team uses nothing from the day it is archived
+    archived_day = np.where(
+        org.team_archived < OPEN_TO, (org.team_archived - org.start) // DAY, NEVER
+    )
+    active &= day[None, None, :] < archived_day[:, None, None]
     # a new adopter starts small and reaches its full use in about a month
     ramp = np.clip(0.3 + 0.7 * age / 30, 0, 1) * active
     return ramp * (org.team_activity[:, None, None] * rate[None, :, None] * busy[None, None, :])
@@ -440,7 +453,57 @@ def usage_table(org: Org, scale: float, rng: np.random.Generator) -> pa.Table:
         "duration_s": pa.array(duration, mask=~has_duration),
         "attributes": strings(attrs, np.minimum(attr, len(attrs) - 1), n_attrs[cap] > 0),
     }
-    return table("usage", columns)
+    return _with_retries(org, table("usage", columns), team, cap, outcome, has_outcome, rng)
+
+
+BOT = "renovate[bot]"
+
+
+def _with_retries(
+    org: Org,
+    usage: pa.Table,
+    team: np.ndarray,
+    cap: np.ndarray,
+    outcome: np.ndarray,
+    has_outcome: np.ndarray,
+    rng: np.random.Generator,
+) -> pa.Table:
+    """CI as it really looks: a dependency bot triggers some pipelines, and a third of the failed
+    or errored runs are retried (the retry, attempt 2, a few minutes later, mostly succeeds)."""
+    n = usage.num_rows
+    ci = cap == org.cap("ci")
+    bot = ci & (rng.random(n, dtype=np.float32) < 0.03)
+    actor = pc.if_else(pa.array(bot), pa.scalar(BOT), usage.column("actor"))
+    # the bot belongs to no team: its records name the team whose repository it updates
+    own = pc.if_else(pa.array(bot), strings(org.team_ids, team), usage.column("team"))
+    retried = ci & has_outcome & (outcome > 0) & (outcome < 3)
+    retried &= rng.random(n, dtype=np.float32) < 0.35
+    ids = usage.column("id")
+    run = pc.if_else(pa.array(ci & has_outcome), ids, None)
+    attempt = pa.array(np.where(ci & has_outcome, 1, 0), pa.int64(), mask=~(ci & has_outcome))
+    first = usage.set_column(usage.schema.get_field_index("actor"), "actor", actor)
+    first = first.set_column(first.schema.get_field_index("team"), "team", own)
+    first = first.set_column(first.schema.get_field_index("run"), "run", run)
+    first = first.set_column(first.schema.get_field_index("attempt"), "attempt", attempt)
+    again = first.filter(pa.array(retried))
+    k = again.num_rows
+    later = again.column("ts").cast(pa.int64()).to_numpy() + rng.integers(2, 20, k) * 60 * US
+    ok = rng.random(k) < 0.8
+    again = again.set_column(
+        again.schema.get_field_index("id"),
+        "id",
+        pc.binary_join_element_wise(again.column("id"), "/2", ""),
+    )
+    again = again.set_column(again.schema.get_field_index("ts"), "ts", timestamps(later))
+    again = again.set_column(
+        again.schema.get_field_index("outcome"),
+        "outcome",
+        strings(["success", "error"], np.where(ok, 0, 1)),
+    )
+    again = again.set_column(
+        again.schema.get_field_index("attempt"), "attempt", pa.array(np.full(k, 2), pa.int64())
+    )
+    return pa.concat_tables([first, again])
 
 
 def _times_of_day(
@@ -542,6 +605,10 @@ def registry_tables(org: Org) -> dict[str, pa.Table]:
         "name": [name for _, name in groups] + [_title(t) for t in org.team_ids],
         "parent": [None] * len(groups) + [org.group_ids[g] for g in org.team_group],
         "created_at": timestamps(np.where(created > OPEN_FROM, created, long_ago), known),
+        "archived_at": timestamps(
+            np.concatenate([np.full(len(groups), OPEN_TO), org.team_archived]),
+            np.concatenate([np.zeros(len(groups), bool), org.team_archived < OPEN_TO]),
+        ),
     }
     memberships = {
         "actor": strings(org.actors, org.mem_actor),

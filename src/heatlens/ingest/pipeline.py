@@ -221,7 +221,7 @@ def _validate(
     p.checked = validate(
         con,
         raw,
-        tz=settings.timezone,
+        tz=settings.read_timezone,
         prefix=prefix,
         default_type=head.default_type,
         # an input sharing the pass must hear all its problems, not those of the first 50 rows

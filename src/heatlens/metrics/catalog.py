@@ -98,7 +98,9 @@ METRICS: tuple[Metric, ...] = (
         "count",
         _TEAMS,
         "Teams whose first-ever usage (of the capability, when segmented by capability) falls "
-        "in the period, over all stored data.",
+        "in the period, over all stored data. Omitted (warning `history_start`) in the period "
+        "holding the first stored usage, where every team looks new, unless the capability's "
+        "`launched_at` is at or after that period's start.",
     ),
     Metric(
         "adoption.team_retention",
@@ -107,7 +109,8 @@ METRICS: tuple[Metric, ...] = (
         "proportion",
         _USAGE,
         "Share of the teams active in the preceding calendar period that are active in this "
-        "one; no row for grain `all`.",
+        "one; teams archived by this period's start leave the earlier set (archiving is not "
+        "churn); no row for grain `all`.",
     ),
     Metric("task.attempts", "tasks", "none", "count", _USAGE, "Usage records with an outcome."),
     Metric(
@@ -143,6 +146,24 @@ METRICS: tuple[Metric, ...] = (
         "Share of attempts whose outcome is `abandoned`.",
     ),
     Metric(
+        "task.first_attempt_success_rate",
+        "ratio",
+        "up",
+        "proportion",
+        _USAGE,
+        "Share of runs (`run`, else the record itself) whose first attempt (lowest `attempt`) "
+        "succeeded, counted in the period of that attempt. Without re-runs it equals the "
+        "success rate.",
+    ),
+    Metric(
+        "task.eventual_success_rate",
+        "ratio",
+        "up",
+        "proportion",
+        _USAGE,
+        "Share of runs whose first attempt is in the period with any successful attempt.",
+    ),
+    Metric(
         "efficiency.task_duration_p50",
         "seconds",
         "down",
@@ -167,8 +188,18 @@ METRICS: tuple[Metric, ...] = (
         "quantile",
         _INCIDENT,
         "Median days from a service's `created_at` to its first production deployment, counted "
-        "in that deployment's period.",
+        "in that deployment's period; only services created on or after the first stored "
+        "deployment (older ones: warning `created_before_history`).",
         q=0.5,
+    ),
+    Metric(
+        "efficiency.services_awaiting_first_deploy",
+        "services",
+        "down",
+        "count",
+        _INCIDENT,
+        "Services (with `created_at`) created before the period's end with no production "
+        "deployment by then.",
     ),
     Metric(
         "happiness.respondents",
@@ -242,8 +273,8 @@ METRICS: tuple[Metric, ...] = (
         "down",
         "quantile",
         _DORA,
-        "Median hours from `committed_at` to the first deployment of each (change, service) "
-        "that ships it.",
+        "Median hours from `committed_at` (`authored_at` with `lead_time_start = authored`) to "
+        "the first deployment of each (change, service) that ships it.",
         q=0.5,
         also_in=("efficiency",),
     ),
@@ -263,7 +294,10 @@ METRICS: tuple[Metric, ...] = (
         "down",
         "proportion",
         _DORA,
-        "Share of deployments with at least one linked incident.",
+        "Share of deployments that failed: at least one incident links to it, or "
+        "(`failure_from_remediation`) a later rollback or hotfix of its service remediates it. "
+        "Omitted (warning `no_failure_signal`) where no incident was ever stored for the "
+        "segment's services and no deployment has a known `kind`.",
     ),
     Metric(
         "dora.rework_rate",
@@ -271,7 +305,8 @@ METRICS: tuple[Metric, ...] = (
         "down",
         "proportion",
         _DORA,
-        "Share of deployments whose kind is `hotfix` or `rollback`.",
+        "Share of deployments whose `kind` is `hotfix` or `rollback`, over the deployments "
+        "whose `kind` is known; omitted when none is.",
     ),
     Metric(
         "dora.recovery_time_p50",
@@ -290,8 +325,17 @@ METRICS: tuple[Metric, ...] = (
         "quantile",
         _INCIDENT,
         "Median hours from `opened_at` to `resolved_at` of resolved incidents, in the period of "
-        "`resolved_at`.",
+        "`resolved_at`; negative values dropped (warning).",
         q=0.5,
+    ),
+    Metric(
+        "dora.open_incidents",
+        "incidents",
+        "down",
+        "count",
+        _INCIDENT,
+        "Incidents opened before the period's end and not resolved by it: a long outage shows "
+        "here while the medians wait for it to close.",
     ),
 )
 

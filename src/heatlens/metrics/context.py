@@ -12,6 +12,7 @@ from typing import Any
 import ibis
 
 from heatlens.metrics.frame import Frame
+from heatlens.metrics.globs import matches
 from heatlens.metrics.periods import Period, bucket
 
 # one segment's values, in the order of the report's `by` keys
@@ -33,6 +34,7 @@ class Stat:
     d: float | None = None
     respondents: int = 0
     k: int = 0
+    open: bool = False  # a survey wave behind it is still open (closes_at > now): not final
 
 
 Stats = dict[tuple[date, SegmentKey], Stat]
@@ -50,6 +52,10 @@ class MetricContext:
     warnings: dict[str, tuple[str, int]] = field(default_factory=dict)
     _seen: dict[str, set[Any]] | None = None
     _memo: dict[str, Any] = field(default_factory=dict)
+    # metric id → (rows to omit after zero-fill, warning code, message), e.g. history_start
+    omissions: dict[str, tuple[Callable[[Period, SegmentKey], bool], str, str]] = field(
+        default_factory=dict
+    )
 
     def release(self) -> None:
         """Drop the tables this report materialised (while the connection is still open)."""
@@ -87,6 +93,13 @@ class MetricContext:
 
     def period_of(self, label: date) -> Period:
         return next(p for p in self.spans if p.start == label)
+
+    def omit(
+        self, metric: str, rule: Callable[[Period, SegmentKey], bool], code: str, message: str
+    ) -> None:
+        """Omit `metric`'s rows (zero-filled ones too) where `rule` holds; the engine counts
+        them in the warning `code`."""
+        self.omissions[metric] = (rule, code, message)
 
     def warn(self, code: str, message: str, count: int) -> None:
         """Record a warning (only when something was affected)."""
@@ -172,16 +185,35 @@ class MetricContext:
             }
         return self._seen
 
-    def domain(self, key: str, p: Period, waves: dict[str, datetime | None]) -> set[Any]:
-        """Values of `key` that exist in period p (DESIGN §4 zero-or-omitted)."""
+    def delivery_teams(self) -> set[Any]:
+        """Teams that own a service or appear on a deployment: only they get DORA rows (DESIGN
+        §4 v2), so a team with nothing to deploy never counts as "low"."""
+
+        def build() -> set[Any]:
+            d = self.frame.table("deployment")
+            named = d.filter(d.team.notnull()).select("team").distinct().to_pyarrow()
+            owners = {s["team"] for s in self.frame.services.values() if s["team"] is not None}
+            return owners | set(named.column("team").to_pylist())
+
+        return self.remember("delivery_teams", build)
+
+    def domain(
+        self, key: str, p: Period, waves: dict[str, datetime | None], delivery: bool = False
+    ) -> set[Any]:
+        """Values of `key` that exist in period p (DESIGN §4 zero-or-omitted); for DORA
+        (`delivery`), teams with something to deploy and production environments only."""
         f = self.frame
         if key == "team":
             registry = {
                 tid for tid, t in f.teams.items() if f.team_exists(t, p.start_utc, p.end_utc)
             }
-            return registry | self.seen()["team"]
+            teams = registry | self.seen()["team"]
+            return teams & self.delivery_teams() if delivery else teams
         if key == "group":
-            return {f.group_of(t) for t in self.domain("team", p, waves)}
+            return {f.group_of(t) for t in self.domain("team", p, waves, delivery)}
+        if key == "environment":
+            envs = {str(e).lower() for e in self.seen()["environment"]}
+            return {e for e in envs if matches(e, f.settings.production_environments)}
         if key == "service":
             registry = {
                 sid
@@ -202,12 +234,15 @@ class MetricContext:
             }
         return set(self.seen()[key])
 
-    def domain_cells(self, p: Period, waves: dict[str, datetime | None]) -> set[SegmentKey]:
+    def domain_cells(
+        self, p: Period, waves: dict[str, datetime | None], delivery: bool = False
+    ) -> set[SegmentKey]:
         """Every combination of the existing values of the report's keys in period p (a copy:
         callers add to it). Computed once per period; `waves` only matters for `survey`."""
-        key = ("domain_cells", p.start, "survey" in self.by and bool(waves))
+        key = ("domain_cells", p.start, "survey" in self.by and bool(waves), delivery)
         cells = self.remember(
-            str(key), lambda: set(product(*(self.domain(k, p, waves) for k in self.by)))
+            str(key),
+            lambda: set(product(*(self.domain(k, p, waves, delivery) for k in self.by))),
         )
         return set(cells)
 

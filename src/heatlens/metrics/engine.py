@@ -10,7 +10,7 @@ segments, DORA tiers, `complete`. Every output (CLI, API, dashboard, scorecard) 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,13 +36,35 @@ from heatlens.settings import Settings
 WARNING_ORDER = (
     "negative_lead_time",
     "negative_recovery_time",
+    "negative_time_to_restore",
     "negative_time_to_first_deploy",
     "deployment_without_commits",
     "unlinked_incidents",
+    "cross_service_links",
+    "root_cause_not_yet_deployed",
+    "no_failure_signal",
+    "excluded_environments",
+    "repeated_deployments",
+    "unknown_changes",
+    "history_start",
+    "created_before_history",
     "ineligible_active_teams",
     "suppressed_segments",
     "unknown_services",
 )
+
+# DORA rows whose tier needs `tier_min_n` observations, and rows incidents still link to until
+# the link window (7 days when unbounded) has passed after the period (DESIGN §4 v2)
+TIER_NEEDS_N = frozenset(
+    {
+        "dora.change_failure_rate",
+        "dora.lead_time_p50",
+        "dora.recovery_time_p50",
+        "dora.time_to_restore_p50",
+    }
+)
+LINKED = frozenset({"dora.change_failure_rate", "dora.recovery_time_p50"})
+UNBOUNDED_SETTLE = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -136,12 +158,12 @@ def _report(
         rows += _rows(ctx, m, stats.get(m.id, {}), wave_ts)
     ctx.warn(
         "suppressed_segments",
-        "happiness segments with fewer respondents than the survey's k were suppressed",
+        "happiness segments with fewer respondents than the survey's `k` were suppressed",
         sum(r.suppressed for r in rows),
     )
     ctx.warn(
         "unknown_services",
-        "services named by records but missing from the service registry",
+        "`service` ids named by records with no `service` record (ingest one to give an owner)",
         _unknown_services(frame),
     )
     warnings = [
@@ -158,12 +180,31 @@ def _rows(
     """The common rules, per period: zero-fill, launch, anonymity, tiers, completeness."""
     out: list[Row] = []
     tiered = ctx.grain in ("month", "quarter", "all") and bool({"team", "service"} & set(ctx.by))
+    min_n = ctx.settings.tier_min_n if m.id in TIER_NEEDS_N else 0
+    # rows that incidents may still link to are not final until the link window has passed
+    window = ctx.settings.link_window
+    settle = timedelta(0)
+    if m.id in LINKED:
+        settle = UNBOUNDED_SETTLE if window is None else window
+    delivering = m.dimension == "dora" and "team" in ctx.by
+    team_at = ctx.by.index("team") if delivering else 0
+    omitted = 0
     for p in ctx.spans:
         cells: dict[SegmentKey, Stat] = {c: s for (d, c), s in stats.items() if d == p.start}
         if m.zero_filled:
-            for cell in ctx.domain_cells(p, wave_ts):
+            for cell in ctx.domain_cells(p, wave_ts, delivery=m.dimension == "dora"):
                 cells.setdefault(cell, Stat(0, 0))
+        complete = not p.end_utc + settle > ctx.now
         cells = {c: s for c, s in cells.items() if ctx.launched(p, c)}
+        if m.id in ctx.omissions:
+            rule, code, message = ctx.omissions[m.id]
+            kept = {c: s for c, s in cells.items() if not rule(p, c)}
+            omitted += len(cells) - len(kept)
+            cells = kept
+        if delivering:
+            # teams that own no service and appear on no deployment get no DORA rows at all
+            teams = ctx.delivery_teams()
+            cells = {c: s for c, s in cells.items() if c[team_at] is None or c[team_at] in teams}
         hidden = suppress(cells, len(ctx.by)) if m.dimension == "happiness" else set()
         for cell in sorted(cells, key=_cell_order):
             s = cells[cell]
@@ -176,12 +217,14 @@ def _rows(
                         None,
                         None,
                         suppressed=True,
-                        complete=not p.end_utc > ctx.now,
+                        complete=complete and not s.open,
                         k=s.k,
                     )
                 )
                 continue
-            tier = tier_of(m.id, s.value, ctx.settings.tier_year) if tiered else None
+            tier = None
+            if tiered and (s.n or 0) >= min_n:
+                tier = tier_of(m.id, s.value, ctx.settings.tier_year)
             out.append(
                 Row(
                     m.id,
@@ -191,12 +234,15 @@ def _rows(
                     s.n,
                     s.ci,
                     tier=tier,
-                    complete=not p.end_utc > ctx.now,
+                    complete=complete and not s.open,
                     x=s.x,
                     d=s.d,
                     k=s.k or None,
                 )
             )
+    if m.id in ctx.omissions:
+        _, code, message = ctx.omissions[m.id]
+        ctx.warn(code, message, omitted)
     return out
 
 

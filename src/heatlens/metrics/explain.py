@@ -18,13 +18,19 @@ import ibis
 from heatlens.errors import ConfigError
 from heatlens.metrics import catalog
 from heatlens.metrics.context import MetricContext
-from heatlens.metrics.delivery import first_deployments, lead_time_pairs, recovery_times
+from heatlens.metrics.delivery import (
+    first_deployments,
+    lead_time_pairs,
+    recovery_times,
+    restore_times,
+)
 from heatlens.metrics.engine import Request, compute
 from heatlens.metrics.frame import Frame, Tables
-from heatlens.metrics.linking import hours_between, links
+from heatlens.metrics.linking import links, remediations
 from heatlens.metrics.periods import calendar_next, calendar_start, periods
 from heatlens.metrics.result import Row
 from heatlens.metrics.usage import COLUMNS as USAGE_COLUMNS
+from heatlens.metrics.usage import with_bot
 from heatlens.settings import Settings
 
 LIMIT = 50
@@ -108,6 +114,10 @@ def explain(
     for key, value in segment.items():
         t = t.filter(t[key].isnull() if value is None else t[key] == value)
     kept, dropped = _split(t, metric)
+    if "bot" in t.columns and metric.startswith("adoption."):
+        # bots count in task success and efficiency, never in adoption: listed as dropped
+        dropped = t.filter(t.bot).mutate(reason=ibis.literal("bot actor (`bot_actors`)"))
+        kept = t.filter(~t.bot)
     out.columns = columns
     out.total = int(kept.count().to_pyarrow().as_py())
     out.records = kept.order_by(order).select(*columns).limit(limit).to_pyarrow().to_pylist()
@@ -121,7 +131,7 @@ def explain(
 def _split(t: Any, metric: str) -> tuple[Any, Any]:
     """Counted records, and those dropped with their reason (negative durations)."""
     for column in ("hours", "days"):
-        if column in t.columns and metric != "dora.time_to_restore_p50":
+        if column in t.columns:
             dropped = t.filter(t[column] < 0).mutate(reason=ibis.literal(f"negative {column}"))
             return t.filter(t[column] >= 0), dropped
     return t, None
@@ -154,14 +164,27 @@ def _observations(ctx: MetricContext, metric: str) -> tuple[Any, list[str], list
                 "capability",
                 "action",
                 "actor",
+                "bot",
                 "team",
                 "service",
                 "outcome",
                 "duration_s",
+                "run",
+                "attempt",
             ],
             ["ts", "id"],
         )
     deps = f.dora_deployments()
+    if metric == "efficiency.services_awaiting_first_deploy":
+        return (
+            None,
+            [
+                "services awaiting their first deployment are counted at the period's end: "
+                "`heatlens report --metric efficiency.services_awaiting_first_deploy --by service` "
+                "lists them"
+            ],
+            [],
+        )
     if metric == "efficiency.time_to_first_deploy":
         t = ctx.bucketed(first_deployments(ctx, deps), "finished_at")
         return t, ["service", "s_created", "id", "finished_at", "days"], ["finished_at"]
@@ -192,33 +215,25 @@ def _observations(ctx: MetricContext, metric: str) -> tuple[Any, list[str], list
             ["resolved_at", "id"],
         )
     if metric == "dora.time_to_restore_p50":
-        i = incidents.filter(incidents.resolved_at.notnull())
-        t = ctx.bucketed(i.mutate(hours=hours_between(i.resolved_at, i.opened_at)), "resolved_at")
+        t = ctx.bucketed(restore_times(incidents), "resolved_at")
         return (
             t,
             ["id", "opened_at", "resolved_at", "hours", "team", "service"],
             ["resolved_at", "id"],
         )
-    if dim == "dora":
-        found = linked.filter(linked.linked_deployment.notnull())
-        per = found.group_by("linked_deployment").aggregate(
-            incidents=found.incident_id.collect(), rules=found.rule.collect()
-        )
-        d = ctx.bucketed(deps, "finished_at")
-        d = d.left_join(per, d.id == per.linked_deployment)
+    if metric == "dora.open_incidents":
         return (
-            d,
+            None,
             [
-                "id",
-                "finished_at",
-                "service",
-                "team",
-                "environment",
-                "kind",
-                "commit_sha",
-                "incidents",
-                "rules",
+                "open incidents are counted at the period's end: `heatlens explain "
+                "dora.time_to_restore_p50` lists incidents once resolved"
             ],
+            [],
+        )
+    if dim == "dora":
+        return (
+            _deployments_with_failures(ctx, deps, linked),
+            DEPLOYMENT_COLUMNS,
             ["finished_at", "id"],
         )
     return (
@@ -231,6 +246,43 @@ def _observations(ctx: MetricContext, metric: str) -> tuple[Any, list[str], list
     )
 
 
+DEPLOYMENT_COLUMNS = [
+    "id",
+    "finished_at",
+    "service",
+    "team",
+    "environment",
+    "kind",
+    "commit_sha",
+    "failed",
+    "incidents",
+    "rules",
+    "remediated_by",
+]
+
+
+def _deployments_with_failures(ctx: MetricContext, deps: Any, linked: Any) -> Any:
+    """The period's deployments, each with why it failed: the incidents linked to it and the
+    rule of each link, and the rollback or hotfix that remediated it (`kind:id`)."""
+    found = linked.filter(linked.linked_deployment.notnull())
+    per = found.group_by("linked_deployment").aggregate(
+        incidents=found.incident_id.collect(), rules=found.rule.collect()
+    )
+    d = ctx.bucketed(deps, "finished_at")
+    d = d.left_join(per, d.id == per.linked_deployment).drop("linked_deployment")
+    if ctx.settings.failure_from_remediation:
+        fixed = remediations(deps)
+        fixed = fixed.group_by("remediated").aggregate(
+            remediated_by=(fixed.remediation_kind + ":" + fixed.remediated_by).collect()
+        )
+        d = d.left_join(fixed, d.id == fixed.remediated).drop("remediated")
+    else:
+        d = d.mutate(remediated_by=ibis.null("array<string>"))
+    failed = d.incidents.notnull() | d.remediated_by.notnull()
+    return d.mutate(failed=failed)
+
+
 def _usage_with_id(ctx: MetricContext) -> Any:
-    """The engine's resolved usage columns, with each record's id to list it by."""
-    return ctx.frame.usage().select("id", *USAGE_COLUMNS)
+    """The engine's resolved usage columns with `bot`, each record's id to list it by, and its
+    run and attempt."""
+    return with_bot(ctx, ctx.frame.usage().select("id", "run", "attempt", *USAGE_COLUMNS))

@@ -22,6 +22,7 @@ import ibis
 import ibis.expr.datatypes as dt
 import pyarrow as pa
 
+from heatlens.metrics.globs import matches_expr
 from heatlens.settings import Settings
 
 NEVER = datetime(1970, 1, 1, tzinfo=UTC)
@@ -82,10 +83,11 @@ class Frame:
             frame.services[r["id"]] = {**r, "created_at": _utc(r["created_at"])}
         for r in _rows(t("capability"), ["id", "launched_at", "eligible"]):
             frame.capabilities[r["id"]] = {**r, "launched_at": _utc(r["launched_at"])}
-        for r in _rows(t("survey"), ["id", "opens_at", "k", "questions"]):
+        for r in _rows(t("survey"), ["id", "opens_at", "closes_at", "k", "questions"]):
             frame.surveys[r["id"]] = {
                 **r,
                 "opens_at": _utc(r["opens_at"]),
+                "closes_at": _utc(r["closes_at"]),
                 "questions": json.loads(r["questions"] or "[]"),
             }
         frame.group_ids = {tm["parent"] for tm in frame.teams.values() if tm["parent"]}
@@ -199,21 +201,33 @@ class Frame:
         return self.with_group(u)
 
     def production(self, environment: Any) -> Any:
-        envs = [e.lower() for e in self.settings.production_environments]
-        return environment.lower().isin(envs)
+        """Ibis condition: the environment matches a `production_environments` glob."""
+        return matches_expr(environment, self.settings.production_environments)
 
     def dora_deployments(self) -> Any:
-        """Successful production deployments, with `team` (own, else owner) and `group`."""
+        """Successful production deployments, with `environment` lower-cased, `team` (own, else
+        owner) and `group`."""
         d = self.table("deployment")
         d = d.filter((d.result == "success") & self.production(d.environment))
+        d = d.mutate(environment=d.environment.lower())
         owners = self.owner_table()
         d = d.left_join(owners, d.service == owners.o_service)
         d = d.mutate(team=ibis.coalesce(d.team, d.o_team)).drop("o_service", "o_team")
         return self.with_group(d)
 
+    def excluded_deployments(self) -> Any:
+        """Successful deployments to environments that are not production (DESIGN §4 v2)."""
+        d = self.table("deployment")
+        return d.filter((d.result == "success") & ~self.production(d.environment))
+
     def incidents(self) -> Any:
-        """Incidents with `team` (own, else the owner of their service) and `group`."""
+        """Incidents that count (of a `failure_severities` severity, or without one) with `team`
+        (own, else the owner of their service) and `group`."""
         i = self.table("incident")
+        if self.settings.failure_severities:
+            i = i.filter(
+                i.severity.isnull() | i.severity.lower().isin(self.settings.failure_severities)
+            )
         owners = self.owner_table()
         i = i.left_join(owners, i.service == owners.o_service)
         i = i.mutate(team=ibis.coalesce(i.team, i.o_team)).drop("o_service", "o_team")

@@ -54,13 +54,19 @@ def waves(ctx: MetricContext) -> dict[str, datetime | None]:
 def _wave_table(ctx: MetricContext, wave_ts: dict[str, datetime | None]) -> Any:
     f = ctx.frame
     sids = [s for s, ts in wave_ts.items() if ts is not None]
+
+    def is_open(sid: str) -> bool:
+        closes = f.surveys[sid]["closes_at"] if sid in f.surveys else None
+        return closes is not None and closes > ctx.now
+
     return memtable(
         {
             "w_survey": sids,
             "w_ts": [wave_ts[s] for s in sids],
             "w_k": [int(f.surveys[s]["k"]) if s in f.surveys else DEFAULT_K for s in sids],
+            "w_open": [int(is_open(s)) for s in sids],
         },
-        {"w_survey": pa.string(), "w_ts": UTC_TS, "w_k": pa.int64()},
+        {"w_survey": pa.string(), "w_ts": UTC_TS, "w_k": pa.int64(), "w_open": pa.int64()},
     )
 
 
@@ -95,7 +101,12 @@ def happiness_stats(
         kind = KINDS.get(m.id)
         t = r if kind is None else r.filter((r.kind == kind) & r.score.notnull())
         who_t = t.survey.concat(ibis.literal("\x1f"), t.respondent)
-        aggs: dict[str, Any] = {"resp": who_t.nunique(), "k": t.w_k.max(), "answers": t.count()}
+        aggs: dict[str, Any] = {
+            "resp": who_t.nunique(),
+            "k": t.w_k.max(),
+            "answers": t.count(),
+            "open": t.w_open.max(),
+        }
         if m.id == "happiness.csat":
             aggs["x"] = t.count(where=t.score >= 4)
         elif m.id == "happiness.nps":
@@ -134,6 +145,7 @@ def happiness_stats(
             else:
                 stats[key] = Stat(medians[key].value, resp)
             stats[key].respondents, stats[key].k = resp, k
+            stats[key].open = bool(row["open"])
         out[m.id] = stats
     return out
 
@@ -151,7 +163,7 @@ def _response_rate(
     invited = {
         (row["period"], ctx.cell(row)): row
         for row in inv.group_by([inv.period, *(inv[k] for k in inv_keys)])
-        .aggregate(invited=inv.invited.sum(), k=inv.w_k.max())
+        .aggregate(invited=inv.invited.sum(), k=inv.w_k.max(), open=inv.w_open.max())
         .to_pyarrow()
         .to_pylist()
     }
@@ -159,7 +171,7 @@ def _response_rate(
     answered = {
         (row["period"], ctx.cell(row)): row
         for row in r.group_by([r.period, *(r[k] for k in inv_keys)])
-        .aggregate(resp=who.nunique(), k=r.w_k.max())
+        .aggregate(resp=who.nunique(), k=r.w_k.max(), open=r.w_open.max())
         .to_pyarrow()
         .to_pylist()
     }
@@ -171,7 +183,8 @@ def _response_rate(
         resp = int(answered[key]["resp"]) if key in answered else 0
         k = max(int(row["k"]) for row in (invited.get(key), answered.get(key)) if row)
         ci = proportion_ci(resp, total) if resp <= total else None
-        stats[key] = Stat(resp / total, resp, ci, resp, total, respondents=resp, k=k)
+        is_open = any(bool(row["open"]) for row in (invited.get(key), answered.get(key)) if row)
+        stats[key] = Stat(resp / total, resp, ci, resp, total, respondents=resp, k=k, open=is_open)
     return stats
 
 

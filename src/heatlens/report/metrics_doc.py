@@ -7,6 +7,7 @@ link, the DORA tiers and the peers' definitions of DESIGN §4 — change them wi
 from __future__ import annotations
 
 from heatlens.metrics.catalog import DIMENSION_TITLES, DIMENSIONS, KEYS, METRICS, Metric
+from heatlens.settings import PRESETS, setting_infos
 
 # The same line as heatlens.docs.GENERATED; imported from there it would be a cycle once docs.py
 # imports this module to register the page.
@@ -27,7 +28,10 @@ Adoption, Task success) and DORA beside them.
   start Monday 00:00); `all` is one period, the range. The first and last periods are clipped to
   the range and labelled `YYYY-MM-DD` by their clipped start; per-day rates divide by the days of
   the clipped period. Defaults: `--grain week`, `--to` the start of the current period, `--from`
-  12 periods earlier. A row whose period ends after now has `complete: false`.
+  12 periods earlier. A row whose period ends after now has `complete: false`; so does a
+  change-failure-rate or recovery-time row until its period ended at least the incident link
+  window ago (7 days when `unbounded`), since incidents may still link to it. `check`, the
+  scorecard and tensions judge complete rows only.
 - **Segments.** `--by KEY` (repeatable) splits every metric by the keys it supports (listed
   below); without `--by`, each metric has one overall row per period. Team and service are
   resolved when metrics are computed; `--by group` rolls teams up to their top-level group.
@@ -57,7 +61,11 @@ Adoption, Task success) and DORA beside them.
   at least `comment_k`. Response rates count suppressed answers.
 - **Warnings.** Every report carries `{code, message, count}` warnings for dropped negative
   durations, deployments without commits, unlinked incidents, active teams that are not
-  eligible, suppressed segments and unknown services.
+  eligible, suppressed segments and unknown services; and for deployments to environments that
+  are not production (`excluded_environments`, naming the most frequent), explicit links across
+  services (`cross_service_links`), root causes deployed only after the incident opened
+  (`root_cause_not_yet_deployed`) and change failure rates with no failure signal
+  (`no_failure_signal`). Each names the setting or record field that changes it.
 """
 
 NOTES = {
@@ -70,9 +78,15 @@ NOTES = {
     "happiness": "From survey responses. A response belongs to its survey wave, counted in the "
     "period that contains the wave's `opens_at` (no survey record: its first response) and "
     "never split across periods.",
-    "dora": "A deployment is a successful deployment whose `environment` is, case-insensitively, "
-    "one of `production_environments`. Deployment metrics count for the deployment's team and "
-    "service; restore and recovery times for the incident's.",
+    "dora": "A deployment is a successful deployment whose `environment` matches, "
+    "case-insensitively, one of the `production_environments` glob patterns (`*` any run, `?` "
+    "one character: `prod-*` for regions); `--by environment` shows production environments "
+    "only, lower-cased. Deployment metrics count for the deployment's team and service; "
+    "restore and recovery times and open incidents for the incident's. With "
+    "`failure_severities` set, only incidents of those severities (or with none) link to "
+    "deployments and count in the incident metrics. A change-failure-rate, lead-time, recovery "
+    "or restore row gets a tier only on at least `tier_min_n` observations, and teams that own "
+    "no service and appear on no deployment get no DORA rows.",
 }
 
 LINKS_AND_TIERS = """\
@@ -82,13 +96,23 @@ Computed over all stored records. A rule applies when its field is present, and 
 alone:
 
 1. `deployment_id` links when it names a deployment (successful, production); otherwise the
-   incident stays unlinked.
+   incident stays unlinked. A link to another service's deployment holds and is counted in the
+   warning `cross_service_links`.
 2. `root_cause_sha` links to the first deployment containing that sha — of the incident's
-   service when it has one; otherwise the incident stays unlinked.
+   service when it has one — among those finished by the incident's `opened_at`; otherwise the
+   incident stays unlinked (warning `root_cause_not_yet_deployed` when the sha was deployed
+   later).
 3. Only when both fields are absent, `cause` is not `external` and `service` is set: the
    deployment of that service with the largest (`finished_at`, id) such that
    0 ≤ `opened_at` − `finished_at` ≤ `incident_link_window` (default `7d`; `"unbounded"` is
-   DevLake's rule).
+   DevLake's rule). A rollback is never picked: it restores a known version.
+
+A deployment is **failed** when at least one incident links to it, or — with
+`failure_from_remediation` (default on) — when a later deployment of its service with `kind`
+`rollback` or `hotfix` remediates it: each remediates the latest earlier deployment of its
+service (largest (`finished_at`, id)) that is not itself a rollback. A segment with no failure
+signal — no incident ever stored for its services and no deployment with a known `kind` — gets
+no change failure rate (warning `no_failure_signal`), never a 0 % "elite".
 
 ## DORA tiers
 
@@ -140,9 +164,10 @@ DevLake's — three different DORA tiers. Where the peers differ from heatlens:
 - **Time to restore** runs from the incident's creation — or from the root-cause deployment when
   that is earlier — to its resolution, by day of creation; heatlens splits this into
   `dora.time_to_restore_p50` and `dora.recovery_time_p50`, by period of resolution.
-- **In heatlens:** give incidents a `root_cause_sha` and no `deployment_id`, and set
-  `incident_link_window = "0m"` so incidents without a sha stay unlinked (bar one opened at the
-  very instant a deployment finished). The lead-time and frequency rules have no setting.
+- **In heatlens:** `definitions = "fourkeys"` (give incidents a `root_cause_sha` and no
+  `deployment_id`; its `incident_link_window = "0m"` leaves incidents without a sha unlinked,
+  bar one opened at the very instant a deployment finished). The lead-time and frequency rules
+  have no setting.
 
 ### Apache DevLake (DORA only; MySQL, Go and Grafana)
 
@@ -157,7 +182,7 @@ DevLake's — three different DORA tiers. Where the peers differ from heatlens:
   shipped it; heatlens measures each change from `committed_at`.
 - Several deployments of one pipeline count as one, finished when the last one finished;
   heatlens counts deployment records as ingested.
-- **In heatlens:** `incident_link_window = "unbounded"`, `quantile = "lower"`, `tier_year = 2021`.
+- **In heatlens:** `definitions = "devlake"`.
 
 ### Middleware (DORA only; Flask, Postgres and Next.js)
 
@@ -199,10 +224,11 @@ tested.
   `capability` takes its question's capability from the survey record; a survey with no record
   has k = 5. Complementary suppression runs per metric and period, on each one-key margin in turn
   until nothing changes; a segment with no respondents is never suppressed.
-- **DORA:** time to restore covers every resolved incident (negative values kept: the design
-  states no drop rule for it); restore and recovery cannot be split by environment (incidents have
-  none); `root_cause_sha` links to the earliest successful production deployment containing the
-  sha, at any time; `deployment_id` links whatever the incident's service. Tiers are set on rows
+- **DORA:** time to restore drops negative values with a warning, like every other duration;
+  restore and recovery cannot be split by environment (incidents have none). An incident is
+  open at a period's end when it opened before that instant and was not resolved at or before
+  it. A change failure rate resting on a failed deployment (a link, or a remediation from
+  another period) is shown even where its own rows carry no other signal. Tiers are set on rows
   split by team or service, for the tiered metrics of the chosen year only.
 - **Lead time** uses changes that have a change record; shas match exactly (no short-sha prefixes).
 """
@@ -227,10 +253,39 @@ def _dimension_section(dim: str) -> list[str]:
     return [*lines, ""]
 
 
+def presets_section() -> list[str]:
+    """The settings each `definitions` preset implies, beside heatlens's defaults."""
+    keys = sorted({k for preset in PRESETS.values() for k in preset})
+    toml = {i.field: i.toml for i in setting_infos()}
+    defaults = {i.field: i.default for i in setting_infos()}
+    names = list(PRESETS)
+    lines = [
+        "## Presets: `definitions`",
+        "",
+        "`definitions` sets every rule a peer uses at once; a setting given explicitly (config "
+        "file, environment or flag) still wins over its preset.",
+        "",
+        "| setting | " + " | ".join(f"`{n}`" for n in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for key in keys:
+        cells = [_toml_value(PRESETS[n].get(key, defaults[key])) for n in names]
+        lines.append(f"| `{toml[key]}` | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, str):
+        return f'`"{value}"`'
+    return f"`{value}`"
+
+
 def metrics_page() -> str:
     """docs/metrics.md: common rules, one table per dimension, incident links, tiers and peers."""
     lines = ["# Metrics", "", GENERATED, "", INTRO]
     for dim in DIMENSIONS:
         lines += _dimension_section(dim)
-    lines += [LINKS_AND_TIERS, DECISIONS, PEERS]
+    lines += [LINKS_AND_TIERS, DECISIONS, PEERS, *presets_section()]
     return "\n".join(lines)

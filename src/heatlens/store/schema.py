@@ -42,13 +42,17 @@ def record_columns(rtype: RecordType) -> list[str]:
     return [*rtype.field_names, "source", "ingested_at"]
 
 
-# Fields the data model gained after schema v1, by table: v1 creates tables without them and a
-# later migration adds them, so a store created by any version ends with the same tables.
-_ADDED_IN_V2 = {"team": ("attributes",), "service": ("attributes",)}
+# Fields the data model gained after schema v1, by schema version and table: v1 creates tables
+# without them and a later migration adds them, so a store created by any version ends with the
+# same tables.
+_ADDED: dict[int, dict[str, tuple[str, ...]]] = {
+    2: {"team": ("attributes",), "service": ("attributes",)},
+    3: {"usage": ("run", "attempt")},
+}
 
 
 def _record_table_ddl(rtype: RecordType, dialect: Dialect) -> str:
-    later = _ADDED_IN_V2.get(rtype.table, ())
+    later = {name for added in _ADDED.values() for name in added.get(rtype.table, ())}
     cols = [
         f"{q(f.name)} {column_type(f.kind, dialect)}" for f in rtype.fields if f.name not in later
     ]
@@ -80,18 +84,27 @@ def _v1(dialect: Dialect) -> list[str]:
     ]
 
 
-def _v2(dialect: Dialect) -> list[str]:
-    """Teams and services gain `attributes` (a free-form object, e.g. Backstage's lifecycle)."""
+def _added(version: int, dialect: Dialect) -> list[str]:
     by_name = {t.table: t for t in RECORD_TYPES}
     return [
         f"ALTER TABLE {q(table)} ADD COLUMN {q(name)} "
         + column_type(next(f.kind for f in by_name[table].fields if f.name == name), dialect)
-        for table, names in _ADDED_IN_V2.items()
+        for table, names in _ADDED[version].items()
         for name in names
     ]
 
 
+def _v2(dialect: Dialect) -> list[str]:
+    """Teams and services gain `attributes` (a free-form object, e.g. Backstage's lifecycle)."""
+    return _added(2, dialect)
+
+
+def _v3(dialect: Dialect) -> list[str]:
+    """Usage gains `run` and `attempt` (one logical task retried; CI re-runs)."""
+    return _added(3, dialect)
+
+
 # Forward migrations, in order: version N is reached by running MIGRATIONS[N - 1].
 # Never edit a released migration; append a new one.
-MIGRATIONS: list[Callable[[Dialect], list[str]]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[Dialect], list[str]]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
