@@ -90,7 +90,7 @@ timestamp that buckets the item lies in [--from, --to)):
   the message names the three most frequent (lower-cased).
 - repeated_deployments (with any deployment metric): DORA deployments finished in range, not
   rollbacks, whose ``commit_sha`` an earlier (finished_at, id) DORA deployment of the same service
-  had as its ``commit_sha``.
+  and (lower-cased) environment had as its ``commit_sha`` (regions are not repeats).
 - unknown_changes (with lead time metrics): distinct shas shipped (commit_sha or commits) by DORA
   deployments finished in range that have no change record.
 - cross_service_links, root_cause_not_yet_deployed (with change_failure_rate or
@@ -1435,14 +1435,14 @@ class _Report:
             sha = d.get("commit_sha")
             if sha is None:
                 continue
-            key = (d["service"], sha)
+            key = (d["service"], d["environment"].lower(), sha)
             if key in seen and d.get("kind") != "rollback":
                 repeated += self.in_range(d["finished_at"])
             seen.add(key)
         self.warn(
             "repeated_deployments",
-            "deployments of a `commit_sha` the service had already deployed (not rollbacks) "
-            "count again in deployment frequency; set `environment` per region or `kind`",
+            "deployments of a `commit_sha` already deployed to the same service and `environment` "
+            "(re-runs?) count again in deployment frequency; a `kind` of rollback is not counted",
             repeated,
         )
 

@@ -1076,7 +1076,9 @@ def test_repeated_deployments_and_unknown_changes() -> None:
         "change": [{"id": "c1", "committed_at": t("2024-01-01T00:00")}],
         "deployment": [
             deploy("d1", "s", "2024-01-02T00:00", commit_sha="c1", environment="prod"),
-            deploy("d2", "s", "2024-01-02T01:00", commit_sha="c1"),  # same sha again: repeated
+            deploy("d2", "s", "2024-01-02T01:00", commit_sha="c1"),  # another environment: not
+            # the same sha to the same service and environment again: repeated
+            deploy("d2b", "s", "2024-01-02T02:00", commit_sha="c1", environment="Production"),
             deploy("d3", "s", "2024-01-03T00:00", commit_sha="c2", commits=["c2", "c3"]),
             deploy("d4", "s", "2024-01-04T00:00", commit_sha="c1", kind="rollback"),  # expected
             deploy("d5", "t", "2024-01-04T00:00", commit_sha="c1"),  # another service
@@ -1084,7 +1086,7 @@ def test_repeated_deployments_and_unknown_changes() -> None:
     }
     kw: dict[str, Any] = {"grain": "all", "start": JAN1, "end": FEB1, "now": LATER}
     result = report(records, metrics=("dora.deployments", "dora.lead_time_p50"), **kw)
-    # repeated: d2 only; unknown changes: c2, c3 (distinct shas, no change record)
+    # repeated: d2b only; unknown changes: c2, c3 (distinct shas, no change record)
     assert warned(result) == {
         "repeated_deployments": 1,
         "unknown_changes": 2,
