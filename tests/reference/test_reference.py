@@ -1335,8 +1335,6 @@ def test_definitions_presets() -> None:
     assert not fourkeys.failure_from_remediation
     with pytest.raises(ValueError, match="devlake"):
         settings_for("middleware")
-    # Four Keys links by root cause only: i1 (window, 1 h after d1) stays unlinked; a rollback
-    # remediates nothing → 1 failed (i2 by sha) of 3
     records = {
         "service": [{"id": "s"}],
         "deployment": [
@@ -1345,27 +1343,31 @@ def test_definitions_presets() -> None:
             deploy("d3", "s", "2024-01-04T00:00", kind="rollback", commit_sha="x1"),
         ],
         "incident": [
-            {"id": "i1", "service": "s", "opened_at": t("2024-01-02T01:00")},
+            {"id": "i1", "service": "s", "opened_at": t("2024-01-02T01:00")},  # 1 h after d1
             {
                 "id": "i2",
                 "service": "s",
-                "opened_at": t("2024-01-03T05:00"),
-                "root_cause_sha": "x2",
+                "opened_at": t("2024-01-02T05:00"),
+                "root_cause_sha": "x1",
             },
+            # 16 days after d2 (d3 is a rollback, never picked by the window)
+            {"id": "i3", "service": "s", "opened_at": t("2024-01-20T00:00")},
         ],
     }
-    kw: dict[str, Any] = {
-        "grain": "all",
-        "start": JAN1,
-        "end": FEB1,
-        "now": LATER,
-        "metrics": ("dora.change_failure_rate",),
-    }
-    assert report(records, settings=settings_for("fourkeys"), **kw)["rows"][0][
-        "value"
-    ] == pytest.approx(1 / 3)
-    # heatlens: i1 → d1 by the window, d3 rolls back d2 → {d1, d2} of 3
-    assert report(records, **kw)["rows"][0]["value"] == pytest.approx(2 / 3)
+    kw: dict[str, Any] = {"grain": "all", "start": JAN1, "end": FEB1, "now": LATER}
+
+    def cfr(settings: Settings) -> float:
+        result = report(records, metrics=("dora.change_failure_rate",), settings=settings, **kw)
+        return one(result, "dora.change_failure_rate", "2024-01-01")["value"]
+
+    # heatlens: i1 → d1 (window), i2 → d1 (sha), i3 unlinked (> 7 d); d3 rolls back d2
+    # → {d1, d2} of 3
+    assert cfr(settings_for("heatlens")) == pytest.approx(2 / 3)
+    assert cfr(Settings(failure_from_remediation=False)) == pytest.approx(1 / 3)  # {d1}
+    # Four Keys: root causes only (window 0: i1, i3 unlinked), no remediation → {d1}
+    assert cfr(settings_for("fourkeys")) == pytest.approx(1 / 3)
+    # DevLake: unbounded window (i3 → d2), no remediation → {d1, d2}
+    assert cfr(settings_for("devlake")) == pytest.approx(2 / 3)
 
 
 def test_every_warning_names_a_setting_or_field() -> None:
