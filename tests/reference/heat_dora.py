@@ -18,6 +18,8 @@ Public interface
 - ``link_incidents(records, settings) -> {incident_id: (deployment_id | None, rule)}`` with rule
   ``"deployment_id"``, ``"root_cause_sha"``, ``"window"``, ``"unlinked"`` (deployment None) or
   (v2) ``"severity"`` (left out by ``failure_severities``; deployment None).
+- ``failed_deployments(records, settings)``: (v2) each failed deployment with the incidents linked
+  to it and the rollback or hotfix that remediated it.
 - ``glob_match(value, pattern)``: the glob rule of ``production_environments`` and ``bot_actors``.
 - ``tier(metric, value, year) -> "elite" | "high" | "medium" | "low"`` (ValueError for a metric with
   no tier in that year).
@@ -956,6 +958,23 @@ def link_incidents(
 ) -> dict[str, tuple[str | None, str]]:
     """incident id -> (linked deployment id or None, rule that linked it or "unlinked")."""
     return _Data(records, settings).links
+
+
+def failed_deployments(
+    records: dict[str, list[dict]], settings: Settings = DEFAULT_SETTINGS
+) -> dict[str, dict[str, Any]]:
+    """(v2) Why each failed deployment failed: ``{deployment_id: {"incidents": [ids, sorted],
+    "remediated_by": rollback or hotfix id | None}}`` (only failed deployments)."""
+    data = _Data(records, settings)
+    out: dict[str, dict[str, Any]] = {
+        dep: {"incidents": [], "remediated_by": by} for dep, by in data.remediated.items()
+    }
+    for inc_id, (dep, _rule) in sorted(data.links.items()):
+        if dep is not None:
+            out.setdefault(dep, {"incidents": [], "remediated_by": None})["incidents"].append(
+                inc_id
+            )
+    return out
 
 
 # --------------------------------------------------------------------------- report

@@ -9,6 +9,7 @@ import pytest
 
 from .heat_dora import (
     Settings,
+    failed_deployments,
     glob_match,
     link_incidents,
     nps_ci,
@@ -711,6 +712,11 @@ def test_rollbacks_and_hotfixes_mark_what_they_remediate() -> None:
     cfr_s = one(by_service, "dora.change_failure_rate", "2024-01-01", service="s")["value"]
     assert cfr_s == pytest.approx(2 / 7)
     assert one(by_service, "dora.change_failure_rate", "2024-01-01", service="t")["value"] == 0.5
+    assert failed_deployments(records) == {
+        "d2": {"incidents": [], "remediated_by": "r1"},  # the first remediation is named
+        "d3": {"incidents": [], "remediated_by": "h2"},
+        "t1": {"incidents": [], "remediated_by": "th"},
+    }
     # failure_from_remediation off: no incident → nothing failed (the known kinds are a signal)
     off = report(
         records, metrics=metrics[:1], settings=Settings(failure_from_remediation=False), **kw
@@ -752,6 +758,10 @@ def _link_records() -> dict[str, list[dict]]:
 
 def test_link_rules_v2() -> None:
     records = _link_records()
+    assert failed_deployments(records) == {
+        "d1": {"incidents": ["i1", "i4", "i5"], "remediated_by": "rb"},
+        "d5": {"incidents": ["i3"], "remediated_by": None},
+    }
     assert link_incidents(records, Settings()) == {
         "i1": ("d1", "window"),
         "i2": (None, "unlinked"),
