@@ -18,6 +18,8 @@ Public interface
 - ``link_incidents(records, settings) -> {incident_id: (deployment_id | None, rule)}`` with rule
   ``"deployment_id"``, ``"root_cause_sha"``, ``"window"``, ``"unlinked"`` (deployment None) or
   (v2) ``"severity"`` (left out by ``failure_severities``; deployment None).
+- ``failed_deployments(records, settings)``: (v2) each failed deployment with the incidents linked
+  to it and the rollback or hotfix that remediated it.
 - ``glob_match(value, pattern)``: the glob rule of ``production_environments`` and ``bot_actors``.
 - ``tier(metric, value, year) -> "elite" | "high" | "medium" | "low"`` (ValueError for a metric with
   no tier in that year).
@@ -90,7 +92,7 @@ timestamp that buckets the item lies in [--from, --to)):
   the message names the three most frequent (lower-cased).
 - repeated_deployments (with any deployment metric): DORA deployments finished in range, not
   rollbacks, whose ``commit_sha`` an earlier (finished_at, id) DORA deployment of the same service
-  had as its ``commit_sha``.
+  and (lower-cased) environment had as its ``commit_sha`` (regions are not repeats).
 - unknown_changes (with lead time metrics): distinct shas shipped (commit_sha or commits) by DORA
   deployments finished in range that have no change record.
 - cross_service_links, root_cause_not_yet_deployed (with change_failure_rate or
@@ -958,6 +960,23 @@ def link_incidents(
     return _Data(records, settings).links
 
 
+def failed_deployments(
+    records: dict[str, list[dict]], settings: Settings = DEFAULT_SETTINGS
+) -> dict[str, dict[str, Any]]:
+    """(v2) Why each failed deployment failed: ``{deployment_id: {"incidents": [ids, sorted],
+    "remediated_by": rollback or hotfix id | None}}`` (only failed deployments)."""
+    data = _Data(records, settings)
+    out: dict[str, dict[str, Any]] = {
+        dep: {"incidents": [], "remediated_by": by} for dep, by in data.remediated.items()
+    }
+    for inc_id, (dep, _rule) in sorted(data.links.items()):
+        if dep is not None:
+            out.setdefault(dep, {"incidents": [], "remediated_by": None})["incidents"].append(
+                inc_id
+            )
+    return out
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -1435,14 +1454,14 @@ class _Report:
             sha = d.get("commit_sha")
             if sha is None:
                 continue
-            key = (d["service"], sha)
+            key = (d["service"], d["environment"].lower(), sha)
             if key in seen and d.get("kind") != "rollback":
                 repeated += self.in_range(d["finished_at"])
             seen.add(key)
         self.warn(
             "repeated_deployments",
-            "deployments of a `commit_sha` the service had already deployed (not rollbacks) "
-            "count again in deployment frequency; set `environment` per region or `kind`",
+            "deployments of a `commit_sha` already deployed to the same service and `environment` "
+            "(re-runs?) count again in deployment frequency; a `kind` of rollback is not counted",
             repeated,
         )
 

@@ -9,6 +9,7 @@ import pytest
 
 from .heat_dora import (
     Settings,
+    failed_deployments,
     glob_match,
     link_incidents,
     nps_ci,
@@ -711,6 +712,11 @@ def test_rollbacks_and_hotfixes_mark_what_they_remediate() -> None:
     cfr_s = one(by_service, "dora.change_failure_rate", "2024-01-01", service="s")["value"]
     assert cfr_s == pytest.approx(2 / 7)
     assert one(by_service, "dora.change_failure_rate", "2024-01-01", service="t")["value"] == 0.5
+    assert failed_deployments(records) == {
+        "d2": {"incidents": [], "remediated_by": "r1"},  # the first remediation is named
+        "d3": {"incidents": [], "remediated_by": "h2"},
+        "t1": {"incidents": [], "remediated_by": "th"},
+    }
     # failure_from_remediation off: no incident → nothing failed (the known kinds are a signal)
     off = report(
         records, metrics=metrics[:1], settings=Settings(failure_from_remediation=False), **kw
@@ -752,6 +758,10 @@ def _link_records() -> dict[str, list[dict]]:
 
 def test_link_rules_v2() -> None:
     records = _link_records()
+    assert failed_deployments(records) == {
+        "d1": {"incidents": ["i1", "i4", "i5"], "remediated_by": "rb"},
+        "d5": {"incidents": ["i3"], "remediated_by": None},
+    }
     assert link_incidents(records, Settings()) == {
         "i1": ("d1", "window"),
         "i2": (None, "unlinked"),
@@ -1076,7 +1086,9 @@ def test_repeated_deployments_and_unknown_changes() -> None:
         "change": [{"id": "c1", "committed_at": t("2024-01-01T00:00")}],
         "deployment": [
             deploy("d1", "s", "2024-01-02T00:00", commit_sha="c1", environment="prod"),
-            deploy("d2", "s", "2024-01-02T01:00", commit_sha="c1"),  # same sha again: repeated
+            deploy("d2", "s", "2024-01-02T01:00", commit_sha="c1"),  # another environment: not
+            # the same sha to the same service and environment again: repeated
+            deploy("d2b", "s", "2024-01-02T02:00", commit_sha="c1", environment="Production"),
             deploy("d3", "s", "2024-01-03T00:00", commit_sha="c2", commits=["c2", "c3"]),
             deploy("d4", "s", "2024-01-04T00:00", commit_sha="c1", kind="rollback"),  # expected
             deploy("d5", "t", "2024-01-04T00:00", commit_sha="c1"),  # another service
@@ -1084,7 +1096,7 @@ def test_repeated_deployments_and_unknown_changes() -> None:
     }
     kw: dict[str, Any] = {"grain": "all", "start": JAN1, "end": FEB1, "now": LATER}
     result = report(records, metrics=("dora.deployments", "dora.lead_time_p50"), **kw)
-    # repeated: d2 only; unknown changes: c2, c3 (distinct shas, no change record)
+    # repeated: d2b only; unknown changes: c2, c3 (distinct shas, no change record)
     assert warned(result) == {
         "repeated_deployments": 1,
         "unknown_changes": 2,
@@ -1333,8 +1345,6 @@ def test_definitions_presets() -> None:
     assert not fourkeys.failure_from_remediation
     with pytest.raises(ValueError, match="devlake"):
         settings_for("middleware")
-    # Four Keys links by root cause only: i1 (window, 1 h after d1) stays unlinked; a rollback
-    # remediates nothing → 1 failed (i2 by sha) of 3
     records = {
         "service": [{"id": "s"}],
         "deployment": [
@@ -1343,27 +1353,31 @@ def test_definitions_presets() -> None:
             deploy("d3", "s", "2024-01-04T00:00", kind="rollback", commit_sha="x1"),
         ],
         "incident": [
-            {"id": "i1", "service": "s", "opened_at": t("2024-01-02T01:00")},
+            {"id": "i1", "service": "s", "opened_at": t("2024-01-02T01:00")},  # 1 h after d1
             {
                 "id": "i2",
                 "service": "s",
-                "opened_at": t("2024-01-03T05:00"),
-                "root_cause_sha": "x2",
+                "opened_at": t("2024-01-02T05:00"),
+                "root_cause_sha": "x1",
             },
+            # 16 days after d2 (d3 is a rollback, never picked by the window)
+            {"id": "i3", "service": "s", "opened_at": t("2024-01-20T00:00")},
         ],
     }
-    kw: dict[str, Any] = {
-        "grain": "all",
-        "start": JAN1,
-        "end": FEB1,
-        "now": LATER,
-        "metrics": ("dora.change_failure_rate",),
-    }
-    assert report(records, settings=settings_for("fourkeys"), **kw)["rows"][0][
-        "value"
-    ] == pytest.approx(1 / 3)
-    # heatlens: i1 → d1 by the window, d3 rolls back d2 → {d1, d2} of 3
-    assert report(records, **kw)["rows"][0]["value"] == pytest.approx(2 / 3)
+    kw: dict[str, Any] = {"grain": "all", "start": JAN1, "end": FEB1, "now": LATER}
+
+    def cfr(settings: Settings) -> float:
+        result = report(records, metrics=("dora.change_failure_rate",), settings=settings, **kw)
+        return one(result, "dora.change_failure_rate", "2024-01-01")["value"]
+
+    # heatlens: i1 → d1 (window), i2 → d1 (sha), i3 unlinked (> 7 d); d3 rolls back d2
+    # → {d1, d2} of 3
+    assert cfr(settings_for("heatlens")) == pytest.approx(2 / 3)
+    assert cfr(Settings(failure_from_remediation=False)) == pytest.approx(1 / 3)  # {d1}
+    # Four Keys: root causes only (window 0: i1, i3 unlinked), no remediation → {d1}
+    assert cfr(settings_for("fourkeys")) == pytest.approx(1 / 3)
+    # DevLake: unbounded window (i3 → d2), no remediation → {d1, d2}
+    assert cfr(settings_for("devlake")) == pytest.approx(2 / 3)
 
 
 def test_every_warning_names_a_setting_or_field() -> None:

@@ -165,12 +165,15 @@ def _warn_excluded(ctx: MetricContext) -> None:
 
 
 def _warn_repeated(ctx: MetricContext, deps: Any) -> None:
-    """Deployments (not rollbacks) of a `commit_sha` their service had already deployed."""
+    """Deployments (not rollbacks) of a `commit_sha` their service had already deployed to the
+    same environment (a second region is no repeat)."""
     d = deps.filter(deps.commit_sha.notnull())
     # the earliest (finished_at, id) per (service, sha) is not a repeat; every later one is
     ranked = d.mutate(
         hl_rank=ibis.row_number().over(
-            ibis.window(group_by=[d.service, d.commit_sha], order_by=[d.finished_at, d.id])
+            ibis.window(
+                group_by=[d.service, d.environment, d.commit_sha], order_by=[d.finished_at, d.id]
+            )
         )
     )
     again = ranked.filter(
