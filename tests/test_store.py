@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 from dataclasses import astuple
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -109,11 +109,12 @@ def test_delete_by_id_source_and_ingestion_time(store: Store, settings: Settings
     assert store.delete_records(usage, ids=["u1", "nope"]) == 1
     assert store.delete_records(usage, source="file:b") == 1
     assert stored(store, "usage", "id") == [("u2",)]
-    # u2 was ingested during this test: a window before it deletes nothing, one around it does
-    now = datetime.now(UTC)
-    day = timedelta(days=1)
-    assert store.delete_records(usage, ingested_between=(now - 2 * day, now - day)) == 0
-    assert store.delete_records(usage, ingested_between=(now - day, now + day)) == 1
+    # windows around u2's own ingestion time: one ending before it deletes nothing, one
+    # holding it deletes it
+    ((at,),) = stored(store, "usage", "ingested_at")
+    second = timedelta(seconds=1)
+    assert store.delete_records(usage, ingested_between=(at - 2 * second, at)) == 0
+    assert store.delete_records(usage, ingested_between=(at, at + second)) == 1
     assert store.counts()["usage"] == 0
     assert [action for _, action, _ in store.audit_entries()] == ["delete"] * 4
 
