@@ -143,8 +143,8 @@ def test_table_shows_latest_value_by_unit_with_trend_and_n() -> None:
         (line_of(lines, "adoption.active_users")),
     )
     assert "62.5%" in line_of(lines, "adoption.team_adoption_rate")
-    assert "312 s" in line_of(lines, "efficiency.task_duration_p50")
-    assert "1.50/day" in line_of(lines, "dora.deployment_frequency")
+    assert "5.2 min" in line_of(lines, "efficiency.task_duration_p50")
+    assert "1.5/day" in line_of(lines, "dora.deployment_frequency")
     # Only week 1 is known: the value says which period it is from and there is no change.
     assert "90.0% (2026-03-02)" in line_of(lines, "task.success_rate")
     assert "↑" not in line_of(lines, "task.success_rate")
@@ -185,7 +185,7 @@ def test_tier_badges_are_shown_and_coloured() -> None:
     assert " elite " in line_of(lines, "dora.deployment_frequency")
     # Lead time is listed under Efficiency and DORA, with its badge both times.
     assert len([line for line in lines if "20.5 h" in line and " high " in line]) == 2
-    assert "\x1b[1;30;42m elite \x1b[0m" in line_of(coloured(make_report()), "1.50/day")
+    assert "\x1b[1;30;42m elite \x1b[0m" in line_of(coloured(make_report()), "1.5/day")
 
 
 def test_suppressed_segment_shows_no_number() -> None:

@@ -49,6 +49,9 @@ class RecordType:
     fields: tuple[Field, ...]
     # fields joined with "/" to form the id, for types whose id is derived
     id_from: tuple[str, ...] = ()
+    # the timestamp field that places a record in time (its span, the periods it falls in);
+    # registries and invitation counts have none
+    at: str | None = None
     example: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -169,6 +172,7 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field("run", S, help="one logical task retried (a CI run): its attempts share it"),
             Field("attempt", I, minimum=1, help="attempt number within `run` (1 = first try)"),
         ),
+        at="ts",
         example={
             "type": "usage",
             "id": "run-981/1",
@@ -201,6 +205,7 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             ),
             Field("team", S, help="team id (default: the service's owner)"),
         ),
+        at="finished_at",
         example={
             "type": "deployment",
             "id": "d-1042",
@@ -224,6 +229,7 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field("team", S, help="team id"),
             Field("author", S, help="person id (pseudonymised when a key is set)"),
         ),
+        at="committed_at",
         example={
             "type": "change",
             "id": "9fceb02",
@@ -245,6 +251,7 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field("root_cause_sha", S, help="the commit that caused it"),
             Field("cause", E, choices=("change", "external"), help="change or external"),
         ),
+        at="opened_at",
         example={
             "type": "incident",
             "id": "inc-77",
@@ -267,6 +274,7 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field("comment_k", I, default=10, minimum=1, help="fewest respondents for comments"),
             Field("questions", Q, help="list of {id, kind, text, capability}"),
         ),
+        at="opens_at",
         example={
             "type": "survey",
             "id": "2026-q1",
@@ -297,6 +305,7 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field("capability", S, help="capability the question is about"),
             Field("comment", S, help="free text"),
         ),
+        at="ts",
         example={
             "type": "survey_response",
             "id": "r-1",

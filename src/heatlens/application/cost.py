@@ -41,7 +41,7 @@ def report_cost(store: Store, request: Request, settings: Settings, *, views: bo
     from heatlens.metrics.engine import resolve
     from heatlens.metrics.periods import periods
 
-    _, start, end, _ = resolve(request, settings)
+    _, start, end, _ = resolve(request, settings, store)
     count = len(periods(request.grain, start, end, ZoneInfo(settings.timezone)))
     if views:
         segments = sum(store.segment_count(k) for k in VIEW_KEYS)

@@ -27,6 +27,15 @@ _RATE = frozenset({"survey", "team", "group"})
 _DORA = frozenset({"team", "group", "service", "environment"})
 _INCIDENT = frozenset({"team", "group", "service"})
 
+# metrics placed by other records than their dimension's (see `Metric.records`)
+_RECORDS = {
+    "efficiency.time_to_first_deploy": "deployment",
+    "efficiency.services_awaiting_first_deploy": "deployment",
+    "dora.recovery_time_p50": "incident",
+    "dora.time_to_restore_p50": "incident",
+    "dora.open_incidents": "incident",
+}
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -50,6 +59,14 @@ class Metric:
     @property
     def dimension(self) -> str:
         return self.id.split(".", 1)[0]
+
+    @property
+    def records(self) -> str:
+        """The record type whose time places this metric's observations: the records a range
+        must hold for the metric to say anything (an empty range is told where they are)."""
+        if self.id in _RECORDS:
+            return _RECORDS[self.id]
+        return {"happiness": "survey_response", "dora": "deployment"}.get(self.dimension, "usage")
 
     @property
     def zero_filled(self) -> bool:

@@ -31,6 +31,7 @@ from heatlens.metrics.periods import (
 from heatlens.metrics.result import Report, ReportWarning, Row
 from heatlens.metrics.tiers import tier_of
 from heatlens.metrics.usage import usage_stats
+from heatlens.model import RECORD_TYPES
 from heatlens.settings import Settings
 
 WARNING_ORDER = (
@@ -80,8 +81,24 @@ class Request:
     now: datetime | None = None
 
 
-def resolve(request: Request, settings: Settings) -> tuple[list[Metric], date, date, datetime]:
-    """Check a request; give its metrics, range and clock, or a ConfigError saying what's wrong."""
+def history_start(tables: Tables, tz: ZoneInfo) -> date | None:
+    """The day (in `tz`) of the earliest stored record placed in time, or None with none."""
+    found = [
+        tables.table(t.table)[t.at].min().to_pyarrow().as_py()
+        for t in RECORD_TYPES
+        if t.at is not None
+    ]
+    known = [v if v.tzinfo else v.replace(tzinfo=UTC) for v in found if v is not None]
+    return min(known).astimezone(tz).date() if known else None
+
+
+def resolve(
+    request: Request, settings: Settings, tables: Tables | None = None
+) -> tuple[list[Metric], date, date, datetime]:
+    """Check a request; give its metrics, range and clock, or a ConfigError saying what's wrong.
+
+    With grain `all` and no `--from`, the range is all history (DESIGN §4 v2): from the day of the
+    earliest stored record in `tables` to today; without `tables`, the default range."""
     if request.grain not in GRAINS:
         raise ConfigError(f"unknown grain {request.grain!r}: expected one of {', '.join(GRAINS)}")
     bad = [k for k in request.by if k not in KEYS]
@@ -105,6 +122,11 @@ def resolve(request: Request, settings: Settings) -> tuple[list[Metric], date, d
     if request.end is not None:
         end = request.end
         start = default_range(request.grain, tz, datetime.combine(end, time(0), tzinfo=tz))[0]
+    if request.grain == "all" and request.start is None and tables is not None:
+        if request.end is None:
+            end = max(now.astimezone(tz).date(), start + timedelta(days=1))
+        first = history_start(tables, tz)
+        start = min(first, end - timedelta(days=1)) if first is not None else start
     start = request.start or start
     if start >= end:
         raise ConfigError(f"--from {start} must be before --to {end}")
@@ -118,7 +140,7 @@ def resolve(request: Request, settings: Settings) -> tuple[list[Metric], date, d
 
 def compute(tables: Tables, request: Request, settings: Settings) -> Report:
     """The report for `request` over the store's records."""
-    metrics, start, end, now = resolve(request, settings)
+    metrics, start, end, now = resolve(request, settings, tables)
     frame = Frame.load(tables, settings)
     spans = periods(request.grain, start, end, frame.tz)
     ctx = MetricContext(frame, spans, request.grain, request.by, now)

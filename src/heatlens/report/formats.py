@@ -21,11 +21,11 @@ from heatlens.report.terminal import (
     EMPTY,
     Changes,
     by_dimension,
-    format_value,
     segment_cells,
     suppressed_label,
     terminal_table,
 )
+from heatlens.report.units import format_value
 
 FORMATS = ("table", "json", "csv", "markdown")
 TABLE_WIDTH = 120

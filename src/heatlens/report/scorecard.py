@@ -9,7 +9,8 @@ from rich.text import Text
 
 from heatlens.analysis.scorecard import HEAT, Cell, Scorecard
 from heatlens.metrics.catalog import CATALOG, DIMENSION_TITLES
-from heatlens.report.terminal import TIER_STYLES, format_delta, format_value
+from heatlens.report.terminal import TIER_STYLES
+from heatlens.report.units import format_delta, format_value
 
 
 def render_scorecard(card: Scorecard) -> Group:

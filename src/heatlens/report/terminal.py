@@ -19,6 +19,7 @@ from rich.text import Text
 
 from heatlens.metrics.catalog import CATALOG, DIMENSION_TITLES, DIMENSIONS, METRICS, Metric
 from heatlens.metrics.result import Report, Row
+from heatlens.report.units import format_delta, format_value
 
 SegmentKey = tuple[tuple[str, Any], ...]
 EMPTY = "no rows: the store may be empty or the range has no data — try `heatlens demo`"
@@ -102,32 +103,6 @@ def by_dimension(report: Report) -> list[tuple[str, list[Series]]]:
         if members:
             sections.append((dim, members))
     return sections
-
-
-def format_value(value: float | None, unit: str) -> str:
-    """A value for reading: ratios as percentages, durations with units, counts with separators."""
-    if value is None:
-        return "—"
-    if unit == "ratio":
-        return f"{value * 100:.1f}%"
-    if unit == "per day":
-        return f"{value:,.2f}/day"
-    if unit == "seconds":
-        return f"{value:,.1f} s" if abs(value) < 100 else f"{value:,.0f} s"
-    if unit == "hours":
-        return f"{value:,.1f} h"
-    if unit == "days":
-        return f"{value:,.1f} d"
-    if float(value).is_integer():
-        return f"{int(value):,}"
-    return f"{value:,.1f}"
-
-
-def format_delta(delta: float, unit: str) -> str:
-    """The size of a change; a change of a ratio is in percentage points, not percent."""
-    if unit == "ratio":
-        return f"{abs(delta) * 100:.1f} pp"
-    return format_value(abs(delta), unit)
 
 
 def suppressed_label(row: Row) -> str:

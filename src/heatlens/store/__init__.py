@@ -24,7 +24,16 @@ from heatlens.store.location import parse_store_url
 from heatlens.store.merge import PART, Part, Staged, WriteCounts, merge
 from heatlens.store.schema import MIGRATIONS, SCHEMA_VERSION, q, record_columns
 
-__all__ = ["PART", "Part", "Staged", "Store", "WriteCounts", "parse_store_url"]
+__all__ = ["PART", "Part", "Span", "Staged", "Store", "WriteCounts", "parse_store_url"]
+
+
+@dataclass(frozen=True)
+class Span:
+    """The records of one type in time: how many, the earliest and the latest (UTC instants)."""
+
+    records: int
+    first: datetime
+    last: datetime
 
 
 # the values a `by` key may take, counted cheaply (a registry, else the distinct values used)
@@ -220,6 +229,31 @@ class Store:
         """The first and last usage timestamps, or None when no usage is stored."""
         first, last = self._backend.fetchall("SELECT min(ts), max(ts) FROM usage")[0]
         return None if first is None else (first, last)
+
+    def spans(self) -> dict[str, Span]:
+        """For each record type placed in time (`RecordType.at`) that has records: how many, and
+        the earliest and latest of their times. What an empty range is told about."""
+        timed = [t for t in RECORD_TYPES if t.at is not None]
+        parts = " UNION ALL ".join(
+            f"SELECT '{t.name}', count(*), min({q(t.at or '')}), max({q(t.at or '')}) "
+            f"FROM {q(t.table)}"
+            for t in timed
+        )
+        return {
+            name: Span(int(n), first, last)
+            for name, n, first, last in self._backend.fetchall(parts)
+            if n and first is not None
+        }
+
+    def count_between(self, type_name: str, start: datetime, end: datetime) -> int:
+        """Records of one type placed in [start, end) by their time (`RecordType.at`)."""
+        rtype = BY_NAME[type_name]
+        if rtype.at is None:
+            raise ValueError(f"{type_name} records are not placed in time")
+        sql = (
+            f"SELECT count(*) FROM {q(rtype.table)} WHERE {q(rtype.at)} >= ? AND {q(rtype.at)} < ?"
+        )
+        return int(self._backend.fetchall(sql, [start, end])[0][0])
 
     def rows(self, type_name: str, *, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Stored records of one type as dicts (fields, `source`, `ingested_at`), by id;

@@ -11,7 +11,8 @@ from urllib.parse import quote, urlencode
 from heatlens.metrics.catalog import CATALOG
 from heatlens.metrics.result import Row
 from heatlens.report.html.filters import Filters
-from heatlens.report.terminal import format_value, suppressed_label
+from heatlens.report.terminal import suppressed_label
+from heatlens.report.units import format_value
 
 EMPTY_STORE = (
     "No records yet. Send them with `heatlens ingest FILE` (canonical NDJSON, CSV or Parquet) or "

@@ -1,0 +1,145 @@
+"""Where the data is: which records a report's metrics read, whether its range holds any, and, when
+it does not, the range that would (DESIGN §5: an empty range says where the data is and the command
+that shows it; `demo` is suggested only to an empty store)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from heatlens.metrics.catalog import Metric
+from heatlens.metrics.periods import calendar_start, midnight
+
+
+class Span(Protocol):
+    """The records of one type in time (the store's `Span`)."""
+
+    records: int
+    first: datetime
+    last: datetime
+
+
+class Records(Protocol):
+    """What coverage asks of a store (analysis imports no driver: the store is handed in)."""
+
+    def spans(self) -> dict[str, Any]: ...
+
+    def count_between(self, type_name: str, start: datetime, end: datetime) -> int: ...
+
+
+# plural names of record types, as a sentence names them
+PLURAL = {
+    "usage": "usage records",
+    "deployment": "deployments",
+    "change": "changes",
+    "incident": "incidents",
+    "survey": "survey waves",
+    "survey_response": "survey responses",
+}
+EMPTY_STORE_HINT = (
+    "the store holds no records yet: send some with `heatlens ingest FILE` or POST "
+    "/api/v1/events, connect a source with `heatlens sync`, or try `heatlens demo`"
+)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """The records a report's metrics read (`needed`, in catalog order), every timed type's span
+    in the store, and which needed types have records inside the report's range."""
+
+    start: date
+    end: date
+    tz: str
+    needed: tuple[str, ...]
+    spans: dict[str, Span]
+    in_range: frozenset[str]
+
+    @property
+    def store_empty(self) -> bool:
+        return not self.spans
+
+    @property
+    def empty(self) -> bool:
+        """True when no record any metric reads falls in the range."""
+        return not self.in_range
+
+    def covers(self, metric: Metric) -> bool:
+        """Whether the range holds the records this metric reads."""
+        return metric.records in self.in_range
+
+    def suggestion(self) -> tuple[str, date] | None:
+        """(grain, --from) of a range holding the needed records, or None when none are stored."""
+        stored = [self.spans[t] for t in self.needed if t in self.spans]
+        if not stored:
+            return None
+        tz = ZoneInfo(self.tz)
+        first = min(s.first for s in stored).astimezone(tz).date()
+        last = max(s.last for s in stored).astimezone(tz).date()
+        days = (max(last, self.end) - first).days
+        grain = "week" if days <= 120 else "month" if days <= 2 * 366 else "quarter"
+        return grain, calendar_start(first, grain)
+
+    def hint(self, command: str = "heatlens report") -> str:
+        """One paragraph for a person: what the range lacks, where the records are, what to run."""
+        if self.store_empty:
+            return EMPTY_STORE_HINT
+        tz = ZoneInfo(self.tz)
+        lacking = ", ".join(PLURAL.get(t, t) for t in self.needed) or "records"
+        head = f"no {lacking} between {self.start} and {self.end} (exclusive)"
+        spans = [
+            f"{PLURAL.get(t, t)} span {_day(s.first, tz)} … {_day(s.last, tz)}"
+            for t, s in self.spans.items()
+            if t in self.needed
+        ]
+        found = self.suggestion()
+        if found is None:
+            held = ", ".join(f"{s.records:,} {PLURAL.get(t, t)}" for t, s in self.spans.items())
+            return f"{head}: the store holds none of them (it holds {held})"
+        grain, start = found
+        return (
+            f"{head}; {'; '.join(spans)}: try `{command} --grain {grain} --from {start}` "
+            f"(or `--grain all` for all history)"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The coverage in the report JSON's `coverage` member."""
+        found = self.suggestion()
+        return {
+            "needed": list(self.needed),
+            "in_range": [t for t in self.needed if t in self.in_range],
+            "spans": {
+                t: {"records": s.records, "first": _iso(s.first), "last": _iso(s.last)}
+                for t, s in self.spans.items()
+            },
+            "suggestion": None if found is None else {"grain": found[0], "from": str(found[1])},
+        }
+
+
+def coverage(
+    store: Records, metrics: Iterable[Metric], start: date, end: date, tz: str
+) -> Coverage:
+    """The coverage of [start, end) (dates in `tz`) for `metrics`."""
+    zone = ZoneInfo(tz)
+    needed = tuple(dict.fromkeys(m.records for m in metrics))
+    spans = store.spans()
+    since, until = midnight(start, zone), midnight(end, zone)
+    in_range = frozenset(
+        t
+        for t in needed
+        if t in spans
+        and spans[t].first < until
+        and spans[t].last >= since
+        and store.count_between(t, since, until) > 0
+    )
+    return Coverage(start, end, tz, needed, spans, in_range)
+
+
+def _day(moment: datetime, tz: ZoneInfo) -> str:
+    return str(moment.astimezone(tz).date())
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
