@@ -273,6 +273,12 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             ),
             Field("comment_k", I, default=10, minimum=1, help="fewest respondents for comments"),
             Field("questions", Q, help="list of {id, kind, text, capability}"),
+            Field(
+                "continuous",
+                B,
+                default=False,
+                help="an always-on micro-survey: answers bucketed by month of answer time",
+            ),
         ),
         at="opens_at",
         example={

@@ -353,7 +353,7 @@ _TIMESTAMPS: dict[str, tuple[str, ...]] = {
 _DEFAULTS: dict[str, dict[str, Any]] = {
     # (v2) no default for `kind`: null means unknown
     "deployment": {"environment": "production", "result": "success"},
-    "survey": {"k": 5, "comment_k": 10},
+    "survey": {"k": 5, "comment_k": 10, "continuous": False},
 }
 
 _DEPLOYMENT_METRICS = frozenset(
@@ -751,6 +751,9 @@ class _Data:
         closes = self.surveys[survey].get("closes_at") if survey in self.surveys else None
         return closes is not None and closes > now
 
+    def is_continuous(self, survey: str) -> bool:
+        return bool(self.surveys.get(survey, {}).get("continuous"))
+
     def wave_ts(self, survey: str) -> datetime | None:
         return self._wave_ts.get(survey)
 
@@ -765,6 +768,8 @@ class _Data:
             | {x["survey"] for x in self.r["survey_response"]}
             | {x["survey"] for x in self.r["survey_invitation"]}
         )
+        # (v2) a continuous survey has a wave per month of answers, not one wave
+        ids = {s for s in ids if not self.is_continuous(s)}
         waves: dict[str, datetime | None] = {}
         for s in ids:
             opens = self.surveys[s].get("opens_at") if s in self.surveys else None
@@ -1021,6 +1026,7 @@ class _Report:
     ) -> None:
         self.d = data
         self.grain = grain
+        self.start, self.end = start, end
         self.by = by
         self.now = now
         self.periods = periods(grain, start, end, data.tz)
@@ -1664,16 +1670,25 @@ class _Report:
     def response_obs(self) -> list[dict]:
         obs = []
         for resp in self.d.r["survey_response"]:
-            wave = self.d.wave_ts(resp["survey"])
-            if wave is None:
-                continue
+            survey = resp["survey"]
+            if self.d.is_continuous(survey):
+                # (v2) a continuous survey: one wave per calendar month of answer time (report
+                # time zone), counted at the month's first day; at grain month or coarser only
+                if self.grain not in ("month", "quarter", "all"):
+                    continue
+                month = self.d.local_day(resp["ts"]).replace(day=1)
+                wave, wave_id = _local_midnight(month, self.d.tz), (survey, month)
+            else:
+                wave, wave_id = self.d.wave_ts(survey), (survey, None)
+                if wave is None:
+                    continue
             capability = resp.get("capability")
             if capability is None:
                 # DESIGN ambiguity: fall back to the question's capability in the survey record.
-                capability = self.d.question_capability.get((resp["survey"], resp["question"]))
+                capability = self.d.question_capability.get((survey, resp["question"]))
             team = resp.get("team")
             seg = {
-                "survey": resp["survey"],
+                "survey": survey,
                 "question": resp["question"],
                 "team": team,
                 "group": self.d.group(team),
@@ -1681,11 +1696,19 @@ class _Report:
             }
             # a wave counts in the period of its opens_at (else first response), never split
             obs.append(
-                {**resp, "ts": wave, "seg": seg, "who": (resp["survey"], resp["respondent"])}
+                {
+                    **resp,
+                    "ts": wave,
+                    "wave": wave_id,
+                    "seg": seg,
+                    "who": (survey, resp["respondent"]),
+                }
             )
         return obs
 
     def happiness(self, metric: str) -> list[Row]:
+        """(v2) Rows per wave (``survey`` is always a key) and suppression decided per wave on
+        its atomic cells (see ``anonymity``), the same whatever the query."""
         responses = self.response_obs()
         invitations: list[dict] = []
         if metric == "happiness.response_rate":
@@ -1695,12 +1718,8 @@ class _Report:
                     seg = {"survey": inv["survey"], "team": inv["team"]}
                     seg["group"] = self.d.group(inv["team"])
                     invitations.append({**inv, "ts": wave, "seg": seg})
-        kind = {
-            "happiness.csat": "csat",
-            "happiness.nps": "nps",
-            "happiness.likert_mean": "likert",
-            "happiness.likert_median": "likert",
-        }.get(metric)
+        kind = _KINDS.get(metric)
+        decided = self.anonymity(responses, kind)
         if kind is not None:
             responses = [r for r in responses if r["kind"] == kind and r.get("score") is not None]
         rows = []
@@ -1714,27 +1733,53 @@ class _Report:
             if metric == "happiness.respondents":
                 cells |= self.domain_cells(p)
             cells = {c for c in cells if self.launched(p, c)}
-            computed: dict[Cell, dict[str, Any]] = {}
-            for cell in cells:
+            waves = {o["wave"] for o in bucket}
+            for cell in sorted(cells, key=_cell_key):
                 obs = groups.get(cell, [])
                 invs = inv_groups.get(cell, [])
                 result = self.happiness_value(metric, obs, invs)
                 if result is None:
                     continue
-                surveys = {o["survey"] for o in obs} | {i["survey"] for i in invs}
-                computed[cell] = {
-                    "result": result,
-                    "resp": len({o["who"] for o in obs}),
-                    "k": max((self.d.survey_k(s) for s in surveys), default=0),
-                    "open": any(self.d.wave_open(s, self.now) for s in surveys),
-                }
-            suppress(computed, len(self.by))
-            for cell in sorted(computed, key=_cell_key):
-                c = computed[cell]
-                rows.append(
-                    self.row(metric, p, cell, c["result"], suppressed=c["sup"], open_wave=c["open"])
+                seg = dict(zip(self.by, cell, strict=True))
+                team_node = (
+                    ("team", seg["team"])
+                    if "team" in seg
+                    else ("group", seg["group"])
+                    if "group" in seg
+                    else ("org",)
                 )
+                question_node: tuple[Any, ...] = ("all",)
+                if metric != "happiness.response_rate":
+                    if "question" in seg and "capability" in seg:
+                        question_node = ("pair", seg["question"], seg["capability"])
+                    elif "question" in seg:
+                        question_node = ("question", seg["question"])
+                    elif "capability" in seg:
+                        question_node = ("capability", seg["capability"])
+                # the row's waves: one, or each month of a continuous survey in the period
+                hidden = any(
+                    decided[w].get((team_node, question_node), False)
+                    for w in waves
+                    if w[0] == seg["survey"]
+                )
+                surveys = {o["survey"] for o in obs} | {i["survey"] for i in invs}
+                is_open = any(self.d.wave_open(s, self.now) for s in surveys)
+                rows.append(self.row(metric, p, cell, result, suppressed=hidden, open_wave=is_open))
         return rows
+
+    def anonymity(
+        self, responses: list[dict], kind: str | None
+    ) -> dict[tuple[str, Any], dict[tuple[tuple, tuple], bool]]:
+        """wave → (team node, question node) → hidden, for the answers of one family (every
+        answer for respondents and response rate; scored answers of ``kind`` otherwise)."""
+        by_wave: dict[tuple[str, Any], list[dict]] = defaultdict(list)
+        for r in responses:
+            if kind is None or (r["kind"] == kind and r.get("score") is not None):
+                by_wave[r["wave"]].append(r)
+        return {
+            wave: anonymity(answers, self.d.survey_k(wave[0]), self.d.group)
+            for wave, answers in by_wave.items()
+        }
 
     def happiness_value(self, metric: str, obs: list[dict], invs: list[dict]) -> Result:
         respondents = len({o["who"] for o in obs})
@@ -1775,39 +1820,124 @@ class _Report:
         if family == "efficiency":
             return self.efficiency(metric)
         if family == "happiness":
-            return self.happiness(metric)
+            # (v2) never pooled across waves: computed as if `survey` were always a key
+            if "survey" in self.by:
+                return self.happiness(metric)
+            sub = _Report(self.d, self.grain, self.start, self.end, (*self.by, "survey"), self.now)
+            sub.warnings = self.warnings
+            return sub.happiness(metric)
         return self.dora(metric)
 
 
-def suppress(cells: dict[Cell, dict[str, Any]], nkeys: int) -> None:
-    """Anonymity (DESIGN §4): sets cells[c]["sup"] from each cell's "resp" and "k"."""
-    for c in cells.values():
-        # DESIGN ambiguity: a segment with no respondents has no k and is never suppressed.
-        c["sup"] = 0 < c["resp"] < c["k"]
-    if nkeys == 0:
-        return
-    changed = True
-    while changed:
-        changed = False
-        # DESIGN ambiguity: each key's margins (cells sharing the other keys' values) in turn,
-        # repeated until stable; group k = largest k; sums of per-cell respondents.
-        for i in range(nkeys):
-            margins: dict[Cell, list[Cell]] = defaultdict(list)
-            for cell, c in cells.items():
-                if c["resp"] > 0:
-                    margins[cell[:i] + cell[i + 1 :]].append(cell)
-            for rest in sorted(margins, key=_cell_key):
-                members = margins[rest]
-                k = max(cells[m]["k"] for m in members)
-                while True:
-                    hidden = [m for m in members if cells[m]["sup"]]
-                    visible = [m for m in members if not cells[m]["sup"]]
-                    total = sum(cells[m]["resp"] for m in hidden)
-                    if not hidden or not visible or not (len(hidden) == 1 or total < k):
-                        break
-                    pick = min(visible, key=lambda m: (cells[m]["resp"], _value_key(m[i])))
-                    cells[pick]["sup"] = True
-                    changed = True
+_KINDS = {
+    "happiness.csat": "csat",
+    "happiness.nps": "nps",
+    "happiness.likert_mean": "likert",
+    "happiness.likert_median": "likert",
+}
+
+
+def anonymity(
+    answers: list[dict], k: int, group: Callable[[Any], Any]
+) -> dict[tuple[tuple, tuple], bool]:
+    """(v2) DESIGN §4 anonymity across queries, for one wave: every (team node, question node)
+    with answers → hidden or not.
+
+    Team nodes: ("org",), ("group", g), ("team", t) (the null team is its own group's only
+    team). Question nodes: ("all",), ("capability", c), ("question", q), ("pair", q, c). A cell
+    is the set of atomic (team, question, capability) cells it reads; nodes reading the same set
+    are one cell. Cells under k distinct respondents are hidden; then, while some split of a
+    cell (org by group or team, group by team; all by capability, question or both; capability
+    by question; question by capability) breaks the rule, the visible child with the fewest
+    respondents among all breaking splits is hidden (ties: its sorted atomic cells, None
+    lowest). The rule (readings R21–R23): the hidden children are none (and the parent is
+    visible), or at least two with at least k distinct respondents together.
+    """
+
+    def atom(a: dict) -> tuple:
+        s = a["seg"]
+        return (s["team"], s["question"], s["capability"])
+
+    def in_team(a: dict, node: tuple) -> bool:
+        t = a["seg"]["team"]
+        if node[0] == "org":
+            return True
+        return (group(t) if node[0] == "group" else t) == node[1]
+
+    def in_question(a: dict, node: tuple) -> bool:
+        _, q, c = atom(a)
+        if node[0] == "all":
+            return True
+        if node[0] == "capability":
+            return c == node[1]
+        if node[0] == "question":
+            return q == node[1]
+        return (q, c) == (node[1], node[2])
+
+    teams = {atom(a)[0] for a in answers}
+    team_nodes = {("org",)} | {("group", group(t)) for t in teams} | {("team", t) for t in teams}
+    question_nodes = {("all",)}
+    for a in answers:
+        _, q, c = atom(a)
+        question_nodes |= {("capability", c), ("question", q), ("pair", q, c)}
+
+    cell_of: dict[tuple[tuple, tuple], frozenset] = {}
+    people: dict[frozenset, set] = {}
+    for tn in team_nodes:
+        for qn in question_nodes:
+            inside = [a for a in answers if in_team(a, tn) and in_question(a, qn)]
+            if inside:
+                content = frozenset(atom(a) for a in inside)
+                cell_of[(tn, qn)] = content
+                people[content] = {a["who"] for a in inside}
+
+    def team_children(tn: tuple) -> list[list[tuple]]:
+        if tn[0] == "org":
+            return [[n for n in team_nodes if n[0] == kind] for kind in ("group", "team")]
+        if tn[0] == "group":
+            return [[n for n in team_nodes if n[0] == "team" and group(n[1]) == tn[1]]]
+        return []
+
+    def question_children(qn: tuple) -> list[list[tuple]]:
+        pairs = [n for n in question_nodes if n[0] == "pair"]
+        if qn[0] == "all":
+            return [
+                [n for n in question_nodes if n[0] == kind]
+                for kind in ("capability", "question", "pair")
+            ]
+        if qn[0] == "capability":
+            return [[n for n in pairs if n[2] == qn[1]]]
+        if qn[0] == "question":
+            return [[n for n in pairs if n[1] == qn[1]]]
+        return []
+
+    splits = []
+    for (tn, qn), content in cell_of.items():
+        options = [[(t, qn) for t in ts] for ts in team_children(tn)]
+        options += [[(tn, q) for q in qs] for qs in question_children(qn)]
+        for option in options:
+            children = {cell_of[n] for n in option if n in cell_of}
+            if len(children) >= 2:
+                splits.append((content, children))
+
+    hidden = {c for c, who in people.items() if len(who) < k}
+
+    def breaks(parent: frozenset, children: set[frozenset]) -> bool:
+        shut = [c for c in children if c in hidden]
+        if not shut:
+            return parent in hidden  # R23: else the parent is the sum of visible children
+        if len(shut) == 1:
+            return True  # R22: the parent minus the visible children
+        return len(set().union(*(people[c] for c in shut))) < k  # R21
+
+    while True:
+        candidates = {
+            c for parent, children in splits if breaks(parent, children) for c in children
+        } - hidden
+        if not candidates:
+            break
+        hidden.add(min(candidates, key=lambda c: (len(people[c]), sorted(_cell_key(a) for a in c))))
+    return {node: content in hidden for node, content in cell_of.items()}
 
 
 def _count_distinct(field: str) -> Callable[[list[dict], Period, Cell], Result]:
@@ -1837,6 +1967,7 @@ _WARNING_ORDER = (
     "no_failure_signal",
     "history_start",
     "created_before_history",
+    "continuous_survey_grain",
 )
 
 
@@ -1866,6 +1997,20 @@ def report(
     for metric in _select(metrics):
         if set(by) <= SUPPORTED_KEYS[metric]:
             rows.extend(rep.compute(metric))
+    happy = any(
+        m.startswith("happiness.") and set(by) <= SUPPORTED_KEYS[m] for m in _select(metrics)
+    )
+    if happy and grain in ("day", "week"):
+        # (v2) continuous surveys are shown at grain month or coarser only
+        rep.warn(
+            "continuous_survey_grain",
+            "answers of surveys with `continuous` set are shown at --grain month or coarser only",
+            sum(
+                1
+                for x in data.r["survey_response"]
+                if data.is_continuous(x["survey"]) and rep.in_range(x["ts"])
+            ),
+        )
     rep.warn(
         "suppressed_segments",
         "happiness segments with fewer respondents than the survey's `k` were suppressed",

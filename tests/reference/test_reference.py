@@ -434,7 +434,7 @@ def test_happiness_values_and_response_rate() -> None:
     result = report(records, grain="all", start=JAN1, end=FEB1, metrics=("happiness",))
 
     def row(metric: str) -> dict:
-        return one(result, f"happiness.{metric}", "2024-01-01")
+        return one(result, f"happiness.{metric}", "2024-01-01", survey="s")
 
     assert (row("respondents")["value"], row("respondents")["n"]) == (4, 4)
     assert (row("csat")["value"], row("csat")["n"]) == (0.5, 4)  # 2 of 4 answers ≥ 4
@@ -553,13 +553,173 @@ def test_wave_straddling_a_week_boundary() -> None:
     records["survey_response"] = answers
     kw: dict[str, Any] = {"grain": "week", "start": JAN1, "end": date(2024, 1, 15)}
     result = report(records, metrics=("happiness.respondents", "happiness.csat"), **kw)
-    assert one(result, "happiness.respondents", "2024-01-01")["value"] == 10
-    assert one(result, "happiness.respondents", "2024-01-08")["value"] == 0  # zero, not suppressed
-    assert one(result, "happiness.csat", "2024-01-01")["value"] == 0.5
-    assert [r["period"] for r in rows(result, "happiness.csat")] == ["2024-01-01"]
+    # (v2) never pooled across waves: one row per wave, even without --by survey
+    assert one(result, "happiness.respondents", "2024-01-01", survey="s1")["value"] == 5
+    assert one(result, "happiness.respondents", "2024-01-01", survey="s2")["value"] == 5
+    assert not [r for r in result["rows"] if r["period"] == "2024-01-08"]  # no wave, no row
+    assert one(result, "happiness.csat", "2024-01-01", survey="s1")["value"] == 1.0
+    assert one(result, "happiness.csat", "2024-01-01", survey="s2")["value"] == 0.0
+    assert [r["period"] for r in rows(result, "happiness.csat")] == ["2024-01-01"] * 2
     by_survey = report(records, metrics=("happiness.respondents",), by=("survey",), **kw)
     got = [(r["period"], r["segment"]["survey"], r["value"]) for r in by_survey["rows"]]
     assert got == [("2024-01-01", "s1", 5), ("2024-01-01", "s2", 5)]
+
+
+# ----------------------------------------------------- (v2) anonymity across queries, by hand
+
+
+def _shown(result: dict, metric: str, *keys: str) -> dict[Any, Any]:
+    """segment values of `keys` (one key: the value itself) → value, or None when suppressed."""
+    out = {}
+    for r in rows(result, metric):
+        cell = tuple(r["segment"].get(k) for k in keys)
+        out[cell[0] if len(keys) == 1 else cell] = None if r["suppressed"] else r["value"]
+    return out
+
+
+def test_group_minus_its_visible_teams_recovers_no_team() -> None:
+    # DESIGN §4 v2, issue 14: group g of teams a (3 respondents) and b (10); group h of team c
+    # (10); k = 5. Team a is under k; it is g's only hidden team, so b is hidden too (g − b
+    # would be a). Org and groups stay visible: org − h = g, g has no visible team to
+    # subtract, and org − c = a + b (13 people).
+    teams = [{"id": "g"}, {"id": "h"}, {"id": "a", "parent": "g"}]
+    teams += [{"id": "b", "parent": "g"}, {"id": "c", "parent": "h"}]
+    answers = [answer(f"a{i}", "csat", 1, team="a") for i in range(3)]
+    answers += [answer(f"{t}{i}", "csat", 5, team=t) for t in "bc" for i in range(10)]
+    records = {"team": teams, "survey": [{"id": "s", "k": 5}], "survey_response": answers}
+    kw: dict[str, Any] = {"grain": "all", "start": JAN1, "end": FEB1}
+    metric = ("happiness.csat",)
+    assert _shown(
+        report(records, by=("team",), metrics=metric, **kw), "happiness.csat", "team"
+    ) == {
+        "a": None,
+        "b": None,
+        "c": 1.0,
+    }
+    by_group = report(records, by=("group",), metrics=metric, **kw)
+    assert _shown(by_group, "happiness.csat", "group") == {"g": 10 / 13, "h": 1.0}
+    overall = report(records, metrics=metric, **kw)
+    assert _shown(overall, "happiness.csat", "survey") == {"s": 20 / 23}
+    both = report(records, by=("group", "team"), metrics=metric, **kw)
+    assert _shown(both, "happiness.csat", "group", "team") == {
+        ("g", "a"): None,
+        ("g", "b"): None,
+        ("h", "c"): 1.0,
+    }
+
+
+def test_a_range_of_two_waves_is_one_row_per_wave() -> None:
+    # Team a: 10 people in wave s1, 3 in s2; team b: 10 in each; k = 5; both waves in January.
+    # v1 pooled a's 13 in a month row, and a's s1 row (10) subtracted from it gave s2's 3.
+    # v2: one row per wave; (a, s2) is under k and b is hidden with it.
+    answers = [
+        answer(f"{t}{i}", "csat", 5, team=t, survey="s1", ts="2024-01-03T10:00")
+        for t in "ab"
+        for i in range(10)
+    ]
+    answers += [
+        answer(f"a{i}", "csat", 1, team="a", survey="s2", ts="2024-01-20T10:00") for i in range(3)
+    ]
+    answers += [
+        answer(f"b{i}", "csat", 5, team="b", survey="s2", ts="2024-01-20T10:00") for i in range(10)
+    ]
+    surveys = [
+        {"id": "s1", "k": 5, "opens_at": t("2024-01-03T00:00")},
+        {"id": "s2", "k": 5, "opens_at": t("2024-01-20T00:00")},
+    ]
+    records = {"survey": surveys, "survey_response": answers}
+    metric = ("happiness.csat",)
+    for grain in ("month", "all"):
+        kw: dict[str, Any] = {"grain": grain, "start": JAN1, "end": FEB1, "metrics": metric}
+        by_team = report(records, by=("team",), **kw)
+        assert _shown(by_team, "happiness.csat", "survey", "team") == {
+            ("s1", "a"): 1.0,
+            ("s1", "b"): 1.0,
+            ("s2", "a"): None,
+            ("s2", "b"): None,
+        }
+        assert _shown(report(records, **kw), "happiness.csat", "survey") == {
+            "s1": 1.0,
+            "s2": 10 / 13,
+        }
+    # a shorter range holding only s1 shows the same s1 rows: waves are atomic
+    first_half = report(
+        records, by=("team",), grain="all", start=JAN1, end=date(2024, 1, 15), metrics=metric
+    )
+    assert _shown(first_half, "happiness.csat", "survey", "team") == {
+        ("s1", "a"): 1.0,
+        ("s1", "b"): 1.0,
+    }
+
+
+def test_one_person_in_two_hidden_questions_counts_once() -> None:
+    # k = 5, one team. q1 and q2 are answered by the same 3 people, q3 by 10. q1 and q2 are
+    # hidden but together cover 3 people, not 6: the overall value minus q3 would describe
+    # those 3, so q3 is hidden too. With q2 answered by 3 other people, q1 + q2 cover 6 ≥ 5
+    # and q3 stays visible.
+    def records(q2_people: str) -> dict[str, list[dict]]:
+        answers = [answer(f"p{i}", "likert", 2, question="q1") for i in range(3)]
+        answers += [answer(f"{q2_people}{i}", "likert", 4, question="q2") for i in range(3)]
+        answers += [answer(f"p{i}", "likert", 5, question="q3") for i in range(10)]
+        return {"survey": [{"id": "s", "k": 5}], "survey_response": answers}
+
+    kw: dict[str, Any] = {
+        "grain": "all",
+        "start": JAN1,
+        "end": FEB1,
+        "metrics": ("happiness.likert_mean",),
+    }
+    same = report(records("p"), by=("question",), **kw)
+    assert _shown(same, "happiness.likert_mean", "question") == {"q1": None, "q2": None, "q3": None}
+    # the overall mean (10 people) stays visible: nothing visible is subtracted from it
+    overall = report(records("p"), **kw)
+    assert _shown(overall, "happiness.likert_mean", "survey") == {"s": (6 + 12 + 50) / 16}
+    others = report(records("x"), by=("question",), **kw)
+    assert _shown(others, "happiness.likert_mean", "question") == {
+        "q1": None,
+        "q2": None,
+        "q3": 5.0,
+    }
+
+
+def test_continuous_survey_months_and_coarser_periods() -> None:
+    # A continuous survey (k 3): 5 answers in January, 2 in February, none in March. A month
+    # is a wave: January shown, February hidden; the quarter is shown only when each of its
+    # months is shown or empty, so Q1 is hidden (Q1 − January would be February).
+    def records(feb: int, mar: int) -> dict[str, list[dict]]:
+        answers = [
+            answer(f"j{i}", "csat", 5, survey="pulse", ts="2024-01-10T10:00") for i in range(5)
+        ]
+        answers += [
+            answer(f"f{i}", "csat", 1, survey="pulse", ts="2024-02-10T10:00") for i in range(feb)
+        ]
+        answers += [
+            answer(f"m{i}", "csat", 4, survey="pulse", ts="2024-03-10T10:00") for i in range(mar)
+        ]
+        return {"survey": [{"id": "pulse", "k": 3, "continuous": True}], "survey_response": answers}
+
+    kw: dict[str, Any] = {"start": JAN1, "end": date(2024, 4, 1), "metrics": ("happiness.csat",)}
+    monthly = report(records(2, 0), grain="month", **kw)
+    assert [(r["period"], r["value"], r["suppressed"]) for r in monthly["rows"]] == [
+        ("2024-01-01", 1.0, False),
+        ("2024-02-01", None, True),
+    ]
+    assert [r["suppressed"] for r in report(records(2, 0), grain="quarter", **kw)["rows"]] == [True]
+    # February empty, March shown: the quarter pools January and March
+    quarter = report(records(0, 4), grain="quarter", **kw)
+    assert [(r["value"], r["n"]) for r in quarter["rows"]] == [(1.0, 9)]
+    # a clipped first month does not split January's wave: it is counted where the month starts
+    clipped = report(records(2, 0), grain="month", **{**kw, "start": date(2024, 1, 15)})
+    assert [(r["period"], r["suppressed"]) for r in clipped["rows"]] == [("2024-02-01", True)]
+    # at grain week its answers are left out, with a warning naming the field
+    weekly = report(records(2, 0), grain="week", start=JAN1, end=FEB1)
+    assert not rows(weekly, "happiness.csat")
+    assert warned(weekly)["continuous_survey_grain"] == 5
+
+
+def _continuous_records() -> dict[str, list[dict]]:
+    survey = {"id": "pulse", "k": 3, "continuous": True}
+    return {"survey": [survey], "survey_response": [answer("p", "csat", 5, survey="pulse")]}
 
 
 # --------------------------------------------------------------------------- time zones, tiers
@@ -1386,7 +1546,7 @@ def test_every_warning_names_a_setting_or_field() -> None:
         for field in (
             "kind", "environment", "commit_sha", "commits", "deployment_id", "root_cause_sha",
             "service", "opened_at", "resolved_at", "finished_at", "created_at", "launched_at",
-            "eligible", "k", "change", "committed_at", "authored_at",
+            "eligible", "k", "change", "committed_at", "authored_at", "continuous",
         )
     }  # fmt: skip
     kw: dict[str, Any] = {"grain": "all", "start": JAN1, "end": FEB1, "now": LATER}
@@ -1394,6 +1554,7 @@ def test_every_warning_names_a_setting_or_field() -> None:
         report(_link_records(), **kw),
         report(_warning_records(), **kw),
         report(_warning_records(), by=("service",), **kw),  # "quiet" has no failure signal
+        report(_continuous_records(), grain="week", start=JAN1, end=FEB1, now=LATER),
     ]
     seen = {w["code"]: w["message"] for result in results for w in result["warnings"]}
     from .heat_dora import _WARNING_ORDER

@@ -9,7 +9,7 @@ segments, DORA tiers, `complete`. Every output (CLI, API, dashboard, scorecard) 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,7 +20,7 @@ from heatlens.metrics.catalog import GRAINS, KEYS, Metric
 from heatlens.metrics.context import MetricContext, SegmentKey, Stat, Stats
 from heatlens.metrics.delivery import delivery_stats
 from heatlens.metrics.frame import Frame, Tables
-from heatlens.metrics.happiness import happiness_stats, suppress, waves
+from heatlens.metrics.happiness import check_grain, happiness_stats, hidden_cells, waves
 from heatlens.metrics.periods import (
     MAX_PERIODS,
     check_day,
@@ -51,6 +51,7 @@ WARNING_ORDER = (
     "created_before_history",
     "ineligible_active_teams",
     "suppressed_segments",
+    "continuous_survey_grain",
     "unknown_services",
 )
 
@@ -173,11 +174,22 @@ def _report(
     if delivery:
         stats.update(delivery_stats(ctx, delivery))
     wave_ts = waves(ctx) if (by_dim["happiness"] or "survey" in request.by) else {}
+    # Happiness is never pooled across waves (DESIGN §4 v2): it is computed as if `survey` were
+    # always a `--by` key, so every happiness row names its wave in its segment.
+    happy = ctx
     if by_dim["happiness"]:
-        stats.update(happiness_stats(ctx, by_dim["happiness"], wave_ts))
+        happy = _happiness_context(ctx)
+        check_grain(happy, all(m.dimension == "happiness" for m in wanted))
+        stats.update(happiness_stats(happy, by_dim["happiness"], wave_ts))
     rows: list[Row] = []
-    for m in wanted:
-        rows += _rows(ctx, m, stats.get(m.id, {}), wave_ts)
+    try:
+        for m in wanted:
+            rows += _rows(
+                happy if m.dimension == "happiness" else ctx, m, stats.get(m.id, {}), wave_ts
+            )
+    finally:
+        if happy is not ctx:
+            happy.release()
     ctx.warn(
         "suppressed_segments",
         "happiness segments with fewer respondents than the survey's `k` were suppressed",
@@ -194,6 +206,13 @@ def _report(
     return Report(
         request.grain, start, end, settings.timezone, request.by, rows, warnings, generated_at=now
     )
+
+
+def _happiness_context(ctx: MetricContext) -> MetricContext:
+    """`ctx` segmented by `survey` too (its own memo; warnings shared with the report's)."""
+    if "survey" in ctx.by:
+        return ctx
+    return replace(ctx, by=(*ctx.by, "survey"), _seen=None, _memo={}, omissions={})
 
 
 def _rows(
@@ -227,7 +246,10 @@ def _rows(
             # teams that own no service and appear on no deployment get no DORA rows at all
             teams = ctx.delivery_teams()
             cells = {c: s for c, s in cells.items() if c[team_at] is None or c[team_at] in teams}
-        hidden = suppress(cells, len(ctx.by)) if m.dimension == "happiness" else set()
+        hidden = set()
+        if m.dimension == "happiness":
+            # decided once per wave on its atomic cells, the same in every query (anonymity.py)
+            hidden = hidden_cells(ctx, m.id, p, cells, wave_ts)
         for cell in sorted(cells, key=_cell_order):
             s = cells[cell]
             if cell in hidden:

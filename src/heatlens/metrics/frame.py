@@ -83,7 +83,9 @@ class Frame:
             frame.services[r["id"]] = {**r, "created_at": _utc(r["created_at"])}
         for r in _rows(t("capability"), ["id", "launched_at", "eligible"]):
             frame.capabilities[r["id"]] = {**r, "launched_at": _utc(r["launched_at"])}
-        for r in _rows(t("survey"), ["id", "opens_at", "closes_at", "k", "questions"]):
+        for r in _rows(
+            t("survey"), ["id", "opens_at", "closes_at", "k", "questions", "continuous"]
+        ):
             frame.surveys[r["id"]] = {
                 **r,
                 "opens_at": _utc(r["opens_at"]),

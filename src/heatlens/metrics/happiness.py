@@ -1,23 +1,40 @@
 """Happiness metrics (DESIGN §4) from survey responses and invitations, and anonymity.
 
 A response belongs to its survey wave, counted in the period containing the survey's `opens_at`
-(no survey record or no `opens_at`: its first response), never split across periods. Anonymity is
-enforced by `suppress`, which the engine applies to every happiness row before any output sees it.
+(no survey record or no `opens_at`: its first response), never split across periods. A
+`continuous` survey (micro-surveys) has one wave per calendar month of answer time, counted in
+the period holding the month's first day, so at grain month or coarser only. Values are never
+pooled across waves: the engine computes happiness as if `survey` were always a `--by` key.
+
+Anonymity across queries (DESIGN §4 v2, docs/anonymity.md): `lattices` decides per wave, on its
+atomic cells, which cells are hidden (metrics/anonymity.py); `hidden_cells` maps each output cell
+of a query onto its wave's lattice cell. The engine applies it to every happiness row before any
+output sees it.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import ibis
 import pyarrow as pa
 
+from heatlens.errors import ConfigError
+from heatlens.metrics.anonymity import (
+    ALL,
+    Lattice,
+    decide,
+    group_answers,
+    question_node,
+    team_node,
+)
 from heatlens.metrics.catalog import Metric
 from heatlens.metrics.context import MetricContext, SegmentKey, Stat, Stats
 from heatlens.metrics.frame import UTC_TS, memtable
 from heatlens.metrics.intervals import nps_ci, proportion_ci
+from heatlens.metrics.periods import Period, bucket, calendar_next, calendar_start, periods
 from heatlens.metrics.quantiles import grouped_quantiles
 
 KEYS = ("survey", "question", "team", "group", "capability")
@@ -28,10 +45,18 @@ KINDS = {
     "happiness.likert_median": "likert",
 }
 DEFAULT_K = 5
+# grains at which a continuous survey's monthly waves can be shown whole
+MONTHLY = ("month", "quarter", "all")
+
+
+def continuous(ctx: MetricContext) -> set[str]:
+    """Ids of the continuous surveys (micro-surveys, one wave per month of answers)."""
+    return {sid for sid, s in ctx.frame.surveys.items() if s.get("continuous")}
 
 
 def waves(ctx: MetricContext) -> dict[str, datetime | None]:
-    """Survey id → the instant its wave is counted at."""
+    """Survey id → the instant its wave is counted at (continuous surveys have a wave per month
+    and are not listed)."""
     f = ctx.frame
     r = f.table("survey_response")
     first = {
@@ -43,7 +68,7 @@ def waves(ctx: MetricContext) -> dict[str, datetime | None]:
         set(f.surveys)
         | set(first)
         | set(inv.select("survey").distinct().to_pyarrow().column("survey").to_pylist())
-    )
+    ) - continuous(ctx)
     out: dict[str, datetime | None] = {}
     for sid in ids:
         opens = f.surveys[sid]["opens_at"] if sid in f.surveys else None
@@ -51,9 +76,31 @@ def waves(ctx: MetricContext) -> dict[str, datetime | None]:
     return out
 
 
+def check_grain(ctx: MetricContext, only_happiness: bool) -> None:
+    """A continuous survey is shown at grain month or coarser only (DESIGN §4 v2): at day or
+    week its answers are left out with a warning, or refused when only happiness is asked for."""
+    if ctx.grain in MONTHLY or not continuous(ctx):
+        return
+    r = ctx.frame.table("survey_response")
+    r = r.filter(r.survey.isin(sorted(continuous(ctx))) & ctx.in_range(r.ts))
+    count = int(r.count().to_pyarrow().as_py())
+    if count and only_happiness:
+        names = ", ".join(sorted(continuous(ctx)))
+        raise ConfigError(
+            f"continuous survey {names} is shown by month only (a week of micro-survey answers "
+            "can single people out): use --grain month, quarter or all"
+        )
+    ctx.warn(
+        "continuous_survey_grain",
+        "answers of surveys with `continuous` set are shown at --grain month or coarser only",
+        count,
+    )
+
+
 def _wave_table(ctx: MetricContext, wave_ts: dict[str, datetime | None]) -> Any:
     f = ctx.frame
     sids = [s for s, ts in wave_ts.items() if ts is not None]
+    monthly = sorted(continuous(ctx)) if ctx.grain in MONTHLY else []
 
     def is_open(sid: str) -> bool:
         closes = f.surveys[sid]["closes_at"] if sid in f.surveys else None
@@ -61,17 +108,34 @@ def _wave_table(ctx: MetricContext, wave_ts: dict[str, datetime | None]) -> Any:
 
     return memtable(
         {
-            "w_survey": sids,
-            "w_ts": [wave_ts[s] for s in sids],
-            "w_k": [int(f.surveys[s]["k"]) if s in f.surveys else DEFAULT_K for s in sids],
-            "w_open": [int(is_open(s)) for s in sids],
+            "w_survey": sids + monthly,
+            "w_ts": [wave_ts[s] for s in sids] + [None] * len(monthly),
+            "w_k": [int(f.surveys[s]["k"]) if s in f.surveys else DEFAULT_K for s in sids]
+            + [int(f.surveys[s]["k"]) for s in monthly],
+            # a continuous survey's month is final when its period is
+            "w_open": [int(is_open(s)) for s in sids] + [0] * len(monthly),
+            "w_cont": [0] * len(sids) + [1] * len(monthly),
         },
-        {"w_survey": pa.string(), "w_ts": UTC_TS, "w_k": pa.int64(), "w_open": pa.int64()},
+        {
+            "w_survey": pa.string(),
+            "w_ts": UTC_TS,
+            "w_k": pa.int64(),
+            "w_open": pa.int64(),
+            "w_cont": pa.int64(),
+        },
     )
 
 
+def _months(ctx: MetricContext) -> list[Period]:
+    """The whole calendar months around the report's range (continuous surveys' waves)."""
+    lo = calendar_start(ctx.spans[0].start, "month")
+    hi = calendar_next(calendar_start(ctx.spans[-1].end - timedelta(days=1), "month"), "month")
+    return periods("month", lo, hi, ctx.frame.tz)
+
+
 def responses(ctx: MetricContext, wave_ts: dict[str, datetime | None]) -> Any:
-    """Responses with their wave's period, k, capability (own, else the question's) and group."""
+    """Responses with their wave's instant, period, month (continuous surveys; else null), k,
+    capability (own, else the question's) and group."""
     return ctx.memo("responses", lambda: _responses(ctx, wave_ts))
 
 
@@ -80,6 +144,15 @@ def _responses(ctx: MetricContext, wave_ts: dict[str, datetime | None]) -> Any:
     r = f.table("survey_response")
     w = _wave_table(ctx, wave_ts)
     r = r.join(w, r.survey == w.w_survey)
+    months = _months(ctx)
+    m = memtable(
+        {"m_label": [p.start for p in months], "m_ts": [p.start_utc for p in months]},
+        {"m_label": pa.date32(), "m_ts": UTC_TS},
+    )
+    r = r.mutate(w_month=ibis.ifelse(r.w_cont == 1, bucket(r.ts, months), ibis.null("date")))
+    r = r.left_join(m, r.w_month == m.m_label)
+    r = r.mutate(w_ts=ibis.coalesce(r.w_ts, r.m_ts)).drop("m_label", "m_ts")
+    r = r.filter(r.w_ts.notnull())
     qc = f.question_capabilities()
     r = r.left_join(qc, (r.survey == qc.q_survey) & (r.question == qc.q_question))
     r = r.mutate(capability=ibis.coalesce(r.capability, r.q_capability)).drop(
@@ -188,43 +261,69 @@ def _response_rate(
     return stats
 
 
-def suppress(cells: dict[SegmentKey, Stat], nkeys: int) -> set[SegmentKey]:
-    """Anonymity (DESIGN §4): the cells to suppress among one metric's cells of one period.
-
-    A segment with fewer respondents than its k is suppressed. Then, within each one-key margin,
-    while exactly one segment is suppressed or the suppressed ones together have fewer than k
-    respondents, the visible segment with the fewest respondents (ties: lowest value, None
-    lowest) is suppressed too, so no value can be recovered by subtraction from a total.
-    """
-    hidden = {c for c, s in cells.items() if 0 < s.respondents < s.k}
-    if nkeys == 0:
-        return hidden
-    changed = True
-    while changed:
-        changed = False
-        for i in range(nkeys):
-            margins: dict[SegmentKey, list[SegmentKey]] = defaultdict(list)
-            for cell, s in cells.items():
-                if s.respondents > 0:
-                    margins[cell[:i] + cell[i + 1 :]].append(cell)
-            for rest in sorted(margins, key=_cell_order):
-                members = margins[rest]
-                k = max(cells[m].k for m in members)
-                while True:
-                    sup = [m for m in members if m in hidden]
-                    visible = [m for m in members if m not in hidden]
-                    total = sum(cells[m].respondents for m in sup)
-                    if not sup or not visible or not (len(sup) == 1 or total < k):
-                        break
-                    pick = min(visible, key=lambda m: (cells[m].respondents, _value_order(m[i])))
-                    hidden.add(pick)
-                    changed = True
-    return hidden
+def lattices(
+    ctx: MetricContext, wave_ts: dict[str, datetime | None]
+) -> dict[tuple[str, str, date], list[Lattice]]:
+    """(answer family, survey, period) → the decided lattice of each wave of that survey in
+    the period (one; or one per month of a continuous survey). Families: `any` (respondents,
+    response rate) and each scored kind (csat, nps, likert). A wave's lattice depends on its
+    own answers only, so deciding the waves of this report's range alone gives every query
+    the same cells: computed per query, not cached."""
+    return ctx.remember("lattices", lambda: _lattices(ctx, wave_ts))
 
 
-def _value_order(v: Any) -> tuple[bool, str]:
-    return (v is not None, "" if v is None else str(v))
+def _lattices(
+    ctx: MetricContext, wave_ts: dict[str, datetime | None]
+) -> dict[tuple[str, str, date], list[Lattice]]:
+    r = responses(ctx, wave_ts)
+    cols = ["period", "survey", "w_month", "w_k", "team", "question", "capability", "kind"]
+    rows = (
+        r.select(*cols, "respondent", scored=r.score.notnull()).distinct().to_pyarrow().to_pylist()
+    )
+    frame = ctx.frame
+
+    def group_of(team: Any) -> Any:
+        return None if team is None else frame.group_of(team)
+
+    families: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        families["any"].append(row)
+        if row["scored"] and row["kind"] in ("csat", "nps", "likert"):
+            families[row["kind"]].append(row)
+    out: dict[tuple[str, str, date], list[Lattice]] = defaultdict(list)
+    for family, members in families.items():
+        k = {(x["period"], x["survey"], x["w_month"]): int(x["w_k"]) for x in members}
+        grouped = group_answers(
+            (
+                (x["period"], x["survey"], x["w_month"]),
+                (x["team"], x["question"], x["capability"]),
+                x["respondent"],
+            )
+            for x in members
+        )
+        for wave, answers in grouped.items():
+            period, survey, _ = wave
+            out[(family, survey, period)].append(decide(answers, k[wave], group_of))
+    return out
 
 
-def _cell_order(cell: SegmentKey) -> tuple[tuple[bool, str], ...]:
-    return tuple(_value_order(v) for v in cell)
+def hidden_cells(
+    ctx: MetricContext,
+    metric: str,
+    p: Period,
+    cells: dict[SegmentKey, Stat],
+    wave_ts: dict[str, datetime | None],
+) -> set[SegmentKey]:
+    """The output cells of `metric` in period p that anonymity hides: those whose lattice cell
+    is hidden in a wave of the row (for a continuous survey over several months: in any
+    month — a coarser period is shown only when each of its months is shown or empty)."""
+    decided = lattices(ctx, wave_ts)
+    family = KINDS.get(metric, "any")
+    out = set()
+    for cell in cells:
+        segment = dict(zip(ctx.by, cell, strict=True))
+        tn = team_node(segment)
+        qn = ALL if metric == "happiness.response_rate" else question_node(segment)
+        if any(w.hidden(tn, qn) for w in decided.get((family, segment["survey"], p.start), [])):
+            out.add(cell)
+    return out
