@@ -180,6 +180,8 @@ def organisation(rng: random.Random, size: int = 1) -> list[dict[str, Any]]:
         }
         if rng.random() < 0.8:
             rec["opens_at"] = iso(_ts(rng))
+        if rng.random() < 0.3:
+            rec["continuous"] = True  # a micro-survey: a wave per month of answers
         surveys.append(sid)
         records.append(rec)
     if rng.random() < 0.3:

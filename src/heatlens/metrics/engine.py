@@ -179,7 +179,10 @@ def _report(
     happy = ctx
     if by_dim["happiness"]:
         happy = _happiness_context(ctx)
-        check_grain(happy, all(m.dimension == "happiness" for m in wanted))
+        # refused outright only when the request names nothing but happiness metrics
+        check_grain(
+            happy, bool(request.metrics) and all(m.dimension == "happiness" for m in metrics)
+        )
         stats.update(happiness_stats(happy, by_dim["happiness"], wave_ts))
     rows: list[Row] = []
     try:
@@ -249,7 +252,7 @@ def _rows(
         hidden = set()
         if m.dimension == "happiness":
             # decided once per wave on its atomic cells, the same in every query (anonymity.py)
-            hidden = hidden_cells(ctx, m.id, p, cells, wave_ts)
+            hidden = hidden_cells(ctx, m.id, p, cells)
         for cell in sorted(cells, key=_cell_order):
             s = cells[cell]
             if cell in hidden:

@@ -92,7 +92,20 @@ def explain(
     by = tuple(segment)
     report = compute(tables, Request(grain, start, end, by, (metric,), now), settings)
     row = next((r for r in report.rows if r.segment == segment), None)
+    waves: list[Row] = []
+    if row is None and m.dimension == "happiness" and "survey" not in segment:
+        # happiness rows name their wave (never pooled): the one wave of the period, if one
+        waves = [
+            r for r in report.rows if {**r.segment, "survey": None} == {**segment, "survey": None}
+        ]
+        row = waves[0] if len(waves) == 1 else None
     out = Explanation(metric, grain, start, segment, row)
+    if len(waves) > 1:
+        names = ", ".join(str(r.segment["survey"]) for r in waves)
+        out.notes.append(
+            f"this period holds {len(waves)} survey waves ({names}), each its own number: "
+            "add the segment survey=ID"
+        )
     if row is not None and row.suppressed:
         out.notes.append(
             "this segment is suppressed (fewer respondents than the survey's k): "

@@ -14,8 +14,9 @@ output sees it.
 
 from __future__ import annotations
 
+import weakref
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import ibis
@@ -34,7 +35,14 @@ from heatlens.metrics.catalog import Metric
 from heatlens.metrics.context import MetricContext, SegmentKey, Stat, Stats
 from heatlens.metrics.frame import UTC_TS, memtable
 from heatlens.metrics.intervals import nps_ci, proportion_ci
-from heatlens.metrics.periods import Period, bucket, calendar_next, calendar_start, periods
+from heatlens.metrics.periods import (
+    Period,
+    bucket,
+    calendar_next,
+    calendar_start,
+    midnight,
+    periods,
+)
 from heatlens.metrics.quantiles import grouped_quantiles
 
 KEYS = ("survey", "question", "team", "group", "capability")
@@ -261,49 +269,78 @@ def _response_rate(
     return stats
 
 
-def lattices(
-    ctx: MetricContext, wave_ts: dict[str, datetime | None]
-) -> dict[tuple[str, str, date], list[Lattice]]:
-    """(answer family, survey, period) → the decided lattice of each wave of that survey in
-    the period (one; or one per month of a continuous survey). Families: `any` (respondents,
-    response rate) and each scored kind (csat, nps, likert). A wave's lattice depends on its
-    own answers only, so deciding the waves of this report's range alone gives every query
-    the same cells: computed per query, not cached."""
-    return ctx.remember("lattices", lambda: _lattices(ctx, wave_ts))
+Wave = tuple[str, date | None]  # (survey, None) or a continuous survey's (survey, month)
+Decided = dict[tuple[str, str, date | None], Lattice]  # (answer family, survey, month)
+
+# Decisions per store (by its id, dropped when the store object goes), valid for one data
+# version and report time zone (continuous surveys' months are local): every query of that
+# version reads the same decisions.
+_DECIDED: dict[int, tuple[tuple[int, str], Decided]] = {}
 
 
-def _lattices(
-    ctx: MetricContext, wave_ts: dict[str, datetime | None]
-) -> dict[tuple[str, str, date], list[Lattice]]:
-    r = responses(ctx, wave_ts)
-    cols = ["period", "survey", "w_month", "w_k", "team", "question", "capability", "kind"]
-    rows = (
-        r.select(*cols, "respondent", scored=r.score.notnull()).distinct().to_pyarrow().to_pylist()
+def lattices(ctx: MetricContext) -> Decided:
+    """(answer family, survey, month) → the decided lattice of that wave, for every wave in the
+    store. Families: `any` (respondents, response rate) and each scored kind (csat, nps,
+    likert). Decided once per data version of the store (cached), so every query — whatever its
+    keys, grain, range or scope — reads the same hidden cells."""
+    tables = ctx.frame.tables
+    version = getattr(tables, "data_version", None)
+    if version is None:
+        return ctx.remember("lattices", lambda: _decide_all(ctx))
+    key = (int(version()), ctx.settings.timezone)
+    hit = _DECIDED.get(id(tables))
+    if hit is None or hit[0] != key:
+        if hit is None:
+            weakref.finalize(tables, _DECIDED.pop, id(tables), None)
+        hit = (key, _decide_all(ctx))
+        _DECIDED[id(tables)] = hit
+    return hit[1]
+
+
+def _decide_all(ctx: MetricContext) -> Decided:
+    f = ctx.frame
+    r = f.table("survey_response")
+    qc = f.question_capabilities()
+    r = r.left_join(qc, (r.survey == qc.q_survey) & (r.question == qc.q_question))
+    r = r.mutate(capability=ibis.coalesce(r.capability, r.q_capability))
+    monthly = sorted(continuous(ctx))
+    # only a continuous survey's answers need their time (their month is their wave)
+    at = (
+        ibis.ifelse(r.survey.isin(monthly), r.ts, ibis.null("timestamp('UTC')"))
+        if monthly
+        else None
     )
-    frame = ctx.frame
+    columns = ["survey", "team", "question", "capability", "kind", "respondent"]
+    t = r.select(
+        *columns,
+        scored=r.score.notnull(),
+        at=at if at is not None else ibis.null("timestamp('UTC')"),
+    )
+    rows = t.distinct().to_pyarrow().to_pylist()
+    tz = f.tz
 
     def group_of(team: Any) -> Any:
-        return None if team is None else frame.group_of(team)
+        return None if team is None else f.group_of(team)
 
-    families: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    families: dict[str, list[tuple[Wave, tuple[Any, Any, Any], Any]]] = defaultdict(list)
     for row in rows:
-        families["any"].append(row)
-        if row["scored"] and row["kind"] in ("csat", "nps", "likert"):
-            families[row["kind"]].append(row)
-    out: dict[tuple[str, str, date], list[Lattice]] = defaultdict(list)
-    for family, members in families.items():
-        k = {(x["period"], x["survey"], x["w_month"]): int(x["w_k"]) for x in members}
-        grouped = group_answers(
-            (
-                (x["period"], x["survey"], x["w_month"]),
-                (x["team"], x["question"], x["capability"]),
-                x["respondent"],
-            )
-            for x in members
+        month = None
+        if row["at"] is not None:
+            ts = row["at"] if row["at"].tzinfo else row["at"].replace(tzinfo=UTC)
+            month = ts.astimezone(tz).date().replace(day=1)
+        entry = (
+            (row["survey"], month),
+            (row["team"], row["question"], row["capability"]),
+            row["respondent"],
         )
-        for wave, answers in grouped.items():
-            period, survey, _ = wave
-            out[(family, survey, period)].append(decide(answers, k[wave], group_of))
+        families["any"].append(entry)
+        if row["scored"] and row["kind"] in ("csat", "nps", "likert"):
+            families[row["kind"]].append(entry)
+    out: Decided = {}
+    for family, entries in families.items():
+        for (survey, month), answers in group_answers(entries).items():
+            k = int(f.surveys[survey]["k"]) if survey in f.surveys else DEFAULT_K
+            out[(family, survey, month)] = decide(answers, k, group_of)
     return out
 
 
@@ -312,18 +349,34 @@ def hidden_cells(
     metric: str,
     p: Period,
     cells: dict[SegmentKey, Stat],
-    wave_ts: dict[str, datetime | None],
 ) -> set[SegmentKey]:
     """The output cells of `metric` in period p that anonymity hides: those whose lattice cell
     is hidden in a wave of the row (for a continuous survey over several months: in any
     month — a coarser period is shown only when each of its months is shown or empty)."""
-    decided = lattices(ctx, wave_ts)
+    decided = lattices(ctx)
     family = KINDS.get(metric, "any")
+    monthly = ctx.remember("monthly_waves", lambda: _monthly_waves(ctx, decided))
     out = set()
     for cell in cells:
         segment = dict(zip(ctx.by, cell, strict=True))
+        survey = segment["survey"]
         tn = team_node(segment)
         qn = ALL if metric == "happiness.response_rate" else question_node(segment)
-        if any(w.hidden(tn, qn) for w in decided.get((family, segment["survey"], p.start), [])):
+        if (family, survey) in monthly:
+            waves = [w for at, w in monthly[(family, survey)] if p.start_utc <= at < p.end_utc]
+        else:
+            waves = [w for w in (decided.get((family, survey, None)),) if w is not None]
+        if any(w.hidden(tn, qn) for w in waves):
             out.add(cell)
+    return out
+
+
+def _monthly_waves(
+    ctx: MetricContext, decided: Decided
+) -> dict[tuple[str, str], list[tuple[datetime, Lattice]]]:
+    """(family, continuous survey) → each month's first instant and lattice."""
+    out: dict[tuple[str, str], list[tuple[datetime, Lattice]]] = defaultdict(list)
+    for (family, survey, month), lattice in decided.items():
+        if month is not None:
+            out[(family, survey)].append((midnight(month, ctx.frame.tz), lattice))
     return out

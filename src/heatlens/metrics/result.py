@@ -70,6 +70,13 @@ class Report:
     warnings: list[ReportWarning] = field(default_factory=list)
     generated_at: datetime | None = None
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The segment keys to show: `by`, then keys rows carry beyond it (happiness rows always
+        name their survey wave, DESIGN §4 v2)."""
+        extra = {k: None for r in self.rows for k in r.segment if k not in self.by}
+        return (*self.by, *extra)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
@@ -83,17 +90,17 @@ class Report:
 
     def to_arrow(self) -> Any:
         """The rows as a pyarrow Table: metric, period, one column per segment key of the report
-        (`by`), value, n, ci_low, ci_high, suppressed, tier, complete."""
+        (`columns`), value, n, ci_low, ci_high, suppressed, tier, complete."""
         import pyarrow as pa
 
         columns: dict[str, list[Any]] = {"metric": [], "period": []}
-        columns |= {key: [] for key in self.by}
+        columns |= {key: [] for key in self.columns}
         for name in ("value", "n", "ci_low", "ci_high", "suppressed", "tier", "complete"):
             columns[name] = []
         for row in self.rows:
             columns["metric"].append(row.metric)
             columns["period"].append(row.period)
-            for key in self.by:
+            for key in self.columns:
                 columns[key].append(row.segment.get(key))
             columns["value"].append(None if row.value is None else float(row.value))
             columns["n"].append(row.n)

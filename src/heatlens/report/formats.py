@@ -70,7 +70,7 @@ def to_csv(report: Report) -> str:
         [
             "metric",
             "period",
-            *report.by,
+            *report.columns,
             "value",
             "n",
             "ci_low",
@@ -85,7 +85,7 @@ def to_csv(report: Report) -> str:
         # a hidden number out of a spreadsheet even if a caller built the row by hand.
         hidden = row.suppressed
         ci = (None, None) if hidden or row.ci is None else row.ci
-        cells = [row.metric, row.period.isoformat(), *(row.segment.get(k) for k in report.by)]
+        cells = [row.metric, row.period.isoformat(), *(row.segment.get(k) for k in report.columns)]
         cells += [None if hidden else row.value, None if hidden else row.n, *ci]
         cells += [row.suppressed, row.tier, row.complete]
         writer.writerow([_cell(c) for c in cells])
@@ -127,14 +127,14 @@ def to_markdown(report: Report) -> str:
             f"## {DIMENSION_TITLES.get(dim, dim)}",
             "",
             "| "
-            + " | ".join(["metric", *report.by, "period", "value", "n", "95 % CI", "tier"])
+            + " | ".join(["metric", *report.columns, "period", "value", "n", "95 % CI", "tier"])
             + " |",
-            "|---" * (6 + len(report.by)) + "|",
+            "|---" * (6 + len(report.columns)) + "|",
         ]
         for series in members:
             for row in series.rows:
                 period = row.period.isoformat() + ("" if row.complete else " (partial)")
-                segment = [_md(cell) for cell in segment_cells(row.segment, report.by)]
+                segment = [_md(cell) for cell in segment_cells(row.segment, report.columns)]
                 value, n, ci = _md_value(row, series.unit)
                 cells = [f"`{row.metric}`", *segment, period, value, n, ci, row.tier or ""]
                 lines.append("| " + " | ".join(cells) + " |")

@@ -175,7 +175,7 @@ def _section_table(
     previous = dict(zip(periods[1:], periods[:-1], strict=True))
     table = Table(title=Text(title, "bold"), title_justify="left", expand=False)
     table.add_column("metric", no_wrap=True)
-    for key in report.by:
+    for key in report.columns:
         table.add_column(key)
     table.add_column("latest", justify="right")
     table.add_column("change", justify="right")
@@ -188,7 +188,7 @@ def _section_table(
         change = _change(series, previous.get(last.period), changes)
         significant = significant or bool(change and change[1])
         first_of_metric = i == 0 or members[i - 1].metric != series.metric
-        segment = [Text(cell) for cell in segment_cells(series.segment, report.by)]
+        segment = [Text(cell) for cell in segment_cells(series.segment, report.columns)]
         tier = Text(f" {last.tier} ", TIER_STYLES.get(last.tier, "")) if last.tier else Text("")
         n = "" if last.suppressed or last.n is None else f"{last.n:,}"
         table.add_row(
