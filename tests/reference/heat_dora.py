@@ -238,8 +238,27 @@ R18. Presets (``definitions``): ``devlake`` = unbounded window, ``lower`` quanti
 R19. Codes DESIGN does not name: ``negative_time_to_restore``, ``repeated_deployments`` (rollbacks
     are not counted — they redeploy a known sha by nature) and ``unknown_changes``.
 R20. Not covered here (no reference rule): ``ingest_timezone`` (ingest), ``--grain all`` default
-    range (CLI), ``check``/scorecard/tensions on complete rows (analysis), and the v2 happiness
-    rules (one row per wave, continuous surveys, suppression on atomic cells).
+    range (CLI), ``check``/scorecard/tensions on complete rows (analysis), and refusing a
+    continuous survey at day/week (the reference leaves its answers out with the warning).
+R21. (v2) Anonymity across queries replaces decisions 16, 17 and 28's margins: happiness rows are
+    computed as if ``survey`` were always a key (a period without a wave has no happiness row);
+    per wave and answer family, every (team node, question node) cell — team nodes org, group,
+    team; question nodes all, capability, question, (question, capability) — is hidden when
+    under k distinct respondents; then every split (org by group or team, group by team; all by
+    capability, question or both; capability by question; question by capability) must have
+    no hidden child, or at least two with k distinct respondents together.
+R22. "Else suppress more children, fewest respondents first": a split with exactly one hidden
+    child breaks the rule too (DESIGN's within-query rule: one hidden segment is its parent
+    minus the visible ones); the visible child with the fewest respondents among all breaking
+    splits is hidden, one at a time (ties: its sorted atomic cells, None lowest), until none
+    breaks — an order-free reading of "fewest respondents first".
+R23. "Whether or not the parent is in the query": a hidden parent needs a hidden child in each
+    split (else it is the sum of visible children) — so, by R22, at least two.
+R24. Continuous survey (``continuous``): a wave per calendar month of answer time (report time
+    zone) counted at the month's first day (a clipped month is left out, never split); no
+    zero-fill and no response rate; a coarser period pools its months and is hidden when any
+    of its months is; at grain day or week its answers are left out (warning
+    ``continuous_survey_grain``: continuous answers with ``ts`` in range).
 """
 
 from __future__ import annotations

@@ -52,13 +52,15 @@ Adoption, Task success) and DORA beside them.
 - **n.** The denominator of a proportion; the number of observations of a quantile or mean; the
   number of deployments for deployment frequency; the number of distinct respondents for
   happiness metrics.
-- **Anonymity.** A happiness segment computed from fewer than k distinct respondents (the
-  survey's `k`, the largest when several surveys are pooled) is suppressed: `value`, `n` and `ci`
-  are null and `suppressed` is true, in every output. While exactly one segment is suppressed,
-  or the suppressed segments together have fewer than k respondents, the visible segment with
-  the fewest respondents is suppressed too, so no number can be recovered by subtraction; with
-  several `--by` keys this holds for each one-key margin. Comments are shown only for groups of
-  at least `comment_k`. Response rates count suppressed answers.
+- **Anonymity** (across queries: [anonymity.md](anonymity.md)). Happiness values are never
+  pooled across survey waves: every happiness row names its wave (`survey`). Which cells are
+  suppressed is decided once per wave on its atomic cells (team × question × capability) and
+  applied identically in every query: a cell with fewer than k distinct respondents (the
+  survey's `k`) is suppressed — `value`, `n` and `ci` null, `suppressed` true, in every output —
+  and in every split of a cell by group, team, capability or question the suppressed children
+  are none or at least two with k distinct respondents together, whether or not the parent is
+  asked for. A continuous survey is shown by month or coarser only. Comments are shown only for
+  groups of at least `comment_k`. Response rates count suppressed answers.
 - **Warnings.** Every report carries `{code, message, count}` warnings for dropped negative
   durations, deployments without commits, unlinked incidents, active teams that are not
   eligible, suppressed segments and unknown services; and for deployments to environments that
@@ -77,7 +79,8 @@ NOTES = {
     "to its first production deployment. Negative durations are dropped with a warning.",
     "happiness": "From survey responses. A response belongs to its survey wave, counted in the "
     "period that contains the wave's `opens_at` (no survey record: its first response) and "
-    "never split across periods.",
+    "never split across periods; a continuous survey has a wave per month of answers. Rows are "
+    "per wave, never pooled.",
     "dora": "A deployment is a successful deployment whose `environment` matches, "
     "case-insensitively, one of the `production_environments` glob patterns (`*` any run, `?` "
     "one character: `prod-*` for regions); `--by environment` shows production environments "
@@ -222,8 +225,9 @@ tested.
   response rate counts every respondent of the waves in the period (it can exceed 1; its interval
   is shown only when it does not); respondents include text answers; a response without
   `capability` takes its question's capability from the survey record; a survey with no record
-  has k = 5. Complementary suppression runs per metric and period, on each one-key margin in turn
-  until nothing changes; a segment with no respondents is never suppressed.
+  has k = 5. Suppression is decided per answer family (all answers for respondents and response
+  rate; csat, nps, likert answers for theirs); a segment with no respondents is never
+  suppressed.
 - **DORA:** time to restore drops negative values with a warning, like every other duration;
   restore and recovery cannot be split by environment (incidents have none). An incident is
   open at a period's end when it opened before that instant and was not resolved at or before
