@@ -766,7 +766,10 @@ class _Data:
         return s["k"] if s else 5
 
     def wave_open(self, survey: str, now: datetime) -> bool:
-        """(v2) A wave is open while its `closes_at` is after now."""
+        """(v2) A wave is open while its `closes_at` is after now; a continuous survey's month is
+        final when its period is (R24)."""
+        if self.is_continuous(survey):
+            return False
         closes = self.surveys[survey].get("closes_at") if survey in self.surveys else None
         return closes is not None and closes > now
 
