@@ -12,9 +12,10 @@ same cell as team `a` — so they share one fate.
 until nothing changes, for every split of every cell (by group, team, capability or question)
 whether its parent is visible or hidden: the hidden children are none, or at least two that
 together have at least k distinct respondents (one person in two hidden children counts once) —
-else the visible child with the fewest respondents (ties: lowest label) is hidden too. A hidden
-parent must have hidden children in each of its splits, or it would be the sum of visible
-ones. Pure Python: no Ibis, no store; the engine gives it the answers and asks `hidden`.
+else the visible child with the fewest respondents among all such splits (ties: its atomic
+cells in order) is hidden too, one at a time, so the result depends on no processing order. A
+hidden parent must have hidden children in each of its splits, or it would be the sum of
+visible ones. Pure Python: no Ibis, no store; the engine gives it the answers and asks `hidden`.
 """
 
 from __future__ import annotations
@@ -139,21 +140,35 @@ def decide(answers: dict[Atom, set[Hashable]], k: int, group_of: Callable[[Any],
 
     # Hide the smallest visible child of any split that breaks the rule, one at a time, until
     # none does: the result depends on no processing order (ties: the lowest atomic cells).
+    ranks: dict[Content, tuple[int, list[Any]]] = {}
+
     def rank(c: Content) -> tuple[int, list[Any]]:
-        return lattice.respondents[c], sorted(_order(atoms[i]) for i in c)
+        if c not in ranks:
+            ranks[c] = (lattice.respondents[c], sorted(_order(atoms[i]) for i in c))
+        return ranks[c]
 
     hidden = {c for c, n in lattice.respondents.items() if n < k}
-    while True:
-        candidates = {
-            child
-            for parent, children in splits
-            if _needs_more(parent in hidden, [c for c in children if c in hidden], who, k)
-            for child in children
-            if child not in hidden
-        }
-        if not candidates:
-            break
-        hidden.add(min(candidates, key=rank))
+    ordered = list(splits)
+    touching: dict[Content, list[int]] = defaultdict(list)  # cell → splits it is part of
+    for i, (parent, children) in enumerate(ordered):
+        for c in (parent, *children):
+            touching[c].append(i)
+
+    def breaks(i: int) -> bool:
+        parent, children = ordered[i]
+        shut = [c for c in children if c in hidden]
+        return len(shut) < len(children) and _needs_more(parent in hidden, shut, who, k)
+
+    broken = {i for i in range(len(ordered)) if breaks(i)}
+    while broken:
+        candidates = {c for i in broken for c in ordered[i][1] if c not in hidden}
+        chosen = min(candidates, key=rank)
+        hidden.add(chosen)
+        for i in touching[chosen]:
+            if breaks(i):
+                broken.add(i)
+            else:
+                broken.discard(i)
     lattice.hidden_cells = hidden
     return lattice
 
