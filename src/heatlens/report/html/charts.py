@@ -97,25 +97,41 @@ def stacked(points: Sequence[Point], title: str) -> Spec:
 
 
 def portfolio(points: Sequence[Point]) -> Spec:
-    """Capabilities placed by team adoption rate (x) and CSAT (y), sized by task success: the
-    "adopt before you invest" view. Quadrant lines at 50 % name what to do next."""
+    """Capabilities placed by team adoption rate (x) and CSAT (y), coloured by task success (a
+    sequential scale with its legend; a capability without task success is grey): the "adopt
+    before you invest" view. Quadrant lines at 50 % name what to do next. The axes run a little
+    past 0 and 100 % so a capability at either end is drawn whole, never cut at the plot's edge."""
     data = alt.Data(values=list(points))
-    scale = alt.Scale(domain=[0, 1])
+    # a margin around [0, 1], so a dot at either end is drawn whole
+    scale = alt.Scale(domain=[-0.06, 1.06], nice=False)
     dots = (
         alt.Chart(data)
-        .mark_circle(opacity=0.85, stroke="#000", strokeWidth=0.5)
+        .mark_circle(size=260, opacity=0.95, stroke="#222", strokeWidth=0.8, clip=False)
         .encode(
             x=alt.X(
-                "adoption:Q", title="team adoption rate", scale=scale, axis=alt.Axis(format=".0%")
+                "adoption:Q",
+                title="team adoption rate",
+                scale=scale,
+                axis=alt.Axis(format=".0%", tickCount=5),
             ),
-            y=alt.Y("csat:Q", title="CSAT (top-2-box)", scale=scale, axis=alt.Axis(format=".0%")),
-            size=alt.Size(
-                "success:Q",
-                title="task success",
-                scale=alt.Scale(domain=[0, 1], range=[40, 600]),
-                legend=alt.Legend(format=".0%", orient="bottom"),
+            y=alt.Y(
+                "csat:Q",
+                title="CSAT (top-2-box)",
+                scale=scale,
+                axis=alt.Axis(format=".0%", tickCount=5),
             ),
-            color=alt.value(PALETTE[0]),
+            color=alt.condition(
+                "isValid(datum.success)",
+                alt.Color(
+                    "success:Q",
+                    title="task success",
+                    # dark red (fails) → yellow → dark green (succeeds); readable without hue
+                    # alone, since lightness runs one way and the tooltip gives the number
+                    scale=alt.Scale(domain=[0.5, 0.75, 1], range=["#b2182b", "#f0e442", "#1a7837"]),
+                    legend=alt.Legend(format=".0%", orient="bottom", gradientLength=160),
+                ),
+                alt.value("#bbbbbb"),
+            ),
             tooltip=[
                 alt.Tooltip("capability:N"),
                 alt.Tooltip("adoption_label:N", title="adoption"),
@@ -124,8 +140,8 @@ def portfolio(points: Sequence[Point]) -> Spec:
             ],
         )
     )
-    labels = dots.mark_text(align="left", dx=14, dy=-8, fontSize=11).encode(
-        text="capability:N", size=alt.value(11), color=alt.value("#222")
+    labels = dots.mark_text(align="left", dx=11, dy=-9, fontSize=11, clip=False).encode(
+        text="capability:N", color=alt.value("#222")
     )
     guides = alt.Data(values=[{"at": 0.5}])
     vrule = alt.Chart(guides).mark_rule(strokeDash=[4, 4], color="#888").encode(x="at:Q")
@@ -137,6 +153,6 @@ def portfolio(points: Sequence[Point]) -> Spec:
         for x, y, text, align in QUADRANTS
     ]
     chart = alt.layer(vrule, hrule, *quadrants, dots, labels).properties(
-        title="Portfolio: adoption × CSAT (size: task success)", width=WIDTH, height=320
+        title="Portfolio: adoption × CSAT (colour: task success)", width=WIDTH, height=320
     )
     return _finish(chart)
