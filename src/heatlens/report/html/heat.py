@@ -28,7 +28,7 @@ from heatlens.analysis.targets import Target, parse_targets, target_status
 from heatlens.metrics import Request, compute
 from heatlens.metrics.catalog import CALENDAR_GRAINS, CATALOG, Metric
 from heatlens.metrics.engine import resolve
-from heatlens.metrics.periods import calendar_next, calendar_start
+from heatlens.metrics.periods import calendar_next, calendar_start, periods
 from heatlens.metrics.result import Report, Row
 from heatlens.report.html import charts
 from heatlens.report.html.filters import Filters
@@ -123,9 +123,10 @@ def where(
     self-contained report, the command that shows them. `demo` is suggested to an empty store
     only."""
     if cov.store_empty:
-        return {"text": EMPTY_STORE, "links": []}
+        return {"text": EMPTY_STORE, "links": [], "stored": False}
+    held = any(t in cov.spans for t in cov.needed)
     if links.static:
-        return {"text": _sentence(cov.hint("heatlens report --format html")), "links": []}
+        return {"text": _command_hint(cov, scored), "links": [], "stored": held}
     tz = ZoneInfo(cov.tz)
     lacking = _join([PLURAL.get(t, t) for t in cov.needed]) or "records"
     last_day = cov.end - timedelta(days=1)
@@ -140,8 +141,8 @@ def where(
             )
         )
     else:
-        held = ", ".join(f"{s.records:,} {PLURAL.get(t, t)}" for t, s in cov.spans.items())
-        text += f" The store holds none of them (it holds {held})."
+        holds = ", ".join(f"{s.records:,} {PLURAL.get(t, t)}" for t, s in cov.spans.items())
+        text += f" The store holds none of them (it holds {holds})."
     found = cov.suggestion()
     out: list[tuple[str, str]] = []
     if found is not None:
@@ -161,7 +162,27 @@ def where(
                 (f"by {grain} from {start}", links.page(path, Filters(grain, start, team=team)))
             )
         out.append(("all history", links.page(path, Filters("all", team=team))))
-    return {"text": text, "links": out}
+    return {"text": text, "links": out, "stored": held}
+
+
+def _command_hint(cov: Coverage, scored: bool) -> str:
+    """The hint of the self-contained report: the command that shows the records. The
+    scorecard scores the last complete period before `--to`, so for it, the `--to` that
+    scores the last period holding records."""
+    command = "heatlens report --format html"
+    found = cov.suggestion()
+    stored = [cov.spans[t] for t in cov.needed if t in cov.spans]
+    if not scored or found is None or not stored:
+        return _sentence(cov.hint(command))
+    tz = ZoneInfo(cov.tz)
+    grain = found[0]
+    last = max(s.last for s in stored).astimezone(tz).date()
+    to = calendar_next(calendar_start(last, grain), grain)
+    head = cov.hint(command).rsplit(": try", 1)[0]
+    return _sentence(
+        f"{head}: the scorecard scores the last complete period before `--to`; try "
+        f"`{command} --grain {grain} --to {to}` (or `--grain all` for all history)"
+    )
 
 
 def _sentence(text: str) -> str:
@@ -218,9 +239,16 @@ def _heat_cell(
 
 
 def overview(
-    store: Store, settings: Settings, filters: Filters, links: Links, now: datetime
+    store: Store,
+    settings: Settings,
+    filters: Filters,
+    links: Links,
+    now: datetime,
+    *,
+    with_dora: bool = True,
 ) -> View:
-    """The HEAT scorecard per capability, DORA with teams per tier, and the portfolio chart.
+    """The HEAT scorecard per capability, DORA with teams per tier, and the portfolio chart
+    (without DORA when `with_dora` is false: the report shows it in its own section).
 
     At a calendar grain: the last complete period before `to` (default now) against the one
     before it. At grain `all`: every capability over the whole range (all history without `from`),
@@ -262,8 +290,10 @@ def overview(
         where=None,
         heat_where=None,
         dora_where=None,
+        last_day=end - timedelta(days=1),
+        with_dora=with_dora,
     )
-    if heat_cov.empty and dora_cov.empty:
+    if heat_cov.empty and (dora_cov.empty or not with_dora):
         both = coverage(store, _metrics(HEAT + DORA), start, end, settings.timezone)
         view.context["where"] = where(both, links, "/", filters, scored=not everything)
         return view
@@ -278,6 +308,8 @@ def overview(
         card = scorecard(store, settings, grain=grain, as_of=as_of)
         view.context["rows"] = _scorecard_rows(card, settings, links, as_of.date(), placed)
         dora_rows = card.dora
+    if not with_dora:
+        return _with_portfolio(view, placed)
     if dora_cov.empty:
         view.context["dora_where"] = where(dora_cov, links, "/", filters, scored=not everything)
     else:
@@ -302,6 +334,11 @@ def overview(
             }
             for m in DORA
         ]
+    return _with_portfolio(view, placed)
+
+
+def _with_portfolio(view: View, placed: list[dict[str, Any]]) -> View:
+    """The portfolio chart of the capabilities with adoption and CSAT; the others named."""
     with_values = [p for p in placed if p["adoption"] is not None and p["csat"] is not None]
     view.context["unplaced"] = [p["capability"] for p in placed if p not in with_values]
     if with_values:
@@ -726,3 +763,65 @@ def _first_use(
         if r.segment.get("team") == team and r.value:
             out.setdefault(r.segment.get("capability"), r.period)
     return out
+
+
+TREND_DORA = (
+    "dora.deployments",
+    "dora.deployment_frequency",
+    "dora.lead_time_p50",
+    "dora.change_failure_rate",
+    "dora.recovery_time_p50",
+)
+
+
+def trends(store: Store, settings: Settings, filters: Filters, links: Links, now: datetime) -> View:
+    """Organisation-wide DORA over every period of the range: the team page's trend charts for
+    the whole organisation, and the numbers per period with their tiers. Metrics whose records
+    the range does not hold are left out (and not computed)."""
+    view = View("DORA trends", "trends.html", "trends", filters=filters)
+    start, end = span(filters, settings, now, store)
+    grain = filters.grain
+    view.context.update(
+        grain=grain,
+        start=start,
+        end=end,
+        last_day=end - timedelta(days=1),
+        where=None,
+        table=[],
+        metrics=(),
+        quiet=0,
+    )
+    cov = coverage(store, _metrics(TREND_DORA), start, end, settings.timezone)
+    if cov.empty:
+        view.context["where"] = where(cov, links, "/", filters)
+        return view
+    covered = tuple(m for m in TREND_DORA if cov.covers(CATALOG[m]))
+    report = compute(store, Request(grain, start, end, (), covered, now), settings)
+    for m in covered[1:]:
+        series = points(pick(report.rows, m), metric_title(m))
+        if series:
+            view.charts[m] = charts.trend(series, unit(m), metric_title(m).capitalize())
+    table = _table(report.rows, covered)
+    busy = [
+        line
+        for line in table
+        if any(c is not None and (c.suppressed or c.value) for c in line["cells"])
+    ]
+    view.context.update(metrics=covered, table=busy, quiet=len(table) - len(busy))
+    return view
+
+
+def metric_title(metric: str) -> str:
+    """`dora.lead_time_p50` → `lead time p50`."""
+    return metric.split(".", 1)[-1].replace("_", " ")
+
+
+def last_complete(grain: str, start: date, end: date, tz: str, now: datetime) -> date | None:
+    """The start of the last whole period of `grain` in [start, end) that has ended by `now` (in
+    `tz`), or None when none has — a calendar fact, whatever periods hold records."""
+    today = now.astimezone(ZoneInfo(tz)).date()
+    found = None
+    for p in periods(grain, start, end, ZoneInfo(tz)):
+        if p.end == p.cal_end and p.cal_end <= today:
+            found = p.start
+    return found
