@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import altair as alt
 
+from heatlens.report.units import DAYS_PER_MONTH
+
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour blindnesses
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F0E442", "#000000"]
 WIDTH = "container"
@@ -39,9 +41,40 @@ def _finish(chart: alt.TopLevelMixin) -> Spec:
     return spec
 
 
+# (unit, largest value from which the next axis unit reads better, axis title, factor)
+AXIS_UNITS: dict[str, tuple[tuple[float, str, float], ...]] = {
+    "seconds": ((3 * 3600, "hours", 1 / 3600), (180, "minutes", 1 / 60)),
+    "hours": ((72, "days", 1 / 24),),
+    "per day": ((1, "per day", 1.0), (1 / 7, "per week", 7.0), (0, "per month", DAYS_PER_MONTH)),
+}
+
+
+def axis_unit(points: Sequence[Point], unit: str) -> tuple[str, float]:
+    """The axis title and factor that put `points` in the unit a person reads them in, as
+    report/units.py does for one value: durations grow into minutes, hours and days, a
+    frequency falls from per day to per week and per month (the tooltips keep each value's own
+    wording)."""
+    values = [abs(float(p["value"])) for p in points if p.get("value") is not None]
+    top = max(values, default=0.0)
+    for threshold, title, factor in AXIS_UNITS.get(unit, ()):
+        if top >= threshold:
+            return title, factor
+    return unit, 1.0
+
+
 def trend(points: Sequence[Point], unit: str, title: str, *, band: bool = False) -> Spec:
-    """Lines over periods, one per `series`; with `band`, the 95 % interval (`lo`, `hi`) as a
-    shaded area behind each line (rows without an interval draw no band)."""
+    """Lines over periods, one per `series`, on an axis in human units (`axis_unit`); with
+    `band`, the 95 % interval (`lo`, `hi`) as a shaded area behind each line (rows without an
+    interval draw no band)."""
+    unit, factor = axis_unit(points, unit)
+    if factor != 1.0:
+        points = [
+            {
+                **p,
+                **{k: float(p[k]) * factor for k in ("value", "lo", "hi") if p.get(k) is not None},
+            }
+            for p in points
+        ]
     data = alt.Data(values=list(points))
     # one series needs no legend: the title names it
     legend = alt.Legend(orient="bottom") if len({p["series"] for p in points}) > 1 else None
