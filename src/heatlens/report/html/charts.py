@@ -158,9 +158,11 @@ def portfolio(points: Sequence[Point]) -> Spec:
                 alt.Color(
                     "success:Q",
                     title="task success",
-                    # dark red (fails) → yellow → dark green (succeeds); readable without hue
-                    # alone, since lightness runs one way and the tooltip gives the number
-                    scale=alt.Scale(domain=[0.5, 0.75, 1], range=["#b2182b", "#f0e442", "#1a7837"]),
+                    # red (half the attempts fail, or worse) → yellow → green (all succeed);
+                    # the legend reads the colour and the tooltip gives the exact number
+                    scale=alt.Scale(
+                        domain=[0.5, 0.75, 1], range=["#b2182b", "#f0e442", "#1a7837"], clamp=True
+                    ),
                     legend=alt.Legend(format=".0%", orient="bottom", gradientLength=160),
                 ),
                 alt.value("#bbbbbb"),
@@ -173,9 +175,16 @@ def portfolio(points: Sequence[Point]) -> Spec:
             ],
         )
     )
-    labels = dots.mark_text(align="left", dx=11, dy=-9, fontSize=11, clip=False).encode(
-        text="capability:N", color=alt.value("#222")
-    )
+    # names to the right of their dot, or to the left near the right edge, so none runs off
+    labels = [
+        dots.transform_filter(test)
+        .mark_text(align=align, dx=dx, dy=-9, fontSize=11, clip=False)
+        .encode(text="capability:N", color=alt.value("#222"))
+        for test, align, dx in (
+            ("datum.adoption <= 0.7", "left", 11),
+            ("datum.adoption > 0.7", "right", -11),
+        )
+    ]
     guides = alt.Data(values=[{"at": 0.5}])
     vrule = alt.Chart(guides).mark_rule(strokeDash=[4, 4], color="#888").encode(x="at:Q")
     hrule = alt.Chart(guides).mark_rule(strokeDash=[4, 4], color="#888").encode(y="at:Q")
@@ -185,7 +194,7 @@ def portfolio(points: Sequence[Point]) -> Spec:
         .encode(x="x:Q", y="y:Q", text="text:N")
         for x, y, text, align in QUADRANTS
     ]
-    chart = alt.layer(vrule, hrule, *quadrants, dots, labels).properties(
+    chart = alt.layer(vrule, hrule, *quadrants, dots, *labels).properties(
         title="Portfolio: adoption × CSAT (colour: task success)", width=WIDTH, height=320
     )
     return _finish(chart)
