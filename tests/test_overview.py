@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import importlib
+import io
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -16,10 +17,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
+from rich.console import Console
 
+from heatlens.analysis.bootstrap import Change
+from heatlens.analysis.scorecard import CapabilityScore, Cell, Scorecard
 from heatlens.ingest import ingest_records
 from heatlens.metrics import Request
 from heatlens.metrics import engine as engine_module
+from heatlens.report import render_scorecard
 from heatlens.report.html import delivery, heat
 from heatlens.report.html.export import render_html
 from heatlens.report.units import format_value
@@ -326,3 +331,23 @@ def test_the_report_computes_only_what_it_shows(
     assert asked, "the trends are computed"
     assert not {m for m in metrics if not m.startswith("dora.")}
     assert "dora.recovery_time_p50" not in metrics
+
+
+def test_the_terminal_scorecard_says_no_change_too() -> None:
+    """`heatlens demo` prints the scorecard: a change of exactly zero reads "no change"."""
+    same = Cell("adoption.team_adoption_rate", 0.5, 2, 0.5, Change(0.0, None, False))
+    up = Cell("task.success_rate", 0.75, 4, 0.5, Change(0.25, None, False))
+    none = Cell("efficiency.task_duration_p50", None, None, None, None)
+    happy = Cell("happiness.csat", None, None, None, None)
+    card = Scorecard(
+        "month",
+        date(2026, 3, 1),
+        date(2026, 2, 1),
+        [CapabilityScore("ci", same, up, none, happy)],
+        [],
+    )
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    console.print(render_scorecard(card))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "50.0% no change" in text and "→ 0" not in text
+    assert "75.0% ↑25.0pp" in text

@@ -54,8 +54,8 @@ def _cell_text(cell: Cell) -> Text:
     change = cell.change
     if change is None:
         return text
-    if change.delta == 0:
-        text.append(" → 0 ", "dim")
+    if change.delta == 0:  # judged, and the same: said, not drawn as an arrow to zero
+        text.append(" no change", "dim")
         return text
     good = (change.delta > 0) == (CATALOG[cell.metric].direction == "up")
     arrow = "↑" if change.delta > 0 else "↓"
