@@ -228,6 +228,7 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field("merged_at", T, help="when it was merged"),
             Field("team", S, help="team id"),
             Field("author", S, help="person id (pseudonymised when a key is set)"),
+            Field("title", S, help="commit subject: the first line of the message"),
         ),
         at="committed_at",
         example={

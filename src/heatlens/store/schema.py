@@ -48,6 +48,7 @@ def record_columns(rtype: RecordType) -> list[str]:
 _ADDED: dict[int, dict[str, tuple[str, ...]]] = {
     2: {"team": ("attributes",), "service": ("attributes",)},
     3: {"usage": ("run", "attempt")},
+    4: {"change": ("title",)},
 }
 
 
@@ -104,7 +105,12 @@ def _v3(dialect: Dialect) -> list[str]:
     return _added(3, dialect)
 
 
+def _v4(dialect: Dialect) -> list[str]:
+    """Changes gain `title` (the commit subject, shown beside lead times)."""
+    return _added(4, dialect)
+
+
 # Forward migrations, in order: version N is reached by running MIGRATIONS[N - 1].
 # Never edit a released migration; append a new one.
-MIGRATIONS: list[Callable[[Dialect], list[str]]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[Dialect], list[str]]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,6 +11,8 @@ records that did not change are replaced by themselves and nothing is counted tw
 from __future__ import annotations
 
 import fnmatch
+import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +42,9 @@ class GitSource:
     skip_first: bool = False
     environment: str = "production"
     repo: str | None = None  # recorded on changes; default: the repository's directory name
+    exclude_tags: tuple[
+        str, ...
+    ] = ()  # globs of tags matching deploy_tags that are not deployments
 
     def __post_init__(self) -> None:
         if (self.deploy_tags is None) == (self.deploy_branch is None):
@@ -48,16 +53,27 @@ class GitSource:
             )
         if not self.service:
             raise ConfigError("git sync needs --service NAME: the service the repository deploys")
+        if self.exclude_tags and self.deploy_tags is None:
+            raise ConfigError("--exclude-tags leaves out tags: it needs --deploy-tags GLOB")
 
     @property
     def mode(self) -> dict[str, Any]:
         """The options that decide which deployments exist (a change means a sync from scratch)."""
-        return {
+        mode: dict[str, Any] = {
             "deploy_tags": self.deploy_tags,
             "deploy_branch": self.deploy_branch,
             "skip_first": self.skip_first,
             "environment": self.environment,
         }
+        if self.exclude_tags:  # absent when unused: states saved before it existed still match
+            mode["exclude_tags"] = list(self.exclude_tags)
+        return mode
+
+
+def split_globs(values: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Globs given comma-separated, repeated, or both → one tuple (empty items dropped)."""
+    items = [values] if isinstance(values, str) else values
+    return tuple(g.strip() for item in items for g in item.split(",") if g.strip())
 
 
 def state_name(repo: GitRepo, service: str) -> str:
@@ -90,7 +106,7 @@ def sync_git(
     deployed_before: dict[str, str] = (previous or {}).get("deployed") or {}
     progress("reading deploy points", 0, None)
     if source.deploy_tags is not None:
-        points, tips = _tag_points(repo, source.deploy_tags, result)
+        points, tips = _tag_points(repo, source.deploy_tags, source.exclude_tags, result)
     else:
         assert source.deploy_branch is not None
         tip = repo.branch(source.deploy_branch)
@@ -140,7 +156,10 @@ def sync_git(
     result.counts = ingested.counts
     if records:
         progress("storing", len(records), len(records))
-    shown = ", ".join(p.name[:12] for p in plan.new_points[-3:])
+    result.warnings += repo.oddities.warnings()
+    result.warnings += _unknown_service(store, source.service)
+    # a branch's deploy points are shas, shortened as git shows them; tag names are shown whole
+    shown = ", ".join(p.name[:12] if branch else p.name for p in plan.new_points[-3:])
     more = "…, " if len(plan.new_points) > 3 else ""
     counted = f"{len(new_commits):,} commit(s), {len(plan.new_points):,} deployment(s)" + (
         f" ({more}{shown})" if shown else ""
@@ -151,22 +170,102 @@ def sync_git(
 
 
 def _tag_points(
-    repo: GitRepo, glob: str, result: SyncResult
+    repo: GitRepo, glob: str, exclude: tuple[str, ...], result: SyncResult
 ) -> tuple[list[DeployPoint], list[str]]:
     tags, skipped = repo.tags()
+
+    def wanted(name: str) -> bool:
+        return fnmatch.fnmatchcase(name, glob) and not any(
+            fnmatch.fnmatchcase(name, x) for x in exclude
+        )
+
     for name in skipped:
-        if fnmatch.fnmatchcase(name, glob):
+        if wanted(name):
             result.warnings.append(f"tag {name} names no commit: not a deployment")
-    matching = [t for t in tags if fnmatch.fnmatchcase(t.name, glob)]
+    untimed = [name for name in repo.untimed_tags if wanted(name)]
+    if untimed:
+        has = (
+            "1 annotated tag has" if len(untimed) == 1 else f"{len(untimed):,} annotated tags have"
+        )
+        result.warnings.append(
+            f"{has} no tagger date ({_some(untimed)}): deployed at its commit's time, as a "
+            "lightweight tag is"
+        )
+    matching = [t for t in tags if wanted(t.name)]
     if not matching:
         names = sorted(t.name for t in tags)
         known = ", ".join(names[:8]) + (" …" if len(names) > 8 else "") if names else "none"
-        raise ConnectorError(f"{repo.root}: no tag matches {glob!r} (tags: {known})")
+        outside = f" outside --exclude-tags {','.join(exclude)}" if exclude else ""
+        raise ConnectorError(f"{repo.root}: no tag matches {glob!r}{outside} (tags: {known})")
+    warning = odd_tags_warning([t.name for t in matching], glob)
+    if warning:
+        result.warnings.append(warning)
     matching.sort(key=lambda t: (t.at, t.name))
     points = [DeployPoint(t.name, t.commit, t.at) for t in matching]
     head = repo.resolve("HEAD")
     tips = list(dict.fromkeys([*(p.commit for p in points), *([head] if head else [])]))
     return points, tips
+
+
+def odd_tags_warning(names: list[str], glob: str) -> str | None:
+    """A warning naming the deploy tags that look like pre-releases or branches, with the
+    --exclude-tags that leaves them out; None when every tag looks like a release."""
+    found = [(name, *tag_kind(name)) for name in names]
+    found = [f for f in found if f[1]]
+    if not found:
+        return None
+    looks = " or ".join(
+        f"like {'a ' + kind if len(these) == 1 else kind + plural} ({_some(these)})"
+        for kind, plural in (("pre-release", "s"), ("branch", "es"))
+        if (these := [name for name, k, _ in found if k == kind])
+    )
+    globs = ",".join(dict.fromkeys(pattern for _, _, pattern in found))
+    tags = "1 tag" if len(found) == 1 else f"{len(found):,} tags"
+    return (
+        f"{tags} matching {glob!r} {'looks' if len(found) == 1 else 'look'} {looks}: each counts "
+        f"as a deployment; if they are not, sync with --exclude-tags '{globs}'"
+    )
+
+
+# a pre-release word after a digit or a separator, ending the name or followed by a number or a
+# separator: 2.0.0rc1, v2.40.0-rc1, REL_16_BETA1, 1.0.dev0, 0.18a1 (a, b, c only before a digit,
+# so OpenSSL-style 1.0.2k releases are not taken for one)
+_PRE = re.compile(
+    r"(?i)(?P<sep>[._-]|(?<=\d))"
+    r"(?P<word>alpha|beta|rc|pre|preview|dev|snapshot|nightly|canary|(?:a|b|c)(?=\d))"
+    r"(?=\d|[._+-]|$)"
+)
+_BRANCH = re.compile(r"(?i)(?P<sep>[._-])(?P<word>x)$")  # 1.0.x, 2.x: a maintenance line
+
+
+def tag_kind(name: str) -> tuple[str | None, str]:
+    """("pre-release" | "branch" | None, a glob matching such tags) for a tag name."""
+    for kind, pattern in (("branch", _BRANCH), ("pre-release", _PRE)):
+        match = pattern.search(name)
+        if match:
+            before = match["sep"] or "[0-9]"
+            word = match["word"]
+            after = "" if kind == "branch" else "[0-9]*" if len(word) == 1 else "*"
+            return kind, f"*{before}{word}{after}"
+    return None, ""
+
+
+def _some(names: list[str], shown: int = 4) -> str:
+    return ", ".join(names[:shown]) + (
+        f" and {len(names) - shown:,} more" if len(names) > shown else ""
+    )
+
+
+def _unknown_service(store: Store, service: str) -> list[str]:
+    """A warning when no `service` record names the service synced (its deployments then have
+    no owning team), with the command that registers it."""
+    if store.rows("service", ids=[service]):
+        return []
+    record = json.dumps({"type": "service", "id": service, "team": "TEAM"})
+    return [
+        f"service {service!r} is not registered: its deployments have no owning team. Register "
+        f"it with `echo '{record}' | heatlens ingest -` (or `heatlens sync backstage`)"
+    ]
 
 
 @dataclass(frozen=True)
