@@ -318,3 +318,39 @@ def test_a_v3_store_gains_change_titles(store_url: str, settings: Settings) -> N
             source="t",
         )
         assert sorted(stored(store, "change", "id", "title")) == [("abc", None), ("def", "Fix it")]
+
+
+def test_a_second_tag_on_a_deployed_commit_is_not_a_second_deployment(
+    tmp_path: Path, settings: Settings
+) -> None:
+    # git.git tags v1.0rc1 on v0.99.9h's commit a minute later; itsdangerous tags 1.0.x on 1.0.0's
+    r = Repo(tmp_path / "lib")
+    c1 = r.commit(t(1))
+    r.tag("v0.99.9h", t(1, 13))
+    r.tag("v1.0rc1", t(1, 14))
+    c2 = r.commit(t(2))
+    r.tag("v1.0", t(2, 13), annotated=False)
+    r.tag("v1.0-final", t(2, 13), annotated=False)  # same time: ordered by name
+    source = GitSource(r.path, "lib", deploy_tags="v*")
+    with Store.open(str(tmp_path / "s.duckdb")) as store:
+        result = sync_git(store, settings, source)
+        deps = deployments(store)
+        assert {k: v["commits"] for k, v in deps.items()} == {
+            "lib@v0.99.9h": {c1},
+            "lib@v1.0": {c2},
+        }
+        r.tag("v1.0.0", t(3), annotated=True, rev=c2)  # a later alias: still nothing new
+        again = sync_git(store, settings, source)
+        assert set(deployments(store)) == {"lib@v0.99.9h", "lib@v1.0"}
+    assert (
+        "2 tags name a commit an earlier tag deployed (v1.0rc1 = v0.99.9h, v1.0-final = v1.0): "
+        "not counted again"
+    ) in result.warnings
+    # every sync names them all again (a scheduled sync's last run shows them too)
+    assert (
+        "3 tags name a commit an earlier tag deployed (v1.0rc1 = v0.99.9h, v1.0-final = v1.0, "
+        "v1.0.0 = v1.0)" in "\n".join(again.warnings)
+    )
+    assert "new: 0 commit(s), 0 deployment(s)" in again.summary
+    # the pre-release warning names only tags that are deployments
+    assert not any("pre-release" in w for w in result.warnings)

@@ -197,11 +197,25 @@ def _tag_points(
         known = ", ".join(names[:8]) + (" …" if len(names) > 8 else "") if names else "none"
         outside = f" outside --exclude-tags {','.join(exclude)}" if exclude else ""
         raise ConnectorError(f"{repo.root}: no tag matches {glob!r}{outside} (tags: {known})")
-    warning = odd_tags_warning([t.name for t in matching], glob)
+    matching.sort(key=lambda t: (t.at, t.name))
+    # a second tag on a deployed commit (`v1.0rc1` on `v0.99.9h`'s, `1.0.x` on `1.0.0`'s) ships
+    # nothing and deploys nothing new: the commit was deployed once
+    first: dict[str, str] = {}
+    points, aliases = [], []
+    for t in matching:
+        if t.commit in first:
+            aliases.append(f"{t.name} = {first[t.commit]}")
+            continue
+        first[t.commit] = t.name
+        points.append(DeployPoint(t.name, t.commit, t.at))
+    if aliases:
+        these = "1 tag names" if len(aliases) == 1 else f"{len(aliases):,} tags name"
+        result.warnings.append(
+            f"{these} a commit an earlier tag deployed ({_some(aliases)}): not counted again"
+        )
+    warning = odd_tags_warning([p.name for p in points], glob)
     if warning:
         result.warnings.append(warning)
-    matching.sort(key=lambda t: (t.at, t.name))
-    points = [DeployPoint(t.name, t.commit, t.at) for t in matching]
     head = repo.resolve("HEAD")
     tips = list(dict.fromkeys([*(p.commit for p in points), *([head] if head else [])]))
     return points, tips
