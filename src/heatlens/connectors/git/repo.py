@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 from heatlens.connectors.git.times import Oddities, Unreadable
 from heatlens.errors import ConnectorError
@@ -52,6 +54,14 @@ class UnknownRevision(ConnectorError):
     """A revision remembered from an earlier sync is gone (history rewritten or pruned)."""
 
 
+def _env() -> dict[str, str]:
+    return {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat"}
+
+
+def _not_installed() -> ConnectorError:
+    return ConnectorError("git is not installed: install it (e.g. apt-get install git)")
+
+
 class GitRepo:
     """A repository at `path` (a work tree or a bare repository)."""
 
@@ -78,7 +88,6 @@ class GitRepo:
         self.root = Path(top) if top else Path(git_dir)
 
     def _run(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat"}
         try:
             return subprocess.run(
                 ["git", "-C", str(self.path), *args],
@@ -87,23 +96,54 @@ class GitRepo:
                 text=True,
                 encoding="utf-8",
                 errors="replace",
-                env=env,
+                env=_env(),
                 check=False,
             )
         except FileNotFoundError:
-            raise ConnectorError(
-                "git is not installed: install it (e.g. apt-get install git)"
-            ) from None
+            raise _not_installed() from None
 
     def _git(self, *args: str, input: str | None = None, check: bool = True) -> str:
         done = self._run(*args, input=input)
         if check and done.returncode != 0:
-            message = done.stderr.strip().splitlines()
-            first = message[0] if message else f"exit status {done.returncode}"
-            if "bad revision" in first or "bad object" in first or "unknown revision" in first:
-                raise UnknownRevision(f"{self.path}: {first}")
-            raise ConnectorError(f"git {args[0]} failed in {self.path}: {first}")
+            self._failed(args[0], done.returncode, done.stderr)
         return done.stdout
+
+    def _failed(self, command: str, status: int, stderr: str) -> NoReturn:
+        message = stderr.strip().splitlines()
+        first = message[0] if message else f"exit status {status}"
+        if "bad revision" in first or "bad object" in first or "unknown revision" in first:
+            raise UnknownRevision(f"{self.path}: {first}")
+        raise ConnectorError(f"git {command} failed in {self.path}: {first}")
+
+    def _records(self, *args: str, input: str) -> Iterator[str]:
+        """The NUL-ended records of a git command's output as git writes them (a long history
+        is parsed while git still walks it, and never held whole)."""
+        with tempfile.TemporaryFile() as errors:
+            try:
+                proc = subprocess.Popen(
+                    ["git", "-C", str(self.path), *args],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=errors,
+                    env=_env(),
+                )
+            except FileNotFoundError:
+                raise _not_installed() from None
+            assert proc.stdin is not None and proc.stdout is not None
+            with proc:
+                # git reads all of --stdin before it writes anything: no deadlock
+                proc.stdin.write(input.encode())
+                proc.stdin.close()
+                rest = b""
+                while chunk := proc.stdout.read(1 << 20):
+                    *done, rest = (rest + chunk).split(b"\0")
+                    for rec in done:
+                        yield rec.decode("utf-8", errors="replace")
+                if rest.strip():
+                    yield rest.decode("utf-8", errors="replace")
+            if proc.returncode != 0:
+                errors.seek(0)
+                self._failed(args[0], proc.returncode, errors.read().decode(errors="replace"))
 
     def resolve(self, rev: str) -> str | None:
         """The commit sha `rev` names, or None."""
@@ -117,17 +157,25 @@ class GitRepo:
         out = self._git("cat-file", "--batch-check", input="".join(f"{s}\n" for s in shas))
         return {parts[0] for parts in map(str.split, out.splitlines()) if parts[1:2] == ["commit"]}
 
-    def commits(self, tips: Sequence[str], exclude: Sequence[str] = ()) -> list[Commit]:
-        """Commits reachable from `tips` and from none of `exclude`, newest first."""
+    def commits(
+        self,
+        tips: Sequence[str],
+        exclude: Sequence[str] = (),
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Commit]:
+        """Commits reachable from `tips` and from none of `exclude`, newest first (`progress`
+        is told how many were read, every few thousand)."""
         if not tips:
             return []
         # -z ends each commit with NUL, which no message holds; the message comes last, so a
         # separator character inside it cannot shift the fields before it
         fmt = _FS.join(["%H", "%P", "%cd", "%ad", "%ae", "%B"])
         revs = "".join(f"{t}\n" for t in tips) + "".join(f"^{x}\n" for x in exclude)
-        out = self._git("log", "--stdin", "-z", "--date=raw", f"--format={fmt}", input=revs)
-        commits = []
-        for rec in out.split("\0"):
+        log = self._records("log", "--stdin", "-z", "--date=raw", f"--format={fmt}", input=revs)
+        commits: list[Commit] = []
+        for rec in log:
+            if progress and len(commits) % 5000 == 0:
+                progress(len(commits))
             rec = rec.lstrip("\n")
             if not rec:
                 continue

@@ -114,13 +114,17 @@ def sync_git(
     branch = source.deploy_branch is not None
     plan = _plan(repo, points, previous, branch=branch)
     progress("reading history", 0, None)
+
+    def read(count: int) -> None:
+        progress("reading history", count, None)
+
     try:
-        commits = repo.commits(tips, plan.shipped_tips)
+        commits = repo.commits(tips, plan.shipped_tips, read)
         seen = reachable(plan.read_tips, {c.sha: c for c in commits})
     except UnknownRevision:
         # an earlier sync's commits are gone (history rewritten): read everything again
         plan = _plan(repo, points, None, branch=branch)
-        commits, seen = repo.commits(tips), set()
+        commits, seen = repo.commits(tips, progress=read), set()
     graph = {c.sha: c for c in commits}
     new_commits = [c for c in reversed(commits) if c.sha not in seen]
     progress("mapping commits", len(new_commits), len(new_commits))
