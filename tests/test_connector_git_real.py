@@ -354,3 +354,17 @@ def test_a_second_tag_on_a_deployed_commit_is_not_a_second_deployment(
     assert "new: 0 commit(s), 0 deployment(s)" in again.summary
     # the pre-release warning names only tags that are deployments
     assert not any("pre-release" in w for w in result.warnings)
+
+
+def test_a_shallow_clone_is_synced_and_named(tmp_path: Path, settings: Settings) -> None:
+    r = Repo(tmp_path / "origin")
+    for day in (1, 2, 3):
+        r.commit(t(day))
+    r.tag("v1", t(3, 13))
+    clone = tmp_path / "clone"
+    r.git("clone", "-q", "--depth", "2", f"file://{r.path}", str(clone))
+    r.git("-C", str(clone), "fetch", "-q", "--depth", "2", "origin", "refs/tags/v1:refs/tags/v1")
+    with Store.open(str(tmp_path / "s.duckdb")) as store:
+        result = sync_git(store, settings, GitSource(clone, "lib", deploy_tags="v*"))
+        assert len(change_rows(store)) == 2  # the two commits the clone holds
+    assert any(w.startswith(f"{clone} is a shallow clone") for w in result.warnings)

@@ -145,6 +145,10 @@ class GitRepo:
                 errors.seek(0)
                 self._failed(args[0], proc.returncode, errors.read().decode(errors="replace"))
 
+    def shallow(self) -> bool:
+        """Whether this is a shallow clone (its history stops short of the first commit)."""
+        return self._git("rev-parse", "--is-shallow-repository", check=False).strip() == "true"
+
     def resolve(self, rev: str) -> str | None:
         """The commit sha `rev` names, or None."""
         out = self._git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)

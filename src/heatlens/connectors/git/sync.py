@@ -161,6 +161,12 @@ def sync_git(
     if records:
         progress("storing", len(records), len(records))
     result.warnings += repo.oddities.warnings()
+    if repo.shallow():
+        result.warnings.append(
+            f"{repo.root} is a shallow clone: only the history it holds is read, so the first "
+            "deployments ship less than they did; for all of it, `git fetch --unshallow` and "
+            "sync again with --full"
+        )
     result.warnings += _unknown_service(store, source.service)
     # a branch's deploy points are shas, shortened as git shows them; tag names are shown whole
     shown = ", ".join(p.name[:12] if branch else p.name for p in plan.new_points[-3:])
