@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from heatlens.connectors.git import GitSource, sync_git
-from heatlens.connectors.git.sync import odd_tags_warning, tag_kind
+from heatlens.connectors.git.tags import odd_tags_warning, tag_kind
 from heatlens.connectors.schedule import parse_sync_jobs
 from heatlens.errors import ConfigError
 from heatlens.ingest import ingest_records

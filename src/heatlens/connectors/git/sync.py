@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from heatlens.connectors.git.mapping import (
     reachable,
 )
 from heatlens.connectors.git.repo import GitRepo, UnknownRevision
+from heatlens.connectors.git.tags import odd_tags_warning, some
 from heatlens.errors import ConfigError, ConnectorError
 from heatlens.settings import Settings
 from heatlens.store import Store
@@ -42,9 +42,8 @@ class GitSource:
     skip_first: bool = False
     environment: str = "production"
     repo: str | None = None  # recorded on changes; default: the repository's directory name
-    exclude_tags: tuple[
-        str, ...
-    ] = ()  # globs of tags matching deploy_tags that are not deployments
+    # globs of tags matching deploy_tags that are not deployments
+    exclude_tags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.deploy_tags is None) == (self.deploy_branch is None):
@@ -198,7 +197,7 @@ def _tag_points(
             "1 annotated tag has" if len(untimed) == 1 else f"{len(untimed):,} annotated tags have"
         )
         result.warnings.append(
-            f"{has} no tagger date ({_some(untimed)}): deployed at its commit's time, as a "
+            f"{has} no tagger date ({some(untimed)}): deployed at its commit's time, as a "
             "lightweight tag is"
         )
     matching = [t for t in tags if wanted(t.name)]
@@ -221,7 +220,7 @@ def _tag_points(
     if aliases:
         these = "1 tag names" if len(aliases) == 1 else f"{len(aliases):,} tags name"
         result.warnings.append(
-            f"{these} a commit an earlier tag deployed ({_some(aliases)}): not counted again"
+            f"{these} a commit an earlier tag deployed ({some(aliases)}): not counted again"
         )
     warning = odd_tags_warning([p.name for p in points], glob)
     if warning:
@@ -229,55 +228,6 @@ def _tag_points(
     head = repo.resolve("HEAD")
     tips = list(dict.fromkeys([*(p.commit for p in points), *([head] if head else [])]))
     return points, tips
-
-
-def odd_tags_warning(names: list[str], glob: str) -> str | None:
-    """A warning naming the deploy tags that look like pre-releases or branches, with the
-    --exclude-tags that leaves them out; None when every tag looks like a release."""
-    found = [(name, *tag_kind(name)) for name in names]
-    found = [f for f in found if f[1]]
-    if not found:
-        return None
-    looks = " or ".join(
-        f"like {'a ' + kind if len(these) == 1 else kind + plural} ({_some(these)})"
-        for kind, plural in (("pre-release", "s"), ("branch", "es"))
-        if (these := [name for name, k, _ in found if k == kind])
-    )
-    globs = ",".join(dict.fromkeys(pattern for _, _, pattern in found))
-    tags = "1 tag" if len(found) == 1 else f"{len(found):,} tags"
-    return (
-        f"{tags} matching {glob!r} {'looks' if len(found) == 1 else 'look'} {looks}: each counts "
-        f"as a deployment; if they are not, sync with --exclude-tags '{globs}'"
-    )
-
-
-# a pre-release word after a digit or a separator, ending the name or followed by a number or a
-# separator: 2.0.0rc1, v2.40.0-rc1, REL_16_BETA1, 1.0.dev0, 0.18a1 (a, b, c only before a digit,
-# so OpenSSL-style 1.0.2k releases are not taken for one)
-_PRE = re.compile(
-    r"(?i)(?P<sep>[._-]|(?<=\d))"
-    r"(?P<word>alpha|beta|rc|pre|preview|dev|snapshot|nightly|canary|(?:a|b|c)(?=\d))"
-    r"(?=\d|[._+-]|$)"
-)
-_BRANCH = re.compile(r"(?i)(?P<sep>[._-])(?P<word>x)$")  # 1.0.x, 2.x: a maintenance line
-
-
-def tag_kind(name: str) -> tuple[str | None, str]:
-    """("pre-release" | "branch" | None, a glob matching such tags) for a tag name."""
-    for kind, pattern in (("branch", _BRANCH), ("pre-release", _PRE)):
-        match = pattern.search(name)
-        if match:
-            before = match["sep"] or "[0-9]"
-            word = match["word"]
-            after = "" if kind == "branch" else "[0-9]*" if len(word) == 1 else "*"
-            return kind, f"*{before}{word}{after}"
-    return None, ""
-
-
-def _some(names: list[str], shown: int = 4) -> str:
-    return ", ".join(names[:shown]) + (
-        f" and {len(names) - shown:,} more" if len(names) > shown else ""
-    )
 
 
 def _unknown_service(store: Store, service: str) -> list[str]:
