@@ -6,16 +6,18 @@ known by hand."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from heatlens.connectors.git import GitSource, sync_git
 from heatlens.connectors.git.tags import odd_tags_warning, tag_kind
+from heatlens.connectors.git.times import Unreadable, parse_raw
 from heatlens.connectors.schedule import parse_sync_jobs
 from heatlens.errors import ConfigError
 from heatlens.ingest import ingest_records
@@ -190,8 +192,6 @@ def test_titles_are_the_first_line_of_the_message(tmp_path: Path, settings: Sett
     ],
 )
 def test_tag_kind(name: str, kind: str | None, glob: str) -> None:
-    import fnmatch
-
     assert tag_kind(name) == (kind, glob)
     if glob:
         assert fnmatch.fnmatchcase(name, glob)
@@ -368,3 +368,33 @@ def test_a_shallow_clone_is_synced_and_named(tmp_path: Path, settings: Settings)
         result = sync_git(store, settings, GitSource(clone, "lib", deploy_tags="v*"))
         assert len(change_rows(store)) == 2  # the two commits the clone holds
     assert any(w.startswith(f"{clone} is a shallow clone") for w in result.warnings)
+
+
+@pytest.mark.parametrize(
+    ("raw", "offset_minutes", "possible"),
+    [
+        ("1313584730 +0200", 120, True),
+        ("1313584730 -0930", -570, True),
+        ("1313584730 +1400", 840, True),  # Line Islands
+        ("1313584730 -1200", -720, True),  # Baker Island
+        ("1313584730 +1401", 0, False),
+        ("1313584730 -1201", 0, False),
+        ("1313584730 +0260", 0, False),  # 60 minutes
+        ("1313584730 +51800", 0, False),  # psf/requests
+        ("1313584730", 0, False),
+    ],
+)
+def test_raw_dates_keep_the_unix_time_whatever_the_offset(
+    raw: str, offset_minutes: int, possible: bool
+) -> None:
+    at, ok = parse_raw(raw)
+    assert at.timestamp() == REQUESTS_TIME and ok is possible
+    assert at.utcoffset() == timedelta(minutes=offset_minutes)
+
+
+@pytest.mark.parametrize(
+    "raw", ["", "notanumber +0000", "0 +0000", "-5 +0000", "99999999999999 +0000"]
+)
+def test_raw_dates_without_a_readable_time(raw: str) -> None:
+    with pytest.raises(Unreadable):
+        parse_raw(raw)
