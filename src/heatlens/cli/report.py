@@ -187,7 +187,7 @@ def explain(
     where = ", ".join(f"{k}={v or '(none)'}" for k, v in doc["segment"].items()) or "all"
     out.print(f"[bold]{metric}[/] · {grain} of {doc['period']} · {where}: {value}", markup=True)
     if doc["records"]:
-        titles, rows = readable(doc)
+        _, titles, rows = readable(doc)
         table = Table(*titles, box=None)
         for cells in rows:
             table.add_row(*cells)
@@ -210,7 +210,7 @@ def explain(
         out.print(f"no records from --offset {doc['offset']} ({doc['matching']:,} in all)")
     if doc["dropped"]:
         out.print(f"[bold]dropped[/] ({doc['dropped_total']:,})")
-        titles, rows = readable(doc, "dropped")
+        _, titles, rows = readable(doc, "dropped")
         table = Table(*titles, box=None)
         for cells in rows:
             table.add_row(*cells)

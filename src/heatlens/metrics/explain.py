@@ -31,7 +31,7 @@ from heatlens.metrics.delivery import (
 )
 from heatlens.metrics.engine import Request, compute
 from heatlens.metrics.frame import Frame, Tables
-from heatlens.metrics.linking import links, remediations, shipped
+from heatlens.metrics.linking import hours_between, links, remediations, shipped
 from heatlens.metrics.periods import calendar_next, calendar_start, periods
 from heatlens.metrics.result import Row
 from heatlens.metrics.usage import COLUMNS as USAGE_COLUMNS
@@ -485,3 +485,66 @@ def _usage_with_id(ctx: MetricContext) -> Any:
     """The engine's resolved usage columns with `bot`, each record's id to list it by, and its
     run and attempt."""
     return with_bot(ctx, ctx.frame.usage().select("id", "run", "attempt", *USAGE_COLUMNS))
+
+
+@dataclass
+class ServiceActivity:
+    """One service's deployments (every result and environment) and incidents in a range."""
+
+    deployments: list[dict[str, Any]]
+    deployments_total: int
+    incidents: list[dict[str, Any]]
+    incidents_total: int
+
+
+def service_activity(
+    tables: Tables,
+    settings: Settings,
+    service: str,
+    start: date,
+    end: date,
+    *,
+    limit: int = 200,
+    now: datetime | None = None,
+) -> ServiceActivity:
+    """The deployments of `service` finished in [start, end) — newest first, with their result,
+    environment and, for the production ones the metrics count, whether they failed and why —
+    and the incidents opened in it, with their time to restore and the deployment linked."""
+    frame = Frame.load(tables, settings)
+    ctx = MetricContext(
+        frame, periods("all", start, end, frame.tz), "all", (), now or datetime.now()
+    )
+    deps = frame.dora_deployments()
+    incidents = frame.incidents()
+    linked = links(incidents, deps, settings.link_window)
+    d = frame.table("deployment")
+    d = d.filter((d.service == service) & ctx.in_range(d.finished_at))
+    counted = deps.select(p_id=deps.id)
+    d = d.left_join(counted, d.id == counted.p_id)
+    d = d.mutate(counted=d.p_id.notnull()).drop("p_id")
+    d = with_failure_causes(ctx, d, deps, linked)
+    d = d.mutate(failed=d.failed & d.counted)
+    columns = [
+        "id",
+        "finished_at",
+        "environment",
+        "result",
+        "kind",
+        "commit_sha",
+        "counted",
+        "failed",
+        "incidents",
+        "remediated_by",
+    ]
+    found = d.order_by([ibis.desc("finished_at"), ibis.desc("id")]).select(*columns)
+    i = incidents.filter((incidents.service == service) & ctx.in_range(incidents.opened_at))
+    i = i.join(linked, i.id == linked.incident_id)
+    i = i.mutate(hours=hours_between(i.resolved_at, i.opened_at))
+    shown = ["id", "opened_at", "resolved_at", "severity", "hours", "linked_deployment", "rule"]
+    opened = i.order_by([ibis.desc("opened_at"), ibis.desc("id")]).select(*shown)
+    return ServiceActivity(
+        found.limit(limit).to_pyarrow().to_pylist(),
+        _count(d),
+        opened.limit(limit).to_pyarrow().to_pylist(),
+        _count(i),
+    )

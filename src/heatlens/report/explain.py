@@ -92,9 +92,11 @@ def show_cell(value: Any, kind: str, tz: ZoneInfo, column: str = "") -> str:
     return str(value)
 
 
-def readable(doc: dict[str, Any], key: str = "records") -> tuple[list[str], list[list[str]]]:
-    """(column titles, rows of cells) of the document's `records` (or `dropped`), as a person
-    reads them; columns with no value in any listed record are left out."""
+def readable(
+    doc: dict[str, Any], key: str = "records"
+) -> tuple[list[str], list[str], list[list[str]]]:
+    """(columns, their titles, rows of cells) of the document's `records` (or `dropped`), as a
+    person reads them; columns with no value in any listed record are left out."""
     columns = list(doc["columns"]) + (["reason"] if key == "dropped" else [])
     records = doc[key]
     kinds, titles = doc.get("kinds", {}), doc.get("titles", {})
@@ -102,7 +104,7 @@ def readable(doc: dict[str, Any], key: str = "records") -> tuple[list[str], list
     columns = [c for c in columns if any(r.get(c) not in (None, [], False) for r in records)]
     tz = ZoneInfo(doc.get("timezone") or "UTC")
     rows = [[show_cell(r.get(c), kinds.get(c, "text"), tz, c) for c in columns] for r in records]
-    return [titles.get(c, c) for c in columns], rows
+    return columns, [titles.get(c, c) for c in columns], rows
 
 
 def _csv_cell(value: Any) -> str:
