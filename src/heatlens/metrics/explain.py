@@ -298,8 +298,8 @@ def _never_shipped(ctx: MetricContext, segment: dict[str, Any]) -> dict[str, Any
         "code": "never_shipped",
         "count": never,
         "text": (
-            f"of {committed:,} changes committed in this period, {never:,} were not shipped by "
-            "any production deployment (yet): they have no lead time"
+            f"changes committed in this period (of {committed:,}) were not shipped by any "
+            "production deployment (yet): they have no lead time"
         ),
     }
 
