@@ -181,27 +181,36 @@ class LocalApplication:
         segment: dict[str, str | None],
         *,
         grain: str = "week",
-        limit: int = 50,
+        limit: int | None = 50,
         teams: Sequence[str] = (),
+        offset: int = 0,
+        failures_only: bool = False,
     ) -> dict[str, Any]:
-        """The records behind one number (the `explain` JSON document); for a reader scoped to
-        `teams`, without the organisation-wide warnings."""
-        import json
-
+        """The records behind one number (the `explain` JSON document): `limit` of them (None:
+        all) from `offset`, only failures with `failures_only`; for a reader scoped to `teams`,
+        without the organisation-wide warnings."""
         from heatlens.metrics.catalog import GRAINS
         from heatlens.metrics.explain import explain as build
-        from heatlens.report.explain import explanation_json, team_notes
+        from heatlens.report.explain import plain, scope_to_teams
 
         if grain not in GRAINS:
             raise ConfigError(f"unknown grain {grain!r}: expected one of {', '.join(GRAINS)}")
 
         def run(store: Store) -> dict[str, Any]:
-            result = build(store, metric, period, segment, self.settings, grain=grain, limit=limit)
+            result = build(
+                store,
+                metric,
+                period,
+                segment,
+                self.settings,
+                grain=grain,
+                limit=limit,
+                offset=offset,
+                failures_only=failures_only,
+            )
             if teams:
-                result.notes = team_notes(result.notes)
-            # plain JSON values, as the API sends them, so every caller renders the same thing
-            doc: dict[str, Any] = json.loads(json.dumps(explanation_json(result), default=str))
-            return doc
+                scope_to_teams(result)
+            return plain(result)
 
         return self._read_nonempty(run)
 

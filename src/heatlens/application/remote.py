@@ -188,10 +188,14 @@ class RemoteApplication:
         segment: dict[str, str | None],
         *,
         grain: str = "week",
-        limit: int = 50,
+        limit: int | None = 50,
+        offset: int = 0,
+        failures_only: bool = False,
     ) -> dict[str, Any]:
         params = [("metric", metric), ("period", period.isoformat()), ("grain", grain)]
-        params += [("limit", str(limit))]
+        params += [("limit", str(limit))] if limit is not None else [("all", "true")]
+        params += [("offset", str(offset))] if offset else []
+        params += [("failures_only", "true")] if failures_only else []
         params += [("segment", f"{k}={v or ''}") for k, v in segment.items()]
         doc: dict[str, Any] = self._call("GET", "/api/v1/explain", params=params)
         return doc

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from heatlens.cli.context import GRAIN, CliContext, cell, command, day_option, err, out, pass_ctx
+from heatlens.cli.context import GRAIN, CliContext, command, day_option, err, out, pass_ctx
 from heatlens.metrics.catalog import KEYS as SEGMENT_KEYS
 
 
@@ -122,7 +122,27 @@ def report(
     help="Records to list.",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+    "--offset",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Records to skip first (the next page: --offset 50).",
+)
+@click.option("--all", "every", is_flag=True, help="List every record (no --limit).")
+@click.option(
+    "--failures-only",
+    is_flag=True,
+    help="Only failed deployments (DORA deployment metrics) or attempts that did not succeed "
+    "(task metrics).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="table: titles and human units; json: heatlens.explain/v1; csv: the listed records, "
+    "raw values.",
 )
 @pass_ctx
 @command
@@ -133,43 +153,72 @@ def explain(
     grain: str,
     segments: tuple[str, ...],
     limit: int,
+    offset: int,
+    every: bool,
+    failures_only: bool,
     fmt: str,
 ) -> None:
-    """List the records behind one number: what was counted, how incidents were linked, what
-    was dropped and why."""
+    """List the records behind one number: what was counted (in a useful order: longest lead
+    time first, failed deployments first, …), how incidents were linked, what was dropped and
+    why, and what was not counted."""
     from heatlens.metrics.explain import parse_segments
+    from heatlens.report.explain import csv_of, readable, value_text
 
     segment = parse_segments(segments, "--segment")
     day = day_option(period, "--period")
     assert day is not None
     with ctx.application() as app:
-        doc = app.explain(metric, day, segment, grain=grain, limit=limit)
+        doc = app.explain(
+            metric,
+            day,
+            segment,
+            grain=grain,
+            limit=None if every else limit,
+            offset=offset,
+            failures_only=failures_only,
+        )
     if fmt == "json":
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
-    row = doc["row"]
-    value = (
-        "no value (no observations)"
-        if row is None
-        else ("suppressed" if row["suppressed"] else f"{row['value']} (n = {row['n']})")
-    )
-    out.print(
-        f"[bold]{metric}[/] · {grain} of {doc['period']} · {doc['segment'] or 'all'}: {value}"
-    )
-    columns = doc["columns"]
+    if fmt == "csv":
+        sys.stdout.write(csv_of(doc))
+        return
+    value = value_text(doc["row"])
+    where = ", ".join(f"{k}={v or '(none)'}" for k, v in doc["segment"].items()) or "all"
+    out.print(f"[bold]{metric}[/] · {grain} of {doc['period']} · {where}: {value}", markup=True)
     if doc["records"]:
-        table = Table(*columns, box=None)
-        for rec in doc["records"]:
-            table.add_row(*(cell(rec.get(c)) for c in columns))
+        _, titles, rows = readable(doc)
+        table = Table(*titles, box=None)
+        for cells in rows:
+            table.add_row(*cells)
+        first, shown = doc["offset"] + 1, len(doc["records"])
+        what = (
+            f"{doc['matching']:,} {doc['failures']}"
+            if doc["failures_only"]
+            else f"{doc['total']:,} records"
+        )
+        last = first + shown - 1
+        out.print(f"{what} · {doc['order']} · {first:,}–{last:,} shown", markup=False)
         out.print(table)
-        shown = len(doc["records"])
-        if doc["total"] > shown:
-            out.print(f"… {doc['total'] - shown:,} more (--limit)")
+        left = doc["matching"] - last
+        if left > 0:
+            out.print(
+                f"… {left:,} more: --offset {last} for the next, --all for every one",
+                markup=False,
+            )
+    elif doc["matching"] and doc["offset"] >= doc["matching"]:
+        out.print(f"no records from --offset {doc['offset']} ({doc['matching']:,} in all)")
     if doc["dropped"]:
-        out.print("[bold]dropped[/]")
-        table = Table(*columns, "reason", box=None)
-        for rec in doc["dropped"]:
-            table.add_row(*(cell(rec.get(c)) for c in [*columns, "reason"]))
+        out.print(f"[bold]dropped[/] ({doc['dropped_total']:,})")
+        _, titles, rows = readable(doc, "dropped")
+        table = Table(*titles, box=None)
+        for cells in rows:
+            table.add_row(*cells)
         out.print(table)
+    if doc["not_counted"]:
+        out.print("[bold]not counted, and warnings[/]")
+        for item in doc["not_counted"]:
+            out.print(f"• {item['count']:,}: {item['text']}", markup=False, soft_wrap=True)
     for note in doc["notes"]:
-        out.print(f"• {note}", markup=False)
+        if not any(note.startswith(f"{n['code']}: ") for n in doc["not_counted"]):
+            out.print(f"• {note}", markup=False)
