@@ -65,6 +65,19 @@ class CliContext:
             )
         return LocalApplication(self.settings)
 
+    def command_line(self, name: str, options: list[str]) -> str:
+        """`heatlens [--config C] [--store S | --server U] NAME OPTIONS…` as a person would type
+        it again (quoted for a POSIX shell; never the token, which stays in HEATLENS_TOKEN)."""
+        import shlex
+
+        words = ["heatlens"]
+        words += ["--config", str(self.config)] if self.config is not None else []
+        if self.server:
+            words += ["--server", self.server]
+        elif self.store_url:
+            words += ["--store", self.store_url]
+        return shlex.join([*words, *name.split(), *options])
+
     def working(self, what: str) -> Any:
         """A spinner saying what is being done, and where."""
         where = f" on {self.server}" if self.server else ""
