@@ -21,8 +21,10 @@ from heatlens.errors import ConfigError, HeatlensError, InputError
 from heatlens.metrics.catalog import GRAINS
 from heatlens.settings import Settings, load_settings
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# soft_wrap: lines of text are never broken at the terminal's width, so a suggested command or a
+# path pastes whole (tables still fit the width)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_PROBLEMS_SHOWN = 20
 
@@ -133,7 +135,8 @@ GRAIN = click.option(
 
 @contextmanager
 def progress_bar() -> Iterator[Progress]:
-    """A transient progress bar on stderr."""
+    """A transient progress bar on stderr; none when stderr is not a terminal (a stopped bar
+    leaves an empty line there, before the summary or the error)."""
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -142,6 +145,7 @@ def progress_bar() -> Iterator[Progress]:
         TimeElapsedColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,
     )
     with progress:
         yield progress

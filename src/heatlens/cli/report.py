@@ -43,13 +43,15 @@ from heatlens.metrics.catalog import KEYS as SEGMENT_KEYS
     "--from",
     "start",
     metavar="DATE",
-    help="First day (inclusive; default: 12 periods before --to).",
+    help="First day (inclusive; default: 12 periods before --to; with --grain all, the day of "
+    "the earliest stored record: all history).",
 )
 @click.option(
     "--to",
     "end",
     metavar="DATE",
-    help="Day after the last (exclusive; default: start of the current period).",
+    help="Day after the last (exclusive; default: start of the current period; with --grain "
+    "all, today).",
 )
 @click.option(
     "--by",
@@ -82,6 +84,11 @@ def report(
 
     The table is grouped by HEAT dimension then DORA: the latest value, its change against the
     previous period, a trend, n and DORA tiers. json is heatlens.report/v1 (docs/metrics.md).
+
+    When the range holds none of the records the metrics read, the table and markdown say where
+    the records are and the command that shows them (json and csv keep their rows, with the
+    same hint on stderr); that is not an error: the exit code is 0. Metrics whose records the
+    range lacks are left out, in one line saying which and why.
     """
     from heatlens.metrics import Request
     from heatlens.report import render, terminal_table
