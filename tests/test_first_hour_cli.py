@@ -280,3 +280,20 @@ def test_the_demos_suggested_commands_are_one_line_each(run: Cli, name: str) -> 
         assert words[:4] == ["heatlens", "--store", str(path), command]
     status = run(*shlex.split(suggested[-1])[1:])
     assert status.exit_code == 0 and re.search(r"deployment +demo", status.stdout)
+
+
+def test_a_command_line_mistake_is_one_line_naming_the_help_to_read(run: Cli) -> None:
+    result = run("report", "--grain", "year")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: Invalid value for '--grain': 'year' is not one of 'day', 'week', 'month', "
+        "'quarter', 'all' (see `heatlens report --help`)\n"
+    )
+    nested = run("sync", "gitx")
+    assert nested.exit_code == 2
+    assert nested.stderr == (
+        "error: No such command 'gitx'. Did you mean 'git'? (see `heatlens sync --help`)\n"
+    )
+    bare = run("sync")  # no arguments: the group's help, not a mistake
+    assert bare.exit_code == 2 and "sync [OPTIONS] COMMAND [ARGS]" in bare.output
+    assert "error:" not in bare.output

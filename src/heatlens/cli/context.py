@@ -89,6 +89,42 @@ class CliContext:
 pass_ctx = click.make_pass_decorator(CliContext)
 
 
+class UsageMistake(click.ClickException):
+    """A mistake in the command line, shown as one line like every heatlens error (click's own
+    shows the usage, then a blank line, then the error)."""
+
+    exit_code = 2
+
+    def __init__(self, cause: click.UsageError, ctx: click.Context) -> None:
+        super().__init__(cause.format_message().rstrip("."))
+        # named as every message names it, whatever the program was called (`python -m`, tests)
+        path = (cause.ctx or ctx).command_path.split(" ", 1)
+        self.where = " ".join(["heatlens", *path[1:]])
+
+    def show(self, file: Any = None) -> None:
+        say(f"error: {self.message} (see `{self.where} --help`)")
+
+
+class HeatlensGroup(click.Group):
+    """The command group whose command-line mistakes are one line."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # the help itself, not a mistake
+        except click.UsageError as exc:
+            raise UsageMistake(exc, click.Context(self, info_name="heatlens")) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # the help itself, not a mistake
+        except click.UsageError as exc:
+            raise UsageMistake(exc, ctx) from None
+
+
 def command(fn: F) -> F:
     """Turn HeatlensErrors into one red line and the error's exit code."""
 
