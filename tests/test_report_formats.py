@@ -343,3 +343,22 @@ def test_a_metric_outside_the_catalog_is_still_shown() -> None:
     lines = table_lines(Report("week", P1, P2, "UTC", (), rows))
     assert "custom" in lines
     assert re.search(r"custom\.builds\s+│\s+1,234\.5 │", line_of(lines, "custom.builds"))
+
+
+def test_on_an_80_column_terminal_names_fold_and_numbers_stay_whole() -> None:
+    """A long metric id gives way, never a value: not `lat…`, `▄▄▄▄…` or `(20…`."""
+    q = [date(2023, 10, 1), date(2024, 1, 1), date(2024, 4, 1), date(2024, 7, 1)]
+    rows = [
+        Row("efficiency.services_awaiting_first_deploy", p, {"service": "itsdangerous"}, 0, 0)
+        for p in q
+    ]
+    # the latest lead time is from an earlier quarter: 9,104.1 h is 379 days
+    rows += [Row("dora.lead_time_p50", q[2], {"service": "itsdangerous"}, 9104.1, 146)]
+    report = Report("quarter", q[0], date(2024, 10, 1), "UTC", ("service",), rows)
+    out = io.StringIO()
+    Console(file=out, width=80, color_system=None).print(terminal_table(report))
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "379 d" in text and "(2024-04-01)" in text and "9,104" not in text
+    assert "▁▁▁▁" in text  # four zero quarters, a flat low line
+    assert "…" not in text.replace("… partial", "")

@@ -271,7 +271,9 @@ def _section_table(
     table.add_column("metric", overflow="fold")
     for key in report.by:
         table.add_column(key, overflow="fold")
-    table.add_column("latest", justify="right", min_width=12)  # "(2024-04-01)" on a line
+    # a latest value from an earlier period says which, "(2024-04-01)": keep that on its line
+    dated = any(s.rows[-1].period != periods[-1] for s in members)
+    table.add_column("latest", justify="right", min_width=12 if dated else None)
     table.add_column("change", justify="right", no_wrap=True)
     table.add_column("trend", no_wrap=True)
     table.add_column("n", justify="right", no_wrap=True)
