@@ -144,12 +144,11 @@ class LocalApplication:
         """HEAT and DORA metrics per period and segment (heatlens.report/v1), and with `changes`
         the significance test of the last period against the one before (DESIGN §4)."""
         from heatlens.analysis import report_changes
-        from heatlens.metrics import compute
 
         request = self._clocked(request)
 
         def build(store: Store) -> ReportResult:
-            result = compute(store, request, self.settings)
+            result = self._computed(store, request)
             found = report_changes(store, result, self.settings) if changes else {}
             return ReportResult(result, found)
 
@@ -157,10 +156,21 @@ class LocalApplication:
 
     def metrics(self, request: Request) -> Report:
         """The report alone (GET /api/v1/metrics): an empty store gives empty rows."""
-        from heatlens.metrics import compute
-
         request = self._clocked(request)
-        return self.access.read(lambda store: compute(store, request, self.settings))
+        return self.access.read(lambda store: self._computed(store, request))
+
+    def _computed(self, store: Store, request: Request) -> Report:
+        """The report with its `coverage`: where the records its metrics read lie, so an empty
+        range can say where the data is (heatlens.analysis.coverage)."""
+        from heatlens.analysis.coverage import coverage
+        from heatlens.metrics import compute
+        from heatlens.metrics.engine import resolve
+
+        result = compute(store, request, self.settings)
+        metrics = resolve(request, self.settings, store)[0]
+        found = coverage(store, metrics, result.start, result.end, result.timezone)
+        result.coverage = found.to_json()
+        return result
 
     def report_html(self, request: Request) -> str:
         """The dashboard's views in one self-contained HTML document (fixed sections: `by` and

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from heatlens.cli.check import check
-from heatlens.cli.context import CliContext
+from heatlens.cli.context import CliContext, HeatlensGroup
 from heatlens.cli.demo import demo, generate
 from heatlens.cli.ingest import ingest
 from heatlens.cli.records import delete, status
@@ -21,7 +21,10 @@ from heatlens.version import __version__
 __all__ = ["cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=HeatlensGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--config",
     type=click.Path(path_type=Path, dir_okay=False),

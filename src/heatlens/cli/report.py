@@ -9,7 +9,17 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from heatlens.cli.context import GRAIN, CliContext, command, day_option, err, out, pass_ctx
+from heatlens.cli.context import (
+    GRAIN,
+    CliContext,
+    cell,
+    command,
+    day_option,
+    err,
+    out,
+    pass_ctx,
+    say,
+)
 from heatlens.metrics.catalog import KEYS as SEGMENT_KEYS
 
 
@@ -33,13 +43,15 @@ from heatlens.metrics.catalog import KEYS as SEGMENT_KEYS
     "--from",
     "start",
     metavar="DATE",
-    help="First day (inclusive; default: 12 periods before --to).",
+    help="First day (inclusive; default: 12 periods before --to; with --grain all, the day of "
+    "the earliest stored record: all history).",
 )
 @click.option(
     "--to",
     "end",
     metavar="DATE",
-    help="Day after the last (exclusive; default: start of the current period).",
+    help="Day after the last (exclusive; default: start of the current period; with --grain "
+    "all, today).",
 )
 @click.option(
     "--by",
@@ -72,9 +84,15 @@ def report(
 
     The table is grouped by HEAT dimension then DORA: the latest value, its change against the
     previous period, a trend, n and DORA tiers. json is heatlens.report/v1 (docs/metrics.md).
+
+    When the range holds none of the records the metrics read, the table and markdown say where
+    the records are and the command that shows them (json and csv keep their rows, with the
+    same hint on stderr); that is not an error: the exit code is 0. Metrics whose records the
+    range lacks are left out, in one line saying which and why.
     """
     from heatlens.metrics import Request
     from heatlens.report import render, terminal_table
+    from heatlens.report.terminal import shown
 
     request = Request(grain, day_option(start, "--from"), day_option(end, "--to"), by, metrics)
     if fmt == "html":
@@ -89,13 +107,33 @@ def report(
         return
     with ctx.application() as app, ctx.working("computing metrics"):
         result = app.report(request, changes=fmt == "table")
+    # the user's command, for the hint of an empty range to complete with a range that is not
+    command = ctx.command_line("report", _report_options(fmt, out_path, by, metrics))
+    hint = shown(result.report, command).hint
     if out_path is not None:
-        out_path.write_text(render(result.report, fmt, result.changes), encoding="utf-8")
-        err.print(f"wrote {len(result.report.rows):,} rows to {out_path}")
+        out_path.write_text(render(result.report, fmt, result.changes, command), encoding="utf-8")
+        say(f"wrote {len(result.report.rows):,} rows to {out_path}")
+        if hint:
+            say(hint)
     elif fmt == "table":
-        out.print(terminal_table(result.report, result.changes))
+        out.print(terminal_table(result.report, result.changes, command), soft_wrap=True)
     else:
-        sys.stdout.write(render(result.report, fmt))
+        sys.stdout.write(render(result.report, fmt, command=command))
+        if hint and fmt in ("json", "csv"):
+            say(hint)  # beside the data, for the person who ran it
+
+
+def _report_options(
+    fmt: str, out_path: Path | None, by: tuple[str, ...], metrics: tuple[str, ...]
+) -> list[str]:
+    """The options of a report command a suggested range keeps (not --grain, --from, --to)."""
+    options = [] if fmt == "table" else ["--format", fmt]
+    options += ["--out", str(out_path)] if out_path is not None else []
+    for key in by:
+        options += ["--by", key]
+    for metric in metrics:
+        options += ["--metric", metric]
+    return options
 
 
 @click.command()

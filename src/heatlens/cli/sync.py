@@ -10,7 +10,16 @@ from typing import Any
 
 import click
 
-from heatlens.cli.context import CliContext, command, err, out, pass_ctx, print_counts, progress_bar
+from heatlens.cli.context import (
+    CliContext,
+    HeatlensGroup,
+    command,
+    err,
+    out,
+    pass_ctx,
+    print_counts,
+    progress_bar,
+)
 from heatlens.connectors import ProgressFn
 
 
@@ -34,7 +43,7 @@ def _report(doc: dict[str, Any], seconds: float) -> None:
     out.print(f"{doc['source']}: {doc['summary']}", markup=False, soft_wrap=True)
 
 
-@click.group()
+@click.group(cls=HeatlensGroup)
 def sync() -> None:
     """Read records from a source system into the store (run again to pick up what is new)."""
 

@@ -150,6 +150,7 @@ def keep_teams(report: Report, teams: tuple[str, ...]) -> None:
     if teams:
         report.rows = [r for r in report.rows if r.segment.get("team") in teams]
         report.warnings = []  # organisation-wide counts are not the token's to see
+        report.coverage = None  # nor are the store's spans
 
 
 @router.get("/api/v1/metrics")
