@@ -12,7 +12,6 @@ from rich.table import Table
 from heatlens.cli.context import (
     GRAIN,
     CliContext,
-    cell,
     command,
     day_option,
     err,
