@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from heatlens.application.access import DirectAccess, StoreAccess
+from heatlens.application.surveys import SurveyOperations
 from heatlens.application.documents import (
     counts_doc,
     empty_store_message,
@@ -60,7 +61,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class LocalApplication:
+class LocalApplication(SurveyOperations):
     """Every heatlens operation on one store. Close it (or use `with`) when done."""
 
     def __init__(
