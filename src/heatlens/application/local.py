@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from heatlens.application.access import DirectAccess, StoreAccess
-from heatlens.application.surveys import SurveyOperations
 from heatlens.application.documents import (
     counts_doc,
     empty_store_message,
@@ -28,6 +27,7 @@ from heatlens.application.documents import (
     token_doc,
     tokens_doc,
 )
+from heatlens.application.surveys import SurveyOperations
 from heatlens.errors import ConfigError, EmptyStoreError, InputError
 from heatlens.model import BY_NAME, TYPE_NAMES
 from heatlens.settings import Settings

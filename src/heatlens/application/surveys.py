@@ -91,9 +91,7 @@ class SurveyOperations:
         now = self.clock()
 
         def write(store: Store) -> dict[str, Any]:
-            capabilities = {
-                str(r["id"]): r.get("name") for r in store.rows("capability")
-            }
+            capabilities = {str(r["id"]): r.get("name") for r in store.rows("capability")}
             records = parse_surveys(
                 source_text, name, capabilities=capabilities, overrides=overrides
             )
@@ -101,8 +99,7 @@ class SurveyOperations:
             result = ingest_records(store, records, self.settings, source=f"file:{name}")
             return {
                 "surveys": [
-                    {"id": r["id"], "questions": [q["id"] for q in r["questions"]]}
-                    for r in records
+                    {"id": r["id"], "questions": [q["id"] for q in r["questions"]]} for r in records
                 ],
                 "counts": counts_doc(result.counts),
                 "data_version": store.data_version(),

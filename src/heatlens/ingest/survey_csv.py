@@ -92,8 +92,9 @@ def read_answers(
         scales.setdefault(kind, {}).update({_norm(k): int(v) for k, v in scale.items()})
     wanted = {qid: col for qid, col in mapping.items() if qid != "team"}
     if not wanted:
-        raise InputError(f"{name}: no --map QUESTION=COLUMN given; questions of {sid}: "
-                         + ", ".join(questions))
+        raise InputError(
+            f"{name}: no --map QUESTION=COLUMN given; questions of {sid}: " + ", ".join(questions)
+        )
     unknown = [qid for qid in wanted if qid not in questions]
     if unknown:
         raise InputError(
@@ -154,14 +155,24 @@ def read_answers(
             if score is None:
                 low, high = SCORE_RANGES[kind]
                 known = ", ".join(repr(k) for k in scales.get(kind, {}))
-                problem(col, value, f"a {kind} answer: a number {low}–{high} or one of {known} "
-                        "(add labels with --labels FILE)")
+                problem(
+                    col,
+                    value,
+                    f"a {kind} answer: a number {low}–{high} or one of {known} "
+                    "(add labels with --labels FILE)",
+                )
                 continue
             answers.append((qid, score, None))
         if day is None or not answers:
             continue
-        key = "\x1f".join([sid, cells[where[ts_col]], row_team or "", *(
-            cells[where[col]] for col in wanted.values())])
+        key = "\x1f".join(
+            [
+                sid,
+                cells[where[ts_col]],
+                row_team or "",
+                *(cells[where[col]] for col in wanted.values()),
+            ]
+        )
         seen[key] += 1
         respondent = hashlib.sha256(f"{key}\x1f{seen[key]}".encode()).hexdigest()[:20]
         for qid, score, comment in answers:

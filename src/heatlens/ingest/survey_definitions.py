@@ -148,8 +148,10 @@ def _instant(value: Any, field: str, where: str, problems: list[str]) -> str | N
         return value.isoformat()
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value).isoformat() if "T" in value or " " in value else (
-                date.fromisoformat(value).isoformat()
+            return (
+                datetime.fromisoformat(value).isoformat()
+                if "T" in value or " " in value
+                else (date.fromisoformat(value).isoformat())
             )
         except ValueError:
             pass
@@ -186,7 +188,9 @@ def _questions(
             problems.append(f"{at}: expected a table")
             continue
         for key in sorted(set(q) - set(_QUESTION_KEYS)):
-            problems.append(f"{at}: unknown field {key!r} (a question has {', '.join(_QUESTION_KEYS)})")
+            problems.append(
+                f"{at}: unknown field {key!r} (a question has {', '.join(_QUESTION_KEYS)})"
+            )
         qid, kind = q.get("id"), q.get("kind")
         if not isinstance(qid, str) or not qid.strip():
             problems.append(f"{at}: id is missing: question ids must stay the same across waves")
@@ -205,8 +209,12 @@ def _questions(
             for cid, cname in sorted(capabilities.items()):
                 fill = {"capability": cid, "name": cname or cid}
                 out.append(
-                    {"id": qid.format(**fill), "kind": kind, "text": text.format(**fill),
-                     "capability": cid}
+                    {
+                        "id": qid.format(**fill),
+                        "kind": kind,
+                        "text": text.format(**fill),
+                        "capability": cid,
+                    }
                 )
             continue
         capability = q.get("capability")

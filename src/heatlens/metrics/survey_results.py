@@ -29,7 +29,11 @@ from heatlens.settings import Settings
 __all__ = ["SCHEMA", "QuestionResult", "SurveyResults", "survey_results"]
 
 SCHEMA = "heatlens.survey-results/v1"
-METRIC_OF_KIND = {"csat": "happiness.csat", "nps": "happiness.nps", "likert": "happiness.likert_mean"}
+METRIC_OF_KIND = {
+    "csat": "happiness.csat",
+    "nps": "happiness.nps",
+    "likert": "happiness.likert_mean",
+}
 _STATS = (
     "happiness.respondents",
     "happiness.csat",
@@ -271,8 +275,10 @@ def _question(
         return result
     if any(row.suppressed for row in rows):
         k = max((row.k or 0) for row in rows)
-        result.hidden_because = f"hidden to protect respondents (fewer than k = {k}, or to " \
+        result.hidden_because = (
+            f"hidden to protect respondents (fewer than k = {k}, or to "
             "keep another hidden group from being worked out)"
+        )
         return result
     if kind != "text":
         counts: dict[int, int] = defaultdict(int)

@@ -73,9 +73,7 @@ def claim_link(store: Store, secret: str) -> bool:
     store's one writer, so two submissions of one link cannot both claim it."""
     key = _hash(secret)
     with store._backend.transaction():
-        rows = store._backend.fetchall(
-            "SELECT used FROM survey_link WHERE secret_hash = ?", [key]
-        )
+        rows = store._backend.fetchall("SELECT used FROM survey_link WHERE secret_hash = ?", [key])
         if not rows or bool(rows[0][0]):
             return False
         store._backend.execute("UPDATE survey_link SET used = TRUE WHERE secret_hash = ?", [key])
