@@ -128,7 +128,8 @@ class SurveyOperations:
         if not 1 <= count <= MAX_LINKS:
             raise ConfigError(f"--count {count}: expected 1 to {MAX_LINKS:,} links")
         now = self.clock()
-        batch = batch or now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        # a batch's invitation replaces one of the same id: two runs never share a default id
+        batch = batch or now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
 
         def write(store: Store) -> dict[str, Any]:
             s = _stored_survey(store, survey)

@@ -104,7 +104,10 @@ def read_answers(
     if team is not None and "team" in mapping:
         raise InputError("give the team either as --team or as --map team=COLUMN, not both")
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
-    first = next(reader, None)
+    try:
+        first = next(reader, None)
+    except csv.Error as exc:
+        raise InputError(f"{name} line 1: not readable as CSV ({exc})") from None
     if first is None:
         raise InputError(f"{name}: the file is empty: expected a header row and answers")
     header = [h.strip() for h in first]
@@ -126,8 +129,14 @@ def read_answers(
     problems: list[str] = []
     records: list[dict[str, Any]] = []
     seen: Counter[str] = Counter()
-    for cells in reader:
-        line = reader.line_num
+    while True:
+        line = reader.line_num + 1  # where the row starts (a quoted cell may span lines)
+        try:
+            cells = next(reader, None)
+        except csv.Error as exc:
+            raise InputError(f"{name} line {line}: not readable as CSV ({exc})") from None
+        if cells is None:
+            break
         if not any(c.strip() for c in cells):
             continue
         if len(cells) < len(header):
