@@ -199,8 +199,8 @@ def test_a_link_answers_once_and_the_answer_names_no_link(app: LocalApplication)
         columns = [
             c
             for (c,) in store._backend.fetchall(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = 'survey_link' "
-                "ORDER BY ordinal_position"
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'survey_link' ORDER BY ordinal_position"
             )
         ]
         assert columns == ["secret_hash", "survey", "team", "batch", "created_at", "used"]

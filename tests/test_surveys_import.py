@@ -23,12 +23,14 @@ CI, NPS, FEEDBACK, SLOWS = (
     "What slows you down?",
 )
 MAP = {"ci-csat": CI, "nps": NPS, "feedback": FEEDBACK, "slows": SLOWS, "team": "Team"}
-GOOGLE = f"""Timestamp,Email Address,{CI},{NPS},{FEEDBACK},{SLOWS},Team
-2026/03/03 9:15:02 AM GMT+1,ana@example.org,Very satisfied,10 - Extremely likely,Agree,"Slow reviews,
-and flaky tests",payments
-2026/03/03 11:40:10 PM GMT+1,bo@example.org,Dissatisfied,6,Strongly disagree,,payments
-2026/03/04 8:00:00 AM GMT+1,cy@example.org,4,Not at all likely,Neither agree nor disagree,Nothing,search
-"""
+GOOGLE = (
+    f"Timestamp,Email Address,{CI},{NPS},{FEEDBACK},{SLOWS},Team\n"
+    "2026/03/03 9:15:02 AM GMT+1,ana@example.org,Very satisfied,10 - Extremely likely,Agree,"
+    '"Slow reviews,\nand flaky tests",payments\n'
+    "2026/03/03 11:40:10 PM GMT+1,bo@example.org,Dissatisfied,6,Strongly disagree,,payments\n"
+    "2026/03/04 8:00:00 AM GMT+1,cy@example.org,4,Not at all likely,"
+    "Neither agree nor disagree,Nothing,search\n"
+)
 
 
 @pytest.fixture
@@ -78,7 +80,10 @@ def test_a_google_forms_export_becomes_scored_answers(app: LocalApplication) -> 
 
 
 def test_a_microsoft_forms_export_with_a_fixed_team(app: LocalApplication) -> None:
-    text = f"ID,Start time,Completion time,Email,Name,{CI},{NPS}\n1,3/3/2026 9:00:00,3/3/2026 9:04:00,anonymous,,Satisfied,9\n"
+    text = (
+        f"ID,Start time,Completion time,Email,Name,{CI},{NPS}\n"
+        "1,3/3/2026 9:00:00,3/3/2026 9:04:00,anonymous,,Satisfied,9\n"
+    )
     app.import_answers(text, "ms.csv", "2026-q1", {"ci-csat": CI, "nps": NPS}, team="search")
     assert _responses(app) == [
         ("ci-csat", 4, None, "search", "2026-03-03"),
@@ -106,7 +111,8 @@ def test_a_bad_label_names_file_line_and_column_and_stores_nothing(app: LocalApp
 def test_a_missing_column_is_named_with_the_header(app: LocalApplication) -> None:
     with pytest.raises(
         InputError,
-        match=r"answers.csv line 1: no column 'Likely\?' \(for question nps\); the header has: 'Timestamp', 'Email Address'",
+        match=r"answers.csv line 1: no column 'Likely\?' \(for question nps\); "
+        r"the header has: 'Timestamp', 'Email Address'",
     ):
         app.import_answers(GOOGLE, "answers.csv", "2026-q1", {**MAP, "nps": "Likely?"})
     with pytest.raises(InputError, match=r"survey 2026-q1 has no question 'speed'"):
