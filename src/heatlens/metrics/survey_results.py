@@ -58,6 +58,7 @@ class QuestionResult:
     comments: list[str] | None = None
     hidden_because: str | None = None
     comments_note: str | None = None
+    answered: bool = True
 
     @property
     def shown(self) -> bool:
@@ -74,9 +75,12 @@ class QuestionResult:
             "value": stat.value if stat and self.shown else None,
             "ci": list(stat.ci) if stat and stat.ci and self.shown else None,
             "median": self.median.value if self.median and self.shown else None,
-            "respondents": self.respondents.n if self.respondents and self.shown else None,
+            "respondents": (self.respondents.n or 0)
+            if self.respondents and self.shown
+            else (None if not self.shown else 0),
             "suppressed": not self.shown,
             "hidden_because": self.hidden_because,
+            "answered": self.answered,
             "distribution": (
                 {str(s): n for s, n in sorted(self.distribution.items())}
                 if self.distribution is not None
@@ -270,8 +274,8 @@ def _question(
     result = QuestionResult(qid, kind, q.get("text") or "", q.get("capability"), respondents, stat)
     result.median = median
     rows = [row for row in (respondents, stat, median) if row is not None]
-    if respondents is None:
-        result.hidden_because = "no answers"
+    if respondents is None or (not respondents.suppressed and not respondents.n):
+        result.answered = False
         return result
     if any(row.suppressed for row in rows):
         k = max((row.k or 0) for row in rows)

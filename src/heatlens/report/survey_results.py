@@ -40,7 +40,7 @@ def _unit(q: dict[str, Any]) -> str:
 def _value(q: dict[str, Any]) -> str:
     if q["suppressed"]:
         return "hidden"
-    if q["kind"] == "text":
+    if q["kind"] == "text" or not q.get("answered", True):
         return "—"
     text = format_value(q["value"], _unit(q))
     if q["ci"]:
