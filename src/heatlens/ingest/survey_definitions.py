@@ -24,7 +24,7 @@ The packaged default platform survey (`platform_survey.toml` beside this module)
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import date, datetime
 from importlib.resources import files
 from typing import Any
@@ -208,14 +208,15 @@ def _questions(
                 continue
             for cid, cname in sorted(capabilities.items()):
                 fill = {"capability": cid, "name": cname or cid}
-                out.append(
-                    {
-                        "id": qid.format(**fill),
-                        "kind": kind,
-                        "text": text.format(**fill),
-                        "capability": cid,
-                    }
-                )
+                try:
+                    qid_c, text_c = qid.format(**fill), text.format(**fill)
+                except (KeyError, IndexError, ValueError, AttributeError):
+                    problems.append(
+                        f"{at}: id and text may only use the placeholders {{capability}} and "
+                        "{name} (write {{ and }} for braces)"
+                    )
+                    break
+                out.append({"id": qid_c, "kind": kind, "text": text_c, "capability": cid})
             continue
         capability = q.get("capability")
         if capability is not None and not isinstance(capability, str):
@@ -231,8 +232,3 @@ def _questions(
             "capability records yet (ingest them first)"
         )
     return out
-
-
-def question_ids(records: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
-    """Survey id → its question ids (for messages that list them)."""
-    return {r["id"]: [q["id"] for q in r["questions"]] for r in records}
