@@ -58,6 +58,11 @@ def test_a_person_answers_with_the_keyboard_only(chromium: Any, run: Cli, tmp_pa
     tab = Tab(chromium)
     try:
         with serving(f"duckdb:///{path}", tmp_path) as server:
+            # redefining through the server (same k) is fine
+            (tmp_path / "wave.toml").write_text(OPEN_WAVE, encoding="utf-8")
+            defined = run("--server", server.url, "survey", "define", "wave.toml")
+            assert defined.exit_code == 0, defined.output
+            assert "unchanged" in defined.stdout
             invited = run(
                 "--server",
                 server.url,
@@ -103,6 +108,10 @@ def test_a_person_answers_with_the_keyboard_only(chromium: Any, run: Cli, tmp_pa
             status = run("--server", server.url, "survey", "status", "2026-q1", "--format", "json")
             doc = json.loads(status.stdout)
             assert (doc["links_issued"], doc["links_used"]) == (2, 1)
+            shown = run("--server", server.url, "survey", "results", "2026-q1", "--format", "json")
+            results = json.loads(shown.stdout)
+            assert results["schema"] == "heatlens.survey-results/v1"
+            assert all(q["suppressed"] for q in results["periods"][0]["questions"])
             page.goto(server.url + "/surveys/2026-q1")
             assert page.inner_text("h1") == "Survey: Platform survey Q1"
             # one respondent is fewer than k = 5: no number and no answer is shown

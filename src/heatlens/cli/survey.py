@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,10 @@ def define(
             "--opens 2026-04-06 --closes 2026-04-20)"
         )
     overrides = {"id": survey_id, "title": title, "opens_at": opens, "closes_at": closes}
+    started = time.perf_counter()
     with ctx.application() as app:
         doc = app.define_surveys(text, name, {k: v for k, v in overrides.items() if v})
-    print_counts(doc["counts"], 0.0)
+    print_counts(doc["counts"], time.perf_counter() - started)
     for s in doc["surveys"]:
         say(f"survey {s['id']}: {len(s['questions'])} questions ({', '.join(s['questions'])})")
 
@@ -235,11 +237,12 @@ def import_(
             scales[kind] = dict(table)
     mapping = parse_mapping(pairs)
     text = file.read_text(encoding="utf-8-sig")
+    started = time.perf_counter()
     with ctx.application() as app:
         doc = app.import_answers(
             text, file.name, survey_id, mapping, team=team, timestamp=timestamp, labels=scales
         )
-    print_counts(doc["counts"], 0.0)
+    print_counts(doc["counts"], time.perf_counter() - started)
     say(f"{doc['respondents']} respondents imported into survey {survey_id}")
 
 
