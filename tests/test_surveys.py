@@ -465,3 +465,26 @@ def test_the_cli_names_a_missing_survey(run: Cli, cli_store: str) -> None:
     result = run("--store", cli_store, "survey", "results", "nope")
     assert result.exit_code == 2
     assert "no survey 'nope' in the store" in result.stderr
+
+
+def test_links_are_single_use_on_every_backend(store: Store) -> None:
+    from heatlens.store.survey_links import (
+        claim_link,
+        find_link,
+        issue_links,
+        link_counts,
+        release_link,
+    )
+
+    a, b = issue_links(store, "s1", "payments", 2, batch="mail", now=NOW)
+    [c] = issue_links(store, "s1", None, 1, batch="slack", now=NOW)
+    assert find_link(store, a) is not None and find_link(store, "nope") is None
+    assert claim_link(store, a) is True
+    assert claim_link(store, a) is False  # the second use
+    assert claim_link(store, "nope") is False
+    assert claim_link(store, c) is True
+    release_link(store, c)  # its answers could not be stored: the link works again
+    assert find_link(store, c) is not None and not find_link(store, c).used  # type: ignore[union-attr]
+    assert link_counts(store, "s1") == {"payments": (2, 1), None: (1, 0)}
+    assert link_counts(store, "other") == {}
+    assert b != a
