@@ -274,6 +274,12 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             ),
             Field("comment_k", I, default=10, minimum=1, help="fewest respondents for comments"),
             Field("questions", Q, help="list of {id, kind, text, capability}"),
+            Field(
+                "continuous",
+                B,
+                help="an always-on micro-survey (one rating after a platform task), bucketed "
+                "by answer time",
+            ),
         ),
         at="opens_at",
         example={

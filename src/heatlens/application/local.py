@@ -27,6 +27,7 @@ from heatlens.application.documents import (
     token_doc,
     tokens_doc,
 )
+from heatlens.application.surveys import SurveyOperations
 from heatlens.errors import ConfigError, EmptyStoreError, InputError
 from heatlens.model import BY_NAME, TYPE_NAMES
 from heatlens.settings import Settings
@@ -60,7 +61,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class LocalApplication:
+class LocalApplication(SurveyOperations):
     """Every heatlens operation on one store. Close it (or use `with`) when done."""
 
     def __init__(

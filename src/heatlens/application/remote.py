@@ -20,6 +20,7 @@ import httpx
 
 from heatlens.application.documents import changes_from_doc
 from heatlens.application.local import ReportResult
+from heatlens.application.surveys import RemoteSurveyOperations
 from heatlens.errors import (
     ConfigError,
     EmptyStoreError,
@@ -39,7 +40,7 @@ class ServerError(HeatlensError):
     """The server could not be reached or answered something unexpected."""
 
 
-class RemoteApplication:
+class RemoteApplication(RemoteSurveyOperations):
     """One server, one token (or none on an open loopback server)."""
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = 600.0) -> None:

@@ -15,6 +15,7 @@ from heatlens.cli.ingest import ingest
 from heatlens.cli.records import delete, status
 from heatlens.cli.report import explain, report
 from heatlens.cli.serve import serve, token
+from heatlens.cli.survey import survey
 from heatlens.cli.sync import sync
 from heatlens.version import __version__
 
@@ -83,6 +84,7 @@ for _command in (
     sync,
 ):
     cli.add_command(_command)
+cli.add_command(survey)
 
 
 def main() -> None:
