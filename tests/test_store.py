@@ -191,19 +191,22 @@ def test_new_store_is_at_the_current_schema(store: Store) -> None:
 
 def test_a_v1_store_is_migrated_and_keeps_its_records(store_url: str, settings: Settings) -> None:
     # a store as schema v1 left it: no `attributes` on teams and services, no `run` and
-    # `attempt` on usage
+    # `attempt` on usage, no `title` on changes
     Store.open(store_url).close()
     run_sql(
         store_url,
         *(f'ALTER TABLE "{table}" DROP COLUMN "attributes"' for table in ("team", "service")),
         'ALTER TABLE "usage" DROP COLUMN "run"',
         'ALTER TABLE "usage" DROP COLUMN "attempt"',
+        'ALTER TABLE "change" DROP COLUMN "title"',
+        'ALTER TABLE "survey" DROP COLUMN "continuous"',
+        "DROP TABLE survey_link",
         "INSERT INTO team (id, name, source, ingested_at) "
         "VALUES ('old', 'Old', 'v1', TIMESTAMPTZ '2026-01-01 00:00:00+00')",
         "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
     )
     with Store.open(store_url) as s:
-        assert s.schema_version() == SCHEMA_VERSION == 3
+        assert s.schema_version() == SCHEMA_VERSION == 5
         assert stored(s, "team", "id", "name", "attributes") == [("old", "Old", None)]
         ingest_records(
             s,

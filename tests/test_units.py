@@ -15,6 +15,7 @@ from heatlens.report.units import format_delta, format_value
         (0.5, "hours", "30 min"),
         (0.75, "days", "18.0 h"),
         (3.5, "days", "3.5 d"),
+        (9.96, "days", "10 d"),  # rounds to 10.0: shown whole, like every value from 10
         (45.0, "seconds", "45 s"),
         (119.0, "seconds", "119 s"),
         (300.0, "seconds", "5.0 min"),  # past two minutes: minutes

@@ -228,6 +228,7 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field("merged_at", T, help="when it was merged"),
             Field("team", S, help="team id"),
             Field("author", S, help="person id (pseudonymised when a key is set)"),
+            Field("title", S, help="commit subject: the first line of the message"),
         ),
         at="committed_at",
         example={
@@ -273,6 +274,12 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             ),
             Field("comment_k", I, default=10, minimum=1, help="fewest respondents for comments"),
             Field("questions", Q, help="list of {id, kind, text, capability}"),
+            Field(
+                "continuous",
+                B,
+                help="an always-on micro-survey (one rating after a platform task), bucketed "
+                "by answer time",
+            ),
         ),
         at="opens_at",
         example={

@@ -30,7 +30,12 @@ def render_scorecard(card: Scorecard) -> Group:
         parts.append(table)
     else:
         parts.append(
-            Text("no capability has data in these periods — try `heatlens demo`", "yellow")
+            # the store holds records (an empty one never gets here): `demo` is no answer
+            Text(
+                "no capability has usage in these periods: `heatlens report --grain all` shows "
+                "where the records are",
+                "yellow",
+            )
         )
     parts.append(_dora_text(card))
     notes = [

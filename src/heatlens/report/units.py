@@ -13,7 +13,7 @@ DAYS_PER_MONTH = 365.25 / 12
 
 def _number(value: float, decimals: int = 1) -> str:
     """`2.0`, `1,234` — one decimal (or `decimals`) below 10, whole numbers from 10."""
-    if abs(value) >= 10:
+    if abs(round(value, decimals)) >= 10:  # 9.96 reads "10", not "10.0"
         return f"{value:,.0f}"
     return f"{value:,.{decimals}f}"
 

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from heatlens.analysis.coverage import PLURAL, Coverage, coverage
+from heatlens.analysis.coverage import PLURAL, Coverage, coverage, either
 from heatlens.analysis.scorecard import (
     ADOPTION,
     DORA,
@@ -128,7 +128,7 @@ def where(
     if links.static:
         return {"text": _command_hint(cov, scored), "links": [], "stored": held}
     tz = ZoneInfo(cov.tz)
-    lacking = _join([PLURAL.get(t, t) for t in cov.needed]) or "records"
+    lacking = either([PLURAL.get(t, t) for t in cov.needed]) or "records"
     last_day = cov.end - timedelta(days=1)
     text = f"No {lacking} between {cov.start} and {last_day}."
     stored = [(t, cov.spans[t]) for t in cov.needed if t in cov.spans]
@@ -189,12 +189,6 @@ def _sentence(text: str) -> str:
     text = text.strip()
     text = text[:1].upper() + text[1:]
     return text if text.endswith(".") else text + "."
-
-
-def _join(names: list[str]) -> str:
-    if len(names) < 2:
-        return "".join(names)
-    return ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def _heat_cell(
