@@ -72,7 +72,7 @@ def test_an_empty_range_says_where_the_data_is_with_a_link(demo: Demo, tab: Tab)
     box = page.locator(".empty.where")
     assert box.count() == 1
     text = box.inner_text()
-    assert "No usage records or survey responses between 2025-01-01 and 2025-05-31" in text
+    assert "No usage records or survey responses from 2025-01-01 to 2025-05-31" in text
     assert "Usage records span" in text and "demo" not in text
     assert page.locator("[data-chart]").count() == 0  # no empty charts
     box.locator("a").first.click()

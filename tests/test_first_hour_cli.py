@@ -66,7 +66,7 @@ def test_an_empty_range_says_where_the_records_are_in_one_line_that_pastes(run: 
     result = run("--store", store, "report", *EMPTY_RANGE, "--metric", "dora.lead_time")
     assert result.exit_code == 0, result.stderr  # not an error: the range is just empty
     hint = (
-        "no deployments between 2026-01-05 and 2026-03-30 (exclusive); deployments span "
+        "no deployments from 2026-01-05 to 2026-03-29; deployments span "
         f"2011-06-08 … 2024-04-16: try `heatlens --store {store} report --metric dora.lead_time "
         "--grain quarter --from 2011-04-01` (or `--grain all` for all history)"
     )
@@ -92,8 +92,8 @@ def test_every_metric_asked_on_an_empty_range_names_every_record_type(run: Cli) 
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[1].startswith(
-        "no usage records, deployments, survey responses or incidents between 2026-01-05 and "
-        "2026-03-30 (exclusive); deployments span 2011-06-08 … 2024-04-16: try `heatlens "
+        "no usage records, deployments, survey responses or incidents from 2026-01-05 to "
+        "2026-03-29; deployments span 2011-06-08 … 2024-04-16: try `heatlens "
         f"--store {store} report --by service --grain quarter --from 2011-04-01`"
     )
     assert "0" not in "".join(lines[2:3]) and "▄" not in result.stdout
@@ -146,7 +146,7 @@ def test_dimensions_without_records_in_the_range_are_left_out_in_one_line(run: C
     for section in ("Adoption", "Task success", "Happiness"):
         assert section not in lines
     assert (
-        "not shown, for want of records between 2024-04-01 and 2024-07-01: Adoption, "
+        "not shown, for want of records from 2024-04-01 to 2024-06-30: Adoption, "
         "Task success, Happiness, dora.open_incidents (no usage records, survey responses or "
         "incidents are stored)"
     ) in lines

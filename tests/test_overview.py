@@ -25,7 +25,7 @@ from heatlens.ingest import ingest_records
 from heatlens.metrics import Request
 from heatlens.metrics import engine as engine_module
 from heatlens.report import render_scorecard
-from heatlens.report.html import delivery, heat
+from heatlens.report.html import delivery, heat, present
 from heatlens.report.html.export import render_html
 from heatlens.report.units import format_value
 from heatlens.settings import load_settings
@@ -205,7 +205,7 @@ def test_an_empty_store_is_the_only_one_told_to_try_demo(stores: dict[str, str])
 def test_an_empty_range_on_a_capability_links_to_its_data(recent_client: TestClient) -> None:
     page = recent_client.get("/capabilities/ci?grain=month&from=2025-01-01&to=2025-06-01").text
     text = text_of(page)
-    assert "No usage records or survey responses between 2025-01-01 and 2025-05-31." in text
+    assert "No usage records or survey responses from 2025-01-01 to 2025-05-31." in text
     assert "Usage records span 2026-02-03 … 2026-03-09." in text
     assert "demo" not in text
     links = dict((t, h) for h, t in _where(page))
@@ -222,8 +222,8 @@ def test_an_empty_range_on_a_capability_links_to_its_data(recent_client: TestCli
 def test_a_team_page_omits_sections_without_records(old_client: TestClient) -> None:
     text = text_of(old_client.get("/teams/alpha?grain=quarter&from=2024-01-01&to=2025-01-01").text)
     # deployments are in the range; usage and survey answers are stored nowhere
-    assert "No usage records between 2024-01-01 and 2024-12-31." in text
-    assert "No survey responses between 2024-01-01 and 2024-12-31." in text
+    assert "No usage records from 2024-01-01 to 2024-12-31." in text
+    assert "No survey responses from 2024-01-01 to 2024-12-31." in text
     assert "2024-04-01" in text and "2024-07-01" in text  # the DORA trend's quarters
     empty = text_of(old_client.get("/teams/alpha?grain=month&from=2026-01-01&to=2026-03-01").text)
     assert "Deployments span 2024-04-10 … 2024-08-01." in empty
@@ -243,18 +243,18 @@ def test_every_page_filter_offers_all(recent_client: TestClient) -> None:
 def test_last_complete_period_is_a_calendar_fact() -> None:
     # a range of quarters from 2024 to the current one: the last to have ended by 2026-12-06 is
     # 2026-07-01, whatever periods hold records
-    assert heat.last_complete("quarter", date(2024, 1, 1), date(2026, 10, 1), "UTC", NOW) == (
+    assert present.last_complete("quarter", date(2024, 1, 1), date(2026, 10, 1), "UTC", NOW) == (
         date(2026, 7, 1)
     )
     # a range reaching into the current quarter: that quarter has not ended
-    assert heat.last_complete("quarter", date(2024, 1, 1), date(2027, 1, 1), "UTC", NOW) == (
+    assert present.last_complete("quarter", date(2024, 1, 1), date(2027, 1, 1), "UTC", NOW) == (
         date(2026, 7, 1)
     )
     # a range ending mid-month: its last, clipped month is not a whole one
-    assert heat.last_complete("month", date(2026, 9, 1), date(2026, 11, 15), "UTC", NOW) == (
+    assert present.last_complete("month", date(2026, 9, 1), date(2026, 11, 15), "UTC", NOW) == (
         date(2026, 10, 1)
     )
-    assert heat.last_complete("month", date(2026, 12, 1), date(2027, 1, 1), "UTC", NOW) is None
+    assert present.last_complete("month", date(2026, 12, 1), date(2027, 1, 1), "UTC", NOW) is None
 
 
 @pytest.fixture(scope="module")
@@ -351,3 +351,14 @@ def test_the_terminal_scorecard_says_no_change_too() -> None:
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "50.0% no change" in text and "→ 0" not in text
     assert "75.0% ↑25.0pp" in text
+
+
+def test_the_dora_page_shows_the_last_whole_period_not_the_last_with_deployments(
+    old_client: TestClient,
+) -> None:
+    # quarters of 2024: deployments in Q2 and Q3 only; the last quarter to have ended is Q4
+    # (2024-10-01), which holds none — the page names it, not Q3 where the per-team rows are
+    text = text_of(old_client.get("/dora?grain=quarter&from=2024-01-01&to=2025-01-01").text)
+    assert "DORA for the quarter starting 2024-10-01" in text
+    all_text = text_of(old_client.get("/dora?grain=all").text)
+    assert "DORA over all of 2024-04-09 to" in all_text and "the all starting" not in all_text

@@ -266,8 +266,8 @@ def test_an_empty_range_says_where_the_data_is_instead_of_zeros() -> None:
     report = zero_report(in_range=[], needed=["usage", "deployment", "incident"])
     command = "heatlens --store /tmp/x.duckdb report --metric dora"
     hint = (
-        "no usage records, deployments or incidents between 2026-09-07 and 2026-11-30 "
-        "(exclusive); deployments span 2011-06-08 … 2024-04-16: try `heatlens --store "
+        "no usage records, deployments or incidents from 2026-09-07 to 2026-11-29; "
+        "deployments span 2011-06-08 … 2024-04-16: try `heatlens --store "
         "/tmp/x.duckdb report --metric dora --grain quarter --from 2011-04-01` (or `--grain all` "
         "for all history)"
     )
@@ -292,13 +292,13 @@ def test_metrics_whose_records_the_range_lacks_are_left_out_in_one_line() -> Non
     assert line_of(lines, "dora.deployments")
     assert not [line for line in lines if "adoption.active_users" in line or line == "Adoption"]
     assert (
-        "not shown, for want of records between 2026-09-07 and 2026-11-30: Adoption, "
+        "not shown, for want of records from 2026-09-07 to 2026-11-29: Adoption, "
         "dora.open_incidents (no usage records or incidents are stored)"
     ) in lines
     markdown = render(report, "markdown")
     assert "## Adoption" not in markdown and "`dora.deployments`" in markdown
     assert "`dora.open_incidents`" not in markdown
-    assert "not shown, for want of records between 2026-09-07 and 2026-11-30: Adoption" in markdown
+    assert "not shown, for want of records from 2026-09-07 to 2026-11-29: Adoption" in markdown
 
 
 def test_a_metric_with_a_value_is_shown_even_when_its_records_are_out_of_range() -> None:
@@ -309,7 +309,7 @@ def test_a_metric_with_a_value_is_shown_even_when_its_records_are_out_of_range()
     assert "4" in line_of(lines, "adoption.eligible_teams")
     # the section stays, so the line names the metric left out of it, not the dimension
     assert line_of(lines, "adoption.active_users").startswith(
-        "not shown, for want of records between 2026-09-07 and 2026-11-30: "
+        "not shown, for want of records from 2026-09-07 to 2026-11-29: "
         "adoption.active_users, dora.open_incidents ("
     )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -97,7 +97,7 @@ class Coverage:
             return EMPTY_STORE_HINT
         tz = ZoneInfo(self.tz)
         lacking = either([PLURAL.get(t, t) for t in self.needed]) or "records"
-        head = f"no {lacking} between {self.start} and {self.end} (exclusive)"
+        head = f"no {lacking} from {self.start} to {self.end - timedelta(days=1)}"
         spans = [
             f"{PLURAL.get(t, t)} span {_day(s.first, tz)} … {_day(s.last, tz)}"
             for t, s in self.spans.items()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, Protocol
 
 from rich.console import Group
@@ -165,7 +165,7 @@ def shown(report: Report, command: str = COMMAND) -> Shown:
 
 
 def _omitted_line(report: Report, gone: list[str], found: Coverage) -> str:
-    """`not shown, for want of records between A and B: Adoption, Happiness (usage records span
+    """`not shown, for want of records from A to B: Adoption, Happiness (usage records span
     … ; no survey responses are stored)`: a dimension by its title when all its metrics are
     gone, else the metrics' ids."""
     asked = list(dict.fromkeys(r.metric for r in report.rows))
@@ -182,7 +182,7 @@ def _omitted_line(report: Report, gone: list[str], found: Coverage) -> str:
     unstored = [PLURAL.get(t, t) for t in types if t not in found.spans]
     where += [f"no {either(unstored)} are stored"] if unstored else []
     return (
-        f"not shown, for want of records between {report.start} and {report.end}: "
+        f"not shown, for want of records from {report.start} to {report.end - timedelta(days=1)}: "
         f"{', '.join(names)} ({'; '.join(where)})"
     )
 

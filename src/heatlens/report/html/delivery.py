@@ -17,7 +17,15 @@ from heatlens.metrics.result import Report
 from heatlens.report.explain import plain, readable, scope_to_teams, show_cell
 from heatlens.report.html import charts
 from heatlens.report.html.filters import Filters
-from heatlens.report.html.present import EMPTY_STORE, Links, View, last, pick, points
+from heatlens.report.html.present import (
+    EMPTY_STORE,
+    Links,
+    View,
+    last,
+    last_complete,
+    pick,
+    points,
+)
 from heatlens.settings import Settings
 from heatlens.store import Store
 
@@ -130,7 +138,13 @@ def dora(
     teams = compute(store, Request(g, start, end, ("team",), DORA_METRICS, now), settings)
     service_by = ("team", "service") if filters.team else ("service",)
     services = compute(store, Request(g, start, end, service_by, DORA_METRICS, now), settings)
-    period = _shown_period(teams)
+    # the last whole period of the range that has ended (a calendar fact: per-team rows exist only
+    # where there were deployments), else its last period; grain all is one period
+    period = (
+        last_complete(g, teams.start, teams.end, settings.timezone, now)
+        if g != "all"
+        else teams.start
+    ) or _shown_period(overall)
     view.context.update(
         metrics=DORA_METRICS,
         grain=g,

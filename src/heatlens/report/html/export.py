@@ -43,7 +43,7 @@ def render_html(store: Store, settings: Settings, request: Request) -> str:
     from heatlens.metrics.catalog import CALENDAR_GRAINS, CATALOG
     from heatlens.metrics.engine import resolve
     from heatlens.metrics.periods import calendar_next
-    from heatlens.report.html import delivery, heat, pages
+    from heatlens.report.html import delivery, heat, pages, present
     from heatlens.report.html.filters import Filters
     from heatlens.report.html.present import Links, View
 
@@ -85,7 +85,7 @@ def render_html(store: Store, settings: Settings, request: Request) -> str:
     if dora_grain == "all":
         shown: tuple[date, date] | None = (start, end)
     else:
-        last = heat.last_complete(dora_grain, start, end, tz, now)
+        last = present.last_complete(dora_grain, start, end, tz, now)
         shown = None if last is None else (last, calendar_next(last, dora_grain))
     dora_cov = None if shown is None else coverage(store, metrics(DORA_NEEDS), *shown, tz)
     if shown is not None and dora_cov is not None and not dora_cov.empty:

@@ -28,7 +28,7 @@ from heatlens.analysis.targets import Target, parse_targets, target_status
 from heatlens.metrics import Request, compute
 from heatlens.metrics.catalog import CALENDAR_GRAINS, CATALOG, Metric
 from heatlens.metrics.engine import resolve
-from heatlens.metrics.periods import calendar_next, calendar_start, periods
+from heatlens.metrics.periods import calendar_next, calendar_start
 from heatlens.metrics.result import Report, Row
 from heatlens.report.html import charts
 from heatlens.report.html.filters import Filters
@@ -130,7 +130,7 @@ def where(
     tz = ZoneInfo(cov.tz)
     lacking = either([PLURAL.get(t, t) for t in cov.needed]) or "records"
     last_day = cov.end - timedelta(days=1)
-    text = f"No {lacking} between {cov.start} and {last_day}."
+    text = f"No {lacking} from {cov.start} to {last_day}."
     stored = [(t, cov.spans[t]) for t in cov.needed if t in cov.spans]
     if stored:
         text += " " + _sentence(
@@ -808,14 +808,3 @@ def trends(store: Store, settings: Settings, filters: Filters, links: Links, now
 def metric_title(metric: str) -> str:
     """`dora.lead_time_p50` → `lead time p50`."""
     return metric.split(".", 1)[-1].replace("_", " ")
-
-
-def last_complete(grain: str, start: date, end: date, tz: str, now: datetime) -> date | None:
-    """The start of the last whole period of `grain` in [start, end) that has ended by `now` (in
-    `tz`), or None when none has — a calendar fact, whatever periods hold records."""
-    today = now.astimezone(ZoneInfo(tz)).date()
-    found = None
-    for p in periods(grain, start, end, ZoneInfo(tz)):
-        if p.end == p.cal_end and p.cal_end <= today:
-            found = p.start
-    return found
