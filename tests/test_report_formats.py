@@ -171,6 +171,14 @@ def test_change_is_marked_significant_only_when_changes_says_so() -> None:
     assert "* significant: the 95 % interval of the change excludes 0." in lines
 
 
+def test_an_unchanged_value_reads_no_change_not_an_arrow_and_zero() -> None:
+    report = make_report()
+    key = ("task.error_rate", segment_key(PAY))
+    lines = table_lines(report, {key: FakeChange(0.0, (-0.02, 0.02), significant=False)})
+    line = line_of(lines, "task.error_rate")
+    assert "no change" in line and "→" not in line
+
+
 def test_change_is_green_when_good_and_red_when_bad() -> None:
     lines = coloured(make_report())
     green, red = r"\x1b\[32m *", r"\x1b\[31m *"

@@ -241,7 +241,7 @@ def _change_cell(series: Series, change: tuple[float, bool] | None) -> Text:
         return Text("")
     delta, significant = change
     if delta == 0:
-        return Text("→ 0")
+        return Text("no change", "dim")
     direction = series.info.direction if series.info else "none"
     good = (delta > 0) == (direction == "up")
     style = "" if direction not in ("up", "down") else ("green" if good else "red")
