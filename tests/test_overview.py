@@ -303,7 +303,10 @@ def test_the_report_says_where_the_data_is_with_the_command(old_report: str) -> 
     overview = text_of(_section(old_report, "overview"))
     assert "Nothing to show yet" not in overview
     assert "deployments span 2024-04-10 … 2024-08-01" in overview
-    assert "`heatlens report --format html --grain quarter --to 2024-10-01`" in overview
+    # the command reads as code, whole, so it can be copied
+    assert "<code>heatlens report --format html --grain quarter --to 2024-10-01</code>" in _section(
+        old_report, "overview"
+    )
     assert "demo" not in text_of(old_report)
     # no capability has usage: no capability section, and no HEAT table
     assert 'id="capabilities-' not in old_report
@@ -361,4 +364,16 @@ def test_the_dora_page_shows_the_last_whole_period_not_the_last_with_deployments
     text = text_of(old_client.get("/dora?grain=quarter&from=2024-01-01&to=2025-01-01").text)
     assert "DORA for the quarter starting 2024-10-01" in text
     all_text = text_of(old_client.get("/dora?grain=all").text)
-    assert "DORA over all of 2024-04-09 to" in all_text and "the all starting" not in all_text
+    assert (
+        "DORA over all history in range, 2024-04-09 to" in all_text
+        and "the all starting" not in all_text
+    )
+
+
+def test_backticked_names_in_warnings_read_as_code_and_the_rest_is_escaped() -> None:
+    from heatlens.report.html.pages import ticks
+
+    assert str(ticks("set `kind` on <deployments>")) == (
+        "set <code>kind</code> on &lt;deployments&gt;"
+    )
+    assert str(ticks("an `unpaired <b> tick")) == "an `unpaired &lt;b&gt; tick"

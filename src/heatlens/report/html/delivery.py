@@ -3,7 +3,7 @@ any number a page shows."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
@@ -150,6 +150,7 @@ def dora(
         grain=g,
         start=teams.start,
         end=teams.end,
+        last_day=teams.end - timedelta(days=1),
         period=period,
         help=HELP,
         q=q,
