@@ -137,13 +137,13 @@ def test_a_wrong_target_is_one_line_naming_it(run: Cli, tmp_path: Path) -> None:
     )
     result = run("--store", store, "check", "--as-of", "2026-11-01")
     assert result.exit_code == 2
-    assert "targets[4].op '==': expected one of >=, >, <=, <" in result.stderr
+    assert "targets[3].op '==': expected one of >=, >, <=, <" in result.stderr
     (tmp_path / "heatlens.toml").write_text(
         '[[targets]]\nmetric = "dora.lead_time_p50"\nsegment = { capability = "ci" }\n'
         'op = "<"\nvalue = 24\n'
     )
     result = run("--store", store, "check")
-    assert result.exit_code == 2 and "targets[1].segment.capability" in result.stderr
+    assert result.exit_code == 2 and "targets[0].segment.capability" in result.stderr
 
 
 def test_check_through_the_server_uses_the_servers_targets(run: Cli, tmp_path: Path) -> None:

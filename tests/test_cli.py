@@ -151,7 +151,11 @@ def test_bad_config_is_one_line(run: Cli) -> None:
     (run.cwd / "heatlens.toml").write_text('timezone = "Nowhere/Land"\n', encoding="utf-8")
     result = run("status")
     assert result.exit_code == 2
-    assert result.stderr.strip().startswith("error: setting timezone (env HEATLENS_TIMEZONE)")
+    # blamed on the file that holds it, not on HEATLENS_TIMEZONE (which is not set)
+    assert result.stderr == (
+        "error: config file heatlens.toml: timezone: unknown time zone 'Nowhere/Land' "
+        "(expected an IANA name such as 'Europe/Berlin')\n"
+    )
 
 
 def test_python_dash_m_and_help_everywhere() -> None:

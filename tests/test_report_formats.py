@@ -14,7 +14,7 @@ from rich.console import Console
 from heatlens.errors import ConfigError
 from heatlens.metrics.result import Report, ReportWarning, Row
 from heatlens.report import FORMATS, Changes, render, segment_key, terminal_table
-from heatlens.report.terminal import sparkline
+from heatlens.report.terminal import sparkline, trend
 
 P1, P2 = date(2026, 3, 2), date(2026, 3, 9)
 PAY = {"team": "payments"}
@@ -171,6 +171,14 @@ def test_change_is_marked_significant_only_when_changes_says_so() -> None:
     assert "* significant: the 95 % interval of the change excludes 0." in lines
 
 
+def test_an_unchanged_value_reads_no_change_not_an_arrow_and_zero() -> None:
+    report = make_report()
+    key = ("task.error_rate", segment_key(PAY))
+    lines = table_lines(report, {key: FakeChange(0.0, (-0.02, 0.02), significant=False)})
+    line = line_of(lines, "task.error_rate")
+    assert "no change" in line and "→" not in line
+
+
 def test_change_is_green_when_good_and_red_when_bad() -> None:
     lines = coloured(make_report())
     green, red = r"\x1b\[32m *", r"\x1b\[31m *"
@@ -217,21 +225,119 @@ def test_segment_values_are_shown_as_written_not_as_markup() -> None:
     assert "[red]ops[/red]" in line_of(text.splitlines(), "dora.deployments")
 
 
-def test_empty_report_says_what_to_do() -> None:
+def test_an_empty_report_without_coverage_never_suggests_demo() -> None:
+    """A report built by hand (or from an older server) has no coverage: the store may hold
+    records, so it points at `status`, not `demo`."""
     report = Report("week", P1, P2, "UTC", ())
-    hint = "no rows: the store may be empty or the range has no data — try `heatlens demo`"
+    hint = "no rows in this range: `heatlens status` shows what the store holds"
     assert hint in render(report, "table").splitlines()
     assert hint in render(report, "markdown").splitlines()
+    assert "demo" not in render(report, "table") + render(report, "markdown")
     assert (
         render(report, "csv") == "metric,period,value,n,ci_low,ci_high,suppressed,tier,complete\n"
     )
     assert json.loads(render(report, "json"))["rows"] == []
+    assert "coverage" not in json.loads(render(report, "json"))  # v1 exactly as before
+
+
+def coverage_doc(in_range: list[str], needed: list[str]) -> dict[str, object]:
+    """What the application sets on a report: 32 deployments 2011-06-08 … 2024-04-16 stored,
+    no usage, survey responses or incidents."""
+    return {
+        "needed": needed,
+        "in_range": in_range,
+        "spans": {
+            "deployment": {
+                "records": 32,
+                "first": "2011-06-08T10:00:00Z",
+                "last": "2024-04-16T10:00:00Z",
+            }
+        },
+        "suggestion": {"grain": "quarter", "from": "2011-04-01"},
+    }
+
+
+def zero_report(**coverage: object) -> Report:
+    """Twelve all-zero weeks of a usage count, a deployment count and open incidents."""
+    weeks = [date(2026, 9, 7) + (date(2026, 9, 14) - date(2026, 9, 7)) * i for i in range(12)]
+    rows = [
+        Row(metric, week, {}, 0, 0)
+        for metric in ("adoption.active_users", "dora.deployments", "dora.open_incidents")
+        for week in weeks
+    ]
+    report = Report("week", weeks[0], date(2026, 11, 30), "UTC", (), rows)
+    report.coverage = coverage_doc(**coverage)  # type: ignore[arg-type]
+    return report
+
+
+def test_an_empty_range_says_where_the_data_is_instead_of_zeros() -> None:
+    report = zero_report(in_range=[], needed=["usage", "deployment", "incident"])
+    command = "heatlens --store /tmp/x.duckdb report --metric dora"
+    hint = (
+        "no usage records, deployments or incidents from 2026-09-07 to 2026-11-29; "
+        "deployments span 2011-06-08 … 2024-04-16: try `heatlens --store "
+        "/tmp/x.duckdb report --metric dora --grain quarter --from 2011-04-01` (or `--grain all` "
+        "for all history)"
+    )
+    table = render(report, "table", command=command)
+    # the hint on one line (it holds a command to paste), no section, no zero, no sparkline
+    assert table.splitlines() == [
+        "heatlens report · grain week · 2026-09-07 to 2026-11-30 · UTC",
+        hint,
+    ]
+    markdown = render(report, "markdown", command=command)
+    assert hint in markdown.splitlines() and "## " + "DORA" not in markdown
+    assert "demo" not in table + markdown
+    # the data formats keep their rows; JSON gains the coverage member
+    doc = json.loads(render(report, "json"))
+    assert len(doc["rows"]) == 36 and doc["coverage"] == report.coverage
+    assert Report.from_json(doc).coverage == report.coverage
+
+
+def test_metrics_whose_records_the_range_lacks_are_left_out_in_one_line() -> None:
+    report = zero_report(in_range=["deployment"], needed=["usage", "deployment", "incident"])
+    lines = render(report, "table").splitlines()
+    assert line_of(lines, "dora.deployments")
+    assert not [line for line in lines if "adoption.active_users" in line or line == "Adoption"]
+    assert (
+        "not shown, for want of records from 2026-09-07 to 2026-11-29: Adoption, "
+        "dora.open_incidents (no usage records or incidents are stored)"
+    ) in lines
+    markdown = render(report, "markdown")
+    assert "## Adoption" not in markdown and "`dora.deployments`" in markdown
+    assert "`dora.open_incidents`" not in markdown
+    assert "not shown, for want of records from 2026-09-07 to 2026-11-29: Adoption" in markdown
+
+
+def test_a_metric_with_a_value_is_shown_even_when_its_records_are_out_of_range() -> None:
+    """Eligible teams come from the team registry: 4 of them is news even without usage."""
+    report = zero_report(in_range=["deployment"], needed=["usage", "deployment", "incident"])
+    report.rows.append(Row("adoption.eligible_teams", date(2026, 11, 23), {}, 4, 4))
+    lines = render(report, "table").splitlines()
+    assert "4" in line_of(lines, "adoption.eligible_teams")
+    # the section stays, so the line names the metric left out of it, not the dimension
+    assert line_of(lines, "adoption.active_users").startswith(
+        "not shown, for want of records from 2026-09-07 to 2026-11-29: "
+        "adoption.active_users, dora.open_incidents ("
+    )
 
 
 def test_sparkline_scales_known_values_and_skips_none() -> None:
     assert sparkline([1, None, 2, 3]) == "▁▅█"
-    assert sparkline([4.0, 4.0]) == "▄▄"
     assert sparkline([None]) == ""
+
+
+def test_a_flat_sparkline_is_low_for_zeros_and_middle_for_another_constant() -> None:
+    # all zeros must not look like data: a flat line at the bottom
+    assert sparkline([0, 0, 0.0, None, 0]) == "▁▁▁▁"
+    assert sparkline([4.0, 4.0]) == "▄▄"
+    assert sparkline([0, 0, 5]) == "▁▁█"
+
+
+def test_the_trend_column_keeps_the_latest_twelve_periods() -> None:
+    values = [float(v) for v in range(20)]  # 0 … 19: the last twelve are 8 … 19
+    assert trend(values) == "…" + sparkline(values[-12:])
+    assert trend(values[:12]) == sparkline(values[:12])
 
 
 def test_unknown_format_names_the_known_ones() -> None:
@@ -245,3 +351,22 @@ def test_a_metric_outside_the_catalog_is_still_shown() -> None:
     lines = table_lines(Report("week", P1, P2, "UTC", (), rows))
     assert "custom" in lines
     assert re.search(r"custom\.builds\s+│\s+1,234\.5 │", line_of(lines, "custom.builds"))
+
+
+def test_on_an_80_column_terminal_names_fold_and_numbers_stay_whole() -> None:
+    """A long metric id gives way, never a value: not `lat…`, `▄▄▄▄…` or `(20…`."""
+    q = [date(2023, 10, 1), date(2024, 1, 1), date(2024, 4, 1), date(2024, 7, 1)]
+    rows = [
+        Row("efficiency.services_awaiting_first_deploy", p, {"service": "itsdangerous"}, 0, 0)
+        for p in q
+    ]
+    # the latest lead time is from an earlier quarter: 9,104.1 h is 379 days
+    rows += [Row("dora.lead_time_p50", q[2], {"service": "itsdangerous"}, 9104.1, 146)]
+    report = Report("quarter", q[0], date(2024, 10, 1), "UTC", ("service",), rows)
+    out = io.StringIO()
+    Console(file=out, width=80, color_system=None).print(terminal_table(report))
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "379 d" in text and "(2024-04-01)" in text and "9,104" not in text
+    assert "▁▁▁▁" in text  # four zero quarters, a flat low line
+    assert "…" not in text.replace("… partial", "")

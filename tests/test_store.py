@@ -191,20 +191,22 @@ def test_new_store_is_at_the_current_schema(store: Store) -> None:
 
 def test_a_v1_store_is_migrated_and_keeps_its_records(store_url: str, settings: Settings) -> None:
     # a store as schema v1 left it: no `attributes` on teams and services, no `run` and
-    # `attempt` on usage, no `continuous` on surveys
+    # `attempt` on usage, no `title` on changes
     Store.open(store_url).close()
     run_sql(
         store_url,
         *(f'ALTER TABLE "{table}" DROP COLUMN "attributes"' for table in ("team", "service")),
         'ALTER TABLE "usage" DROP COLUMN "run"',
         'ALTER TABLE "usage" DROP COLUMN "attempt"',
+        'ALTER TABLE "change" DROP COLUMN "title"',
         'ALTER TABLE "survey" DROP COLUMN "continuous"',
+        "DROP TABLE survey_link",
         "INSERT INTO team (id, name, source, ingested_at) "
         "VALUES ('old', 'Old', 'v1', TIMESTAMPTZ '2026-01-01 00:00:00+00')",
         "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
     )
     with Store.open(store_url) as s:
-        assert s.schema_version() == SCHEMA_VERSION == 4
+        assert s.schema_version() == SCHEMA_VERSION == 5
         assert stored(s, "team", "id", "name", "attributes") == [("old", "Old", None)]
         ingest_records(
             s,
@@ -217,10 +219,6 @@ def test_a_v1_store_is_migrated_and_keeps_its_records(store_url: str, settings: 
         usage = record("usage", id="u", ts="2026-03-01T10:00:00Z", capability="ci", run="r")
         ingest_records(s, [dict(usage, attempt=2)], settings, source="t")
         assert stored(s, "usage", "id", "run", "attempt") == [("u", "r", 2)]
-        # schema v4: surveys gain `continuous` (default false)
-        ingest_records(s, [record("survey", id="pulse", continuous=True)], settings, source="t")
-        ingest_records(s, [record("survey", id="q1")], settings, source="t")
-        assert stored(s, "survey", "id", "continuous") == [("pulse", True), ("q1", False)]
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -13,8 +13,11 @@ from heatlens.report.units import format_delta, format_value
         (47.9, "hours", "47.9 h"),
         (48.0, "hours", "2.0 d"),
         (0.5, "hours", "30 min"),
+        (0.2 / 60, "hours", "12 s"),  # 0.2 min: under two minutes reads in seconds
+        (0.0325, "per day", "1 per month"),  # 1 / (0.0325 × 30.44) = 1.01, never "1 per 1 months"
         (0.75, "days", "18.0 h"),
         (3.5, "days", "3.5 d"),
+        (9.96, "days", "10 d"),  # rounds to 10.0: shown whole, like every value from 10
         (45.0, "seconds", "45 s"),
         (119.0, "seconds", "119 s"),
         (300.0, "seconds", "5.0 min"),  # past two minutes: minutes

@@ -244,10 +244,14 @@ def test_explain_lists_the_records_behind_a_number(client: TestClient) -> None:
     }
     doc = client.get("/api/v1/explain", params=failing).json()
     assert doc["row"]["value"] == 0.5 and doc["row"]["segment"] == {"team": "payments"}
+    # attempts that did not succeed first
     assert [(r["id"], r["outcome"]) for r in doc["records"]] == [
-        ("m2", "success"),
         ("m3", "failure"),
+        ("m2", "success"),
     ]
+    only = client.get("/api/v1/explain", params={**failing, "failures_only": "true"}).json()
+    assert [r["id"] for r in only["records"]] == ["m3"] and only["matching"] == 1
+    assert only["total"] == 2  # the records behind the number, failed or not
     _error(client.get("/api/v1/explain", params={**params, "metric": "nope"}), 400, "bad_request")
 
 

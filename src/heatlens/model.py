@@ -228,6 +228,7 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field("merged_at", T, help="when it was merged"),
             Field("team", S, help="team id"),
             Field("author", S, help="person id (pseudonymised when a key is set)"),
+            Field("title", S, help="commit subject: the first line of the message"),
         ),
         at="committed_at",
         example={
@@ -276,8 +277,8 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field(
                 "continuous",
                 B,
-                default=False,
-                help="an always-on micro-survey: answers bucketed by month of answer time",
+                help="an always-on micro-survey (one rating after a platform task), bucketed "
+                "by answer time",
             ),
         ),
         at="opens_at",

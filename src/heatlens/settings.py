@@ -457,14 +457,37 @@ def load_settings(
     `config` None means `./heatlens.toml` when it exists; `environ` None means `os.environ`.
     `overrides` maps field names to values given on the command line (None values are ignored).
     """
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
     token = _SOURCES.set(_Where(config, environ))
     try:
-        return Settings(**{k: v for k, v in (overrides or {}).items() if v is not None})
+        return Settings(**given)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "?"
-        found = next((i for i in setting_infos() if i.field == field), None)
-        where = f"{found.toml} (env {found.env})" if found else field
-        raise ConfigError(f"setting {where}: {first['msg']}") from None
+        raise _blame(exc, config, given, os.environ if environ is None else environ) from None
     finally:
         _SOURCES.reset(token)
+
+
+def _blame(
+    exc: ValidationError, config: Path | None, given: dict[str, Any], environ: Mapping[str, str]
+) -> ConfigError:
+    """One line naming where the bad value came from — the flag, the environment variable or
+    the config file (path and key) — by the precedence that picked it, and what is wrong."""
+    first = exc.errors()[0]
+    loc = first["loc"]
+    field = str(loc[0]) if loc else "?"
+    found = next((i for i in setting_infos() if i.field == field), None)
+    key = found.toml if found else field
+    # a list entry or table key inside the value, numbered from 0 like every config entry
+    key += "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] != "value_error":
+        message += f" (got {first['input']!r})"
+    env = {k.upper(): v for k, v in environ.items()}
+    if field in given:
+        where = f"{found.flag} {given[field]}" if found and found.flag else f"setting {key}"
+    elif found is not None and found.env in env:
+        where = f"environment variable {found.env} (setting {key})"
+    else:
+        path = config if config is not None else DEFAULT_CONFIG
+        where = f"config file {path}: {key}" if path.exists() else f"setting {key}"
+    return ConfigError(f"{where}: {message}")

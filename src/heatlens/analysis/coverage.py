@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -43,6 +43,15 @@ EMPTY_STORE_HINT = (
     "the store holds no records yet: send some with `heatlens ingest FILE` or POST "
     "/api/v1/events, connect a source with `heatlens sync`, or try `heatlens demo`"
 )
+
+
+@dataclass
+class StoredSpan:
+    """A `Span` read back from JSON."""
+
+    records: int
+    first: datetime
+    last: datetime
 
 
 @dataclass(frozen=True)
@@ -87,8 +96,8 @@ class Coverage:
         if self.store_empty:
             return EMPTY_STORE_HINT
         tz = ZoneInfo(self.tz)
-        lacking = ", ".join(PLURAL.get(t, t) for t in self.needed) or "records"
-        head = f"no {lacking} between {self.start} and {self.end} (exclusive)"
+        lacking = either([PLURAL.get(t, t) for t in self.needed]) or "records"
+        head = f"no {lacking} from {self.start} to {self.end - timedelta(days=1)}"
         spans = [
             f"{PLURAL.get(t, t)} span {_day(s.first, tz)} … {_day(s.last, tz)}"
             for t, s in self.spans.items()
@@ -103,6 +112,30 @@ class Coverage:
             f"{head}; {'; '.join(spans)}: try `{command} --grain {grain} --from {start}` "
             f"(or `--grain all` for all history)"
         )
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """The needed record types the range does not hold, in `needed` order."""
+        return tuple(t for t in self.needed if t not in self.in_range)
+
+    def where(self, type_name: str) -> str:
+        """Where one record type's records are, for a sentence: "deployments span 2011-06-08 …
+        2024-04-16", or "no incidents are stored"."""
+        name = PLURAL.get(type_name, type_name)
+        span = self.spans.get(type_name)
+        if span is None:
+            return f"no {name} are stored"
+        tz = ZoneInfo(self.tz)
+        return f"{name} span {_day(span.first, tz)} … {_day(span.last, tz)}"
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any], start: date, end: date, tz: str) -> Coverage:
+        """`to_json` read back, with the report's range and time zone (e.g. from a server)."""
+        spans: dict[str, Span] = {
+            t: StoredSpan(int(s["records"]), _instant(s["first"]), _instant(s["last"]))
+            for t, s in doc.get("spans", {}).items()
+        }
+        return cls(start, end, tz, tuple(doc["needed"]), spans, frozenset(doc.get("in_range", ())))
 
     def to_json(self) -> dict[str, Any]:
         """The coverage in the report JSON's `coverage` member."""
@@ -137,8 +170,18 @@ def coverage(
     return Coverage(start, end, tz, needed, spans, in_range)
 
 
+def either(names: list[str]) -> str:
+    """`a`, `a or b`, `a, b or c`."""
+    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
 def _day(moment: datetime, tz: ZoneInfo) -> str:
     return str(moment.astimezone(tz).date())
+
+
+def _instant(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _iso(moment: datetime) -> str:

@@ -114,7 +114,7 @@ class CheckResult:
 def parse_targets(tables: Sequence[dict[str, Any]]) -> list[Target]:
     """The config's `[[targets]]`, each checked; a mistake is a ConfigError naming the entry."""
     found = []
-    for i, raw in enumerate(tables, start=1):
+    for i, raw in enumerate(tables):  # numbered from 0, like sync[0] and every config entry
         where = f"targets[{i}]"
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: expected a table with metric, op and value")

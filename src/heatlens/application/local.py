@@ -27,6 +27,7 @@ from heatlens.application.documents import (
     token_doc,
     tokens_doc,
 )
+from heatlens.application.surveys import SurveyOperations
 from heatlens.errors import ConfigError, EmptyStoreError, InputError
 from heatlens.model import BY_NAME, TYPE_NAMES
 from heatlens.settings import Settings
@@ -60,7 +61,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class LocalApplication:
+class LocalApplication(SurveyOperations):
     """Every heatlens operation on one store. Close it (or use `with`) when done."""
 
     def __init__(
@@ -144,12 +145,11 @@ class LocalApplication:
         """HEAT and DORA metrics per period and segment (heatlens.report/v1), and with `changes`
         the significance test of the last period against the one before (DESIGN §4)."""
         from heatlens.analysis import report_changes
-        from heatlens.metrics import compute
 
         request = self._clocked(request)
 
         def build(store: Store) -> ReportResult:
-            result = compute(store, request, self.settings)
+            result = self._computed(store, request)
             found = report_changes(store, result, self.settings) if changes else {}
             return ReportResult(result, found)
 
@@ -157,10 +157,21 @@ class LocalApplication:
 
     def metrics(self, request: Request) -> Report:
         """The report alone (GET /api/v1/metrics): an empty store gives empty rows."""
-        from heatlens.metrics import compute
-
         request = self._clocked(request)
-        return self.access.read(lambda store: compute(store, request, self.settings))
+        return self.access.read(lambda store: self._computed(store, request))
+
+    def _computed(self, store: Store, request: Request) -> Report:
+        """The report with its `coverage`: where the records its metrics read lie, so an empty
+        range can say where the data is (heatlens.analysis.coverage)."""
+        from heatlens.analysis.coverage import coverage
+        from heatlens.metrics import compute
+        from heatlens.metrics.engine import resolve
+
+        result = compute(store, request, self.settings)
+        metrics = resolve(request, self.settings, store)[0]
+        found = coverage(store, metrics, result.start, result.end, result.timezone)
+        result.coverage = found.to_json()
+        return result
 
     def report_html(self, request: Request) -> str:
         """The dashboard's views in one self-contained HTML document (fixed sections: `by` and
@@ -181,27 +192,36 @@ class LocalApplication:
         segment: dict[str, str | None],
         *,
         grain: str = "week",
-        limit: int = 50,
+        limit: int | None = 50,
         teams: Sequence[str] = (),
+        offset: int = 0,
+        failures_only: bool = False,
     ) -> dict[str, Any]:
-        """The records behind one number (the `explain` JSON document); for a reader scoped to
-        `teams`, without the organisation-wide warnings."""
-        import json
-
+        """The records behind one number (the `explain` JSON document): `limit` of them (None:
+        all) from `offset`, only failures with `failures_only`; for a reader scoped to `teams`,
+        without the organisation-wide warnings."""
         from heatlens.metrics.catalog import GRAINS
         from heatlens.metrics.explain import explain as build
-        from heatlens.report.explain import explanation_json, team_notes
+        from heatlens.report.explain import plain, scope_to_teams
 
         if grain not in GRAINS:
             raise ConfigError(f"unknown grain {grain!r}: expected one of {', '.join(GRAINS)}")
 
         def run(store: Store) -> dict[str, Any]:
-            result = build(store, metric, period, segment, self.settings, grain=grain, limit=limit)
+            result = build(
+                store,
+                metric,
+                period,
+                segment,
+                self.settings,
+                grain=grain,
+                limit=limit,
+                offset=offset,
+                failures_only=failures_only,
+            )
             if teams:
-                result.notes = team_notes(result.notes)
-            # plain JSON values, as the API sends them, so every caller renders the same thing
-            doc: dict[str, Any] = json.loads(json.dumps(explanation_json(result), default=str))
-            return doc
+                scope_to_teams(result)
+            return plain(result)
 
         return self._read_nonempty(run)
 

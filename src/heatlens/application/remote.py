@@ -20,6 +20,7 @@ import httpx
 
 from heatlens.application.documents import changes_from_doc
 from heatlens.application.local import ReportResult
+from heatlens.application.surveys import RemoteSurveyOperations
 from heatlens.errors import (
     ConfigError,
     EmptyStoreError,
@@ -39,7 +40,7 @@ class ServerError(HeatlensError):
     """The server could not be reached or answered something unexpected."""
 
 
-class RemoteApplication:
+class RemoteApplication(RemoteSurveyOperations):
     """One server, one token (or none on an open loopback server)."""
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = 600.0) -> None:
@@ -188,10 +189,14 @@ class RemoteApplication:
         segment: dict[str, str | None],
         *,
         grain: str = "week",
-        limit: int = 50,
+        limit: int | None = 50,
+        offset: int = 0,
+        failures_only: bool = False,
     ) -> dict[str, Any]:
         params = [("metric", metric), ("period", period.isoformat()), ("grain", grain)]
-        params += [("limit", str(limit))]
+        params += [("limit", str(limit))] if limit is not None else [("all", "true")]
+        params += [("offset", str(offset))] if offset else []
+        params += [("failures_only", "true")] if failures_only else []
         params += [("segment", f"{k}={v or ''}") for k, v in segment.items()]
         doc: dict[str, Any] = self._call("GET", "/api/v1/explain", params=params)
         return doc

@@ -9,19 +9,23 @@ from pathlib import Path
 import click
 
 from heatlens.cli.check import check
-from heatlens.cli.context import CliContext
+from heatlens.cli.context import CliContext, HeatlensGroup
 from heatlens.cli.demo import demo, generate
 from heatlens.cli.ingest import ingest
 from heatlens.cli.records import delete, status
 from heatlens.cli.report import explain, report
 from heatlens.cli.serve import serve, token
+from heatlens.cli.survey import survey
 from heatlens.cli.sync import sync
 from heatlens.version import __version__
 
 __all__ = ["cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=HeatlensGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--config",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -80,6 +84,7 @@ for _command in (
     sync,
 ):
     cli.add_command(_command)
+cli.add_command(survey)
 
 
 def main() -> None:

@@ -11,6 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from heatlens.cli.context import CliContext, command, day_option, out, pass_ctx
+from heatlens.metrics.catalog import CATALOG
+from heatlens.report.units import format_value
 
 _STATUS_STYLE = {"met": "green", "missed": "bold red", "no_data": "yellow", "not_due": "cyan"}
 
@@ -45,21 +47,28 @@ def check(ctx: CliContext, as_of: str | None, fmt: str) -> None:
 
 def _print_check(doc: dict[str, Any]) -> None:
     if not doc["targets"]:
-        out.print("no targets: add [[targets]] tables to heatlens.toml (see `heatlens check -h`)")
-    else:
-        table = Table(
-            "metric", "segment", "target", "grain", "period", "actual", "status", box=None
+        out.print(
+            "no targets: add [[targets]] tables to heatlens.toml (see `heatlens check -h`)",
+            markup=False,
         )
+    else:
+        table = Table(box=None)
+        # names fold on a narrow terminal; numbers and statuses are never cut
+        table.add_column("metric", overflow="fold")
+        table.add_column("segment", overflow="fold")
+        for name in ("target", "grain", "period", "actual", "status"):
+            table.add_column(name, no_wrap=True)
         for t in doc["targets"]:
             segment = ", ".join(f"{k}={v}" for k, v in t["segment"].items()) or "all"
             status = Text(t["status"], style=_STATUS_STYLE.get(t["status"], ""))
+            unit = CATALOG[t["metric"]].unit if t["metric"] in CATALOG else ""
             table.add_row(
                 t["metric"],
                 segment,
-                f"{t['op']} {t['value']:g}",
+                f"{t['op']} {format_value(t['value'], unit)}",
                 t["grain"],
                 t["period"],
-                "—" if t["actual"] is None else f"{t['actual']:.4g}",
+                format_value(t["actual"], unit),
                 status,
             )
         out.print(table)

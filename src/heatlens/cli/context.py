@@ -21,8 +21,10 @@ from heatlens.errors import ConfigError, HeatlensError, InputError
 from heatlens.metrics.catalog import GRAINS
 from heatlens.settings import Settings, load_settings
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# soft_wrap: lines of text are never broken at the terminal's width, so a suggested command or a
+# path pastes whole (tables still fit the width)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_PROBLEMS_SHOWN = 20
 
@@ -65,6 +67,19 @@ class CliContext:
             )
         return LocalApplication(self.settings)
 
+    def command_line(self, name: str, options: list[str]) -> str:
+        """`heatlens [--config C] [--store S | --server U] NAME OPTIONS…` as a person would type
+        it again (quoted for a POSIX shell; never the token, which stays in HEATLENS_TOKEN)."""
+        import shlex
+
+        words = ["heatlens"]
+        words += ["--config", str(self.config)] if self.config is not None else []
+        if self.server:
+            words += ["--server", self.server]
+        elif self.store_url:
+            words += ["--store", self.store_url]
+        return shlex.join([*words, *name.split(), *options])
+
     def working(self, what: str) -> Any:
         """A spinner saying what is being done, and where."""
         where = f" on {self.server}" if self.server else ""
@@ -72,6 +87,42 @@ class CliContext:
 
 
 pass_ctx = click.make_pass_decorator(CliContext)
+
+
+class UsageMistake(click.ClickException):
+    """A mistake in the command line, shown as one line like every heatlens error (click's own
+    shows the usage, then a blank line, then the error)."""
+
+    exit_code = 2
+
+    def __init__(self, cause: click.UsageError, ctx: click.Context) -> None:
+        super().__init__(cause.format_message().rstrip("."))
+        # named as every message names it, whatever the program was called (`python -m`, tests)
+        path = (cause.ctx or ctx).command_path.split(" ", 1)
+        self.where = " ".join(["heatlens", *path[1:]])
+
+    def show(self, file: Any = None) -> None:
+        say(f"error: {self.message} (see `{self.where} --help`)")
+
+
+class HeatlensGroup(click.Group):
+    """The command group whose command-line mistakes are one line."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # the help itself, not a mistake
+        except click.UsageError as exc:
+            raise UsageMistake(exc, click.Context(self, info_name="heatlens")) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # the help itself, not a mistake
+        except click.UsageError as exc:
+            raise UsageMistake(exc, ctx) from None
 
 
 def command(fn: F) -> F:
@@ -120,7 +171,8 @@ GRAIN = click.option(
 
 @contextmanager
 def progress_bar() -> Iterator[Progress]:
-    """A transient progress bar on stderr."""
+    """A transient progress bar on stderr; none when stderr is not a terminal (a stopped bar
+    leaves an empty line there, before the summary or the error)."""
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -129,6 +181,7 @@ def progress_bar() -> Iterator[Progress]:
         TimeElapsedColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,
     )
     with progress:
         yield progress

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from datetime import date
@@ -116,7 +117,9 @@ def demo(ctx: CliContext, no_serve: bool, teams: int, days: int, seed: int, port
             "--grain month",
             "status",
         ):
-            out.print(f"  heatlens --store {path} {example}", markup=False)
+            # unwrapped (the console's soft wrap) and quoted, so each line pastes whole
+            line = shlex.join(["heatlens", "--store", str(path), *example.split()])
+            out.print(f"  {line}", markup=False)
         if no_serve:
             return
         out.print()

@@ -9,7 +9,16 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from heatlens.cli.context import GRAIN, CliContext, cell, command, day_option, err, out, pass_ctx
+from heatlens.cli.context import (
+    GRAIN,
+    CliContext,
+    command,
+    day_option,
+    err,
+    out,
+    pass_ctx,
+    say,
+)
 from heatlens.metrics.catalog import KEYS as SEGMENT_KEYS
 
 
@@ -33,13 +42,15 @@ from heatlens.metrics.catalog import KEYS as SEGMENT_KEYS
     "--from",
     "start",
     metavar="DATE",
-    help="First day (inclusive; default: 12 periods before --to).",
+    help="First day (inclusive; default: 12 periods before --to; with --grain all, the day of "
+    "the earliest stored record: all history).",
 )
 @click.option(
     "--to",
     "end",
     metavar="DATE",
-    help="Day after the last (exclusive; default: start of the current period).",
+    help="Day after the last (exclusive; default: start of the current period; with --grain "
+    "all, today).",
 )
 @click.option(
     "--by",
@@ -72,9 +83,15 @@ def report(
 
     The table is grouped by HEAT dimension then DORA: the latest value, its change against the
     previous period, a trend, n and DORA tiers. json is heatlens.report/v1 (docs/metrics.md).
+
+    When the range holds none of the records the metrics read, the table and markdown say where
+    the records are and the command that shows them (json and csv keep their rows, with the
+    same hint on stderr); that is not an error: the exit code is 0. Metrics whose records the
+    range lacks are left out, in one line saying which and why.
     """
     from heatlens.metrics import Request
     from heatlens.report import render, terminal_table
+    from heatlens.report.terminal import shown
 
     request = Request(grain, day_option(start, "--from"), day_option(end, "--to"), by, metrics)
     if fmt == "html":
@@ -89,13 +106,33 @@ def report(
         return
     with ctx.application() as app, ctx.working("computing metrics"):
         result = app.report(request, changes=fmt == "table")
+    # the user's command, for the hint of an empty range to complete with a range that is not
+    command = ctx.command_line("report", _report_options(fmt, out_path, by, metrics))
+    hint = shown(result.report, command).hint
     if out_path is not None:
-        out_path.write_text(render(result.report, fmt, result.changes), encoding="utf-8")
-        err.print(f"wrote {len(result.report.rows):,} rows to {out_path}")
+        out_path.write_text(render(result.report, fmt, result.changes, command), encoding="utf-8")
+        say(f"wrote {len(result.report.rows):,} rows to {out_path}")
+        if hint:
+            say(hint)
     elif fmt == "table":
-        out.print(terminal_table(result.report, result.changes))
+        out.print(terminal_table(result.report, result.changes, command), soft_wrap=True)
     else:
-        sys.stdout.write(render(result.report, fmt))
+        sys.stdout.write(render(result.report, fmt, command=command))
+        if hint and fmt in ("json", "csv"):
+            say(hint)  # beside the data, for the person who ran it
+
+
+def _report_options(
+    fmt: str, out_path: Path | None, by: tuple[str, ...], metrics: tuple[str, ...]
+) -> list[str]:
+    """The options of a report command a suggested range keeps (not --grain, --from, --to)."""
+    options = [] if fmt == "table" else ["--format", fmt]
+    options += ["--out", str(out_path)] if out_path is not None else []
+    for key in by:
+        options += ["--by", key]
+    for metric in metrics:
+        options += ["--metric", metric]
+    return options
 
 
 @click.command()
@@ -122,7 +159,27 @@ def report(
     help="Records to list.",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+    "--offset",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Records to skip first (the next page: --offset 50).",
+)
+@click.option("--all", "every", is_flag=True, help="List every record (no --limit).")
+@click.option(
+    "--failures-only",
+    is_flag=True,
+    help="Only failed deployments (DORA deployment metrics) or attempts that did not succeed "
+    "(task metrics).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="table: titles and human units; json: heatlens.explain/v1; csv: the listed records, "
+    "raw values.",
 )
 @pass_ctx
 @command
@@ -133,43 +190,72 @@ def explain(
     grain: str,
     segments: tuple[str, ...],
     limit: int,
+    offset: int,
+    every: bool,
+    failures_only: bool,
     fmt: str,
 ) -> None:
-    """List the records behind one number: what was counted, how incidents were linked, what
-    was dropped and why."""
+    """List the records behind one number: what was counted (in a useful order: longest lead
+    time first, failed deployments first, …), how incidents were linked, what was dropped and
+    why, and what was not counted."""
     from heatlens.metrics.explain import parse_segments
+    from heatlens.report.explain import csv_of, readable, value_text
 
     segment = parse_segments(segments, "--segment")
     day = day_option(period, "--period")
     assert day is not None
     with ctx.application() as app:
-        doc = app.explain(metric, day, segment, grain=grain, limit=limit)
+        doc = app.explain(
+            metric,
+            day,
+            segment,
+            grain=grain,
+            limit=None if every else limit,
+            offset=offset,
+            failures_only=failures_only,
+        )
     if fmt == "json":
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
-    row = doc["row"]
-    value = (
-        "no value (no observations)"
-        if row is None
-        else ("suppressed" if row["suppressed"] else f"{row['value']} (n = {row['n']})")
-    )
-    out.print(
-        f"[bold]{metric}[/] · {grain} of {doc['period']} · {doc['segment'] or 'all'}: {value}"
-    )
-    columns = doc["columns"]
+    if fmt == "csv":
+        sys.stdout.write(csv_of(doc))
+        return
+    value = value_text(doc["row"])
+    where = ", ".join(f"{k}={v or '(none)'}" for k, v in doc["segment"].items()) or "all"
+    out.print(f"[bold]{metric}[/] · {grain} of {doc['period']} · {where}: {value}", markup=True)
     if doc["records"]:
-        table = Table(*columns, box=None)
-        for rec in doc["records"]:
-            table.add_row(*(cell(rec.get(c)) for c in columns))
+        _, titles, rows = readable(doc)
+        table = Table(*titles, box=None)
+        for cells in rows:
+            table.add_row(*cells)
+        first, shown = doc["offset"] + 1, len(doc["records"])
+        what = (
+            f"{doc['matching']:,} {doc['failures']}"
+            if doc["failures_only"]
+            else f"{doc['total']:,} records"
+        )
+        last = first + shown - 1
+        out.print(f"{what} · {doc['order']} · {first:,}–{last:,} shown", markup=False)
         out.print(table)
-        shown = len(doc["records"])
-        if doc["total"] > shown:
-            out.print(f"… {doc['total'] - shown:,} more (--limit)")
+        left = doc["matching"] - last
+        if left > 0:
+            out.print(
+                f"… {left:,} more: --offset {last} for the next, --all for every one",
+                markup=False,
+            )
+    elif doc["matching"] and doc["offset"] >= doc["matching"]:
+        out.print(f"no records from --offset {doc['offset']} ({doc['matching']:,} in all)")
     if doc["dropped"]:
-        out.print("[bold]dropped[/]")
-        table = Table(*columns, "reason", box=None)
-        for rec in doc["dropped"]:
-            table.add_row(*(cell(rec.get(c)) for c in [*columns, "reason"]))
+        out.print(f"[bold]dropped[/] ({doc['dropped_total']:,})")
+        _, titles, rows = readable(doc, "dropped")
+        table = Table(*titles, box=None)
+        for cells in rows:
+            table.add_row(*cells)
         out.print(table)
+    if doc["not_counted"]:
+        out.print("[bold]not counted, and warnings[/]")
+        for item in doc["not_counted"]:
+            out.print(f"• {item['count']:,}: {item['text']}", markup=False, soft_wrap=True)
     for note in doc["notes"]:
-        out.print(f"• {note}", markup=False)
+        if not any(note.startswith(f"{n['code']}: ") for n in doc["not_counted"]):
+            out.print(f"• {note}", markup=False)

@@ -7,7 +7,7 @@ import sys
 import click
 from rich.table import Table
 
-from heatlens.cli.context import CliContext, cell, command, err, out, pass_ctx
+from heatlens.cli.context import CliContext, HeatlensGroup, cell, command, err, out, pass_ctx
 
 
 @click.command()
@@ -39,7 +39,7 @@ def serve(ctx: CliContext, host: str, port: int) -> None:
     )
 
 
-@click.group()
+@click.group(cls=HeatlensGroup)
 def token() -> None:
     """Create, list and revoke API tokens (the secret is shown once, at creation)."""
 

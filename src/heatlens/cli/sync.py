@@ -10,7 +10,16 @@ from typing import Any
 
 import click
 
-from heatlens.cli.context import CliContext, command, err, out, pass_ctx, print_counts, progress_bar
+from heatlens.cli.context import (
+    CliContext,
+    HeatlensGroup,
+    command,
+    err,
+    out,
+    pass_ctx,
+    print_counts,
+    progress_bar,
+)
 from heatlens.connectors import ProgressFn
 
 
@@ -34,7 +43,7 @@ def _report(doc: dict[str, Any], seconds: float) -> None:
     out.print(f"{doc['source']}: {doc['summary']}", markup=False, soft_wrap=True)
 
 
-@click.group()
+@click.group(cls=HeatlensGroup)
 def sync() -> None:
     """Read records from a source system into the store (run again to pick up what is new)."""
 
@@ -43,6 +52,13 @@ def sync() -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--service", required=True, help="Service id the repository deploys.")
 @click.option("--deploy-tags", metavar="GLOB", help="Tags that are deployments, e.g. 'v*'.")
+@click.option(
+    "--exclude-tags",
+    metavar="GLOBS",
+    multiple=True,
+    help="Tags matching --deploy-tags that are not deployments: globs, comma-separated or "
+    "repeated, e.g. '*rc*,*.x'.",
+)
 @click.option(
     "--deploy-branch",
     metavar="BRANCH",
@@ -68,6 +84,7 @@ def sync_git_command(
     path: Path,
     service: str,
     deploy_tags: str | None,
+    exclude_tags: tuple[str, ...],
     deploy_branch: str | None,
     skip_first: bool,
     environment: str,
@@ -80,10 +97,17 @@ def sync_git_command(
     reachable from it and from no earlier tag; with --deploy-branch each first-parent commit of
     the branch is a deployment at its commit time. A second sync adds only what is new.
     """
-    from heatlens.connectors.git import GitSource
+    from heatlens.connectors.git import GitSource, split_globs
 
     source = GitSource(
-        path, service, deploy_tags, deploy_branch, skip_first, environment, repo_name
+        path,
+        service,
+        deploy_tags,
+        deploy_branch,
+        skip_first,
+        environment,
+        repo_name,
+        exclude_tags=split_globs(exclude_tags),
     )
     started = time.perf_counter()
     with ctx.application() as app, _bar() as progress:

@@ -39,7 +39,7 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _KEYS: dict[str, tuple[set[str], set[str]]] = {  # kind → (required, optional) keys besides these
     "git": (
         {"path", "service"},
-        {"deploy_tags", "deploy_branch", "skip_first", "environment", "repo"},
+        {"deploy_tags", "exclude_tags", "deploy_branch", "skip_first", "environment", "repo"},
     ),
     "backstage": ({"catalog"}, {"pattern"}),
 }
@@ -109,11 +109,13 @@ def _job(entry: Any, where: str, settings: Settings) -> SyncJob:
         raise ConfigError(f"{where}.{unknown[0]}: unknown key for a {kind} sync (known: {known})")
     for key, value in entry.items():
         expected = bool if key == "skip_first" else str
+        if key == "exclude_tags" and isinstance(value, list):  # a list of globs, or one string
+            value = next((v for v in value if not isinstance(v, str)), "")
         if not isinstance(value, expected):
             raise ConfigError(f"{where}.{key}: expected a {expected.__name__}, got {value!r}")
     every = parse_every(entry.get("every", "15m"), where)
     if kind == "git":
-        from heatlens.connectors.git import GitSource, sync_git
+        from heatlens.connectors.git import GitSource, split_globs, sync_git
 
         try:
             source = GitSource(
@@ -124,6 +126,7 @@ def _job(entry: Any, where: str, settings: Settings) -> SyncJob:
                 entry.get("skip_first", False),
                 entry.get("environment", "production"),
                 entry.get("repo"),
+                exclude_tags=split_globs(entry.get("exclude_tags", ())),
             )
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None

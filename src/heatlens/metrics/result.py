@@ -69,6 +69,9 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     warnings: list[ReportWarning] = field(default_factory=list)
     generated_at: datetime | None = None
+    # where the records the report's metrics read lie (heatlens.analysis.coverage's JSON), set by
+    # the application; an optional member of the JSON, so v1 readers that ignore it are unchanged
+    coverage: dict[str, Any] | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -78,7 +81,7 @@ class Report:
         return (*self.by, *extra)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "schema": SCHEMA,
             "grain": self.grain,
             "from": self.start.isoformat(),
@@ -87,6 +90,9 @@ class Report:
             "warnings": [w.to_json() for w in self.warnings],
             "rows": [r.to_json() for r in self.rows],
         }
+        if self.coverage is not None:
+            doc["coverage"] = self.coverage
+        return doc
 
     def to_arrow(self) -> Any:
         """The rows as a pyarrow Table: metric, period, one column per segment key of the report
@@ -153,4 +159,5 @@ class Report:
             warnings=[
                 ReportWarning(w["code"], w["message"], int(w["count"])) for w in doc["warnings"]
             ],
+            coverage=doc.get("coverage"),
         )

@@ -18,10 +18,10 @@ from heatlens.errors import ConfigError
 from heatlens.metrics.catalog import DIMENSION_TITLES
 from heatlens.metrics.result import Report, Row
 from heatlens.report.terminal import (
-    EMPTY,
+    COMMAND,
     Changes,
-    by_dimension,
     segment_cells,
+    shown,
     suppressed_label,
     terminal_table,
 )
@@ -31,20 +31,22 @@ FORMATS = ("table", "json", "csv", "markdown")
 TABLE_WIDTH = 120
 
 
-def render(report: Report, fmt: str, changes: Changes | None = None) -> str:
+def render(report: Report, fmt: str, changes: Changes | None = None, command: str = COMMAND) -> str:
     """The report as text in `fmt` (one of `FORMATS`).
 
     `changes` (from the analysis layer) only marks significant changes in the `table` format; the
-    data formats carry the rows alone. Raises ConfigError for an unknown format.
+    data formats carry the rows alone (and JSON the report's `coverage`). `command` is the user's
+    command line, completed with a range in the hint an empty range gets in `table` and
+    `markdown`. Raises ConfigError for an unknown format.
     """
     if fmt == "json":
         return to_json(report)
     if fmt == "csv":
         return to_csv(report)
     if fmt == "markdown":
-        return to_markdown(report)
+        return to_markdown(report, command)
     if fmt == "table":
-        return to_table_text(report, changes)
+        return to_table_text(report, changes, command)
     raise ConfigError(f"unknown report format {fmt!r}: use one of {', '.join(FORMATS)}")
 
 
@@ -110,8 +112,9 @@ def _md_value(row: Row, unit: str) -> tuple[str, str, str]:
     return format_value(row.value, unit), n, ci
 
 
-def to_markdown(report: Report) -> str:
-    """A title with grain, range and time zone; a table per dimension; then the warnings."""
+def to_markdown(report: Report, command: str = COMMAND) -> str:
+    """A title with grain, range and time zone; a table per dimension (or, when the range holds
+    none of the records, where they are); then the warnings."""
     lines = [
         f"# heatlens report: {report.grain}, {report.start.isoformat()} to "
         f"{report.end.isoformat()} ({report.timezone})",
@@ -120,9 +123,10 @@ def to_markdown(report: Report) -> str:
         "by unit; the JSON and CSV exports carry the raw numbers.",
         "",
     ]
-    if not report.rows:
-        lines += [EMPTY, ""]
-    for dim, members in by_dimension(report):
+    view = shown(report, command)
+    if view.hint:
+        lines += [view.hint, ""]
+    for dim, members in view.sections:
         lines += [
             f"## {DIMENSION_TITLES.get(dim, dim)}",
             "",
@@ -139,6 +143,8 @@ def to_markdown(report: Report) -> str:
                 cells = [f"`{row.metric}`", *segment, period, value, n, ci, row.tier or ""]
                 lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    if view.omitted:
+        lines += [view.omitted, ""]
     lines += ["## Warnings", ""]
     lines += [f"- `{w.code}` ({w.count:,}): {w.message}" for w in report.warnings] or [
         "No warnings."
@@ -146,11 +152,12 @@ def to_markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_table_text(report: Report, changes: Changes | None = None) -> str:
-    """The terminal table as plain text at a fixed width, for files and tests."""
+def to_table_text(report: Report, changes: Changes | None = None, command: str = COMMAND) -> str:
+    """The terminal table as plain text at a fixed width, for files and tests; lines of text
+    (hints holding a command to paste) are not wrapped."""
     console = Console(
         file=io.StringIO(), width=TABLE_WIDTH, record=True, color_system=None, highlight=False
     )
-    console.print(terminal_table(report, changes))
+    console.print(terminal_table(report, changes, command), soft_wrap=True)
     # Rich pads every line to the table's width; files and diffs read better without it.
     return "".join(line.rstrip() + "\n" for line in console.export_text(styles=False).splitlines())

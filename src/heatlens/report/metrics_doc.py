@@ -28,7 +28,8 @@ Adoption, Task success) and DORA beside them.
   start Monday 00:00); `all` is one period, the range. The first and last periods are clipped to
   the range and labelled `YYYY-MM-DD` by their clipped start; per-day rates divide by the days of
   the clipped period. Defaults: `--grain week`, `--to` the start of the current period, `--from`
-  12 periods earlier. A row whose period ends after now has `complete: false`; so does a
+  12 periods earlier; with `--grain all`, all history: `--from` the day of the earliest stored
+  record and `--to` today. A row whose period ends after now has `complete: false`; so does a
   change-failure-rate or recovery-time row until its period ended at least the incident link
   window ago (7 days when `unbounded`), since incidents may still link to it. `check`, the
   scorecard and tensions judge complete rows only.
@@ -68,6 +69,15 @@ Adoption, Task success) and DORA beside them.
   services (`cross_service_links`), root causes deployed only after the incident opened
   (`root_cause_not_yet_deployed`) and change failure rates with no failure signal
   (`no_failure_signal`). Each names the setting or record field that changes it.
+- **Where the data is.** A report from the store also carries `coverage` (an optional member:
+  v1 readers that ignore it are unaffected): `needed`, the record types its metrics read
+  (`usage`, `deployment`, `incident`, `survey_response`); `in_range`, those with a record in
+  the range; `spans`, `{records, first, last}` per stored record type; and `suggestion`,
+  `{grain, from}` of a range holding the needed records (null when none are stored). When the
+  range holds none of them, the terminal and Markdown reports print where they are and the
+  command that shows them instead of zeros (exit code 0: it is not an error; `demo` is
+  suggested only on an empty store), and leave out a metric whose records the range lacks
+  unless it has a value other than 0, naming what they left out in one line.
 """
 
 NOTES = {

@@ -30,7 +30,12 @@ def render_scorecard(card: Scorecard) -> Group:
         parts.append(table)
     else:
         parts.append(
-            Text("no capability has data in these periods — try `heatlens demo`", "yellow")
+            # the store holds records (an empty one never gets here): `demo` is no answer
+            Text(
+                "no capability has usage in these periods: `heatlens report --grain all` shows "
+                "where the records are",
+                "yellow",
+            )
         )
     parts.append(_dora_text(card))
     notes = [
@@ -54,8 +59,8 @@ def _cell_text(cell: Cell) -> Text:
     change = cell.change
     if change is None:
         return text
-    if change.delta == 0:
-        text.append(" → 0 ", "dim")
+    if change.delta == 0:  # judged, and the same: said, not drawn as an arrow to zero
+        text.append(" no change", "dim")
         return text
     good = (change.delta > 0) == (CATALOG[cell.metric].direction == "up")
     arrow = "↑" if change.delta > 0 else "↓"

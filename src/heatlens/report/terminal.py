@@ -10,20 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, Protocol
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from heatlens.analysis.coverage import PLURAL, Coverage, either
 from heatlens.metrics.catalog import CATALOG, DIMENSION_TITLES, DIMENSIONS, METRICS, Metric
 from heatlens.metrics.result import Report, Row
 from heatlens.report.units import format_delta, format_value
 
 SegmentKey = tuple[tuple[str, Any], ...]
-EMPTY = "no rows: the store may be empty or the range has no data — try `heatlens demo`"
+# only for a report without coverage (built by hand, or from an older server): the store may hold
+# records, so `demo` is not suggested
+EMPTY = "no rows in this range: `heatlens status` shows what the store holds"
+COMMAND = "heatlens report"
 SPARKS = "▁▂▃▄▅▆▇█"
+TREND_WIDTH = 12  # periods in the table's trend column (those of the default range)
 TIER_STYLES = {
     "elite": "bold black on green",
     "high": "black on cyan",
@@ -78,12 +83,8 @@ def segment_cells(segment: Mapping[str, Any], by: Sequence[str]) -> list[str]:
     ]
 
 
-def by_dimension(report: Report) -> list[tuple[str, list[Series]]]:
-    """Series grouped by dimension, metrics in catalog order; lead times also under Efficiency.
-
-    Sections without series are left out. A metric outside the catalog keeps the section named by
-    its id's prefix, after the catalog's, so no row is ever dropped from a rendering.
-    """
+def all_series(report: Report) -> list[Series]:
+    """Every series of the report, metrics in catalog order, rows in period order."""
     series: dict[tuple[str, SegmentKey], Series] = {}
     for row in report.rows:
         key = (row.metric, segment_key(row.segment))
@@ -91,7 +92,19 @@ def by_dimension(report: Report) -> list[tuple[str, list[Series]]]:
     for one in series.values():
         one.rows.sort(key=lambda r: r.period)
     # Stable sort: segments keep the report's order within a metric.
-    ordered = sorted(series.values(), key=lambda s: _ORDER.get(s.metric, len(_ORDER)))
+    return sorted(series.values(), key=lambda s: _ORDER.get(s.metric, len(_ORDER)))
+
+
+def by_dimension(
+    report: Report, series: Sequence[Series] | None = None
+) -> list[tuple[str, list[Series]]]:
+    """Series (default: all the report's) grouped by dimension, metrics in catalog order; lead
+    times also under Efficiency.
+
+    Sections without series are left out. A metric outside the catalog keeps the section named by
+    its id's prefix, after the catalog's, so no row is ever dropped from a rendering.
+    """
+    ordered = all_series(report) if series is None else list(series)
     extra = sorted({s.metric.split(".", 1)[0] for s in ordered} - set(DIMENSIONS))
     sections = []
     for dim in (*DIMENSIONS, *extra):
@@ -105,6 +118,75 @@ def by_dimension(report: Report) -> list[tuple[str, list[Series]]]:
     return sections
 
 
+@dataclass
+class Shown:
+    """What a human rendering of a report shows: the sections of series with something to say,
+    one line naming the series left out for want of records in the range, and, when the range
+    holds none of the records its metrics read, the hint saying where they are."""
+
+    sections: list[tuple[str, list[Series]]]
+    omitted: str | None
+    hint: str | None
+
+
+def coverage_of(report: Report) -> Coverage | None:
+    """The report's coverage (set by the application), or None for a report without one."""
+    if report.coverage is None:
+        return None
+    return Coverage.from_json(report.coverage, report.start, report.end, report.timezone)
+
+
+def _says_something(series: Series, found: Coverage) -> bool:
+    """A series is shown when the range holds the records its metric reads, or when it has a
+    value other than 0 anyway (eligible teams come from the team registry, not usage)."""
+    if series.info is None or found.covers(series.info):
+        return True
+    return any(r.value not in (None, 0) or r.suppressed for r in series.rows)
+
+
+def shown(report: Report, command: str = COMMAND) -> Shown:
+    """The series a person is shown (DESIGN §5: an empty range says where the data is).
+
+    A metric whose records the range does not hold would only print zeros, so its series are left
+    out, and the line `omitted` says which and where those records are. When the range holds none
+    of the records any asked metric reads, `hint` is coverage's sentence with `command` (the
+    user's own, to paste) completed by the range that holds them.
+    """
+    series = all_series(report)
+    found = coverage_of(report)
+    if found is None:
+        return Shown(by_dimension(report, series), None, None if report.rows else EMPTY)
+    kept = [s for s in series if _says_something(s, found)]
+    hint = found.hint(command) if found.empty else None
+    shown_metrics = {s.metric for s in kept}
+    gone = [m for m in dict.fromkeys(s.metric for s in series) if m not in shown_metrics]
+    omitted = _omitted_line(report, gone, found) if gone and not found.empty else None
+    return Shown(by_dimension(report, kept), omitted, hint)
+
+
+def _omitted_line(report: Report, gone: list[str], found: Coverage) -> str:
+    """`not shown, for want of records from A to B: Adoption, Happiness (usage records span
+    … ; no survey responses are stored)`: a dimension by its title when all its metrics are
+    gone, else the metrics' ids."""
+    asked = list(dict.fromkeys(r.metric for r in report.rows))
+    names = []
+    for dim in DIMENSIONS:
+        mine = [m for m in asked if m.split(".", 1)[0] == dim]
+        lost = [m for m in mine if m in gone]
+        if lost and len(lost) == len(mine):
+            names.append(DIMENSION_TITLES.get(dim, dim))
+        else:
+            names += lost
+    types = [t for t in found.needed if any(m in CATALOG and CATALOG[m].records == t for m in gone)]
+    where = [found.where(t) for t in types if t in found.spans]
+    unstored = [PLURAL.get(t, t) for t in types if t not in found.spans]
+    where += [f"no {either(unstored)} are stored"] if unstored else []
+    return (
+        f"not shown, for want of records from {report.start} to {report.end - timedelta(days=1)}: "
+        f"{', '.join(names)} ({'; '.join(where)})"
+    )
+
+
 def suppressed_label(row: Row) -> str:
     """What stands in for a suppressed value; the engine may attach the survey's `k` to the row."""
     k = getattr(row, "k", None)
@@ -112,14 +194,25 @@ def suppressed_label(row: Row) -> str:
 
 
 def sparkline(values: Sequence[float | None]) -> str:
-    """One block character per known value, scaled between the smallest and largest."""
+    """One block character per known value, scaled between the smallest and largest.
+
+    A constant series is a flat line: at the bottom (`▁▁▁`) when it is all zeros, so nothing
+    looks like data, and in the middle (`▄▄▄`) for any other constant value."""
     known = [float(v) for v in values if v is not None]
     if not known:
         return ""
     low, high = min(known), max(known)
     if high == low:
-        return SPARKS[3] * len(known)
+        return (SPARKS[0] if high == 0 else SPARKS[3]) * len(known)
     return "".join(SPARKS[round((v - low) / (high - low) * (len(SPARKS) - 1))] for v in known)
+
+
+def trend(values: Sequence[float | None], width: int = TREND_WIDTH) -> str:
+    """The sparkline of the last `width` values, after `…` when earlier ones are left out: a
+    long history keeps its recent periods, the ones the latest value is read against."""
+    if len(values) <= width:
+        return sparkline(values)
+    return "…" + sparkline(values[-width:])
 
 
 def _change(
@@ -148,7 +241,7 @@ def _change_cell(series: Series, change: tuple[float, bool] | None) -> Text:
         return Text("")
     delta, significant = change
     if delta == 0:
-        return Text("→ 0")
+        return Text("no change", "dim")
     direction = series.info.direction if series.info else "none"
     good = (delta > 0) == (direction == "up")
     style = "" if direction not in ("up", "down") else ("green" if good else "red")
@@ -174,14 +267,17 @@ def _section_table(
     periods = sorted({r.period for r in report.rows})
     previous = dict(zip(periods[1:], periods[:-1], strict=True))
     table = Table(title=Text(title, "bold"), title_justify="left", expand=False)
-    table.add_column("metric", no_wrap=True)
+    # On a narrow terminal the long names give way (folded), never the numbers beside them.
+    table.add_column("metric", overflow="fold")
     for key in report.columns:
-        table.add_column(key)
-    table.add_column("latest", justify="right")
-    table.add_column("change", justify="right")
-    table.add_column("trend")
-    table.add_column("n", justify="right")
-    table.add_column("tier")
+        table.add_column(key, overflow="fold")
+    # a latest value from an earlier period says which, "(2024-04-01)": keep that on its line
+    dated = any(s.rows[-1].period != periods[-1] for s in members)
+    table.add_column("latest", justify="right", min_width=12 if dated else None)
+    table.add_column("change", justify="right", no_wrap=True)
+    table.add_column("trend", no_wrap=True)
+    table.add_column("n", justify="right", no_wrap=True)
+    table.add_column("tier", no_wrap=True)
     significant = False
     for i, series in enumerate(members):
         last = series.rows[-1]
@@ -196,7 +292,7 @@ def _section_table(
             *segment,
             _latest_cell(series, periods[-1]),
             _change_cell(series, change),
-            Text(sparkline([r.value for r in series.rows]), "cyan"),
+            Text(trend([r.value for r in series.rows]), "cyan"),
             Text(n),
             tier,
             end_section=i + 1 < len(members) and members[i + 1].metric != series.metric,
@@ -204,20 +300,26 @@ def _section_table(
     return table, significant
 
 
-def terminal_table(report: Report, changes: Changes | None = None) -> Group:
-    """The report as Rich renderables: one table per dimension, then footnotes and warnings."""
+def terminal_table(report: Report, changes: Changes | None = None, command: str = COMMAND) -> Group:
+    """The report as Rich renderables: one table per dimension, then footnotes and warnings.
+
+    `command` is the user's command line, completed with a range in the hint an empty range
+    gets (heatlens.report.terminal.shown)."""
     head = Text(f"heatlens report · grain {report.grain} · ", "bold")
     head.append(f"{report.start.isoformat()} to {report.end.isoformat()} · {report.timezone}")
     if report.by:
         head.append(f" · by {', '.join(report.by)}")
     parts: list[Table | Text] = [head]
-    if not report.rows:
-        parts.append(Text(EMPTY, "yellow"))
+    view = shown(report, command)
+    if view.hint:
+        parts.append(Text(view.hint, "yellow"))
     significant = False
-    for dim, members in by_dimension(report):
+    for dim, members in view.sections:
         table, marked = _section_table(DIMENSION_TITLES.get(dim, dim), members, report, changes)
         parts.append(table)
         significant = significant or marked
+    if view.omitted:
+        parts.append(Text(view.omitted, "dim"))
     notes = []
     if any(not r.complete for r in report.rows):
         notes.append("… partial period: it ends after now, so its value may still change.")

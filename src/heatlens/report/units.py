@@ -13,7 +13,7 @@ DAYS_PER_MONTH = 365.25 / 12
 
 def _number(value: float, decimals: int = 1) -> str:
     """`2.0`, `1,234` — one decimal (or `decimals`) below 10, whole numbers from 10."""
-    if abs(value) >= 10:
+    if abs(round(value, decimals)) >= 10:  # 9.96 reads "10", not "10.0"
         return f"{value:,.0f}"
     return f"{value:,.{decimals}f}"
 
@@ -27,9 +27,10 @@ def seconds(value: float) -> str:
 
 def hours(value: float) -> str:
     """A duration given in hours: minutes below an hour, hours below two days, then days."""
+    if abs(value) * 3600 < 120:
+        return seconds(value * 3600)
     if abs(value) < 1:
-        minutes = value * 60
-        return f"{minutes:,.1f} s" if abs(minutes) < 1 / 60 else f"{_number(minutes)} min"
+        return f"{_number(value * 60)} min"
     if abs(value) < 48:
         return f"{value:,.1f} h"
     return f"{_number(value / 24)} d"
@@ -52,6 +53,8 @@ def per_day(value: float) -> str:
     if value * DAYS_PER_MONTH >= 1:
         return f"{_number(value * DAYS_PER_MONTH)}/month"
     months = 1 / (value * DAYS_PER_MONTH)
+    if round(months) == 1:
+        return "1 per month"
     if months < 24:
         return f"1 per {months:,.0f} months"
     return f"1 per {months / 12:,.0f} years"

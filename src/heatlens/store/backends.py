@@ -28,6 +28,16 @@ class DuckDBBackend:
 
     def __init__(self, path: str, *, read_only: bool = False) -> None:
         self.path = path
+        if path != ":memory:" and Path(path).is_dir():
+            raise StoreError(
+                f"store {path} is a directory, not a DuckDB file: give a file path such as "
+                f"--store {Path(path) / 'heatlens.duckdb'}"
+            )
+        if path != ":memory:" and not Path(path).parent.is_dir():
+            raise StoreError(
+                f"store {path}: its directory {Path(path).parent} does not exist "
+                "(create it, or give another --store)"
+            )
         try:
             self.con = duckdb.connect(path, read_only=read_only)
         except duckdb.IOException as exc:

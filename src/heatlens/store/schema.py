@@ -2,7 +2,7 @@
 
 The record tables follow the data model (heatlens.model) column for column, plus `source` and
 `ingested_at`. Besides them the store keeps `meta` (schema and data versions), `ingest_error`,
-`audit_log`, `sync_state` and `api_token`.
+`audit_log`, `sync_state`, `api_token` and `survey_link`.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def record_columns(rtype: RecordType) -> list[str]:
 _ADDED: dict[int, dict[str, tuple[str, ...]]] = {
     2: {"team": ("attributes",), "service": ("attributes",)},
     3: {"usage": ("run", "attempt")},
-    4: {"survey": ("continuous",)},
+    4: {"change": ("title",)},
+    5: {"survey": ("continuous",)},
 }
 
 
@@ -106,11 +107,24 @@ def _v3(dialect: Dialect) -> list[str]:
 
 
 def _v4(dialect: Dialect) -> list[str]:
-    """Surveys gain `continuous` (an always-on micro-survey, bucketed by month of answer)."""
+    """Changes gain `title` (the commit subject, shown beside lead times)."""
     return _added(4, dialect)
+
+
+def _v5(dialect: Dialect) -> list[str]:
+    """Surveys gain `continuous` (micro-surveys); `survey_link` keeps the single-use survey links
+    (heatlens.store.survey_links): only a hash of each secret, its survey and team, and whether
+    it was used — never when, nor which response it gave."""
+    text = "TEXT" if dialect == "postgres" else "VARCHAR"
+    return [
+        *_added(5, dialect),
+        f"CREATE TABLE survey_link (secret_hash {text} PRIMARY KEY, survey {text} NOT NULL, "
+        f"team {text}, batch {text} NOT NULL, created_at TIMESTAMPTZ NOT NULL, "
+        "used BOOLEAN NOT NULL)",
+    ]
 
 
 # Forward migrations, in order: version N is reached by running MIGRATIONS[N - 1].
 # Never edit a released migration; append a new one.
-MIGRATIONS: list[Callable[[Dialect], list[str]]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[Dialect], list[str]]] = [_v1, _v2, _v3, _v4, _v5]
 SCHEMA_VERSION = len(MIGRATIONS)

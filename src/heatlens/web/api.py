@@ -150,6 +150,7 @@ def keep_teams(report: Report, teams: tuple[str, ...]) -> None:
     if teams:
         report.rows = [r for r in report.rows if r.segment.get("team") in teams]
         report.warnings = []  # organisation-wide counts are not the token's to see
+        report.coverage = None  # nor are the store's spans
 
 
 @router.get("/api/v1/metrics")
@@ -174,13 +175,25 @@ async def get_explain(
     grain: str = "week",
     segment: Annotated[list[str] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    every: Annotated[bool, Query(alias="all")] = False,
+    failures_only: bool = False,
 ) -> Response:
-    """The records behind one number, with the parameters of `heatlens explain`."""
+    """The records behind one number, with the parameters of `heatlens explain`: `limit`
+    records from `offset` (`all` for every one), only failures with `failures_only`."""
     segments = parse_segments(segment or ())
     teams_only(token, [segments["team"]] if "team" in segments else None)
     day = parse_day(period, "period")
     teams = token.teams if token is not None else ()
     doc = await service.call(
-        app.explain, metric, day, segments, grain=grain, limit=limit, teams=teams
+        app.explain,
+        metric,
+        day,
+        segments,
+        grain=grain,
+        limit=None if every else limit,
+        teams=teams,
+        offset=offset,
+        failures_only=failures_only,
     )
     return JSONResponse(doc)

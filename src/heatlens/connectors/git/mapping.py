@@ -31,18 +31,21 @@ def deployment_id(service: str, point: DeployPoint) -> str:
 
 
 def change_records(commits: Iterable[Commit], *, service: str, repo: str) -> list[dict[str, Any]]:
-    """One change per commit, at its committer time (when it entered the history)."""
+    """One change per commit, at its committer time (when it entered the history); a commit
+    with no readable time is no change."""
     return [
         {
             "type": "change",
             "id": c.sha,
             "committed_at": c.committed_at.isoformat(),
-            "authored_at": c.authored_at.isoformat(),
+            "authored_at": c.authored_at.isoformat() if c.authored_at else None,
             "author": c.author or None,
+            "title": c.title or None,
             "service": service,
             "repo": repo,
         }
         for c in commits
+        if c.committed_at is not None
     ]
 
 
@@ -59,7 +62,8 @@ def deployment_records(
     `graph` holds every commit not shipped before these points; a commit outside it was shipped by
     an earlier deployment. With `skip_first`, the first point still counts as a deployment but
     ships only its own commit: the history before it is treated as already shipped, instead of
-    giving every old commit a lead time ending at the first tag.
+    giving every old commit a lead time ending at the first tag. A commit with no readable time
+    is walked through (its parents are shipped) but not listed: it is no change.
     """
     shipped: set[str] = set()
     records = []
@@ -67,7 +71,9 @@ def deployment_records(
         new = _walk(point.commit, graph, shipped)
         if skip_first and i == 0:
             new = [point.commit] if point.commit in new else []
-        new.sort(key=lambda sha: (graph[sha].committed_at, sha))
+        # a commit with no readable time is walked through but is no change to ship
+        timed = [(at, sha) for sha in new if (at := graph[sha].committed_at) is not None]
+        new = [sha for _, sha in sorted(timed)]
         records.append(
             {
                 "type": "deployment",

@@ -11,6 +11,7 @@ records that did not change are replaced by themselves and nothing is counted tw
 from __future__ import annotations
 
 import fnmatch
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from heatlens.connectors.git.mapping import (
     reachable,
 )
 from heatlens.connectors.git.repo import GitRepo, UnknownRevision
+from heatlens.connectors.git.tags import odd_tags_warning, some
 from heatlens.errors import ConfigError, ConnectorError
 from heatlens.settings import Settings
 from heatlens.store import Store
@@ -40,6 +42,8 @@ class GitSource:
     skip_first: bool = False
     environment: str = "production"
     repo: str | None = None  # recorded on changes; default: the repository's directory name
+    # globs of tags matching deploy_tags that are not deployments
+    exclude_tags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.deploy_tags is None) == (self.deploy_branch is None):
@@ -48,16 +52,27 @@ class GitSource:
             )
         if not self.service:
             raise ConfigError("git sync needs --service NAME: the service the repository deploys")
+        if self.exclude_tags and self.deploy_tags is None:
+            raise ConfigError("--exclude-tags leaves out tags: it needs --deploy-tags GLOB")
 
     @property
     def mode(self) -> dict[str, Any]:
         """The options that decide which deployments exist (a change means a sync from scratch)."""
-        return {
+        mode: dict[str, Any] = {
             "deploy_tags": self.deploy_tags,
             "deploy_branch": self.deploy_branch,
             "skip_first": self.skip_first,
             "environment": self.environment,
         }
+        if self.exclude_tags:  # absent when unused: states saved before it existed still match
+            mode["exclude_tags"] = list(self.exclude_tags)
+        return mode
+
+
+def split_globs(values: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Globs given comma-separated, repeated, or both → one tuple (empty items dropped)."""
+    items = [values] if isinstance(values, str) else values
+    return tuple(g.strip() for item in items for g in item.split(",") if g.strip())
 
 
 def state_name(repo: GitRepo, service: str) -> str:
@@ -90,7 +105,7 @@ def sync_git(
     deployed_before: dict[str, str] = (previous or {}).get("deployed") or {}
     progress("reading deploy points", 0, None)
     if source.deploy_tags is not None:
-        points, tips = _tag_points(repo, source.deploy_tags, result)
+        points, tips = _tag_points(repo, source.deploy_tags, source.exclude_tags, result)
     else:
         assert source.deploy_branch is not None
         tip = repo.branch(source.deploy_branch)
@@ -98,13 +113,17 @@ def sync_git(
     branch = source.deploy_branch is not None
     plan = _plan(repo, points, previous, branch=branch)
     progress("reading history", 0, None)
+
+    def read(count: int) -> None:
+        progress("reading history", count, None)
+
     try:
-        commits = repo.commits(tips, plan.shipped_tips)
+        commits = repo.commits(tips, plan.shipped_tips, read)
         seen = reachable(plan.read_tips, {c.sha: c for c in commits})
     except UnknownRevision:
         # an earlier sync's commits are gone (history rewritten): read everything again
         plan = _plan(repo, points, None, branch=branch)
-        commits, seen = repo.commits(tips), set()
+        commits, seen = repo.commits(tips, progress=read), set()
     graph = {c.sha: c for c in commits}
     new_commits = [c for c in reversed(commits) if c.sha not in seen]
     progress("mapping commits", len(new_commits), len(new_commits))
@@ -140,7 +159,16 @@ def sync_git(
     result.counts = ingested.counts
     if records:
         progress("storing", len(records), len(records))
-    shown = ", ".join(p.name[:12] for p in plan.new_points[-3:])
+    result.warnings += repo.oddities.warnings()
+    if repo.shallow():
+        result.warnings.append(
+            f"{repo.root} is a shallow clone: only the history it holds is read, so the first "
+            "deployments ship less than they did; for all of it, `git fetch --unshallow` and "
+            "sync again with --full"
+        )
+    result.warnings += _unknown_service(store, source.service)
+    # a branch's deploy points are shas, shortened as git shows them; tag names are shown whole
+    shown = ", ".join(p.name[:12] if branch else p.name for p in plan.new_points[-3:])
     more = "…, " if len(plan.new_points) > 3 else ""
     counted = f"{len(new_commits):,} commit(s), {len(plan.new_points):,} deployment(s)" + (
         f" ({more}{shown})" if shown else ""
@@ -151,22 +179,67 @@ def sync_git(
 
 
 def _tag_points(
-    repo: GitRepo, glob: str, result: SyncResult
+    repo: GitRepo, glob: str, exclude: tuple[str, ...], result: SyncResult
 ) -> tuple[list[DeployPoint], list[str]]:
     tags, skipped = repo.tags()
+
+    def wanted(name: str) -> bool:
+        return fnmatch.fnmatchcase(name, glob) and not any(
+            fnmatch.fnmatchcase(name, x) for x in exclude
+        )
+
     for name in skipped:
-        if fnmatch.fnmatchcase(name, glob):
+        if wanted(name):
             result.warnings.append(f"tag {name} names no commit: not a deployment")
-    matching = [t for t in tags if fnmatch.fnmatchcase(t.name, glob)]
+    untimed = [name for name in repo.untimed_tags if wanted(name)]
+    if untimed:
+        has = (
+            "1 annotated tag has" if len(untimed) == 1 else f"{len(untimed):,} annotated tags have"
+        )
+        result.warnings.append(
+            f"{has} no tagger date ({some(untimed)}): deployed at its commit's time, as a "
+            "lightweight tag is"
+        )
+    matching = [t for t in tags if wanted(t.name)]
     if not matching:
         names = sorted(t.name for t in tags)
         known = ", ".join(names[:8]) + (" …" if len(names) > 8 else "") if names else "none"
-        raise ConnectorError(f"{repo.root}: no tag matches {glob!r} (tags: {known})")
+        outside = f" outside --exclude-tags {','.join(exclude)}" if exclude else ""
+        raise ConnectorError(f"{repo.root}: no tag matches {glob!r}{outside} (tags: {known})")
     matching.sort(key=lambda t: (t.at, t.name))
-    points = [DeployPoint(t.name, t.commit, t.at) for t in matching]
+    # a second tag on a deployed commit (`v1.0rc1` on `v0.99.9h`'s, `1.0.x` on `1.0.0`'s) ships
+    # nothing and deploys nothing new: the commit was deployed once
+    first: dict[str, str] = {}
+    points, aliases = [], []
+    for t in matching:
+        if t.commit in first:
+            aliases.append(f"{t.name} = {first[t.commit]}")
+            continue
+        first[t.commit] = t.name
+        points.append(DeployPoint(t.name, t.commit, t.at))
+    if aliases:
+        these = "1 tag names" if len(aliases) == 1 else f"{len(aliases):,} tags name"
+        result.warnings.append(
+            f"{these} a commit an earlier tag deployed ({some(aliases)}): not counted again"
+        )
+    warning = odd_tags_warning([p.name for p in points], glob)
+    if warning:
+        result.warnings.append(warning)
     head = repo.resolve("HEAD")
     tips = list(dict.fromkeys([*(p.commit for p in points), *([head] if head else [])]))
     return points, tips
+
+
+def _unknown_service(store: Store, service: str) -> list[str]:
+    """A warning when no `service` record names the service synced (its deployments then have
+    no owning team), with the command that registers it."""
+    if store.rows("service", ids=[service]):
+        return []
+    record = json.dumps({"type": "service", "id": service, "team": "TEAM"})
+    return [
+        f"service {service!r} is not registered: its deployments have no owning team. Register "
+        f"it with `echo '{record}' | heatlens ingest -` (or `heatlens sync backstage`)"
+    ]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import altair as alt
 
+from heatlens.report.units import DAYS_PER_MONTH
+
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour blindnesses
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F0E442", "#000000"]
 WIDTH = "container"
@@ -39,9 +41,40 @@ def _finish(chart: alt.TopLevelMixin) -> Spec:
     return spec
 
 
+# (unit, largest value from which the next axis unit reads better, axis title, factor)
+AXIS_UNITS: dict[str, tuple[tuple[float, str, float], ...]] = {
+    "seconds": ((3 * 3600, "hours", 1 / 3600), (180, "minutes", 1 / 60)),
+    "hours": ((72, "days", 1 / 24),),
+    "per day": ((1, "per day", 1.0), (1 / 7, "per week", 7.0), (0, "per month", DAYS_PER_MONTH)),
+}
+
+
+def axis_unit(points: Sequence[Point], unit: str) -> tuple[str, float]:
+    """The axis title and factor that put `points` in the unit a person reads them in, as
+    report/units.py does for one value: durations grow into minutes, hours and days, a
+    frequency falls from per day to per week and per month (the tooltips keep each value's own
+    wording)."""
+    values = [abs(float(p["value"])) for p in points if p.get("value") is not None]
+    top = max(values, default=0.0)
+    for threshold, title, factor in AXIS_UNITS.get(unit, ()):
+        if top >= threshold:
+            return title, factor
+    return unit, 1.0
+
+
 def trend(points: Sequence[Point], unit: str, title: str, *, band: bool = False) -> Spec:
-    """Lines over periods, one per `series`; with `band`, the 95 % interval (`lo`, `hi`) as a
-    shaded area behind each line (rows without an interval draw no band)."""
+    """Lines over periods, one per `series`, on an axis in human units (`axis_unit`); with
+    `band`, the 95 % interval (`lo`, `hi`) as a shaded area behind each line (rows without an
+    interval draw no band)."""
+    unit, factor = axis_unit(points, unit)
+    if factor != 1.0:
+        points = [
+            {
+                **p,
+                **{k: float(p[k]) * factor for k in ("value", "lo", "hi") if p.get(k) is not None},
+            }
+            for p in points
+        ]
     data = alt.Data(values=list(points))
     # one series needs no legend: the title names it
     legend = alt.Legend(orient="bottom") if len({p["series"] for p in points}) > 1 else None
@@ -97,25 +130,43 @@ def stacked(points: Sequence[Point], title: str) -> Spec:
 
 
 def portfolio(points: Sequence[Point]) -> Spec:
-    """Capabilities placed by team adoption rate (x) and CSAT (y), sized by task success: the
-    "adopt before you invest" view. Quadrant lines at 50 % name what to do next."""
+    """Capabilities placed by team adoption rate (x) and CSAT (y), coloured by task success (a
+    sequential scale with its legend; a capability without task success is grey): the "adopt
+    before you invest" view. Quadrant lines at 50 % name what to do next. The axes run a little
+    past 0 and 100 % so a capability at either end is drawn whole, never cut at the plot's edge."""
     data = alt.Data(values=list(points))
-    scale = alt.Scale(domain=[0, 1])
+    # a margin around [0, 1], so a dot at either end is drawn whole
+    scale = alt.Scale(domain=[-0.06, 1.06], nice=False)
     dots = (
         alt.Chart(data)
-        .mark_circle(opacity=0.85, stroke="#000", strokeWidth=0.5)
+        .mark_circle(size=260, opacity=0.95, stroke="#222", strokeWidth=0.8, clip=False)
         .encode(
             x=alt.X(
-                "adoption:Q", title="team adoption rate", scale=scale, axis=alt.Axis(format=".0%")
+                "adoption:Q",
+                title="team adoption rate",
+                scale=scale,
+                axis=alt.Axis(format=".0%", tickCount=5),
             ),
-            y=alt.Y("csat:Q", title="CSAT (top-2-box)", scale=scale, axis=alt.Axis(format=".0%")),
-            size=alt.Size(
-                "success:Q",
-                title="task success",
-                scale=alt.Scale(domain=[0, 1], range=[40, 600]),
-                legend=alt.Legend(format=".0%", orient="bottom"),
+            y=alt.Y(
+                "csat:Q",
+                title="CSAT (top-2-box)",
+                scale=scale,
+                axis=alt.Axis(format=".0%", tickCount=5),
             ),
-            color=alt.value(PALETTE[0]),
+            color=alt.condition(
+                "isValid(datum.success)",
+                alt.Color(
+                    "success:Q",
+                    title="task success",
+                    # red (half the attempts fail, or worse) → yellow → green (all succeed);
+                    # the legend reads the colour and the tooltip gives the exact number
+                    scale=alt.Scale(
+                        domain=[0.5, 0.75, 1], range=["#b2182b", "#f0e442", "#1a7837"], clamp=True
+                    ),
+                    legend=alt.Legend(format=".0%", orient="bottom", gradientLength=160),
+                ),
+                alt.value("#bbbbbb"),
+            ),
             tooltip=[
                 alt.Tooltip("capability:N"),
                 alt.Tooltip("adoption_label:N", title="adoption"),
@@ -124,9 +175,16 @@ def portfolio(points: Sequence[Point]) -> Spec:
             ],
         )
     )
-    labels = dots.mark_text(align="left", dx=14, dy=-8, fontSize=11).encode(
-        text="capability:N", size=alt.value(11), color=alt.value("#222")
-    )
+    # names to the right of their dot, or to the left near the right edge, so none runs off
+    labels = [
+        dots.transform_filter(test)
+        .mark_text(align=align, dx=dx, dy=-9, fontSize=11, clip=False)
+        .encode(text="capability:N", color=alt.value("#222"))
+        for test, align, dx in (
+            ("datum.adoption <= 0.7", "left", 11),
+            ("datum.adoption > 0.7", "right", -11),
+        )
+    ]
     guides = alt.Data(values=[{"at": 0.5}])
     vrule = alt.Chart(guides).mark_rule(strokeDash=[4, 4], color="#888").encode(x="at:Q")
     hrule = alt.Chart(guides).mark_rule(strokeDash=[4, 4], color="#888").encode(y="at:Q")
@@ -136,7 +194,7 @@ def portfolio(points: Sequence[Point]) -> Spec:
         .encode(x="x:Q", y="y:Q", text="text:N")
         for x, y, text, align in QUADRANTS
     ]
-    chart = alt.layer(vrule, hrule, *quadrants, dots, labels).properties(
-        title="Portfolio: adoption × CSAT (size: task success)", width=WIDTH, height=320
+    chart = alt.layer(vrule, hrule, *quadrants, dots, *labels).properties(
+        title="Portfolio: adoption × CSAT (colour: task success)", width=WIDTH, height=320
     )
     return _finish(chart)

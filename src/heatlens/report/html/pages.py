@@ -17,7 +17,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.utils import htmlsafe_json_dumps
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from heatlens.metrics.catalog import CATALOG, DIMENSION_TITLES, GRAINS
 from heatlens.report.html.present import Links, View, show, show_value
@@ -55,7 +55,19 @@ def environment() -> Environment:
         version=__version__,
         label=metric_label,
     )
+    env.filters["ticks"] = ticks
     return env
+
+
+def ticks(text: str) -> Markup:
+    """Plain text whose `backticked` spans (setting names, fields, commands in the engine's
+    warnings and the catalog's descriptions) read as code; everything else is escaped."""
+    parts = str(text).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: leave the text as it is
+        return escape(text)
+    return Markup("").join(
+        Markup("<code>{}</code>").format(p) if i % 2 else escape(p) for i, p in enumerate(parts)
+    )
 
 
 @cache

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
 
 from heatlens.metrics.catalog import CATALOG
+from heatlens.metrics.periods import periods
 from heatlens.metrics.result import Row
 from heatlens.report.html.filters import Filters
 from heatlens.report.terminal import suppressed_label
@@ -116,3 +119,14 @@ def points(rows: Iterable[Row], series: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def last_complete(grain: str, start: date, end: date, tz: str, now: datetime) -> date | None:
+    """The start of the last whole period of `grain` in [start, end) that has ended by `now` (in
+    `tz`), or None when none has — a calendar fact, whatever periods hold records."""
+    today = now.astimezone(ZoneInfo(tz)).date()
+    found = None
+    for p in periods(grain, start, end, ZoneInfo(tz)):
+        if p.end == p.cal_end and p.cal_end <= today:
+            found = p.start
+    return found

@@ -1,8 +1,10 @@
-"""The Data view: what the store holds — records per source and type, when each source last
-delivered (file, API, webhook, sync), the sync cursors, and the records ingest refused."""
+"""The Data view: what the store holds — records per type and the time span they cover, records
+per source and type, when each source last delivered (file, API, sync), the sync cursors, and
+the records ingest refused."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from heatlens.model import RECORD_TYPES
@@ -10,6 +12,11 @@ from heatlens.report.html.present import EMPTY_STORE, View
 from heatlens.store import Store
 
 ERRORS_SHOWN = 50
+
+
+def _day(at: datetime) -> str:
+    """An instant as its UTC day (a span's ends, read at a glance)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d")
 
 
 def data(store: Store) -> View:
@@ -22,9 +29,21 @@ def data(store: Store) -> View:
     by_type: dict[str, int] = {}
     for rtype, _, n in counts:
         by_type[rtype] = by_type.get(rtype, 0) + n
+    spans = store.spans()
     context: dict[str, Any] = {
         "counts": counts,
         "by_type": [(t.name, by_type.get(t.name, 0)) for t in RECORD_TYPES],
+        # each type's records and, for those placed in time, the field and the span it covers
+        "types": [
+            {
+                "name": t.name,
+                "records": by_type.get(t.name, 0),
+                "at": t.at,
+                "first": _day(spans[t.name].first) if t.name in spans else None,
+                "last": _day(spans[t.name].last) if t.name in spans else None,
+            }
+            for t in RECORD_TYPES
+        ],
         "sources": [{"source": s, "kind": str(s).split(":", 1)[0], "at": at} for s, at in sources],
         "syncs": syncs,
         "errors": errors,

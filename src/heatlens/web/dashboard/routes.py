@@ -13,7 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
@@ -27,6 +27,7 @@ from heatlens.metrics import Request as MetricsRequest
 from heatlens.metrics.catalog import GRAINS
 from heatlens.metrics.explain import parse_segments
 from heatlens.metrics.periods import parse_day
+from heatlens.report.explain import csv_of
 from heatlens.report.html import delivery, heat, pages, records
 from heatlens.report.html.filters import Filters, parse_filters
 from heatlens.report.html.present import Links, View
@@ -237,8 +238,30 @@ async def team_page(request: Request, name: str) -> Response:
 
 @router.get("/dora", response_class=HTMLResponse)
 async def dora_page(request: Request) -> Response:
-    """DORA per team and service, tiers, warnings; numbers link to `explain`."""
-    return await _page(request, "DORA", delivery.dora, default_grain="month", org_wide=True)
+    """DORA per team and service, tiers, warnings; numbers link to `explain`; sorted by
+    `sort` (name or a metric id) in `dir` (asc, desc), narrowed to names containing `q`."""
+    params = request.query_params
+    sort, direction = params.get("sort") or "", params.get("dir") or ""
+    q = (params.get("q") or "").strip()
+    return await _page(
+        request,
+        "DORA",
+        delivery.dora,
+        sort,
+        direction,
+        q,
+        default_grain="month",
+        org_wide=True,
+    )
+
+
+@router.get("/services/{name}", response_class=HTMLResponse)
+async def service_page(request: Request, name: str) -> Response:
+    """One service: owner, DORA per period with the lead time trend, its deployments with their
+    result, its incidents; numbers link to `explain`."""
+    return await _page(
+        request, "service", delivery.service, name, default_grain="month", org_wide=True
+    )
 
 
 @router.get("/data", response_class=HTMLResponse)
@@ -253,24 +276,41 @@ async def data_page(request: Request) -> Response:
     return await _page(request, "data", builder, default_grain="week", org_wide=True, ranged=False)
 
 
+def _explain_params(request: Request) -> tuple[str, str, date, dict[str, str | None]]:
+    """(metric, grain, period, segment) of an explain page or its CSV; a bad one is a
+    ConfigError naming the parameter."""
+    params = request.query_params
+    metric = params.get("metric") or ""
+    grain = params.get("grain") or "week"
+    if grain not in GRAINS:
+        raise ConfigError(f"unknown grain {grain!r}: expected one of {', '.join(GRAINS)}")
+    period = parse_day(params.get("period") or None, "period")
+    if period is None:
+        raise ConfigError("period: expected a date YYYY-MM-DD (a day of the period)")
+    return metric, grain, period, parse_segments(params.getlist("segment"))
+
+
+def _page_number(value: str | None) -> int:
+    if not value:
+        return 1
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"page {value!r}: expected a page number, 1 or more")
+    return int(value)
+
+
 @router.get("/explain", response_class=HTMLResponse)
 async def explain_page(request: Request) -> Response:
-    """The records behind one number, as `heatlens explain` lists them."""
+    """The records behind one number, as `heatlens explain` lists them: 50 a page (`page`),
+    only failures with `failures=True`."""
     access = await _access(request)
     if not access.allowed:
         return _to_login(request)
     if not access.permits("read"):
         return _not_reader(access)
-    params = request.query_params
     try:
-        metric = params.get("metric") or ""
-        grain = params.get("grain") or "week"
-        if grain not in GRAINS:
-            raise ConfigError(f"unknown grain {grain!r}: expected one of {', '.join(GRAINS)}")
-        period = parse_day(params.get("period") or None, "period")
-        if period is None:
-            raise ConfigError("period: expected a date YYYY-MM-DD (a day of the period)")
-        segment = parse_segments(params.getlist("segment"))
+        metric, grain, period, segment = _explain_params(request)
+        page = _page_number(request.query_params.get("page"))
+        failures = request.query_params.get("failures") not in (None, "", "False", "false", "0")
     except ConfigError as exc:
         return _html(pages.message("Cannot explain", str(exc), user=access.user), 400)
     if access.teams and segment.get("team") not in access.teams:
@@ -279,11 +319,60 @@ async def explain_page(request: Request) -> Response:
 
     def build(store: Store, now: datetime) -> View:
         return delivery.explanation(
-            store, service.settings, metric, period, grain, segment, now, access.teams
+            store,
+            service.settings,
+            metric,
+            period,
+            grain,
+            segment,
+            now,
+            access.teams,
+            page=page,
+            failures_only=failures,
         )
 
-    key = ("explain", metric, grain, period, tuple(sorted(segment.items(), key=str)))
+    where = tuple(sorted(segment.items(), key=str))
+    key = ("explain", metric, grain, period, where, page, failures)
     return await _serve(request, key, build, access)
+
+
+@router.get("/explain.csv")
+async def explain_csv(request: Request) -> Response:
+    """Every record behind one number as CSV (raw values), with the explain page's parameters;
+    read scope, as the page."""
+    access = await _access(request)
+    if not access.allowed:
+        return _to_login(request)
+    if not access.permits("read"):
+        return _not_reader(access)
+    try:
+        metric, grain, period, segment = _explain_params(request)
+        failures = request.query_params.get("failures") not in (None, "", "False", "false", "0")
+    except ConfigError as exc:
+        return _html(pages.message("Cannot explain", str(exc), user=access.user), 400)
+    if access.teams and segment.get("team") not in access.teams:
+        return _refuse(access, "this number")
+    service: Service = request.app.state.service
+    app = request.app.state.application
+    try:
+        doc = await service.call(
+            app.explain,
+            metric,
+            period,
+            segment,
+            grain=grain,
+            limit=None,
+            teams=access.teams,
+            failures_only=failures,
+        )
+    except HeatlensError as exc:
+        return _html(pages.message("Cannot explain", str(exc), user=access.user), 400)
+    name = f"{metric}-{grain}-{period.isoformat()}{'-failures' if failures else ''}.csv"
+    return Response(
+        csv_of(doc),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 # -- login ------------------------------------------------------------------------------------

@@ -30,4 +30,21 @@
       select.form.submit();
     });
   });
+  // a search box narrows the rows of its tables as one types (the form still works without
+  // script: it asks the server for ?q=)
+  document.querySelectorAll("input[data-filter-rows]").forEach(function (input) {
+    var rows = document.querySelectorAll(input.getAttribute("data-filter-rows"));
+    input.addEventListener("input", function () {
+      var text = input.value.trim().toLowerCase();
+      rows.forEach(function (row) {
+        var name = row.querySelector("th").textContent.toLowerCase();
+        row.hidden = text !== "" && name.indexOf(text) < 0;
+      });
+    });
+    if (input.form.hasAttribute("data-static")) {
+      input.form.addEventListener("submit", function (event) {
+        event.preventDefault();
+      });
+    }
+  });
 })();
