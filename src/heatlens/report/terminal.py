@@ -160,6 +160,13 @@ def shown(report: Report, command: str = COMMAND) -> Shown:
     hint = found.hint(command) if found.empty else None
     shown_metrics = {s.metric for s in kept}
     gone = [m for m in dict.fromkeys(s.metric for s in series) if m not in shown_metrics]
+    # (issue 14) happiness has no rows at all in a range without a survey wave: still name it
+    if (
+        "survey_response" in found.needed
+        and "survey_response" not in found.in_range
+        and not any(s.metric.startswith("happiness.") for s in series)
+    ):
+        gone.append("happiness.respondents")
     omitted = _omitted_line(report, gone, found) if gone and not found.empty else None
     return Shown(by_dimension(report, kept), omitted, hint)
 
@@ -168,7 +175,7 @@ def _omitted_line(report: Report, gone: list[str], found: Coverage) -> str:
     """`not shown, for want of records from A to B: Adoption, Happiness (usage records span
     … ; no survey responses are stored)`: a dimension by its title when all its metrics are
     gone, else the metrics' ids."""
-    asked = list(dict.fromkeys(r.metric for r in report.rows))
+    asked = list(dict.fromkeys([*(r.metric for r in report.rows), *gone]))
     names = []
     for dim in DIMENSIONS:
         mine = [m for m in asked if m.split(".", 1)[0] == dim]
