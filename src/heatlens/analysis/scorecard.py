@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,6 +31,7 @@ from heatlens.analysis.bootstrap import (
     ratio_change,
     team_ratios,
 )
+from heatlens.analysis.waves import complete_waves
 from heatlens.errors import ConfigError
 from heatlens.metrics.catalog import CALENDAR_GRAINS, CATALOG
 from heatlens.metrics.engine import Request, compute
@@ -71,6 +72,8 @@ class Cell:
     previous: float | None
     change: Change | None
     suppressed: bool = False
+    # happiness: the engine's row of the wave the value is from (the latest closed one)
+    wave: Row | None = None
 
 
 @dataclass(frozen=True)
@@ -134,12 +137,20 @@ def scorecard(
     tz = ZoneInfo(settings.timezone)
     previous, period, end = complete_periods(grain, tz, now)
 
+    usage = tuple(m for m in HEAT if m != HAPPINESS)
     by_capability = compute(
-        tables, Request(grain, previous, end, ("capability",), HEAT, now), settings
+        tables, Request(grain, previous, end, ("capability",), usage, now), settings
     )
     by_team = compute(
-        tables, Request(grain, previous, end, ("capability", "team"), RATIOS, now), settings
+        tables,
+        Request(grain, previous, end, ("capability", "team"), (ADOPTION, TASK_SUCCESS), now),
+        settings,
     )
+    # happiness is the latest wave closed by the period's end, against the wave before it
+    happy = complete_waves(tables, settings, (HAPPINESS,), ("capability",), end)[HAPPINESS]
+    happy_teams = complete_waves(tables, settings, (HAPPINESS,), ("capability", "team"), end)[
+        HAPPINESS
+    ]
     dora = compute(tables, Request(grain, period, end, (), DORA, now), settings)
     durations = _durations(tables, settings, periods(grain, previous, end, tz))
 
@@ -148,7 +159,26 @@ def scorecard(
     for r in by_team.rows:
         team_rows[(r.metric, r.period, r.segment["capability"])].append(r)
 
+    def happiness(capability: str) -> Cell:
+        current, before = happy.latest(capability=capability)
+        if current is None:
+            return Cell(HAPPINESS, None, None, None, None)
+
+        def bootstrap() -> Change | None:
+            assert current is not None and before is not None  # only called with both
+            return ratio_change(
+                team_ratios(happy_teams.of_wave(before, capability=capability)),
+                team_ratios(happy_teams.of_wave(current, capability=capability)),
+                seed=seed,
+                resamples=resamples,
+            )
+
+        return replace(_cell(HAPPINESS, current, before, bootstrap), wave=current)
+
     def cell(metric: str, capability: str) -> Cell:
+        if metric == HAPPINESS:
+            return happiness(capability)
+
         def bootstrap() -> Change | None:
             if metric == EFFICIENCY:
                 return quantile_change(
@@ -174,7 +204,8 @@ def scorecard(
         )
 
     # a null capability (answers about no capability) is a segment, not a capability to score
-    capabilities = sorted({c for (_, _, c) in values if c is not None}, key=str)
+    named = {c for (_, _, c) in values} | {r.segment.get("capability") for r in happy.every}
+    capabilities = sorted({c for c in named if c is not None}, key=str)
     scores = []
     for c in capabilities:
         cells = {m: cell(m, c) for m in HEAT}

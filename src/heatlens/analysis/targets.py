@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from heatlens.analysis.scorecard import complete_periods, scorecard
+from heatlens.analysis.waves import complete_waves
 from heatlens.errors import ConfigError
 from heatlens.metrics.catalog import CALENDAR_GRAINS, CATALOG
 from heatlens.metrics.engine import Request, compute
@@ -57,6 +58,8 @@ class TargetStatus:
     period: date
     actual: float | None
     status: str
+    # happiness: the survey wave judged (the latest closed by the period's end)
+    survey: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class CheckResult:
                     "period": t.period.isoformat(),
                     "actual": t.actual,
                     "status": t.status,
+                    "survey": t.survey,
                 }
                 for t in self.targets
             ],
@@ -182,7 +186,19 @@ def check(tables: Tables, settings: Settings, as_of: date) -> CheckResult:
             (r.metric, r.period, tuple(sorted((k, str(v)) for k, v in r.segment.items()))): r
             for r in report.rows
         }
+        happy = sorted({t.metric for t in members if t.metric.startswith("happiness.")})
+        waves = complete_waves(tables, settings, happy, by, end) if happy else {}
         for t in members:
+            if t.metric in waves:  # the latest wave closed by the period's end, never a pool
+                wave, _ = waves[t.metric].latest(**dict(t.segment))
+                if wave is None:
+                    judged[t] = TargetStatus(t, start, None, target_status(t, None, as_of))
+                    continue
+                actual = None if wave.suppressed else wave.value
+                survey = str(wave.segment.get("survey"))
+                status = target_status(t, actual, as_of)
+                judged[t] = TargetStatus(t, wave.period, actual, status, survey)
+                continue
             # a row incidents may still link to is not final: judge the period before it
             period = start
             row = rows.get((t.metric, start, t.segment))

@@ -67,7 +67,7 @@ def _print_check(doc: dict[str, Any]) -> None:
                 segment,
                 f"{t['op']} {format_value(t['value'], unit)}",
                 t["grain"],
-                t["period"],
+                t["period"] + (f" (wave {t['survey']})" if t.get("survey") else ""),
                 format_value(t["actual"], unit),
                 status,
             )

@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from heatlens.analysis.scorecard import HEAT, Cell, Scorecard
+from heatlens.analysis.waves import wave_label
 from heatlens.metrics.catalog import CATALOG, DIMENSION_TITLES
 from heatlens.report.terminal import TIER_STYLES
 from heatlens.report.units import format_delta, format_value
@@ -42,6 +43,11 @@ def render_scorecard(card: Scorecard) -> Group:
         "adoption: share of eligible teams · task success: share of successful attempts · "
         "efficiency: median task duration · happiness: CSAT (top-2-box)"
     ]
+    waves = sorted({wave_label(s.happiness.wave) for s in card.capabilities if s.happiness.wave})
+    if waves:
+        notes.append(
+            "happiness is the latest survey wave closed by the period's end: " + ", ".join(waves)
+        )
     if any(c.change and c.change.significant for s in card.capabilities for c in s.cells):
         notes.append(
             "* significant: the 95 % bootstrap interval of the change, resampling teams, "
@@ -69,6 +75,8 @@ def _cell_text(cell: Cell) -> Text:
     size = (
         f"{abs(change.delta) * 100:.1f}pp" if unit == "ratio" else format_delta(change.delta, unit)
     )
+    if size == "0.0pp":  # a change too small to print is still a change
+        size = "<0.1pp"
     text.append(f" {arrow}{size}{mark}", "green" if good else "red")
     return text
 

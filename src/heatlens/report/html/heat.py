@@ -25,6 +25,7 @@ from heatlens.analysis.scorecard import (
     scorecard,
 )
 from heatlens.analysis.targets import Target, parse_targets, target_status
+from heatlens.analysis.waves import Waves, complete_waves, wave_label
 from heatlens.metrics import Request, compute
 from heatlens.metrics.catalog import CALENDAR_GRAINS, CATALOG, Metric
 from heatlens.metrics.engine import resolve
@@ -202,10 +203,16 @@ def _heat_cell(
     grain: str,
     links: Links,
     target: Any,
+    wave: Row | None = None,
 ) -> dict[str, Any]:
     """One scorecard cell as the template shows it: the value (a link to its records), `n`,
-    the change (None: not judged; delta 0: "no change") and the target."""
-    row = Row(metric, period, {"capability": capability}, value, n, suppressed=suppressed)
+    the change (None: not judged; delta 0: "no change"), the target, and for happiness the wave
+    it is from (its records are that wave's, at grain month)."""
+    segment: dict[str, Any] = {"capability": capability}
+    if wave is not None:
+        segment["survey"] = wave.segment.get("survey")
+        period, grain = wave.period, "month"
+    row = Row(metric, period, segment, value, n, suppressed=suppressed)
     shown = value is not None and not suppressed
     delta = None
     if change is not None:
@@ -229,6 +236,7 @@ def _heat_cell(
         "n": n,
         "delta": delta,
         "target": target,
+        "wave": None if wave is None else wave_label(wave),
     }
 
 
@@ -296,8 +304,10 @@ def overview(
     if heat_cov.empty:
         view.context["heat_where"] = where(heat_cov, links, "/", filters, scored=not everything)
     elif everything:
-        report = compute(store, Request("all", start, end, ("capability",), HEAT, now), settings)
-        view.context["rows"] = _all_history_rows(report, links, start, placed)
+        usage = tuple(m for m in HEAT if m != HAPPINESS)
+        report = compute(store, Request("all", start, end, ("capability",), usage, now), settings)
+        happy = complete_waves(store, settings, (HAPPINESS,), ("capability",), end)[HAPPINESS]
+        view.context["rows"] = _all_history_rows(report, happy, links, start, placed)
     else:
         card = scorecard(store, settings, grain=grain, as_of=as_of)
         view.context["rows"] = _scorecard_rows(card, settings, links, as_of.date(), placed)
@@ -358,6 +368,7 @@ def _scorecard_rows(
                 card.grain,
                 links,
                 _target(targets, c.metric, c.value, score.capability, card.grain, as_of),
+                c.wave,
             )
             for c in score.cells
         ]
@@ -374,13 +385,15 @@ def _scorecard_rows(
 
 
 def _all_history_rows(
-    report: Report, links: Links, start: date, placed: list[dict[str, Any]]
+    report: Report, happy: Waves, links: Links, start: date, placed: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    named = {r.segment.get("capability") for r in report.rows}
+    """All history per capability; happiness is the latest closed wave, never a pool of waves."""
+    named = {r.segment.get("capability") for r in (*report.rows, *happy.every)}
     capabilities = sorted((str(c) for c in named if c is not None), key=str)
     rows = []
     for capability in capabilities:
-        found = {m: last(report.rows, m, capability=capability) for m in HEAT}
+        found = {m: last(report.rows, m, capability=capability) for m in HEAT if m != HAPPINESS}
+        found[HAPPINESS] = happy.latest(capability=capability)[0]
         cells = [
             _heat_cell(
                 m,
@@ -393,6 +406,7 @@ def _all_history_rows(
                 "all",
                 links,
                 None,
+                r if m == HAPPINESS else None,
             )
             for m, r in found.items()
         ]
