@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import shlex
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -264,10 +265,13 @@ def test_an_unknown_service_is_named_with_the_command_that_registers_it(
     first = run(*sync, "--deploy-tags", "v*")
     [warning] = [line for line in first.output.splitlines() if "not registered" in line]
     assert warning.startswith("warning: service 'shop' is not registered")
-    # the command it prints works as printed (its record, fed to `heatlens ingest -`)
-    [command] = re.findall(r"`echo '(\{.*\})' \| heatlens ingest -`", warning)
+    # the command it prints works as printed: its record, fed to `heatlens ingest -` on the
+    # user's own store (the printed command names it, so it pastes)
+    [(command, line)] = re.findall(r"`echo '(\{.*\})' \| (heatlens [^`]*)`", warning)
     assert json.loads(command) == {"type": "service", "id": "shop", "team": "TEAM"}
-    loaded = run("--store", store_url, "ingest", "-", input=command)
+    words = shlex.split(line)
+    assert words == ["heatlens", "--store", store_url, "ingest", "-"]
+    loaded = run(*words[1:], input=command)
     assert loaded.exit_code == 0, loaded.output
     again = run(*sync, "--deploy-tags", "v*")
     assert again.exit_code == 0 and "not registered" not in again.output

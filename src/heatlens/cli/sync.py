@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,12 +36,20 @@ def _bar() -> Iterator[ProgressFn]:
         yield update
 
 
-def _report(doc: dict[str, Any], seconds: float) -> None:
+def _report(ctx: CliContext, doc: dict[str, Any], seconds: float) -> None:
     if doc["counts"]:
         print_counts(doc["counts"], seconds)
     for warning in doc["warnings"]:
-        err.print(f"[yellow]warning:[/] {warning}", markup=True, soft_wrap=True)
+        err.print("warning: ", style="yellow", end="")
+        err.print(own_commands(ctx, warning), markup=False, soft_wrap=True)
     out.print(f"{doc['source']}: {doc['summary']}", markup=False, soft_wrap=True)
+
+
+def own_commands(ctx: CliContext, text: str) -> str:
+    """A connector's advice with every `heatlens …` command it names run against the user's own
+    store or server (`heatlens ingest -` → `heatlens --store x.duckdb ingest -`), so it pastes."""
+    prefix = ctx.command_line("", [])
+    return re.sub(r"(`|\| )heatlens (?=[a-z])", lambda m: m[1] + prefix + " ", text)
 
 
 @click.group(cls=HeatlensGroup)
@@ -112,7 +121,7 @@ def sync_git_command(
     started = time.perf_counter()
     with ctx.application() as app, _bar() as progress:
         doc = app.sync_git(source, full=full, progress=progress)
-    _report(doc, time.perf_counter() - started)
+    _report(ctx, doc, time.perf_counter() - started)
 
 
 @sync.command("backstage", short_help="A Backstage catalog: teams, memberships, services.")
@@ -136,4 +145,4 @@ def sync_backstage_command(ctx: CliContext, catalog: str, pattern: str) -> None:
     started = time.perf_counter()
     with ctx.application() as app, _bar() as progress:
         doc = app.sync_backstage(catalog, pattern=pattern, progress=progress)
-    _report(doc, time.perf_counter() - started)
+    _report(ctx, doc, time.perf_counter() - started)
