@@ -205,3 +205,11 @@ def test_the_access_log_never_shows_a_link() -> None:
     assert _RedactSurveyLinks().filter(line)
     assert line.getMessage() == '127.0.0.1:5000 - "POST /s/… HTTP/1.1" 200'
     assert "SeCrEt" not in line.getMessage()
+
+
+def test_every_page_menu_leads_to_the_surveys_results(client: TestClient) -> None:
+    page = client.get("/data").text
+    menu = re.search(r"<summary>Surveys</summary>(.*?)</details>", page, re.S)
+    assert menu is not None
+    assert re.findall(r'href="([^"]+)"', menu[1]) == ["/surveys/2026-q1"]
+    assert client.get("/surveys/2026-q1").status_code == 200

@@ -80,8 +80,14 @@ def _nav(store: Store, teams: tuple[str, ...]) -> dict[str, Any]:
     """Teams (not groups) and capabilities for the menus and filters; a team-scoped session
     sees only its teams and none of the organisation-wide pages."""
     if teams:
-        return {"org": False, "teams": list(teams), "capabilities": []}
-    return {"org": True, "teams": store.leaf_team_ids(), "capabilities": store.capability_ids()}
+        return {"org": False, "teams": list(teams), "capabilities": [], "surveys": []}
+    return {
+        "org": True,
+        "teams": store.leaf_team_ids(),
+        "capabilities": store.capability_ids(),
+        # survey results are organisation-wide pages (refused to team-scoped sessions)
+        "surveys": [str(r["id"]) for r in store.rows("survey")],
+    }
 
 
 async def _access(request: Request) -> auth.Access:
