@@ -184,6 +184,12 @@ def test_deployment_kind_only_when_the_payload_says_so() -> None:
     data["deployment"]["task"] = "deploy"
     data["deployment"]["payload"] = {"kind": "hotfix"}
     assert map_event("deployment_status", data, OPTIONS).records[0]["kind"] == "hotfix"
+    data["deployment"]["payload"] = '{"kind": "rollback"}'  # a payload sent as a JSON string
+    assert map_event("deployment_status", data, OPTIONS).records[0]["kind"] == "rollback"
+
+
+def test_deployment_event_waits_for_its_final_status() -> None:
+    assert "deployment_status" in ignored("deployment", payload("deployment.drone"))
 
 
 # workflow_run

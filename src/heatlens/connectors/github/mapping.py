@@ -19,6 +19,7 @@ to the webhook; the mapping gives only `commit_sha`.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -175,10 +176,19 @@ def _deployment_kind(deployment: Payload) -> str | None:
     """`kind` only when the deployment says so: its payload's `kind`, or a task naming it
     (`deploy:rollback`, `hotfix`)."""
     extra = deployment.get("payload")
+    if isinstance(extra, str):  # the REST API accepts the payload as a JSON string
+        try:
+            extra = json.loads(extra)
+        except ValueError:
+            extra = None
     if isinstance(extra, Mapping) and str(extra.get("kind", "")).lower() in KINDS:
         return str(extra["kind"]).lower()
     task = str(deployment.get("task") or "").lower()
     return next((kind for kind in ("rollback", "hotfix") if kind in task), None)
+
+
+def _deployment(payload: Payload, options: GithubOptions) -> Mapped:
+    return Mapped([], "a deployment is mapped when its deployment_status is final")
 
 
 def _workflow_run(payload: Payload, options: GithubOptions) -> Mapped:
@@ -303,6 +313,7 @@ def _compact(record: Record) -> Record:
 _MAPPERS: dict[str, Callable[[Payload, GithubOptions], Mapped]] = {
     "push": _push,
     "pull_request": _pull_request,
+    "deployment": _deployment,
     "deployment_status": _deployment_status,
     "workflow_run": _workflow_run,
     "issues": _issues,
