@@ -3,8 +3,8 @@
 One function per `object_kind`: `push` → changes, `merge_request` merged → the merge commit's
 pull-request times, `pipeline` finished → usage of the CI capability, `deployment` finished →
 deployment, `issue` labelled as an incident (or of GitLab's incident type) → incident. Records
-follow DESIGN §3's vendor merge rules: each carries only what this event knows, and the caller merges
-it into the stored record by id.
+follow DESIGN §3's vendor merge rules: each carries only what this event knows, and the caller
+merges it into the stored record by id.
 
 GitLab writes timestamps in several formats, sometimes within one payload (`2021-04-28 21:50:00
 +0200`, `2016-08-12 15:23:28 UTC`, `2013-12-03T17:15:43Z`, `2012-01-03T23:36:29+02:00`): every one
