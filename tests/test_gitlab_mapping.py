@@ -121,7 +121,7 @@ def test_push_gives_one_change_per_commit() -> None:
             "author": "Jordi Mallach",
             # the first line of a multi-line message
             "title": "Merge branch 'some-feature' into 'master'",
-            "service": "mike/diaspora",
+            "service": "diaspora",
             "repo": "mike/diaspora",
         },
         {
@@ -130,14 +130,14 @@ def test_push_gives_one_change_per_commit() -> None:
             "committed_at": "2012-01-03T21:36:29+00:00",
             "author": "GitLab dev user",
             "title": "fixed readme",
-            "service": "mike/diaspora",
+            "service": "diaspora",
             "repo": "mike/diaspora",
         },
     ]
 
 
 def test_push_service_comes_from_service_map() -> None:
-    options = GitLabOptions(service_map={"gitlab-org/hello-world": "hello"})
+    options = GitLabOptions(service_map={"gitlab-org/hello-world": "hello", "hello-world": "no"})
     assert records("drone-go-scm/push", options) == [
         {
             "type": "change",
@@ -170,7 +170,7 @@ def test_merged_merge_request_gives_its_merge_commit_pr_times() -> None:
             "committed_at": "2017-12-10T17:08:07+00:00",
             "pr_opened_at": "2017-12-10T17:01:11+00:00",
             "merged_at": "2017-12-10T17:08:07+00:00",
-            "service": "gitlab-org/hello-world",
+            "service": "hello-world",
             "repo": "gitlab-org/hello-world",
         }
     ]
@@ -198,14 +198,13 @@ def test_merge_requests_not_merged_give_nothing(name: str) -> None:
 
 
 def test_pipeline_gives_usage_of_the_ci_capability() -> None:
-    options = GitLabOptions(ci_capability="gitlab-ci", service_map={"gitlab-org/gitlab-test": "t"})
+    options = GitLabOptions(ci_capability="gitlab-ci", service_map={"gitlab-test": "t"})  # by path
     assert records("xanzy-go-gitlab/pipeline", options) == [
         {
             "type": "usage",
             "id": "31",
             "ts": "2016-08-12T15:23:28+00:00",
             "capability": "gitlab-ci",
-            "action": "pipeline",
             "actor": "user1",
             "service": "t",
             "outcome": "success",
@@ -260,8 +259,8 @@ def test_deployment_gives_a_deployment_with_the_full_sha() -> None:
     assert records("xanzy-go-gitlab/deployment") == [
         {
             "type": "deployment",
-            "id": "root/test-deployment-webhooks/15",
-            "service": "root/test-deployment-webhooks",
+            "id": "root/test-deployment-webhooks/deployments/15",
+            "service": "test-deployment-webhooks",
             "environment": "staging",
             "result": "success",
             "finished_at": "2021-04-28T19:50:00+00:00",
@@ -295,7 +294,7 @@ def test_labelled_issue_opens_an_incident_and_closing_resolves_it() -> None:
             "type": "incident",
             "id": "gitlab-org/hello-world#1",
             "opened_at": "2017-12-10T16:37:38+00:00",
-            "service": "gitlab-org/hello-world",
+            "service": "hello-world",
         }
     ]
     assert records("drone-go-scm/issue_closed", options) == [
@@ -304,23 +303,32 @@ def test_labelled_issue_opens_an_incident_and_closing_resolves_it() -> None:
             "id": "gitlab-org/hello-world#1",
             "opened_at": "2017-12-10T16:37:38+00:00",
             "resolved_at": "2017-12-10T16:41:28+00:00",
-            "service": "gitlab-org/hello-world",
+            "service": "hello-world",
         }
     ]
 
 
-def test_severity_from_a_severity_label_or_gitlabs_severity() -> None:
-    options = GitLabOptions(incident_label="critical", severity_labels=("critical",))
-    (incident,) = records("drone-go-scm/issue_closed", options)
-    assert incident["severity"] == "critical"
-    # xanzy's issue carries GitLab's own `severity: high`
+def test_severity_from_a_severity_label() -> None:
+    options = GitLabOptions(incident_label="critical")
+    p = copy.deepcopy(payload("drone-go-scm/issue_closed"))
+    (incident,) = map_event(p, options).records
+    assert "severity" not in incident  # `critical` is the incident label here, not a severity
+    # the real payload with a second label, as GitLab's scoped labels and the sevN habit write it
+    for label, severity in (("severity::2", "2"), ("Severity: high", "high"), ("S1", "S1")):
+        p["labels"] = [*payload("drone-go-scm/issue_closed")["labels"], {"title": label}]
+        (incident,) = map_event(p, options).records
+        assert incident["severity"] == severity
+
+
+def test_severity_from_gitlabs_own_incident_severity() -> None:
+    """xanzy's issue carries GitLab's `severity: high` (and no severity label)."""
     (incident,) = records("xanzy-go-gitlab/issue", GitLabOptions(incident_label="api"))
     assert incident == {
         "type": "incident",
         "id": "gitlabhq/gitlab-test#23",
         "opened_at": "2013-12-03T17:15:43+00:00",
         "severity": "high",
-        "service": "gitlabhq/gitlab-test",
+        "service": "gitlab-test",
     }
 
 
@@ -341,7 +349,7 @@ def test_unknown_events_give_nothing_with_a_reason() -> None:
 
 
 def test_every_mapped_record_is_ingestable(duck_store: Store, settings: Settings) -> None:
-    options = GitLabOptions(incident_label="critical", severity_labels=("critical",))
+    options = GitLabOptions(incident_label="critical")
     produced = [
         r
         for f in sorted(FIXTURES.glob("*/*.json"))
@@ -351,5 +359,5 @@ def test_every_mapped_record_is_ingestable(duck_store: Store, settings: Settings
     result = ingest_records(duck_store, produced, settings, source="webhook:gitlab")
     assert result.problems == []
     assert set(stored(duck_store, "deployment", "id", "commit_sha")) == {
-        ("root/test-deployment-webhooks/15", "279484c09fbe69ededfced8c1bb6e6d24616b468")
+        ("root/test-deployment-webhooks/deployments/15", "279484c09fbe69ededfced8c1bb6e6d24616b468")
     }

@@ -29,6 +29,7 @@ _DEPLOYMENT_RESULTS = {"success": "success", "failed": "failure"}
 # "2021-04-28 21:50:00 +0200", "2016-08-12 15:23:28 UTC": a space before the zone
 _SPACED_ZONE = re.compile(r"^(\S+)[ T](\S+?) ?(UTC|Z|[+-]\d{2}:?\d{2})$")
 _FULL_SHA = re.compile(r"/commit/([0-9a-f]{40})(?:[/?#]|$)")
+_SEVERITY_LEVEL = re.compile(r"(?:sev|p|s)-?\d", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,17 @@ class GitLabOptions:
 
     ci_capability: str = "ci"
     incident_label: str = "incident"
-    # repository (`group/project`) → service id; an unmapped repository is its own service
+    # repository (`group/project`, or just `project`) → service id; unmapped: the project's path
     service_map: Mapping[str, str] = field(default_factory=dict)
-    # issue labels that are severities (e.g. "S1", "critical"); matched case-insensitively
-    severity_labels: tuple[str, ...] = ()
+    # a label `<prefix><value>` gives severity `value` (GitLab's scoped `severity::1` too);
+    # `sev1`, `S2`, `P1` are severities as-is; else an incident's own GitLab severity
+    severity_prefixes: tuple[str, ...] = (
+        "severity::",
+        "severity:",
+        "severity/",
+        "severity-",
+        "sev:",
+    )
 
 
 @dataclass(frozen=True)
@@ -96,14 +104,17 @@ def _repo(payload: Mapping[str, Any]) -> str | None:
 
 
 def _service(repo: str | None, options: GitLabOptions) -> str | None:
+    """The service a repository deploys: `service_map` by full path, then by the project's
+    path, else the project's path (as the GitHub mapping does with a repository's name)."""
     if repo is None:
         return None
-    return options.service_map.get(repo, repo)
+    name = repo.rsplit("/", 1)[-1]
+    return options.service_map.get(repo) or options.service_map.get(name) or name
 
 
 def _compact(record: Record) -> Record:
     """Leave out what the event does not know, so merging keeps the stored value."""
-    return {k: v for k, v in record.items() if v is not None}
+    return {k: v for k, v in record.items() if v is not None and v != ""}
 
 
 def _push(payload: Mapping[str, Any], options: GitLabOptions) -> Mapped:
@@ -169,7 +180,6 @@ def _pipeline(payload: Mapping[str, Any], options: GitLabOptions) -> Mapped:
         "id": str(attrs["id"]),
         "ts": iso(attrs.get("created_at")),
         "capability": options.ci_capability,
-        "action": "pipeline",
         "actor": (payload.get("user") or {}).get("username"),
         "service": _service(repo, options),
         "outcome": outcome,
@@ -193,7 +203,7 @@ def _deployment(payload: Mapping[str, Any], options: GitLabOptions) -> Mapped:
     sha = m.group(1) if m else payload.get("short_sha")
     record = {
         "type": "deployment",
-        "id": f"{repo}/{payload['deployment_id']}",
+        "id": f"{repo}/deployments/{payload['deployment_id']}",
         "service": _service(repo, options),
         "environment": payload.get("environment"),
         "result": result,
@@ -217,8 +227,7 @@ def _issue(payload: Mapping[str, Any], options: GitLabOptions) -> Mapped:
     if options.incident_label.lower() not in lowered and not incident_type:
         return Mapped([], f"issue without the {options.incident_label!r} label")
     repo = _repo(payload)
-    severities = {s.lower() for s in options.severity_labels}
-    severity = next((label for label in labels if label.lower() in severities), None)
+    severity = _severity(labels, options)
     if severity is None and attrs.get("severity") not in (None, "", "unknown"):
         severity = attrs["severity"]
     closed = attrs.get("state") == "closed"
@@ -231,6 +240,16 @@ def _issue(payload: Mapping[str, Any], options: GitLabOptions) -> Mapped:
         "service": _service(repo, options),
     }
     return Mapped([_compact(record)])
+
+
+def _severity(labels: list[str], options: GitLabOptions) -> str | None:
+    for label in labels:
+        for prefix in options.severity_prefixes:
+            if label.lower().startswith(prefix) and label[len(prefix) :].strip():
+                return label[len(prefix) :].strip()
+        if _SEVERITY_LEVEL.fullmatch(label):
+            return label
+    return None
 
 
 _HANDLERS: dict[str, Callable[[Mapping[str, Any], GitLabOptions], Mapped]] = {
