@@ -1,0 +1,10 @@
+"""PagerDuty: V3 webhook payloads (and, later, the sync connector) → canonical incidents."""
+
+from heatlens.connectors.pagerduty.mapping import (
+    Mapped,
+    PagerDutyOptions,
+    map_event,
+    merge_incident,
+)
+
+__all__ = ["Mapped", "PagerDutyOptions", "map_event", "merge_incident"]
