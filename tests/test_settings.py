@@ -106,6 +106,12 @@ FROM_ENV = {
     "lead_time_start": ("authored", "authored"),
     "bot_actors": ("*[bot], ci-*", ["*[bot]", "ci-*"]),
     "ingest_timezone": ("Europe/Berlin", "Europe/Berlin"),
+    "ci_capability": ("github-actions", "github-actions"),
+    "incident_label": ("outage", "outage"),
+    "service_map": ('{ "acme/api" = "api" }', {"acme/api": "api"}),
+    "webhooks_github_secret": ("gh-s3cret", "gh-s3cret"),
+    "webhooks_gitlab_token": ("gl-t0ken", "gl-t0ken"),
+    "webhooks_pagerduty_secret": ("pd-s3cret", "pd-s3cret"),
 }
 
 

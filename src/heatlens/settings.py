@@ -126,6 +126,45 @@ class Settings(BaseSettings):
         "unset: stored as given.",
         json_schema_extra=_meta("pseudonymise_key", "ingest"),
     )
+    # -- connectors and webhooks (issue 15) -----------------------------------------------------
+    ci_capability: str = Field(
+        "ci",
+        min_length=1,
+        description="Capability id that GitHub workflow runs and GitLab pipelines are usage of.",
+        json_schema_extra=_meta("ci_capability", "GitHub/GitLab pipeline runs → usage"),
+    )
+    incident_label: str = Field(
+        "incident",
+        min_length=1,
+        description="Issue label (case-insensitive) that makes a GitHub or GitLab issue an "
+        "incident.",
+        json_schema_extra=_meta("incident_label", "GitHub/GitLab issues → incidents"),
+    )
+    service_map: dict[str, str] = Field(
+        {},
+        description="Repository (`owner/name` or `name`), GitLab project (`group/project` or "
+        "`project`) or PagerDuty service id → heatlens service id; unmapped ones keep their "
+        "own name or id.",
+        json_schema_extra=_meta("service_map", "connectors, webhooks"),
+    )
+    webhooks_github_secret: SecretStr | None = Field(
+        None,
+        description="Secret of the GitHub webhook (checks `X-Hub-Signature-256`); unset: "
+        "`POST /webhooks/github` answers 404.",
+        json_schema_extra=_meta("webhooks.github_secret", "webhooks"),
+    )
+    webhooks_gitlab_token: SecretStr | None = Field(
+        None,
+        description="Secret token of the GitLab webhook (compared with `X-Gitlab-Token`); unset: "
+        "`POST /webhooks/gitlab` answers 404.",
+        json_schema_extra=_meta("webhooks.gitlab_token", "webhooks"),
+    )
+    webhooks_pagerduty_secret: SecretStr | None = Field(
+        None,
+        description="Signing secret of the PagerDuty V3 webhook subscription (checks "
+        "`X-PagerDuty-Signature`); unset: `POST /webhooks/pagerduty` answers 404.",
+        json_schema_extra=_meta("webhooks.pagerduty_secret", "webhooks"),
+    )
     server_max_request_bytes: int = Field(
         10 * 1024 * 1024,
         gt=0,

@@ -15,6 +15,8 @@ __all__ = ["PERSON_FIELDS", "pseudonym", "pseudonymise"]
 
 # fields holding a person's identity, pseudonymised at ingest when a key is set
 PERSON_FIELDS = {"usage": "actor", "membership": "actor", "change": "author"}
+# what `pseudonym` gives: never pseudonymised again
+PSEUDONYM_PATTERN = "p-[0-9a-f]{20}"
 
 
 def pseudonym(key: str, person: str) -> str:
@@ -33,7 +35,10 @@ def pseudonymise(
     values = [
         r[0]
         for r in con.execute(
-            f"SELECT DISTINCT {q(person)} FROM {stage} WHERE {q(person)} IS NOT NULL"
+            f"SELECT DISTINCT {q(person)} FROM {stage} WHERE {q(person)} IS NOT NULL "
+            # a value that already is a pseudonym stays as it is: a webhook's partial record
+            # overlaid on its stored record (heatlens.ingest.partial) carries the stored one
+            f"AND NOT regexp_full_match({q(person)}, '{PSEUDONYM_PATTERN}')"
         ).fetchall()
     ]
     mapping = pa.table({"v": values, "h": [pseudonym(key.get_secret_value(), v) for v in values]})

@@ -14,7 +14,7 @@ from heatlens.connectors.schedule import Scheduler
 from heatlens.report.html.pages import STATIC
 from heatlens.settings import Settings
 from heatlens.version import __version__
-from heatlens.web import admin, api, dashboard, errors, surveys
+from heatlens.web import admin, api, dashboard, errors, surveys, webhooks
 from heatlens.web.auth import Sessions
 from heatlens.web.cost import work_units
 from heatlens.web.errors import SECURITY_HEADERS, error_response
@@ -85,6 +85,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(dashboard.router)
     app.include_router(surveys.router)
+    app.include_router(webhooks.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.middleware("http")

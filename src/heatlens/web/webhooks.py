@@ -1,0 +1,283 @@
+"""Webhooks: GitHub, GitLab and PagerDuty push their events here (DESIGN §5, issue 15).
+
+`POST /webhooks/github`, `/webhooks/gitlab`, `/webhooks/pagerduty` take a vendor's delivery as it
+is sent. Each route, in order:
+
+1. answers 404 when its secret setting (`webhooks.*`) is unset: the source is not configured;
+2. reads the body (bounded by `server.max_request_bytes`) and checks its signature in constant
+   time — GitHub's `X-Hub-Signature-256` (HMAC-SHA256 of the raw body), GitLab's `X-Gitlab-Token`
+   (the shared secret itself), PagerDuty's `X-PagerDuty-Signature` (`v1=<hex>` HMAC-SHA256, one
+   per active secret while a secret is rotated: any match passes); a bad or missing one is 401
+   and nothing is stored;
+3. maps the payload with the vendor's mapping (heatlens.connectors.<vendor>.mapping); an event
+   the mapping does not take is answered 202, stored nowhere, and counted;
+4. on the server's one writer, in ONE transaction: skips a delivery whose id it has seen
+   (`X-GitHub-Delivery`, `X-Gitlab-Event-UUID`, PagerDuty's `event.id`), overlays each partial
+   record on its stored record (heatlens.ingest.partial), ingests the result by the file rules,
+   and remembers the delivery id with the source's counters (sync state `webhook:<source>`,
+   shown by `heatlens status` / `GET /api/v1/admin/status`).
+
+Webhooks do not take API tokens: the signature is the credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import SecretStr
+
+from heatlens.application.documents import counts_doc
+from heatlens.connectors.github.mapping import GithubOptions
+from heatlens.connectors.github.mapping import map_event as map_github
+from heatlens.connectors.gitlab.mapping import GitLabOptions
+from heatlens.connectors.gitlab.mapping import map_event as map_gitlab
+from heatlens.connectors.pagerduty.mapping import PagerDutyOptions
+from heatlens.connectors.pagerduty.mapping import map_event as map_pagerduty
+from heatlens.errors import InputError, StoreError
+from heatlens.ingest import ingest_records
+from heatlens.ingest.partial import overlay_stored
+from heatlens.settings import Settings
+from heatlens.store import Store
+from heatlens.web.body import load_json, read_body
+from heatlens.web.errors import ApiError, problem_details
+from heatlens.web.service import Service
+
+log = logging.getLogger("heatlens.web")
+router = APIRouter()
+
+STATS_PREFIX = "webhook:"  # webhook:<source> → the source's counters and last delivery
+SEEN_PREFIX = "webhook-delivery:"  # webhook-delivery:<source>:<id> → a delivery already taken
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One verified delivery, mapped: its records, or none and why."""
+
+    source: str
+    event: str
+    delivery_id: str | None
+    records: list[Record]
+    reason: str | None
+
+
+# -- signatures ---------------------------------------------------------------------------------
+
+
+def _hmac_hex(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def github_signature_ok(secret: str, body: bytes, header: str | None) -> bool:
+    """`X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`."""
+    return header is not None and _same("sha256=" + _hmac_hex(secret, body), header.strip())
+
+
+def gitlab_token_ok(secret: str, header: str | None) -> bool:
+    """`X-Gitlab-Token: <the secret token>`."""
+    return header is not None and _same(secret, header)
+
+
+def pagerduty_signature_ok(secret: str, body: bytes, header: str | None) -> bool:
+    """`X-PagerDuty-Signature: v1=<hex>[,v1=<hex>…]`: one signature per active secret while a
+    secret is rotated; any of them matching passes (every one is compared)."""
+    if header is None:
+        return False
+    expected = "v1=" + _hmac_hex(secret, body)
+    found = [_same(expected, part.strip()) for part in header.split(",") if part.strip()]
+    return any(found)
+
+
+# -- the routes ---------------------------------------------------------------------------------
+
+
+def _secret(value: SecretStr | None, setting: str, source: str) -> str:
+    if value is None or not value.get_secret_value():
+        raise ApiError(
+            404,
+            "webhook_not_configured",
+            f"the {source} webhook is not configured on this server: set {setting} "
+            "(see docs/webhooks.md)",
+        )
+    return value.get_secret_value()
+
+
+def _refused(source: str, request: Request, header: str) -> ApiError:
+    client = request.client.host if request.client else "?"
+    log.warning("%s webhook from %s refused: bad or missing %s", source, client, header)
+    return ApiError(
+        401,
+        "bad_signature",
+        f"the {header} header is missing or does not match webhooks settings: nothing was stored",
+    )
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ApiError(400, "invalid_json", "expected a JSON object (the webhook payload)")
+    return value
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+@router.post("/webhooks/github", status_code=200)
+async def github(request: Request) -> JSONResponse:
+    """A GitHub webhook delivery (content type `application/json`, any events)."""
+    service = _service(request)
+    settings = service.settings
+    secret = _secret(settings.webhooks_github_secret, "webhooks.github_secret", "GitHub")
+    body = await read_body(request, settings.server_max_request_bytes)
+    if not github_signature_ok(secret, body, request.headers.get("x-hub-signature-256")):
+        raise _refused("github", request, "X-Hub-Signature-256")
+    payload = _object(load_json(body))
+    event = request.headers.get("x-github-event", "")
+    mapped = map_github(event, payload, github_options(settings))
+    delivery = Delivery(
+        "github", event, request.headers.get("x-github-delivery"), mapped.records, mapped.reason
+    )
+    return await _take(service, delivery)
+
+
+@router.post("/webhooks/gitlab", status_code=200)
+async def gitlab(request: Request) -> JSONResponse:
+    """A GitLab webhook delivery (its `object_kind` says which event)."""
+    service = _service(request)
+    settings = service.settings
+    secret = _secret(settings.webhooks_gitlab_token, "webhooks.gitlab_token", "GitLab")
+    if not gitlab_token_ok(secret, request.headers.get("x-gitlab-token")):
+        raise _refused("gitlab", request, "X-Gitlab-Token")
+    body = await read_body(request, settings.server_max_request_bytes)
+    payload = _object(load_json(body))
+    mapped = map_gitlab(payload, gitlab_options(settings))
+    event = str(payload.get("object_kind") or request.headers.get("x-gitlab-event", ""))
+    delivery = Delivery(
+        "gitlab", event, request.headers.get("x-gitlab-event-uuid"), mapped.records, mapped.reason
+    )
+    return await _take(service, delivery)
+
+
+@router.post("/webhooks/pagerduty", status_code=200)
+async def pagerduty(request: Request) -> JSONResponse:
+    """A PagerDuty V3 webhook delivery (`incident.*` events)."""
+    service = _service(request)
+    settings = service.settings
+    secret = _secret(settings.webhooks_pagerduty_secret, "webhooks.pagerduty_secret", "PagerDuty")
+    body = await read_body(request, settings.server_max_request_bytes)
+    if not pagerduty_signature_ok(secret, body, request.headers.get("x-pagerduty-signature")):
+        raise _refused("pagerduty", request, "X-PagerDuty-Signature")
+    payload = _object(load_json(body))
+    event = payload.get("event") if isinstance(payload.get("event"), dict) else {}
+    assert isinstance(event, dict)
+    mapped = map_pagerduty(payload, PagerDutyOptions(service_map=settings.service_map))
+    event_id = event.get("id")
+    delivery = Delivery(
+        "pagerduty",
+        str(event.get("event_type") or ""),
+        str(event_id) if event_id else None,
+        mapped.records,
+        mapped.reason,
+    )
+    return await _take(service, delivery)
+
+
+def github_options(settings: Settings) -> GithubOptions:
+    return GithubOptions(
+        ci_capability=settings.ci_capability,
+        incident_label=settings.incident_label,
+        service_map=settings.service_map,
+    )
+
+
+def gitlab_options(settings: Settings) -> GitLabOptions:
+    return GitLabOptions(
+        ci_capability=settings.ci_capability,
+        incident_label=settings.incident_label,
+        service_map=settings.service_map,
+    )
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+async def _take(service: Service, delivery: Delivery) -> JSONResponse:
+    """Write the delivery on the writer (see `take`) and answer once it committed."""
+    write: Callable[[Store], dict[str, Any]] = lambda store: take(  # noqa: E731
+        store, service.settings, delivery
+    )
+    try:
+        doc = await asyncio.wrap_future(service.writer.run(write))
+    except InputError as exc:
+        raise ApiError(
+            422,
+            "invalid_records",
+            f"the {delivery.source} {delivery.event!r} event maps to invalid records; nothing "
+            "was stored",
+            problem_details(exc),
+        ) from None
+    except StoreError as exc:
+        raise ApiError(
+            503, "store_error", f"{exc}; nothing of this delivery was stored: send it again"
+        ) from None
+    return JSONResponse(doc, status_code=202 if doc["status"] == "ignored" else 200)
+
+
+def take(store: Store, settings: Settings, delivery: Delivery) -> dict[str, Any]:
+    """Store one verified delivery in ONE transaction (on the writer): nothing when its id was
+    seen before; else its records overlaid on the stored ones, the id and the source's counters.
+    The response document."""
+    now = datetime.now(UTC)
+    seen = (
+        f"{SEEN_PREFIX}{delivery.source}:{delivery.delivery_id}" if delivery.delivery_id else None
+    )
+    if seen is not None and store.sync_state(seen) is not None:
+        return {"status": "duplicate", "delivery": delivery.delivery_id}
+    stats_name = STATS_PREFIX + delivery.source
+    stats = store.sync_state(stats_name) or {"deliveries": 0, "ignored": 0}
+    stats = {
+        **stats,
+        "source": delivery.source,
+        "deliveries": int(stats.get("deliveries", 0)) + 1,
+        "last_delivery_at": now.isoformat(),
+        "last_event": delivery.event,
+    }
+    state: dict[str, dict[str, Any]] = {stats_name: stats}
+    if seen is not None:
+        state[seen] = {"at": now.isoformat(), "event": delivery.event}
+    if not delivery.records:
+        stats["ignored"] = int(stats.get("ignored", 0)) + 1
+        stats["last_ignored"] = {"event": delivery.event, "reason": delivery.reason}
+        store.write([], [], sync_state=state)  # no records: the counters, in one transaction
+        return {"status": "ignored", "event": delivery.event, "reason": delivery.reason}
+    records = overlay_stored(store, delivery.records)
+    result = ingest_records(
+        store, records, settings, source=f"webhook:{delivery.source}", sync_state=state
+    )
+    return {
+        "status": "stored",
+        "event": delivery.event,
+        "records": result.read,
+        "counts": counts_doc(result.counts),
+        "data_version": store.data_version(),
+    }
+
+
+def webhook_stats(store: Store) -> list[dict[str, Any]]:
+    """Each source's counters: deliveries taken, ignored (with the last reason), last delivery."""
+    return [state for _, state, _ in store.sync_states(STATS_PREFIX)]
