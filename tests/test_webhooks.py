@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from heatlens.ingest import pseudonym
 from heatlens.settings import Settings
 from heatlens.store import Store
 from heatlens.web import create_app
@@ -140,6 +141,8 @@ def test_unknown_event_is_202_ignored_and_counted(client: TestClient) -> None:
     [stats] = webhook_stats(store)
     assert (stats["source"], stats["deliveries"], stats["ignored"]) == ("github", 2, 2)
     assert stats["last_ignored"] == {"event": "ping", "reason": "event 'ping' is not mapped"}
+    status = client.app.state.application.status()  # type: ignore[attr-defined]
+    assert status["webhooks"] == [stats]
 
 
 def test_push_then_merged_pr_keeps_the_push_author_and_title(client: TestClient) -> None:
@@ -253,3 +256,31 @@ def test_unconfigured_source_is_404_with_the_setting_to_set(
         assert response.status_code == 404
         assert "webhooks.github_secret" in response.json()["error"]["message"]
         assert c.app.state.service.store.rows("change") == []  # type: ignore[attr-defined]
+
+
+def test_overlay_keeps_a_pseudonymised_author_as_it_is(tmp_path: Path, settings: Settings) -> None:
+    """The push's author is stored pseudonymised; the PR's overlay carries the stored pseudonym,
+    which ingest must not pseudonymise again."""
+    keyed = settings.model_copy(
+        update={
+            "webhooks_github_secret": SecretStr(GITHUB_SECRET),
+            "pseudonymise_key": SecretStr("k3y"),
+        }
+    )
+    app = create_app(keyed, f"duckdb:///{tmp_path / 'keyed.duckdb'}")
+    with TestClient(app) as c:
+        assert (
+            post_github(c, "push", raw("github/push.with-new-branch.json"), "a").status_code == 200
+        )
+        store: Store = c.app.state.service.store  # type: ignore[attr-defined]
+        [pushed] = store.rows("change")
+        assert pushed["author"] == pseudonym("k3y", "Codertocat")
+        pr = json.loads(raw("github/pull_request.closed.json"))
+        pr["pull_request"].update(
+            merged=True,
+            merged_at=pr["pull_request"]["closed_at"],
+            merge_commit_sha="6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+        )
+        assert post_github(c, "pull_request", json.dumps(pr).encode(), "b").status_code == 200
+        [row] = store.rows("change")
+        assert row["author"] == pseudonym("k3y", "Codertocat")

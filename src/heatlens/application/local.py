@@ -110,8 +110,8 @@ class LocalApplication(SurveyOperations):
     # -- reads ------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """What the store holds: records per type and source, schema and data version, and the
-        last run of each scheduled sync."""
+        """What the store holds: records per type and source, schema and data version, the
+        last run of each scheduled sync and each webhook source's counters."""
         from heatlens.connectors.schedule import sync_status
 
         def build(store: Store) -> dict[str, Any]:
@@ -133,6 +133,9 @@ class LocalApplication(SurveyOperations):
                     }
                     for job in sync_status(store)
                 ],
+                # each webhook source's counters (heatlens.web.webhooks): deliveries taken,
+                # ignored ones and the last reason, the last delivery's time and event
+                "webhooks": [state for _, state, _ in store.sync_states("webhook:")],
             }
 
         return self.access.read(build)

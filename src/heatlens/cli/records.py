@@ -32,6 +32,13 @@ def status(ctx: CliContext) -> None:
             f"sync {escape(job['name'])} ({job['kind']}): {state} at {job['at']}: {summary}",
             soft_wrap=True,
         )
+    for hook in doc.get("webhooks", []):
+        out.print(
+            f"webhook {escape(str(hook.get('source')))}: {hook.get('deliveries', 0):,} "
+            f"deliveries ({hook.get('ignored', 0):,} ignored), "
+            f"last at {hook.get('last_delivery_at')}",
+            soft_wrap=True,
+        )
     out.print(f"store {doc['store']}: schema {doc['schema']}, data version {doc['data_version']}")
 
 
