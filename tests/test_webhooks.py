@@ -284,3 +284,11 @@ def test_overlay_keeps_a_pseudonymised_author_as_it_is(tmp_path: Path, settings:
         assert post_github(c, "pull_request", json.dumps(pr).encode(), "b").status_code == 200
         [row] = store.rows("change")
         assert row["author"] == pseudonym("k3y", "Codertocat")
+
+
+def test_signed_payload_not_of_its_event_is_422(client: TestClient) -> None:
+    body = raw("github/push.drone.json")  # a push sent as a pull_request: no `pull_request`
+    response = post_github(client, "pull_request", body, "d-1")
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_payload"
+    assert _store(client).rows("change") == []

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -58,6 +58,7 @@ STATS_PREFIX = "webhook:"  # webhook:<source> → the source's counters and last
 SEEN_PREFIX = "webhook-delivery:"  # webhook-delivery:<source>:<id> → a delivery already taken
 
 Record = dict[str, Any]
+M = TypeVar("M", bound="_Mapped")
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ async def github(request: Request) -> JSONResponse:
         raise _refused("github", request, "X-Hub-Signature-256")
     payload = _object(load_json(body))
     event = request.headers.get("x-github-event", "")
-    mapped = map_github(event, payload, github_options(settings))
+    mapped = _mapped(lambda: map_github(event, payload, github_options(settings)), "GitHub")
     delivery = Delivery(
         "github", event, request.headers.get("x-github-delivery"), mapped.records, mapped.reason
     )
@@ -165,7 +166,7 @@ async def gitlab(request: Request) -> JSONResponse:
         raise _refused("gitlab", request, "X-Gitlab-Token")
     body = await read_body(request, settings.server_max_request_bytes)
     payload = _object(load_json(body))
-    mapped = map_gitlab(payload, gitlab_options(settings))
+    mapped = _mapped(lambda: map_gitlab(payload, gitlab_options(settings)), "GitLab")
     event = str(payload.get("object_kind") or request.headers.get("x-gitlab-event", ""))
     delivery = Delivery(
         "gitlab", event, request.headers.get("x-gitlab-event-uuid"), mapped.records, mapped.reason
@@ -185,7 +186,8 @@ async def pagerduty(request: Request) -> JSONResponse:
     payload = _object(load_json(body))
     event = payload.get("event") if isinstance(payload.get("event"), dict) else {}
     assert isinstance(event, dict)
-    mapped = map_pagerduty(payload, PagerDutyOptions(service_map=settings.service_map))
+    options = PagerDutyOptions(service_map=settings.service_map)
+    mapped = _mapped(lambda: map_pagerduty(payload, options), "PagerDuty")
     event_id = event.get("id")
     delivery = Delivery(
         "pagerduty",
@@ -195,6 +197,26 @@ async def pagerduty(request: Request) -> JSONResponse:
         mapped.reason,
     )
     return await _take(service, delivery)
+
+
+class _Mapped(Protocol):
+    @property
+    def records(self) -> list[Record]: ...
+    @property
+    def reason(self) -> str | None: ...
+
+
+def _mapped(mapping: Callable[[], M], vendor: str) -> M:
+    """The mapping's result; a signed payload lacking what its event always carries is a 422."""
+    try:
+        return mapping()
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ApiError(
+            422,
+            "invalid_payload",
+            f"the {vendor} payload lacks what its event carries ({type(exc).__name__}: {exc}); "
+            "nothing was stored",
+        ) from None
 
 
 def github_options(settings: Settings) -> GithubOptions:
