@@ -386,3 +386,11 @@ def test_the_ingest_scope_is_needed(client: TestClient) -> None:
     assert client.post(URL, json=example("service_deployed"), headers=as_read).status_code == 403
     as_ingest = {"Authorization": f"Bearer {ingest}"}
     assert client.post(URL, json=example("service_deployed"), headers=as_ingest).status_code == 201
+
+
+def test_custom_data_of_any_json_type_is_no_severity() -> None:
+    # customData may be any JSON value (a string, or base64 text with customDataContentType)
+    event = example("incident_reported")
+    event["customData"] = "severity: high"
+    assert validate(event) == []
+    assert "severity" not in map_event(event).records[0]

@@ -45,7 +45,23 @@ def options(settings: Settings) -> CdeventsOptions:
     )
 
 
-@router.post("/api/v1/cdevents", dependencies=[Depends(require("ingest"))])
+# for clients and schemathesis; the CDEvents schemas themselves are applied by the route
+_CDEVENT = {
+    "type": "object",
+    "properties": {"context": {"type": "object"}, "subject": {"type": "object"}},
+    "required": ["context", "subject"],
+}
+_BODY = {
+    "required": True,
+    "content": {JSON: {"schema": _CDEVENT}, CLOUDEVENTS_JSON: {"schema": {"type": "object"}}},
+}
+
+
+@router.post(
+    "/api/v1/cdevents",
+    dependencies=[Depends(require("ingest"))],
+    openapi_extra={"requestBody": _BODY},
+)
 async def post_cdevent(request: Request, service: ServiceDep) -> JSONResponse:
     """Store one CDEvent. Structured mode: `application/json` (a CDEvent: `context`, `subject`)
     or `application/cloudevents+json`; binary mode: `ce-*` headers carry the context and the

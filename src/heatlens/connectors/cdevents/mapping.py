@@ -86,6 +86,8 @@ def from_structured(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise CdeventError("expected a JSON object (a CDEvent)", [_at("", "not an object")])
     if "context" in body:
+        if not isinstance(body["context"], dict):
+            raise CdeventError("`context` must be an object", [_at("context", "not an object")])
         return body
     if "specversion" in body and "data" in body:
         attributes = {k: v for k, v in body.items() if k not in ("data", "data_base64")}
@@ -184,7 +186,8 @@ def map_event(event: Mapping[str, Any], options: CdeventsOptions | None = None) 
         service = (content.get("service") or {}).get("id")
         if service:
             record["service"] = _service(service, options)
-        severity = (event.get("customData") or {}).get("severity")
+        custom = event.get("customData")  # any JSON value (or base64 text)
+        severity = custom.get("severity") if isinstance(custom, dict) else None
         if isinstance(severity, str) and severity:
             record["severity"] = severity
         return Mapped([record])
