@@ -14,7 +14,7 @@ from heatlens.connectors.schedule import Scheduler
 from heatlens.report.html.pages import STATIC
 from heatlens.settings import Settings
 from heatlens.version import __version__
-from heatlens.web import admin, api, dashboard, errors, surveys, webhooks
+from heatlens.web import admin, api, cdevents, dashboard, errors, surveys, webhooks
 from heatlens.web.auth import Sessions
 from heatlens.web.cost import work_units
 from heatlens.web.errors import SECURITY_HEADERS, error_response
@@ -82,6 +82,7 @@ def create_app(
     app.state.uploads = uploads
     errors.install(app)
     app.include_router(api.router)
+    app.include_router(cdevents.router)
     app.include_router(admin.router)
     app.include_router(dashboard.router)
     app.include_router(surveys.router)

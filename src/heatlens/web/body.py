@@ -126,6 +126,18 @@ def parse_records(body: bytes, kind: str) -> list[dict[str, Any]]:
     return items
 
 
+def parse_json(body: bytes) -> Any:
+    """One JSON value from a UTF-8 body, by the same rules as records; a 400 ApiError when it
+    is not that."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(
+            400, "invalid_utf8", f"the body is not valid UTF-8 (byte {exc.start})"
+        ) from None
+    return _loads(text, None)
+
+
 class _NotANumber(ValueError):
     """NaN and Infinity, which Python's parser accepts but JSON does not have."""
 
@@ -227,15 +239,3 @@ def _field_schema(field: Field) -> dict[str, Any]:
     if field.help:
         schema["description"] = field.help
     return schema
-
-
-def load_json(body: bytes) -> Any:
-    """One JSON value from a UTF-8 body, by the rules records bodies follow (depth, no NaN);
-    a 400 ApiError when it is not that."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ApiError(
-            400, "invalid_utf8", f"the body is not valid UTF-8 (byte {exc.start})"
-        ) from None
-    return _loads(text, None)

@@ -47,7 +47,7 @@ from heatlens.ingest import ingest_records
 from heatlens.ingest.partial import overlay_stored
 from heatlens.settings import Settings
 from heatlens.store import Store
-from heatlens.web.body import load_json, read_body
+from heatlens.web.body import parse_json, read_body
 from heatlens.web.errors import ApiError, problem_details
 from heatlens.web.service import Service
 
@@ -147,7 +147,7 @@ async def github(request: Request) -> JSONResponse:
     body = await read_body(request, settings.server_max_request_bytes)
     if not github_signature_ok(secret, body, request.headers.get("x-hub-signature-256")):
         raise _refused("github", request, "X-Hub-Signature-256")
-    payload = _object(load_json(body))
+    payload = _object(parse_json(body))
     event = request.headers.get("x-github-event", "")
     mapped = _mapped(lambda: map_github(event, payload, github_options(settings)), "GitHub")
     delivery = Delivery(
@@ -165,7 +165,7 @@ async def gitlab(request: Request) -> JSONResponse:
     if not gitlab_token_ok(secret, request.headers.get("x-gitlab-token")):
         raise _refused("gitlab", request, "X-Gitlab-Token")
     body = await read_body(request, settings.server_max_request_bytes)
-    payload = _object(load_json(body))
+    payload = _object(parse_json(body))
     mapped = _mapped(lambda: map_gitlab(payload, gitlab_options(settings)), "GitLab")
     event = str(payload.get("object_kind") or request.headers.get("x-gitlab-event", ""))
     delivery = Delivery(
@@ -183,7 +183,7 @@ async def pagerduty(request: Request) -> JSONResponse:
     body = await read_body(request, settings.server_max_request_bytes)
     if not pagerduty_signature_ok(secret, body, request.headers.get("x-pagerduty-signature")):
         raise _refused("pagerduty", request, "X-PagerDuty-Signature")
-    payload = _object(load_json(body))
+    payload = _object(parse_json(body))
     event = payload.get("event") if isinstance(payload.get("event"), dict) else {}
     assert isinstance(event, dict)
     options = PagerDutyOptions(service_map=settings.service_map)
