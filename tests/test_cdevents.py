@@ -14,8 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from heatlens.connectors.cdevents import CdeventsOptions, map_event
-from heatlens.connectors.cdevents.mapping import event_key, merge_incident
+from heatlens.connectors.cdevents.mapping import event_key
 from heatlens.connectors.cdevents.schema import validate
+from heatlens.ingest.partial import overlay
 from heatlens.settings import Settings
 from heatlens.store import Store
 from heatlens.store.tokens import create_token
@@ -193,8 +194,8 @@ def test_incident_merge_keeps_the_earliest_open_and_never_clears_the_resolve() -
     resolved = {**opened, "opened_at": "2026-03-02T14:30:00+00:00"}
     resolved["resolved_at"] = "2026-03-02T14:30:00+00:00"
     both = {**opened, "resolved_at": "2026-03-02T14:30:00+00:00"}
-    assert merge_incident(opened, resolved) == both
-    assert merge_incident(resolved, opened) == both  # the resolve came first
+    assert overlay(opened, resolved) == both
+    assert overlay(resolved, opened) == both  # the resolve came first
 
 
 # --- the endpoint -------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from heatlens.connectors.pagerduty import Mapped, PagerDutyOptions, map_event, merge_incident
+from heatlens.connectors.pagerduty import Mapped, PagerDutyOptions, map_event
 from heatlens.ingest import ingest_records
+from heatlens.ingest.partial import overlay
 from heatlens.settings import Settings
 from heatlens.store import Store
 from tests.conftest import stored
@@ -123,7 +124,7 @@ RESTORED = {
 def merged(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     result: dict[str, Any] | None = None
     for r in records:
-        result = merge_incident(result, r)
+        result = overlay(result, r)
     return result
 
 
@@ -138,10 +139,10 @@ def test_resolve_after_trigger_gives_the_time_to_restore() -> None:
 
 def test_resolve_before_its_trigger_merges_to_the_same_incident() -> None:
     trigger, _, resolve = lifecycle()
-    early = merge_incident(None, resolve)
+    early = overlay(None, resolve)
     # on its own the resolve is a valid record: open and resolved at the resolve time
     assert early["opened_at"] == early["resolved_at"] == "2021-06-04T13:16:53.816000+00:00"
-    assert merge_incident(early, trigger) == RESTORED
+    assert overlay(early, trigger) == RESTORED
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
@@ -152,16 +153,16 @@ def test_any_delivery_order_gives_the_same_incident(order: tuple[int, ...]) -> N
 
 def test_merge_refuses_another_incident() -> None:
     with pytest.raises(ValueError, match="PFQZPSY"):
-        merge_incident(record(payload("resolved")), record(payload("triggered")))
+        overlay(record(payload("resolved")), record(payload("triggered")))
 
 
 def test_every_record_and_the_merge_are_ingestable(duck_store: Store, settings: Settings) -> None:
     """Each partial record is valid on its own (the store replaces whole records today, so the
-    caller merges with merge_incident before ingesting)."""
+    caller merges with overlay before ingesting)."""
     singles = [record(payload(n)) for n in ("triggered", "acknowledged", "resolved")]
     assert ingest_records(duck_store, singles, settings, source="webhook:pagerduty").problems == []
     trigger, ack, resolve = lifecycle()
-    for step in (merge_incident(None, resolve), merged([resolve, ack, trigger])):
+    for step in (overlay(None, resolve), merged([resolve, ack, trigger])):
         result = ingest_records(duck_store, [step], settings, source="webhook:pagerduty")
         assert result.problems == []
     rows = stored(duck_store, "incident", "id", "opened_at", "resolved_at")

@@ -49,7 +49,7 @@ def overlay_stored(store: Store, records: Sequence[Mapping[str, Any]]) -> list[R
     current: dict[tuple[str, str], Record] = {}
     for type_name, ids in by_type.items():
         for row in store.rows(type_name, ids=sorted(ids)):
-            current[(type_name, row["id"])] = _canonical(type_name, row)
+            current[(type_name, row["id"])] = canonical(type_name, row)
     out: list[Record] = []
     for r in records:
         key = (str(r.get("type")), str(r.get("id")))
@@ -60,7 +60,7 @@ def overlay_stored(store: Store, records: Sequence[Mapping[str, Any]]) -> list[R
     return out
 
 
-def _canonical(type_name: str, row: Mapping[str, Any]) -> Record:
+def canonical(type_name: str, row: Mapping[str, Any]) -> Record:
     """A stored row as the canonical JSON record ingest reads (no `source`, `ingested_at`)."""
     rtype = BY_NAME[type_name]
     record: Record = {"type": type_name}

@@ -5,7 +5,6 @@ committed. See docs/cdevents.md."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -18,10 +17,9 @@ from heatlens.connectors.cdevents.mapping import (
     from_binary,
     from_structured,
     map_event,
-    merge_incident,
 )
 from heatlens.connectors.cdevents.schema import has_schema, validate
-from heatlens.model import BY_NAME
+from heatlens.ingest.partial import canonical, overlay
 from heatlens.settings import Settings
 from heatlens.store import Store
 from heatlens.web.api import ServiceDep, _ingest
@@ -97,7 +95,7 @@ async def post_cdevent(request: Request, service: ServiceDep) -> JSONResponse:
                 {"status": "duplicate", "type": label, "records": 0, "id": record["id"]},
                 status_code=200,
             )
-        records.append(merge_incident(stored, record) if record["type"] == "incident" else record)
+        records.append(overlay(stored, record))
     doc = await _ingest(service, records)
     inserted = any(c["inserted"] for c in doc["counts"].values())
     return JSONResponse(
@@ -134,11 +132,4 @@ def _ignored(label: Any, reason: str) -> JSONResponse:
 def _stored(store: Store, type_name: str, record_id: str) -> dict[str, Any] | None:
     """The stored record `record_id` of `type_name` as a canonical record, or None."""
     rows = store.rows(type_name, ids=[record_id])
-    if not rows:
-        return None
-    fields = BY_NAME[type_name].field_names
-    return {"type": type_name, **{k: _plain(v) for k, v in rows[0].items() if k in fields}}
-
-
-def _plain(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+    return canonical(type_name, rows[0]) if rows else None

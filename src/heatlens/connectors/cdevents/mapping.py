@@ -8,7 +8,7 @@ into the one CDEvent shape (`context`, `subject`, optional `customData`), which
   `rollback` (the others leave `kind` out: the event does not say);
 - `change.merged` → change (its id is the subject id: the producer's change id);
 - `incident.detected` / `incident.reported` → incident opened, `incident.resolved` → incident
-  resolved, all one incident per subject (merge them with `merge_incident`);
+  resolved, all one incident per subject (folded by `heatlens.ingest.partial.overlay`);
 - `pipelinerun.finished` / `taskrun.finished` → usage of `ci_capability`;
 - anything else → no records, with the reason.
 
@@ -178,7 +178,7 @@ def map_event(event: Mapping[str, Any], options: CdeventsOptions | None = None) 
             "type": "incident",
             "id": event_key(subject.get("source") or context["source"], subject["id"]),
             # a resolve only knows the incident was open by then: an upper bound that the
-            # detection lowers when merged (merge_incident keeps the earliest)
+            # detection lowers when merged (the overlay keeps the earliest)
             "opened_at": at,
         }
         if name == "incident.resolved":
@@ -210,24 +210,6 @@ def map_event(event: Mapping[str, Any], options: CdeventsOptions | None = None) 
             record["attributes"] = attributes
         return Mapped([record])
     return Mapped([], f"CDEvents {name} events are not mapped to heatlens records")
-
-
-def merge_incident(stored: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Record:
-    """`new` (a later event about the same incident) merged into `stored`: later non-null fields
-    win, `opened_at` is the earliest seen and `resolved_at` is never cleared (DESIGN §3)."""
-    if stored is None:
-        return dict(new)
-    if stored.get("id") != new.get("id"):
-        raise ValueError(f"cannot merge incident {new.get('id')!r} into {stored.get('id')!r}")
-    merged = dict(stored)
-    merged.update({k: v for k, v in new.items() if v is not None})
-    opened = [t for t in (stored.get("opened_at"), new.get("opened_at")) if t]
-    if opened:
-        merged["opened_at"] = min(opened, key=_parse)
-    if stored.get("resolved_at") and new.get("resolved_at"):
-        # the first resolve is when service was restored; a replay or a late duplicate is not
-        merged["resolved_at"] = min(stored["resolved_at"], new["resolved_at"], key=_parse)
-    return merged
 
 
 def _service(service_id: str, options: CdeventsOptions) -> str:

@@ -4,7 +4,6 @@ from heatlens.connectors.pagerduty.mapping import (
     Mapped,
     PagerDutyOptions,
     map_event,
-    merge_incident,
 )
 
-__all__ = ["Mapped", "PagerDutyOptions", "map_event", "merge_incident"]
+__all__ = ["Mapped", "PagerDutyOptions", "map_event"]

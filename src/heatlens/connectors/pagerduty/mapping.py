@@ -1,9 +1,9 @@
 """PagerDuty V3 webhook payloads → canonical incident records (pure: no I/O).
 
 `incident.triggered`, `incident.acknowledged` and `incident.resolved` each give a partial record of
-the one incident named by the PagerDuty incident id; `merge_incident` folds them together in
-whatever order they arrive (DESIGN §3: later non-null fields win, `opened_at`/`resolved_at` are
-never cleared).
+the one incident named by the PagerDuty incident id; `heatlens.ingest.partial.overlay` folds
+them together in whatever order they arrive (DESIGN §3: later non-null fields win, `opened_at` is
+the earliest seen, `resolved_at` is never cleared).
 
 V3 payloads have no `resolved_at`: the resolve time is the `occurred_at` of `incident.resolved`.
 Older V3 payloads carry no `created_at` either; then an event other than the trigger only knows that
@@ -61,26 +61,6 @@ def map_event(payload: Mapping[str, Any], options: PagerDutyOptions | None = Non
         "service": options.service_map.get(service_id, service_id) if service_id else None,
     }
     return Mapped([{k: v for k, v in record.items() if v is not None}])
-
-
-def merge_incident(stored: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Record:
-    """`new` (a later delivery about the same incident) merged into `stored`.
-
-    Later non-null fields win, except the two times: `opened_at` is the earliest seen, because an
-    event's own upper bound must not overwrite the trigger's time when the trigger came first, nor
-    survive it when the trigger comes last; `resolved_at` is never cleared (an acknowledge
-    delivered after the resolve knows nothing of it).
-    """
-    if stored is None:
-        return dict(new)
-    if stored.get("id") != new.get("id"):
-        raise ValueError(f"cannot merge incident {new.get('id')!r} into {stored.get('id')!r}")
-    merged = dict(stored)
-    merged.update({k: v for k, v in new.items() if v is not None})
-    opened = [t for t in (stored.get("opened_at"), new.get("opened_at")) if t]
-    if opened:
-        merged["opened_at"] = min(opened, key=_parse)
-    return merged
 
 
 def _severity(data: Mapping[str, Any]) -> str | None:
