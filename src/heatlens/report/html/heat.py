@@ -702,11 +702,9 @@ def _team_dora(
     dora = compute(store, Request(grain, start, end, ("team",), TEAM_DORA, now), settings)
     dora_rows = [r for r in dora.rows if r.segment.get("team") == name]
     for m in TEAM_DORA[1:]:
-        series = points(pick(dora_rows, m), m.removeprefix("dora.").replace("_", " "))
+        series = points(pick(dora_rows, m), metric_title(m))
         if series:
-            view.charts[m] = charts.trend(
-                series, unit(m), m.removeprefix("dora.").replace("_", " ").capitalize()
-            )
+            view.charts[m] = charts.trend(series, unit(m), metric_title(m).capitalize())
     view.context["dora_table"] = _table(dora_rows, TEAM_DORA)
 
 
