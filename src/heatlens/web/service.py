@@ -38,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from heatlens.settings import Settings
 from heatlens.store import Store
 from heatlens.web.limits import RateLimiter
-from heatlens.web.writer import Outcome, Writer
+from heatlens.web.writer import Hook, Outcome, Writer
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -144,9 +144,9 @@ class Service:
         access itself)."""
         return await run_in_threadpool(method, *args, **kwargs)
 
-    async def ingest(self, records: list[dict[str, Any]]) -> Outcome:
+    async def ingest(self, records: list[dict[str, Any]], hook: Hook | None = None) -> Outcome:
         """Validate and write records through the writer; returns once they are committed.
 
         Raises InputError (nothing stored) or WriteFailed (nothing of the group stored).
         """
-        return await asyncio.wrap_future(self.writer.submit(records))
+        return await asyncio.wrap_future(self.writer.submit(records, hook))
