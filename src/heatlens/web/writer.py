@@ -36,8 +36,10 @@ log = logging.getLogger("heatlens.web")
 
 # a group stops growing past this many records: it bounds the latency a group adds
 MAX_GROUP_RECORDS = 50_000
-# seconds the writer waits for more requests once clients are seen posting concurrently
+# seconds the writer waits for more requests once clients are seen posting concurrently…
 LINGER = 0.02
+# …unless none came for this long
+GAP = 0.004
 
 Write = Callable[[Store, Prepared], list[IngestResult | InputError]]
 T = TypeVar("T")
@@ -114,6 +116,7 @@ class Writer:
         *,
         max_records: int = MAX_GROUP_RECORDS,
         linger: float = LINGER,
+        gap: float = GAP,
         write: Write = write_prepared,
     ) -> None:
         self._exclusive = exclusive
@@ -125,6 +128,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._gate = threading.Lock()
         self._linger = linger
+        self._gap = gap
         self._last_group = 0
 
     def start(self) -> None:
@@ -200,8 +204,9 @@ class Writer:
         """The first job and every job waiting behind it, up to the group's record limit.
 
         When the last group held several requests, clients are posting concurrently: the writer
-        then lingers a moment for the ones still on their way, since a group costs about the
-        same whatever its size. A lone client is never made to wait.
+        then lingers a moment (at most `linger`, and only while requests keep coming, one at
+        least every `gap` seconds) for the ones still on their way, since a group costs about
+        the same whatever its size. A lone client is never made to wait.
         """
         jobs: list[_Job] = []
         size = 0
@@ -215,8 +220,10 @@ class Writer:
                 size += len(item.records)
             if size >= self._max_records:
                 break
+            # lingering ends early once requests stop coming: all the concurrent ones are in
+            wait = min(deadline - time.monotonic(), self._gap)
             try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                item = self._queue.get(timeout=max(0.0, wait))
             except queue.Empty:
                 break
             if item is _STOP or isinstance(item, _Task):
