@@ -197,7 +197,6 @@ def _load_lines(
     lines: Iterator[tuple[int, str]],
     progress: Progress | None,
 ) -> RawInput:
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (__line BIGINT, __text VARCHAR)")
     total = 0
     while chunk := list(itertools.islice(lines, _CHUNK_LINES)):
         numbers, texts = zip(*chunk, strict=True)
@@ -205,9 +204,14 @@ def _load_lines(
             {"__line": pa.array(numbers, pa.int64()), "__text": pa.array(texts, pa.string())}
         )
         con.register(f"{table}_chunk", batch)
-        con.execute(f"INSERT INTO {table} SELECT * FROM {table}_chunk")
+        if total:
+            con.execute(f"INSERT INTO {table} SELECT * FROM {table}_chunk")
+        else:  # the first chunk makes the table: one statement fewer for a small input
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {table}_chunk")
         con.unregister(f"{table}_chunk")
         total += len(chunk)
+    if not total:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (__line BIGINT, __text VARCHAR)")
         if progress:
             progress(len(chunk))
     return RawInput(name, table, "json", rows=total)
