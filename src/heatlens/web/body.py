@@ -10,6 +10,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import orjson
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
@@ -150,6 +151,16 @@ def _reject_constant(name: str) -> Any:
 
 def _loads(text: str, line: int | None) -> Any:
     where = f" on line {line}" if line is not None else ""
+    try:
+        # orjson parses about 5× faster; what it refuses (NaN, integers beyond 64 bits, lone
+        # surrogates, deep nesting, bad JSON) goes on to json below, which says why or takes it
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        if _depth(value) > MAX_DEPTH:
+            raise _too_deep(where)
+        return value
     try:
         value = json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
