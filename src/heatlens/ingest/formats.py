@@ -118,13 +118,15 @@ def read_json_array(con: duckdb.DuckDBPyConnection, name: str, table: str, data:
 def _dumps(record: Any) -> str:
     """A parsed record back to JSON text for the raw table. orjson is ~10× faster than json, but
     refuses integers beyond 64 bits and lone surrogates, and writes infinities (1e400) as null:
-    such records go through json, so validation still sees the value and explains it."""
-    if _finite(record):
-        try:
-            return orjson.dumps(record).decode("utf-8")
-        except TypeError:
-            pass
-    return json.dumps(record)
+    such records go through json, so validation still sees the value and explains it. Only a
+    text holding a null can hide an infinity: the record is walked only then."""
+    try:
+        text = orjson.dumps(record)
+    except TypeError:
+        return json.dumps(record)
+    if b"null" in text and not _finite(record):
+        return json.dumps(record)
+    return text.decode("utf-8")
 
 
 def _finite(value: Any) -> bool:
