@@ -27,7 +27,7 @@ from heatlens.web.writer import Hook, WriteFailed
 router = APIRouter()
 
 
-def _service(request: Request) -> Service:
+async def _service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
 
@@ -35,7 +35,7 @@ def _service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(_service)]
 
 
-def _application(request: Request) -> LocalApplication:
+async def _application(request: Request) -> LocalApplication:
     application: LocalApplication = request.app.state.application
     return application
 

@@ -135,14 +135,8 @@ class Service:
         return await run_in_threadpool(self.read, lambda store: fn(store, *args, **kwargs))
 
     async def lookup(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-        """Call `fn(store, *args, **kwargs)` (a small read: a token, the data version) on the
-        quick connection: right here when it is free — such a lookup takes less time than
-        handing it to a worker thread —, else in a worker thread, which waits for it."""
-        if self._quick_lock.acquire(blocking=False):
-            try:
-                return fn(self.store, *args, **kwargs)
-            finally:
-                self._quick_lock.release()
+        """Call `fn(store, *args, **kwargs)` (a small read) on the quick connection in a
+        worker thread."""
         return await run_in_threadpool(self.quick, lambda store: fn(store, *args, **kwargs))
 
     async def call(self, method: Callable[..., T], *args: object, **kwargs: object) -> T:
