@@ -148,11 +148,17 @@ def read_records(
     numbers: Iterable[int] | None = None,
 ) -> RawInput:
     """Records already parsed (the API): numbered from 1, or by `numbers`."""
-    numbered = zip(numbers or itertools.count(1), records, strict=False)
-    lines = ((i, _dumps(r)) for i, r in numbered)
-    raw = _load_lines(con, name, table, lines, None)
-    raw.unit = "record"
-    return raw
+    numbered = list(zip(numbers or itertools.count(1), records, strict=False))
+    # records are in memory already: their text is handed to DuckDB as one Arrow table, seen
+    # through a view of that name (dropped like any view) — no copy into a table
+    batch = pa.table(
+        {
+            "__line": pa.array([i for i, _ in numbered], pa.int64()),
+            "__text": pa.array([_dumps(r) for _, r in numbered], pa.string()),
+        }
+    )
+    con.register(table, batch)
+    return RawInput(name, table, "json", rows=len(numbered), unit="record")
 
 
 def read_arrow(con: duckdb.DuckDBPyConnection, name: str, table: str, data: pa.Table) -> RawInput:
