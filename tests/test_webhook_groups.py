@@ -174,3 +174,23 @@ def test_delivery_ids_older_than_the_retention_are_forgotten(duck: Store) -> Non
     names = [name for name, _, _ in duck.sync_states()]
     assert names == ["webhook-delivery:github:new", "webhook-deliveryx", "webhook:github"]
     assert Settings().webhooks_delivery_retention_days == 7
+
+
+def test_a_cdevent_twice_in_one_group_is_stored_once(writer: Writer, duck: Store) -> None:
+    # the CDEvents conformance example of service.deployed (tests/fixtures/cdevents/SOURCE.txt)
+    from heatlens.connectors.cdevents.mapping import CdeventsOptions, from_structured
+    from heatlens.connectors.cdevents.mapping import map_event as map_cdevent
+    from heatlens.web.cdevents import _key
+    from heatlens.web.writer import Hook
+
+    path = Path(__file__).parent / "fixtures" / "cdevents" / "service_deployed.json"
+    event = from_structured(json.loads(path.read_text(encoding="utf-8")))
+    records = map_cdevent(event, CdeventsOptions()).records
+    key = _key(records)
+    assert key is not None and key[0] == "deployment"
+    with writer.paused():
+        first, second = (writer.submit(records, Hook("api", key)) for _ in range(2))
+    assert not first.result(timeout=60).duplicate
+    assert second.result(timeout=60).duplicate
+    assert [row["id"] for row in duck.rows("deployment")] == [key[1]]
+    assert duck.rows("deployment")[0]["source"] == "api"
