@@ -7,6 +7,14 @@ lock, it writes all the valid ones in ONE transaction and commits before answeri
 answer means committed. If that write fails, every request of the group gets the error and nothing
 of the group is stored.
 
+Webhook deliveries and CDEvents join the same groups with a `Hook`: in the group's transaction a
+request whose identity (a delivery id, an event's record) is stored or taken earlier in the group is
+a duplicate; partial records are overlaid on the stored ones and on the group's earlier hooked
+requests (heatlens.ingest.partial.overlay_stored) before validation; a refused request that fed a
+later one's overlay is taken out and the later ones judged again; and the accepted requests' sync
+state (delivery ids, counters) is saved with the records. Everything — lookups, overlays,
+validation, the merge, the sync state — runs in ONE store transaction, committed before any answer.
+
 Counts: each request reports its own records as if the group's requests had been written one
 after another in the order taken: a record inserted by an earlier request of the group counts as
 updated or unchanged for a later one, exactly as if the two requests had come in separate groups.
