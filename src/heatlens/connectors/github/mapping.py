@@ -14,7 +14,7 @@ reason why (the webhook answers 202 and counts it):
 Records are partial where the payload knows only part of the story (a PR's change has no author,
 an open incident no `resolved_at`): DESIGN §3's vendor merge rules combine them by id, later
 non-null fields winning. Which commits a deployment shipped needs the stored pushes, so it is left
-to the webhook; the mapping gives only `commit_sha`.
+to the writer (heatlens.ingest.partial.ship_commits); the mapping gives only `commit_sha`.
 """
 
 from __future__ import annotations
