@@ -76,9 +76,13 @@ def ship_commits(store: Store, records: Sequence[Record]) -> list[Record]:
     commits it shipped (see the module's doc): looked up in the store and among the records
     before it in this list (a push and its deployment may be written together)."""
     out: list[Record] = []
-    for i, r in enumerate(records):
+    # this list's changes and deployments so far, per service (only those can matter)
+    earlier: dict[str, list[Record]] = {}
+    for r in records:
         if r.get("type") == "deployment" and r.get("commit_sha") and not r.get("commits"):
-            r = {**r, "commits": _shipped(store, r, records[:i])}
+            r = {**r, "commits": _shipped(store, r, earlier.get(str(r.get("service")), []))}
+        if r.get("type") in ("change", "deployment") and r.get("service"):
+            earlier.setdefault(str(r["service"]), []).append(r)
         out.append(r)
     return out
 
