@@ -149,3 +149,5 @@ def test_the_ring_keeps_the_last_ones_and_counts_all() -> None:
     assert snap["total"] == 5
     assert [r["client"] for r in snap["last"]] == ["10.0.0.4", "10.0.0.3", "10.0.0.2"]
     assert snap["counts"] == [{"source": "github", "status": 401, "refused": 5}]
+    ring.refused("github", 401, "bad_signature", "10.0.0.9", "bad", event="e" * 10_000)
+    assert ring.snapshot()["last"][0]["event"] == "e" * 100  # a sender's header, kept short

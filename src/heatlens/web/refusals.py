@@ -18,6 +18,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 RING = 50  # refusals kept per process
+TEXT = 100  # characters kept of a refusal's client and event (4× for its reason)
 
 
 @dataclass
@@ -53,9 +54,10 @@ class WebhookActivity:
                     "source": source,
                     "status": status,
                     "code": code,
-                    "client": client,
-                    "event": event,
-                    "reason": reason,
+                    # an unauthenticated sender chooses the event header: kept short
+                    "client": client[:TEXT],
+                    "event": event[:TEXT],
+                    "reason": reason[: 4 * TEXT],
                 }
             )
 
