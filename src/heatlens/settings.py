@@ -165,6 +165,14 @@ class Settings(BaseSettings):
         "`X-PagerDuty-Signature`); unset: `POST /webhooks/pagerduty` answers 404.",
         json_schema_extra=_meta("webhooks.pagerduty_secret", "webhooks"),
     )
+    webhooks_github_release_deployments: bool | list[str] = Field(
+        False,
+        description="GitHub `release` `published` (not a draft or pre-release) → a production "
+        "deployment of the release's tag: `true` for every repository, or a list of repositories "
+        "(`owner/name` or `name`); `false`: releases are ignored (deployments come from "
+        "`deployment_status`).",
+        json_schema_extra=_meta("webhooks.github_release_deployments", "webhooks"),
+    )
     server_max_request_bytes: int = Field(
         10 * 1024 * 1024,
         gt=0,

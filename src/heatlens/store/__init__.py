@@ -270,6 +270,38 @@ class Store:
         found = self._backend.fetchall(sql + " ORDER BY id", params)
         return [dict(zip(cols, row, strict=True)) for row in found]
 
+    def previous_deployment(
+        self, service: str, environment: str, before: datetime, exclude: str
+    ) -> tuple[str, str, datetime] | None:
+        """(id, commit_sha, finished_at) of the latest successful deployment of `service` in
+        `environment` with a `commit_sha`, finished before `before` (ties: highest id), other
+        than `exclude`; None when there is none. Unset environment/result read as their
+        defaults (production, success)."""
+        found = self._backend.fetchall(
+            "SELECT id, commit_sha, finished_at FROM deployment WHERE service = ? "
+            "AND coalesce(environment, 'production') = ? AND coalesce(result, 'success') = "
+            "'success' AND commit_sha IS NOT NULL AND finished_at < ? AND id <> ? "
+            "ORDER BY finished_at DESC, id DESC LIMIT 1",
+            [service, environment, before, exclude],
+        )
+        return (str(found[0][0]), str(found[0][1]), found[0][2]) if found else None
+
+    def changes_committed_between(
+        self, service: str, repo: str | None, after: datetime, until: datetime
+    ) -> list[tuple[str, datetime]]:
+        """(sha, committed_at) of the changes of `service` (and of `repo` when given) committed
+        in (after, until], oldest first (ties: by sha)."""
+        sql = (
+            "SELECT id, committed_at FROM change WHERE service = ? AND committed_at > ? "
+            "AND committed_at <= ?"
+        )
+        params: list[Any] = [service, after, until]
+        if repo is not None:
+            sql += " AND repo = ?"
+            params.append(repo)
+        found = self._backend.fetchall(sql + " ORDER BY committed_at, id", params)
+        return [(str(sha), at) for sha, at in found]
+
     def records(self, type_name: str) -> pa.Table:
         """Every stored record of one type as an Arrow table (fields, `source`, `ingested_at`),
         ordered by id."""

@@ -27,6 +27,7 @@ from heatlens.web.auth import require
 from heatlens.web.body import body_schema, json_body
 from heatlens.web.cost import bound
 from heatlens.web.errors import ApiError, problem_details
+from heatlens.web.refusals import activity
 from heatlens.web.service import Service
 from heatlens.web.uploads import Uploads
 
@@ -59,9 +60,11 @@ def _uploads(request: Request) -> Uploads:
 
 
 @router.get("/api/v1/admin/status", dependencies=ADMIN)
-async def status(service: ServiceDep, app: AppDep) -> dict[str, Any]:
-    """Records per type and source, schema and data version (`heatlens status`)."""
-    return await service.call(app.status)
+async def status(request: Request, service: ServiceDep, app: AppDep) -> dict[str, Any]:
+    """Records per type and source, schema and data version (`heatlens status`), and this
+    process's refused webhook deliveries (kept in memory, never stored)."""
+    doc = await service.call(app.status)
+    return {**doc, "webhook_refusals": activity(request.app).snapshot()}
 
 
 @router.put("/api/v1/admin/uploads/{name}", dependencies=ADMIN, status_code=201)
