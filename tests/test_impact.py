@@ -310,3 +310,47 @@ def test_the_demo_trend_alone_is_no_effect(demo_app: Any) -> None:
     assert doc["verdict"].startswith("no detectable effect of adopting preview-envs")
     before_after = doc["naive"]["before_after"]
     assert before_after["ci"][1] < 0
+
+
+def test_the_dashboard_page_judges_every_capability_and_dora_key(org_store: str) -> None:
+    import html
+    import re
+
+    import altair as alt
+    import jsonschema
+    from fastapi.testclient import TestClient
+
+    from heatlens.settings import load_settings
+    from heatlens.web import create_app
+
+    with TestClient(create_app(load_settings(config=None, environ={}), org_store)) as client:
+        page = client.get("/impact?grain=month&from=2026-01-01&to=2026-07-01")
+        overview = client.get("/?grain=month&to=2026-07-01")
+    assert page.status_code == 200
+    assert 'href="/impact"' in overview.text  # linked from the navigation
+    text = " ".join(
+        html.unescape(re.sub(r"<script.*?</script>|<[^>]+>", " ", page.text, flags=re.S)).split()
+    )
+    assert "Is the platform helping?" in text
+    # ci: every team but x1 used it from January, and x1 is excluded: nobody to judge
+    assert re.search(r"ci not enough data 0 adopting", text)
+    # cd on lead time: −6 h, better; cd is shown in detail (the first with an effect)
+    assert "-6.0 h better" in text
+    assert "cd in detail" in text
+    assert (
+        "lead time fell by about 6.0 h (95 % interval 6.0 h–6.0 h) after teams adopted cd" in text
+    )
+    assert "Parallel trends" in text and "No anticipation" in text
+    specs = {
+        cid: json.loads(body)
+        for cid, body in re.findall(
+            r'<script type="application/json" id="([^"]+)">(.*?)</script>', page.text, re.S
+        )
+    }
+    chart = specs["chart-impact-impact-dora-lead_time_p50"]
+    schema = alt.vegalite.v6.schema.core.load_schema()
+    jsonschema.validators.validator_for(schema)(schema).validate(chart)
+    rows = [v for layer in chart["layer"] for v in layer.get("data", {}).get("values", [])]
+    rows += [v for values in chart.get("datasets", {}).values() for v in values]
+    drawn = {(v["k"], v["value"]) for v in rows if "k" in v}
+    assert drawn == {(-3, 0.0), (-2, 0.0), (-1, 0.0), (0, -6.0), (1, -6.0), (2, -6.0), (3, -6.0)}

@@ -15,8 +15,10 @@ naive contrasts, the pre-trend check, and their team-bootstrap intervals.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -114,6 +116,17 @@ def impact(
     settings: Settings,
     capability: str,
     metrics: tuple[str, ...] = (),
+    **options: Any,
+) -> list[Impact]:
+    """The impact of adopting `capability` on each metric (`impacts` for the options)."""
+    return impacts(tables, settings, (capability,), metrics, **options)[capability]
+
+
+def impacts(
+    tables: Tables,
+    settings: Settings,
+    capabilities: Sequence[str],
+    metrics: tuple[str, ...] = (),
     *,
     grain: str = "week",
     start: date | None = None,
@@ -122,11 +135,14 @@ def impact(
     min_uses: int = 1,
     seed: int = 0,
     resamples: int = RESAMPLES,
-) -> list[Impact]:
-    """The impact of adopting `capability` on each metric, over [start, end) at `grain`.
+    strict: bool = True,
+) -> dict[str, list[Impact]]:
+    """The impact of adopting each capability on each metric, over [start, end) at `grain`.
 
     Default range: from the calendar period holding the earliest stored record to the start of
-    the current period (all complete history). One engine call gives the panel of every metric.
+    the current period (all complete history). One engine call gives the panel of every metric,
+    shared by every capability; one grouped query gives every capability's adoption. A
+    capability without usage is a ConfigError, or (not `strict`) one without adopters.
     """
     chosen = impact_metrics(metrics)
     if grain not in CALENDAR_GRAINS:
@@ -135,9 +151,9 @@ def impact(
         raise ConfigError(f"--min-uses {min_uses}: expected at least 1")
     clock = now or datetime.now(UTC)
     tz = ZoneInfo(settings.timezone)
-    first = history_start(tables, tz)
     end = check_day(end, "--to") if end else calendar_start(clock.astimezone(tz).date(), grain)
     if start is None:
+        first = history_start(tables, tz)
         start = calendar_start(first, grain) if first is not None else end
     check_day(start, "--from")
     if start >= end:
@@ -148,7 +164,9 @@ def impact(
             "use a coarser --grain or a shorter range"
         )
     spans = periods(grain, start, end, tz)
-    adoption = adoption_periods(tables, settings, capability, grain, spans, min_uses)
+    adoption = adoption_periods(
+        tables, settings, capabilities, grain, spans, min_uses, strict=strict
+    )
     report = compute(
         tables,
         Request(grain, start, end, ("team",), tuple(m.id for m in chosen), clock),
@@ -160,34 +178,38 @@ def impact(
         if team is None or row.value is None or row.suppressed or not row.complete:
             continue
         cells[row.metric][(str(team), row.period)] = float(row.value)
-    return [
-        _one(capability, m, grain, start, end, spans, adoption, cells[m.id], seed, resamples)
-        for m in chosen
-    ]
+    return {
+        c: [
+            _one(c, m, grain, start, end, spans, adoption[c], cells[m.id], seed, resamples)
+            for m in chosen
+        ]
+        for c in capabilities
+    }
 
 
 def adoption_periods(
     tables: Tables,
     settings: Settings,
-    capability: str,
+    capabilities: Sequence[str],
     grain: str,
     spans: list[Period],
     min_uses: int = 1,
-) -> Adoption:
-    """When each team adopted `capability` (module docstring), from the engine's resolved usage
-    (the team resolution of every usage metric): two grouped queries over all history."""
+    *,
+    strict: bool = True,
+) -> dict[str, Adoption]:
+    """When each team adopted each capability (module docstring), from the engine's resolved
+    usage (the team resolution of every usage metric): two grouped queries over all history."""
     frame = Frame.load(tables, settings)
     usage = frame.usage()
-    named = usage.filter(usage.capability == capability)
-    if named.count().to_pyarrow().as_py() == 0:
-        known = usage.select("capability").distinct().to_pyarrow().column(0).to_pylist()
-        listed = ", ".join(sorted(str(c) for c in known if c is not None)) or "none"
-        raise ConfigError(
-            f"--capability {capability!r}: no usage of it is stored (capabilities with usage: "
-            f"{listed})"
-        )
+    known = set(usage.select("capability").distinct().to_pyarrow().column(0).to_pylist()) - {None}
+    for capability in capabilities if strict else ():
+        if capability not in known:
+            listed = ", ".join(sorted(str(c) for c in known)) or "none"
+            raise ConfigError(
+                f"--capability {capability!r}: no usage of it is stored (capabilities with "
+                f"usage: {listed})"
+            )
     tz = frame.tz
-    end = spans[-1].end if spans else None
     known_team = usage.filter(usage.team.notnull())
     firsts = known_team.group_by("team").aggregate(at=known_team.ts.min()).to_pyarrow()
     first_use = {
@@ -196,27 +218,36 @@ def adoption_periods(
             firsts.column("team").to_pylist(), firsts.column("at").to_pylist(), strict=True
         )
     }
-    if not first_use or end is None:
-        return Adoption({})
-    history = periods(grain, calendar_start(min(first_use.values()), grain), end, tz)
-    named = named.filter(named.team.notnull())
+    if not first_use or not spans:
+        return {c: Adoption({}) for c in capabilities}
+    history = periods(grain, calendar_start(min(first_use.values()), grain), spans[-1].end, tz)
+    named = known_team.filter(known_team.capability.isin(list(capabilities)))
     named = named.mutate(period=bucket(named.ts, history))
     named = named.filter(named.period.notnull())
-    got = named.group_by(["team", "period"]).aggregate(n=named.count()).to_pyarrow()
-    per_team: dict[str, list[tuple[date, int]]] = defaultdict(list)
-    for team, day, n in zip(
-        *(got.column(c).to_pylist() for c in ("team", "period", "n")), strict=True
-    ):
-        per_team[str(team)].append((day, int(n)))
+    got = named.group_by(["capability", "team", "period"]).aggregate(n=named.count()).to_pyarrow()
+    reached: dict[tuple[str, str], list[date]] = defaultdict(list)
+    columns = (got.column(c).to_pylist() for c in ("capability", "team", "period", "n"))
+    for capability, team, day, n in zip(*columns, strict=True):
+        if n >= min_uses:
+            reached[(str(capability), str(team))].append(day)
+    return {c: _adoption(c, first_use, reached, grain, spans[0].start) for c in capabilities}
+
+
+def _adoption(
+    capability: str,
+    first_use: dict[str, date],
+    reached: dict[tuple[str, str], list[date]],
+    grain: str,
+    panel_start: date,
+) -> Adoption:
     adopted: dict[str, date | None] = {}
     excluded: dict[str, str] = {}
-    panel_start = spans[0].start
     for team, own_first in first_use.items():
-        reached = sorted(day for day, n in per_team.get(team, []) if n >= min_uses)
-        if not reached:
+        days = reached.get((capability, team))
+        if not days:
             adopted[team] = None
             continue
-        day = reached[0]
+        day = min(days)
         if day <= calendar_start(own_first, grain):
             excluded[team] = "adopted in its first period of stored usage"
         elif day <= panel_start:
@@ -268,4 +299,5 @@ __all__ = [
     "adoption_periods",
     "impact",
     "impact_metrics",
+    "impacts",
 ]
