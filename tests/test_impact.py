@@ -335,7 +335,7 @@ def test_the_dashboard_page_judges_every_capability_and_dora_key(org_store: str)
     # ci: every team but x1 used it from January, and x1 is excluded: nobody to judge
     assert re.search(r"ci not enough data 0 adopting", text)
     # cd on lead time: −6 h, better; cd is shown in detail (the first with an effect)
-    assert "-6.0 h better" in text
+    assert "−6.0 h better −6.0 h to −6.0 h" in text
     assert "cd in detail" in text
     assert (
         "lead time fell by about 6.0 h (95 % interval 6.0 h–6.0 h) after teams adopted cd" in text

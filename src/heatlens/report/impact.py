@@ -17,7 +17,7 @@ from rich.text import Text
 from heatlens.analysis.did import Estimate
 from heatlens.analysis.impact import MIN_ADOPTERS, Impact
 from heatlens.metrics.catalog import CATALOG, Metric
-from heatlens.report.units import format_delta, format_value
+from heatlens.report.units import DAYS_PER_MONTH, format_delta, format_value
 
 SCHEMA = "heatlens.impact/v1"
 METHOD = "callaway_santanna"
@@ -63,8 +63,8 @@ def verdict(impact: Impact) -> str:
     if metric.direction != "none":
         judged = " — better" if (value > 0) == (metric.direction == "up") else " — worse"
     return (
-        f"{name} {'rose' if value > 0 else 'fell'} by about {format_delta(value, unit)} "
-        f"(95 % interval {format_delta(near, unit)}–{format_delta(far, unit)}) after teams "
+        f"{name} {'rose' if value > 0 else 'fell'} by about {magnitude(value, unit)} "
+        f"(95 % interval {magnitude(near, unit)}–{magnitude(far, unit)}) after teams "
         f"adopted {cap}{judged}"
     )
 
@@ -76,15 +76,36 @@ def pre_trend_warning(impact: Impact) -> str | None:
     drift = impact.result.pre_trend.value or 0.0
     return (
         f"before adopting {impact.capability}, adopting teams' {label(impact.metric)} already "
-        f"{'rose' if drift > 0 else 'fell'} by about {format_delta(drift, impact.metric.unit)} "
+        f"{'rose' if drift > 0 else 'fell'} by about {magnitude(drift, impact.metric.unit)} "
         f"a {impact.grain} more than the others': parallel trends look doubtful, and the "
         "estimate may mix the platform's effect with differences that were there anyway"
     )
 
 
+def magnitude(value: float, unit: str) -> str:
+    """The size of an effect: a ratio's in percentage points, a frequency's per day, week or
+    month as it falls (a difference of frequencies has no "1 per N months")."""
+    size = abs(value)
+    if unit == "per day":
+        if size >= 1:
+            return f"{size:,.1f}/day"
+        if size * 7 >= 0.1:
+            return f"{size * 7:,.1f}/week"
+        return f"{size * DAYS_PER_MONTH:,.2f}/month"
+    return format_delta(size, unit)
+
+
+def signed(value: float | None, unit: str) -> str:
+    """An effect with its sign: `−6.0 h`, `+2.1 pp`, `0`; "—" for none."""
+    if value is None:
+        return "—"
+    if value == 0:
+        return "0"
+    return ("−" if value < 0 else "+") + magnitude(value, unit)
+
+
 def _signed(value: float, unit: str) -> str:
-    size = format_delta(value, unit)
-    return size if value >= 0 else f"−{size}"
+    return signed(value, unit).removeprefix("+")
 
 
 def _estimate(e: Estimate | None) -> dict[str, Any]:
@@ -134,8 +155,9 @@ def _show(value: float | None, unit: str) -> str:
     return format_value(value, unit) if value is not None else "—"
 
 
-def _interval(ci: list[float] | None, unit: str) -> str:
-    return "—" if ci is None else f"{_show(ci[0], unit)} to {_show(ci[1], unit)}"
+def interval(ci: list[float] | None, unit: str) -> str:
+    """A 95 % interval of an effect: `−9.0 pp to −1.5 pp`."""
+    return "—" if ci is None else f"{signed(ci[0], unit)} to {signed(ci[1], unit)}"
 
 
 def render_impact(doc: dict[str, Any]) -> Group:
@@ -165,7 +187,8 @@ def render_impact(doc: dict[str, Any]) -> Group:
         ("naive: adopters after vs before", naive["before_after"]),
         ("pre-trend: drift before adopting, per period", doc["pre_trend"]),
     ):
-        table.add_row(title, _show(part["estimate"], unit), _interval(part["ci"], unit))
+        # naive contrasts are differences too: every row reads as a signed change
+        table.add_row(title, signed(part["estimate"], unit), interval(part["ci"], unit))
     parts.append(table)
     every = [p for p in doc["by_period_since_adoption"] if p["estimate"] is not None]
     curve = [p for p in every if p["k"] in SHOWN_K]
@@ -198,5 +221,5 @@ def _event_chart(curve: list[dict[str, Any]], unit: str) -> Text:
         row[at(p["estimate"])] = "●"
         text.append(f"{p['k']:>4} ")
         text.append("".join(row), "cyan" if p["k"] >= 0 else "dim")
-        text.append(f" {_show(p['estimate'], unit)}\n")
+        text.append(f" {signed(p['estimate'], unit)}\n")
     return text

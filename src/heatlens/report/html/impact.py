@@ -16,8 +16,7 @@ from heatlens.metrics.catalog import CALENDAR_GRAINS
 from heatlens.report.html import charts
 from heatlens.report.html.filters import Filters
 from heatlens.report.html.present import EMPTY_STORE, Links, View
-from heatlens.report.impact import ASSUMPTIONS, impact_doc, label
-from heatlens.report.units import format_value
+from heatlens.report.impact import ASSUMPTIONS, impact_doc, interval, label, signed
 from heatlens.settings import Settings
 from heatlens.store import Store
 
@@ -101,13 +100,10 @@ def _cell(doc: dict[str, Any]) -> dict[str, Any]:
     elif verdict.endswith("— worse"):
         kind = "worse"
     unit = doc["unit"]
-    shown = format_value(doc["estimate"], unit) if doc["estimate"] is not None else "—"
-    ci = doc["ci"]
-    interval = f"{format_value(ci[0], unit)} to {format_value(ci[1], unit)}" if ci else ""
     return {
         "kind": kind,
-        "estimate": shown if kind != "unknown" else "not enough data",
-        "interval": interval if kind != "unknown" else "",
+        "estimate": signed(doc["estimate"], unit),
+        "interval": interval(doc["ci"], unit),
         "verdict": verdict,
         "warning": doc["pre_trend"]["warning"],
         "adopters": doc["adopters"],
@@ -128,10 +124,8 @@ def _detail(view: View, item: Impact, doc: dict[str, Any]) -> dict[str, Any]:
                 "value": p["estimate"],
                 "lo": lo,
                 "hi": hi,
-                "label": format_value(p["estimate"], unit),
-                "interval": "—"
-                if lo is None
-                else f"{format_value(lo, unit)} to {format_value(hi, unit)}",
+                "label": signed(p["estimate"], unit),
+                "interval": interval(p["ci"], unit),
             }
         )
     name = f"impact-{doc['metric']}"
@@ -140,13 +134,10 @@ def _detail(view: View, item: Impact, doc: dict[str, Any]) -> dict[str, Any]:
         view.charts[name] = charts.event_study(points, unit, title)
 
     def contrast(title: str, part: dict[str, Any]) -> dict[str, str]:
-        ci = part["ci"]
         return {
             "title": title,
-            "estimate": format_value(part["estimate"], unit),
-            "interval": f"{format_value(ci[0], unit)} to {format_value(ci[1], unit)}"
-            if ci
-            else "—",
+            "estimate": signed(part["estimate"], unit),
+            "interval": interval(part["ci"], unit),
         }
 
     return {
