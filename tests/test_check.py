@@ -104,7 +104,7 @@ def _assert_known_answers(doc: dict[str, Any]) -> None:
             "previous": "2026-09-01",
             "better": ["adoption.team_adoption_rate"],
             "worse": ["task.success_rate"],
-        }
+        },
     ]
 
 

@@ -242,6 +242,7 @@ async def check(
 
 @router.get("/api/v1/impact")
 async def impact(
+    http: Request,
     service: ServiceDep,
     app: AppDep,
     token: ReadToken,
@@ -255,13 +256,16 @@ async def impact(
     """`heatlens impact`: did adopting `capability` move each `metric` (default: the DORA
     keys)? One `heatlens.impact/v1` document per metric."""
     teams_only(token, None)  # compares teams across the organisation
+    first, last = parse_day(start, "from"), parse_day(end, "to")
+    # the panel is one report by team: bounded like one
+    await bound(http, MetricsRequest(grain, first, last, ("team",), tuple(metric or ())))
     docs: list[dict[str, Any]] = await service.call(
         app.impact,
         capability,
         tuple(metric or ()),
         grain=grain,
-        start=parse_day(start, "from"),
-        end=parse_day(end, "to"),
+        start=first,
+        end=last,
         min_uses=min_uses,
     )
     return docs
