@@ -354,3 +354,14 @@ def test_the_dashboard_page_judges_every_capability_and_dora_key(org_store: str)
     rows += [v for values in chart.get("datasets", {}).values() for v in values]
     drawn = {(v["k"], v["value"]) for v in rows if "k" in v}
     assert drawn == {(-3, 0.0), (-2, 0.0), (-1, 0.0), (0, -6.0), (1, -6.0), (2, -6.0), (3, -6.0)}
+
+
+def test_min_uses_sets_what_counts_as_adopting(run: Cli, org_store: str) -> None:
+    # every team uses cd once a month: asking for two uses in a month, nobody ever adopts
+    result = run(
+        "--store", org_store, "impact", "--capability", "cd", "--metric", "dora.lead_time_p50",
+        *RANGE, "--min-uses", "2", "--format", "json",
+    )  # fmt: skip
+    doc = json.loads(result.stdout)
+    assert (doc["adopters"], doc["never_adopters"], doc["excluded"]) == (0, 9, 0)
+    assert doc["verdict"] == "not enough data: 0 adopting teams (at least 5 needed)"

@@ -17,7 +17,7 @@ from rich.text import Text
 from heatlens.analysis.did import Estimate
 from heatlens.analysis.impact import MIN_ADOPTERS, Impact
 from heatlens.metrics.catalog import CATALOG, Metric
-from heatlens.report.units import DAYS_PER_MONTH, format_delta, format_value
+from heatlens.report.units import DAYS_PER_MONTH, format_delta
 
 SCHEMA = "heatlens.impact/v1"
 METHOD = "callaway_santanna"
@@ -149,10 +149,6 @@ def impact_doc(impact: Impact) -> dict[str, Any]:
         },
         "assumptions": list(ASSUMPTIONS),
     }
-
-
-def _show(value: float | None, unit: str) -> str:
-    return format_value(value, unit) if value is not None else "—"
 
 
 def interval(ci: list[float] | None, unit: str) -> str:
