@@ -246,6 +246,39 @@ class LocalApplication(SurveyOperations):
         day = as_of or self.clock().date()
         return self._read_nonempty(lambda store: check(store, self.settings, day).to_json())
 
+    def impact(
+        self,
+        capability: str,
+        metrics: Sequence[str] = (),
+        *,
+        grain: str = "week",
+        start: date | None = None,
+        end: date | None = None,
+        min_uses: int = 1,
+    ) -> list[dict[str, Any]]:
+        """Did adopting `capability` move each metric (default: the DORA keys)? One
+        `heatlens.impact/v1` document per metric (DESIGN §4 Impact)."""
+        from heatlens.analysis.impact import impact
+        from heatlens.report.impact import impact_doc
+
+        now = self.clock()
+
+        def run(store: Store) -> list[dict[str, Any]]:
+            found = impact(
+                store,
+                self.settings,
+                capability,
+                tuple(metrics),
+                grain=grain,
+                start=start,
+                end=end,
+                now=now,
+                min_uses=min_uses,
+            )
+            return [impact_doc(i) for i in found]
+
+        return self._read_nonempty(run)
+
     def list_tokens(self) -> dict[str, Any]:
         """Every token, never a secret."""
         from heatlens.store.tokens import list_tokens

@@ -206,6 +206,23 @@ class RemoteApplication(RemoteSurveyOperations):
         doc: dict[str, Any] = self._call("GET", "/api/v1/check", params=params)
         return doc
 
+    def impact(
+        self,
+        capability: str,
+        metrics: Sequence[str] = (),
+        *,
+        grain: str = "week",
+        start: date | None = None,
+        end: date | None = None,
+        min_uses: int = 1,
+    ) -> list[dict[str, Any]]:
+        params = [("capability", capability), ("grain", grain), ("min_uses", str(min_uses))]
+        params += [("metric", m) for m in metrics]
+        params += [("from", start.isoformat())] if start else []
+        params += [("to", end.isoformat())] if end else []
+        docs: list[dict[str, Any]] = self._call("GET", "/api/v1/impact", params=params)
+        return docs
+
     def delete(self, **selection: Any) -> dict[str, Any]:
         body = {k: list(v) if isinstance(v, tuple) else v for k, v in selection.items()}
         doc: dict[str, Any] = self._call("POST", "/api/v1/admin/delete", json=body)

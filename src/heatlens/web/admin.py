@@ -243,6 +243,37 @@ async def check(
     return await service.call(app.check, parse_day(as_of, "as_of"))
 
 
+@router.get("/api/v1/impact")
+async def impact(
+    http: Request,
+    service: ServiceDep,
+    app: AppDep,
+    token: ReadToken,
+    capability: str,
+    metric: Annotated[list[str] | None, Query()] = None,
+    grain: str = "week",
+    start: Annotated[str | None, Query(alias="from")] = None,
+    end: Annotated[str | None, Query(alias="to")] = None,
+    min_uses: int = 1,
+) -> list[dict[str, Any]]:
+    """`heatlens impact`: did adopting `capability` move each `metric` (default: the DORA
+    keys)? One `heatlens.impact/v1` document per metric."""
+    teams_only(token, None)  # compares teams across the organisation
+    first, last = parse_day(start, "from"), parse_day(end, "to")
+    # the panel is one report by team: bounded like one
+    await bound(http, MetricsRequest(grain, first, last, ("team",), tuple(metric or ())))
+    docs: list[dict[str, Any]] = await service.call(
+        app.impact,
+        capability,
+        tuple(metric or ()),
+        grain=grain,
+        start=first,
+        end=last,
+        min_uses=min_uses,
+    )
+    return docs
+
+
 @router.get("/api/v1/report.html", response_class=HTMLResponse)
 async def report_html(
     http: Request,

@@ -28,7 +28,7 @@ from heatlens.metrics.catalog import GRAINS
 from heatlens.metrics.explain import parse_segments
 from heatlens.metrics.periods import parse_day
 from heatlens.report.explain import csv_of
-from heatlens.report.html import delivery, heat, pages, records
+from heatlens.report.html import delivery, heat, impact, pages, records
 from heatlens.report.html.filters import Filters, parse_filters
 from heatlens.report.html.present import Links, View
 from heatlens.settings import Settings
@@ -261,6 +261,13 @@ async def dora_page(request: Request) -> Response:
         default_grain="month",
         org_wide=True,
     )
+
+
+@router.get("/impact", response_class=HTMLResponse)
+async def impact_page(request: Request) -> Response:
+    """Is the platform helping? Every capability × DORA key as `heatlens impact` judges it, one
+    capability in detail (`capability`), the assumptions and the pre-trend warnings."""
+    return await _page(request, "impact", impact.helping, default_grain="month", org_wide=True)
 
 
 @router.get("/services/{name}", response_class=HTMLResponse)
