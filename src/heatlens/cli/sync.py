@@ -146,3 +146,46 @@ def sync_backstage_command(ctx: CliContext, catalog: str, pattern: str) -> None:
     with ctx.application() as app, _bar() as progress:
         doc = app.sync_backstage(catalog, pattern=pattern, progress=progress)
     _report(ctx, doc, time.perf_counter() - started)
+
+
+@sync.command("github", short_help="GitHub repositories: workflow runs, deployments.")
+@click.option(
+    "--repo",
+    "repos",
+    required=True,
+    multiple=True,
+    metavar="OWNER/NAME",
+    help="A repository to read (repeat for more).",
+)
+@click.option(
+    "--token",
+    envvar="GITHUB_TOKEN",
+    show_envvar=True,
+    help="A GitHub token (scopes: docs/connectors/github.md); default: $GITHUB_TOKEN.",
+)
+@click.option(
+    "--base-url",
+    default="https://api.github.com",
+    show_default=True,
+    help="The REST API's root; GitHub Enterprise Server: https://HOST/api/v3.",
+)
+@click.option(
+    "--since",
+    metavar="DATE",
+    help="Where a first sync starts (ISO date, e.g. 2024-01-31); default: all history.",
+)
+@pass_ctx
+@command
+def sync_github_command(
+    ctx: CliContext, repos: tuple[str, ...], token: str | None, base_url: str, since: str | None
+) -> None:
+    """GitHub Actions workflow runs → usage of the CI capability (one per run attempt);
+    deployments with their statuses → deployments. A second sync reads only what is new, and a
+    sync that was interrupted resumes where it stopped."""
+    from heatlens.connectors.github.sync import GithubSource
+
+    source = GithubSource(tuple(repos), token or None, base_url, since)
+    started = time.perf_counter()
+    with ctx.application() as app, _bar() as progress:
+        doc = app.sync_github(source, progress=progress)
+    _report(ctx, doc, time.perf_counter() - started)

@@ -1,0 +1,289 @@
+"""`heatlens sync github`: a repository's history from GitHub's REST API, then what is new.
+
+Streams per repository (each with its own sync state, `github:<host>:<owner/name>:<stream>`):
+
+- `workflow_runs` — `GET /repos/{r}/actions/runs?created=>=<cursor>`, newest first → one usage of
+  `ci_capability` per completed run attempt, mapped as the `workflow_run` webhook is; earlier
+  attempts of a re-run come from `…/runs/{id}/attempts/{n}`. A run not completed holds the cursor.
+- `deployments` — `GET /repos/{r}/deployments`, newest first, with each one's statuses → a
+  deployment once its latest status is final, mapped as the `deployment_status` webhook is. One
+  without a final status holds the cursor for `open_days`, then is given up.
+
+The repository is looked up first, so a wrong name or a token that cannot see it is one clear
+error before anything is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from heatlens.connectors import ProgressFn, SyncResult, no_progress
+from heatlens.connectors.github.mapping import RESULTS, GithubOptions, map_event
+from heatlens.connectors.http import Clock, HttpClient, RetryPolicy, Vendor, make_client
+from heatlens.connectors.streams import Stream, StreamProgress, read_stream
+from heatlens.errors import ConfigError
+from heatlens.settings import Settings
+from heatlens.store import Store, WriteCounts
+
+__all__ = ["GITHUB", "GithubSource", "github_client", "sync_github"]
+
+DEFAULT_BASE_URL = "https://api.github.com"
+Record = dict[str, Any]
+
+
+def _is_rate_limit(response: httpx.Response) -> bool:
+    if response.headers.get("x-ratelimit-remaining") == "0" or "retry-after" in response.headers:
+        return True
+    try:
+        message = str(response.json().get("message", ""))
+    except (ValueError, AttributeError):
+        return False
+    return "rate limit" in message.lower()
+
+
+def _explain(response: httpx.Response, what: str) -> str | None:
+    try:
+        message = str(response.json().get("message") or "").strip()
+    except (ValueError, AttributeError):
+        message = ""
+    status = response.status_code
+    said = f"{status} {message}".strip()
+    if status == 401:
+        return (
+            f"GitHub rejected the token ({said}) while reading {what}: check --token or "
+            "GITHUB_TOKEN — it may be mistyped, expired or revoked"
+        )
+    if status == 403:
+        needs = response.headers.get("x-accepted-oauth-scopes") or response.headers.get(
+            "x-accepted-github-permissions"
+        )
+        return (
+            f"GitHub refused {what} ({said}): the token lacks a scope"
+            + (f" — this needs {needs}" if needs else "")
+            + "; give it `repo` (classic) or read access to Actions, Deployments, Contents, "
+            "Issues, Pull requests and Metadata (fine-grained); see docs/connectors/github.md"
+        )
+    if status == 404:
+        return (
+            f"GitHub: {what}: not found (404) — check the name, or the token cannot see it "
+            "(private repositories need the `repo` scope)"
+        )
+    return None
+
+
+GITHUB = Vendor(
+    name="GitHub",
+    headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"},
+    is_rate_limit=_is_rate_limit,
+    explain=_explain,
+    token_hint="--token or GITHUB_TOKEN",
+)
+
+
+def github_client(
+    token: str | None,
+    base_url: str = DEFAULT_BASE_URL,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    clock: Clock | None = None,
+    retry: RetryPolicy | None = None,
+) -> HttpClient:
+    return make_client(base_url, token, GITHUB, transport=transport, clock=clock, retry=retry)
+
+
+@dataclass(frozen=True)
+class GithubSource:
+    """What to read: repositories (`owner/name`), from which API, since when."""
+
+    repos: tuple[str, ...]
+    token: str | None = None
+    base_url: str = DEFAULT_BASE_URL
+    since: str | None = None  # ISO date: where a first sync starts (default: all history)
+    open_days: int = 7  # a deployment with no final status holds the cursor this long
+
+    def __post_init__(self) -> None:
+        if not self.repos:
+            raise ConfigError("sync github needs --repo OWNER/NAME (repeat it for more)")
+        for repo in self.repos:
+            if repo.count("/") != 1 or not all(repo.split("/")):
+                raise ConfigError(f"--repo {repo!r}: expected OWNER/NAME, e.g. octocat/Hello-World")
+        if self.since is not None:
+            try:
+                datetime.fromisoformat(self.since.replace("Z", "+00:00"))
+            except ValueError:
+                raise ConfigError(
+                    f"--since {self.since!r}: expected an ISO date, e.g. 2024-01-31"
+                ) from None
+
+
+def options_of(settings: Settings) -> GithubOptions:
+    return GithubOptions(
+        ci_capability=settings.ci_capability,
+        incident_label=settings.incident_label,
+        service_map=settings.service_map,
+    )
+
+
+def state_name(source: GithubSource, repo: str, stream: str) -> str:
+    host = urlsplit(source.base_url).netloc or source.base_url
+    return f"github:{host}:{repo}:{stream}"
+
+
+def sync_github(
+    store: Store,
+    settings: Settings,
+    source: GithubSource,
+    *,
+    progress: ProgressFn = no_progress,
+    transport: httpx.BaseTransport | None = None,
+    clock: Clock | None = None,
+) -> SyncResult:
+    """Read `source`'s repositories' streams into the store, each from where it was left."""
+    from heatlens.ingest import ingest_records
+
+    result = SyncResult(source="sync:github")
+    options = options_of(settings)
+    totals: dict[str, int] = {}
+    with github_client(source.token, source.base_url, transport=transport, clock=clock) as client:
+        now = datetime.fromtimestamp(client.clock.now(), UTC)
+        for repo in source.repos:
+            repository = _repository(store, client, source, repo)
+            for stream in repo_streams(client, repo, repository, options, source, now):
+                name = state_name(source, repo, stream.name)
+                state = store.sync_state(name)
+                if state is None and source.since is not None:
+                    state = {"cursor": source.since}
+
+                def commit(
+                    records: list[Record], new: dict[str, Any], name: str = name, repo: str = repo
+                ) -> None:
+                    # the state commits with the records it covers, in one transaction
+                    ingested = ingest_records(
+                        store,
+                        records,
+                        settings,
+                        source=f"sync:github:{repo}",
+                        name=f"github {repo}",
+                        sync_state={name: new},
+                    )
+                    for kind, counts in ingested.counts.items():
+                        result.counts.setdefault(kind, WriteCounts()).add(counts)
+
+                def shown(p: StreamProgress, label: str = f"{repo} {stream.name}") -> None:
+                    left = client.budget.describe()
+                    budget = f", rate limit left {left}" if left else ""
+                    what = "unchanged" if p.not_modified else f"{p.items:,} read"
+                    progress(f"{label}: {what}{budget}", p.items, None)
+
+                read = read_stream(client, stream, state, commit, on_page=shown)
+                key = f"{stream.name} unchanged" if read.not_modified else stream.name
+                totals[key] = totals.get(key, 0) + read.items
+        requests = client.requests
+    parts = [f"{n:,} {k.replace('_', ' ')}" for k, n in totals.items() if not k.endswith("ged")]
+    same = [k.removesuffix(" unchanged").replace("_", " ") for k in totals if k.endswith("ged")]
+    result.summary = (
+        f"{len(source.repos):,} repositor{'y' if len(source.repos) == 1 else 'ies'}: "
+        + (", ".join(parts) if parts else "nothing new")
+        + (f"; unchanged: {', '.join(same)}" if same else "")
+        + f" ({requests:,} request(s))"
+    )
+    return result
+
+
+def _repository(store: Store, client: HttpClient, source: GithubSource, repo: str) -> Any:
+    """The repository (checks that it exists and the token sees it), asked conditionally: an
+    unchanged one costs no rate limit."""
+    name = state_name(source, repo, "repository")
+    known = store.sync_state(name) or {}
+    page = client.get(f"repos/{repo}", etag=known.get("etag"), what=f"repository {repo}")
+    if page.not_modified:
+        return known["repository"]
+    kept = {k: page.data.get(k) for k in ("id", "full_name", "name", "default_branch")}
+    store.save_sync_state(name, {"etag": page.etag, "repository": kept})
+    return kept
+
+
+def repo_streams(
+    client: HttpClient,
+    repo: str,
+    repository: Mapping[str, Any],
+    options: GithubOptions,
+    source: GithubSource,
+    now: datetime,
+) -> list[Stream]:
+    """The streams of one repository, in the order they are read."""
+    return [
+        _workflow_runs(client, repo, repository, options),
+        _deployments(client, repo, repository, options, now - timedelta(days=source.open_days)),
+    ]
+
+
+def _workflow_runs(
+    client: HttpClient, repo: str, repository: Mapping[str, Any], options: GithubOptions
+) -> Stream:
+    def usage(run: Mapping[str, Any]) -> list[Record]:
+        if run.get("status") != "completed":
+            return []
+        runs = [run]
+        for n in range(1, int(run.get("run_attempt") or 1)):
+            path = f"repos/{repo}/actions/runs/{run['id']}/attempts/{n}"
+            runs.append(client.get(path, what=f"{repo} run {run['id']} attempt {n}").data)
+        records: list[Record] = []
+        for one in runs:
+            payload = {"action": "completed", "workflow_run": one, "repository": repository}
+            records += map_event("workflow_run", payload, options).records
+        return records
+
+    def params(cursor: str | None) -> dict[str, Any]:
+        return {"per_page": 100, **({"created": f">={cursor}"} if cursor else {})}
+
+    return Stream(
+        name="workflow_runs",
+        path=f"repos/{repo}/actions/runs",
+        items_key="workflow_runs",
+        params=params,
+        map=usage,
+        is_open=lambda run: run.get("status") != "completed",
+    )
+
+
+def _deployments(
+    client: HttpClient,
+    repo: str,
+    repository: Mapping[str, Any],
+    options: GithubOptions,
+    give_up_before: datetime,
+) -> Stream:
+    final: dict[Any, bool] = {}
+
+    def deployment(dep: Mapping[str, Any]) -> list[Record]:
+        statuses = client.get(
+            f"repos/{repo}/deployments/{dep['id']}/statuses",
+            {"per_page": 100},
+            what=f"{repo} deployment {dep['id']} statuses",
+        ).data
+        # newest first: the latest final status decides
+        status = next((s for s in statuses if s.get("state") in RESULTS), None)
+        final[dep["id"]] = status is not None and statuses[0] is status
+        if status is None:
+            return []
+        payload = {"deployment_status": status, "deployment": dep, "repository": repository}
+        return map_event("deployment_status", payload, options).records
+
+    def still_open(dep: Mapping[str, Any]) -> bool:
+        created = datetime.fromisoformat(str(dep["created_at"]).replace("Z", "+00:00"))
+        return not final.get(dep["id"], False) and created >= give_up_before
+
+    return Stream(
+        name="deployments",
+        path=f"repos/{repo}/deployments",
+        params=lambda cursor: {"per_page": 100},
+        map=deployment,
+        is_open=still_open,
+    )
