@@ -584,3 +584,42 @@ def test_offset_more_paginator() -> None:
     )
     assert [r["id"] for r in _walk(stream, handler)] == [0, 1, 2, 3, 4]
     assert PageRequest("x", {"a": 1}).key() == PageRequest("x", {"a": 1}).key()
+
+
+# -- [[sync]] entries ---------------------------------------------------------------------------
+
+
+def test_sync_entry_runs_against_a_local_github(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from heatlens.connectors.schedule import parse_sync_jobs
+    from heatlens.settings import load_settings
+    from tests.test_connector_github_crash import RUN_PAGES, RUNS_PER_PAGE, FakeGithub
+
+    server = FakeGithub()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        entry = {"kind": "github", "repo": [REPO], "base_url": server.base, "every": "1h"}
+        settings = load_settings(config=None, environ={}, overrides={"sync": [entry]})
+        [job] = parse_sync_jobs(settings)
+        assert (job.name, job.kind, job.every.total_seconds()) == (f"github:{REPO}", "github", 3600)
+        monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+        with Store.open(str(tmp_path / "s.duckdb")) as store:
+            result = job.run(store)
+            assert len(store.rows("usage")) == RUN_PAGES * RUNS_PER_PAGE
+        assert result.source == "sync:github"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_bad_github_sync_entry_names_the_entry() -> None:
+    from heatlens.connectors.schedule import parse_sync_jobs
+    from heatlens.settings import load_settings
+
+    entry = {"kind": "github", "repo": "octocat"}
+    settings = load_settings(config=None, environ={}, overrides={"sync": [entry]})
+    with pytest.raises(ConfigError, match=r"^sync\[0\]: --repo 'octocat': expected OWNER/NAME"):
+        parse_sync_jobs(settings)

@@ -42,6 +42,7 @@ _KEYS: dict[str, tuple[set[str], set[str]]] = {  # kind → (required, optional)
         {"deploy_tags", "exclude_tags", "deploy_branch", "skip_first", "environment", "repo"},
     ),
     "backstage": ({"catalog"}, {"pattern"}),
+    "github": ({"repo"}, {"token_env", "base_url", "since"}),
 }
 _COMMON = {"kind", "every", "name"}
 
@@ -97,7 +98,7 @@ def _job(entry: Any, where: str, settings: Settings) -> SyncJob:
         raise ConfigError(f'{where}: expected a table such as [[sync]] kind = "git" …')
     kind = entry.get("kind")
     if kind not in _KEYS:
-        raise ConfigError(f"{where}.kind: {kind!r} is not a sync kind (git or backstage)")
+        raise ConfigError(f"{where}.kind: {kind!r} is not a sync kind (git, backstage or github)")
     required, optional = _KEYS[kind]
     missing = sorted(required - set(entry))
     if missing:
@@ -109,7 +110,8 @@ def _job(entry: Any, where: str, settings: Settings) -> SyncJob:
         raise ConfigError(f"{where}.{unknown[0]}: unknown key for a {kind} sync (known: {known})")
     for key, value in entry.items():
         expected = bool if key == "skip_first" else str
-        if key == "exclude_tags" and isinstance(value, list):  # a list of globs, or one string
+        # a list of globs or repositories, or one string
+        if key in ("exclude_tags", "repo") and isinstance(value, list):
             value = next((v for v in value if not isinstance(v, str)), "")
         if not isinstance(value, expected):
             raise ConfigError(f"{where}.{key}: expected a {expected.__name__}, got {value!r}")
@@ -136,6 +138,8 @@ def _job(entry: Any, where: str, settings: Settings) -> SyncJob:
             return sync_git(store, settings, source)
 
         return SyncJob(name, kind, every, run_git)
+    if kind == "github":
+        return _github_job(entry, where, settings, every)
     from heatlens.connectors.backstage import sync_backstage
 
     catalog, pattern = entry["catalog"], entry.get("pattern", "catalog-info.yaml")
@@ -144,6 +148,31 @@ def _job(entry: Any, where: str, settings: Settings) -> SyncJob:
         return sync_backstage(store, settings, catalog, pattern=pattern)
 
     return SyncJob(entry.get("name") or f"backstage:{catalog}", kind, every, run_backstage)
+
+
+def _github_job(entry: dict[str, Any], where: str, settings: Settings, every: timedelta) -> SyncJob:
+    """`repo` (one or a list), the token from the environment variable `token_env` (default
+    GITHUB_TOKEN: a config file holds no secret), `base_url`, `since`."""
+    import os
+
+    from heatlens.connectors.github.sync import DEFAULT_BASE_URL, GithubSource, sync_github
+
+    repos = entry["repo"] if isinstance(entry["repo"], list) else [entry["repo"]]
+    token_env = entry.get("token_env", "GITHUB_TOKEN")
+    try:
+        source = GithubSource(
+            tuple(repos), None, entry.get("base_url", DEFAULT_BASE_URL), entry.get("since")
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+    def run_github(store: Store) -> SyncResult:
+        # read when it runs: a token rotated in the environment of a running server is not seen
+        token = os.environ.get(token_env) or None
+        return sync_github(store, settings, replace(source, token=token))
+
+    name = entry.get("name") or f"github:{','.join(repos)}"
+    return SyncJob(name, "github", every, run_github)
 
 
 class Scheduler:
