@@ -80,6 +80,8 @@ class FakeGithub(http.server.ThreadingHTTPServer):
         if path == f"/repos/{REPO}/deployments":
             size = DEPLOYMENTS_PER_PAGE
             return self.deployments[(page - 1) * size : page * size], DEPLOYMENT_PAGES
+        if path == f"/repos/{REPO}/issues":
+            return [], None
         if path.startswith(f"/repos/{REPO}/deployments/") and path.endswith("/statuses"):
             return self.statuses, None
         raise KeyError(path)
@@ -173,8 +175,8 @@ def _covered(fake: FakeGithub, contents: dict[str, Any]) -> None:
 def test_a_killed_github_sync_resumed_equals_a_clean_one(fake: FakeGithub, tmp_path: Path) -> None:
     clean = tmp_path / "clean.duckdb"
     _sync(fake, clean)
-    total = fake.count  # 1 repository + 12 run pages + 4 deployment pages + 12 statuses
-    assert total == 1 + RUN_PAGES + DEPLOYMENT_PAGES + DEPLOYMENT_PAGES * DEPLOYMENTS_PER_PAGE
+    total = fake.count  # 1 repository + 12 run pages + 4 deployment pages + 12 statuses + issues
+    assert total == 2 + RUN_PAGES + DEPLOYMENT_PAGES + DEPLOYMENT_PAGES * DEPLOYMENTS_PER_PAGE
     expected = _contents(clean)
     assert len(expected["records"]["usage"]) == RUN_PAGES * RUNS_PER_PAGE
     assert len(expected["records"]["deployment"]) == DEPLOYMENT_PAGES * DEPLOYMENTS_PER_PAGE

@@ -126,13 +126,16 @@ FAILED = [
 
 
 def fake_github(
-    runs: list[Any] | None = None, dep2_statuses: list[Any] | None = None
+    runs: list[Any] | None = None,
+    dep2_statuses: list[Any] | None = None,
+    issues: list[list[Any]] | None = None,
 ) -> FakeGithub:
     fake = FakeGithub()
     fake.routes[(f"repos/{REPO}", "1")] = [fake.ok({"full_name": REPO, "name": "example"})]
     # three pages of runs, newest first
     fake.pages(f"repos/{REPO}/actions/runs", runs or [[RUN_A], [RUN_B], [QUEUED]], "workflow_runs")
     fake.pages(f"repos/{REPO}/deployments", [[DEPLOYMENT_2], [DEPLOYMENT]])
+    fake.pages(f"repos/{REPO}/issues", issues or [[]])
     fake.routes[(f"repos/{REPO}/deployments/1/statuses", "1")] = [fake.ok(STATUSES)]
     fake.routes[(f"repos/{REPO}/deployments/2/statuses", "1")] = [
         fake.ok(dep2_statuses if dep2_statuses is not None else PENDING)
@@ -242,6 +245,7 @@ def test_backfill_reads_every_page_into_records(duck_store: Store, settings: Set
         "/deployments/2/statuses",
         "/deployments?page=2",
         "/deployments/1/statuses",
+        "/issues",
     ]
     assert clock.slept == []
     # the queued run (2020-01-22) holds the runs' cursor; deployment 2 (no final status) holds
@@ -270,7 +274,7 @@ def test_second_sync_reads_from_the_cursor_and_picks_up_a_final_status(
     # page 2 is older than the cursor: the walk stops there, its statuses not asked again
     runs = [r for r in fake.requests if r.url.path.endswith("/actions/runs")]
     assert runs[0].url.params["created"] == ">=2020-01-22T19:33:08Z"
-    assert paths(fake)[-3:] == ["/deployments", "/deployments/2/statuses", "/deployments?page=2"]
+    assert paths(fake)[-4:-1] == ["/deployments", "/deployments/2/statuses", "/deployments?page=2"]
     assert deployments(duck_store) == DEPLOYMENTS | {
         (
             f"{REPO}/deployments/2",
@@ -302,9 +306,10 @@ def test_unchanged_poll_is_a_304_and_costs_no_rate_limit(
         True,
         True,
         True,
+        True,
     ]
     assert fake.remaining == before  # every answer was a 304
-    assert "unchanged: workflow runs, deployments" in result.summary
+    assert "unchanged: workflow runs, deployments, incidents" in result.summary
     assert usage(duck_store) == USAGE and deployments(duck_store) == DEPLOYMENTS
 
 
@@ -378,6 +383,60 @@ def test_since_starts_a_first_sync_there(duck_store: Store, settings: Settings) 
     # RUN_B (08-27) is older than --since: its page is read, the run is not
     assert {u[0] for u in usage(duck_store)} == {"2983238245/1"}
     assert deployments(duck_store) == set()  # 2012 is long before
+
+
+ISSUE = fixture("issues_list-for-repo.json")[0]  # #1347, open, label bug, a pull request's
+# an incident written here from it: labelled, closed, with a root cause and a severity
+INCIDENT = {
+    **{k: v for k, v in copy.deepcopy(ISSUE).items() if k != "pull_request"},
+    "labels": [{"name": "incident"}, {"name": "severity: high"}],
+    "state": "closed",
+    "closed_at": "2011-04-22T15:00:00Z",
+    "updated_at": "2011-04-22T15:00:00Z",
+    "body": "Checkout down.\n\nroot cause: a84d88e7554fc1fa21bcbc4efae3c782a70d2b9d",
+}
+
+
+def test_incidents_from_labelled_issues_oldest_first(duck_store: Store, settings: Settings) -> None:
+    # page 1: the example issue as GitHub gave it (a pull request: left out); page 2: the incident
+    fake = fake_github(issues=[[ISSUE], [INCIDENT]])
+    sync(duck_store, settings, fake)
+    first = next(r for r in fake.requests if r.url.path.endswith("/issues"))
+    assert dict(first.url.params) == {
+        "state": "all",
+        "labels": "incident",
+        "sort": "updated",
+        "direction": "asc",
+        "per_page": "100",
+    }
+    assert [
+        (
+            r["id"],
+            iso(r["opened_at"]),
+            iso(r["resolved_at"]),
+            r["service"],
+            r["severity"],
+            r["root_cause_sha"],
+        )
+        for r in duck_store.rows("incident")
+    ] == [
+        (
+            f"{REPO}#1347",
+            "2011-04-22T13:33:48Z",
+            "2011-04-22T15:00:00Z",
+            "example",
+            "high",
+            "a84d88e7554fc1fa21bcbc4efae3c782a70d2b9d",
+        )
+    ]
+    state = duck_store.sync_state(
+        state_name(GithubSource((REPO,), base_url=API), REPO, "incidents")
+    )
+    assert state is not None and state["cursor"] == "2011-04-22T15:00:00Z"
+    fake = fake_github()
+    sync(duck_store, settings, fake)
+    again = next(r for r in fake.requests if r.url.path.endswith("/issues"))
+    assert again.url.params["since"] == "2011-04-22T15:00:00Z"
 
 
 # -- rate limits, retries, errors ---------------------------------------------------------------

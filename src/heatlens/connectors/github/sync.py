@@ -8,6 +8,9 @@ Streams per repository (each with its own sync state, `github:<host>:<owner/name
 - `deployments` — `GET /repos/{r}/deployments`, newest first, with each one's statuses → a
   deployment once its latest status is final, mapped as the `deployment_status` webhook is. One
   without a final status holds the cursor for `open_days`, then is given up.
+- `incidents` — `GET /repos/{r}/issues?labels=<incident_label>&state=all&sort=updated&
+  direction=asc&since=<cursor>`, oldest update first → incidents, mapped as the `issues` webhook
+  is (opened/closed, `root cause: <sha>`, severity labels); pull requests are left out.
 
 The repository is looked up first, so a wrong name or a token that cannot see it is one clear
 error before anything is read.
@@ -221,6 +224,7 @@ def repo_streams(
     return [
         _workflow_runs(client, repo, repository, options),
         _deployments(client, repo, repository, options, now - timedelta(days=source.open_days)),
+        _incidents(repo, repository, options),
     ]
 
 
@@ -286,4 +290,28 @@ def _deployments(
         params=lambda cursor: {"per_page": 100},
         map=deployment,
         is_open=still_open,
+    )
+
+
+def _incidents(repo: str, repository: Mapping[str, Any], options: GithubOptions) -> Stream:
+    """Issues labelled `incident_label`, by last update, oldest first (`since` = the cursor)."""
+
+    def incident(issue: Mapping[str, Any]) -> list[Record]:
+        if "pull_request" in issue:  # the issues API lists pull requests too
+            return []
+        payload = {"action": "edited", "issue": issue, "repository": repository}
+        return map_event("issues", payload, options).records
+
+    def params(cursor: str | None) -> dict[str, Any]:
+        query = {"state": "all", "labels": options.incident_label, "sort": "updated"}
+        query |= {"direction": "asc", "per_page": 100}
+        return query | ({"since": cursor} if cursor else {})
+
+    return Stream(
+        name="incidents",
+        path=f"repos/{repo}/issues",
+        params=params,
+        map=incident,
+        cursor_field="updated_at",
+        newest_first=False,
     )
