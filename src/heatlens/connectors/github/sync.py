@@ -303,7 +303,8 @@ def _incidents(repo: str, repository: Mapping[str, Any], options: GithubOptions)
         return map_event("issues", payload, options).records
 
     def params(cursor: str | None) -> dict[str, Any]:
-        query = {"state": "all", "labels": options.incident_label, "sort": "updated"}
+        query: dict[str, Any] = {"state": "all", "labels": options.incident_label}
+        query["sort"] = "updated"
         query |= {"direction": "asc", "per_page": 100}
         return query | ({"since": cursor} if cursor else {})
 
