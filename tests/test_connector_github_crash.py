@@ -66,6 +66,8 @@ class FakeGithub(http.server.ThreadingHTTPServer):
         self.base = f"http://127.0.0.1:{self.server_address[1]}"
         self.runs, self.deployments = _runs(), _deployments()
         self.statuses = json.loads((REST / "repos_list-deployment-statuses.json").read_text())
+        compare = json.loads((REST / "repos_compare-commits.json").read_text())
+        self.commit = compare["commits"][0]
         self.count = 0
         self.lock = threading.Lock()
         self.kill: tuple[int, int, float] | None = None  # (pid, at request n, after seconds)
@@ -82,6 +84,9 @@ class FakeGithub(http.server.ThreadingHTTPServer):
             return self.deployments[(page - 1) * size : page * size], DEPLOYMENT_PAGES
         if path == f"/repos/{REPO}/issues":
             return [], None
+        if path.startswith(f"/repos/{REPO}/compare/"):  # one commit: the head
+            head = path.rsplit("...", 1)[1]
+            return {"commits": [{**self.commit, "sha": head}]}, None
         if path.startswith(f"/repos/{REPO}/deployments/") and path.endswith("/statuses"):
             return self.statuses, None
         raise KeyError(path)
@@ -175,11 +180,14 @@ def _covered(fake: FakeGithub, contents: dict[str, Any]) -> None:
 def test_a_killed_github_sync_resumed_equals_a_clean_one(fake: FakeGithub, tmp_path: Path) -> None:
     clean = tmp_path / "clean.duckdb"
     _sync(fake, clean)
-    total = fake.count  # 1 repository + 12 run pages + 4 deployment pages + 12 statuses + issues
-    assert total == 2 + RUN_PAGES + DEPLOYMENT_PAGES + DEPLOYMENT_PAGES * DEPLOYMENTS_PER_PAGE
+    # 1 repository + 12 run pages + 4 deployment pages + 12 statuses + issues + 11 compares
+    total = fake.count
+    deployments = DEPLOYMENT_PAGES * DEPLOYMENTS_PER_PAGE
+    assert total == 2 + RUN_PAGES + DEPLOYMENT_PAGES + deployments + deployments - 1
     expected = _contents(clean)
     assert len(expected["records"]["usage"]) == RUN_PAGES * RUNS_PER_PAGE
-    assert len(expected["records"]["deployment"]) == DEPLOYMENT_PAGES * DEPLOYMENTS_PER_PAGE
+    assert len(expected["records"]["deployment"]) == deployments
+    assert len(expected["records"]["change"]) == deployments - 1
     rng = random.Random(16)
     killed = 0
     for i in range(4):

@@ -439,6 +439,42 @@ def test_incidents_from_labelled_issues_oldest_first(duck_store: Store, settings
     assert again.url.params["since"] == "2011-04-22T15:00:00Z"
 
 
+COMPARE = fixture("repos_compare-commits.json")  # one commit, 6dcb09b…, "Fix all the bugs"
+
+
+def test_a_deployment_ships_the_commits_since_the_one_before(
+    duck_store: Store, settings: Settings
+) -> None:
+    head = COMPARE["commits"][0]["sha"]
+    later = {**DEPLOYMENT_2, "id": 3, "sha": head, "created_at": "2012-07-21T10:00:00Z"}
+    done = [{**STATUSES[0], "updated_at": "2012-07-21T10:05:00Z"}]
+    fake = fake_github()
+    fake.pages(f"repos/{REPO}/deployments", [[later, DEPLOYMENT]])
+    fake.routes[(f"repos/{REPO}/deployments/3/statuses", "1")] = [fake.ok(done)]
+    compare = f"repos/{REPO}/compare/{DEPLOYMENT['sha']}...{head}"
+    fake.routes[(compare, "1")] = [fake.ok(COMPARE)]
+    sync(duck_store, settings, fake)
+    changes = [
+        (r["id"], iso(r["committed_at"]), r["author"], r["title"], r["service"], r["repo"])
+        for r in duck_store.rows("change")
+    ]
+    assert changes == [
+        (head, "2011-04-14T16:00:49Z", "octocat", "Fix all the bugs", "example", REPO)
+    ]
+    shipped = {r["id"]: r["commits"] for r in duck_store.rows("deployment")}
+    # the first deployment seen ships only its commit_sha (no `commits`)
+    assert shipped == {f"{REPO}/deployments/1": None, f"{REPO}/deployments/3": [head]}
+    [deployment] = [r for r in duck_store.rows("deployment") if r["id"].endswith("/3")]
+    assert (iso(deployment["finished_at"]), deployment["kind"]) == (
+        "2012-07-21T10:05:00Z",
+        "hotfix",
+    )
+    # compared once: a second sync does not ask again
+    fake.requests.clear()
+    sync(duck_store, settings, fake)
+    assert not any("/compare/" in r.url.path for r in fake.requests)
+
+
 # -- rate limits, retries, errors ---------------------------------------------------------------
 
 

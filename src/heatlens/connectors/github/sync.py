@@ -12,6 +12,9 @@ Streams per repository (each with its own sync state, `github:<host>:<owner/name
   direction=asc&since=<cursor>`, oldest update first → incidents, mapped as the `issues` webhook
   is (opened/closed, `root cause: <sha>`, severity labels); pull requests are left out.
 
+Then the deployments are compared with the ones before them (`shipped.py`): their commits become
+changes and the deployments' `commits`.
+
 The repository is looked up first, so a wrong name or a token that cannot see it is one clear
 error before anything is read.
 """
@@ -28,8 +31,9 @@ import httpx
 
 from heatlens.connectors import ProgressFn, SyncResult, no_progress
 from heatlens.connectors.github.mapping import RESULTS, GithubOptions, map_event
+from heatlens.connectors.github.shipped import ship
 from heatlens.connectors.http import Clock, HttpClient, RetryPolicy, Vendor, make_client
-from heatlens.connectors.streams import Stream, StreamProgress, read_stream
+from heatlens.connectors.streams import Commit, Stream, StreamProgress, read_stream
 from heatlens.errors import ConfigError
 from heatlens.settings import Settings
 from heatlens.store import Store, WriteCounts
@@ -153,6 +157,23 @@ def sync_github(
     result = SyncResult(source="sync:github")
     options = options_of(settings)
     totals: dict[str, int] = {}
+
+    def committer(name: str, repo: str) -> Commit:
+        def commit(records: list[Record], new: dict[str, Any]) -> None:
+            # the state commits with the records it covers, in one transaction
+            ingested = ingest_records(
+                store,
+                records,
+                settings,
+                source=f"sync:github:{repo}",
+                name=f"github {repo}",
+                sync_state={name: new},
+            )
+            for kind, counts in ingested.counts.items():
+                result.counts.setdefault(kind, WriteCounts()).add(counts)
+
+        return commit
+
     with github_client(source.token, source.base_url, transport=transport, clock=clock) as client:
         now = datetime.fromtimestamp(client.clock.now(), UTC)
         for repo in source.repos:
@@ -163,20 +184,7 @@ def sync_github(
                 if state is None and source.since is not None:
                     state = {"cursor": source.since}
 
-                def commit(
-                    records: list[Record], new: dict[str, Any], name: str = name, repo: str = repo
-                ) -> None:
-                    # the state commits with the records it covers, in one transaction
-                    ingested = ingest_records(
-                        store,
-                        records,
-                        settings,
-                        source=f"sync:github:{repo}",
-                        name=f"github {repo}",
-                        sync_state={name: new},
-                    )
-                    for kind, counts in ingested.counts.items():
-                        result.counts.setdefault(kind, WriteCounts()).add(counts)
+                commit = committer(name, repo)
 
                 def shown(p: StreamProgress, label: str = f"{repo} {stream.name}") -> None:
                     left = client.budget.describe()
@@ -187,6 +195,11 @@ def sync_github(
                 read = read_stream(client, stream, state, commit, on_page=shown)
                 key = f"{stream.name} unchanged" if read.not_modified else stream.name
                 totals[key] = totals.get(key, 0) + read.items
+            name = state_name(source, repo, "shipped")
+            progress(f"{repo}: comparing deployments", 0, None)
+            shipped = ship(store, client, repo, store.sync_state(name), committer(name, repo))
+            if shipped:
+                totals["deployments compared"] = totals.get("deployments compared", 0) + shipped
         requests = client.requests
     parts = [f"{n:,} {k.replace('_', ' ')}" for k, n in totals.items() if not k.endswith("ged")]
     same = [k.removesuffix(" unchanged").replace("_", " ") for k in totals if k.endswith("ged")]
