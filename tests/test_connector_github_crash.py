@@ -82,7 +82,7 @@ class FakeGithub(http.server.ThreadingHTTPServer):
         if path == f"/repos/{REPO}/deployments":
             size = DEPLOYMENTS_PER_PAGE
             return self.deployments[(page - 1) * size : page * size], DEPLOYMENT_PAGES
-        if path == f"/repos/{REPO}/issues":
+        if path in (f"/repos/{REPO}/issues", f"/repos/{REPO}/pulls"):
             return [], None
         if path.startswith(f"/repos/{REPO}/compare/"):  # one commit: the head
             head = path.rsplit("...", 1)[1]
@@ -180,10 +180,10 @@ def _covered(fake: FakeGithub, contents: dict[str, Any]) -> None:
 def test_a_killed_github_sync_resumed_equals_a_clean_one(fake: FakeGithub, tmp_path: Path) -> None:
     clean = tmp_path / "clean.duckdb"
     _sync(fake, clean)
-    # 1 repository + 12 run pages + 4 deployment pages + 12 statuses + issues + 11 compares
+    # 1 repository + 12 run pages + 4 deployment pages + 12 statuses + issues + pulls + 11 compares
     total = fake.count
     deployments = DEPLOYMENT_PAGES * DEPLOYMENTS_PER_PAGE
-    assert total == 2 + RUN_PAGES + DEPLOYMENT_PAGES + deployments + deployments - 1
+    assert total == 3 + RUN_PAGES + DEPLOYMENT_PAGES + deployments + deployments - 1
     expected = _contents(clean)
     assert len(expected["records"]["usage"]) == RUN_PAGES * RUNS_PER_PAGE
     assert len(expected["records"]["deployment"]) == deployments

@@ -129,6 +129,7 @@ def fake_github(
     runs: list[Any] | None = None,
     dep2_statuses: list[Any] | None = None,
     issues: list[list[Any]] | None = None,
+    pulls: list[list[Any]] | None = None,
 ) -> FakeGithub:
     fake = FakeGithub()
     fake.routes[(f"repos/{REPO}", "1")] = [fake.ok({"full_name": REPO, "name": "example"})]
@@ -136,6 +137,7 @@ def fake_github(
     fake.pages(f"repos/{REPO}/actions/runs", runs or [[RUN_A], [RUN_B], [QUEUED]], "workflow_runs")
     fake.pages(f"repos/{REPO}/deployments", [[DEPLOYMENT_2], [DEPLOYMENT]])
     fake.pages(f"repos/{REPO}/issues", issues or [[]])
+    fake.pages(f"repos/{REPO}/pulls", pulls or [[]])
     fake.routes[(f"repos/{REPO}/deployments/1/statuses", "1")] = [fake.ok(STATUSES)]
     fake.routes[(f"repos/{REPO}/deployments/2/statuses", "1")] = [
         fake.ok(dep2_statuses if dep2_statuses is not None else PENDING)
@@ -246,6 +248,7 @@ def test_backfill_reads_every_page_into_records(duck_store: Store, settings: Set
         "/deployments?page=2",
         "/deployments/1/statuses",
         "/issues",
+        "/pulls",
     ]
     assert clock.slept == []
     # the queued run (2020-01-22) holds the runs' cursor; deployment 2 (no final status) holds
@@ -274,7 +277,7 @@ def test_second_sync_reads_from_the_cursor_and_picks_up_a_final_status(
     # page 2 is older than the cursor: the walk stops there, its statuses not asked again
     runs = [r for r in fake.requests if r.url.path.endswith("/actions/runs")]
     assert runs[0].url.params["created"] == ">=2020-01-22T19:33:08Z"
-    assert paths(fake)[-4:-1] == ["/deployments", "/deployments/2/statuses", "/deployments?page=2"]
+    assert paths(fake)[-5:-2] == ["/deployments", "/deployments/2/statuses", "/deployments?page=2"]
     assert deployments(duck_store) == DEPLOYMENTS | {
         (
             f"{REPO}/deployments/2",
@@ -307,9 +310,10 @@ def test_unchanged_poll_is_a_304_and_costs_no_rate_limit(
         True,
         True,
         True,
+        True,
     ]
     assert fake.remaining == before  # every answer was a 304
-    assert "unchanged: workflow runs, deployments, incidents" in result.summary
+    assert "unchanged: workflow runs, deployments, incidents, pull requests" in result.summary
     assert usage(duck_store) == USAGE and deployments(duck_store) == DEPLOYMENTS
 
 
@@ -437,6 +441,37 @@ def test_incidents_from_labelled_issues_oldest_first(duck_store: Store, settings
     sync(duck_store, settings, fake)
     again = next(r for r in fake.requests if r.url.path.endswith("/issues"))
     assert again.url.params["since"] == "2011-04-22T15:00:00Z"
+
+
+PULL = fixture("pulls_list.json")[0]  # #1347, merged 2011-01-26T19:01:12Z, into Hello-World
+OPEN_PULL = {**PULL, "number": 1348, "merged_at": None, "merge_commit_sha": "f" * 40}
+
+
+def test_merged_pull_requests_give_their_merge_commits_pr_times(
+    duck_store: Store, settings: Settings
+) -> None:
+    fake = fake_github(pulls=[[PULL], [OPEN_PULL]])
+    sync(duck_store, settings, fake)
+    # a closed, unmerged PR is no change; the merged one: its merge commit, service of its base
+    assert [
+        (r["id"], iso(r["pr_opened_at"]), iso(r["merged_at"]), r["service"], r["repo"])
+        for r in duck_store.rows("change")
+    ] == [
+        (
+            "e5bd3914e2e596debea16f433f57875b5b90bcd6",
+            "2011-01-26T19:01:12Z",
+            "2011-01-26T19:01:12Z",
+            "Hello-World",
+            "octocat/Hello-World",
+        )
+    ]
+    first = next(r for r in fake.requests if r.url.path.endswith("/pulls"))
+    assert dict(first.url.params) == {
+        "state": "closed",
+        "sort": "updated",
+        "direction": "desc",
+        "per_page": "100",
+    }
 
 
 COMPARE = fixture("repos_compare-commits.json")  # one commit, 6dcb09b…, "Fix all the bugs"

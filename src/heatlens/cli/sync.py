@@ -148,7 +148,7 @@ def sync_backstage_command(ctx: CliContext, catalog: str, pattern: str) -> None:
     _report(ctx, doc, time.perf_counter() - started)
 
 
-@sync.command("github", short_help="GitHub repositories: workflow runs, deployments, incidents.")
+@sync.command("github", short_help="GitHub repositories: runs, deployments, changes, incidents.")
 @click.option(
     "--repo",
     "repos",
@@ -180,7 +180,9 @@ def sync_github_command(
     ctx: CliContext, repos: tuple[str, ...], token: str | None, base_url: str, since: str | None
 ) -> None:
     """GitHub Actions workflow runs → usage of the CI capability (one per run attempt);
-    deployments with their statuses → deployments; issues labelled `incident_label` → incidents.
+    deployments with their statuses → deployments, with the commits each shipped (compare API) →
+    changes; merged pull requests → their merge commit's PR times; issues labelled
+    `incident_label` → incidents.
     A second sync reads only what is new, and a sync that was interrupted resumes where it
     stopped."""
     from heatlens.connectors.github.sync import GithubSource

@@ -12,6 +12,10 @@ Streams per repository (each with its own sync state, `github:<host>:<owner/name
   direction=asc&since=<cursor>`, oldest update first → incidents, mapped as the `issues` webhook
   is (opened/closed, `root cause: <sha>`, severity labels); pull requests are left out.
 
+- `pull_requests` — `GET /repos/{r}/pulls?state=closed&sort=updated&direction=desc`, newest update
+  first → the merge commit's change with `pr_opened_at` and `merged_at`, mapped as the
+  `pull_request` webhook is.
+
 Then the deployments are compared with the ones before them (`shipped.py`): their commits become
 changes and the deployments' `commits`.
 
@@ -238,6 +242,7 @@ def repo_streams(
         _workflow_runs(client, repo, repository, options),
         _deployments(client, repo, repository, options, now - timedelta(days=source.open_days)),
         _incidents(repo, repository, options),
+        _pull_requests(repo, repository, options),
     ]
 
 
@@ -328,4 +333,28 @@ def _incidents(repo: str, repository: Mapping[str, Any], options: GithubOptions)
         map=incident,
         cursor_field="updated_at",
         newest_first=False,
+    )
+
+
+def _pull_requests(repo: str, repository: Mapping[str, Any], options: GithubOptions) -> Stream:
+    """Closed pull requests, last updated first: a merged one gives its merge commit's change with
+    the PR's open and merge times (the shipped commit of a squash or merge)."""
+
+    def merged(pr: Mapping[str, Any]) -> list[Record]:
+        # the list endpoint has no `merged`: merged_at says it
+        full = {**pr, "merged": pr.get("merged_at") is not None}
+        payload = {"action": "closed", "pull_request": full, "repository": repository}
+        return map_event("pull_request", payload, options).records
+
+    return Stream(
+        name="pull_requests",
+        path=f"repos/{repo}/pulls",
+        params=lambda cursor: {
+            "state": "closed",
+            "sort": "updated",
+            "direction": "desc",
+            "per_page": 100,
+        },
+        map=merged,
+        cursor_field="updated_at",
     )
