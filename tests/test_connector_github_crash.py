@@ -100,6 +100,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
+        if self.headers.get("authorization") == "Bearer ghp_revoked":
+            data = json.dumps({"message": "Bad credentials"}).encode()
+            self.send_response(401)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         page = int(parse_qs(url.query).get("page", ["1"])[0])
         try:
             body, pages = self.server.answer(url.path, page)

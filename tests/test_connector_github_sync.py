@@ -753,3 +753,34 @@ def test_bad_github_sync_entry_names_the_entry() -> None:
     settings = load_settings(config=None, environ={}, overrides={"sync": [entry]})
     with pytest.raises(ConfigError, match=r"^sync\[0\]: --repo 'octocat': expected OWNER/NAME"):
         parse_sync_jobs(settings)
+
+
+def test_cli_sync_github_against_a_local_github(tmp_path: Path) -> None:
+    import threading
+
+    from tests.conftest import Cli
+    from tests.test_connector_github_crash import FakeGithub
+
+    server = FakeGithub()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    run = Cli(tmp_path)
+    store = str(tmp_path / "s.duckdb")
+    try:
+        args = ["--store", store, "sync", "github", "--repo", REPO, "--base-url", server.base]
+        done = run(*args, "--token", "ghp_ok")
+        assert done.exit_code == 0, done.output
+        # 60 runs over 12 pages, 12 deployments (11 compared with the one before), no issues/PRs
+        assert (
+            "sync:github: 1 repository: 60 workflow runs, 12 deployments, 0 incidents, "
+            "0 pull requests, 11 deployments compared (42 request(s))"
+        ) in done.output
+        refused = run(*args, "--token", "ghp_revoked")
+        assert refused.exit_code == 2
+        assert (
+            "GitHub rejected the token (401 Bad credentials) while reading repository "
+            f"{REPO}: check --token or GITHUB_TOKEN"
+        ) in refused.output
+        assert "ghp_revoked" not in refused.output
+    finally:
+        server.shutdown()
+        server.server_close()
