@@ -474,6 +474,63 @@ def test_merged_pull_requests_give_their_merge_commits_pr_times(
     }
 
 
+def test_published_releases_as_deployments(duck_store: Store, settings: Settings) -> None:
+    # v1.0.0 targets `master`: its commit is asked by tag (the get-commit example answers)
+    release = fixture("repos_list-releases.json")[0]
+    draft = {**release, "id": 2, "tag_name": "v1.1.0-draft", "draft": True}
+    fake = fake_github()
+    fake.pages(f"repos/{REPO}/releases", [[draft, release]])
+    tag = f"repos/{REPO}/commits/v1.0.0"
+    fake.routes[(tag, "1")] = [fake.ok(fixture("repos_get-commit.json"))]
+    sync(duck_store, settings, fake, deploy_releases=True, environment="prod")
+    assert deployments(duck_store) == {
+        (
+            "example@v1.0.0",
+            "example",
+            "prod",
+            "success",
+            None,
+            "2013-02-27T19:35:32Z",
+            "6dcb09b5b57875f334f61aebed695e2e4193db5e",
+            None,
+        )
+    }
+    assert not any(r.url.path.endswith("/deployments") for r in fake.requests)
+
+
+def test_runs_of_a_deploy_workflow_as_deployments(duck_store: Store, settings: Settings) -> None:
+    # RUN_A and RUN_B are runs of CodeQL (.github/workflows/codeql.yml): named by its file
+    fake = fake_github(runs=[[RUN_A, RUN_B]])
+    sync(duck_store, settings, fake, deploy_workflows=("codeql.yml",))
+    assert deployments(duck_store) == {
+        (
+            f"{REPO}/actions/runs/2983238245/1",
+            "ants",
+            "production",
+            "success",
+            "2022-09-03T05:15:09Z",
+            "2022-09-03T05:16:16Z",
+            "06e6934c35c336b1a2bd3005fb21dc3914a45747",
+            None,
+        ),
+        (
+            f"{REPO}/actions/runs/2938072864/1",
+            "ants",
+            "production",
+            "success",
+            "2022-08-27T05:13:50Z",
+            "2022-08-27T05:15:06Z",
+            "06e6934c35c336b1a2bd3005fb21dc3914a45747",
+            None,
+        ),
+    }
+    assert usage(duck_store) == USAGE  # the runs are CI usage all the same
+    # both deployed the same commit: the later one ships nothing new, nothing is compared
+    assert not any("/compare/" in r.url.path for r in fake.requests)
+    with pytest.raises(ConfigError, match="not both"):
+        GithubSource((REPO,), deploy_workflows=("deploy",), deploy_releases=True)
+
+
 COMPARE = fixture("repos_compare-commits.json")  # one commit, 6dcb09b…, "Fix all the bugs"
 
 
@@ -784,3 +841,22 @@ def test_cli_sync_github_against_a_local_github(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_github_sync_entry_chooses_where_deployments_come_from() -> None:
+    from heatlens.connectors.schedule import parse_sync_jobs
+    from heatlens.settings import load_settings
+
+    both = {
+        "kind": "github",
+        "repo": REPO,
+        "deploy_workflows": "deploy.yml",
+        "deploy_releases": True,
+    }
+    settings = load_settings(config=None, environ={}, overrides={"sync": [both]})
+    with pytest.raises(ConfigError, match=r"^sync\[0\]: deployments come from --deploy-workflow"):
+        parse_sync_jobs(settings)
+    flag = {"kind": "github", "repo": REPO, "deploy_releases": "yes"}
+    settings = load_settings(config=None, environ={}, overrides={"sync": [flag]})
+    with pytest.raises(ConfigError, match=r"sync\[0\]\.deploy_releases: expected a bool"):
+        parse_sync_jobs(settings)

@@ -174,10 +174,36 @@ def sync_backstage_command(ctx: CliContext, catalog: str, pattern: str) -> None:
     metavar="DATE",
     help="Where a first sync starts (ISO date, e.g. 2024-01-31); default: all history.",
 )
+@click.option(
+    "--deploy-workflow",
+    "deploy_workflows",
+    multiple=True,
+    metavar="NAME",
+    help="Deployments are the runs of this workflow (its name or file name, e.g. deploy.yml; "
+    "repeat for more), not the Deployments API.",
+)
+@click.option(
+    "--deploy-releases",
+    is_flag=True,
+    help="Deployments are the published releases, not the Deployments API.",
+)
+@click.option(
+    "--environment",
+    default="production",
+    show_default=True,
+    help="Environment of deployments from --deploy-workflow or --deploy-releases.",
+)
 @pass_ctx
 @command
 def sync_github_command(
-    ctx: CliContext, repos: tuple[str, ...], token: str | None, base_url: str, since: str | None
+    ctx: CliContext,
+    repos: tuple[str, ...],
+    token: str | None,
+    base_url: str,
+    since: str | None,
+    deploy_workflows: tuple[str, ...],
+    deploy_releases: bool,
+    environment: str,
 ) -> None:
     """GitHub Actions workflow runs → usage of the CI capability (one per run attempt);
     deployments with their statuses → deployments, with the commits each shipped (compare API) →
@@ -187,7 +213,15 @@ def sync_github_command(
     stopped."""
     from heatlens.connectors.github.sync import GithubSource
 
-    source = GithubSource(tuple(repos), token or None, base_url, since)
+    source = GithubSource(
+        tuple(repos),
+        token or None,
+        base_url,
+        since,
+        deploy_workflows=tuple(deploy_workflows),
+        deploy_releases=deploy_releases,
+        environment=environment,
+    )
     started = time.perf_counter()
     with ctx.application() as app, _bar() as progress:
         doc = app.sync_github(source, progress=progress)

@@ -42,7 +42,10 @@ _KEYS: dict[str, tuple[set[str], set[str]]] = {  # kind → (required, optional)
         {"deploy_tags", "exclude_tags", "deploy_branch", "skip_first", "environment", "repo"},
     ),
     "backstage": ({"catalog"}, {"pattern"}),
-    "github": ({"repo"}, {"token_env", "base_url", "since"}),
+    "github": (
+        {"repo"},
+        {"token_env", "base_url", "since", "deploy_workflows", "deploy_releases", "environment"},
+    ),
 }
 _COMMON = {"kind", "every", "name"}
 
@@ -109,9 +112,9 @@ def _job(entry: Any, where: str, settings: Settings) -> SyncJob:
         known = ", ".join(sorted(required | optional | _COMMON))
         raise ConfigError(f"{where}.{unknown[0]}: unknown key for a {kind} sync (known: {known})")
     for key, value in entry.items():
-        expected = bool if key == "skip_first" else str
-        # a list of globs or repositories, or one string
-        if key in ("exclude_tags", "repo") and isinstance(value, list):
+        expected = bool if key in ("skip_first", "deploy_releases") else str
+        # a list of globs, repositories or workflows, or one string
+        if key in ("exclude_tags", "repo", "deploy_workflows") and isinstance(value, list):
             value = next((v for v in value if not isinstance(v, str)), "")
         if not isinstance(value, expected):
             raise ConfigError(f"{where}.{key}: expected a {expected.__name__}, got {value!r}")
@@ -152,16 +155,24 @@ def _job(entry: Any, where: str, settings: Settings) -> SyncJob:
 
 def _github_job(entry: dict[str, Any], where: str, settings: Settings, every: timedelta) -> SyncJob:
     """`repo` (one or a list), the token from the environment variable `token_env` (default
-    GITHUB_TOKEN: a config file holds no secret), `base_url`, `since`."""
+    GITHUB_TOKEN: a config file holds no secret), `base_url`, `since`, and where deployments come
+    from: `deploy_workflows` (one or a list) or `deploy_releases`, to `environment`."""
     import os
 
     from heatlens.connectors.github.sync import DEFAULT_BASE_URL, GithubSource, sync_github
 
     repos = entry["repo"] if isinstance(entry["repo"], list) else [entry["repo"]]
+    workflows = entry.get("deploy_workflows", [])
     token_env = entry.get("token_env", "GITHUB_TOKEN")
     try:
         source = GithubSource(
-            tuple(repos), None, entry.get("base_url", DEFAULT_BASE_URL), entry.get("since")
+            tuple(repos),
+            None,
+            entry.get("base_url", DEFAULT_BASE_URL),
+            entry.get("since"),
+            deploy_workflows=tuple([workflows] if isinstance(workflows, str) else workflows),
+            deploy_releases=entry.get("deploy_releases", False),
+            environment=entry.get("environment", "production"),
         )
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None

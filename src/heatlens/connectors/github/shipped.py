@@ -62,12 +62,13 @@ def ship(
     store: Store,
     client: HttpClient,
     repo: str,
+    prefix: str,
     state: Mapping[str, Any] | None,
     commit: Commit,
 ) -> int:
-    """Compare each new deployment of `repo` with the one before it; returns how many were."""
+    """Compare each new deployment of `repo` (those whose ids begin with `prefix`) with the one
+    before it; returns how many were compared."""
     done: dict[str, str | None] = dict((state or {}).get("done") or {})
-    prefix = f"{repo}/deployments/"
     rows = [
         r
         for r in store.rows("deployment")

@@ -26,7 +26,7 @@ error before anything is read.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from heatlens.connectors import ProgressFn, SyncResult, no_progress
-from heatlens.connectors.github.mapping import RESULTS, GithubOptions, map_event
+from heatlens.connectors.github.mapping import RESULTS, GithubOptions, map_event, service_for
 from heatlens.connectors.github.shipped import ship
 from heatlens.connectors.http import Clock, HttpClient, RetryPolicy, Vendor, make_client
 from heatlens.connectors.streams import Commit, Stream, StreamProgress, read_stream
@@ -117,6 +117,11 @@ class GithubSource:
     base_url: str = DEFAULT_BASE_URL
     since: str | None = None  # ISO date: where a first sync starts (default: all history)
     open_days: int = 7  # a deployment with no final status holds the cursor this long
+    # where deployments come from: the Deployments API (default), runs of these workflows (names
+    # or file names), or published releases
+    deploy_workflows: tuple[str, ...] = ()
+    deploy_releases: bool = False
+    environment: str = "production"  # of deployments from workflows or releases
 
     def __post_init__(self) -> None:
         if not self.repos:
@@ -124,6 +129,10 @@ class GithubSource:
         for repo in self.repos:
             if repo.count("/") != 1 or not all(repo.split("/")):
                 raise ConfigError(f"--repo {repo!r}: expected OWNER/NAME, e.g. octocat/Hello-World")
+        if self.deploy_workflows and self.deploy_releases:
+            raise ConfigError(
+                "deployments come from --deploy-workflow or from --deploy-releases, not both"
+            )
         if self.since is not None:
             try:
                 datetime.fromisoformat(self.since.replace("Z", "+00:00"))
@@ -201,7 +210,9 @@ def sync_github(
                 totals[key] = totals.get(key, 0) + read.items
             name = state_name(source, repo, "shipped")
             progress(f"{repo}: comparing deployments", 0, None)
-            shipped = ship(store, client, repo, store.sync_state(name), committer(name, repo))
+            prefix = _deployment_prefix(source, repository, options)
+            state = store.sync_state(name)
+            shipped = ship(store, client, repo, prefix, state, committer(name, repo))
             if shipped:
                 totals["deployments compared"] = totals.get("deployments compared", 0) + shipped
         requests = client.requests
@@ -214,6 +225,16 @@ def sync_github(
         + f" ({requests:,} request(s))"
     )
     return result
+
+
+def _deployment_prefix(
+    source: GithubSource, repository: Mapping[str, Any], options: GithubOptions
+) -> str:
+    """How the ids of this sync's deployments of a repository begin."""
+    if source.deploy_releases:
+        return f"{service_for(repository, options)}@"
+    kind = "actions/runs" if source.deploy_workflows else "deployments"
+    return f"{repository.get('full_name')}/{kind}/"
 
 
 def _repository(store: Store, client: HttpClient, source: GithubSource, repo: str) -> Any:
@@ -238,16 +259,57 @@ def repo_streams(
     now: datetime,
 ) -> list[Stream]:
     """The streams of one repository, in the order they are read."""
+    if source.deploy_releases:
+        deploys = _releases(client, repo, repository, options, source.environment)
+    elif not source.deploy_workflows:
+        deploys = _deployments(
+            client, repo, repository, options, now - timedelta(days=source.open_days)
+        )
     return [
-        _workflow_runs(client, repo, repository, options),
-        _deployments(client, repo, repository, options, now - timedelta(days=source.open_days)),
+        _workflow_runs(client, repo, repository, options, source),
+        *([deploys] if not source.deploy_workflows else []),
         _incidents(repo, repository, options),
         _pull_requests(repo, repository, options),
     ]
 
 
+def deploys_by_workflow(run: Mapping[str, Any], workflows: tuple[str, ...]) -> bool:
+    """Is `run` one of the deploy workflows (by name, path, or the path's file name)?"""
+    path = str(run.get("path") or "")
+    names = {str(run.get("name") or ""), path, path.rsplit("/", 1)[-1]}
+    return any(w in names for w in workflows)
+
+
+def workflow_deployment(
+    run: Mapping[str, Any], repository: Mapping[str, Any], options: GithubOptions, env: str
+) -> list[Record]:
+    """A completed run of a deploy workflow → a deployment per attempt (a cancelled or skipped one
+    deployed nothing)."""
+    result = {"success": "success", "failure": "failure", "timed_out": "failure"}.get(
+        str(run.get("conclusion"))
+    )
+    if result is None:
+        return []
+    attempt = int(run.get("run_attempt") or 1)
+    record = {
+        "type": "deployment",
+        "id": f"{repository.get('full_name')}/actions/runs/{run['id']}/{attempt}",
+        "service": service_for(run.get("repository") or repository, options),
+        "environment": env,
+        "result": result,
+        "started_at": run.get("run_started_at") or run.get("created_at"),
+        "finished_at": run.get("updated_at"),
+        "commit_sha": run.get("head_sha"),
+    }
+    return [{k: v for k, v in record.items() if v is not None}]
+
+
 def _workflow_runs(
-    client: HttpClient, repo: str, repository: Mapping[str, Any], options: GithubOptions
+    client: HttpClient,
+    repo: str,
+    repository: Mapping[str, Any],
+    options: GithubOptions,
+    source: GithubSource,
 ) -> Stream:
     def usage(run: Mapping[str, Any]) -> list[Record]:
         if run.get("status") != "completed":
@@ -260,6 +322,8 @@ def _workflow_runs(
         for one in runs:
             payload = {"action": "completed", "workflow_run": one, "repository": repository}
             records += map_event("workflow_run", payload, options).records
+            if source.deploy_workflows and deploys_by_workflow(one, source.deploy_workflows):
+                records += workflow_deployment(one, repository, options, source.environment)
         return records
 
     def params(cursor: str | None) -> dict[str, Any]:
@@ -357,4 +421,34 @@ def _pull_requests(repo: str, repository: Mapping[str, Any], options: GithubOpti
         },
         map=merged,
         cursor_field="updated_at",
+    )
+
+
+def _releases(
+    client: HttpClient,
+    repo: str,
+    repository: Mapping[str, Any],
+    options: GithubOptions,
+    environment: str,
+) -> Stream:
+    """Published releases, newest first → deployments, mapped as the `release` webhook is (drafts
+    and pre-releases are none); the tag's commit is asked when the release names a branch."""
+    as_deployments = replace(options, release_deployments=True, release_environment=environment)
+
+    def deployment(release: Mapping[str, Any]) -> list[Record]:
+        payload = {"action": "published", "release": release, "repository": repository}
+        records = map_event("release", payload, as_deployments).records
+        for record in records:
+            if "commit_sha" not in record:
+                tag = release["tag_name"]
+                found = client.get(f"repos/{repo}/commits/{tag}", what=f"{repo} tag {tag}")
+                record["commit_sha"] = found.data["sha"]
+        return records
+
+    return Stream(
+        name="releases",
+        path=f"repos/{repo}/releases",
+        params=lambda cursor: {"per_page": 100},
+        map=deployment,
+        cursor_field="created_at",
     )
