@@ -531,6 +531,36 @@ def test_runs_of_a_deploy_workflow_as_deployments(duck_store: Store, settings: S
         GithubSource((REPO,), deploy_workflows=("deploy",), deploy_releases=True)
 
 
+def test_teams_and_the_owner_of_the_repository(duck_store: Store, settings: Settings) -> None:
+    # the example team (admin), and one with push written here: the admin team owns the service
+    league = fixture("teams_list.json")[0]
+    writers = {**league, "id": 2, "slug": "writers", "name": "Writers", "permission": "push"}
+    writers["parent"] = {**league, "parent": None}
+    fake = fake_github()
+    fake.pages(f"repos/{REPO}/teams", [[writers], [league]])
+    result = sync(duck_store, settings, fake, teams=True)
+    assert {(r["id"], r["name"], r["parent"]) for r in duck_store.rows("team")} == {
+        ("justice-league", "Justice League", None),
+        ("writers", "Writers", "justice-league"),
+    }
+    assert [(r["id"], r["team"], r["repo"]) for r in duck_store.rows("service")] == [
+        ("example", "justice-league", REPO)
+    ]
+    assert "2 teams" in result.summary
+    # a token that may not read teams: a warning, the rest synced
+    fake = fake_github()
+    fake.routes[(f"repos/{REPO}/teams", "1")] = [
+        httpx.Response(403, json={"message": "Must have admin rights to Repository."})
+    ]
+    with Store.open(str(duck_store.url) + ".2.duckdb") as other:
+        result = sync(other, settings, fake, teams=True)
+        assert usage(other) == USAGE
+    assert result.warnings == [
+        f"{REPO}: teams not read (GitHub answered 403): the token needs `read:org` (classic) or "
+        "the organization's Members read permission (fine-grained); owners unchanged"
+    ]
+
+
 COMPARE = fixture("repos_compare-commits.json")  # one commit, 6dcb09b…, "Fix all the bugs"
 
 

@@ -193,6 +193,12 @@ def sync_backstage_command(ctx: CliContext, catalog: str, pattern: str) -> None:
     show_default=True,
     help="Environment of deployments from --deploy-workflow or --deploy-releases.",
 )
+@click.option(
+    "--teams",
+    is_flag=True,
+    help="Also read each repository's teams: teams, and the service owned by the team with the "
+    "strongest permission (leave off when Backstage or a file says who owns what).",
+)
 @pass_ctx
 @command
 def sync_github_command(
@@ -204,6 +210,7 @@ def sync_github_command(
     deploy_workflows: tuple[str, ...],
     deploy_releases: bool,
     environment: str,
+    teams: bool,
 ) -> None:
     """GitHub Actions workflow runs → usage of the CI capability (one per run attempt);
     deployments with their statuses → deployments, with the commits each shipped (compare API) →
@@ -221,6 +228,7 @@ def sync_github_command(
         deploy_workflows=tuple(deploy_workflows),
         deploy_releases=deploy_releases,
         environment=environment,
+        teams=teams,
     )
     started = time.perf_counter()
     with ctx.application() as app, _bar() as progress:

@@ -33,6 +33,7 @@ __all__ = [
     "Budget",
     "Clock",
     "HttpClient",
+    "HttpError",
     "Page",
     "RateLimited",
     "RetryPolicy",
@@ -86,6 +87,14 @@ class Budget:
 
 class RateLimited(ConnectorError):
     """The vendor's rate limit is spent for longer than the client may wait."""
+
+
+class HttpError(ConnectorError):
+    """The vendor answered with an error status (after any retries)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _status_message(response: httpx.Response) -> str:
@@ -223,7 +232,7 @@ class HttpClient:
                 f"{self.vendor.name}: {what}: {status} {_status_message(response)}"
                 + ("; try again later" if status >= 500 else "")
             )
-            raise ConnectorError(self.redact(message))
+            raise HttpError(self.redact(message), status)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _read_budget(self, response: httpx.Response) -> None:

@@ -44,7 +44,8 @@ _KEYS: dict[str, tuple[set[str], set[str]]] = {  # kind → (required, optional)
     "backstage": ({"catalog"}, {"pattern"}),
     "github": (
         {"repo"},
-        {"token_env", "base_url", "since", "deploy_workflows", "deploy_releases", "environment"},
+        {"token_env", "base_url", "since", "deploy_workflows", "deploy_releases", "environment"}
+        | {"teams"},
     ),
 }
 _COMMON = {"kind", "every", "name"}
@@ -112,7 +113,7 @@ def _job(entry: Any, where: str, settings: Settings) -> SyncJob:
         known = ", ".join(sorted(required | optional | _COMMON))
         raise ConfigError(f"{where}.{unknown[0]}: unknown key for a {kind} sync (known: {known})")
     for key, value in entry.items():
-        expected = bool if key in ("skip_first", "deploy_releases") else str
+        expected = bool if key in ("skip_first", "deploy_releases", "teams") else str
         # a list of globs, repositories or workflows, or one string
         if key in ("exclude_tags", "repo", "deploy_workflows") and isinstance(value, list):
             value = next((v for v in value if not isinstance(v, str)), "")
@@ -173,6 +174,7 @@ def _github_job(entry: dict[str, Any], where: str, settings: Settings, every: ti
             deploy_workflows=tuple([workflows] if isinstance(workflows, str) else workflows),
             deploy_releases=entry.get("deploy_releases", False),
             environment=entry.get("environment", "production"),
+            teams=entry.get("teams", False),
         )
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None

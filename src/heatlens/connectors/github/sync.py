@@ -36,7 +36,14 @@ import httpx
 from heatlens.connectors import ProgressFn, SyncResult, no_progress
 from heatlens.connectors.github.mapping import RESULTS, GithubOptions, map_event, service_for
 from heatlens.connectors.github.shipped import ship
-from heatlens.connectors.http import Clock, HttpClient, RetryPolicy, Vendor, make_client
+from heatlens.connectors.http import (
+    Clock,
+    HttpClient,
+    HttpError,
+    RetryPolicy,
+    Vendor,
+    make_client,
+)
 from heatlens.connectors.streams import Commit, Stream, StreamProgress, read_stream
 from heatlens.errors import ConfigError
 from heatlens.settings import Settings
@@ -122,6 +129,7 @@ class GithubSource:
     deploy_workflows: tuple[str, ...] = ()
     deploy_releases: bool = False
     environment: str = "production"  # of deployments from workflows or releases
+    teams: bool = False  # read the repositories' teams and record the owner of each service
 
     def __post_init__(self) -> None:
         if not self.repos:
@@ -208,6 +216,14 @@ def sync_github(
                 read = read_stream(client, stream, state, commit, on_page=shown)
                 key = f"{stream.name} unchanged" if read.not_modified else stream.name
                 totals[key] = totals.get(key, 0) + read.items
+            if source.teams:
+                name = state_name(source, repo, "teams")
+                owners = _teams(client, repo, repository, options, store.sync_state(name))
+                if owners.warning:
+                    result.warnings.append(owners.warning)
+                elif owners.state is not None:
+                    committer(name, repo)(owners.records, owners.state)
+                    totals["teams"] = totals.get("teams", 0) + owners.count
             name = state_name(source, repo, "shipped")
             progress(f"{repo}: comparing deployments", 0, None)
             prefix = _deployment_prefix(source, repository, options)
@@ -452,3 +468,72 @@ def _releases(
         map=deployment,
         cursor_field="created_at",
     )
+
+
+# a team's permission on a repository, strongest first: the strongest team owns the service
+PERMISSIONS = ("admin", "maintain", "push", "triage", "pull")
+
+
+@dataclass
+class _Owners:
+    records: list[Record]
+    state: dict[str, Any] | None  # None: unchanged since the last sync (304)
+    count: int = 0
+    warning: str | None = None
+
+
+def _teams(
+    client: HttpClient,
+    repo: str,
+    repository: Mapping[str, Any],
+    options: GithubOptions,
+    state: Mapping[str, Any] | None,
+) -> _Owners:
+    """The repository's teams → teams, and its service owned by the team with the strongest
+    permission (ties: the first listed). A token that may not read teams gets a warning."""
+    teams: list[Any] = []
+    last: dict[str, Any] = {}
+
+    def keep(items: list[Record], new: dict[str, Any]) -> None:
+        teams.extend(items)
+        last.clear()
+        last.update(new)
+
+    stream = Stream(
+        name="teams",
+        path=f"repos/{repo}/teams",
+        params=lambda cursor: {"per_page": 100},
+        map=lambda team: [team],
+        cursor_field=None,
+    )
+    # the list is read whole (ownership needs every team): never resumed half-way
+    fresh = {k: v for k, v in (state or {}).items() if k != "resume"}
+    try:
+        read = read_stream(client, stream, fresh, keep)
+    except HttpError as exc:
+        if exc.status not in (403, 404):
+            raise
+        return _Owners(
+            [],
+            None,
+            warning=f"{repo}: teams not read (GitHub answered {exc.status}): the token needs "
+            "`read:org` (classic) or the organization's Members read permission (fine-grained); "
+            "owners unchanged",
+        )
+    if read.not_modified:
+        return _Owners([], None)
+    records: list[Record] = []
+    for team in teams:
+        parent = (team.get("parent") or {}).get("slug")
+        record = {"type": "team", "id": team["slug"], "name": team.get("name"), "parent": parent}
+        records.append({k: v for k, v in record.items() if v is not None})
+    ranked = sorted(
+        (t for t in teams if t.get("permission") in PERMISSIONS),
+        key=lambda t: PERMISSIONS.index(t["permission"]),
+    )
+    if ranked:
+        service = service_for(repository, options)
+        owner = ranked[0]["slug"]
+        full = repository.get("full_name")
+        records.append({"type": "service", "id": service, "team": owner, "repo": full})
+    return _Owners(records, {**last, "resume": None}, count=len(teams))
