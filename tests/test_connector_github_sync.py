@@ -561,6 +561,37 @@ def test_teams_and_the_owner_of_the_repository(duck_store: Store, settings: Sett
     ]
 
 
+def test_org_reads_its_repositories(duck_store: Store, settings: Settings) -> None:
+    # the org lists three: one archived and one fork are left out (written here)
+    listed = [
+        {"full_name": REPO, "archived": False, "fork": False},
+        {"full_name": "octocat/old", "archived": True, "fork": False},
+        {"full_name": "octocat/copy", "archived": False, "fork": True},
+    ]
+    fake = fake_github()
+    fake.pages("orgs/octocat/repos", [listed[:2], listed[2:]])
+    result = sync_github(
+        duck_store,
+        settings,
+        GithubSource((), TOKEN, API, orgs=("octocat",)),
+        transport=httpx.MockTransport(fake),
+        clock=FakeClock(NOW),
+    )
+    assert result.summary.startswith("1 repository: 3 workflow runs")
+    assert usage(duck_store) == USAGE
+    fake = fake_github()
+    with pytest.raises(
+        ConnectorError, match=r"organization nobody \(orgs/nobody/repos\): not found"
+    ):
+        sync_github(
+            duck_store,
+            settings,
+            GithubSource((), TOKEN, API, orgs=("nobody",)),
+            transport=httpx.MockTransport(fake),
+            clock=FakeClock(NOW),
+        )
+
+
 COMPARE = fixture("repos_compare-commits.json")  # one commit, 6dcb09b…, "Fix all the bugs"
 
 
@@ -737,6 +768,8 @@ def test_missing_scope_and_unknown_repository(duck_store: Store, settings: Setti
 def test_source_options_are_checked() -> None:
     with pytest.raises(ConfigError, match="OWNER/NAME"):
         GithubSource(("octocat",))
+    with pytest.raises(ConfigError, match="--repo OWNER/NAME or --org ORG"):
+        GithubSource(())
     with pytest.raises(ConfigError, match="ISO date"):
         GithubSource((REPO,), since="last week")
 

@@ -152,10 +152,17 @@ def sync_backstage_command(ctx: CliContext, catalog: str, pattern: str) -> None:
 @click.option(
     "--repo",
     "repos",
-    required=True,
     multiple=True,
     metavar="OWNER/NAME",
     help="A repository to read (repeat for more).",
+)
+@click.option(
+    "--org",
+    "orgs",
+    multiple=True,
+    metavar="ORG",
+    help="Read every repository of this organisation, archived ones and forks left out "
+    "(repeat for more).",
 )
 @click.option(
     "--token",
@@ -204,6 +211,7 @@ def sync_backstage_command(ctx: CliContext, catalog: str, pattern: str) -> None:
 def sync_github_command(
     ctx: CliContext,
     repos: tuple[str, ...],
+    orgs: tuple[str, ...],
     token: str | None,
     base_url: str,
     since: str | None,
@@ -229,6 +237,7 @@ def sync_github_command(
         deploy_releases=deploy_releases,
         environment=environment,
         teams=teams,
+        orgs=tuple(orgs),
     )
     started = time.perf_counter()
     with ctx.application() as app, _bar() as progress:

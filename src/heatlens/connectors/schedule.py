@@ -43,9 +43,9 @@ _KEYS: dict[str, tuple[set[str], set[str]]] = {  # kind → (required, optional)
     ),
     "backstage": ({"catalog"}, {"pattern"}),
     "github": (
-        {"repo"},
+        set(),
         {"token_env", "base_url", "since", "deploy_workflows", "deploy_releases", "environment"}
-        | {"teams"},
+        | {"teams", "repo", "org"},
     ),
 }
 _COMMON = {"kind", "every", "name"}
@@ -115,7 +115,7 @@ def _job(entry: Any, where: str, settings: Settings) -> SyncJob:
     for key, value in entry.items():
         expected = bool if key in ("skip_first", "deploy_releases", "teams") else str
         # a list of globs, repositories or workflows, or one string
-        if key in ("exclude_tags", "repo", "deploy_workflows") and isinstance(value, list):
+        if key in ("exclude_tags", "repo", "org", "deploy_workflows") and isinstance(value, list):
             value = next((v for v in value if not isinstance(v, str)), "")
         if not isinstance(value, expected):
             raise ConfigError(f"{where}.{key}: expected a {expected.__name__}, got {value!r}")
@@ -155,14 +155,17 @@ def _job(entry: Any, where: str, settings: Settings) -> SyncJob:
 
 
 def _github_job(entry: dict[str, Any], where: str, settings: Settings, every: timedelta) -> SyncJob:
-    """`repo` (one or a list), the token from the environment variable `token_env` (default
-    GITHUB_TOKEN: a config file holds no secret), `base_url`, `since`, and where deployments come
-    from: `deploy_workflows` (one or a list) or `deploy_releases`, to `environment`."""
+    """`repo` and/or `org` (each one or a list), the token from the environment variable
+    `token_env` (default GITHUB_TOKEN: a config file holds no secret), `base_url`, `since`, and
+    where deployments come from: `deploy_workflows` (one or a list) or `deploy_releases`, to
+    `environment`; `teams`."""
     import os
 
     from heatlens.connectors.github.sync import DEFAULT_BASE_URL, GithubSource, sync_github
 
-    repos = entry["repo"] if isinstance(entry["repo"], list) else [entry["repo"]]
+    repos, orgs = (
+        [v] if isinstance(v, str) else v for v in (entry.get(k, []) for k in ("repo", "org"))
+    )
     workflows = entry.get("deploy_workflows", [])
     token_env = entry.get("token_env", "GITHUB_TOKEN")
     try:
@@ -175,6 +178,7 @@ def _github_job(entry: dict[str, Any], where: str, settings: Settings, every: ti
             deploy_releases=entry.get("deploy_releases", False),
             environment=entry.get("environment", "production"),
             teams=entry.get("teams", False),
+            orgs=tuple(orgs),
         )
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
@@ -184,7 +188,7 @@ def _github_job(entry: dict[str, Any], where: str, settings: Settings, every: ti
         token = os.environ.get(token_env) or None
         return sync_github(store, settings, replace(source, token=token))
 
-    name = entry.get("name") or f"github:{','.join(repos)}"
+    name = entry.get("name") or f"github:{','.join([*repos, *orgs])}"
     return SyncJob(name, "github", every, run_github)
 
 

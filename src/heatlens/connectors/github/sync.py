@@ -130,10 +130,13 @@ class GithubSource:
     deploy_releases: bool = False
     environment: str = "production"  # of deployments from workflows or releases
     teams: bool = False  # read the repositories' teams and record the owner of each service
+    orgs: tuple[str, ...] = ()  # every repository of these organisations (not archived or forks)
 
     def __post_init__(self) -> None:
-        if not self.repos:
-            raise ConfigError("sync github needs --repo OWNER/NAME (repeat it for more)")
+        if not self.repos and not self.orgs:
+            raise ConfigError(
+                "sync github needs --repo OWNER/NAME or --org ORG (repeat either for more)"
+            )
         for repo in self.repos:
             if repo.count("/") != 1 or not all(repo.split("/")):
                 raise ConfigError(f"--repo {repo!r}: expected OWNER/NAME, e.g. octocat/Hello-World")
@@ -197,7 +200,11 @@ def sync_github(
 
     with github_client(source.token, source.base_url, transport=transport, clock=clock) as client:
         now = datetime.fromtimestamp(client.clock.now(), UTC)
-        for repo in source.repos:
+        repos = list(source.repos)
+        for org in source.orgs:
+            progress(f"listing the repositories of {org}", 0, None)
+            repos += [r for r in org_repos(client, org) if r not in repos]
+        for repo in repos:
             repository = _repository(store, client, source, repo)
             for stream in repo_streams(client, repo, repository, options, source, now):
                 name = state_name(source, repo, stream.name)
@@ -235,7 +242,7 @@ def sync_github(
     parts = [f"{n:,} {k.replace('_', ' ')}" for k, n in totals.items() if not k.endswith("ged")]
     same = [k.removesuffix(" unchanged").replace("_", " ") for k in totals if k.endswith("ged")]
     result.summary = (
-        f"{len(source.repos):,} repositor{'y' if len(source.repos) == 1 else 'ies'}: "
+        f"{len(repos):,} repositor{'y' if len(repos) == 1 else 'ies'}: "
         + (", ".join(parts) if parts else "nothing new")
         + (f"; unchanged: {', '.join(same)}" if same else "")
         + f" ({requests:,} request(s))"
@@ -537,3 +544,17 @@ def _teams(
         full = repository.get("full_name")
         records.append({"type": "service", "id": service, "team": owner, "repo": full})
     return _Owners(records, {**last, "resume": None}, count=len(teams))
+
+
+def org_repos(client: HttpClient, org: str) -> list[str]:
+    """The full names of an organisation's repositories, archived ones and forks left out."""
+    found: list[Any] = []
+    stream = Stream(
+        name=f"repositories of organization {org}",
+        path=f"orgs/{org}/repos",
+        params=lambda cursor: {"type": "all", "per_page": 100},
+        map=lambda repo: [repo],
+        cursor_field=None,
+    )
+    read_stream(client, stream, None, lambda items, state: found.extend(items))
+    return [str(r["full_name"]) for r in found if not r.get("archived") and not r.get("fork")]
