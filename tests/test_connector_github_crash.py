@@ -108,6 +108,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(data)
             return
         page = int(parse_qs(url.query).get("page", ["1"])[0])
+        with self.server.lock:  # counted as it arrives
+            self.server.count += 1
+            n = self.server.count
         try:
             body, pages = self.server.answer(url.path, page)
         except KeyError:
@@ -125,12 +128,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("link", f'<{link}>; rel="next"')
         self.end_headers()
         self.wfile.write(data)
-        with self.server.lock:
-            self.server.count += 1
-            kill = self.server.kill
-            if kill is not None and self.server.count == kill[1]:
-                pid, _, after = kill
-                threading.Timer(after, os.kill, (pid, signal.SIGKILL)).start()
+        kill = self.server.kill
+        if kill is not None and n == kill[1]:
+            pid, _, after = kill
+            threading.Timer(after, os.kill, (pid, signal.SIGKILL)).start()
 
 
 @pytest.fixture

@@ -839,12 +839,12 @@ def test_offset_more_paginator() -> None:
 # -- [[sync]] entries ---------------------------------------------------------------------------
 
 
-def test_sync_entry_runs_against_a_local_github(
+def test_sync_entry_runs_against_a_local_github_holding_the_store_only_to_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import threading
 
-    from heatlens.connectors.schedule import parse_sync_jobs
+    from heatlens.connectors.schedule import Scheduler, parse_sync_jobs
     from heatlens.settings import load_settings
     from tests.test_connector_github_crash import RUN_PAGES, RUNS_PER_PAGE, FakeGithub
 
@@ -857,9 +857,21 @@ def test_sync_entry_runs_against_a_local_github(
         assert (job.name, job.kind, job.every.total_seconds()) == (f"github:{REPO}", "github", 3600)
         monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
         with Store.open(str(tmp_path / "s.duckdb")) as store:
-            result = job.run(store)
+            held: list[int] = []
+
+            def with_store(fn: Callable[[Store], Any]) -> Any:
+                # the server's writer: no request to GitHub while a sync holds it
+                before = server.count
+                try:
+                    return fn(store)
+                finally:
+                    held.append(server.count - before)
+
+            [status] = Scheduler([job], with_store).run_due(NOW)
+            assert status.ok, status.summary
             assert len(store.rows("usage")) == RUN_PAGES * RUNS_PER_PAGE
-        assert result.source == "sync:github"
+            assert len(held) > RUN_PAGES and set(held) == {0}
+            assert store.sync_state(f"schedule:github:{REPO}") is not None
     finally:
         server.shutdown()
         server.server_close()

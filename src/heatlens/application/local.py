@@ -406,10 +406,9 @@ class LocalApplication(SurveyOperations):
         from heatlens.connectors import no_progress
         from heatlens.connectors.github.sync import sync_github
 
-        result = self.access.write(
-            lambda store: sync_github(
-                store, self.settings, source, progress=progress or no_progress, **test
-            )
+        # the store is taken for each write, not while GitHub is asked
+        result = sync_github(
+            self.access.write, self.settings, source, progress=progress or no_progress, **test
         )
         return sync_doc(result)
 

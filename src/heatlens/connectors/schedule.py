@@ -59,6 +59,8 @@ class SyncJob:
     kind: str
     every: timedelta
     run: Callable[[Store], SyncResult]
+    # a sync that waits on the network: given `with_store`, it holds the writer only to write
+    run_outside: Callable[[WithStore[Any]], SyncResult] | None = None
 
 
 @dataclass(frozen=True)
@@ -183,13 +185,13 @@ def _github_job(entry: dict[str, Any], where: str, settings: Settings, every: ti
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
-    def run_github(store: Store) -> SyncResult:
+    def run_github(store: Store | WithStore[Any]) -> SyncResult:
         # read when it runs: a token rotated in the environment of a running server is not seen
         token = os.environ.get(token_env) or None
         return sync_github(store, settings, replace(source, token=token))
 
     name = entry.get("name") or f"github:{','.join([*repos, *orgs])}"
-    return SyncJob(name, "github", every, run_github)
+    return SyncJob(name, "github", every, run_github, run_outside=run_github)
 
 
 class Scheduler:
@@ -242,10 +244,10 @@ class Scheduler:
         return [self._run(job, now) for job in self.due(now)]
 
     def _run(self, job: SyncJob, now: datetime) -> JobStatus:
-        def run(store: Store) -> JobStatus:
+        def attempt(run: Callable[[], SyncResult]) -> JobStatus:
             started = time.perf_counter()
             try:
-                result = job.run(store)
+                result = run()
                 status = JobStatus(
                     job.name,
                     job.kind,
@@ -264,13 +266,22 @@ class Scheduler:
                 status = JobStatus(
                     job.name, job.kind, now, False, f"{type(exc).__name__}: {exc}", 0.0, []
                 )
-            seconds = round(time.perf_counter() - started, 3)
-            status = replace(status, seconds=seconds)
+            return replace(status, seconds=round(time.perf_counter() - started, 3))
+
+        def run(store: Store) -> JobStatus:
+            status = attempt(lambda: job.run(store))
             store.save_sync_state(STATE_PREFIX + job.name, _state(status))
             return status
 
         try:
-            status = self.with_store(run)
+            if job.run_outside is not None:
+                # a network sync takes the writer only for each of its writes
+                status = attempt(lambda: job.run_outside(self.with_store))  # type: ignore[misc]
+                self.with_store(
+                    lambda store: store.save_sync_state(STATE_PREFIX + job.name, _state(status))
+                )
+            else:
+                status = self.with_store(run)
         except Exception as exc:  # e.g. the store could not be written
             log.exception("sync %s could not run", job.name)
             status = JobStatus(job.name, job.kind, now, False, str(exc), 0.0, [])

@@ -59,7 +59,7 @@ def _record(row: Mapping[str, Any], commits: list[str]) -> Record:
 
 
 def ship(
-    store: Store,
+    with_store: Callable[[Callable[[Store], Any]], Any],
     client: HttpClient,
     repo: str,
     prefix: str,
@@ -71,7 +71,7 @@ def ship(
     done: dict[str, str | None] = dict((state or {}).get("done") or {})
     rows = [
         r
-        for r in store.rows("deployment")
+        for r in with_store(lambda store: store.rows("deployment"))
         if str(r["id"]).startswith(prefix) and r["result"] == "success" and r["commit_sha"]
     ]
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}

@@ -25,7 +25,7 @@ error before anything is read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,6 +48,9 @@ from heatlens.connectors.streams import Commit, Stream, StreamProgress, read_str
 from heatlens.errors import ConfigError
 from heatlens.settings import Settings
 from heatlens.store import Store, WriteCounts
+
+# runs a function on the store (as its one writer) and returns what it returned
+WithStore = Callable[[Callable[[Store], Any]], Any]
 
 __all__ = ["GITHUB", "GithubSource", "github_client", "sync_github"]
 
@@ -167,7 +170,7 @@ def state_name(source: GithubSource, repo: str, stream: str) -> str:
 
 
 def sync_github(
-    store: Store,
+    store: Store | WithStore,
     settings: Settings,
     source: GithubSource,
     *,
@@ -175,8 +178,17 @@ def sync_github(
     transport: httpx.BaseTransport | None = None,
     clock: Clock | None = None,
 ) -> SyncResult:
-    """Read `source`'s repositories' streams into the store, each from where it was left."""
+    """Read `source`'s repositories' streams into the store, each from where it was left.
+
+    `store` is a Store, or a function that runs a function on the store (the server's writer):
+    then the store is held only for each read of state and each page's write, never while
+    GitHub is asked or a rate limit waited out, so other writers are not held up."""
     from heatlens.ingest import ingest_records
+
+    with_store: WithStore = store if callable(store) else _holding(store)
+
+    def state_of(name: str) -> dict[str, Any] | None:
+        return with_store(lambda store: store.sync_state(name))
 
     result = SyncResult(source="sync:github")
     options = options_of(settings)
@@ -185,13 +197,15 @@ def sync_github(
     def committer(name: str, repo: str) -> Commit:
         def commit(records: list[Record], new: dict[str, Any]) -> None:
             # the state commits with the records it covers, in one transaction
-            ingested = ingest_records(
-                store,
-                records,
-                settings,
-                source=f"sync:github:{repo}",
-                name=f"github {repo}",
-                sync_state={name: new},
+            ingested = with_store(
+                lambda store: ingest_records(
+                    store,
+                    records,
+                    settings,
+                    source=f"sync:github:{repo}",
+                    name=f"github {repo}",
+                    sync_state={name: new},
+                )
             )
             for kind, counts in ingested.counts.items():
                 result.counts.setdefault(kind, WriteCounts()).add(counts)
@@ -205,10 +219,10 @@ def sync_github(
             progress(f"listing the repositories of {org}", 0, None)
             repos += [r for r in org_repos(client, org) if r not in repos]
         for repo in repos:
-            repository = _repository(store, client, source, repo)
+            repository = _repository(with_store, client, source, repo)
             for stream in repo_streams(client, repo, repository, options, source, now):
                 name = state_name(source, repo, stream.name)
-                state = store.sync_state(name)
+                state = state_of(name)
                 if state is None and source.since is not None:
                     state = {"cursor": source.since}
 
@@ -225,7 +239,7 @@ def sync_github(
                 totals[key] = totals.get(key, 0) + read.items
             if source.teams:
                 name = state_name(source, repo, "teams")
-                owners = _teams(client, repo, repository, options, store.sync_state(name))
+                owners = _teams(client, repo, repository, options, state_of(name))
                 if owners.warning:
                     result.warnings.append(owners.warning)
                 elif owners.state is not None:
@@ -234,8 +248,7 @@ def sync_github(
             name = state_name(source, repo, "shipped")
             progress(f"{repo}: comparing deployments", 0, None)
             prefix = _deployment_prefix(source, repository, options)
-            state = store.sync_state(name)
-            shipped = ship(store, client, repo, prefix, state, committer(name, repo))
+            shipped = ship(with_store, client, repo, prefix, state_of(name), committer(name, repo))
             if shipped:
                 totals["deployments compared"] = totals.get("deployments compared", 0) + shipped
         requests = client.requests
@@ -260,16 +273,23 @@ def _deployment_prefix(
     return f"{repository.get('full_name')}/{kind}/"
 
 
-def _repository(store: Store, client: HttpClient, source: GithubSource, repo: str) -> Any:
+def _holding(store: Store) -> WithStore:
+    def with_store(fn: Callable[[Store], Any]) -> Any:
+        return fn(store)
+
+    return with_store
+
+
+def _repository(with_store: WithStore, client: HttpClient, source: GithubSource, repo: str) -> Any:
     """The repository (checks that it exists and the token sees it), asked conditionally: an
     unchanged one costs no rate limit."""
     name = state_name(source, repo, "repository")
-    known = store.sync_state(name) or {}
+    known = with_store(lambda store: store.sync_state(name)) or {}
     page = client.get(f"repos/{repo}", etag=known.get("etag"), what=f"repository {repo}")
     if page.not_modified:
         return known["repository"]
     kept = {k: page.data.get(k) for k in ("id", "full_name", "name", "default_branch")}
-    store.save_sync_state(name, {"etag": page.etag, "repository": kept})
+    with_store(lambda store: store.save_sync_state(name, {"etag": page.etag, "repository": kept}))
     return kept
 
 
