@@ -267,6 +267,17 @@ def test_backfill_reads_every_page_into_records(duck_store: Store, settings: Set
     assert "3 workflow runs, 2 deployments" in result.summary
 
 
+def test_a_run_waiting_longer_than_open_days_no_longer_holds_the_cursor(
+    duck_store: Store, settings: Settings
+) -> None:
+    # the queued run was created 2020-01-22: 19 days before this clock, beyond open_days (7)
+    sync(duck_store, settings, fake_github(), FakeClock(datetime(2020, 2, 10, tzinfo=UTC)))
+    runs = duck_store.sync_state(
+        state_name(GithubSource((REPO,), base_url=API), REPO, "workflow_runs")
+    )
+    assert runs is not None and (runs["cursor"], runs["held"]) == ("2022-09-03T05:15:09Z", False)
+
+
 def test_second_sync_reads_from_the_cursor_and_picks_up_a_final_status(
     duck_store: Store, settings: Settings
 ) -> None:

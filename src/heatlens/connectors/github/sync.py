@@ -4,7 +4,8 @@ Streams per repository (each with its own sync state, `github:<host>:<owner/name
 
 - `workflow_runs` — `GET /repos/{r}/actions/runs?created=>=<cursor>`, newest first → one usage of
   `ci_capability` per completed run attempt, mapped as the `workflow_run` webhook is; earlier
-  attempts of a re-run come from `…/runs/{id}/attempts/{n}`. A run not completed holds the cursor.
+  attempts of a re-run come from `…/runs/{id}/attempts/{n}`. A run not completed holds the cursor
+  for `open_days`.
 - `deployments` — `GET /repos/{r}/deployments`, newest first, with each one's statuses → a
   deployment once its latest status is final, mapped as the `deployment_status` webhook is. One
   without a final status holds the cursor for `open_days`, then is given up.
@@ -273,6 +274,10 @@ def _deployment_prefix(
     return f"{repository.get('full_name')}/{kind}/"
 
 
+def _time(text: Any) -> datetime:
+    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+
+
 def _holding(store: Store) -> WithStore:
     def with_store(fn: Callable[[Store], Any]) -> Any:
         return fn(store)
@@ -302,14 +307,13 @@ def repo_streams(
     now: datetime,
 ) -> list[Stream]:
     """The streams of one repository, in the order they are read."""
+    give_up_before = now - timedelta(days=source.open_days)
     if source.deploy_releases:
         deploys = _releases(client, repo, repository, options, source.environment)
     elif not source.deploy_workflows:
-        deploys = _deployments(
-            client, repo, repository, options, now - timedelta(days=source.open_days)
-        )
+        deploys = _deployments(client, repo, repository, options, give_up_before)
     return [
-        _workflow_runs(client, repo, repository, options, source),
+        _workflow_runs(client, repo, repository, options, source, give_up_before),
         *([deploys] if not source.deploy_workflows else []),
         _incidents(repo, repository, options),
         _pull_requests(repo, repository, options),
@@ -353,6 +357,7 @@ def _workflow_runs(
     repository: Mapping[str, Any],
     options: GithubOptions,
     source: GithubSource,
+    give_up_before: datetime,
 ) -> Stream:
     def usage(run: Mapping[str, Any]) -> list[Record]:
         if run.get("status") != "completed":
@@ -378,7 +383,10 @@ def _workflow_runs(
         items_key="workflow_runs",
         params=params,
         map=usage,
-        is_open=lambda run: run.get("status") != "completed",
+        # a run waiting for approval may wait for weeks: it holds the cursor `open_days` at most
+        is_open=lambda run: (
+            run.get("status") != "completed" and _time(run["created_at"]) >= give_up_before
+        ),
     )
 
 
@@ -406,8 +414,7 @@ def _deployments(
         return map_event("deployment_status", payload, options).records
 
     def still_open(dep: Mapping[str, Any]) -> bool:
-        created = datetime.fromisoformat(str(dep["created_at"]).replace("Z", "+00:00"))
-        return not final.get(dep["id"], False) and created >= give_up_before
+        return not final.get(dep["id"], False) and _time(dep["created_at"]) >= give_up_before
 
     return Stream(
         name="deployments",
