@@ -267,6 +267,46 @@ def test_backfill_reads_every_page_into_records(duck_store: Store, settings: Set
     assert "3 workflow runs, 2 deployments" in result.summary
 
 
+def test_progress_shows_counts_and_the_rate_limit_left(
+    duck_store: Store, settings: Settings
+) -> None:
+    seen: list[tuple[str, int, int | None]] = []
+    sync_github(
+        duck_store,
+        settings,
+        GithubSource((REPO,), TOKEN, API),
+        transport=httpx.MockTransport(fake_github()),
+        clock=FakeClock(NOW),
+        progress=lambda *step: seen.append(step),
+    )
+    # 5,000 a request: the repository, then each page of runs (the fake counts down from 5,000)
+    assert seen[:3] == [
+        (f"{REPO} workflow_runs: 1 read, rate limit left 4,998/5,000", 1, None),
+        (f"{REPO} workflow_runs: 2 read, rate limit left 4,997/5,000", 2, None),
+        (f"{REPO} workflow_runs: 3 read, rate limit left 4,996/5,000", 3, None),
+    ]
+
+
+def test_retry_logs_name_no_token(caplog: pytest.LogCaptureFixture) -> None:
+    def flaky(request: httpx.Request) -> httpx.Response:
+        if len(calls) < 1:
+            calls.append(request)
+            return httpx.Response(503, headers={"retry-after": "Sun, 22 Jul 2012 00:00:07 GMT"})
+        return httpx.Response(200, json={"ok": True})
+
+    calls: list[httpx.Request] = []
+    clock = FakeClock(NOW)
+    client = make_client(
+        API, TOKEN, Vendor("GitHub"), transport=httpx.MockTransport(flaky), clock=clock
+    )
+    with caplog.at_level("INFO", logger="heatlens.connectors.http"):
+        page = client.get(f"repos/x/y?access_token={TOKEN}", what=f"x/y with {TOKEN}")
+    assert page.data == {"ok": True}
+    assert clock.slept == [7.0]  # Retry-After as an HTTP date: 7 s after NOW
+    assert caplog.messages and all(TOKEN not in m for m in caplog.messages)
+    assert "***" in caplog.messages[0]
+
+
 def test_a_run_waiting_longer_than_open_days_no_longer_holds_the_cursor(
     duck_store: Store, settings: Settings
 ) -> None:
