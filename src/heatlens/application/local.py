@@ -432,6 +432,19 @@ class LocalApplication(SurveyOperations):
         )
         return sync_doc(result)
 
+    def sync_github(self, source: Any, *, progress: Any = None, **test: Any) -> dict[str, Any]:
+        """GitHub repositories' workflow runs → usage, deployments with their statuses →
+        deployments (`source` is a heatlens.connectors.github.GithubSource; `test` may give a
+        `transport` and a `clock`)."""
+        from heatlens.connectors import no_progress
+        from heatlens.connectors.github.sync import sync_github
+
+        # the store is taken for each write, not while GitHub is asked
+        result = sync_github(
+            self.access.write, self.settings, source, progress=progress or no_progress, **test
+        )
+        return sync_doc(result)
+
     # -- policy -----------------------------------------------------------------------------
 
     def ensure_servable(self, host: str) -> bool:

@@ -249,6 +249,9 @@ class RemoteApplication(RemoteSurveyOperations):
     def sync_backstage(self, catalog: str, **options: Any) -> dict[str, Any]:
         raise self._local_only("sync backstage")
 
+    def sync_github(self, source: Any, **options: Any) -> dict[str, Any]:
+        raise self._local_only("sync github")
+
     def _local_only(self, command: str) -> ConfigError:
         return ConfigError(
             f"`heatlens {command}` reads local files into a store it opens itself, not through "

@@ -146,3 +146,100 @@ def sync_backstage_command(ctx: CliContext, catalog: str, pattern: str) -> None:
     with ctx.application() as app, _bar() as progress:
         doc = app.sync_backstage(catalog, pattern=pattern, progress=progress)
     _report(ctx, doc, time.perf_counter() - started)
+
+
+@sync.command("github", short_help="GitHub repositories: runs, deployments, changes, incidents.")
+@click.option(
+    "--repo",
+    "repos",
+    multiple=True,
+    metavar="OWNER/NAME",
+    help="A repository to read (repeat for more).",
+)
+@click.option(
+    "--org",
+    "orgs",
+    multiple=True,
+    metavar="ORG",
+    help="Read every repository of this organisation, archived ones and forks left out "
+    "(repeat for more).",
+)
+@click.option(
+    "--token",
+    envvar="GITHUB_TOKEN",
+    show_envvar=True,
+    help="A GitHub token (scopes: docs/connectors/github.md); default: $GITHUB_TOKEN.",
+)
+@click.option(
+    "--base-url",
+    default="https://api.github.com",
+    show_default=True,
+    help="The REST API's root; GitHub Enterprise Server: https://HOST/api/v3.",
+)
+@click.option(
+    "--since",
+    metavar="DATE",
+    help="Where a first sync starts (ISO date, e.g. 2024-01-31); default: all history.",
+)
+@click.option(
+    "--deploy-workflow",
+    "deploy_workflows",
+    multiple=True,
+    metavar="NAME",
+    help="Deployments are the runs of this workflow (its name or file name, e.g. deploy.yml; "
+    "repeat for more), not the Deployments API.",
+)
+@click.option(
+    "--deploy-releases",
+    is_flag=True,
+    help="Deployments are the published releases, not the Deployments API.",
+)
+@click.option(
+    "--environment",
+    default="production",
+    show_default=True,
+    help="Environment of deployments from --deploy-workflow or --deploy-releases.",
+)
+@click.option(
+    "--teams",
+    is_flag=True,
+    help="Also read each repository's teams: teams, and the service owned by the team with the "
+    "strongest permission (leave off when Backstage or a file says who owns what).",
+)
+@pass_ctx
+@command
+def sync_github_command(
+    ctx: CliContext,
+    repos: tuple[str, ...],
+    orgs: tuple[str, ...],
+    token: str | None,
+    base_url: str,
+    since: str | None,
+    deploy_workflows: tuple[str, ...],
+    deploy_releases: bool,
+    environment: str,
+    teams: bool,
+) -> None:
+    """GitHub Actions workflow runs → usage of the CI capability (one per run attempt);
+    deployments with their statuses → deployments, with the commits each shipped (compare API) →
+    changes; merged pull requests → their merge commit's PR times; issues labelled
+    `incident_label` → incidents.
+    A second sync reads only what is new, and a sync that was interrupted resumes where it
+    stopped."""
+    from heatlens.connectors.github.sync import GithubSource
+
+    source = GithubSource(
+        tuple(repos),
+        token or None,
+        base_url,
+        since,
+        deploy_workflows=tuple(deploy_workflows),
+        deploy_releases=deploy_releases,
+        environment=environment,
+        teams=teams,
+        orgs=tuple(orgs),
+    )
+    started = time.perf_counter()
+    with ctx.application() as app, _bar() as progress:
+        doc = app.sync_github(source, progress=progress)
+    _report(ctx, doc, time.perf_counter() - started)
