@@ -97,7 +97,10 @@ class OffsetMore:
     def next(self, request: PageRequest, page: Page, items: list[Any]) -> PageRequest | None:
         if not (isinstance(page.data, Mapping) and page.data.get(self.more_field)) or not items:
             return None
-        params = dict(request.params or {})
+        import httpx
+
+        # a resumed request carries its offset in the URL, not in params
+        params = {**dict(httpx.URL(request.url).params), **dict(request.params or {})}
         offset = int(params.get("offset", 0)) + len(items)
         return PageRequest(request.url, {**params, "offset": offset, "limit": self.limit})
 
