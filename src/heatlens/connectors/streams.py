@@ -228,7 +228,12 @@ def _absolute(page: Page, request: PageRequest) -> str:
     """A next-page request as one URL (parameters included), to resume from."""
     import httpx
 
-    url = httpx.URL(page.url).join(request.url)
+    url = httpx.URL(request.url)
+    if url.is_relative_url:
+        # a paginator's next page of the same endpoint (`X-Next-Page`, `offset`): the URL the
+        # page was answered at, its query replaced by the request's parameters (joining a
+        # relative path would repeat a base URL's path, e.g. GitLab's /api/v4)
+        url = httpx.URL(page.url).copy_with(query=None)
     if request.params:
         url = url.copy_merge_params({k: str(v) for k, v in request.params.items()})
     return str(url)
