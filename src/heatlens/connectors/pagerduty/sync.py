@@ -223,6 +223,8 @@ def sync_pagerduty(
                 paginator=OffsetMore(limit=100),
                 cursor_field="created_at",
                 newest_first=False,
+                # PagerDuty answers at most offset + limit = 10,000: more pages is a loop
+                max_pages=10_000 // 100 + 1,
                 is_open=lambda incident: (
                     incident.get("status") != "resolved"
                     and _time(incident["created_at"]) >= give_up_before
