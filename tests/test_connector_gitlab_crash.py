@@ -254,3 +254,40 @@ def test_cli_errors_are_one_line_without_the_token(fake: Fake, tmp_path: Path) -
     done = run(*pd, "--token", "pd-ok")
     assert done.exit_code == 0, done.output
     assert "sync:pagerduty: 1 service: 15 incidents (6 request(s))" in done.output
+
+
+def test_sync_entries_run_against_the_fakes_holding_the_store_only_to_write(
+    fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections.abc import Callable
+    from datetime import UTC, datetime
+
+    from heatlens.connectors.schedule import Scheduler, parse_sync_jobs
+    from heatlens.settings import load_settings
+
+    entries = [
+        {"kind": "gitlab", "project": PATH, "base_url": f"{fake.base}/api/v4", "every": "1h"},
+        {"kind": "pagerduty", "service": ["PIKL83L"], "base_url": fake.base, "every": "1h"},
+    ]
+    settings = load_settings(config=None, environ={}, overrides={"sync": entries})
+    jobs = parse_sync_jobs(settings)
+    monkeypatch.setenv("GITLAB_TOKEN", "glpat-test")
+    monkeypatch.setenv("PAGERDUTY_TOKEN", "pd-test")
+    with Store.open(str(tmp_path / "s.duckdb")) as store:
+        held: list[int] = []
+
+        def with_store(fn: Callable[[Store], Any]) -> Any:
+            # the server's writer: no request to a vendor while a sync holds it
+            before = fake.count
+            try:
+                return fn(store)
+            finally:
+                held.append(fake.count - before)
+
+        statuses = Scheduler(jobs, with_store).run_due(datetime(2023, 1, 1, tzinfo=UTC))
+        assert [s.ok for s in statuses] == [True, True], [s.summary for s in statuses]
+        assert len(store.rows("deployment")) == PAGES * PER_PAGE
+        assert len(store.rows("incident")) == PD_PAGES * PD_PER_PAGE
+        assert len(held) > PAGES + PD_PAGES and set(held) == {0}
+        assert store.sync_state(f"schedule:gitlab:{PATH}") is not None
+        assert store.sync_state("schedule:pagerduty:PIKL83L") is not None
