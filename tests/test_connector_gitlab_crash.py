@@ -3,9 +3,9 @@
 and whenever the kill left it, the records stored are exactly those the committed state says were
 read.
 
-The fake GitLab serves the docs' deployment (tests/fixtures/gitlab/rest) repeated with new ids,
+The fake GitLab serves the docs' deployment (tests/fixtures/rest/gitlab) repeated with new ids,
 shas and times, oldest update first, over pages linked by `X-Next-Page`, each compared with the one
-before; the fake PagerDuty serves the recorded incidents (tests/fixtures/pagerduty/rest) repeated,
+before; the fake PagerDuty serves the recorded incidents (tests/fixtures/rest/pagerduty) repeated,
 over `offset`/`more` pages. The kill comes from the server itself, a random few milliseconds after
 answering a random request, so it lands wherever the sync then is.
 """
@@ -38,7 +38,7 @@ PD_PAGES, PD_PER_PAGE = 5, 3
 
 
 def _deployments() -> list[dict[str, Any]]:
-    rest = FIXTURES / "gitlab" / "rest" / "deployments_list-project-deployments.json"
+    rest = FIXTURES / "rest" / "gitlab" / "deployments_list-project-deployments.json"
     base = json.loads(rest.read_text())[0]
     deps = []
     for i in range(PAGES * PER_PAGE):
@@ -51,7 +51,7 @@ def _deployments() -> list[dict[str, Any]]:
 
 
 def _incidents() -> list[dict[str, Any]]:
-    rest = FIXTURES / "pagerduty" / "rest" / "assembled_list-incidents-page.json"
+    rest = FIXTURES / "rest" / "pagerduty" / "assembled_list-incidents-page.json"
     base = json.loads(rest.read_text())["incidents"][2]  # resolved
     out = []
     for i in range(PD_PAGES * PD_PER_PAGE):
@@ -67,7 +67,7 @@ class Fake(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.server_address[1]}"
         self.deployments, self.incidents = _deployments(), _incidents()
-        commits = FIXTURES / "gitlab" / "rest" / "commits_list-repository-commits.json"
+        commits = FIXTURES / "rest" / "gitlab" / "commits_list-repository-commits.json"
         self.commit = json.loads(commits.read_text())[0]
         self.count = 0
         self.lock = threading.Lock()

@@ -1,6 +1,6 @@
 """`heatlens sync gitlab` against a fake GitLab (an httpx transport, no network) replaying the
 example responses of GitLab's API docs and DevLake's recorded deployments
-(tests/fixtures/gitlab/rest, see SOURCE.txt: CC BY-SA 4.0 / Apache-2.0), spread over pages linked
+(tests/fixtures/rest/gitlab, see SOURCE.txt: CC BY-SA 4.0 / Apache-2.0), spread over pages linked
 by `X-Next-Page`. Where a documented example lacks what a test needs (the docs' deployments are
 `created`, their pipelines `pending`), a copy is changed here and the change is named; the records
 expected were written by hand from those responses."""
@@ -27,7 +27,7 @@ from heatlens.errors import ConfigError, ConnectorError
 from heatlens.settings import Settings, load_settings
 from heatlens.store import Store
 
-REST = Path(__file__).parent / "fixtures" / "gitlab" / "rest"
+REST = Path(__file__).parent / "fixtures" / "rest" / "gitlab"
 API = "https://gitlab.test/api/v4"
 PATH = "acme/shop"
 PID = 3

@@ -1,5 +1,5 @@
 """`heatlens sync pagerduty` against a fake PagerDuty (an httpx transport, no network) replaying the
-recorded incidents of DevLake's test account (tests/fixtures/pagerduty/rest, see SOURCE.txt:
+recorded incidents of DevLake's test account (tests/fixtures/rest/pagerduty, see SOURCE.txt:
 Apache-2.0) over pages of `offset`/`more`; the records expected were written by hand from them.
 
 And the end-to-end check: a GitLab project and a PagerDuty service synced into one store give the
@@ -21,7 +21,7 @@ from heatlens.errors import ConfigError, ConnectorError
 from heatlens.settings import Settings, load_settings
 from heatlens.store import Store
 
-REST = Path(__file__).parent / "fixtures" / "pagerduty" / "rest"
+REST = Path(__file__).parent / "fixtures" / "rest" / "pagerduty"
 API = "https://pagerduty.test"
 SERVICE = "PIKL83L"
 TOKEN = "u+s3cr3tT0ken"
