@@ -43,6 +43,11 @@ class FakeClock:
         self.t += seconds
 
 
+def _at(text: str) -> datetime:
+    at = datetime.fromisoformat(text)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 class FakePagerDuty:
     """`GET /services/ID` and `GET /incidents` answering `page_size` incidents from `offset`,
     with `more` as PagerDuty's classic pagination; `before` answers come first, in turn."""
@@ -67,8 +72,12 @@ class FakePagerDuty:
             return httpx.Response(404, json={"error": {"message": "Not Found", "code": 2100}})
         assert request.url.params["service_ids[]"] == SERVICE
         offset = 0 if self.ignore_offset else int(request.url.params.get("offset", 0))
-        items = self.incidents[offset : offset + self.page_size]
-        more = offset + self.page_size < len(self.incidents)
+        found = self.incidents
+        if "since" in request.url.params:  # created in [since, until)
+            since, until = (_at(request.url.params[k]) for k in ("since", "until"))
+            found = [i for i in found if since <= _at(i["created_at"]) < until]
+        items = found[offset : offset + self.page_size]
+        more = offset + self.page_size < len(found)
         body = {"incidents": items, "limit": self.page_size, "offset": offset, "more": more}
         return httpx.Response(200, json={**body, "total": None})
 
@@ -169,6 +178,23 @@ def test_since_starts_a_first_sync_there(duck_store: Store) -> None:
     sync(duck_store, mapped(), fake, since="2022-11-01")
     [params] = [r.url.params for r in fake.requests if r.url.path == "/incidents"]
     assert (params["since"], "date_range" in params) == ("2022-11-01", False)
+
+
+def test_a_cursor_older_than_six_months_is_read_a_window_at_a_time(duck_store: Store) -> None:
+    fake = FakePagerDuty([TRIGGERED, ACKNOWLEDGED, RESOLVED])
+    sync(duck_store, mapped(), fake, since="2022-01-01")
+    windows = [
+        (r.url.params["since"], r.url.params["until"])
+        for r in fake.requests
+        if r.url.path == "/incidents"
+    ]
+    # 2022-01-01 + 179 days = 2022-06-29; then from there to now (2022-11-10)
+    assert windows == [
+        ("2022-01-01", "2022-06-29T00:00:00Z"),
+        ("2022-06-29T00:00:00Z", "2022-11-10T00:00:00Z"),
+        ("2022-06-29T00:00:00Z", "2022-11-10T00:00:00Z"),  # its second page (offset 2)
+    ]
+    assert incidents(duck_store) == INCIDENTS
 
 
 def test_429_then_success_and_a_5xx_retry(duck_store: Store) -> None:

@@ -2,9 +2,9 @@
 
 One stream per service (`pagerduty:<host>:<service id>:incidents`): `GET /incidents?service_ids[]=
 ID&sort_by=created_at:asc&time_zone=UTC`, oldest first, paged by `offset`/`more`. A first sync asks
-`date_range=all` (or `since=--since`); later ones `since=<cursor>&until=<now>`. The cursor moves
-with every page to the newest creation read — except that the oldest incident not resolved yet
-holds it at its creation (for `open_days`, 30), so the next sync reads it again and sees it
+`date_range=all` (or `since=--since`); later ones `since=<cursor>&until=<now>`, in windows of 179
+days (PagerDuty searches six months at most). The cursor moves with every page to the newest
+creation read — except that the oldest incident not resolved yet holds it at its creation (for `open_days`, 30), so the next sync reads it again and sees it
 resolved.
 
 Each incident maps as the V3 webhook's events do (one merge of partial records,
@@ -140,6 +140,22 @@ def incident_record(incident: Mapping[str, Any], options: PagerDutyOptions) -> l
     return map_event({"event": event}, options).records
 
 
+# PagerDuty's longest `since`…`until` range is six months; a little less, to be safe
+WINDOW = timedelta(days=179)
+
+
+def _window_end(cursor: str, now: datetime) -> datetime:
+    """The end of the search window that starts at `cursor` (a date is midnight UTC)."""
+    start = _time(cursor)
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    return min(now, start + WINDOW)
+
+
+def _stamp(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _time(value: Any) -> datetime:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
@@ -190,7 +206,7 @@ def sync_pagerduty(
                 }
                 if cursor is None:
                     return query | {"date_range": "all"}
-                return query | {"since": cursor, "until": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+                return query | {"since": cursor, "until": _stamp(_window_end(cursor, now))}
 
             def commit(
                 records: list[Record], new: dict[str, Any], name: str = name, service: str = service
@@ -230,7 +246,20 @@ def sync_pagerduty(
                     and _time(incident["created_at"]) >= give_up_before
                 ),
             )
-            total += read_stream(client, stream, state, commit, on_page=shown).items
+            while True:
+                total += read_stream(client, stream, state, commit, on_page=shown).items
+                # PagerDuty searches six months at most: a cursor older than that is read a
+                # window at a time, each moving the cursor to its end
+                state = with_store(lambda store: store.sync_state(name))  # noqa: B023
+                cursor = (state or {}).get("cursor")
+                if cursor is None or (state or {}).get("resume"):
+                    break
+                end = _window_end(cursor, now)
+                # an open incident holding the cursor is recent (`open_days`): read up to now
+                if end >= now or (state or {}).get("held"):
+                    break
+                state = {**(state or {}), "cursor": _stamp(end), "etag": None}
+                with_store(lambda store: store.save_sync_state(name, state))  # noqa: B023
         requests = client.requests
     n = len(source.services)
     result.summary = (
