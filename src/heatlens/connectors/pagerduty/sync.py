@@ -4,8 +4,8 @@ One stream per service (`pagerduty:<host>:<service id>:incidents`): `GET /incide
 ID&sort_by=created_at:asc&time_zone=UTC`, oldest first, paged by `offset`/`more`. A first sync asks
 `date_range=all` (or `since=--since`); later ones `since=<cursor>&until=<now>`, in windows of 179
 days (PagerDuty searches six months at most). The cursor moves with every page to the newest
-creation read — except that the oldest incident not resolved yet holds it at its creation (for `open_days`, 30), so the next sync reads it again and sees it
-resolved.
+creation read — except that the oldest incident not resolved yet holds it at its creation (for
+`open_days`, 30), so the next sync reads it again and sees it resolved.
 
 Each incident maps as the V3 webhook's events do (one merge of partial records,
 `heatlens.ingest.partial.overlay_stored`, so a webhook's and a sync's records of one incident fold
