@@ -543,3 +543,45 @@ def test_sync_entries_of_gitlab_and_pagerduty() -> None:
     )
     with pytest.raises(ConfigError, match=r"^sync\[0\]: --project 'shop'"):
         parse_sync_jobs(bad)
+
+
+def test_three_attempts_of_a_pipeline() -> None:
+    from heatlens.connectors.gitlab.mapping import GitLabOptions
+    from heatlens.connectors.gitlab.sync import pipeline_usage
+
+    # written here: `test` ran three times (failed, canceled, success), `lint` twice (failed,
+    # success), `build` once
+    jobs = [
+        {"name": "test", "status": "failed", "created_at": "2022-09-21T01:05:08Z"},
+        {"name": "lint", "status": "failed", "created_at": "2022-09-21T01:05:09Z"},
+        {"name": "build", "status": "success", "created_at": "2022-09-21T01:05:10Z"},
+        {"name": "test", "status": "canceled", "created_at": "2022-09-21 03:10:00 +0200"},
+        {"name": "lint", "status": "success", "created_at": "2022-09-21T01:10:01Z"},
+        {"name": "test", "status": "success", "created_at": "2022-09-21T01:20:00Z"},
+    ]
+    records = pipeline_usage(PIPELINE_287, jobs, PATH, GitLabOptions())
+    assert [
+        (r["id"], r["ts"], r["outcome"], r.get("duration_s"), r["run"], r["attempt"])
+        for r in records
+    ] == [
+        # attempt 1: test and lint ran again after it; test failed
+        ("287/1", "2022-09-21T01:05:07.200000+00:00", "failure", None, "287", 1),
+        # attempt 2: only test ran again after it, canceled; it began with test's second run
+        # (written in GitLab's spaced format: 01:10:00 UTC)
+        ("287/2", "2022-09-21T01:10:00+00:00", "abandoned", None, "287", 2),
+        # the pipeline as it stands: the webhook's id
+        ("287", "2022-09-21T01:05:07.200000+00:00", "success", 34, "287", 3),
+    ]
+
+
+def test_since_starts_a_first_sync_there(duck_store: Store, settings: Settings) -> None:
+    fake = fake_gitlab()
+    sync_gitlab(
+        duck_store,
+        settings,
+        GitlabSource((PATH,), TOKEN, API, since="2016-08-11T10:00:00Z"),
+        transport=httpx.MockTransport(fake),
+        clock=FakeClock(NOW),
+    )
+    lists = [r.url.params for r in fake.requests if r.url.path.endswith("/deployments")]
+    assert lists[0]["updated_after"] == "2016-08-11T10:00:00Z"
