@@ -261,7 +261,7 @@ def test_cli_errors_are_one_line_without_the_token(fake: Fake, tmp_path: Path) -
     refused = run(*args, "--base-url", f"{fake.base}/api/v4", "--token", "glpat-revoked")
     assert refused.exit_code == 2
     assert (
-        "GitLab rejected the token (401 401 Unauthorized) while reading project acme/shop: check "
+        "GitLab rejected the token (401 Unauthorized) while reading project acme/shop: check "
         "--token or GITLAB_TOKEN"
     ) in refused.output
     assert "glpat-revoked" not in refused.output

@@ -447,7 +447,7 @@ def test_bad_token_is_one_clear_line_without_the_token(
     with pytest.raises(ConnectorError) as raised:
         sync(duck_store, settings, fake)
     assert str(raised.value) == (
-        "GitLab rejected the token (401 401 Unauthorized ***) while reading project acme/shop: "
+        "GitLab rejected the token (401 Unauthorized ***) while reading project acme/shop: "
         "check --token or GITLAB_TOKEN — it may be mistyped, expired or revoked"
     )
 

@@ -73,7 +73,9 @@ def _message(response: httpx.Response) -> str:
 
 def _explain(response: httpx.Response, what: str) -> str | None:
     status = response.status_code
-    said = f"{status} {_message(response)}".strip()
+    message = _message(response)
+    # GitLab's messages often begin with the status already ("401 Unauthorized")
+    said = message if message.startswith(str(status)) else f"{status} {message}".strip()
     if status == 401:
         return (
             f"GitLab rejected the token ({said}) while reading {what}: check --token or "
