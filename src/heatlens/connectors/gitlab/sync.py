@@ -57,7 +57,8 @@ __all__ = ["GITLAB", "GitlabSource", "gitlab_client", "state_name", "sync_gitlab
 WithStore = Callable[[Callable[[Store], Any]], Any]
 Record = dict[str, Any]
 DEFAULT_BASE_URL = "https://gitlab.com/api/v4"
-DEFAULT_PRODUCTION = ("production", "prod")  # production_environments' default
+# production_environments' default: while it is left so, GitLab's tiers decide
+DEFAULT_PRODUCTION = tuple(Settings.model_fields["production_environments"].default)
 
 
 def _message(response: httpx.Response) -> str:
