@@ -190,9 +190,11 @@ def sync_backstage_command(ctx: CliContext, catalog: str, pattern: str) -> None:
     "repeat for more), not the Deployments API.",
 )
 @click.option(
-    "--deploy-releases",
-    is_flag=True,
-    help="Deployments are the published releases, not the Deployments API.",
+    "--deploy-releases/--no-deploy-releases",
+    default=None,
+    help="Deployments are the published releases / the Deployments API, whatever "
+    "webhooks.github_release_deployments says (default: releases for the repositories it names, "
+    "else the Deployments API).",
 )
 @click.option(
     "--environment",
@@ -216,7 +218,7 @@ def sync_github_command(
     base_url: str,
     since: str | None,
     deploy_workflows: tuple[str, ...],
-    deploy_releases: bool,
+    deploy_releases: bool | None,
     environment: str,
     teams: bool,
 ) -> None:

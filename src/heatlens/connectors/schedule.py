@@ -177,7 +177,7 @@ def _github_job(entry: dict[str, Any], where: str, settings: Settings, every: ti
             entry.get("base_url", DEFAULT_BASE_URL),
             entry.get("since"),
             deploy_workflows=tuple([workflows] if isinstance(workflows, str) else workflows),
-            deploy_releases=entry.get("deploy_releases", False),
+            deploy_releases=entry.get("deploy_releases"),  # absent: the setting decides
             environment=entry.get("environment", "production"),
             teams=entry.get("teams", False),
             orgs=tuple(orgs),

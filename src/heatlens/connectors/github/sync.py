@@ -27,7 +27,7 @@ error before anything is read.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -131,7 +131,8 @@ class GithubSource:
     # where deployments come from: the Deployments API (default), runs of these workflows (names
     # or file names), or published releases
     deploy_workflows: tuple[str, ...] = ()
-    deploy_releases: bool = False
+    # None: releases where the setting `webhooks.github_release_deployments` says so
+    deploy_releases: bool | None = None
     environment: str = "production"  # of deployments from workflows or releases
     teams: bool = False  # read the repositories' teams and record the owner of each service
     orgs: tuple[str, ...] = ()  # every repository of these organisations (not archived or forks)
@@ -221,7 +222,8 @@ def sync_github(
             repos += [r for r in org_repos(client, org) if r not in repos]
         for repo in repos:
             repository = _repository(with_store, client, source, repo)
-            for stream in repo_streams(client, repo, repository, options, source, now):
+            chosen = deploy_source(source, repository, settings)
+            for stream in repo_streams(client, repo, repository, options, chosen, now):
                 name = state_name(source, repo, stream.name)
                 state = state_of(name)
                 if state is None and source.since is not None:
@@ -240,15 +242,16 @@ def sync_github(
                 totals[key] = totals.get(key, 0) + read.items
             if source.teams:
                 name = state_name(source, repo, "teams")
+                progress(f"{repo}: reading teams and their members", 0, None)
                 owners = _teams(client, repo, repository, options, state_of(name))
-                if owners.warning:
-                    result.warnings.append(owners.warning)
-                elif owners.state is not None:
+                result.warnings += owners.warnings
+                if owners.state is not None:
                     committer(name, repo)(owners.records, owners.state)
                     totals["teams"] = totals.get("teams", 0) + owners.count
+                    totals["team members"] = totals.get("team members", 0) + owners.members
             name = state_name(source, repo, "shipped")
             progress(f"{repo}: comparing deployments", 0, None)
-            prefix = _deployment_prefix(source, repository, options)
+            prefix = _deployment_prefix(chosen, repository, options)
             shipped = ship(with_store, client, repo, prefix, state_of(name), committer(name, repo))
             if shipped:
                 totals["deployments compared"] = totals.get("deployments compared", 0) + shipped
@@ -262,6 +265,23 @@ def sync_github(
         + f" ({requests:,} request(s))"
     )
     return result
+
+
+def deploy_source(
+    source: GithubSource, repository: Mapping[str, Any], settings: Settings
+) -> GithubSource:
+    """`source` with where this repository's deployments come from settled: the command's or
+    entry's `--deploy-workflow` or `--deploy-releases`/`--no-deploy-releases` first; else releases
+    when `webhooks.github_release_deployments` is true or names the repository; else the
+    Deployments API."""
+    if source.deploy_workflows:
+        return replace(source, deploy_releases=False)
+    if source.deploy_releases is not None:
+        return source
+    setting = settings.webhooks_github_release_deployments
+    names = {str(repository.get("full_name") or ""), str(repository.get("name") or "")}
+    chosen = setting if isinstance(setting, bool) else bool(names & set(setting))
+    return replace(source, deploy_releases=chosen)
 
 
 def _deployment_prefix(
@@ -511,9 +531,16 @@ PERMISSIONS = ("admin", "maintain", "push", "triage", "pull")
 @dataclass
 class _Owners:
     records: list[Record]
-    state: dict[str, Any] | None  # None: unchanged since the last sync (304)
-    count: int = 0
-    warning: str | None = None
+    state: dict[str, Any] | None  # None: nothing changed since the last sync (304s)
+    count: int = 0  # teams read
+    members: int = 0  # memberships read
+    warnings: list[str] = field(default_factory=list)
+
+
+READ_ORG = (
+    "the token needs `read:org` (classic) or the organization's Members read permission "
+    "(fine-grained)"
+)
 
 
 def _teams(
@@ -524,7 +551,8 @@ def _teams(
     state: Mapping[str, Any] | None,
 ) -> _Owners:
     """The repository's teams → teams, and its service owned by the team with the strongest
-    permission (ties: the first listed). A token that may not read teams gets a warning."""
+    permission (ties: the first listed); then each team's members → memberships. A token that
+    may not read teams or members gets a warning."""
     teams: list[Any] = []
     last: dict[str, Any] = {}
 
@@ -541,21 +569,42 @@ def _teams(
         cursor_field=None,
     )
     # the list is read whole (ownership needs every team): never resumed half-way
-    fresh = {k: v for k, v in (state or {}).items() if k != "resume"}
+    state = state or {}
+    fresh = {k: v for k, v in state.items() if k in ("etag", "cursor")}
     try:
         read = read_stream(client, stream, fresh, keep)
     except HttpError as exc:
         if exc.status not in (403, 404):
             raise
-        return _Owners(
-            [],
-            None,
-            warning=f"{repo}: teams not read (GitHub answered {exc.status}): the token needs "
-            "`read:org` (classic) or the organization's Members read permission (fine-grained); "
-            "owners unchanged",
+        warning = (
+            f"{repo}: teams not read (GitHub answered {exc.status}): {READ_ORG}; owners unchanged"
         )
+        return _Owners([], None, warnings=[warning])
+    records: list[Record] = []
     if read.not_modified:
-        return _Owners([], None)
+        slugs = list(state.get("slugs") or [])
+        new_state: dict[str, Any] = dict(state)
+    else:
+        slugs = [str(t["slug"]) for t in teams]
+        new_state = {**last, "resume": None, "slugs": slugs}
+        records += _team_records(teams, repository, options)
+    owner = str(repository.get("full_name") or repo).split("/")[0]
+    members = _members(client, repo, owner, slugs, state.get("members") or {})
+    new_state["members"] = members.state
+    if read.not_modified and members.state == (state.get("members") or {}):
+        return _Owners([], None, warnings=members.warnings)
+    return _Owners(
+        records + members.records,
+        new_state,
+        count=len(teams),
+        members=len(members.records),
+        warnings=members.warnings,
+    )
+
+
+def _team_records(
+    teams: list[Any], repository: Mapping[str, Any], options: GithubOptions
+) -> list[Record]:
     records: list[Record] = []
     for team in teams:
         parent = (team.get("parent") or {}).get("slug")
@@ -570,7 +619,60 @@ def _teams(
         owner = ranked[0]["slug"]
         full = repository.get("full_name")
         records.append({"type": "service", "id": service, "team": owner, "repo": full})
-    return _Owners(records, {**last, "resume": None}, count=len(teams))
+    return records
+
+
+@dataclass
+class _Members:
+    records: list[Record]
+    state: dict[str, Any]  # team slug → [first page key, ETag] of its one-page list, or None
+    warnings: list[str]
+
+
+def _members(
+    client: HttpClient, repo: str, org: str, slugs: list[str], known: Mapping[str, Any]
+) -> _Members:
+    """`GET /orgs/{org}/teams/{slug}/members` of each team → memberships (actor = login), asked
+    conditionally: an unchanged list costs no rate limit. A refusal (403/404: the token may not
+    read members) stops with a warning."""
+    records: list[Record] = []
+    state: dict[str, Any] = {}
+    for slug in slugs:
+        found: list[Any] = []
+        last: dict[str, Any] = {}
+
+        def keep(
+            items: list[Any], new: dict[str, Any], found: list[Any] = found, last: Any = last
+        ) -> None:
+            found.extend(items)
+            last.update(new)
+
+        stream = Stream(
+            name=f"members of team {slug}",
+            path=f"orgs/{org}/teams/{slug}/members",
+            params=lambda cursor: {"per_page": 100},
+            map=lambda member: [member],
+            cursor_field=None,
+        )
+        etag = known.get(slug)
+        try:
+            read = read_stream(client, stream, {"etag": etag} if etag else None, keep)
+        except HttpError as exc:
+            if exc.status not in (403, 404):
+                raise
+            warning = (
+                f"{repo}: members of team {slug} not read (GitHub answered {exc.status}): "
+                f"{READ_ORG}; memberships unchanged"
+            )
+            return _Members(records, {**known, **state}, [warning])
+        if read.not_modified:
+            state[slug] = etag
+            continue
+        # a list of several pages may change past its first: asked in full every time
+        state[slug] = last.get("etag") if read.pages == 1 else None
+        for member in found:
+            records.append({"type": "membership", "actor": member["login"], "team": slug})
+    return _Members(records, state, [])
 
 
 def org_repos(client: HttpClient, org: str) -> list[str]:
