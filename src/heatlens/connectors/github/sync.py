@@ -128,6 +128,7 @@ class GithubSource:
     base_url: str = DEFAULT_BASE_URL
     since: str | None = None  # ISO date: where a first sync starts (default: all history)
     open_days: int = 7  # a deployment with no final status holds the cursor this long
+    rerun_days: int = 7  # runs created this many days back are read again for re-runs (0: never)
     # where deployments come from: the Deployments API (default), runs of these workflows (names
     # or file names), or published releases
     deploy_workflows: tuple[str, ...] = ()
@@ -221,6 +222,7 @@ def sync_github(
             progress(f"listing the repositories of {org}", 0, None)
             repos += [r for r in org_repos(client, org) if r not in repos]
         for repo in repos:
+            progress(f"{repo}: looking it up", 0, None)
             repository = _repository(with_store, client, source, repo)
             chosen = deploy_source(source, repository, settings)
             for stream in repo_streams(client, repo, repository, options, chosen, now):
@@ -240,6 +242,14 @@ def sync_github(
                 read = read_stream(client, stream, state, commit, on_page=shown)
                 key = f"{stream.name} unchanged" if read.not_modified else stream.name
                 totals[key] = totals.get(key, 0) + read.items
+            if source.rerun_days > 0:
+                name = state_name(source, repo, "workflow_reruns")
+                progress(
+                    f"{repo}: looking for re-runs of the last {source.rerun_days} days", 0, None
+                )
+                found = _reruns(client, repo, repository, options, chosen, now, state_of(name))
+                if found(committer(name, repo)) and found.count:
+                    totals["re-runs"] = totals.get("re-runs", 0) + found.count
             if source.teams:
                 name = state_name(source, repo, "teams")
                 progress(f"{repo}: reading teams and their members", 0, None)
@@ -379,20 +389,7 @@ def _workflow_runs(
     source: GithubSource,
     give_up_before: datetime,
 ) -> Stream:
-    def usage(run: Mapping[str, Any]) -> list[Record]:
-        if run.get("status") != "completed":
-            return []
-        runs = [run]
-        for n in range(1, int(run.get("run_attempt") or 1)):
-            path = f"repos/{repo}/actions/runs/{run['id']}/attempts/{n}"
-            runs.append(client.get(path, what=f"{repo} run {run['id']} attempt {n}").data)
-        records: list[Record] = []
-        for one in runs:
-            payload = {"action": "completed", "workflow_run": one, "repository": repository}
-            records += map_event("workflow_run", payload, options).records
-            if source.deploy_workflows and deploys_by_workflow(one, source.deploy_workflows):
-                records += workflow_deployment(one, repository, options, source.environment)
-        return records
+    usage = _run_records(client, repo, repository, options, source)
 
     def params(cursor: str | None) -> dict[str, Any]:
         return {"per_page": 100, **({"created": f">={cursor}"} if cursor else {})}
@@ -408,6 +405,101 @@ def _workflow_runs(
             run.get("status") != "completed" and _time(run["created_at"]) >= give_up_before
         ),
     )
+
+
+def _run_records(
+    client: HttpClient,
+    repo: str,
+    repository: Mapping[str, Any],
+    options: GithubOptions,
+    source: GithubSource,
+) -> Callable[[Mapping[str, Any]], list[Record]]:
+    """A run → its records: one usage (and deployment, of a deploy workflow) per attempt once it
+    completed; earlier attempts are asked for."""
+
+    def usage(run: Mapping[str, Any]) -> list[Record]:
+        if run.get("status") != "completed":
+            return []
+        runs = [run]
+        for n in range(1, int(run.get("run_attempt") or 1)):
+            path = f"repos/{repo}/actions/runs/{run['id']}/attempts/{n}"
+            runs.append(client.get(path, what=f"{repo} run {run['id']} attempt {n}").data)
+        records: list[Record] = []
+        for one in runs:
+            payload = {"action": "completed", "workflow_run": one, "repository": repository}
+            records += map_event("workflow_run", payload, options).records
+            if source.deploy_workflows and deploys_by_workflow(one, source.deploy_workflows):
+                records += workflow_deployment(one, repository, options, source.environment)
+        return records
+
+    return usage
+
+
+@dataclass
+class _Reruns:
+    """The look-back for re-runs of one repository: called with the committer, reads it."""
+
+    client: HttpClient
+    stream: Stream
+    state: dict[str, Any]
+    started: str
+    count: int = 0
+
+    def __call__(self, commit: Commit) -> bool:
+        """Read; False when the runs were unchanged (304)."""
+        pages = 0 if not self.state.get("resume") else 1
+        checked = self.state.get("checked")
+
+        def with_pass(records: list[Record], new: dict[str, Any]) -> None:
+            nonlocal pages
+            pages += 1
+            if new.get("resume"):  # half-way: the pass's start is kept to resume it
+                commit(records, {**new, "checked": checked, "pass": self.started})
+            else:  # a one-page window keeps its ETag: an unchanged poll costs nothing
+                etag = new.get("etag") if pages == 1 else None
+                commit(records, {**new, "etag": etag, "checked": self.started})
+
+        return not read_stream(self.client, self.stream, self.state, with_pass).not_modified
+
+
+def _reruns(
+    client: HttpClient,
+    repo: str,
+    repository: Mapping[str, Any],
+    options: GithubOptions,
+    source: GithubSource,
+    now: datetime,
+    state: Mapping[str, Any] | None,
+) -> _Reruns:
+    """Runs are listed by creation: a re-run of a run created before the runs' cursor is seen
+    only by reading again the runs created in the last `rerun_days` (`created=>=DATE`), every
+    page. A run on its second attempt or later, updated since the last such pass began (less
+    five minutes for the clocks' difference), is mapped again: its new attempts are stored,
+    the others replace themselves (ids `RUN/ATTEMPT`)."""
+    state = dict(state or {})
+    window = (now - timedelta(days=source.rerun_days)).date().isoformat()
+    started = state.get("pass") or (now - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    checked = state.get("checked")
+    usage = _run_records(client, repo, repository, options, source)
+
+    def rerun(run: Mapping[str, Any]) -> list[Record]:
+        if int(run.get("run_attempt") or 1) < 2 or run.get("status") != "completed":
+            return []
+        if checked is not None and str(run.get("updated_at") or "") < checked:
+            return []
+        found.count += 1
+        return usage(run)
+
+    stream = Stream(
+        name="workflow_reruns",
+        path=f"repos/{repo}/actions/runs",
+        items_key="workflow_runs",
+        params=lambda cursor: {"per_page": 100, "created": f">={window}"},
+        map=rerun,
+        cursor_field=None,
+    )
+    found = _Reruns(client, stream, state, started)
+    return found
 
 
 def _deployments(
