@@ -249,7 +249,7 @@ def sync_github(
                 )
                 found = _reruns(client, repo, repository, options, chosen, now, state_of(name))
                 if found(committer(name, repo)) and found.count:
-                    totals["re-runs"] = totals.get("re-runs", 0) + found.count
+                    totals["re-run(s)"] = totals.get("re-run(s)", 0) + found.count
             if source.teams:
                 name = state_name(source, repo, "teams")
                 progress(f"{repo}: reading teams and their members", 0, None)
