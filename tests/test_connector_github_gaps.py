@@ -74,7 +74,8 @@ def test_a_re_run_of_an_older_run_is_stored_as_a_new_attempt(
     again = ("2938072864/2", "2022-09-03T12:30:00Z", "panjf2000", "ants", "success", 60.0)
     assert usage(duck_store) == USAGE | {(*again, "2938072864")}
     assert result.counts["usage"].inserted == 1 and result.counts["usage"].updated == 0
-    assert "1 re-run(s)" in result.summary
+    # RUN_A read again at the cursor (a tie), RUN_B's re-run found by the look-back
+    assert result.summary.startswith("1 repository read: 1 workflow run, 1 re-run; unchanged:")
     # a later pass: RUN_B was updated (12:31) before the last pass began (12:55): not again
     fake.requests.clear()
     sync(duck_store, settings, fake, FakeClock(AT + timedelta(hours=2)))
@@ -315,3 +316,38 @@ def test_members_the_token_may_not_read_are_a_warning(
     assert {r["id"] for r in duck_store.rows("team")} == {"writers", "justice-league"}
     assert duck_store.rows("membership") == []
     assert usage(duck_store) == USAGE  # the rest synced
+
+
+# -- 6. the command, as a new user meets it ------------------------------------------------------
+
+
+def test_help_shows_examples_and_every_choice(tmp_path: Path) -> None:
+    from tests.conftest import Cli
+
+    done = Cli(tmp_path)("sync", "github", "--help")
+    assert done.exit_code == 0
+    text = " ".join(done.output.split())
+    for said in (
+        "heatlens sync github --repo acme/api",
+        "--deploy-releases / --no-deploy-releases",
+        "webhooks.github_release_deployments",
+        "--rerun-days DAYS",
+        "Needs `read:org`",
+        "docs/connectors/github.md",
+    ):
+        assert said in text, said
+
+
+def test_sync_entry_takes_rerun_days() -> None:
+    import pytest
+
+    from heatlens.connectors.schedule import parse_sync_jobs
+    from heatlens.errors import ConfigError
+
+    entry = {"kind": "github", "repo": REPO, "rerun_days": 0}
+    settings = load_settings(config=None, environ={}, overrides={"sync": [entry]})
+    assert len(parse_sync_jobs(settings)) == 1
+    entry = {"kind": "github", "repo": REPO, "rerun_days": "7"}
+    settings = load_settings(config=None, environ={}, overrides={"sync": [entry]})
+    with pytest.raises(ConfigError, match=r"^sync\[0\]\.rerun_days: expected an int, got '7'$"):
+        parse_sync_jobs(settings)

@@ -287,9 +287,9 @@ def test_progress_shows_counts_and_the_rate_limit_left(
     # 5,000 a request: the repository, then each page of runs (the fake counts down from 5,000)
     assert seen[:4] == [
         (f"{REPO}: looking it up", 0, None),
-        (f"{REPO} workflow_runs: 1 read, rate limit left 4,998/5,000", 1, None),
-        (f"{REPO} workflow_runs: 2 read, rate limit left 4,997/5,000", 2, None),
-        (f"{REPO} workflow_runs: 3 read, rate limit left 4,996/5,000", 3, None),
+        (f"{REPO}: workflow runs: 1 read, rate limit left 4,998/5,000", 1, None),
+        (f"{REPO}: workflow runs: 2 read, rate limit left 4,997/5,000", 2, None),
+        (f"{REPO}: workflow runs: 3 read, rate limit left 4,996/5,000", 3, None),
     ]
 
 
@@ -630,7 +630,7 @@ def test_org_reads_its_repositories(duck_store: Store, settings: Settings) -> No
         transport=httpx.MockTransport(fake),
         clock=FakeClock(NOW),
     )
-    assert result.summary.startswith("1 repository: 3 workflow runs")
+    assert result.summary.startswith("1 repository read: 3 workflow runs")
     assert usage(duck_store) == USAGE
     fake = fake_github()
     with pytest.raises(
@@ -957,8 +957,8 @@ def test_cli_sync_github_against_a_local_github(tmp_path: Path) -> None:
         # 60 runs over 12 pages, read again by the look-back for re-runs (12 requests more), 12
         # deployments (11 compared with the one before), no issues or pull requests
         assert (
-            "sync:github: 1 repository: 60 workflow runs, 12 deployments, 0 incidents, "
-            "0 pull requests, 11 deployments compared (54 request(s))"
+            "sync:github: 1 repository read: 60 workflow runs, 12 deployments, 0 incidents, "
+            "0 pull requests; 11 deployments compared with the one before (54 requests)"
         ) in done.output
         refused = run(*args, "--token", "ghp_revoked")
         assert refused.exit_code == 2

@@ -150,6 +150,8 @@ class GithubSource:
             raise ConfigError(
                 "deployments come from --deploy-workflow or from --deploy-releases, not both"
             )
+        if self.rerun_days < 0:
+            raise ConfigError(f"--rerun-days {self.rerun_days}: expected 0 or more days")
         if self.since is not None:
             try:
                 datetime.fromisoformat(self.since.replace("Z", "+00:00"))
@@ -233,7 +235,9 @@ def sync_github(
 
                 commit = committer(name, repo)
 
-                def shown(p: StreamProgress, label: str = f"{repo} {stream.name}") -> None:
+                label = f"{repo}: {stream.name.replace('_', ' ')}"
+
+                def shown(p: StreamProgress, label: str = label) -> None:
                     left = client.budget.describe()
                     budget = f", rate limit left {left}" if left else ""
                     what = "unchanged" if p.not_modified else f"{p.items:,} read"
@@ -249,7 +253,7 @@ def sync_github(
                 )
                 found = _reruns(client, repo, repository, options, chosen, now, state_of(name))
                 if found(committer(name, repo)) and found.count:
-                    totals["re-run(s)"] = totals.get("re-run(s)", 0) + found.count
+                    totals["re-runs"] = totals.get("re-runs", 0) + found.count
             if source.teams:
                 name = state_name(source, repo, "teams")
                 progress(f"{repo}: reading teams and their members", 0, None)
@@ -264,17 +268,48 @@ def sync_github(
             prefix = _deployment_prefix(chosen, repository, options)
             shipped = ship(with_store, client, repo, prefix, state_of(name), committer(name, repo))
             if shipped:
-                totals["deployments compared"] = totals.get("deployments compared", 0) + shipped
+                totals["compared"] = totals.get("compared", 0) + shipped
         requests = client.requests
-    parts = [f"{n:,} {k.replace('_', ' ')}" for k, n in totals.items() if not k.endswith("ged")]
-    same = [k.removesuffix(" unchanged").replace("_", " ") for k in totals if k.endswith("ged")]
-    result.summary = (
-        f"{len(repos):,} repositor{'y' if len(repos) == 1 else 'ies'}: "
+    result.summary = _summary(len(repos), totals, requests)
+    return result
+
+
+# what the summary counts, in the singular
+_ONE = {
+    "workflow runs": "workflow run",
+    "deployments": "deployment",
+    "releases": "release",
+    "incidents": "incident",
+    "pull requests": "pull request",
+    "re-runs": "re-run",
+    "teams": "team",
+    "team members": "team member",
+}
+
+
+def _summary(repos: int, totals: Mapping[str, int], requests: int) -> str:
+    """`1 repository read: 60 workflow runs, 12 deployments, …; unchanged: incidents; 11
+    deployments compared with the one before (54 requests)`."""
+
+    def counted(n: int, what: str) -> str:
+        return f"{n:,} {_ONE.get(what, what) if n == 1 else what}"
+
+    compared = totals.get("compared", 0)
+    parts = [
+        counted(n, k.replace("_", " "))
+        for k, n in totals.items()
+        if not k.endswith(" unchanged") and k != "compared"
+    ]
+    same = [
+        k.removesuffix(" unchanged").replace("_", " ") for k in totals if k.endswith(" unchanged")
+    ]
+    return (
+        f"{repos:,} repositor{'y' if repos == 1 else 'ies'} read: "
         + (", ".join(parts) if parts else "nothing new")
         + (f"; unchanged: {', '.join(same)}" if same else "")
-        + f" ({requests:,} request(s))"
+        + (f"; {counted(compared, 'deployments')} compared with the one before" if compared else "")
+        + f" ({requests:,} request{'' if requests == 1 else 's'})"
     )
-    return result
 
 
 def deploy_source(
