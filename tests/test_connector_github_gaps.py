@@ -219,6 +219,27 @@ def test_a_spent_budget_on_a_200_waits_for_the_reset_first(
     assert usage(duck_store) == USAGE
 
 
+def test_a_spent_budget_for_long_stops_before_asking_again(
+    duck_store: Store, settings: Settings
+) -> None:
+    import pytest
+
+    from heatlens.connectors.http import RateLimited
+
+    fake = fake_github()
+    [page_1] = fake.routes[(f"repos/{REPO}/actions/runs", "1")]
+    page_1.headers["x-ratelimit-remaining"] = "0"
+    page_1.headers["x-ratelimit-reset"] = str(int(NOW.timestamp()) + 2 * 3600)  # 02:00 UTC
+    clock = FakeClock(NOW)
+    with pytest.raises(RateLimited, match="rate limit exhausted until 02:00 UTC"):
+        sync(duck_store, settings, fake, clock)
+    assert clock.slept == []
+    # page 1 was the last request: page 2 was not asked only to be refused
+    assert fake.requests[-1].url.path.endswith("/actions/runs")
+    assert "page" not in fake.requests[-1].url.params
+    assert len(usage(duck_store)) == 1  # page 1 committed: the next sync resumes at page 2
+
+
 # -- 4. releases as deployments, per webhooks.github_release_deployments -----------------------
 
 RELEASE = fixture("repos_list-releases.json")[0]  # v1.0.0, published 2013-02-27T19:35:32Z
