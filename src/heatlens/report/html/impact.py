@@ -103,7 +103,7 @@ def _cell(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "kind": kind,
         "estimate": signed(doc["estimate"], unit),
-        "interval": interval(doc["ci"], unit),
+        "interval": interval(doc["ci"], unit, doc["estimate"]),
         "verdict": verdict,
         "warning": doc["pre_trend"]["warning"],
         "adopters": doc["adopters"],
@@ -113,6 +113,7 @@ def _cell(doc: dict[str, Any]) -> dict[str, Any]:
 def _detail(view: View, item: Impact, doc: dict[str, Any]) -> dict[str, Any]:
     """One metric of the chosen capability: its verdict, the contrasts, and its chart."""
     unit = doc["unit"]
+    like = doc["estimate"]
     points = []
     for p in doc["by_period_since_adoption"]:
         if p["estimate"] is None:
@@ -124,8 +125,8 @@ def _detail(view: View, item: Impact, doc: dict[str, Any]) -> dict[str, Any]:
                 "value": p["estimate"],
                 "lo": lo,
                 "hi": hi,
-                "label": signed(p["estimate"], unit),
-                "interval": interval(p["ci"], unit),
+                "label": signed(p["estimate"], unit, like),
+                "interval": interval(p["ci"], unit, like),
             }
         )
     name = f"impact-{doc['metric']}"
@@ -136,8 +137,8 @@ def _detail(view: View, item: Impact, doc: dict[str, Any]) -> dict[str, Any]:
     def contrast(title: str, part: dict[str, Any]) -> dict[str, str]:
         return {
             "title": title,
-            "estimate": signed(part["estimate"], unit),
-            "interval": interval(part["ci"], unit),
+            "estimate": signed(part["estimate"], unit, like),
+            "interval": interval(part["ci"], unit, like),
         }
 
     return {
