@@ -56,7 +56,7 @@ def verdict(impact: Impact) -> str:
     if not r.overall.significant:
         return (
             f"no detectable effect of adopting {cap} on {name} (95 % interval "
-            f"{_signed(low, unit, value)} to {_signed(high, unit, value)})"
+            f"{interval([low, high], unit).replace('+', '')})"
         )
     near, far = sorted((abs(low), abs(high)))
     judged = ""
@@ -64,7 +64,7 @@ def verdict(impact: Impact) -> str:
         judged = " — better" if (value > 0) == (metric.direction == "up") else " — worse"
     return (
         f"{name} {'rose' if value > 0 else 'fell'} by about {magnitude(value, unit)} "
-        f"(95 % interval {magnitude(near, unit, value)}–{magnitude(far, unit, value)}) after teams "
+        f"(95 % interval {magnitude(near, unit, far)}–{magnitude(far, unit)}) after teams "
         f"adopted {cap}{judged}"
     )
 
@@ -97,10 +97,6 @@ def signed(value: float | None, unit: str, like: float | None = None) -> str:
     if value == 0 or not any(digit in size for digit in "123456789"):
         return size  # 0, or too small to show: no sign
     return ("−" if value < 0 else "+") + size
-
-
-def _signed(value: float, unit: str, like: float | None = None) -> str:
-    return signed(value, unit, like).removeprefix("+")
 
 
 def _estimate(e: Estimate | None) -> dict[str, Any]:
@@ -147,8 +143,8 @@ def impact_doc(impact: Impact) -> dict[str, Any]:
 
 
 def interval(ci: list[float] | None, unit: str, like: float | None = None) -> str:
-    """A 95 % interval of an effect: `−9.0 pp to −1.5 pp`, both ends in the unit `like` (default:
-    the wider end) suits."""
+    """A 95 % interval of an effect: `−9.0 pp to −1.5 pp`, both ends in the unit that suits
+    `like` (default: the end farther from 0)."""
     if ci is None:
         return "—"
     like = max(ci, key=abs) if like is None else like

@@ -103,7 +103,7 @@ def _cell(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "kind": kind,
         "estimate": signed(doc["estimate"], unit),
-        "interval": interval(doc["ci"], unit, doc["estimate"]),
+        "interval": interval(doc["ci"], unit),
         "verdict": verdict,
         "warning": doc["pre_trend"]["warning"],
         "adopters": doc["adopters"],
@@ -113,7 +113,12 @@ def _cell(doc: dict[str, Any]) -> dict[str, Any]:
 def _detail(view: View, item: Impact, doc: dict[str, Any]) -> dict[str, Any]:
     """One metric of the chosen capability: its verdict, the contrasts, and its chart."""
     unit = doc["unit"]
-    like = doc["estimate"]
+    # the curve's labels share the unit of its largest point
+    like = max(
+        (p["estimate"] for p in doc["by_period_since_adoption"] if p["estimate"]),
+        key=abs,
+        default=None,
+    )
     points = []
     for p in doc["by_period_since_adoption"]:
         if p["estimate"] is None:
@@ -126,7 +131,7 @@ def _detail(view: View, item: Impact, doc: dict[str, Any]) -> dict[str, Any]:
                 "lo": lo,
                 "hi": hi,
                 "label": signed(p["estimate"], unit, like),
-                "interval": interval(p["ci"], unit, like),
+                "interval": interval(p["ci"], unit),
             }
         )
     name = f"impact-{doc['metric']}"
@@ -137,8 +142,8 @@ def _detail(view: View, item: Impact, doc: dict[str, Any]) -> dict[str, Any]:
     def contrast(title: str, part: dict[str, Any]) -> dict[str, str]:
         return {
             "title": title,
-            "estimate": signed(part["estimate"], unit, like),
-            "interval": interval(part["ci"], unit, like),
+            "estimate": signed(part["estimate"], unit),
+            "interval": interval(part["ci"], unit),
         }
 
     return {
