@@ -17,6 +17,13 @@ Streams per repository (each with its own sync state, `github:<host>:<owner/name
   first → the merge commit's change with `pr_opened_at` and `merged_at`, mapped as the
   `pull_request` webhook is.
 
+- `workflow_reruns` — the look-back: the runs created in the last `rerun_days` read again, every
+  page, for re-runs of runs older than the runs' cursor (`_reruns`).
+- with `teams`: the repository's teams and each team's members (`_teams`, `_members`).
+
+Where deployments come from (the Deployments API, workflow runs or releases) is settled per
+repository by `deploy_source`.
+
 Then the deployments are compared with the ones before them (`shipped.py`): their commits become
 changes and the deployments' `commits`.
 
