@@ -249,7 +249,12 @@ def test_backfill_reads_every_page_into_records(duck_store: Store, settings: Set
         "/deployments/1/statuses",
         "/issues",
         "/pulls",
+        # the look-back for re-runs: the runs created in the last 7 days, every page
+        "/actions/runs",
+        "/actions/runs?page=2",
+        "/actions/runs?page=3",
     ]
+    assert [r.url.params["created"] for r in fake.requests[-3:-2]] == [">=2012-07-15"]
     assert clock.slept == []
     # the queued run (2020-01-22) holds the runs' cursor; deployment 2 (no final status) holds
     # the deployments' cursor at its creation
@@ -280,10 +285,11 @@ def test_progress_shows_counts_and_the_rate_limit_left(
         progress=lambda *step: seen.append(step),
     )
     # 5,000 a request: the repository, then each page of runs (the fake counts down from 5,000)
-    assert seen[:3] == [
-        (f"{REPO} workflow_runs: 1 read, rate limit left 4,998/5,000", 1, None),
-        (f"{REPO} workflow_runs: 2 read, rate limit left 4,997/5,000", 2, None),
-        (f"{REPO} workflow_runs: 3 read, rate limit left 4,996/5,000", 3, None),
+    assert seen[:4] == [
+        (f"{REPO}: looking it up", 0, None),
+        (f"{REPO}: workflow runs: 1 read, rate limit left 4,998/5,000", 1, None),
+        (f"{REPO}: workflow runs: 2 read, rate limit left 4,997/5,000", 2, None),
+        (f"{REPO}: workflow runs: 3 read, rate limit left 4,996/5,000", 3, None),
     ]
 
 
@@ -328,7 +334,7 @@ def test_second_sync_reads_from_the_cursor_and_picks_up_a_final_status(
     # page 2 is older than the cursor: the walk stops there, its statuses not asked again
     runs = [r for r in fake.requests if r.url.path.endswith("/actions/runs")]
     assert runs[0].url.params["created"] == ">=2020-01-22T19:33:08Z"
-    assert paths(fake)[-5:-2] == ["/deployments", "/deployments/2/statuses", "/deployments?page=2"]
+    assert paths(fake)[-8:-5] == ["/deployments", "/deployments/2/statuses", "/deployments?page=2"]
     assert deployments(duck_store) == DEPLOYMENTS | {
         (
             f"{REPO}/deployments/2",
@@ -347,8 +353,9 @@ def test_second_sync_reads_from_the_cursor_and_picks_up_a_final_status(
 def test_unchanged_poll_is_a_304_and_costs_no_rate_limit(
     duck_store: Store, settings: Settings
 ) -> None:
-    # all runs completed, the one deployment final: nothing holds a cursor
-    pages = [[RUN_A], [RUN_B]]
+    # all runs completed, the one deployment final: nothing holds a cursor; the runs of the
+    # re-runs' look-back fit in one page, whose ETag is kept
+    pages = [[RUN_A, RUN_B]]
     fake = fake_github(runs=pages)
     fake.pages(f"repos/{REPO}/deployments", [[DEPLOYMENT]])
     sync(duck_store, settings, fake)  # backfill
@@ -356,13 +363,8 @@ def test_unchanged_poll_is_a_304_and_costs_no_rate_limit(
     fake.requests.clear()
     before = fake.remaining
     result = sync(duck_store, settings, fake)
-    assert [r.headers.get("if-none-match") is not None for r in fake.requests] == [
-        True,
-        True,
-        True,
-        True,
-        True,
-    ]
+    # the repository, runs, deployments, incidents, pull requests, the re-runs' look-back
+    assert [r.headers.get("if-none-match") is not None for r in fake.requests] == [True] * 6
     assert fake.remaining == before  # every answer was a 304
     assert "unchanged: workflow runs, deployments, incidents, pull requests" in result.summary
     assert usage(duck_store) == USAGE and deployments(duck_store) == DEPLOYMENTS
@@ -628,7 +630,7 @@ def test_org_reads_its_repositories(duck_store: Store, settings: Settings) -> No
         transport=httpx.MockTransport(fake),
         clock=FakeClock(NOW),
     )
-    assert result.summary.startswith("1 repository: 3 workflow runs")
+    assert result.summary.startswith("1 repository read: 3 workflow runs")
     assert usage(duck_store) == USAGE
     fake = fake_github()
     with pytest.raises(
@@ -952,10 +954,11 @@ def test_cli_sync_github_against_a_local_github(tmp_path: Path) -> None:
         args = ["--store", store, "sync", "github", "--repo", REPO, "--base-url", server.base]
         done = run(*args, "--token", "ghp_ok")
         assert done.exit_code == 0, done.output
-        # 60 runs over 12 pages, 12 deployments (11 compared with the one before), no issues/PRs
+        # 60 runs over 12 pages, read again by the look-back for re-runs (12 requests more), 12
+        # deployments (11 compared with the one before), no issues or pull requests
         assert (
-            "sync:github: 1 repository: 60 workflow runs, 12 deployments, 0 incidents, "
-            "0 pull requests, 11 deployments compared (42 request(s))"
+            "sync:github: 1 repository read: 60 workflow runs, 12 deployments, 0 incidents, "
+            "0 pull requests; 11 deployments compared with the one before (54 requests)"
         ) in done.output
         refused = run(*args, "--token", "ghp_revoked")
         assert refused.exit_code == 2

@@ -111,6 +111,11 @@ def impact_metrics(patterns: tuple[str, ...]) -> list[Metric]:
     return usable
 
 
+# the panel's default period: a team's weekly change failure rate swings too much for one week to
+# be compared with the next (docs/analysis.md, "Noisy team metrics need longer periods")
+GRAIN = "month"
+
+
 def impact(
     tables: Tables,
     settings: Settings,
@@ -128,7 +133,7 @@ def impacts(
     capabilities: Sequence[str],
     metrics: tuple[str, ...] = (),
     *,
-    grain: str = "week",
+    grain: str = GRAIN,
     start: date | None = None,
     end: date | None = None,
     now: datetime | None = None,

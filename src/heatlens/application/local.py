@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from heatlens.analysis.impact import GRAIN as IMPACT_GRAIN
 from heatlens.application.access import DirectAccess, StoreAccess
 from heatlens.application.documents import (
     counts_doc,
@@ -251,7 +252,7 @@ class LocalApplication(SurveyOperations):
         capability: str,
         metrics: Sequence[str] = (),
         *,
-        grain: str = "week",
+        grain: str = IMPACT_GRAIN,
         start: date | None = None,
         end: date | None = None,
         min_uses: int = 1,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from heatlens.analysis.impact import GRAIN as IMPACT_GRAIN
 from heatlens.application.documents import changes_from_doc
 from heatlens.application.local import ReportResult
 from heatlens.application.surveys import RemoteSurveyOperations
@@ -211,7 +212,7 @@ class RemoteApplication(RemoteSurveyOperations):
         capability: str,
         metrics: Sequence[str] = (),
         *,
-        grain: str = "week",
+        grain: str = IMPACT_GRAIN,
         start: date | None = None,
         end: date | None = None,
         min_uses: int = 1,

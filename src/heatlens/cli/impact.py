@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from heatlens.analysis.impact import GRAIN as IMPACT_GRAIN
 from heatlens.cli.context import CliContext, command, day_option, out, pass_ctx
 from heatlens.metrics.catalog import CALENDAR_GRAINS
 
@@ -26,9 +27,10 @@ from heatlens.metrics.catalog import CALENDAR_GRAINS
 @click.option(
     "--grain",
     type=click.Choice(CALENDAR_GRAINS),
-    default="week",
+    default=IMPACT_GRAIN,
     show_default=True,
-    help="Period length of the team × period panel.",
+    help="Period length of the team × period panel (a team's weekly change failure rate swings "
+    "too much for one week to be compared with the next; see docs/analysis.md).",
 )
 @click.option(
     "--from",

@@ -168,10 +168,13 @@ def sync_backstage_command(ctx: CliContext, catalog: str, pattern: str) -> None:
     "--token",
     envvar="GITHUB_TOKEN",
     show_envvar=True,
-    help="A GitHub token (scopes: docs/connectors/github.md); default: $GITHUB_TOKEN.",
+    metavar="TOKEN",
+    help="A GitHub token: `repo` scope for private repositories, `read:org` for --teams "
+    "(docs/connectors/github.md). Without one, public repositories at 60 requests an hour.",
 )
 @click.option(
     "--base-url",
+    metavar="URL",
     default="https://api.github.com",
     show_default=True,
     help="The REST API's root; GitHub Enterprise Server: https://HOST/api/v3.",
@@ -190,12 +193,15 @@ def sync_backstage_command(ctx: CliContext, catalog: str, pattern: str) -> None:
     "repeat for more), not the Deployments API.",
 )
 @click.option(
-    "--deploy-releases",
-    is_flag=True,
-    help="Deployments are the published releases, not the Deployments API.",
+    "--deploy-releases/--no-deploy-releases",
+    default=None,
+    help="Deployments are the published releases / the Deployments API, whatever "
+    "webhooks.github_release_deployments says (default: releases for the repositories it names, "
+    "else the Deployments API).",
 )
 @click.option(
     "--environment",
+    metavar="NAME",
     default="production",
     show_default=True,
     help="Environment of deployments from --deploy-workflow or --deploy-releases.",
@@ -203,8 +209,18 @@ def sync_backstage_command(ctx: CliContext, catalog: str, pattern: str) -> None:
 @click.option(
     "--teams",
     is_flag=True,
-    help="Also read each repository's teams: teams, and the service owned by the team with the "
-    "strongest permission (leave off when Backstage or a file says who owns what).",
+    help="Also read each repository's teams and their members: teams, memberships, and the "
+    "service owned by the team with the strongest permission (leave off when Backstage or a "
+    "file says who owns what). Needs `read:org`.",
+)
+@click.option(
+    "--rerun-days",
+    type=click.IntRange(min=0),
+    default=7,
+    show_default=True,
+    metavar="DAYS",
+    help="Read again the runs created this many days back, for re-runs of older runs (GitHub "
+    "allows re-runs for 30 days); 0: never.",
 )
 @pass_ctx
 @command
@@ -216,16 +232,28 @@ def sync_github_command(
     base_url: str,
     since: str | None,
     deploy_workflows: tuple[str, ...],
-    deploy_releases: bool,
+    deploy_releases: bool | None,
     environment: str,
     teams: bool,
+    rerun_days: int,
 ) -> None:
-    """GitHub Actions workflow runs → usage of the CI capability (one per run attempt);
-    deployments with their statuses → deployments, with the commits each shipped (compare API) →
-    changes; merged pull requests → their merge commit's PR times; issues labelled
-    `incident_label` → incidents.
-    A second sync reads only what is new, and a sync that was interrupted resumes where it
-    stopped."""
+    """Read GitHub repositories' history into the store, then (run again) what is new.
+
+    \b
+      heatlens sync github --repo acme/api                  # $GITHUB_TOKEN
+      heatlens sync github --org acme --teams --since 2024-01-01
+      heatlens sync github --repo acme/api --deploy-workflow deploy.yml
+
+    \b
+    Actions workflow runs       → usage of `ci_capability`, one per run attempt
+    deployments and statuses    → deployments (or: runs of --deploy-workflow,
+                                  or published releases)
+    compare API between deploys → changes, and what each deployment shipped
+    merged pull requests        → PR open/merge times of their merge commits
+    labelled issues             → incidents (label: `incident_label`)
+
+    A sync that was interrupted resumes where it stopped; a rate limit is waited out
+    (at most 15 minutes). Token scopes and every rule: docs/connectors/github.md."""
     from heatlens.connectors.github.sync import GithubSource
 
     source = GithubSource(
@@ -238,6 +266,7 @@ def sync_github_command(
         environment=environment,
         teams=teams,
         orgs=tuple(orgs),
+        rerun_days=rerun_days,
     )
     started = time.perf_counter()
     with ctx.application() as app, _bar() as progress:

@@ -6,6 +6,8 @@ that respect the vendor's rate limits, conditional requests and secrets kept out
 - 429, and a 403 that is a rate limit (GitHub's secondary limits answer 403 with `retry-after`, or
   with `x-ratelimit-remaining: 0` for the primary one): it waits what `Retry-After` says, else until
   the `x-ratelimit-reset` epoch when nothing is left, else at least a minute, growing;
+and, when the last answer (a 200 too) left nothing of the rate limit, waits for its reset before
+asking again rather than be refused;
 and gives up — with a one-line error saying until when — when the wait would exceed `max_wait`.
 
 A request given an ETag sends `If-None-Match`: a 304 comes back as a `Page` with `not_modified`
@@ -189,6 +191,7 @@ class HttpClient:
         """GET `url` (absolute, or relative to the base URL); `what` names it in errors."""
         headers = {"If-None-Match": etag} if etag else {}
         what = what or url
+        self._await_budget(what)
         limit_waits = 0
         for attempt in range(1, self.retry.attempts + 1):
             last = attempt == self.retry.attempts
@@ -234,6 +237,17 @@ class HttpClient:
             )
             raise HttpError(self.redact(message), status)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _await_budget(self, what: str) -> None:
+        """Nothing left after the last answer (even a 200): wait for the reset before asking
+        again, rather than be refused."""
+        left, reset = self.budget.remaining, self.budget.reset
+        if left != 0 or reset is None or reset <= self.clock.now():
+            return
+        wait = reset - self.clock.now() + 1.0
+        if wait > self.retry.max_wait:
+            raise RateLimited(self._exhausted(what, wait))
+        self._wait(wait, f"{what}: rate limit spent until its reset")
 
     def _read_budget(self, response: httpx.Response) -> None:
         h, v = response.headers, self.vendor

@@ -45,7 +45,7 @@ _KEYS: dict[str, tuple[set[str], set[str]]] = {  # kind → (required, optional)
     "github": (
         set(),
         {"token_env", "base_url", "since", "deploy_workflows", "deploy_releases", "environment"}
-        | {"teams", "repo", "org"},
+        | {"teams", "repo", "org", "rerun_days"},
     ),
     "gitlab": (set(), {"project", "group", "token_env", "base_url", "since"}),
     "pagerduty": ({"service"}, {"token_env", "base_url", "since"}),
@@ -121,14 +121,16 @@ def _job(entry: Any, where: str, settings: Settings) -> SyncJob:
         known = ", ".join(sorted(required | optional | _COMMON))
         raise ConfigError(f"{where}.{unknown[0]}: unknown key for a {kind} sync (known: {known})")
     for key, value in entry.items():
-        expected = bool if key in ("skip_first", "deploy_releases", "teams") else str
+        expected: type = bool if key in ("skip_first", "deploy_releases", "teams") else str
+        expected = int if key == "rerun_days" else expected
         # a list of globs, repositories or workflows, or one string
         if key in ("exclude_tags", "repo", "org", "deploy_workflows", *_LISTS) and isinstance(
             value, list
         ):
             value = next((v for v in value if not isinstance(v, str)), "")
         if not isinstance(value, expected):
-            raise ConfigError(f"{where}.{key}: expected a {expected.__name__}, got {value!r}")
+            name = {"int": "an int"}.get(expected.__name__, f"a {expected.__name__}")
+            raise ConfigError(f"{where}.{key}: expected {name}, got {value!r}")
     every = parse_every(entry.get("every", "15m"), where)
     if kind == "git":
         from heatlens.connectors.git import GitSource, split_globs, sync_git
@@ -189,10 +191,11 @@ def _github_job(entry: dict[str, Any], where: str, settings: Settings, every: ti
             entry.get("base_url", DEFAULT_BASE_URL),
             entry.get("since"),
             deploy_workflows=tuple([workflows] if isinstance(workflows, str) else workflows),
-            deploy_releases=entry.get("deploy_releases", False),
+            deploy_releases=entry.get("deploy_releases"),  # absent: the setting decides
             environment=entry.get("environment", "production"),
             teams=entry.get("teams", False),
             orgs=tuple(orgs),
+            rerun_days=entry.get("rerun_days", 7),
         )
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None

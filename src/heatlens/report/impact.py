@@ -17,7 +17,7 @@ from rich.text import Text
 from heatlens.analysis.did import Estimate
 from heatlens.analysis.impact import MIN_ADOPTERS, Impact
 from heatlens.metrics.catalog import CATALOG, Metric
-from heatlens.report.units import DAYS_PER_MONTH, format_delta
+from heatlens.report.units import scaled
 
 SCHEMA = "heatlens.impact/v1"
 METHOD = "callaway_santanna"
@@ -56,7 +56,7 @@ def verdict(impact: Impact) -> str:
     if not r.overall.significant:
         return (
             f"no detectable effect of adopting {cap} on {name} (95 % interval "
-            f"{_signed(low, unit)} to {_signed(high, unit)})"
+            f"{interval([low, high], unit).replace('+', '')})"
         )
     near, far = sorted((abs(low), abs(high)))
     judged = ""
@@ -64,7 +64,7 @@ def verdict(impact: Impact) -> str:
         judged = " — better" if (value > 0) == (metric.direction == "up") else " — worse"
     return (
         f"{name} {'rose' if value > 0 else 'fell'} by about {magnitude(value, unit)} "
-        f"(95 % interval {magnitude(near, unit)}–{magnitude(far, unit)}) after teams "
+        f"(95 % interval {magnitude(near, unit, far)}–{magnitude(far, unit)}) after teams "
         f"adopted {cap}{judged}"
     )
 
@@ -82,30 +82,21 @@ def pre_trend_warning(impact: Impact) -> str | None:
     )
 
 
-def magnitude(value: float, unit: str) -> str:
-    """The size of an effect: a ratio's in percentage points, a frequency's per day, week or
-    month as it falls (a difference of frequencies has no "1 per N months")."""
-    size = abs(value)
-    if unit == "per day":
-        if size >= 1:
-            return f"{size:,.1f}/day"
-        if size * 7 >= 0.1:
-            return f"{size * 7:,.1f}/week"
-        return f"{size * DAYS_PER_MONTH:,.2f}/month"
-    return format_delta(size, unit)
+def magnitude(value: float, unit: str, like: float | None = None) -> str:
+    """The size of an effect, in the unit that suits `like` (default: its own size): a ratio's
+    in percentage points, a frequency's per day, week or month."""
+    return scaled(value, unit, value if like is None else like)
 
 
-def signed(value: float | None, unit: str) -> str:
-    """An effect with its sign: `−6.0 h`, `+2.1 pp`, `0`; "—" for none."""
+def signed(value: float | None, unit: str, like: float | None = None) -> str:
+    """An effect with its sign: `−6.0 h`, `+2.1 pp`, `0`; "—" for none. Values shown together
+    pass the same `like` so they share a unit."""
     if value is None:
         return "—"
-    if value == 0:
-        return "0"
-    return ("−" if value < 0 else "+") + magnitude(value, unit)
-
-
-def _signed(value: float, unit: str) -> str:
-    return signed(value, unit).removeprefix("+")
+    size = magnitude(value, unit, like)
+    if value == 0 or not any(digit in size for digit in "123456789"):
+        return size  # 0, or too small to show: no sign
+    return ("−" if value < 0 else "+") + size
 
 
 def _estimate(e: Estimate | None) -> dict[str, Any]:
@@ -151,9 +142,13 @@ def impact_doc(impact: Impact) -> dict[str, Any]:
     }
 
 
-def interval(ci: list[float] | None, unit: str) -> str:
-    """A 95 % interval of an effect: `−9.0 pp to −1.5 pp`."""
-    return "—" if ci is None else f"{signed(ci[0], unit)} to {signed(ci[1], unit)}"
+def interval(ci: list[float] | None, unit: str, like: float | None = None) -> str:
+    """A 95 % interval of an effect: `−9.0 pp to −1.5 pp`, both ends in the unit that suits
+    `like` (default: the end farther from 0)."""
+    if ci is None:
+        return "—"
+    like = max(ci, key=abs) if like is None else like
+    return f"{signed(ci[0], unit, like)} to {signed(ci[1], unit, like)}"
 
 
 def render_impact(doc: dict[str, Any]) -> Group:
@@ -178,13 +173,14 @@ def render_impact(doc: dict[str, Any]) -> Group:
     table.add_column("95 % interval", justify="right", no_wrap=True)
     naive = doc["naive"]
     for title, part in (
-        ("difference-in-differences (Callaway–Sant'Anna)", doc),
-        ("naive: adopters after vs never adopters", naive["adopters_vs_not"]),
+        ("diff.-in-diff. (Callaway–Sant'Anna)", doc),
+        ("naive: adopters vs never adopters", naive["adopters_vs_not"]),
         ("naive: adopters after vs before", naive["before_after"]),
-        ("pre-trend: drift before adopting, per period", doc["pre_trend"]),
+        ("pre-trend: drift per period before", doc["pre_trend"]),
     ):
         # naive contrasts are differences too: every row reads as a signed change
-        table.add_row(title, signed(part["estimate"], unit), interval(part["ci"], unit))
+        like = part["estimate"] if title.startswith("pre-trend") else doc["estimate"]
+        table.add_row(title, signed(part["estimate"], unit, like), interval(part["ci"], unit, like))
     parts.append(table)
     every = [p for p in doc["by_period_since_adoption"] if p["estimate"] is not None]
     curve = [p for p in every if p["k"] in SHOWN_K]
@@ -203,6 +199,7 @@ def _event_chart(curve: list[dict[str, Any]], unit: str) -> Text:
     ends = [v for p in curve for v in (p["ci"] or [p["estimate"]] * 2)] + [0.0]
     low, high = min(ends), max(ends)
     span = (high - low) or 1.0
+    like = max((p["estimate"] for p in curve), key=abs)
 
     def at(value: float) -> int:
         return round((value - low) / span * (BAR - 1))
@@ -217,5 +214,5 @@ def _event_chart(curve: list[dict[str, Any]], unit: str) -> Text:
         row[at(p["estimate"])] = "●"
         text.append(f"{p['k']:>4} ")
         text.append("".join(row), "cyan" if p["k"] >= 0 else "dim")
-        text.append(f" {signed(p['estimate'], unit)}\n")
+        text.append(f" {signed(p['estimate'], unit, like)}\n")
     return text

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
+from heatlens.analysis.impact import GRAIN as IMPACT_GRAIN
 from heatlens.application import LocalApplication
 from heatlens.application.documents import changes_doc
 from heatlens.errors import InputError
@@ -251,7 +252,7 @@ async def impact(
     token: ReadToken,
     capability: str,
     metric: Annotated[list[str] | None, Query()] = None,
-    grain: str = "week",
+    grain: str = IMPACT_GRAIN,
     start: Annotated[str | None, Query(alias="from")] = None,
     end: Annotated[str | None, Query(alias="to")] = None,
     min_uses: int = 1,

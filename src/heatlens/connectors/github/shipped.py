@@ -7,9 +7,13 @@ commits of `GET /repos/{r}/compare/{previous sha}...{its sha}` (oldest first, pa
 `commit_sha` (DESIGN §4: a deployment without `commits` ships only that) — the history before it was
 shipped by deployments heatlens never saw.
 
-The state (`…:shipped`) maps each deployment done to the previous sha it was compared with, so a
-later sync compares only new deployments, and one whose predecessor changed (a deployment recorded
-late, between two others) is compared again. Each deployment's records commit with its state entry.
+Only the deployments written since the last sync are taken (`Store.deployments_by_prefix`, by
+`ingested_at`), each compared with the one before it (`Store.adjacent_deployment`); the one after a
+deployment recorded late, between two others, is compared again. The state (`…:shipped`) is
+bounded: `after`, the latest write read, and `done`, the deployments of the last sync with the sha
+each was compared with, so their own write-backs (read again by the next sync) are not compared
+twice. Each deployment's records commit with the state; a sync killed half-way compares the rest
+next time.
 """
 
 from __future__ import annotations
@@ -66,35 +70,58 @@ def ship(
     state: Mapping[str, Any] | None,
     commit: Commit,
 ) -> int:
-    """Compare each new deployment of `repo` (those whose ids begin with `prefix`) with the one
-    before it; returns how many were compared."""
-    done: dict[str, str | None] = dict((state or {}).get("done") or {})
-    rows = [
-        r
-        for r in with_store(lambda store: store.rows("deployment"))
-        if str(r["id"]).startswith(prefix) and r["result"] == "success" and r["commit_sha"]
-    ]
-    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for found in sorted(rows, key=lambda r: (r["finished_at"], r["id"])):
-        groups.setdefault((found["service"], found["environment"]), []).append(found)
+    """Compare each deployment of `repo` (those whose ids begin with `prefix`) written since the
+    last sync with the one before it; returns how many were compared."""
+    # another prefix (deployments now from elsewhere): a fresh start
+    state = state if state and state.get("prefix") == prefix else {}
+    after = datetime.fromisoformat(state["after"]) if state.get("after") else None
+    last: dict[str, str | None] = dict(state.get("done") or {})
+    rows: list[Mapping[str, Any]] = with_store(
+        lambda store: store.deployments_by_prefix(prefix, ingested_after=after)
+    )
+    if not rows:
+        return 0
+    newest = max(r["ingested_at"] for r in rows)
+    todo = {str(r["id"]): r for r in rows}
+    done: dict[str, str | None] = {}
     compared = 0
-    for group in groups.values():
-        previous: str | None = None
-        for row in group:
-            key, sha = str(row["id"]), str(row["commit_sha"])
-            if key in done and done[key] == previous:
-                previous = sha
-                continue
-            records: list[Record] = []
-            if previous is not None and previous != sha:
-                commits = _compare(client, repo, previous, sha)
-                records = [change_of(c, row["service"], repo) for c in commits]
-                records.append(_record(row, [str(c["sha"]) for c in commits]))
-                compared += 1
-            done[key] = previous
-            commit(records, {"done": dict(done)})
-            previous = sha
+    while todo:
+        key = min(todo, key=lambda k: (todo[k]["finished_at"], k))
+        row = todo.pop(key)
+        sha = str(row["commit_sha"])
+        before = _adjacent(with_store, prefix, row, later=False)
+        previous = str(before["commit_sha"]) if before else None
+        done[key] = previous
+        # written back by the last sync with this very comparison (unless the deployments
+        # stream, reading it again, wrote it without its commits since)
+        wiped = row.get("commits") is None and previous not in (None, sha)
+        if key in last and last[key] == previous and not wiped:
+            continue
+        records: list[Record] = []
+        if previous is not None and previous != sha:
+            commits = _compare(client, repo, previous, sha)
+            records = [change_of(c, row["service"], repo) for c in commits]
+            records.append(_record(row, [str(c["sha"]) for c in commits]))
+            compared += 1
+        # the one after it may have had another predecessor: compared again
+        after_it = _adjacent(with_store, prefix, row, later=True)
+        if after_it is not None and str(after_it["id"]) not in done:
+            todo.setdefault(str(after_it["id"]), after_it)
+        commit(records, {"prefix": prefix, "after": state.get("after"), "done": last | done})
+    # the next sync starts after what this one read; its own write-backs, read again then, are
+    # known by `done`
+    commit([], {"prefix": prefix, "after": _iso(newest), "done": done})
     return compared
+
+
+def _adjacent(
+    with_store: Callable[[Callable[[Store], Any]], Any],
+    prefix: str,
+    row: Mapping[str, Any],
+    *,
+    later: bool,
+) -> Any:
+    return with_store(lambda store: store.adjacent_deployment(prefix, row, later=later))
 
 
 def _compare(client: HttpClient, repo: str, base: str, head: str) -> list[Any]:

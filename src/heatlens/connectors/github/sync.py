@@ -17,6 +17,13 @@ Streams per repository (each with its own sync state, `github:<host>:<owner/name
   first → the merge commit's change with `pr_opened_at` and `merged_at`, mapped as the
   `pull_request` webhook is.
 
+- `workflow_reruns` — the look-back: the runs created in the last `rerun_days` read again, every
+  page, for re-runs of runs older than the runs' cursor (`_reruns`).
+- with `teams`: the repository's teams and each team's members (`_teams`, `_members`).
+
+Where deployments come from (the Deployments API, workflow runs or releases) is settled per
+repository by `deploy_source`.
+
 Then the deployments are compared with the ones before them (`shipped.py`): their commits become
 changes and the deployments' `commits`.
 
@@ -27,7 +34,7 @@ error before anything is read.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -128,10 +135,12 @@ class GithubSource:
     base_url: str = DEFAULT_BASE_URL
     since: str | None = None  # ISO date: where a first sync starts (default: all history)
     open_days: int = 7  # a deployment with no final status holds the cursor this long
+    rerun_days: int = 7  # runs created this many days back are read again for re-runs (0: never)
     # where deployments come from: the Deployments API (default), runs of these workflows (names
     # or file names), or published releases
     deploy_workflows: tuple[str, ...] = ()
-    deploy_releases: bool = False
+    # None: releases where the setting `webhooks.github_release_deployments` says so
+    deploy_releases: bool | None = None
     environment: str = "production"  # of deployments from workflows or releases
     teams: bool = False  # read the repositories' teams and record the owner of each service
     orgs: tuple[str, ...] = ()  # every repository of these organisations (not archived or forks)
@@ -148,6 +157,8 @@ class GithubSource:
             raise ConfigError(
                 "deployments come from --deploy-workflow or from --deploy-releases, not both"
             )
+        if self.rerun_days < 0:
+            raise ConfigError(f"--rerun-days {self.rerun_days}: expected 0 or more days")
         if self.since is not None:
             try:
                 datetime.fromisoformat(self.since.replace("Z", "+00:00"))
@@ -220,8 +231,10 @@ def sync_github(
             progress(f"listing the repositories of {org}", 0, None)
             repos += [r for r in org_repos(client, org) if r not in repos]
         for repo in repos:
+            progress(f"{repo}: looking it up", 0, None)
             repository = _repository(with_store, client, source, repo)
-            for stream in repo_streams(client, repo, repository, options, source, now):
+            chosen = deploy_source(source, repository, settings)
+            for stream in repo_streams(client, repo, repository, options, chosen, now):
                 name = state_name(source, repo, stream.name)
                 state = state_of(name)
                 if state is None and source.since is not None:
@@ -229,7 +242,9 @@ def sync_github(
 
                 commit = committer(name, repo)
 
-                def shown(p: StreamProgress, label: str = f"{repo} {stream.name}") -> None:
+                label = f"{repo}: {stream.name.replace('_', ' ')}"
+
+                def shown(p: StreamProgress, label: str = label) -> None:
                     left = client.budget.describe()
                     budget = f", rate limit left {left}" if left else ""
                     what = "unchanged" if p.not_modified else f"{p.items:,} read"
@@ -238,30 +253,87 @@ def sync_github(
                 read = read_stream(client, stream, state, commit, on_page=shown)
                 key = f"{stream.name} unchanged" if read.not_modified else stream.name
                 totals[key] = totals.get(key, 0) + read.items
+            if source.rerun_days > 0:
+                name = state_name(source, repo, "workflow_reruns")
+                progress(
+                    f"{repo}: looking for re-runs of the last {source.rerun_days} days", 0, None
+                )
+                found = _reruns(client, repo, repository, options, chosen, now, state_of(name))
+                if found(committer(name, repo)) and found.count:
+                    totals["re-runs"] = totals.get("re-runs", 0) + found.count
             if source.teams:
                 name = state_name(source, repo, "teams")
+                progress(f"{repo}: reading teams and their members", 0, None)
                 owners = _teams(client, repo, repository, options, state_of(name))
-                if owners.warning:
-                    result.warnings.append(owners.warning)
-                elif owners.state is not None:
+                result.warnings += owners.warnings
+                if owners.state is not None:
                     committer(name, repo)(owners.records, owners.state)
                     totals["teams"] = totals.get("teams", 0) + owners.count
+                    totals["team members"] = totals.get("team members", 0) + owners.members
             name = state_name(source, repo, "shipped")
             progress(f"{repo}: comparing deployments", 0, None)
-            prefix = _deployment_prefix(source, repository, options)
+            prefix = _deployment_prefix(chosen, repository, options)
             shipped = ship(with_store, client, repo, prefix, state_of(name), committer(name, repo))
             if shipped:
-                totals["deployments compared"] = totals.get("deployments compared", 0) + shipped
+                totals["compared"] = totals.get("compared", 0) + shipped
         requests = client.requests
-    parts = [f"{n:,} {k.replace('_', ' ')}" for k, n in totals.items() if not k.endswith("ged")]
-    same = [k.removesuffix(" unchanged").replace("_", " ") for k in totals if k.endswith("ged")]
-    result.summary = (
-        f"{len(repos):,} repositor{'y' if len(repos) == 1 else 'ies'}: "
+    result.summary = _summary(len(repos), totals, requests)
+    return result
+
+
+# what the summary counts, in the singular
+_ONE = {
+    "workflow runs": "workflow run",
+    "deployments": "deployment",
+    "releases": "release",
+    "incidents": "incident",
+    "pull requests": "pull request",
+    "re-runs": "re-run",
+    "teams": "team",
+    "team members": "team member",
+}
+
+
+def _summary(repos: int, totals: Mapping[str, int], requests: int) -> str:
+    """`1 repository read: 60 workflow runs, 12 deployments, …; unchanged: incidents; 11
+    deployments compared with the one before (54 requests)`."""
+
+    def counted(n: int, what: str) -> str:
+        return f"{n:,} {_ONE.get(what, what) if n == 1 else what}"
+
+    compared = totals.get("compared", 0)
+    parts = [
+        counted(n, k.replace("_", " "))
+        for k, n in totals.items()
+        if not k.endswith(" unchanged") and k != "compared"
+    ]
+    same = [
+        k.removesuffix(" unchanged").replace("_", " ") for k in totals if k.endswith(" unchanged")
+    ]
+    return (
+        f"{repos:,} repositor{'y' if repos == 1 else 'ies'} read: "
         + (", ".join(parts) if parts else "nothing new")
         + (f"; unchanged: {', '.join(same)}" if same else "")
-        + f" ({requests:,} request(s))"
+        + (f"; {counted(compared, 'deployments')} compared with the one before" if compared else "")
+        + f" ({requests:,} request{'' if requests == 1 else 's'})"
     )
-    return result
+
+
+def deploy_source(
+    source: GithubSource, repository: Mapping[str, Any], settings: Settings
+) -> GithubSource:
+    """`source` with where this repository's deployments come from settled: the command's or
+    entry's `--deploy-workflow` or `--deploy-releases`/`--no-deploy-releases` first; else releases
+    when `webhooks.github_release_deployments` is true or names the repository; else the
+    Deployments API."""
+    if source.deploy_workflows:
+        return replace(source, deploy_releases=False)
+    if source.deploy_releases is not None:
+        return source
+    setting = settings.webhooks_github_release_deployments
+    names = {str(repository.get("full_name") or ""), str(repository.get("name") or "")}
+    chosen = setting if isinstance(setting, bool) else bool(names & set(setting))
+    return replace(source, deploy_releases=chosen)
 
 
 def _deployment_prefix(
@@ -359,20 +431,7 @@ def _workflow_runs(
     source: GithubSource,
     give_up_before: datetime,
 ) -> Stream:
-    def usage(run: Mapping[str, Any]) -> list[Record]:
-        if run.get("status") != "completed":
-            return []
-        runs = [run]
-        for n in range(1, int(run.get("run_attempt") or 1)):
-            path = f"repos/{repo}/actions/runs/{run['id']}/attempts/{n}"
-            runs.append(client.get(path, what=f"{repo} run {run['id']} attempt {n}").data)
-        records: list[Record] = []
-        for one in runs:
-            payload = {"action": "completed", "workflow_run": one, "repository": repository}
-            records += map_event("workflow_run", payload, options).records
-            if source.deploy_workflows and deploys_by_workflow(one, source.deploy_workflows):
-                records += workflow_deployment(one, repository, options, source.environment)
-        return records
+    usage = _run_records(client, repo, repository, options, source)
 
     def params(cursor: str | None) -> dict[str, Any]:
         return {"per_page": 100, **({"created": f">={cursor}"} if cursor else {})}
@@ -388,6 +447,101 @@ def _workflow_runs(
             run.get("status") != "completed" and _time(run["created_at"]) >= give_up_before
         ),
     )
+
+
+def _run_records(
+    client: HttpClient,
+    repo: str,
+    repository: Mapping[str, Any],
+    options: GithubOptions,
+    source: GithubSource,
+) -> Callable[[Mapping[str, Any]], list[Record]]:
+    """A run → its records: one usage (and deployment, of a deploy workflow) per attempt once it
+    completed; earlier attempts are asked for."""
+
+    def usage(run: Mapping[str, Any]) -> list[Record]:
+        if run.get("status") != "completed":
+            return []
+        runs = [run]
+        for n in range(1, int(run.get("run_attempt") or 1)):
+            path = f"repos/{repo}/actions/runs/{run['id']}/attempts/{n}"
+            runs.append(client.get(path, what=f"{repo} run {run['id']} attempt {n}").data)
+        records: list[Record] = []
+        for one in runs:
+            payload = {"action": "completed", "workflow_run": one, "repository": repository}
+            records += map_event("workflow_run", payload, options).records
+            if source.deploy_workflows and deploys_by_workflow(one, source.deploy_workflows):
+                records += workflow_deployment(one, repository, options, source.environment)
+        return records
+
+    return usage
+
+
+@dataclass
+class _Reruns:
+    """The look-back for re-runs of one repository: called with the committer, reads it."""
+
+    client: HttpClient
+    stream: Stream
+    state: dict[str, Any]
+    started: str
+    count: int = 0
+
+    def __call__(self, commit: Commit) -> bool:
+        """Read; False when the runs were unchanged (304)."""
+        pages = 0 if not self.state.get("resume") else 1
+        checked = self.state.get("checked")
+
+        def with_pass(records: list[Record], new: dict[str, Any]) -> None:
+            nonlocal pages
+            pages += 1
+            if new.get("resume"):  # half-way: the pass's start is kept to resume it
+                commit(records, {**new, "checked": checked, "pass": self.started})
+            else:  # a one-page window keeps its ETag: an unchanged poll costs nothing
+                etag = new.get("etag") if pages == 1 else None
+                commit(records, {**new, "etag": etag, "checked": self.started})
+
+        return not read_stream(self.client, self.stream, self.state, with_pass).not_modified
+
+
+def _reruns(
+    client: HttpClient,
+    repo: str,
+    repository: Mapping[str, Any],
+    options: GithubOptions,
+    source: GithubSource,
+    now: datetime,
+    state: Mapping[str, Any] | None,
+) -> _Reruns:
+    """Runs are listed by creation: a re-run of a run created before the runs' cursor is seen
+    only by reading again the runs created in the last `rerun_days` (`created=>=DATE`), every
+    page. A run on its second attempt or later, updated since the last such pass began (less
+    five minutes for the clocks' difference), is mapped again: its new attempts are stored,
+    the others replace themselves (ids `RUN/ATTEMPT`)."""
+    state = dict(state or {})
+    window = (now - timedelta(days=source.rerun_days)).date().isoformat()
+    started = state.get("pass") or (now - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    checked = state.get("checked")
+    usage = _run_records(client, repo, repository, options, source)
+
+    def rerun(run: Mapping[str, Any]) -> list[Record]:
+        if int(run.get("run_attempt") or 1) < 2 or run.get("status") != "completed":
+            return []
+        if checked is not None and str(run.get("updated_at") or "") < checked:
+            return []
+        found.count += 1
+        return usage(run)
+
+    stream = Stream(
+        name="workflow_reruns",
+        path=f"repos/{repo}/actions/runs",
+        items_key="workflow_runs",
+        params=lambda cursor: {"per_page": 100, "created": f">={window}"},
+        map=rerun,
+        cursor_field=None,
+    )
+    found = _Reruns(client, stream, state, started)
+    return found
 
 
 def _deployments(
@@ -511,9 +665,16 @@ PERMISSIONS = ("admin", "maintain", "push", "triage", "pull")
 @dataclass
 class _Owners:
     records: list[Record]
-    state: dict[str, Any] | None  # None: unchanged since the last sync (304)
-    count: int = 0
-    warning: str | None = None
+    state: dict[str, Any] | None  # None: nothing changed since the last sync (304s)
+    count: int = 0  # teams read
+    members: int = 0  # memberships read
+    warnings: list[str] = field(default_factory=list)
+
+
+READ_ORG = (
+    "the token needs `read:org` (classic) or the organization's Members read permission "
+    "(fine-grained)"
+)
 
 
 def _teams(
@@ -524,7 +685,8 @@ def _teams(
     state: Mapping[str, Any] | None,
 ) -> _Owners:
     """The repository's teams → teams, and its service owned by the team with the strongest
-    permission (ties: the first listed). A token that may not read teams gets a warning."""
+    permission (ties: the first listed); then each team's members → memberships. A token that
+    may not read teams or members gets a warning."""
     teams: list[Any] = []
     last: dict[str, Any] = {}
 
@@ -541,21 +703,42 @@ def _teams(
         cursor_field=None,
     )
     # the list is read whole (ownership needs every team): never resumed half-way
-    fresh = {k: v for k, v in (state or {}).items() if k != "resume"}
+    state = state or {}
+    fresh = {k: v for k, v in state.items() if k in ("etag", "cursor")}
     try:
         read = read_stream(client, stream, fresh, keep)
     except HttpError as exc:
         if exc.status not in (403, 404):
             raise
-        return _Owners(
-            [],
-            None,
-            warning=f"{repo}: teams not read (GitHub answered {exc.status}): the token needs "
-            "`read:org` (classic) or the organization's Members read permission (fine-grained); "
-            "owners unchanged",
+        warning = (
+            f"{repo}: teams not read (GitHub answered {exc.status}): {READ_ORG}; owners unchanged"
         )
+        return _Owners([], None, warnings=[warning])
+    records: list[Record] = []
     if read.not_modified:
-        return _Owners([], None)
+        slugs = list(state.get("slugs") or [])
+        new_state: dict[str, Any] = dict(state)
+    else:
+        slugs = [str(t["slug"]) for t in teams]
+        new_state = {**last, "resume": None, "slugs": slugs}
+        records += _team_records(teams, repository, options)
+    owner = str(repository.get("full_name") or repo).split("/")[0]
+    members = _members(client, repo, owner, slugs, state.get("members") or {})
+    new_state["members"] = members.state
+    if read.not_modified and members.state == (state.get("members") or {}):
+        return _Owners([], None, warnings=members.warnings)
+    return _Owners(
+        records + members.records,
+        new_state,
+        count=len(teams),
+        members=len(members.records),
+        warnings=members.warnings,
+    )
+
+
+def _team_records(
+    teams: list[Any], repository: Mapping[str, Any], options: GithubOptions
+) -> list[Record]:
     records: list[Record] = []
     for team in teams:
         parent = (team.get("parent") or {}).get("slug")
@@ -570,7 +753,60 @@ def _teams(
         owner = ranked[0]["slug"]
         full = repository.get("full_name")
         records.append({"type": "service", "id": service, "team": owner, "repo": full})
-    return _Owners(records, {**last, "resume": None}, count=len(teams))
+    return records
+
+
+@dataclass
+class _Members:
+    records: list[Record]
+    state: dict[str, Any]  # team slug → [first page key, ETag] of its one-page list, or None
+    warnings: list[str]
+
+
+def _members(
+    client: HttpClient, repo: str, org: str, slugs: list[str], known: Mapping[str, Any]
+) -> _Members:
+    """`GET /orgs/{org}/teams/{slug}/members` of each team → memberships (actor = login), asked
+    conditionally: an unchanged list costs no rate limit. A refusal (403/404: the token may not
+    read members) stops with a warning."""
+    records: list[Record] = []
+    state: dict[str, Any] = {}
+    for slug in slugs:
+        found: list[Any] = []
+        last: dict[str, Any] = {}
+
+        def keep(
+            items: list[Any], new: dict[str, Any], found: list[Any] = found, last: Any = last
+        ) -> None:
+            found.extend(items)
+            last.update(new)
+
+        stream = Stream(
+            name=f"members of team {slug}",
+            path=f"orgs/{org}/teams/{slug}/members",
+            params=lambda cursor: {"per_page": 100},
+            map=lambda member: [member],
+            cursor_field=None,
+        )
+        etag = known.get(slug)
+        try:
+            read = read_stream(client, stream, {"etag": etag} if etag else None, keep)
+        except HttpError as exc:
+            if exc.status not in (403, 404):
+                raise
+            warning = (
+                f"{repo}: members of team {slug} not read (GitHub answered {exc.status}): "
+                f"{READ_ORG}; memberships unchanged"
+            )
+            return _Members(records, {**known, **state}, [warning])
+        if read.not_modified:
+            state[slug] = etag
+            continue
+        # a list of several pages may change past its first: asked in full every time
+        state[slug] = last.get("etag") if read.pages == 1 else None
+        for member in found:
+            records.append({"type": "membership", "actor": member["login"], "team": slug})
+    return _Members(records, state, [])
 
 
 def org_repos(client: HttpClient, org: str) -> list[str]:

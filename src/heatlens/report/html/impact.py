@@ -113,6 +113,12 @@ def _cell(doc: dict[str, Any]) -> dict[str, Any]:
 def _detail(view: View, item: Impact, doc: dict[str, Any]) -> dict[str, Any]:
     """One metric of the chosen capability: its verdict, the contrasts, and its chart."""
     unit = doc["unit"]
+    # the curve's labels share the unit of its largest point
+    like = max(
+        (p["estimate"] for p in doc["by_period_since_adoption"] if p["estimate"]),
+        key=abs,
+        default=None,
+    )
     points = []
     for p in doc["by_period_since_adoption"]:
         if p["estimate"] is None:
@@ -124,7 +130,7 @@ def _detail(view: View, item: Impact, doc: dict[str, Any]) -> dict[str, Any]:
                 "value": p["estimate"],
                 "lo": lo,
                 "hi": hi,
-                "label": signed(p["estimate"], unit),
+                "label": signed(p["estimate"], unit, like),
                 "interval": interval(p["ci"], unit),
             }
         )
