@@ -446,6 +446,29 @@ class LocalApplication(SurveyOperations):
         )
         return sync_doc(result)
 
+    def sync_gitlab(self, source: Any, *, progress: Any = None, **test: Any) -> dict[str, Any]:
+        """GitLab projects' deployments, merge requests, pipelines and incidents (`source` is a
+        heatlens.connectors.gitlab.sync.GitlabSource; `test` may give a `transport`, a `clock`)."""
+        from heatlens.connectors import no_progress
+        from heatlens.connectors.gitlab.sync import sync_gitlab
+
+        # the store is taken for each write, not while GitLab is asked
+        result = sync_gitlab(
+            self.access.write, self.settings, source, progress=progress or no_progress, **test
+        )
+        return sync_doc(result)
+
+    def sync_pagerduty(self, source: Any, *, progress: Any = None, **test: Any) -> dict[str, Any]:
+        """PagerDuty services' incidents (`source` is a
+        heatlens.connectors.pagerduty.sync.PagerDutySource)."""
+        from heatlens.connectors import no_progress
+        from heatlens.connectors.pagerduty.sync import sync_pagerduty
+
+        result = sync_pagerduty(
+            self.access.write, self.settings, source, progress=progress or no_progress, **test
+        )
+        return sync_doc(result)
+
     # -- policy -----------------------------------------------------------------------------
 
     def ensure_servable(self, host: str) -> bool:

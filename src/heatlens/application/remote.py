@@ -253,6 +253,12 @@ class RemoteApplication(RemoteSurveyOperations):
     def sync_github(self, source: Any, **options: Any) -> dict[str, Any]:
         raise self._local_only("sync github")
 
+    def sync_gitlab(self, source: Any, **options: Any) -> dict[str, Any]:
+        raise self._local_only("sync gitlab")
+
+    def sync_pagerduty(self, source: Any, **options: Any) -> dict[str, Any]:
+        raise self._local_only("sync pagerduty")
+
     def _local_only(self, command: str) -> ConfigError:
         return ConfigError(
             f"`heatlens {command}` reads local files into a store it opens itself, not through "

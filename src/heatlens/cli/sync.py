@@ -272,3 +272,108 @@ def sync_github_command(
     with ctx.application() as app, _bar() as progress:
         doc = app.sync_github(source, progress=progress)
     _report(ctx, doc, time.perf_counter() - started)
+
+
+@sync.command("gitlab", short_help="GitLab projects: deployments, MRs, pipelines, incidents.")
+@click.option(
+    "--project",
+    "projects",
+    multiple=True,
+    metavar="PATH",
+    help="A project's full path, e.g. acme/platform/api (repeat for more).",
+)
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    metavar="GROUP",
+    help="Read every project of this group and its subgroups, archived ones left out "
+    "(repeat for more).",
+)
+@click.option(
+    "--token",
+    envvar="GITLAB_TOKEN",
+    show_envvar=True,
+    help="A GitLab token with `read_api`; default: $GITLAB_TOKEN.",
+)
+@click.option(
+    "--base-url",
+    default="https://gitlab.com/api/v4",
+    show_default=True,
+    help="The REST API's root; self-managed GitLab: https://HOST/api/v4.",
+)
+@click.option(
+    "--since",
+    metavar="DATE",
+    help="Where a first sync starts (ISO date, e.g. 2024-01-31); default: all history.",
+)
+@pass_ctx
+@command
+def sync_gitlab_command(
+    ctx: CliContext,
+    projects: tuple[str, ...],
+    groups: tuple[str, ...],
+    token: str | None,
+    base_url: str,
+    since: str | None,
+) -> None:
+    """GitLab deployments → deployments (GitLab's `production` tier decides production while
+    `production_environments` is left at its default), with the commits each shipped (compare
+    API) → changes; merged merge requests → their commit's PR times; pipelines → usage of the CI
+    capability (one per attempt); issues labelled `incident_label` or of the incident type →
+    incidents. A second sync reads only what is new; an interrupted one resumes."""
+    from heatlens.connectors.gitlab.sync import GitlabSource
+
+    source = GitlabSource(tuple(projects), token or None, base_url, since, groups=tuple(groups))
+    started = time.perf_counter()
+    with ctx.application() as app, _bar() as progress:
+        doc = app.sync_gitlab(source, progress=progress)
+    _report(ctx, doc, time.perf_counter() - started)
+
+
+@sync.command("pagerduty", short_help="PagerDuty services: incidents.")
+@click.option(
+    "--service",
+    "services",
+    multiple=True,
+    required=True,
+    metavar="ID",
+    help="A PagerDuty service id, e.g. PIKL83L (repeat for more); `service_map` maps it to a "
+    "heatlens service.",
+)
+@click.option(
+    "--token",
+    envvar="PAGERDUTY_TOKEN",
+    show_envvar=True,
+    help="A PagerDuty REST API key (read-only is enough); default: $PAGERDUTY_TOKEN.",
+)
+@click.option(
+    "--base-url",
+    default="https://api.pagerduty.com",
+    show_default=True,
+    help="The REST API's root (https://api.eu.pagerduty.com for the EU service region).",
+)
+@click.option(
+    "--since",
+    metavar="DATE",
+    help="Where a first sync starts (ISO date, e.g. 2024-01-31); default: all history.",
+)
+@pass_ctx
+@command
+def sync_pagerduty_command(
+    ctx: CliContext,
+    services: tuple[str, ...],
+    token: str | None,
+    base_url: str,
+    since: str | None,
+) -> None:
+    """PagerDuty incidents → incidents: opened at creation, resolved at the resolve, severity
+    from the priority (else the urgency), service through `service_map`. A second sync reads only
+    what is new (and the incidents still open); an interrupted one resumes."""
+    from heatlens.connectors.pagerduty.sync import PagerDutySource
+
+    source = PagerDutySource(tuple(services), token or None, base_url, since)
+    started = time.perf_counter()
+    with ctx.application() as app, _bar() as progress:
+        doc = app.sync_pagerduty(source, progress=progress)
+    _report(ctx, doc, time.perf_counter() - started)

@@ -47,8 +47,11 @@ _KEYS: dict[str, tuple[set[str], set[str]]] = {  # kind → (required, optional)
         {"token_env", "base_url", "since", "deploy_workflows", "deploy_releases", "environment"}
         | {"teams", "repo", "org", "rerun_days"},
     ),
+    "gitlab": (set(), {"project", "group", "token_env", "base_url", "since"}),
+    "pagerduty": ({"service"}, {"token_env", "base_url", "since"}),
 }
 _COMMON = {"kind", "every", "name"}
+_LISTS = ("project", "group", "service")  # gitlab's and pagerduty's: one string or a list
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,10 @@ def _job(entry: Any, where: str, settings: Settings) -> SyncJob:
         raise ConfigError(f'{where}: expected a table such as [[sync]] kind = "git" …')
     kind = entry.get("kind")
     if kind not in _KEYS:
-        raise ConfigError(f"{where}.kind: {kind!r} is not a sync kind (git, backstage or github)")
+        raise ConfigError(
+            f"{where}.kind: {kind!r} is not a sync kind "
+            "(git, backstage, github, gitlab or pagerduty)"
+        )
     required, optional = _KEYS[kind]
     missing = sorted(required - set(entry))
     if missing:
@@ -118,7 +124,9 @@ def _job(entry: Any, where: str, settings: Settings) -> SyncJob:
         expected: type = bool if key in ("skip_first", "deploy_releases", "teams") else str
         expected = int if key == "rerun_days" else expected
         # a list of globs, repositories or workflows, or one string
-        if key in ("exclude_tags", "repo", "org", "deploy_workflows") and isinstance(value, list):
+        if key in ("exclude_tags", "repo", "org", "deploy_workflows", *_LISTS) and isinstance(
+            value, list
+        ):
             value = next((v for v in value if not isinstance(v, str)), "")
         if not isinstance(value, expected):
             name = {"int": "an int"}.get(expected.__name__, f"a {expected.__name__}")
@@ -148,6 +156,10 @@ def _job(entry: Any, where: str, settings: Settings) -> SyncJob:
         return SyncJob(name, kind, every, run_git)
     if kind == "github":
         return _github_job(entry, where, settings, every)
+    if kind == "gitlab":
+        return _gitlab_job(entry, where, settings, every)
+    if kind == "pagerduty":
+        return _pagerduty_job(entry, where, settings, every)
     from heatlens.connectors.backstage import sync_backstage
 
     catalog, pattern = entry["catalog"], entry.get("pattern", "catalog-info.yaml")
@@ -195,6 +207,65 @@ def _github_job(entry: dict[str, Any], where: str, settings: Settings, every: ti
 
     name = entry.get("name") or f"github:{','.join([*repos, *orgs])}"
     return SyncJob(name, "github", every, run_github, run_outside=run_github)
+
+
+def _listed(entry: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = entry.get(key, [])
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _gitlab_job(entry: dict[str, Any], where: str, settings: Settings, every: timedelta) -> SyncJob:
+    """`project` and/or `group` (each one or a list), the token from the environment variable
+    `token_env` (default GITLAB_TOKEN), `base_url` (self-managed), `since`."""
+    import os
+
+    from heatlens.connectors.gitlab.sync import DEFAULT_BASE_URL, GitlabSource, sync_gitlab
+
+    projects, groups = _listed(entry, "project"), _listed(entry, "group")
+    token_env = entry.get("token_env", "GITLAB_TOKEN")
+    try:
+        source = GitlabSource(
+            projects, None, entry.get("base_url", DEFAULT_BASE_URL), entry.get("since"), groups
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+    def run_gitlab(store: Store | WithStore[Any]) -> SyncResult:
+        token = os.environ.get(token_env) or None  # read when it runs (a rotated token)
+        return sync_gitlab(store, settings, replace(source, token=token))
+
+    name = entry.get("name") or f"gitlab:{','.join([*projects, *groups])}"
+    return SyncJob(name, "gitlab", every, run_gitlab, run_outside=run_gitlab)
+
+
+def _pagerduty_job(
+    entry: dict[str, Any], where: str, settings: Settings, every: timedelta
+) -> SyncJob:
+    """`service` (one id or a list), the token from `token_env` (default PAGERDUTY_TOKEN),
+    `base_url`, `since`."""
+    import os
+
+    from heatlens.connectors.pagerduty.sync import (
+        DEFAULT_BASE_URL,
+        PagerDutySource,
+        sync_pagerduty,
+    )
+
+    services = _listed(entry, "service")
+    token_env = entry.get("token_env", "PAGERDUTY_TOKEN")
+    try:
+        source = PagerDutySource(
+            services, None, entry.get("base_url", DEFAULT_BASE_URL), entry.get("since")
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+    def run_pagerduty(store: Store | WithStore[Any]) -> SyncResult:
+        token = os.environ.get(token_env) or None
+        return sync_pagerduty(store, settings, replace(source, token=token))
+
+    name = entry.get("name") or f"pagerduty:{','.join(services)}"
+    return SyncJob(name, "pagerduty", every, run_pagerduty, run_outside=run_pagerduty)
 
 
 class Scheduler:

@@ -97,7 +97,10 @@ class OffsetMore:
     def next(self, request: PageRequest, page: Page, items: list[Any]) -> PageRequest | None:
         if not (isinstance(page.data, Mapping) and page.data.get(self.more_field)) or not items:
             return None
-        params = dict(request.params or {})
+        import httpx
+
+        # a resumed request carries its offset in the URL, not in params
+        params = {**dict(httpx.URL(request.url).params), **dict(request.params or {})}
         offset = int(params.get("offset", 0)) + len(items)
         return PageRequest(request.url, {**params, "offset": offset, "limit": self.limit})
 
@@ -225,7 +228,12 @@ def _absolute(page: Page, request: PageRequest) -> str:
     """A next-page request as one URL (parameters included), to resume from."""
     import httpx
 
-    url = httpx.URL(page.url).join(request.url)
+    url = httpx.URL(request.url)
+    if url.is_relative_url:
+        # a paginator's next page of the same endpoint (`X-Next-Page`, `offset`): the URL the
+        # page was answered at, its query replaced by the request's parameters (joining a
+        # relative path would repeat a base URL's path, e.g. GitLab's /api/v4)
+        url = httpx.URL(page.url).copy_with(query=None)
     if request.params:
         url = url.copy_merge_params({k: str(v) for k, v in request.params.items()})
     return str(url)
