@@ -33,7 +33,7 @@ EXAMPLES = 20
 DEMO_END = date(2026, 3, 31)
 DATES = {"from": "2026-01-05", "to": "2026-03-30", "period": "2026-03-02", "as_of": "2026-03-30"}
 # the reads that run the engine, fewer examples each: a request on records takes longer
-READS = ["/api/v1/metrics", "/api/v1/explain", "/api/v1/report"]
+READS = ["/api/v1/metrics", "/api/v1/explain", "/api/v1/report", "/api/v1/impact"]
 DEMO_EXAMPLES = 10
 
 # building the app opens nothing (the store opens in its lifespan): it only lists the operations

@@ -87,14 +87,24 @@ def _assert_known_answers(doc: dict[str, Any]) -> None:
         ("task.success_rate", "2026-10-01", 0.0, "not_due"),
         ("happiness.csat", "2026-10-01", None, "no_data"),
     ]
+    # ci is the only capability, so the organisation as a whole shows the same tension
     assert doc["tensions"] == [
         {
-            "capability": "ci",
+            "capability": None,
+            "scope": "organisation",
             "period": "2026-10-01",
             "previous": "2026-09-01",
             "better": ["adoption.team_adoption_rate"],
             "worse": ["task.success_rate"],
-        }
+        },
+        {
+            "capability": "ci",
+            "scope": "capability",
+            "period": "2026-10-01",
+            "previous": "2026-09-01",
+            "better": ["adoption.team_adoption_rate"],
+            "worse": ["task.success_rate"],
+        },
     ]
 
 

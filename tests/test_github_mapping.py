@@ -325,7 +325,18 @@ def test_reopened_incident_is_not_resolved() -> None:
 
 
 def test_release_is_no_deployment_unless_configured() -> None:
-    assert "release_deployments" in ignored("release", payload("release.published"))
+    reason = ignored("release", payload("release.published"))
+    assert "webhooks.github_release_deployments" in reason
+
+
+def test_release_deployments_per_repository() -> None:
+    # release.published.json is a release of Codertocat/Hello-World
+    for listed in (("Codertocat/Hello-World",), ("Hello-World",), ("other", "Hello-World")):
+        options = GithubOptions(release_deployments=listed)
+        [deployment] = records("release", "release.published", options)
+        assert deployment["id"] == "Hello-World@0.0.1"
+    options = GithubOptions(release_deployments=("Codertocat/other",))
+    assert "Codertocat/Hello-World" in ignored("release", payload("release.published"), options)
 
 
 def test_published_release_gives_a_deployment_when_configured() -> None:

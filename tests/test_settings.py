@@ -113,6 +113,7 @@ FROM_ENV = {
     "webhooks_gitlab_token": ("gl-t0ken", "gl-t0ken"),
     "webhooks_pagerduty_secret": ("pd-s3cret", "pd-s3cret"),
     "webhooks_delivery_retention_days": ("30", 30.0),
+    "webhooks_github_release_deployments": ('["acme/api"]', ["acme/api"]),
 }
 
 

@@ -30,7 +30,10 @@ def with_settings(*entries: dict[str, Any]) -> Settings:
     ("entry", "message"),
     [
         ({"path": "r", "service": "s"}, "sync[1].kind: None is not a sync kind"),
-        ({"kind": "svn"}, "sync[1].kind: 'svn' is not a sync kind (git or backstage)"),
+        (
+            {"kind": "svn"},
+            "sync[1].kind: 'svn' is not a sync kind (git, backstage, github, gitlab or pagerduty)",
+        ),
         ({"kind": "git", "path": "r", "deploy_tags": "v*"}, "sync[1].service: missing"),
         (
             {"kind": "git", "path": "r", "service": "s", "deploy_tags": "v*", "every": "often"},

@@ -2,7 +2,7 @@
 
 import pytest
 
-from heatlens.report.units import format_delta, format_value
+from heatlens.report.units import format_delta, format_value, scaled
 
 
 @pytest.mark.parametrize(
@@ -40,3 +40,23 @@ def test_values_read_in_the_unit_that_suits_their_size(value, unit, shown):
 def test_a_change_of_a_ratio_is_in_points_and_a_duration_change_in_its_own_unit():
     assert format_delta(-0.05, "ratio") == "5.0 pp"
     assert format_delta(-72.0, "hours") == "3.0 d"
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "like", "shown"),
+    [
+        # an interval's far end (2 days) reads in the hours its estimate (33.9 h) reads in
+        (48.0, "hours", 33.9, "48.0 h"),
+        (48.0, "hours", 48.0, "2.0 d"),
+        # 6.6/week beside an estimate of 1.3/day: 6.6 / 7 = 0.94/day
+        (6.6 / 7, "per day", 1.3, "0.9/day"),
+        # 0.25/month beside 0.5/week: (0.25 / 30.4375) × 7 = 0.0575/week → 0.1
+        (0.25 / (365.25 / 12), "per day", 0.5 / 7, "0.1/week"),
+        # minutes stay minutes under an estimate in minutes, whatever the value's size
+        (2.5, "hours", 0.5, "150 min"),
+        (0.052, "ratio", 0.01, "5.2 pp"),
+    ],
+)
+def test_values_shown_together_share_the_unit_of_their_reference(value, unit, like, shown):
+    assert scaled(value, unit, like) == shown
+    assert scaled(-value, unit, -like) == shown  # a size: the sign is the caller's

@@ -173,6 +173,14 @@ class Settings(BaseSettings):
         "redeliveries and GitLab's and PagerDuty's retries all come well within a day.",
         json_schema_extra=_meta("webhooks.delivery_retention_days", "webhooks"),
     )
+    webhooks_github_release_deployments: bool | list[str] = Field(
+        False,
+        description="GitHub `release` `published` (not a draft or pre-release) → a production "
+        "deployment of the release's tag: `true` for every repository, or a list of repositories "
+        "(`owner/name` or `name`); `false`: releases are ignored (deployments come from "
+        "`deployment_status`).",
+        json_schema_extra=_meta("webhooks.github_release_deployments", "webhooks"),
+    )
     server_max_request_bytes: int = Field(
         10 * 1024 * 1024,
         gt=0,

@@ -86,7 +86,7 @@ def ratio_change(
     delta = float(x1.sum() / d1.sum() - x0.sum() / d0.sum())
     if len(teams) < 2:
         return Change(delta, None, False)
-    counts = _draw_counts(len(teams), seed, resamples)
+    counts = draw_counts(len(teams), seed, resamples)
     with np.errstate(divide="ignore", invalid="ignore"):
         # a resample drawing no team with data in a period has no statistic there: NaN, dropped
         diffs = (counts @ x1) / (counts @ d1) - (counts @ x0) / (counts @ d0)
@@ -123,7 +123,7 @@ def quantile_change(
     delta = float(after_q - before_q)
     if len(teams) < 2:
         return Change(delta, None, False)
-    counts = _draw_counts(len(teams), seed, resamples)
+    counts = draw_counts(len(teams), seed, resamples)
     stats = [_weighted_quantiles(counts, v, g, q, method) for v, g in pooled]
     return _change(delta, stats[1] - stats[0])
 
@@ -133,7 +133,7 @@ def _teams(found: Iterable[Team]) -> list[Team]:
     return sorted(set(found), key=lambda t: (t is not None, str(t)))
 
 
-def _draw_counts(teams: int, seed: int, resamples: int) -> NDArray[np.int64]:
+def draw_counts(teams: int, seed: int, resamples: int) -> NDArray[np.int64]:
     """How often each team is drawn in each resample: a (resamples × teams) matrix."""
     rng = np.random.default_rng(seed)
     drawn = rng.integers(0, teams, size=(resamples, teams))

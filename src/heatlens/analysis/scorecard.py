@@ -53,7 +53,11 @@ DORA = (
     "dora.recovery_time_p50",
 )
 
-Durations = dict[tuple[str, date], dict[Any, NDArray[np.float64]]]
+# the name of the organisation-wide row in renderings; `check` gives its tensions as capability
+# null, so no capability id can be taken for it
+OVERALL = "all capabilities"
+
+Durations = dict[tuple[str | None, date], dict[Any, NDArray[np.float64]]]
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ class Cell:
 
 @dataclass(frozen=True)
 class CapabilityScore:
-    """The four HEAT dimensions of one capability."""
+    """The four HEAT dimensions of one capability (OVERALL: the whole organisation)."""
 
     capability: str
     adoption: Cell
@@ -94,13 +98,16 @@ class CapabilityScore:
 @dataclass(frozen=True)
 class Scorecard:
     """A scorecard: `period` is the start of the last complete period of `grain`, `previous` the
-    start of the one before; `dora` the engine's org-wide DORA rows of `period`."""
+    start of the one before; `dora` the engine's org-wide DORA rows of `period`; `overall` the
+    four HEAT dimensions of the whole organisation, judged the same way."""
 
     grain: str
     period: date
     previous: date
     capabilities: list[CapabilityScore]
     dora: list[Row]
+    # the whole organisation, every capability pooled (None without any capability)
+    overall: CapabilityScore | None = None
 
 
 def complete_periods(grain: str, tz: ZoneInfo, as_of: datetime) -> tuple[date, date, date]:
@@ -138,84 +145,110 @@ def scorecard(
     previous, period, end = complete_periods(grain, tz, now)
 
     usage = tuple(m for m in HEAT if m != HAPPINESS)
-    by_capability = compute(
-        tables, Request(grain, previous, end, ("capability",), usage, now), settings
-    )
-    by_team = compute(
-        tables,
-        Request(grain, previous, end, ("capability", "team"), (ADOPTION, TASK_SUCCESS), now),
-        settings,
-    )
-    # happiness is the latest wave closed by the period's end, against the wave before it
-    happy = complete_waves(tables, settings, (HAPPINESS,), ("capability",), end)[HAPPINESS]
-    happy_teams = complete_waves(tables, settings, (HAPPINESS,), ("capability", "team"), end)[
-        HAPPINESS
-    ]
+    ratios = (ADOPTION, TASK_SUCCESS)
+    spans = periods(grain, previous, end, tz)
+
+    def ask(by: tuple[str, ...], metrics: tuple[str, ...]) -> list[Row]:
+        return compute(tables, Request(grain, previous, end, by, metrics, now), settings).rows
+
+    def waves(by: tuple[str, ...]) -> Any:
+        return complete_waves(tables, settings, (HAPPINESS,), by, end)[HAPPINESS]
+
+    # per capability, and (key None) the whole organisation: the org-wide row of tensions
+    sources = {
+        "capability": _Source(
+            ask(("capability",), usage),
+            ask(("capability", "team"), ratios),
+            waves(("capability",)),
+            waves(("capability", "team")),
+        ),
+        None: _Source(ask((), usage), ask(("team",), ratios), waves(()), waves(("team",))),
+    }
     dora = compute(tables, Request(grain, period, end, (), DORA, now), settings)
-    durations = _durations(tables, settings, periods(grain, previous, end, tz))
+    durations = _durations(tables, settings, spans)
+    pooled: Durations = defaultdict(dict)
+    for (_, day), teams in durations.items():
+        for team, values in teams.items():
+            have = pooled[(None, day)].get(team)
+            pooled[(None, day)][team] = values if have is None else np.concatenate([have, values])
 
-    values = {(r.metric, r.period, r.segment["capability"]): r for r in by_capability.rows}
-    team_rows: dict[tuple[str, date, Any], list[Row]] = defaultdict(list)
-    for r in by_team.rows:
-        team_rows[(r.metric, r.period, r.segment["capability"])].append(r)
+    def score(name: str, where: dict[str, Any]) -> CapabilityScore:
+        source = sources["capability" if where else None]
+        key = where.get("capability")
 
-    def happiness(capability: str) -> Cell:
-        current, before = happy.latest(capability=capability)
-        if current is None:
-            return Cell(HAPPINESS, None, None, None, None)
+        def happiness() -> Cell:
+            current, before = source.happy.latest(**where)
+            if current is None:
+                return Cell(HAPPINESS, None, None, None, None)
 
-        def bootstrap() -> Change | None:
-            assert current is not None and before is not None  # only called with both
-            return ratio_change(
-                team_ratios(happy_teams.of_wave(before, capability=capability)),
-                team_ratios(happy_teams.of_wave(current, capability=capability)),
-                seed=seed,
-                resamples=resamples,
-            )
-
-        return replace(_cell(HAPPINESS, current, before, bootstrap), wave=current)
-
-    def cell(metric: str, capability: str) -> Cell:
-        if metric == HAPPINESS:
-            return happiness(capability)
-
-        def bootstrap() -> Change | None:
-            if metric == EFFICIENCY:
-                return quantile_change(
-                    durations.get((capability, previous), {}),
-                    durations.get((capability, period), {}),
-                    q=CATALOG[metric].q or 0.5,
-                    method=settings.quantile,
+            def bootstrap() -> Change | None:
+                assert current is not None and before is not None  # only called with both
+                return ratio_change(
+                    team_ratios(source.happy_teams.of_wave(before, **where)),
+                    team_ratios(source.happy_teams.of_wave(current, **where)),
                     seed=seed,
                     resamples=resamples,
                 )
-            return ratio_change(
-                team_ratios(team_rows[(metric, previous, capability)]),
-                team_ratios(team_rows[(metric, period, capability)]),
-                seed=seed,
-                resamples=resamples,
+
+            return replace(_cell(HAPPINESS, current, before, bootstrap), wave=current)
+
+        def cell(metric: str) -> Cell:
+            if metric == HAPPINESS:
+                return happiness()
+            own = durations if where else pooled
+
+            def bootstrap() -> Change | None:
+                if metric == EFFICIENCY:
+                    return quantile_change(
+                        own.get((key, previous), {}),
+                        own.get((key, period), {}),
+                        q=CATALOG[metric].q or 0.5,
+                        method=settings.quantile,
+                        seed=seed,
+                        resamples=resamples,
+                    )
+                return ratio_change(
+                    team_ratios(source.team_rows[(metric, previous, key)]),
+                    team_ratios(source.team_rows[(metric, period, key)]),
+                    seed=seed,
+                    resamples=resamples,
+                )
+
+            return _cell(
+                metric,
+                source.values.get((metric, period, key)),
+                source.values.get((metric, previous, key)),
+                bootstrap,
             )
 
-        return _cell(
-            metric,
-            values.get((metric, period, capability)),
-            values.get((metric, previous, capability)),
-            bootstrap,
+        cells = {m: cell(m) for m in HEAT}
+        return CapabilityScore(
+            name, cells[ADOPTION], cells[TASK_SUCCESS], cells[EFFICIENCY], cells[HAPPINESS]
         )
 
+    by_capability = sources["capability"]
     # a null capability (answers about no capability) is a segment, not a capability to score
-    named = {c for (_, _, c) in values} | {r.segment.get("capability") for r in happy.every}
+    named = {c for (_, _, c) in by_capability.values} | {
+        r.segment.get("capability") for r in by_capability.happy.every
+    }
     capabilities = sorted({c for c in named if c is not None}, key=str)
-    scores = []
-    for c in capabilities:
-        cells = {m: cell(m, c) for m in HEAT}
-        scores.append(
-            CapabilityScore(
-                c, cells[ADOPTION], cells[TASK_SUCCESS], cells[EFFICIENCY], cells[HAPPINESS]
-            )
-        )
+    scores = [score(c, {"capability": c}) for c in capabilities]
+    overall = score(OVERALL, {}) if capabilities else None
     dora_rows = [r for r in dora.rows if r.period == period]
-    return Scorecard(grain, period, previous, scores, dora_rows)
+    return Scorecard(grain, period, previous, scores, dora_rows, overall)
+
+
+class _Source:
+    """The engine's rows one scorecard row is read from: values by (metric, period, capability
+    or None), per-team rows for the bootstrap, and the survey waves."""
+
+    def __init__(self, rows: list[Row], team_rows: list[Row], happy: Any, happy_teams: Any):
+        self.values = {(r.metric, r.period, r.segment.get("capability")): r for r in rows}
+        self.team_rows: dict[tuple[str, date, Any], list[Row]] = defaultdict(list)
+        for r in team_rows:
+            self.team_rows[(r.metric, r.period, r.segment.get("capability"))].append(r)
+        self.happy = happy
+        self.happy_teams = happy_teams
 
 
 def _cell(

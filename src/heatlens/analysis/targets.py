@@ -3,9 +3,10 @@
 A target is a bound on one metric, optionally for one segment, judged on the last complete period
 of its grain as of a date: a period is complete when its end is at or before `as_of` (midnight in
 the report time zone). The value judged is the engine's row — suppressed or missing rows are
-`no_data`, never worked around. A tension is a capability whose scorecard shows one HEAT dimension
-significantly better and another significantly worse than the period before: pushing one dimension
-at the expense of another, which HEAT exists to catch.
+`no_data`, never worked around. A tension is a capability — or the whole organisation,
+every capability pooled — whose scorecard shows one HEAT dimension significantly better and
+another significantly worse than the period before: pushing one dimension at the expense of
+another, which HEAT exists to catch.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from heatlens.analysis.scorecard import complete_periods, scorecard
+from heatlens.analysis.scorecard import Scorecard, complete_periods, scorecard
 from heatlens.analysis.waves import complete_waves
 from heatlens.errors import ConfigError
 from heatlens.metrics.catalog import CALENDAR_GRAINS, CATALOG
@@ -64,9 +65,10 @@ class TargetStatus:
 
 @dataclass(frozen=True)
 class Tension:
-    """A capability with HEAT dimensions moving significantly in opposite directions."""
+    """A capability (None: the whole organisation, every capability pooled) with HEAT
+    dimensions moving significantly in opposite directions."""
 
-    capability: str
+    capability: str | None
     period: date
     previous: date
     better: tuple[str, ...]
@@ -105,6 +107,7 @@ class CheckResult:
             "tensions": [
                 {
                     "capability": t.capability,
+                    "scope": "capability" if t.capability is not None else "organisation",
                     "period": t.period.isoformat(),
                     "previous": t.previous.isoformat(),
                     "better": list(t.better),
@@ -223,11 +226,17 @@ def target_status(target: Target, actual: float | None, as_of: date) -> str:
 def tensions(
     tables: Tables, settings: Settings, as_of: datetime, grain: str = "month"
 ) -> list[Tension]:
-    """Capabilities where one HEAT dimension improved significantly while another got
-    significantly worse (the scorecard's one test, last complete period against the previous)."""
-    card = scorecard(tables, settings, grain=grain, as_of=as_of)
+    """The organisation as a whole, and each capability, where one HEAT dimension improved
+    significantly while another got significantly worse (the scorecard's one test, last
+    complete period against the previous)."""
+    return tensions_of(scorecard(tables, settings, grain=grain, as_of=as_of))
+
+
+def tensions_of(card: Scorecard) -> list[Tension]:
+    """The tensions of a scorecard: the organisation-wide row first, then each capability."""
     found = []
-    for cap in card.capabilities:
+    rows = ([card.overall] if card.overall is not None else []) + card.capabilities
+    for cap in rows:
         better: list[str] = []
         worse: list[str] = []
         for cell in cap.cells:
@@ -237,7 +246,6 @@ def tensions(
             improved = up if CATALOG[cell.metric].direction == "up" else not up
             (better if improved else worse).append(cell.metric)
         if better and worse:
-            found.append(
-                Tension(cap.capability, card.period, card.previous, tuple(better), tuple(worse))
-            )
+            name = None if cap is card.overall else cap.capability
+            found.append(Tension(name, card.period, card.previous, tuple(better), tuple(worse)))
     return found

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from heatlens.analysis.impact import GRAIN as IMPACT_GRAIN
 from heatlens.application.access import DirectAccess, StoreAccess
 from heatlens.application.documents import (
     counts_doc,
@@ -246,6 +247,39 @@ class LocalApplication(SurveyOperations):
         day = as_of or self.clock().date()
         return self._read_nonempty(lambda store: check(store, self.settings, day).to_json())
 
+    def impact(
+        self,
+        capability: str,
+        metrics: Sequence[str] = (),
+        *,
+        grain: str = IMPACT_GRAIN,
+        start: date | None = None,
+        end: date | None = None,
+        min_uses: int = 1,
+    ) -> list[dict[str, Any]]:
+        """Did adopting `capability` move each metric (default: the DORA keys)? One
+        `heatlens.impact/v1` document per metric (DESIGN §4 Impact)."""
+        from heatlens.analysis.impact import impact
+        from heatlens.report.impact import impact_doc
+
+        now = self.clock()
+
+        def run(store: Store) -> list[dict[str, Any]]:
+            found = impact(
+                store,
+                self.settings,
+                capability,
+                tuple(metrics),
+                grain=grain,
+                start=start,
+                end=end,
+                now=now,
+                min_uses=min_uses,
+            )
+            return [impact_doc(i) for i in found]
+
+        return self._read_nonempty(run)
+
     def list_tokens(self) -> dict[str, Any]:
         """Every token, never a secret."""
         from heatlens.store.tokens import list_tokens
@@ -396,6 +430,42 @@ class LocalApplication(SurveyOperations):
             lambda store: sync_backstage(
                 store, self.settings, catalog, pattern=pattern, progress=progress or no_progress
             )
+        )
+        return sync_doc(result)
+
+    def sync_github(self, source: Any, *, progress: Any = None, **test: Any) -> dict[str, Any]:
+        """GitHub repositories' workflow runs → usage, deployments with their statuses →
+        deployments (`source` is a heatlens.connectors.github.GithubSource; `test` may give a
+        `transport` and a `clock`)."""
+        from heatlens.connectors import no_progress
+        from heatlens.connectors.github.sync import sync_github
+
+        # the store is taken for each write, not while GitHub is asked
+        result = sync_github(
+            self.access.write, self.settings, source, progress=progress or no_progress, **test
+        )
+        return sync_doc(result)
+
+    def sync_gitlab(self, source: Any, *, progress: Any = None, **test: Any) -> dict[str, Any]:
+        """GitLab projects' deployments, merge requests, pipelines and incidents (`source` is a
+        heatlens.connectors.gitlab.sync.GitlabSource; `test` may give a `transport`, a `clock`)."""
+        from heatlens.connectors import no_progress
+        from heatlens.connectors.gitlab.sync import sync_gitlab
+
+        # the store is taken for each write, not while GitLab is asked
+        result = sync_gitlab(
+            self.access.write, self.settings, source, progress=progress or no_progress, **test
+        )
+        return sync_doc(result)
+
+    def sync_pagerduty(self, source: Any, *, progress: Any = None, **test: Any) -> dict[str, Any]:
+        """PagerDuty services' incidents (`source` is a
+        heatlens.connectors.pagerduty.sync.PagerDutySource)."""
+        from heatlens.connectors import no_progress
+        from heatlens.connectors.pagerduty.sync import sync_pagerduty
+
+        result = sync_pagerduty(
+            self.access.write, self.settings, source, progress=progress or no_progress, **test
         )
         return sync_doc(result)
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from heatlens.analysis.impact import GRAIN as IMPACT_GRAIN
 from heatlens.application.documents import changes_from_doc
 from heatlens.application.local import ReportResult
 from heatlens.application.surveys import RemoteSurveyOperations
@@ -206,6 +207,23 @@ class RemoteApplication(RemoteSurveyOperations):
         doc: dict[str, Any] = self._call("GET", "/api/v1/check", params=params)
         return doc
 
+    def impact(
+        self,
+        capability: str,
+        metrics: Sequence[str] = (),
+        *,
+        grain: str = IMPACT_GRAIN,
+        start: date | None = None,
+        end: date | None = None,
+        min_uses: int = 1,
+    ) -> list[dict[str, Any]]:
+        params = [("capability", capability), ("grain", grain), ("min_uses", str(min_uses))]
+        params += [("metric", m) for m in metrics]
+        params += [("from", start.isoformat())] if start else []
+        params += [("to", end.isoformat())] if end else []
+        docs: list[dict[str, Any]] = self._call("GET", "/api/v1/impact", params=params)
+        return docs
+
     def delete(self, **selection: Any) -> dict[str, Any]:
         body = {k: list(v) if isinstance(v, tuple) else v for k, v in selection.items()}
         doc: dict[str, Any] = self._call("POST", "/api/v1/admin/delete", json=body)
@@ -231,6 +249,15 @@ class RemoteApplication(RemoteSurveyOperations):
 
     def sync_backstage(self, catalog: str, **options: Any) -> dict[str, Any]:
         raise self._local_only("sync backstage")
+
+    def sync_github(self, source: Any, **options: Any) -> dict[str, Any]:
+        raise self._local_only("sync github")
+
+    def sync_gitlab(self, source: Any, **options: Any) -> dict[str, Any]:
+        raise self._local_only("sync gitlab")
+
+    def sync_pagerduty(self, source: Any, **options: Any) -> dict[str, Any]:
+        raise self._local_only("sync pagerduty")
 
     def _local_only(self, command: str) -> ConfigError:
         return ConfigError(

@@ -11,6 +11,7 @@ import click
 from heatlens.cli.check import check
 from heatlens.cli.context import CliContext, HeatlensGroup
 from heatlens.cli.demo import demo, generate
+from heatlens.cli.impact import impact
 from heatlens.cli.ingest import ingest
 from heatlens.cli.records import delete, status
 from heatlens.cli.report import explain, report
@@ -75,6 +76,7 @@ for _command in (
     report,
     explain,
     check,
+    impact,
     delete,
     status,
     generate,

@@ -73,11 +73,15 @@ def _print_check(doc: dict[str, Any]) -> None:
             )
         out.print(table)
     for tension in doc["tensions"]:
+        where = tension["capability"] or "overall (all capabilities)"
         out.print(
-            f"[yellow]tension[/] {tension['capability']} ({tension['period']} vs "
+            f"[yellow]tension[/] {where} ({tension['period']} vs "
             f"{tension['previous']}): better {', '.join(tension['better'])}; "
             f"worse {', '.join(tension['worse'])}",
             markup=True,
         )
     if not doc["tensions"]:
-        out.print("no tensions: no capability gained one HEAT dimension at another's expense")
+        out.print(
+            "no tensions: neither the organisation nor any capability gained one HEAT "
+            "dimension at another's expense"
+        )

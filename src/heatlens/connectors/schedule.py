@@ -42,8 +42,16 @@ _KEYS: dict[str, tuple[set[str], set[str]]] = {  # kind → (required, optional)
         {"deploy_tags", "exclude_tags", "deploy_branch", "skip_first", "environment", "repo"},
     ),
     "backstage": ({"catalog"}, {"pattern"}),
+    "github": (
+        set(),
+        {"token_env", "base_url", "since", "deploy_workflows", "deploy_releases", "environment"}
+        | {"teams", "repo", "org", "rerun_days"},
+    ),
+    "gitlab": (set(), {"project", "group", "token_env", "base_url", "since"}),
+    "pagerduty": ({"service"}, {"token_env", "base_url", "since"}),
 }
 _COMMON = {"kind", "every", "name"}
+_LISTS = ("project", "group", "service")  # gitlab's and pagerduty's: one string or a list
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,8 @@ class SyncJob:
     kind: str
     every: timedelta
     run: Callable[[Store], SyncResult]
+    # a sync that waits on the network: given `with_store`, it holds the writer only to write
+    run_outside: Callable[[WithStore[Any]], SyncResult] | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +107,10 @@ def _job(entry: Any, where: str, settings: Settings) -> SyncJob:
         raise ConfigError(f'{where}: expected a table such as [[sync]] kind = "git" …')
     kind = entry.get("kind")
     if kind not in _KEYS:
-        raise ConfigError(f"{where}.kind: {kind!r} is not a sync kind (git or backstage)")
+        raise ConfigError(
+            f"{where}.kind: {kind!r} is not a sync kind "
+            "(git, backstage, github, gitlab or pagerduty)"
+        )
     required, optional = _KEYS[kind]
     missing = sorted(required - set(entry))
     if missing:
@@ -108,11 +121,16 @@ def _job(entry: Any, where: str, settings: Settings) -> SyncJob:
         known = ", ".join(sorted(required | optional | _COMMON))
         raise ConfigError(f"{where}.{unknown[0]}: unknown key for a {kind} sync (known: {known})")
     for key, value in entry.items():
-        expected = bool if key == "skip_first" else str
-        if key == "exclude_tags" and isinstance(value, list):  # a list of globs, or one string
+        expected: type = bool if key in ("skip_first", "deploy_releases", "teams") else str
+        expected = int if key == "rerun_days" else expected
+        # a list of globs, repositories or workflows, or one string
+        if key in ("exclude_tags", "repo", "org", "deploy_workflows", *_LISTS) and isinstance(
+            value, list
+        ):
             value = next((v for v in value if not isinstance(v, str)), "")
         if not isinstance(value, expected):
-            raise ConfigError(f"{where}.{key}: expected a {expected.__name__}, got {value!r}")
+            name = {"int": "an int"}.get(expected.__name__, f"a {expected.__name__}")
+            raise ConfigError(f"{where}.{key}: expected {name}, got {value!r}")
     every = parse_every(entry.get("every", "15m"), where)
     if kind == "git":
         from heatlens.connectors.git import GitSource, split_globs, sync_git
@@ -136,6 +154,12 @@ def _job(entry: Any, where: str, settings: Settings) -> SyncJob:
             return sync_git(store, settings, source)
 
         return SyncJob(name, kind, every, run_git)
+    if kind == "github":
+        return _github_job(entry, where, settings, every)
+    if kind == "gitlab":
+        return _gitlab_job(entry, where, settings, every)
+    if kind == "pagerduty":
+        return _pagerduty_job(entry, where, settings, every)
     from heatlens.connectors.backstage import sync_backstage
 
     catalog, pattern = entry["catalog"], entry.get("pattern", "catalog-info.yaml")
@@ -144,6 +168,104 @@ def _job(entry: Any, where: str, settings: Settings) -> SyncJob:
         return sync_backstage(store, settings, catalog, pattern=pattern)
 
     return SyncJob(entry.get("name") or f"backstage:{catalog}", kind, every, run_backstage)
+
+
+def _github_job(entry: dict[str, Any], where: str, settings: Settings, every: timedelta) -> SyncJob:
+    """`repo` and/or `org` (each one or a list), the token from the environment variable
+    `token_env` (default GITHUB_TOKEN: a config file holds no secret), `base_url`, `since`, and
+    where deployments come from: `deploy_workflows` (one or a list) or `deploy_releases`, to
+    `environment`; `teams`."""
+    import os
+
+    from heatlens.connectors.github.sync import DEFAULT_BASE_URL, GithubSource, sync_github
+
+    repos, orgs = (
+        [v] if isinstance(v, str) else v for v in (entry.get(k, []) for k in ("repo", "org"))
+    )
+    workflows = entry.get("deploy_workflows", [])
+    token_env = entry.get("token_env", "GITHUB_TOKEN")
+    try:
+        source = GithubSource(
+            tuple(repos),
+            None,
+            entry.get("base_url", DEFAULT_BASE_URL),
+            entry.get("since"),
+            deploy_workflows=tuple([workflows] if isinstance(workflows, str) else workflows),
+            deploy_releases=entry.get("deploy_releases"),  # absent: the setting decides
+            environment=entry.get("environment", "production"),
+            teams=entry.get("teams", False),
+            orgs=tuple(orgs),
+            rerun_days=entry.get("rerun_days", 7),
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+    def run_github(store: Store | WithStore[Any]) -> SyncResult:
+        # read when it runs: a token rotated in the environment of a running server is not seen
+        token = os.environ.get(token_env) or None
+        return sync_github(store, settings, replace(source, token=token))
+
+    name = entry.get("name") or f"github:{','.join([*repos, *orgs])}"
+    return SyncJob(name, "github", every, run_github, run_outside=run_github)
+
+
+def _listed(entry: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = entry.get(key, [])
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _gitlab_job(entry: dict[str, Any], where: str, settings: Settings, every: timedelta) -> SyncJob:
+    """`project` and/or `group` (each one or a list), the token from the environment variable
+    `token_env` (default GITLAB_TOKEN), `base_url` (self-managed), `since`."""
+    import os
+
+    from heatlens.connectors.gitlab.sync import DEFAULT_BASE_URL, GitlabSource, sync_gitlab
+
+    projects, groups = _listed(entry, "project"), _listed(entry, "group")
+    token_env = entry.get("token_env", "GITLAB_TOKEN")
+    try:
+        source = GitlabSource(
+            projects, None, entry.get("base_url", DEFAULT_BASE_URL), entry.get("since"), groups
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+    def run_gitlab(store: Store | WithStore[Any]) -> SyncResult:
+        token = os.environ.get(token_env) or None  # read when it runs (a rotated token)
+        return sync_gitlab(store, settings, replace(source, token=token))
+
+    name = entry.get("name") or f"gitlab:{','.join([*projects, *groups])}"
+    return SyncJob(name, "gitlab", every, run_gitlab, run_outside=run_gitlab)
+
+
+def _pagerduty_job(
+    entry: dict[str, Any], where: str, settings: Settings, every: timedelta
+) -> SyncJob:
+    """`service` (one id or a list), the token from `token_env` (default PAGERDUTY_TOKEN),
+    `base_url`, `since`."""
+    import os
+
+    from heatlens.connectors.pagerduty.sync import (
+        DEFAULT_BASE_URL,
+        PagerDutySource,
+        sync_pagerduty,
+    )
+
+    services = _listed(entry, "service")
+    token_env = entry.get("token_env", "PAGERDUTY_TOKEN")
+    try:
+        source = PagerDutySource(
+            services, None, entry.get("base_url", DEFAULT_BASE_URL), entry.get("since")
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+    def run_pagerduty(store: Store | WithStore[Any]) -> SyncResult:
+        token = os.environ.get(token_env) or None
+        return sync_pagerduty(store, settings, replace(source, token=token))
+
+    name = entry.get("name") or f"pagerduty:{','.join(services)}"
+    return SyncJob(name, "pagerduty", every, run_pagerduty, run_outside=run_pagerduty)
 
 
 class Scheduler:
@@ -196,10 +318,10 @@ class Scheduler:
         return [self._run(job, now) for job in self.due(now)]
 
     def _run(self, job: SyncJob, now: datetime) -> JobStatus:
-        def run(store: Store) -> JobStatus:
+        def attempt(run: Callable[[], SyncResult]) -> JobStatus:
             started = time.perf_counter()
             try:
-                result = job.run(store)
+                result = run()
                 status = JobStatus(
                     job.name,
                     job.kind,
@@ -218,13 +340,22 @@ class Scheduler:
                 status = JobStatus(
                     job.name, job.kind, now, False, f"{type(exc).__name__}: {exc}", 0.0, []
                 )
-            seconds = round(time.perf_counter() - started, 3)
-            status = replace(status, seconds=seconds)
+            return replace(status, seconds=round(time.perf_counter() - started, 3))
+
+        def run(store: Store) -> JobStatus:
+            status = attempt(lambda: job.run(store))
             store.save_sync_state(STATE_PREFIX + job.name, _state(status))
             return status
 
         try:
-            status = self.with_store(run)
+            if job.run_outside is not None:
+                # a network sync takes the writer only for each of its writes
+                status = attempt(lambda: job.run_outside(self.with_store))  # type: ignore[misc]
+                self.with_store(
+                    lambda store: store.save_sync_state(STATE_PREFIX + job.name, _state(status))
+                )
+            else:
+                status = self.with_store(run)
         except Exception as exc:  # e.g. the store could not be written
             log.exception("sync %s could not run", job.name)
             status = JobStatus(job.name, job.kind, now, False, str(exc), 0.0, [])

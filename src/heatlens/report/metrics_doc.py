@@ -171,6 +171,11 @@ DevLake's — three different DORA tiers. Where the peers differ from heatlens:
   commit time, ignoring pairs ≤ 0; a change shipped by several deployments counts each time.
   heatlens counts each (change, service) once, at its first deployment, and drops negative
   values with a warning.
+- **Shipped commits** are the pushed commits between the previously deployed sha and the new
+  one. heatlens's webhooks fill a deployment's `commits` the same way when it is written, by
+  commit time within the service and repository since pushes carry no parent links
+  (docs/webhooks.md); files and the API keep what they send, and nothing is inferred at query
+  time.
 - **Deployment frequency** is a bucket, not a rate: Daily when over the last three months the
   median week has deployments on at least 3 days, Weekly when most weeks have one, Monthly when
   the median month has one, otherwise Yearly. Buckets follow the 2019 State of DevOps report.

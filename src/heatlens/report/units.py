@@ -80,6 +80,31 @@ def format_value(value: float | None, unit: str) -> str:
     return f"{value:,.1f}"
 
 
+def scaled(value: float, unit: str, like: float) -> str:
+    """`abs(value)` in the unit that suits `like`'s size, so values read side by side (an
+    estimate and its interval, the points of one curve) share a unit: `−26 h to −2.0 d` reads
+    `26.1 h … 48.0 h`. Ratios are percentage points; a difference of frequencies is per day,
+    week or month (never "1 per N months"); other units as `format_value`."""
+    size, ref = abs(value), abs(like)
+    if unit in ("seconds", "hours", "days"):
+        per_hour = {"seconds": 1 / 3600, "hours": 1.0, "days": 24.0}[unit]
+        hours_, ref_h = size * per_hour, ref * per_hour
+        if ref_h * 3600 < 120:
+            return f"{hours_ * 3600:,.1f} s"
+        if ref_h < 1:
+            return f"{_number(hours_ * 60)} min"
+        if ref_h < 48:
+            return f"{hours_:,.1f} h"
+        return f"{_number(hours_ / 24)} d"
+    if unit == "per day":
+        if ref >= 1:
+            return f"{size:,.1f}/day"
+        if ref * 7 >= 0.1:
+            return f"{size * 7:,.1f}/week"
+        return f"{size * DAYS_PER_MONTH:,.2f}/month"
+    return format_delta(size, unit)
+
+
 def format_delta(delta: float, unit: str) -> str:
     """The size of a change; a change of a ratio is in percentage points, not percent."""
     if unit == "ratio":

@@ -271,6 +271,79 @@ class Store:
         found = self._backend.fetchall(sql + " ORDER BY id", params)
         return [dict(zip(cols, row, strict=True)) for row in found]
 
+    def previous_deployment(
+        self, service: str, environment: str, before: datetime, exclude: str
+    ) -> tuple[str, str, datetime] | None:
+        """(id, commit_sha, finished_at) of the latest successful deployment of `service` in
+        `environment` with a `commit_sha`, finished before `before` (ties: highest id), other
+        than `exclude`; None when there is none. Unset environment/result read as their
+        defaults (production, success)."""
+        found = self._backend.fetchall(
+            "SELECT id, commit_sha, finished_at FROM deployment WHERE service = ? "
+            "AND coalesce(environment, 'production') = ? AND coalesce(result, 'success') = "
+            "'success' AND commit_sha IS NOT NULL AND finished_at < ? AND id <> ? "
+            "ORDER BY finished_at DESC, id DESC LIMIT 1",
+            [service, environment, before, exclude],
+        )
+        return (str(found[0][0]), str(found[0][1]), found[0][2]) if found else None
+
+    def deployments_by_prefix(
+        self, prefix: str, *, ingested_after: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Successful deployments with a `commit_sha` whose id begins with `prefix` (written
+        after `ingested_after` when given), as `rows` gives them, by `finished_at` then id."""
+        sql, params = self._deployments_sql(prefix)
+        if ingested_after is not None:
+            sql += " AND ingested_at > ?"
+            params.append(ingested_after)
+        return self._dicts("deployment", sql + " ORDER BY finished_at, id", params)
+
+    def adjacent_deployment(
+        self, prefix: str, row: Mapping[str, Any], *, later: bool
+    ) -> dict[str, Any] | None:
+        """The deployment of `deployments_by_prefix(prefix)` just before (or after, `later`)
+        `row` in its service and environment, by (`finished_at`, id); None at either end."""
+        sql, params = self._deployments_sql(prefix)
+        op, order = (">", "ASC") if later else ("<", "DESC")
+        sql += (
+            " AND service = ? AND coalesce(environment, 'production') = ? AND (finished_at "
+            f"{op} ? OR (finished_at = ? AND id {op} ?)) ORDER BY finished_at {order}, "
+            f"id {order} LIMIT 1"
+        )
+        at = row["finished_at"]
+        params += [row["service"], row.get("environment") or "production", at, at, row["id"]]
+        found = self._dicts("deployment", sql, params)
+        return found[0] if found else None
+
+    def _deployments_sql(self, prefix: str) -> tuple[str, list[Any]]:
+        cols = ", ".join(q(c) for c in record_columns(BY_NAME["deployment"]))
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        sql = (
+            f"SELECT {cols} FROM deployment WHERE id LIKE ? ESCAPE '\\' AND coalesce(result, "
+            "'success') = 'success' AND commit_sha IS NOT NULL AND finished_at IS NOT NULL"
+        )
+        return sql, [escaped + "%"]
+
+    def _dicts(self, type_name: str, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+        cols = record_columns(BY_NAME[type_name])
+        return [dict(zip(cols, r, strict=True)) for r in self._backend.fetchall(sql, params)]
+
+    def changes_committed_between(
+        self, service: str, repo: str | None, after: datetime, until: datetime
+    ) -> list[tuple[str, datetime]]:
+        """(sha, committed_at) of the changes of `service` (and of `repo` when given) committed
+        in (after, until], oldest first (ties: by sha)."""
+        sql = (
+            "SELECT id, committed_at FROM change WHERE service = ? AND committed_at > ? "
+            "AND committed_at <= ?"
+        )
+        params: list[Any] = [service, after, until]
+        if repo is not None:
+            sql += " AND repo = ?"
+            params.append(repo)
+        found = self._backend.fetchall(sql + " ORDER BY committed_at, id", params)
+        return [(str(sha), at) for sha, at in found]
+
     def records(self, type_name: str) -> pa.Table:
         """Every stored record of one type as an Arrow table (fields, `source`, `ingested_at`),
         ordered by id."""

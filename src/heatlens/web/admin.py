@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
+from heatlens.analysis.impact import GRAIN as IMPACT_GRAIN
 from heatlens.application import LocalApplication
 from heatlens.application.documents import changes_doc
 from heatlens.errors import InputError
@@ -27,6 +28,7 @@ from heatlens.web.auth import require
 from heatlens.web.body import body_schema, json_body
 from heatlens.web.cost import bound
 from heatlens.web.errors import ApiError, problem_details
+from heatlens.web.refusals import activity
 from heatlens.web.service import Service
 from heatlens.web.uploads import Uploads
 
@@ -59,9 +61,11 @@ def _uploads(request: Request) -> Uploads:
 
 
 @router.get("/api/v1/admin/status", dependencies=ADMIN)
-async def status(service: ServiceDep, app: AppDep) -> dict[str, Any]:
-    """Records per type and source, schema and data version (`heatlens status`)."""
-    return await service.call(app.status)
+async def status(request: Request, service: ServiceDep, app: AppDep) -> dict[str, Any]:
+    """Records per type and source, schema and data version (`heatlens status`), and this
+    process's refused webhook deliveries (kept in memory, never stored)."""
+    doc = await service.call(app.status)
+    return {**doc, "webhook_refusals": activity(request.app).snapshot()}
 
 
 @router.put("/api/v1/admin/uploads/{name}", dependencies=ADMIN, status_code=201)
@@ -238,6 +242,37 @@ async def check(
     target's grain as of `as_of` (default today), and tensions (`heatlens.check/v1`)."""
     teams_only(token, None)  # targets are organisation-wide numbers
     return await service.call(app.check, parse_day(as_of, "as_of"))
+
+
+@router.get("/api/v1/impact")
+async def impact(
+    http: Request,
+    service: ServiceDep,
+    app: AppDep,
+    token: ReadToken,
+    capability: str,
+    metric: Annotated[list[str] | None, Query()] = None,
+    grain: str = IMPACT_GRAIN,
+    start: Annotated[str | None, Query(alias="from")] = None,
+    end: Annotated[str | None, Query(alias="to")] = None,
+    min_uses: int = 1,
+) -> list[dict[str, Any]]:
+    """`heatlens impact`: did adopting `capability` move each `metric` (default: the DORA
+    keys)? One `heatlens.impact/v1` document per metric."""
+    teams_only(token, None)  # compares teams across the organisation
+    first, last = parse_day(start, "from"), parse_day(end, "to")
+    # the panel is one report by team: bounded like one
+    await bound(http, MetricsRequest(grain, first, last, ("team",), tuple(metric or ())))
+    docs: list[dict[str, Any]] = await service.call(
+        app.impact,
+        capability,
+        tuple(metric or ()),
+        grain=grain,
+        start=first,
+        end=last,
+        min_uses=min_uses,
+    )
+    return docs
 
 
 @router.get("/api/v1/report.html", response_class=HTMLResponse)

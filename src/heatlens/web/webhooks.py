@@ -30,7 +30,7 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,8 +50,10 @@ from heatlens.connectors.pagerduty.mapping import map_event as map_pagerduty
 from heatlens.errors import InputError, StoreError
 from heatlens.settings import Settings
 from heatlens.store import Store
+from heatlens.web.auth import client_address
 from heatlens.web.body import parse_json, read_body
 from heatlens.web.errors import ApiError, problem_details
+from heatlens.web.refusals import activity
 from heatlens.web.service import Service
 from heatlens.web.writer import SYNC_STATE, Hook, StateOf
 
@@ -122,7 +124,7 @@ def _secret(value: SecretStr | None, setting: str, source: str) -> str:
 
 
 def _refused(source: str, request: Request, header: str) -> ApiError:
-    client = request.client.host if request.client else "?"
+    client = client_address(request)
     log.warning("%s webhook from %s refused: bad or missing %s", source, client, header)
     return ApiError(
         401,
@@ -145,6 +147,10 @@ def _service(request: Request) -> Service:
 @router.post("/webhooks/github", status_code=200)
 async def github(request: Request) -> JSONResponse:
     """A GitHub webhook delivery (content type `application/json`, any events)."""
+    return await _noted("github", request, _github)
+
+
+async def _github(request: Request) -> JSONResponse:
     service = _service(request)
     settings = service.settings
     secret = _secret(settings.webhooks_github_secret, "webhooks.github_secret", "GitHub")
@@ -163,6 +169,10 @@ async def github(request: Request) -> JSONResponse:
 @router.post("/webhooks/gitlab", status_code=200)
 async def gitlab(request: Request) -> JSONResponse:
     """A GitLab webhook delivery (its `object_kind` says which event)."""
+    return await _noted("gitlab", request, _gitlab)
+
+
+async def _gitlab(request: Request) -> JSONResponse:
     service = _service(request)
     settings = service.settings
     secret = _secret(settings.webhooks_gitlab_token, "webhooks.gitlab_token", "GitLab")
@@ -181,6 +191,10 @@ async def gitlab(request: Request) -> JSONResponse:
 @router.post("/webhooks/pagerduty", status_code=200)
 async def pagerduty(request: Request) -> JSONResponse:
     """A PagerDuty V3 webhook delivery (`incident.*` events)."""
+    return await _noted("pagerduty", request, _pagerduty)
+
+
+async def _pagerduty(request: Request) -> JSONResponse:
     service = _service(request)
     settings = service.settings
     secret = _secret(settings.webhooks_pagerduty_secret, "webhooks.pagerduty_secret", "PagerDuty")
@@ -201,6 +215,36 @@ async def pagerduty(request: Request) -> JSONResponse:
         mapped.reason,
     )
     return await _take(service, delivery)
+
+
+async def _noted(
+    source: str, request: Request, route: Callable[[Request], Awaitable[JSONResponse]]
+) -> JSONResponse:
+    """Answer with `route`; a refusal (any 4xx) is noted in the process's memory — never in the
+    store: an unauthenticated sender must not make the server write (heatlens.web.refusals)."""
+    noted = activity(request.app)
+    try:
+        response = await route(request)
+    except ApiError as exc:
+        if 400 <= exc.status < 500:
+            noted.refused(
+                source,
+                exc.status,
+                exc.code,
+                client_address(request),
+                exc.message,
+                _event_header(source, request),
+            )
+        else:
+            noted.answered()
+        raise
+    noted.answered()
+    return response
+
+
+def _event_header(source: str, request: Request) -> str:
+    header = {"github": "x-github-event", "gitlab": "x-gitlab-event"}.get(source)
+    return request.headers.get(header, "") if header else ""
 
 
 class _Mapped(Protocol):
@@ -228,7 +272,12 @@ def github_options(settings: Settings) -> GithubOptions:
         ci_capability=settings.ci_capability,
         incident_label=settings.incident_label,
         service_map=settings.service_map,
+        release_deployments=_release_setting(settings.webhooks_github_release_deployments),
     )
+
+
+def _release_setting(value: bool | list[str]) -> bool | tuple[str, ...]:
+    return value if isinstance(value, bool) else tuple(value)
 
 
 def gitlab_options(settings: Settings) -> GitLabOptions:

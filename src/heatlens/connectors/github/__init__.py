@@ -1,5 +1,5 @@
-"""The GitHub connector: webhook payloads (and, later, REST sync) → changes, deployments, usage,
-incidents."""
+"""The GitHub connector: webhook payloads (`mapping`) and REST sync (`sync`, `heatlens sync github`)
+→ changes, deployments, usage, incidents."""
 
 from heatlens.connectors.github.mapping import GithubOptions, Mapped, map_event
 

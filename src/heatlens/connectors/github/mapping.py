@@ -14,7 +14,7 @@ reason why (the webhook answers 202 and counts it):
 Records are partial where the payload knows only part of the story (a PR's change has no author,
 an open incident no `resolved_at`): DESIGN §3's vendor merge rules combine them by id, later
 non-null fields winning. Which commits a deployment shipped needs the stored pushes, so it is left
-to the webhook; the mapping gives only `commit_sha`.
+to the writer (heatlens.ingest.partial.ship_commits); the mapping gives only `commit_sha`.
 """
 
 from __future__ import annotations
@@ -55,8 +55,10 @@ class GithubOptions:
     service_map: Mapping[str, str] = field(default_factory=dict)
     # a label `<prefix><value>` gives severity `value`; `sev1`, `sev-2`, `P1` are severities as-is
     severity_prefixes: tuple[str, ...] = ("severity:", "severity/", "severity-", "sev:")
-    # `release` `published` → deployment (off: deployments come from deployment events)
-    release_deployments: bool = False
+    # `release` `published` → deployment: True for every repository, or the repositories
+    # (`owner/name` or `name`) whose releases are deployments; off: deployments come from
+    # deployment events (setting `webhooks.github_release_deployments`)
+    release_deployments: bool | tuple[str, ...] = False
     release_environment: str = "production"
 
 
@@ -267,12 +269,16 @@ def _severity(labels: list[str], options: GithubOptions) -> str | None:
 def _release(payload: Payload, options: GithubOptions) -> Mapped:
     if payload.get("action") != "published":
         return Mapped([], f"release {payload.get('action')!r} is not a publication")
-    if not options.release_deployments:
-        return Mapped([], "releases are not deployments here (release_deployments is off)")
+    repository = payload["repository"]
+    if not _releases_deploy(repository, options.release_deployments):
+        return Mapped(
+            [],
+            f"releases of {repository.get('full_name')} are not deployments here "
+            "(setting webhooks.github_release_deployments)",
+        )
     release = payload["release"]
     if release.get("draft") or release.get("prerelease"):
         return Mapped([], "a draft or pre-release is no deployment")
-    repository = payload["repository"]
     service = service_for(repository, options)
     target = str(release.get("target_commitish") or "")
     return Mapped(
@@ -291,6 +297,13 @@ def _release(payload: Payload, options: GithubOptions) -> Mapped:
             )
         ]
     )
+
+
+def _releases_deploy(repository: Payload, setting: bool | tuple[str, ...]) -> bool:
+    if isinstance(setting, bool):
+        return setting
+    names = {str(repository.get("full_name") or ""), str(repository.get("name") or "")}
+    return bool(names & set(setting))
 
 
 def _seconds(start: str | None, end: str | None) -> float | None:

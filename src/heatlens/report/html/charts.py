@@ -198,3 +198,44 @@ def portfolio(points: Sequence[Point]) -> Spec:
         title="Portfolio: adoption × CSAT (colour: task success)", width=WIDTH, height=320
     )
     return _finish(chart)
+
+
+def event_study(points: Sequence[Point], unit: str, title: str) -> Spec:
+    """The effect by periods since adoption (`k`, 0 = the period of adoption): each point's
+    estimate (`value`) with its 95 % interval (`lo`, `hi`) as a rule, a line at 0 (no effect)
+    and one at adoption; periods before adoption grey, after it blue."""
+    unit, factor = axis_unit(points, unit)
+    rows = [
+        {
+            **p,
+            "when": "after adopting" if p["k"] >= 0 else "before adopting",
+            **{k: float(p[k]) * factor for k in ("value", "lo", "hi") if p.get(k) is not None},
+        }
+        for p in points
+    ]
+    data = alt.Data(values=rows)
+    colour = alt.Color(
+        "when:N",
+        title=None,
+        scale=alt.Scale(domain=["before adopting", "after adopting"], range=["#999", PALETTE[0]]),
+        legend=alt.Legend(orient="bottom"),
+    )
+    x = alt.X("k:Q", title="periods since adopting", axis=alt.Axis(tickMinStep=1, format="d"))
+    tooltip = [
+        alt.Tooltip("k:Q", title="periods since adopting"),
+        alt.Tooltip("label:N", title="effect"),
+        alt.Tooltip("interval:N", title="95 % interval"),
+    ]
+    base = alt.Chart(data).encode(x=x, color=colour)
+    interval = (
+        base.transform_filter("isValid(datum.lo) && isValid(datum.hi)")
+        .mark_rule()
+        .encode(y=alt.Y("lo:Q", title=unit, axis=alt.Axis(format=_axis_format(unit))), y2="hi:Q")
+    )
+    point = base.mark_point(filled=True, size=40).encode(y="value:Q", tooltip=tooltip)
+    zero = alt.Chart(alt.Data(values=[{"y": 0}])).mark_rule(strokeDash=[4, 4]).encode(y="y:Q")
+    adopted = alt.Chart(alt.Data(values=[{"x": -0.5}])).mark_rule(color="#bbb").encode(x="x:Q")
+    chart = alt.layer(zero, adopted, interval, point).properties(
+        title=title, width=WIDTH, height=HEIGHT
+    )
+    return _finish(chart)

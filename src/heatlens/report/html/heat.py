@@ -24,10 +24,10 @@ from heatlens.analysis.scorecard import (
     complete_periods,
     scorecard,
 )
-from heatlens.analysis.targets import Target, parse_targets, target_status
+from heatlens.analysis.targets import Target, Tension, parse_targets, target_status, tensions_of
 from heatlens.analysis.waves import Waves, complete_waves, wave_label
 from heatlens.metrics import Request, compute
-from heatlens.metrics.catalog import CALENDAR_GRAINS, CATALOG, Metric
+from heatlens.metrics.catalog import CALENDAR_GRAINS, CATALOG, DIMENSION_TITLES, Metric
 from heatlens.metrics.engine import resolve
 from heatlens.metrics.periods import calendar_next, calendar_start
 from heatlens.metrics.result import Report, Row
@@ -294,6 +294,7 @@ def overview(
         dora_where=None,
         last_day=end - timedelta(days=1),
         with_dora=with_dora,
+        tensions=[],
     )
     if heat_cov.empty and (dora_cov.empty or not with_dora):
         both = coverage(store, _metrics(HEAT + DORA), start, end, settings.timezone)
@@ -311,6 +312,7 @@ def overview(
     else:
         card = scorecard(store, settings, grain=grain, as_of=as_of)
         view.context["rows"] = _scorecard_rows(card, settings, links, as_of.date(), placed)
+        view.context["tensions"] = [_tension(t) for t in tensions_of(card)]
         dora_rows = card.dora
     if not with_dora:
         return _with_portfolio(view, placed)
@@ -339,6 +341,22 @@ def overview(
             for m in DORA
         ]
     return _with_portfolio(view, placed)
+
+
+def _tension(tension: Tension) -> dict[str, Any]:
+    """A tension as the overview words it: where, and which dimensions moved which way."""
+
+    def named(metrics: tuple[str, ...]) -> str:
+        return ", ".join(
+            f"{DIMENSION_TITLES[CATALOG[m].dimension].lower()} ({metric_title(m)})" for m in metrics
+        )
+
+    return {
+        "where": tension.capability or "the organisation as a whole",
+        "overall": tension.capability is None,
+        "better": named(tension.better),
+        "worse": named(tension.worse),
+    }
 
 
 def _with_portfolio(view: View, placed: list[dict[str, Any]]) -> View:

@@ -28,7 +28,7 @@ from heatlens.metrics.catalog import GRAINS
 from heatlens.metrics.explain import parse_segments
 from heatlens.metrics.periods import parse_day
 from heatlens.report.explain import csv_of
-from heatlens.report.html import delivery, heat, pages, records
+from heatlens.report.html import delivery, heat, impact, pages, records
 from heatlens.report.html.filters import Filters, parse_filters
 from heatlens.report.html.present import Links, View
 from heatlens.settings import Settings
@@ -38,6 +38,7 @@ from heatlens.web import auth
 from heatlens.web.body import read_body
 from heatlens.web.cost import bound
 from heatlens.web.errors import ApiError
+from heatlens.web.refusals import activity
 from heatlens.web.service import Service
 
 log = logging.getLogger("heatlens.web")
@@ -185,6 +186,7 @@ async def _page(
     team: str | None = None,
     per_team_filter: bool = False,
     ranged: bool = True,
+    key_extra: Hashable = None,
 ) -> Response:
     access = await _access(request)
     if not access.allowed:
@@ -211,7 +213,7 @@ async def _page(
         return builder(store, service.settings, filters, Links(), now, *args)
 
     span = MetricsRequest(filters.grain, filters.start, filters.end) if ranged else None
-    return await _serve(request, (name, args, filters), build, access, span)
+    return await _serve(request, (name, args, filters, key_extra), build, access, span)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -261,6 +263,13 @@ async def dora_page(request: Request) -> Response:
     )
 
 
+@router.get("/impact", response_class=HTMLResponse)
+async def impact_page(request: Request) -> Response:
+    """Is the platform helping? Every capability × DORA key as `heatlens impact` judges it, one
+    capability in detail (`capability`), the assumptions and the pre-trend warnings."""
+    return await _page(request, "impact", impact.helping, default_grain="month", org_wide=True)
+
+
 @router.get("/services/{name}", response_class=HTMLResponse)
 async def service_page(request: Request, name: str) -> Response:
     """One service: owner, DORA per period with the lead time trend, its deployments with their
@@ -272,14 +281,27 @@ async def service_page(request: Request, name: str) -> Response:
 
 @router.get("/data", response_class=HTMLResponse)
 async def data_page(request: Request) -> Response:
-    """Records per source and type, last delivery per source, syncs, ingest errors."""
+    """Records per source and type, last delivery per source, webhooks (with the refused
+    deliveries this process remembers), syncs, ingest errors."""
+    webhooks = activity(request.app)
+    # webhook counters and refusals change without a data version bump: key on their version
+    version = webhooks.version
+    refused = webhooks.snapshot()
 
     def builder(
         store: Store, settings: Settings, filters: Filters, links: Links, now: datetime
     ) -> View:
-        return records.data(store)
+        return records.data(store, refused)
 
-    return await _page(request, "data", builder, default_grain="week", org_wide=True, ranged=False)
+    return await _page(
+        request,
+        "data",
+        builder,
+        default_grain="week",
+        org_wide=True,
+        ranged=False,
+        key_extra=("webhooks", version),
+    )
 
 
 def _explain_params(request: Request) -> tuple[str, str, date, dict[str, str | None]]:
