@@ -1,33 +1,51 @@
-"""HTTP ingest: records/s and request latency of `POST /api/v1/events` on loopback (DESIGN §6).
+"""HTTP ingest: requests/s and records/s of heatlens's write paths on loopback, side by side with a
+bare ASGI app on the same server stack, in the same run (DESIGN §6, issue 15).
 
-    python bench/ingest_http.py [--clients 8] [--records 100000] [--no-write]
+    python bench/ingest_http.py [--seconds 8] [--clients 64] [--batch-clients 8] [--no-write]
 
-Starts a real `heatlens serve` on a fresh DuckDB store (127.0.0.1, a free port), then for batches
-of 1, 100 and 1,000 usage records (unique ids, so every record is inserted) runs `--clients`
-concurrent client threads that post pre-encoded batches back to back, each waiting for its answer
-(a 2xx means committed). Prints records/s, requests/s and p50/p99 latency per batch size, and
-writes the table into docs/performance.md (unless --no-write). Server and clients share this
-machine's cores; the client threads' share of the CPU is printed too. Target: ≥ 20,000 records/s
-with batches of 1,000 on 2 cores.
+Starts a real `heatlens serve` on a fresh DuckDB store with a GitHub webhook secret, and the bare
+app of bench/bare_app.py (reads the body, answers 202, stores nothing) with the same uvicorn
+options. An aiohttp client in this process (a separate process from both servers) then runs, for
+`--seconds` each after a warm-up:
+
+- singles: `--clients` concurrent connections each posting one request after another —
+  signed GitHub `workflow_run` deliveries (the fixture, with a new delivery id and run id each:
+  every delivery stores one usage record), then one-record `POST /api/v1/events` requests, then
+  the same bodies to the bare app;
+- batches: `--batch-clients` connections posting arrays of 1,000 usage records (unique ids), then
+  the same bodies to the bare app.
+
+Every heatlens answer must be a 2xx, which the server sends only after the request's group
+committed. Prints requests/s, records/s, p50/p99 latency and the ratio to the bare app, and
+writes the table into docs/performance.md (unless --no-write). Targets: ≥ 2,000 single requests/s
+and ≥ 1/3 of the bare app; ≥ 50,000 records/s with batches of 1,000.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
 import os
 import platform
-import queue
+import re
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the one way tests and benchmarks start a server
@@ -35,156 +53,280 @@ from tests.serve_process import ServeProcess  # noqa: E402
 
 DOC = ROOT / "docs" / "performance.md"
 START, END = "<!-- ingest_http:start -->", "<!-- ingest_http:end -->"
-TARGET = 20_000
+FIXTURE = ROOT / "tests" / "fixtures" / "github" / "workflow_run.completed.json"
+SECRET = "bench-secret"
+SINGLES_TARGET = 2_000
+RATIO_TARGET = 1 / 3
+BATCH_TARGET = 50_000
+BATCH = 1_000
+_RUNNING = re.compile(rb"Uvicorn running on (http://127\.0\.0\.1:\d+)")
+
+# a request: (path, headers, body, records it holds)
+Request = tuple[str, dict[str, str], bytes, int]
 
 
-def bodies(batch: int, records: int, tag: str) -> list[bytes]:
-    """Pre-encoded JSON bodies of `batch` usage records each, `records` in all, unique ids."""
-    out = []
-    for b in range(max(1, records // batch)):
-        items = [
-            f'{{"type":"usage","id":"{tag}-{b}-{i}","ts":"2026-03-{1 + i % 28:02d}T'
-            f'{i % 24:02d}:{i % 60:02d}:00Z","capability":"ci","action":"build",'
-            f'"actor":"dev{i % 500}","team":"team{i % 40}","outcome":"success",'
-            f'"duration_s":{30 + i % 300}}}'
-            for i in range(batch)
-        ]
-        out.append(("[" + ",".join(items) + "]").encode())
-    return out
+@dataclass
+class Row:
+    workload: str
+    target: str  # "heatlens" or "bare"
+    requests: int
+    records: int
+    seconds: float
+    latencies: list[float]
+    client_cpu: float
+
+    @property
+    def requests_s(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def records_s(self) -> float:
+        return self.records / self.seconds
+
+    def quantile(self, q: float) -> float:
+        cut = statistics.quantiles(self.latencies, n=100, method="inclusive")
+        return cut[int(q * 100) - 1] * 1000
 
 
-def run(url: str, work: list[bytes], clients: int) -> tuple[float, list[float]]:
-    """Post every body from `clients` threads; (seconds, latencies)."""
-    todo: queue.SimpleQueue[bytes] = queue.SimpleQueue()
-    for body in work:
-        todo.put(body)
+def webhooks(tag: int) -> Callable[[int], Request]:
+    """Signed GitHub workflow_run deliveries: the fixture with a new run id and delivery id."""
+    text = FIXTURE.read_text(encoding="utf-8")
+    run_id = str(json.loads(text)["workflow_run"]["id"])
+    head, tail = text.split(run_id, 1)
+
+    def make(n: int) -> Request:
+        # every occurrence of the run id changes: the usage id is `{run_id}/{attempt}`
+        new = str(tag * 10**9 + n)
+        body = (head + new + tail.replace(run_id, new)).encode()
+        sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        headers = {
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "workflow_run",
+            "X-GitHub-Delivery": f"bench-{tag}-{n}",
+            "X-Hub-Signature-256": sig,
+        }
+        return "/webhooks/github", headers, body, 1
+
+    return make
+
+
+def _usage(tag: str, n: int) -> str:
+    return (
+        f'{{"type":"usage","id":"{tag}-{n}","ts":"2026-03-{1 + n % 28:02d}T'
+        f'{n % 24:02d}:{n % 60:02d}:00Z","capability":"ci","action":"build",'
+        f'"actor":"dev{n % 500}","team":"team{n % 40}","outcome":"success",'
+        f'"duration_s":{30 + n % 300}}}'
+    )
+
+
+def records(tag: str, batch: int) -> Callable[[int], Request]:
+    """`POST /api/v1/events` bodies of `batch` usage records each (unique ids)."""
+    headers = {"Content-Type": "application/json"}
+
+    def make(n: int) -> Request:
+        items = ",".join(_usage(tag, n * batch + i) for i in range(batch))
+        return "/api/v1/events", headers, f"[{items}]".encode(), batch
+
+    return make
+
+
+async def _load(url: str, make: Callable[[int], Request], clients: int, seconds: float) -> Row:
+    """`clients` connections posting back to back for `seconds`; every answer must be a 2xx."""
+    counter = itertools.count()
     latencies: list[float] = []
     failures: list[str] = []
-    lock = threading.Lock()
+    sent = [0, 0]  # requests, records
+    connector = aiohttp.TCPConnector(limit=clients, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=120)
+    # bodies are made before the clock starts so the client spends its time sending
+    prepared = [make(next(counter)) for _ in range(clients * 4)]
+    stop_at = 0.0
 
-    def client() -> None:
-        headers = {"Content-Type": "application/json"}
-        with httpx.Client(base_url=url, timeout=120) as http:
-            while True:
-                try:
-                    body = todo.get_nowait()
-                except queue.Empty:
-                    return
-                t = time.perf_counter()
-                response = http.post("/api/v1/events", content=body, headers=headers)
-                elapsed = time.perf_counter() - t
-                with lock:
-                    if response.status_code in (200, 201):
-                        latencies.append(elapsed)
-                    else:
-                        failures.append(f"{response.status_code} {response.text[:200]}")
+    async def client(http: aiohttp.ClientSession) -> None:
+        while time.perf_counter() < stop_at:
+            path, headers, body, n = prepared.pop() if prepared else make(next(counter))
+            t = time.perf_counter()
+            async with http.post(url + path, data=body, headers=headers) as response:
+                await response.read()
+                status = response.status
+            if 200 <= status < 300:
+                latencies.append(time.perf_counter() - t)
+                sent[0] += 1
+                sent[1] += n
+            else:
+                failures.append(f"{status} {(await response.text())[:200]}")
+                return
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - started
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        started = time.perf_counter()
+        stop_at = started + seconds
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    used = resource.getrusage(resource.RUSAGE_SELF)
     if failures:
         raise SystemExit(f"{len(failures)} request(s) failed, e.g. {failures[0]}")
-    return seconds, latencies
+    client_cpu = (used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime) / elapsed
+    return Row("", "", sent[0], sent[1], elapsed, latencies, client_cpu)
 
 
-def quantile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1]
+def measure(
+    workload: str, target: str, url: str, make: Callable[[int], Request], clients: int, s: float
+) -> Row:
+    asyncio.run(_load(url, make, clients, min(1.5, s / 4)))  # warm up: code paths, first rows
+    row = asyncio.run(_load(url, make, clients, s))
+    row.workload, row.target = workload, target
+    print(
+        f"{workload:<28} {target:<8} {row.requests_s:>8,.0f} requests/s {row.records_s:>9,.0f} "
+        f"records/s  p50 {row.quantile(0.5):6.1f} ms  p99 {row.quantile(0.99):6.1f} ms  "
+        f"client {row.client_cpu:.2f} cores",
+        flush=True,
+    )
+    return row
+
+
+class Bare:
+    """bench/bare_app.py in a subprocess."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> str:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "bare_app.py")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            found = _RUNNING.search(line)
+            if found:
+                # keep reading its log (access lines, as heatlens serve logs): a full pipe blocks
+                threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+                return found.group(1).decode()
+        raise SystemExit("the bare app did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(30)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--records", type=int, default=100_000, help="per batch size of 100+")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
+    parser.add_argument("--clients", type=int, default=64, help="connections posting singles")
+    parser.add_argument("--batch-clients", type=int, default=8, help="connections posting batches")
     parser.add_argument("--no-write", action="store_true", help="do not update the docs")
-    parser.add_argument("--only", type=int, action="append", help="only this batch size")
+    parser.add_argument("--only", choices=["singles", "batches"], help="one workload only")
     args = parser.parse_args()
-    plan = {1: min(args.records, 5_000), 100: args.records, 1_000: args.records}
-    if args.only:
-        plan = {b: n for b, n in plan.items() if b in args.only}
     work_dir = Path(tempfile.mkdtemp(prefix="heatlens-bench-http-"))
-    # the per-client rate limit would refuse a benchmark's request rate
     server = ServeProcess(
         f"duckdb:///{work_dir / 's.duckdb'}",
         cwd=work_dir,
-        env={"HEATLENS_SERVER_RATE_LIMIT_PER_MINUTE": "100000000"},
+        # the per-client rate limit would refuse a benchmark's request rate
+        env={
+            "HEATLENS_SERVER_RATE_LIMIT_PER_MINUTE": "100000000",
+            "HEATLENS_WEBHOOKS_GITHUB_SECRET": SECRET,
+            "HEATLENS_SERVER_MAX_CONNECTIONS": "1000",
+        },
     )
-    url = server.start()
-    rows = []
+    bare = Bare()
+    url, bare_url = server.start(), bare.start()
+    rows: list[Row] = []
+    s, c, bc = args.seconds, args.clients, args.batch_clients
     try:
-        # warm up: the first requests load code paths and create the tables' first rows
-        run(url, bodies(100, 2_000, "warm"), args.clients)
-        for batch, records in plan.items():
-            work = bodies(batch, records, f"b{batch}")
-            cpu = resource.getrusage(resource.RUSAGE_SELF)
-            seconds, latencies = run(url, work, args.clients)
-            used = resource.getrusage(resource.RUSAGE_SELF)
-            client_cpu = used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime
-            sent = batch * len(work)
-            row = {
-                "batch": batch,
-                "requests": len(work),
-                "records": sent,
-                "records_s": sent / seconds,
-                "requests_s": len(work) / seconds,
-                "p50_ms": quantile(latencies, 0.50) * 1000,
-                "p99_ms": quantile(latencies, 0.99) * 1000,
-                "client_cpu": client_cpu / seconds,
-            }
-            rows.append(row)
-            print(
-                f"batch {batch:>5}: {row['records_s']:>9,.0f} records/s  "
-                f"{row['requests_s']:>7,.0f} requests/s  p50 {row['p50_ms']:7.1f} ms  "
-                f"p99 {row['p99_ms']:7.1f} ms  ({sent:,} records, {len(work):,} requests; "
-                f"clients used {row['client_cpu']:.2f} cores)"
+        if args.only != "batches":
+            rows.append(
+                measure("webhook (GitHub workflow_run)", "heatlens", url, webhooks(1), c, s)
             )
+            rows.append(
+                measure("webhook (GitHub workflow_run)", "bare", bare_url, webhooks(2), c, s)
+            )
+            rows.append(measure("one record per request", "heatlens", url, records("r", 1), c, s))
+            rows.append(measure("one record per request", "bare", bare_url, records("y", 1), c, s))
+        if args.only != "singles":
+            rows.append(measure("batches of 1,000", "heatlens", url, records("b", BATCH), bc, s))
+            rows.append(measure("batches of 1,000", "bare", bare_url, records("z", BATCH), bc, s))
     finally:
         server.stop(timeout=60)
+        bare.stop()
         shutil.rmtree(work_dir, ignore_errors=True)
-    for row in rows:
-        if row["batch"] == 1_000:  # the size the target is for
-            best = row["records_s"]
-            print(
-                f"batches of 1,000: {best:,.0f} records/s = {best / TARGET:.2f}× "
-                f"the target of {TARGET:,}"
-            )
+    load = os.getloadavg()
+    verdicts = summary(rows)
+    for line in verdicts:
+        print(line)
+    print(f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min)")
     if not args.no_write:
-        write_doc(rows, args.clients)
+        write_doc(rows, verdicts, args, load)
         print(f"wrote {DOC.relative_to(ROOT)}")
 
 
-def write_doc(rows: list[dict[str, float]], clients: int) -> None:
-    load = os.getloadavg()[0]
-    table = [
+def _pairs(rows: list[Row]) -> list[tuple[Row, Row | None]]:
+    bare = {r.workload: r for r in rows if r.target == "bare"}
+    return [(r, bare.get(r.workload)) for r in rows if r.target == "heatlens"]
+
+
+def summary(rows: list[Row]) -> list[str]:
+    out = []
+    for mine, bare in _pairs(rows):
+        ratio = mine.requests_s / bare.requests_s if bare else float("nan")
+        if mine.workload.startswith("batches"):
+            goal = f"target {BATCH_TARGET:,} records/s: {mine.records_s / BATCH_TARGET:.2f}×"
+            out.append(
+                f"{mine.workload}: {mine.records_s:,.0f} records/s, {ratio:.2f}× bare; {goal}"
+            )
+        else:
+            goal = (
+                f"target {SINGLES_TARGET:,}/s: {mine.requests_s / SINGLES_TARGET:.2f}×, "
+                f"and ≥ {RATIO_TARGET:.2f}× bare: {'met' if ratio >= RATIO_TARGET else 'not met'}"
+            )
+            out.append(
+                f"{mine.workload}: {mine.requests_s:,.0f} requests/s, {ratio:.2f}× bare; {goal}"
+            )
+    return out
+
+
+def write_doc(
+    rows: list[Row], verdicts: list[str], args: argparse.Namespace, load: tuple[float, ...]
+) -> None:
+    lines = [
         START,
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'}: "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}, load average {load:.1f} "
-        "when the run ended (other work was running). Server and clients shared the machine.",
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, load average "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min) when the run ended. "
+        "Servers and client shared the machine.",
         "",
-        f"`python bench/ingest_http.py --clients {clients}`: a real `heatlens serve` on a fresh "
-        "DuckDB store; "
-        f"{clients} client threads post pre-encoded JSON arrays of usage records (unique ids: "
-        "every record is inserted) back to back over loopback, each waiting for its 2xx.",
+        f"`python bench/ingest_http.py --seconds {args.seconds:g} --clients {args.clients} "
+        f"--batch-clients {args.batch_clients}`: a real `heatlens serve` on a fresh DuckDB store "
+        "and the bare app (`bench/bare_app.py`: reads the body, answers 202, stores nothing; same "
+        "uvicorn options); an aiohttp client in a separate process posts back to back over "
+        f"loopback for {args.seconds:g} s per line, each request waiting for its answer (a "
+        "heatlens 2xx means committed).",
         "",
-        "| batch | requests | records | records/s | requests/s | p50 ms | p99 ms | client CPU |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *(
-            f"| {r['batch']:,} | {r['requests']:,} | {r['records']:,} | {r['records_s']:,.0f} | "
-            f"{r['requests_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-            f"{r['client_cpu']:.2f} cores |"
-            for r in rows
-        ),
-        END,
+        "| workload | server | clients | requests/s | records/s | × bare | p50 ms | p99 ms "
+        "| client CPU |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    bare = {r.workload: r for r in rows if r.target == "bare"}
+    for r in rows:
+        clients = args.batch_clients if r.workload.startswith("batches") else args.clients
+        other = bare.get(r.workload)
+        ratio = f"{r.requests_s / other.requests_s:.2f}" if other and r.target != "bare" else ""
+        lines.append(
+            f"| {r.workload} | {r.target} | {clients} | {r.requests_s:,.0f} | "
+            f"{r.records_s:,.0f} | {ratio} | {r.quantile(0.5):.1f} | {r.quantile(0.99):.1f} | "
+            f"{r.client_cpu:.2f} cores |"
+        )
+    lines += ["", *(f"- {v}" for v in verdicts), END]
     text = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
     if START in text and END in text:
         head, rest = text.split(START, 1)
-        text = head + "\n".join(table) + rest.split(END, 1)[1]
+        text = head + "\n".join(lines) + rest.split(END, 1)[1]
     else:
-        text = (text or "# Performance\n") + "\n## HTTP ingest\n\n" + "\n".join(table) + "\n"
+        text = (text or "# Performance\n") + "\n## HTTP ingest\n\n" + "\n".join(lines) + "\n"
     DOC.write_text(text, encoding="utf-8")
 
 

@@ -1,5 +1,9 @@
 """Durability of a real `heatlens serve`: a 2xx means committed, even when the server is SIGKILLed.
 
+The same for webhooks: signed GitHub deliveries posted concurrently, the server killed mid-load and
+restarted, the unacknowledged ones delivered again, then every one replayed: each acknowledged
+delivery's record is stored exactly once, and the replays change nothing.
+
 Client threads post batches of usage records with unique ids; once some batches are acknowledged
 the server is killed mid-load, restarted on the same DuckDB file, and the clients resend every batch
 that got no 2xx. Every acknowledged record must then be stored exactly once, and the store must hold
@@ -9,6 +13,9 @@ resent and counted unchanged, not twice).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import threading
 from collections import Counter
 from pathlib import Path
@@ -138,3 +145,134 @@ def test_every_acknowledged_record_survives_a_sigkill(tmp_path: Path) -> None:
     assert acknowledged <= set(stored)  # nothing acknowledged was lost
     assert all(n == 1 for n in stored.values())  # nothing stored twice
     assert set(stored) == sent and len(stored) == CLIENTS * BATCHES * BATCH
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+SECRET = "crash-test-secret"
+WORKFLOW_RUN = Path(__file__).parent / "fixtures" / "github" / "workflow_run.completed.json"
+HOOK_CLIENTS = 6
+HOOKS = 30  # deliveries per client
+HOOK_KILL_AFTER = 25
+
+
+def _delivery(client: int, n: int) -> tuple[bytes, dict[str, str], str]:
+    """A signed GitHub workflow_run delivery: the real fixture with run id 9000000000 + …;
+    (body, headers, the usage id it stores: `{run_id}/{attempt}`)."""
+    text = WORKFLOW_RUN.read_text(encoding="utf-8")
+    run_id = str(json.loads(text)["workflow_run"]["id"])
+    new = str(9_000_000_000 + client * 1000 + n)
+    body = text.replace(run_id, new).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": "workflow_run",
+        "X-GitHub-Delivery": f"crash-{client}-{n}",
+        "X-Hub-Signature-256": "sha256="
+        + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
+    }
+    return body, headers, f"{new}/1"
+
+
+class Hooks:
+    """Client threads posting deliveries; which ones got a 200."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.stop = threading.Event()
+        self.lock = threading.Condition()
+        self.acked: list[tuple[int, int]] = []
+        self.unacked: list[tuple[int, int]] = []
+        self.statuses: Counter[str] = Counter()
+        self.done = 0
+
+    def client(self, client: int, numbers: list[int]) -> None:
+        with httpx.Client(timeout=60) as http:
+            for n in numbers:
+                status = "stopped"
+                if not self.stop.is_set():
+                    body, headers, _ = _delivery(client, n)
+                    try:
+                        response = http.post(
+                            self.url + "/webhooks/github", content=body, headers=headers
+                        )
+                        status = str(response.json().get("status", response.status_code))
+                    except (httpx.TransportError, ValueError) as exc:
+                        status = type(exc).__name__
+                with self.lock:
+                    self.statuses[status] += 1
+                    ok = status in ("stored", "duplicate")
+                    (self.acked if ok else self.unacked).append((client, n))
+                    self.lock.notify_all()
+            with self.lock:
+                self.done += 1
+                self.lock.notify_all()
+
+
+def test_every_acknowledged_webhook_delivery_survives_a_sigkill(tmp_path: Path) -> None:
+    store_url = f"duckdb:///{tmp_path / 's.duckdb'}"
+    env = {"HEATLENS_WEBHOOKS_GITHUB_SECRET": SECRET}
+    server = ServeProcess(store_url, cwd=tmp_path, env=env)
+    load = Hooks(server.start())
+    work = {c: list(range(HOOKS)) for c in range(HOOK_CLIENTS)}
+    threads = [threading.Thread(target=load.client, args=(c, ns)) for c, ns in work.items()]
+    for t in threads:
+        t.start()
+    try:
+        with load.lock:
+            load.lock.wait_for(lambda: len(load.acked) >= HOOK_KILL_AFTER or load.done, timeout=120)
+            assert not load.done, "a client finished before the kill"
+        server.kill()  # SIGKILL while the deliveries are coming
+        load.stop.set()
+        for t in threads:
+            t.join(timeout=120)
+        acked_before = set(load.acked)
+        assert load.unacked, "every delivery was acknowledged before the kill"
+        cut = set(load.statuses) - {"stored", "stopped", "ConnectError"}
+        assert cut, f"the kill interrupted no delivery: {load.statuses}"
+
+        # restart; the senders deliver again every delivery that got no 200 …
+        server = ServeProcess(store_url, cwd=tmp_path, env=env)
+        load.url = server.start()
+        load.stop.clear()
+        retry: dict[int, list[int]] = {}
+        for c, n in load.unacked:
+            retry.setdefault(c, []).append(n)
+        load.unacked, load.acked = [], []
+        threads = [threading.Thread(target=load.client, args=(c, ns)) for c, ns in retry.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        # … a delivery committed just before the kill but never acknowledged is a duplicate now
+        assert not load.unacked, f"deliveries refused after the restart: {load.statuses}"
+        version = httpx.get(load.url + "/healthz").json()["data_version"]
+        # replays of EVERY delivery (as a sender's redelivery) change nothing
+        load.statuses.clear()
+        load.unacked, load.acked = [], []
+        threads = [threading.Thread(target=load.client, args=(c, ns)) for c, ns in work.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert load.statuses == Counter({"duplicate": HOOK_CLIENTS * HOOKS})
+        assert httpx.get(load.url + "/healthz").json()["data_version"] == version
+    finally:
+        load.stop.set()
+        server.stop()
+
+    expected = {_delivery(c, n)[2] for c in range(HOOK_CLIENTS) for n in range(HOOKS)}
+    with Store.open(store_url, read_only=True) as store:
+        stored = Counter(row["id"] for row in store.rows("usage"))
+        seen = {name for name, _, _ in store.sync_states("webhook-delivery:github:")}
+        [stats] = [s for name, s, _ in store.sync_states("webhook:github")]
+    acknowledged = {_delivery(c, n)[2] for c, n in acked_before}
+    assert acknowledged <= set(stored)  # nothing acknowledged was lost
+    assert all(n == 1 for n in stored.values())  # nothing stored twice
+    assert set(stored) == expected
+    assert seen == {f"webhook-delivery:github:crash-{c}-{n}" for c, n in work_items(work)}
+    # each delivery counted once, whether acknowledged before the kill or after the restart
+    assert stats["deliveries"] == HOOK_CLIENTS * HOOKS
+
+
+def work_items(work: dict[int, list[int]]) -> list[tuple[int, int]]:
+    return [(c, n) for c, ns in work.items() for n in ns]

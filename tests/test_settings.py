@@ -112,6 +112,7 @@ FROM_ENV = {
     "webhooks_github_secret": ("gh-s3cret", "gh-s3cret"),
     "webhooks_gitlab_token": ("gl-t0ken", "gl-t0ken"),
     "webhooks_pagerduty_secret": ("pd-s3cret", "pd-s3cret"),
+    "webhooks_delivery_retention_days": ("30", 30.0),
     "webhooks_github_release_deployments": ('["acme/api"]', ["acme/api"]),
 }
 

@@ -165,6 +165,14 @@ class Settings(BaseSettings):
         "`X-PagerDuty-Signature`); unset: `POST /webhooks/pagerduty` answers 404.",
         json_schema_extra=_meta("webhooks.pagerduty_secret", "webhooks"),
     )
+    webhooks_delivery_retention_days: float = Field(
+        7,
+        gt=0,
+        description="Days a webhook delivery id is remembered, so a replay of it changes "
+        "nothing; older ids are forgotten (hourly). Senders replay within hours: GitHub's "
+        "redeliveries and GitLab's and PagerDuty's retries all come well within a day.",
+        json_schema_extra=_meta("webhooks.delivery_retention_days", "webhooks"),
+    )
     webhooks_github_release_deployments: bool | list[str] = Field(
         False,
         description="GitHub `release` `published` (not a draft or pre-release) → a production "

@@ -118,13 +118,15 @@ def read_json_array(con: duckdb.DuckDBPyConnection, name: str, table: str, data:
 def _dumps(record: Any) -> str:
     """A parsed record back to JSON text for the raw table. orjson is ~10× faster than json, but
     refuses integers beyond 64 bits and lone surrogates, and writes infinities (1e400) as null:
-    such records go through json, so validation still sees the value and explains it."""
-    if _finite(record):
-        try:
-            return orjson.dumps(record).decode("utf-8")
-        except TypeError:
-            pass
-    return json.dumps(record)
+    such records go through json, so validation still sees the value and explains it. Only a
+    text holding a null can hide an infinity: the record is walked only then."""
+    try:
+        text = orjson.dumps(record)
+    except TypeError:
+        return json.dumps(record)
+    if b"null" in text and not _finite(record):
+        return json.dumps(record)
+    return text.decode("utf-8")
 
 
 def _finite(value: Any) -> bool:
@@ -146,11 +148,17 @@ def read_records(
     numbers: Iterable[int] | None = None,
 ) -> RawInput:
     """Records already parsed (the API): numbered from 1, or by `numbers`."""
-    numbered = zip(numbers or itertools.count(1), records, strict=False)
-    lines = ((i, _dumps(r)) for i, r in numbered)
-    raw = _load_lines(con, name, table, lines, None)
-    raw.unit = "record"
-    return raw
+    numbered = list(zip(numbers or itertools.count(1), records, strict=False))
+    # records are in memory already: their text is handed to DuckDB as one Arrow table, seen
+    # through a view of that name (dropped like any view) — no copy into a table
+    batch = pa.table(
+        {
+            "__line": pa.array([i for i, _ in numbered], pa.int64()),
+            "__text": pa.array([_dumps(r) for _, r in numbered], pa.string()),
+        }
+    )
+    con.register(table, batch)
+    return RawInput(name, table, "json", rows=len(numbered), unit="record")
 
 
 def read_arrow(con: duckdb.DuckDBPyConnection, name: str, table: str, data: pa.Table) -> RawInput:
@@ -197,7 +205,6 @@ def _load_lines(
     lines: Iterator[tuple[int, str]],
     progress: Progress | None,
 ) -> RawInput:
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (__line BIGINT, __text VARCHAR)")
     total = 0
     while chunk := list(itertools.islice(lines, _CHUNK_LINES)):
         numbers, texts = zip(*chunk, strict=True)
@@ -205,9 +212,14 @@ def _load_lines(
             {"__line": pa.array(numbers, pa.int64()), "__text": pa.array(texts, pa.string())}
         )
         con.register(f"{table}_chunk", batch)
-        con.execute(f"INSERT INTO {table} SELECT * FROM {table}_chunk")
+        if total:
+            con.execute(f"INSERT INTO {table} SELECT * FROM {table}_chunk")
+        else:  # the first chunk makes the table: one statement fewer for a small input
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {table}_chunk")
         con.unregister(f"{table}_chunk")
         total += len(chunk)
+    if not total:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (__line BIGINT, __text VARCHAR)")
         if progress:
             progress(len(chunk))
     return RawInput(name, table, "json", rows=total)

@@ -302,9 +302,12 @@ def _stage(
                 con.execute(
                     f"DELETE FROM {stage} WHERE __line // {STRIDE} IN (SELECT unnest(?))", [gone]
                 )
-            con.execute(f"DELETE FROM {stage} WHERE __bad")
+            if p.checked.bad_rows:
+                con.execute(f"DELETE FROM {stage} WHERE __bad")
             pseudonymise(con, stage, name, settings)
-            _keep_last(con, stage, shared=p.shared)
+            # a part of one record cannot repeat an id
+            if any(part.records is None or len(part.records) > 1 for part in p.parts):
+                _keep_last(con, stage, shared=p.shared)
             if p.shared:
                 found = con.execute(f"SELECT DISTINCT __line // {STRIDE} FROM {stage}").fetchall()
                 present[name].update(p.first + int(k) for (k,) in found)
@@ -342,14 +345,19 @@ def _keep_last(con: duckdb.DuckDBPyConnection, stage: str, *, shared: bool) -> N
 
 
 def _drop(con: duckdb.DuckDBPyConnection, names: list[str]) -> None:
-    """Drop an ingest's temporary tables and views (a server's connection lives on)."""
+    """Drop an ingest's temporary tables and views (a server's connection lives on), in one
+    call: DuckDB's own catalog functions are far cheaper than information_schema."""
     kinds = dict(
         con.execute(
-            "SELECT table_name, table_type FROM information_schema.tables "
-            "WHERE table_schema = 'main' AND table_catalog = 'temp'"
+            "SELECT table_name, 'TABLE' FROM duckdb_tables() WHERE temporary "
+            "UNION ALL SELECT view_name, 'VIEW' FROM duckdb_views() WHERE temporary"
         ).fetchall()
     )
-    for name in reversed(names):
-        for obj in (name, f"{name}_csv", f"{name}_copy"):
-            if obj in kinds:
-                con.execute(f"DROP {'VIEW' if kinds[obj] == 'VIEW' else 'TABLE'} {obj}")
+    drops = [
+        f"DROP {kinds[obj]} {obj};"
+        for name in reversed(names)
+        for obj in (name, f"{name}_csv", f"{name}_copy")
+        if obj in kinds
+    ]
+    if drops:
+        con.execute(" ".join(drops))

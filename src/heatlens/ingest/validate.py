@@ -87,15 +87,15 @@ def validate(
 ) -> StagedInput:
     """Validate `raw` into stage tables `<prefix>_<type>`; explain up to `limit` bad rows."""
     source = _typed_source(con, raw, default_type, prefix)
-    problems = _envelope_problems(con, raw, source, limit)
-    bad = len(problems) if limit is None else _count_envelope(con, source)
-    present = [
-        row[0]
-        for row in con.execute(
-            f"SELECT DISTINCT __type FROM {source} WHERE __ok AND __type IN "
-            f"({', '.join(lit(t) for t in TYPE_NAMES)})"
-        ).fetchall()
-    ]
+    # the types present and the envelope's bad rows in one pass; explained only when there are
+    found = con.execute(
+        f"SELECT list(DISTINCT __type) FILTER (WHERE __ok), count(*) FILTER (WHERE NOT __ok) "
+        f"FROM {source}"
+    ).fetchone()
+    types, not_ok = (found[0] or [], int(found[1])) if found else ([], 0)
+    problems = _envelope_problems(con, raw, source, limit) if not_ok else []
+    bad = len(problems) if limit is None else not_ok
+    present = [t for t in types if t in BY_NAME]
     stages: dict[str, str] = {}
     for name in sorted(present, key=TYPE_NAMES.index):
         rtype = BY_NAME[name]
@@ -152,11 +152,6 @@ def _typed_source(
         f"coalesce({type_expr} IN ({known}), FALSE) AS __ok FROM {raw.table}"
     )
     return view
-
-
-def _count_envelope(con: duckdb.DuckDBPyConnection, source: str) -> int:
-    row = con.execute(f"SELECT count(*) FROM {source} WHERE NOT __ok").fetchone()
-    return int(row[0]) if row else 0
 
 
 def _envelope_problems(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -382,6 +383,56 @@ class Store:
         self._writable()
         with self._backend.transaction():
             self._put_sync_state(name, state, at or datetime.now(UTC))
+
+    def save_sync_states(
+        self, states: Mapping[str, dict[str, Any]], *, at: datetime | None = None
+    ) -> None:
+        """Replace the states saved under each name, in one transaction (two statements)."""
+        self._writable()
+        if not states:
+            return
+        when = at or datetime.now(UTC)
+        names = list(states)
+        rows = [[n, json.dumps(states[n], sort_keys=True, default=str), when] for n in names]
+        with self._backend.transaction():
+            marks = ", ".join("?" for _ in names)
+            self._backend.execute(f"DELETE FROM sync_state WHERE name IN ({marks})", names)
+            values = ", ".join("(?, ?, ?)" for _ in rows)
+            self._backend.execute(
+                f"INSERT INTO sync_state VALUES {values}", [v for row in rows for v in row]
+            )
+
+    def known_sync_states(self, names: Sequence[str]) -> set[str]:
+        """Which of `names` have a saved state (one query)."""
+        if not names:
+            return set()
+        marks = ", ".join("?" for _ in names)
+        found = self._backend.fetchall(
+            f"SELECT name FROM sync_state WHERE name IN ({marks})", list(names)
+        )
+        return {str(n) for (n,) in found}
+
+    def prune_sync_states(self, prefix: str, before: datetime) -> int:
+        """Forget the states named `prefix…` last saved before `before`; how many."""
+        self._writable()
+        # a range on the name, not LIKE: the prefix needs no escaping
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        where = "name >= ? AND name < ? AND updated_at < ?"
+        with self._backend.transaction():
+            n = self._backend.fetchall(
+                f"SELECT count(*) FROM sync_state WHERE {where}", [prefix, upper, before]
+            )[0][0]
+            if n:
+                self._backend.execute(
+                    f"DELETE FROM sync_state WHERE {where}", [prefix, upper, before]
+                )
+        return int(n)
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """One transaction around several of this store's writes (and the reads between them):
+        the writes inside join it, and it commits at the end, or rolls back on any error."""
+        self._writable()
+        return self._backend.transaction()
 
     def delete_sync_state(self, name: str) -> None:
         """Forget the state saved under `name` (the next sync starts from scratch)."""

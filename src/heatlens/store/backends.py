@@ -61,14 +61,27 @@ class DuckDBBackend:
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.con.execute(sql, list(params)).fetchall()
 
+    _depth = 0  # transactions open: an inner one joins the outer (DuckDB does not nest them)
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        if self._depth:
+            # joined: a failure raises through the outer transaction, which rolls it all back
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
         self.con.begin()
+        self._depth = 1
         try:
             yield
         except BaseException:
+            self._depth = 0
             self.con.rollback()
             raise
+        self._depth = 0
         self.con.commit()
 
     def table_exists(self, name: str) -> bool:

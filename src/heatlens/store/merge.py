@@ -65,10 +65,16 @@ def merge(
     fields = list(rtype.field_names)
     field_list = ", ".join(q(f) for f in fields)
     # a chain: some id staged by several parts, each version judged against the one before
-    chain = len(batch.parts) > 1 and bool(
-        b.fetchall(f"SELECT count(*) - count(DISTINCT id) FROM {q(stage)}")[0][0]
+    # one query: whether ids repeat across parts, whether the table is empty
+    repeats = (
+        f"SELECT count(*) - count(DISTINCT id) FROM {q(stage)}" if len(batch.parts) > 1 else "0"
     )
-    if not chain and not b.fetchall(f"SELECT 1 FROM {target} LIMIT 1"):
+    [(repeated, stored)] = b.fetchall(f"SELECT ({repeats}), EXISTS (SELECT 1 FROM {target})")
+    chain = bool(repeated)
+    # DuckDB replaces a temporary table in one statement; Postgres drops it first
+    duck = b.dialect == "duckdb"
+    create = "CREATE OR REPLACE TEMP TABLE" if duck else "CREATE TEMP TABLE"
+    if not chain and not stored:
         # a bulk load into an empty table: every row is new
         if len(batch.parts) == 1:
             staged = b.fetchall(f"SELECT count(*) FROM {q(stage)}")[0][0]
@@ -80,9 +86,10 @@ def merge(
     # each staged row against the version it replaces: the stored one, or (in a chain) the
     # previous part's version of the same id
     if chain:
-        b.execute("DROP TABLE IF EXISTS merge_seq")
+        if not duck:
+            b.execute("DROP TABLE IF EXISTS merge_seq")
         b.execute(
-            f"CREATE TEMP TABLE merge_seq AS SELECT {field_list}, {PART}, "
+            f"{create} merge_seq AS SELECT {field_list}, {PART}, "
             f"row_number() OVER (PARTITION BY id ORDER BY {PART}) AS k FROM {q(stage)}"
         )
         current = "merge_seq"
@@ -94,9 +101,10 @@ def merge(
     else:
         current, previous = q(stage), f"{target} p ON p.id = c.id"
     same = " AND ".join(f"c.{q(f)} IS NOT DISTINCT FROM p.{q(f)}" for f in fields if f != "id")
-    b.execute("DROP TABLE IF EXISTS merge_status")
+    if not duck:
+        b.execute("DROP TABLE IF EXISTS merge_status")
     b.execute(
-        f"CREATE TEMP TABLE merge_status AS SELECT c.id, c.{PART}, p.id IS NULL AS is_new, "
+        f"{create} merge_status AS SELECT c.id, c.{PART}, p.id IS NULL AS is_new, "
         f"(p.id IS NOT NULL AND NOT ({same or 'TRUE'})) AS is_changed "
         f"FROM {current} c LEFT JOIN {previous}"
     )
@@ -113,17 +121,21 @@ def merge(
         )
     if any(c.inserted or c.updated for c in by_part.values()):
         # a record is written once: its last version that was new or changed
-        b.execute("DROP TABLE IF EXISTS merge_written")
-        b.execute(
-            f"CREATE TEMP TABLE merge_written AS SELECT id, max({PART}) AS {PART} "
-            "FROM merge_status WHERE is_new OR is_changed GROUP BY id"
-            if chain
-            else f"CREATE TEMP TABLE merge_written AS SELECT id, {PART} FROM merge_status "
-            "WHERE is_new OR is_changed"
-        )
-        _insert(b, batch, stage, parts, now, only="merge_written")
-    for table in ("merge_status", "merge_seq", "merge_written"):
-        b.execute(f"DROP TABLE IF EXISTS {table}")
+        if chain:
+            if not duck:
+                b.execute("DROP TABLE IF EXISTS merge_written")
+            b.execute(
+                f"{create} merge_written AS SELECT id, max({PART}) AS {PART} "
+                "FROM merge_status WHERE is_new OR is_changed GROUP BY id"
+            )
+            only = "merge_written"
+        else:  # no id repeats: the new and changed rows of merge_status, as they are
+            only = "(SELECT id, __part FROM merge_status WHERE is_new OR is_changed)"
+        _insert(b, batch, stage, parts, now, only=only)
+    if not duck:
+        # DuckDB's are replaced by the next merge on this connection
+        for table in ("merge_status", "merge_seq", "merge_written"):
+            b.execute(f"DROP TABLE IF EXISTS {table}")
     return by_part
 
 

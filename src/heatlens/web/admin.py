@@ -36,7 +36,7 @@ router = APIRouter()
 ADMIN = [Depends(require("admin"))]
 
 
-def _service(request: Request) -> Service:
+async def _service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
 
@@ -44,7 +44,7 @@ def _service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(_service)]
 
 
-def _application(request: Request) -> LocalApplication:
+async def _application(request: Request) -> LocalApplication:
     application: LocalApplication = request.app.state.application
     return application
 

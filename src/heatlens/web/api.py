@@ -22,12 +22,12 @@ from heatlens.web.body import media_type, parse_records, read_body, records_sche
 from heatlens.web.cost import bound
 from heatlens.web.errors import ApiError, problem_details
 from heatlens.web.service import Service
-from heatlens.web.writer import WriteFailed
+from heatlens.web.writer import Hook, WriteFailed
 
 router = APIRouter()
 
 
-def _service(request: Request) -> Service:
+async def _service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
 
@@ -35,7 +35,7 @@ def _service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(_service)]
 
 
-def _application(request: Request) -> LocalApplication:
+async def _application(request: Request) -> LocalApplication:
     application: LocalApplication = request.app.state.application
     return application
 
@@ -50,14 +50,16 @@ async def healthz(service: ServiceDep, app: AppDep) -> dict[str, Any]:
     return {"status": "ok", "data_version": version}
 
 
-async def _ingest(service: Service, records: list[dict[str, Any]]) -> dict[str, Any]:
+async def _ingest(
+    service: Service, records: list[dict[str, Any]], hook: Hook | None = None
+) -> dict[str, Any]:
     """Write records through the service's writer; the response document once committed.
 
     `counts` are this request's own records, as if written alone after the requests grouped
     before it (heatlens.web.writer); `data_version` is the store's after the commit.
     """
     try:
-        outcome = await service.ingest(records)
+        outcome = await service.ingest(records, hook)
     except InputError as exc:
         # keep ingest's count of invalid records; say what an API client should do
         count = str(exc).split(" in ", 1)[0]
@@ -71,6 +73,8 @@ async def _ingest(service: Service, records: list[dict[str, Any]]) -> dict[str, 
         raise ApiError(
             503, "store_error", f"{exc}; nothing of this request was stored: send it again"
         ) from None
+    if outcome.duplicate:
+        return {"duplicate": True}
     result = outcome.result
     return {
         "records": result.read,

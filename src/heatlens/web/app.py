@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heatlens.application import LocalApplication
 from heatlens.connectors.schedule import Scheduler
@@ -89,33 +91,59 @@ def create_app(
     app.include_router(webhooks.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.middleware("http")
-    async def security_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # a NUL byte is no value heatlens stores or names: refuse it before any route (the
-        # engines reject it in a query parameter with an error of their own)
-        if "%00" in request.scope.get("query_string", b"").decode("latin-1") or "\x00" in (
-            request.url.path
-        ):
-            response: Response = error_response(
-                400, "bad_request", "the URL contains a NUL byte (%00): remove it"
-            )
-        else:
-            work = service.meter()
-            response = await call_next(request)
-            key = getattr(request.state, "rate_key", None)
-            if key is not None:
-                service.limiter.charge(key, work_units(sum(work)))
-        if request.url.path.startswith("/static/"):
-            response.headers.setdefault("Cache-Control", STATIC_CACHE)
-        if response.headers.get("content-type", "").startswith("text/html"):
-            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
+    app.add_middleware(SecurityHeaders, service=service)
 
     return app
+
+
+class SecurityHeaders:
+    """Every response gets the security headers (and HTML its Content-Security-Policy, static
+    files their cache lifetime); a URL holding a NUL byte is refused before any route; a
+    request's store work is charged to its rate limit once answered.
+
+    A plain ASGI middleware: Starlette's `BaseHTTPMiddleware` (`@app.middleware("http")`) runs
+    each request in a task group with a streamed copy of its response, which cost more than the
+    whole route of a one-record ingest (docs/performance.md)."""
+
+    def __init__(self, app: ASGIApp, service: Service) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        # a NUL byte is no value heatlens stores or names: refuse it before any route (the
+        # engines reject it in a query parameter with an error of their own)
+        if b"%00" in scope.get("query_string", b"") or "\x00" in path:
+            response = error_response(
+                400, "bad_request", "the URL contains a NUL byte (%00): remove it"
+            )
+            await response(scope, receive, send)
+            return
+        static = path.startswith("/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if static:
+                    headers.setdefault("Cache-Control", STATIC_CACHE)
+                if headers.get("content-type", "").startswith("text/html"):
+                    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        work = self.service.meter()
+        scope.setdefault("state", {})
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            state = scope.get("state") or {}
+            key = state.get("rate_key") if isinstance(state, dict) else None
+            if key is not None:
+                self.service.limiter.charge(key, work_units(sum(work)))
 
 
 def access_line(open_api: bool) -> str:

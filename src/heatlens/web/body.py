@@ -7,9 +7,11 @@ never a 5xx. Record-level rules (fields, types, values) are ingest's, the same a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import orjson
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
@@ -138,6 +140,9 @@ def parse_json(body: bytes) -> Any:
     return _loads(text, None)
 
 
+_LONG_NUMBER = re.compile(r"[0-9]{19}")
+
+
 class _NotANumber(ValueError):
     """NaN and Infinity, which Python's parser accepts but JSON does not have."""
 
@@ -150,6 +155,18 @@ def _reject_constant(name: str) -> Any:
 
 def _loads(text: str, line: int | None) -> Any:
     where = f" on line {line}" if line is not None else ""
+    # orjson parses about 5× faster; what it refuses (NaN, infinities, lone surrogates, deep
+    # nesting, bad JSON) goes on to json below, which says why or takes it. A run of 19 digits
+    # or more may be an integer beyond 64 bits, which orjson would turn into a float: json only.
+    if _LONG_NUMBER.search(text) is None:
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if _depth(value) > MAX_DEPTH:
+                raise _too_deep(where)
+            return value
     try:
         value = json.loads(text, parse_constant=_reject_constant)
     except RecursionError:

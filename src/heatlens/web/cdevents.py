@@ -1,7 +1,9 @@
 """POST /api/v1/cdevents: one CDEvent (v0.5, CloudEvents structured or binary mode), validated
 against the CDEvents schemas, mapped to canonical records (heatlens.connectors.cdevents) and
-written like POST /api/v1/events — same token scope, body limit and one writer; a 2xx means
-committed. See docs/cdevents.md."""
+written like POST /api/v1/events — same token scope, body limit, and the writer's group
+transaction, in which a replayed event (its `(source, id)` stored, or earlier in the group) is a
+duplicate and partial records are overlaid on the stored ones; a 2xx means committed. See
+docs/cdevents.md."""
 
 from __future__ import annotations
 
@@ -19,13 +21,12 @@ from heatlens.connectors.cdevents.mapping import (
     map_event,
 )
 from heatlens.connectors.cdevents.schema import has_schema, validate
-from heatlens.ingest.partial import canonical, overlay
 from heatlens.settings import Settings
-from heatlens.store import Store
 from heatlens.web.api import ServiceDep, _ingest
 from heatlens.web.auth import require
 from heatlens.web.body import JSON, media_type, parse_json, read_body
 from heatlens.web.errors import ApiError
+from heatlens.web.writer import Hook
 
 router = APIRouter()
 
@@ -87,20 +88,27 @@ async def post_cdevent(request: Request, service: ServiceDep) -> JSONResponse:
     mapped = map_event(event, options(service.settings))
     if not mapped.records:
         return _ignored(label, mapped.reason or "no records")
-    records = []
-    for record in mapped.records:
-        stored = await service.lookup(_stored, record["type"], record["id"])
-        if stored is not None and record["type"] in _EVENT_KEYED:
-            return JSONResponse(
-                {"status": "duplicate", "type": label, "records": 0, "id": record["id"]},
-                status_code=200,
-            )
-        records.append(overlay(stored, record))
-    doc = await _ingest(service, records)
+    hook = Hook("api", _key(mapped.records))  # stored like POST /api/v1/events records
+    doc = await _ingest(service, mapped.records, hook)
+    if doc.get("duplicate"):
+        key = hook.key[1] if hook.key else None
+        return JSONResponse(
+            {"status": "duplicate", "type": label, "records": 0, "id": key}, status_code=200
+        )
     inserted = any(c["inserted"] for c in doc["counts"].values())
     return JSONResponse(
         {"status": "stored", "type": label, **doc}, status_code=201 if inserted else 200
     )
+
+
+def _key(records: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """An event's identity in the store: the record keyed by its `(source, id)` (a deployment or
+    a usage); a second event with it is a duplicate. Incidents are keyed by their subject, so
+    their events fold into one record instead (overlaid in the writer's group)."""
+    for record in records:
+        if record.get("type") in _EVENT_KEYED and isinstance(record.get("id"), str):
+            return (str(record["type"]), str(record["id"]))
+    return None
 
 
 def _event(request: Request, body: bytes) -> dict[str, Any]:
@@ -127,9 +135,3 @@ def _event(request: Request, body: bytes) -> dict[str, Any]:
 
 def _ignored(label: Any, reason: str) -> JSONResponse:
     return JSONResponse({"status": "ignored", "type": label, "reason": reason}, status_code=202)
-
-
-def _stored(store: Store, type_name: str, record_id: str) -> dict[str, Any] | None:
-    """The stored record `record_id` of `type_name` as a canonical record, or None."""
-    rows = store.rows(type_name, ids=[record_id])
-    return canonical(type_name, rows[0]) if rows else None

@@ -5,6 +5,10 @@ from `server.trusted_proxies`, at most `server.max_connections` connections are 
 and a client has `server.header_timeout` seconds to send a request's headers — uvicorn by itself
 waits for ever, so a client sending a byte a second would hold its connection open
 indefinitely.
+
+Requests are parsed by httptools (llhttp, in C): at 64 concurrent clients posting one event each,
+h11's pure-Python parser cost about as much as the route (docs/performance.md). The h11 protocol
+below stays for a Python without httptools.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from heatlens.errors import ConfigError
 from heatlens.settings import Settings
@@ -80,10 +85,56 @@ class HeaderDeadline(H11Protocol):
             self.transport.close()
 
 
+class FastHeaderDeadline(HttpToolsProtocol):
+    """Uvicorn's httptools protocol with the same deadline as `HeaderDeadline`: armed when the
+    connection opens and again once a response is complete (waiting for the next request),
+    disarmed when a request's headers are complete."""
+
+    header_timeout = 10.0
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._deadline is None:
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self._deadline is None:
+            self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._deadline = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.logger.info("closing a connection whose request headers took too long")
+            self.transport.close()
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """The uvicorn settings that follow from heatlens's."""
     timeout = {"header_timeout": settings.server_header_timeout}
-    protocol = type("HeaderDeadlineProtocol", (HeaderDeadline,), timeout)
+    base: type = FastHeaderDeadline if _httptools() else HeaderDeadline
+    protocol = type("HeaderDeadlineProtocol", (base,), timeout)
     trusted = settings.server_trusted_proxies
     return {
         "http": protocol,
@@ -92,6 +143,14 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "limit_concurrency": settings.server_max_connections,
         "timeout_keep_alive": 5,
     }
+
+
+def _httptools() -> bool:
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def run_server(

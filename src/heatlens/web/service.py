@@ -26,10 +26,12 @@ its operations are the same code as on the command line.
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
@@ -38,7 +40,7 @@ from starlette.concurrency import run_in_threadpool
 from heatlens.settings import Settings
 from heatlens.store import Store
 from heatlens.web.limits import RateLimiter
-from heatlens.web.writer import Outcome, Writer
+from heatlens.web.writer import Hook, Outcome, Writer
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -62,6 +64,7 @@ class Service:
         self._free: queue.Queue[Store] = queue.Queue()
         self._quick: Store | None = None
         self._quick_lock = threading.Lock()
+        self._quick_thread: ThreadPoolExecutor | None = None
         self._writer_store: Store | None = None
         self.limiter = RateLimiter(settings.server_rate_limit_per_minute)
         self.writer = Writer(threading.Lock(), self._ingest_store, settings)
@@ -76,11 +79,16 @@ class Service:
                 reader = Store.open(self.store_url)
                 self._readers.append(reader)
                 self._free.put(reader)
+        if self._quick_thread is None:
+            self._quick_thread = ThreadPoolExecutor(1, thread_name_prefix="heatlens-quick")
         self.writer.start()
 
     def close(self) -> None:
         """Stop the writer (after it has written what is queued), close every connection."""
         self.writer.stop()
+        if self._quick_thread is not None:
+            self._quick_thread.shutdown(wait=True)
+            self._quick_thread = None
         for store in (self._writer_store, self._quick, *self._readers):
             if store is not None:
                 store.close()
@@ -135,18 +143,24 @@ class Service:
         return await run_in_threadpool(self.read, lambda store: fn(store, *args, **kwargs))
 
     async def lookup(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-        """Call `fn(store, *args, **kwargs)` (a small read) on the quick connection in a
-        worker thread."""
-        return await run_in_threadpool(self.quick, lambda store: fn(store, *args, **kwargs))
+        """Call `fn(store, *args, **kwargs)` (a small read) on the quick connection, in the
+        quick connection's own thread (one: the connection serves one call at a time). Handing
+        a call to it costs the event loop a fraction of what AnyIO's worker threads cost, and
+        every authenticated request makes one (docs/performance.md)."""
+        if self._quick_thread is None:
+            raise RuntimeError("the app's store is not open: run the app inside its lifespan")
+        loop = asyncio.get_running_loop()
+        call = functools.partial(self.quick, lambda store: fn(store, *args, **kwargs))
+        return await loop.run_in_executor(self._quick_thread, call)
 
     async def call(self, method: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Call an application method in a worker thread (it reads or writes through this
         access itself)."""
         return await run_in_threadpool(method, *args, **kwargs)
 
-    async def ingest(self, records: list[dict[str, Any]]) -> Outcome:
+    async def ingest(self, records: list[dict[str, Any]], hook: Hook | None = None) -> Outcome:
         """Validate and write records through the writer; returns once they are committed.
 
         Raises InputError (nothing stored) or WriteFailed (nothing of the group stored).
         """
-        return await asyncio.wrap_future(self.writer.submit(records))
+        return await asyncio.wrap_future(self.writer.submit(records, hook))

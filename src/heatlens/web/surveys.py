@@ -58,12 +58,12 @@ if not any(isinstance(f, _RedactSurveyLinks) for f in _access_log.filters):
     _access_log.addFilter(_RedactSurveyLinks())
 
 
-def _service(request: Request) -> Service:
+async def _service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
 
 
-def _application(request: Request) -> LocalApplication:
+async def _application(request: Request) -> LocalApplication:
     application: LocalApplication = request.app.state.application
     return application
 

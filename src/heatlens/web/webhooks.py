@@ -11,11 +11,14 @@ is sent. Each route, in order:
    and nothing is stored;
 3. maps the payload with the vendor's mapping (heatlens.connectors.<vendor>.mapping); an event
    the mapping does not take is answered 202, stored nowhere, and counted;
-4. on the server's one writer, in ONE transaction: skips a delivery whose id it has seen
-   (`X-GitHub-Delivery`, `X-Gitlab-Event-UUID`, PagerDuty's `event.id`), overlays each partial
-   record on its stored record (heatlens.ingest.partial), ingests the result by the file rules,
-   and remembers the delivery id with the source's counters (sync state `webhook:<source>`,
-   shown by `heatlens status` / `GET /api/v1/admin/status`).
+4. joins the server's one writer's next group (heatlens.web.writer), and in that group's ONE
+   transaction: skips a delivery whose id it has seen (`X-GitHub-Delivery`,
+   `X-Gitlab-Event-UUID`, PagerDuty's `event.id`) — stored, or earlier in the same group —,
+   overlays each partial record on its stored record and on the group's earlier deliveries
+   (heatlens.ingest.partial), ingests the result by the file rules, and remembers the delivery id
+   with the source's counters (sync state `webhook:<source>`, shown by `heatlens status` /
+   `GET /api/v1/admin/status`); it answers once the group committed. Delivery ids are forgotten
+   after `webhooks.delivery_retention_days` (pruned at most once an hour).
 
 Webhooks do not take API tokens: the signature is the credential.
 """
@@ -26,9 +29,11 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from fastapi import APIRouter, Request
@@ -43,8 +48,6 @@ from heatlens.connectors.gitlab.mapping import map_event as map_gitlab
 from heatlens.connectors.pagerduty.mapping import PagerDutyOptions
 from heatlens.connectors.pagerduty.mapping import map_event as map_pagerduty
 from heatlens.errors import InputError, StoreError
-from heatlens.ingest import ingest_records
-from heatlens.ingest.partial import overlay_stored
 from heatlens.settings import Settings
 from heatlens.store import Store
 from heatlens.web.auth import client_address
@@ -52,6 +55,7 @@ from heatlens.web.body import parse_json, read_body
 from heatlens.web.errors import ApiError, problem_details
 from heatlens.web.refusals import activity
 from heatlens.web.service import Service
+from heatlens.web.writer import SYNC_STATE, Hook, StateOf
 
 log = logging.getLogger("heatlens.web")
 router = APIRouter()
@@ -288,12 +292,10 @@ def gitlab_options(settings: Settings) -> GitLabOptions:
 
 
 async def _take(service: Service, delivery: Delivery) -> JSONResponse:
-    """Write the delivery on the writer (see `take`) and answer once it committed."""
-    write: Callable[[Store], dict[str, Any]] = lambda store: take(  # noqa: E731
-        store, service.settings, delivery
-    )
+    """Write the delivery in the writer's next group (see `hook`) and answer once it committed."""
+    _prune_when_due(service)
     try:
-        doc = await asyncio.wrap_future(service.writer.run(write))
+        outcome = await asyncio.wrap_future(service.writer.submit(delivery.records, hook(delivery)))
     except InputError as exc:
         raise ApiError(
             422,
@@ -306,47 +308,91 @@ async def _take(service: Service, delivery: Delivery) -> JSONResponse:
         raise ApiError(
             503, "store_error", f"{exc}; nothing of this delivery was stored: send it again"
         ) from None
-    return JSONResponse(doc, status_code=202 if doc["status"] == "ignored" else 200)
-
-
-def take(store: Store, settings: Settings, delivery: Delivery) -> dict[str, Any]:
-    """Store one verified delivery in ONE transaction (on the writer): nothing when its id was
-    seen before; else its records overlaid on the stored ones, the id and the source's counters.
-    The response document."""
-    now = datetime.now(UTC)
-    seen = (
-        f"{SEEN_PREFIX}{delivery.source}:{delivery.delivery_id}" if delivery.delivery_id else None
-    )
-    if seen is not None and store.sync_state(seen) is not None:
-        return {"status": "duplicate", "delivery": delivery.delivery_id}
-    stats_name = STATS_PREFIX + delivery.source
-    stats = store.sync_state(stats_name) or {"deliveries": 0, "ignored": 0}
-    stats = {
-        **stats,
-        "source": delivery.source,
-        "deliveries": int(stats.get("deliveries", 0)) + 1,
-        "last_delivery_at": now.isoformat(),
-        "last_event": delivery.event,
-    }
-    state: dict[str, dict[str, Any]] = {stats_name: stats}
-    if seen is not None:
-        state[seen] = {"at": now.isoformat(), "event": delivery.event}
+    if outcome.duplicate:
+        return JSONResponse({"status": "duplicate", "delivery": delivery.delivery_id})
     if not delivery.records:
-        stats["ignored"] = int(stats.get("ignored", 0)) + 1
-        stats["last_ignored"] = {"event": delivery.event, "reason": delivery.reason}
-        store.write([], [], sync_state=state)  # no records: the counters, in one transaction
-        return {"status": "ignored", "event": delivery.event, "reason": delivery.reason}
-    records = overlay_stored(store, delivery.records)
-    result = ingest_records(
-        store, records, settings, source=f"webhook:{delivery.source}", sync_state=state
-    )
-    return {
+        doc = {"status": "ignored", "event": delivery.event, "reason": delivery.reason}
+        return JSONResponse(doc, status_code=202)
+    result = outcome.result
+    stored: dict[str, Any] = {
         "status": "stored",
         "event": delivery.event,
         "records": result.read,
         "counts": counts_doc(result.counts),
-        "data_version": store.data_version(),
+        "data_version": outcome.data_version,
     }
+    return JSONResponse(stored)
+
+
+def seen_name(delivery: Delivery) -> str | None:
+    """The sync state remembering a delivery id: `webhook-delivery:<source>:<id>`."""
+    if not delivery.delivery_id:
+        return None
+    return f"{SEEN_PREFIX}{delivery.source}:{delivery.delivery_id}"
+
+
+def hook(delivery: Delivery) -> Hook:
+    """What the writer does with a verified delivery in its group's ONE transaction: nothing
+    when its id was seen before (stored, or earlier in the same group); else its records overlaid
+    on the stored ones (and on the group's earlier deliveries), the id remembered and the
+    source's counters (`webhook:<source>`) counted."""
+    seen = seen_name(delivery)
+
+    def state(current: StateOf) -> dict[str, dict[str, Any]]:
+        now = datetime.now(UTC).isoformat()
+        name = STATS_PREFIX + delivery.source
+        stats = current(name) or {"deliveries": 0, "ignored": 0}
+        stats = {
+            **stats,
+            "source": delivery.source,
+            "deliveries": int(stats.get("deliveries", 0)) + 1,
+            "last_delivery_at": now,
+            "last_event": delivery.event,
+        }
+        if not delivery.records:
+            stats["ignored"] = int(stats.get("ignored", 0)) + 1
+            stats["last_ignored"] = {"event": delivery.event, "reason": delivery.reason}
+        out = {name: stats}
+        if seen is not None:
+            out[seen] = {"at": now, "event": delivery.event}
+        return out
+
+    key = (SYNC_STATE, seen) if seen is not None else None
+    return Hook(f"webhook:{delivery.source}", key, state)
+
+
+# -- forgetting delivery ids --------------------------------------------------------------------
+
+PRUNE_EVERY = 3600.0  # seconds between two prunes of the seen delivery ids
+_pruned: dict[int, float] = {}  # id(service) → monotonic time of its last prune
+
+
+def _prune_when_due(service: Service) -> None:
+    """Forget delivery ids older than `webhooks.delivery_retention_days`, at most once an hour,
+    on the writer (in its turn; no request waits for it)."""
+    now = time.monotonic()
+    last = _pruned.get(id(service))
+    if last is not None and now - last < PRUNE_EVERY:
+        return
+    _pruned[id(service)] = now
+    days = service.settings.webhooks_delivery_retention_days
+    future = service.writer.run(lambda store: prune_deliveries(store, days))
+    future.add_done_callback(_log_prune)
+
+
+def prune_deliveries(store: Store, days: float, now: datetime | None = None) -> int:
+    """Forget the delivery ids seen more than `days` days before `now`; how many. A sender
+    replays a delivery within hours, so ids older than the retention cannot come back."""
+    before = (now or datetime.now(UTC)) - timedelta(days=days)
+    return store.prune_sync_states(SEEN_PREFIX, before)
+
+
+def _log_prune(future: Future[int]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.warning("could not forget old webhook delivery ids: %s", exc)
+    elif future.result():
+        log.info("forgot %d webhook delivery id(s) past their retention", future.result())
 
 
 def webhook_stats(store: Store) -> list[dict[str, Any]]:

@@ -7,6 +7,14 @@ lock, it writes all the valid ones in ONE transaction and commits before answeri
 answer means committed. If that write fails, every request of the group gets the error and nothing
 of the group is stored.
 
+Webhook deliveries and CDEvents join the same groups with a `Hook`: in the group's transaction a
+request whose identity (a delivery id, an event's record) is stored or taken earlier in the group is
+a duplicate; partial records are overlaid on the stored ones and on the group's earlier hooked
+requests (heatlens.ingest.partial.overlay_stored) before validation; a refused request that fed a
+later one's overlay is taken out and the later ones judged again; and the accepted requests' sync
+state (delivery ids, counters) is saved with the records. Everything — lookups, overlays,
+validation, the merge, the sync state — runs in ONE store transaction, committed before any answer.
+
 Counts: each request reports its own records as if the group's requests had been written one
 after another in the order taken: a record inserted by an earlier request of the group counts as
 updated or unchanged for a later one, exactly as if the two requests had come in separate groups.
@@ -22,12 +30,13 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from heatlens.errors import InputError, StoreError
-from heatlens.ingest import IngestResult, Prepared, discard, prepare_records
+from heatlens.ingest import IngestResult, Input, Part, Prepared, discard, prepare
 from heatlens.ingest import write as write_prepared
+from heatlens.ingest.partial import overlay_stored
 from heatlens.settings import Settings
 from heatlens.store import Store
 
@@ -35,11 +44,15 @@ log = logging.getLogger("heatlens.web")
 
 # a group stops growing past this many records: it bounds the latency a group adds
 MAX_GROUP_RECORDS = 50_000
-# seconds the writer waits for more requests once clients are seen posting concurrently
+# seconds the writer waits for more requests once clients are seen posting concurrently…
 LINGER = 0.02
+# …unless none came for this long
+GAP = 0.004
 
 Write = Callable[[Store, Prepared], list[IngestResult | InputError]]
 T = TypeVar("T")
+StateOf = Callable[[str], "dict[str, Any] | None"]
+SYNC_STATE = "sync_state"  # a Hook key naming a sync state, not a record type
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,29 @@ class Outcome:
     result: IngestResult
     data_version: int
     group: int  # how many requests were written in the same transaction
+    duplicate: bool = False  # its key was taken before: nothing of it was written
+
+
+@dataclass(frozen=True)
+class Hook:
+    """What a request carrying a vendor's partial records (a webhook delivery, a CDEvent) adds
+    to plain records — all in its group's transaction:
+
+    - `source`: its records' source;
+    - `key`: its identity, `(SYNC_STATE, name)` (a state `state` saves) or `(type, id)` (a record
+      it writes): when the store has it, or an earlier request of the group has it, the request
+      is a duplicate and nothing of it is written (a copy of a refused request gets the same
+      refusal);
+    - its records are overlaid on the stored ones and on those of the hooked requests before it
+      in the group (heatlens.ingest.partial.overlay_stored), so two events of one incident in
+      one group merge;
+    - `state(current)`: the sync state (name → state) saved with it once it is accepted;
+      `current(name)` is a state as the group left it so far, else as stored.
+    """
+
+    source: str
+    key: tuple[str, str] | None = None
+    state: Callable[[StateOf], dict[str, dict[str, Any]]] | None = None
 
 
 class WriteFailed(StoreError):
@@ -59,6 +95,7 @@ class WriteFailed(StoreError):
 class _Job:
     records: list[dict[str, Any]]
     future: Future[Outcome]
+    hook: Hook | None = None
 
 
 @dataclass
@@ -87,6 +124,7 @@ class Writer:
         *,
         max_records: int = MAX_GROUP_RECORDS,
         linger: float = LINGER,
+        gap: float = GAP,
         write: Write = write_prepared,
     ) -> None:
         self._exclusive = exclusive
@@ -98,6 +136,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._gate = threading.Lock()
         self._linger = linger
+        self._gap = gap
         self._last_group = 0
 
     def start(self) -> None:
@@ -119,12 +158,13 @@ class Writer:
         with self._gate:
             yield
 
-    def submit(self, records: list[dict[str, Any]]) -> Future[Outcome]:
-        """Queue records to be validated and written; the future resolves once committed."""
+    def submit(self, records: list[dict[str, Any]], hook: Hook | None = None) -> Future[Outcome]:
+        """Queue records (with what `hook` adds) to be validated and written; the future
+        resolves once committed."""
         if self._thread is None:
             raise RuntimeError("the writer is not running: run the app inside its lifespan")
         future: Future[Outcome] = Future()
-        self._queue.put(_Job(records, future))
+        self._queue.put(_Job(records, future, hook))
         return future
 
     def run(self, fn: Callable[[Store], T]) -> Future[T]:
@@ -172,8 +212,9 @@ class Writer:
         """The first job and every job waiting behind it, up to the group's record limit.
 
         When the last group held several requests, clients are posting concurrently: the writer
-        then lingers a moment for the ones still on their way, since a group costs about the
-        same whatever its size. A lone client is never made to wait.
+        then lingers a moment (at most `linger`, and only while requests keep coming, one at
+        least every `gap` seconds) for the ones still on their way, since a group costs about
+        the same whatever its size. A lone client is never made to wait.
         """
         jobs: list[_Job] = []
         size = 0
@@ -187,8 +228,10 @@ class Writer:
                 size += len(item.records)
             if size >= self._max_records:
                 break
+            # lingering ends early once requests stop coming: all the concurrent ones are in
+            wait = min(deadline - time.monotonic(), self._gap)
             try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                item = self._queue.get(timeout=max(0.0, wait))
             except queue.Empty:
                 break
             if item is _STOP or isinstance(item, _Task):
@@ -201,38 +244,174 @@ class Writer:
     def _run_group(self, jobs: list[_Job]) -> None:
         store = self._store()
         try:
-            group = prepare_records(store, [j.records for j in jobs], self._settings, source="api")
-        except Exception as exc:
+            with self._exclusive:
+                answers = self._group(store, jobs)
+        except _Broke as broke:
+            cause = broke.__cause__ or broke
             if len(jobs) == 1:
-                jobs[0].future.set_exception(exc)
+                jobs[0].future.set_exception(cause)
                 return
             # something no rule foresaw broke the pass: judge each request alone, so only the
             # request that causes it fails
             for job in jobs:
                 self._run_group([job])
             return
-        try:
-            written: list[IngestResult | Exception]
-            version = 0
-            if any(isinstance(o, IngestResult) for o in group.results):
-                try:
-                    with self._exclusive:
-                        written = list(self._write(store, group))
-                        version = store.data_version()
-                except Exception as exc:
-                    log.error("a group of %d ingest request(s) failed: %s", len(jobs), exc)
-                    failed = WriteFailed(f"the store could not commit the records: {exc}")
-                    written = [failed if isinstance(o, IngestResult) else o for o in group.results]
+        for job, answer in zip(jobs, answers, strict=True):
+            if isinstance(answer, Outcome):
+                job.future.set_result(answer)
             else:
-                written = list(group.results)
-            together = sum(isinstance(w, IngestResult) for w in written)
-            for job, w in zip(jobs, written, strict=True):
-                if isinstance(w, IngestResult):
-                    job.future.set_result(Outcome(w, version, together))
-                else:
-                    job.future.set_exception(w)
-        finally:
+                job.future.set_exception(answer)
+
+    def _group(self, store: Store, jobs: list[_Job]) -> list[Outcome | BaseException]:
+        """Admit, validate and write a group in ONE transaction; each request's answer."""
+        answers: list[Outcome | BaseException | None] = [None] * len(jobs)
+        admitted = _Admitted()
+        try:
             try:
-                discard(store, group)
-            except Exception:
-                log.exception("could not drop the staging tables of an ingest group")
+                with store.transaction():
+                    try:
+                        admitted = self._admit(store, jobs, answers)
+                    except Exception as exc:
+                        raise _Broke() from exc
+                    if admitted.prepared is not None and admitted.results:
+                        self._write(store, admitted.prepared)
+                    if admitted.state:
+                        store.save_sync_states(admitted.state)
+                    version = store.data_version()
+            except _Broke:
+                raise
+            except Exception as exc:
+                log.error("a group of %d ingest request(s) failed: %s", len(jobs), exc)
+                failed = WriteFailed(f"the store could not commit the records: {exc}")
+                for i in admitted.accepted:
+                    answers[i] = failed
+                version = 0
+        finally:
+            if admitted.prepared is not None:
+                try:
+                    discard(store, admitted.prepared)
+                except Exception:
+                    log.exception("could not drop the staging tables of an ingest group")
+        together = len(admitted.accepted)
+        for i in admitted.accepted:
+            if answers[i] is None:
+                answers[i] = Outcome(admitted.results.get(i, IngestResult()), version, together)
+        for i, answer in enumerate(answers):
+            if answer is None:  # a duplicate: of a stored request, or of one earlier in the group
+                original = answers[admitted.copies[i]] if i in admitted.copies else None
+                if isinstance(original, BaseException):
+                    answers[i] = original  # the same delivery again: the same refusal
+                else:
+                    answers[i] = Outcome(IngestResult(), version, together, duplicate=True)
+        return [a for a in answers if a is not None]
+
+    def _admit(
+        self, store: Store, jobs: list[_Job], answers: list[Outcome | BaseException | None]
+    ) -> _Admitted:
+        """Find the duplicates, overlay the partial records, validate and stage the rest; the
+        refused requests get their InputError in `answers`."""
+        admitted = _Admitted()
+        keyed = [(i, job.hook.key) for i, job in enumerate(jobs) if job.hook and job.hook.key]
+        stored = _stored_keys(store, [k for _, k in keyed])
+        first: dict[tuple[str, str], int] = {}
+        duplicates: set[int] = set()
+        for i, key in keyed:
+            if key in stored:
+                duplicates.add(i)
+            elif key in first:
+                admitted.copies[i] = first[key]
+            else:
+                first[key] = i
+        todo = [i for i in range(len(jobs)) if i not in duplicates and i not in admitted.copies]
+        refused: set[int] = set()
+        while True:
+            # a request refused here may have fed its records to a later request's overlay:
+            # then the later ones are judged again without it (a bad delivery never affects
+            # another)
+            live = [i for i in todo if i not in refused]
+            mine = [i for i in live if jobs[i].records]
+            records = _overlaid(store, jobs, mine)
+            inputs = [Input([Part(_source(jobs[i]), records=records[i])], advice="") for i in mine]
+            prepared = prepare(store, inputs, self._settings) if inputs else None
+            results = prepared.results if prepared is not None else []
+            bad = [i for i, r in zip(mine, results, strict=True) if isinstance(r, InputError)]
+            first_bad = min((i for i in bad if jobs[i].hook), default=None)
+            for i, r in zip(mine, results, strict=True):
+                if isinstance(r, InputError) and (
+                    first_bad is None or jobs[i].hook is None or i <= first_bad
+                ):
+                    answers[i] = r
+                    refused.add(i)
+            fed = first_bad is not None and any(
+                jobs[i].hook is not None and i > first_bad for i in mine
+            )
+            if not fed:
+                break
+            assert prepared is not None
+            discard(store, prepared)
+        admitted.prepared = prepared
+        admitted.accepted = [i for i in live if i not in refused]
+        admitted.results = {
+            i: r for i, r in zip(mine, results, strict=True) if isinstance(r, IngestResult)
+        }
+        state = admitted.state
+
+        def current(name: str) -> dict[str, Any] | None:
+            return state[name] if name in state else store.sync_state(name)
+
+        for i in admitted.accepted:
+            hook = jobs[i].hook
+            if hook is not None and hook.state is not None:
+                state.update(hook.state(current))
+        return admitted
+
+
+class _Broke(Exception):
+    """The group's pass raised: no request of it was judged."""
+
+
+@dataclass
+class _Admitted:
+    """A group once admitted: what to write, and who is in it."""
+
+    prepared: Prepared | None = None
+    accepted: list[int] = field(default_factory=list)  # requests written (in the group's order)
+    results: dict[int, IngestResult] = field(default_factory=dict)  # those with records
+    copies: dict[int, int] = field(default_factory=dict)  # request → earlier one with its key
+    state: dict[str, dict[str, Any]] = field(default_factory=dict)  # sync state to save
+
+
+def _source(job: _Job) -> str:
+    return job.hook.source if job.hook is not None else "api"
+
+
+def _stored_keys(store: Store, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which request keys the store knows: saved sync states, stored records (few queries)."""
+    names = [value for kind, value in keys if kind == SYNC_STATE]
+    found = {(SYNC_STATE, name) for name in store.known_sync_states(names)}
+    by_type: dict[str, list[str]] = {}
+    for kind, value in keys:
+        if kind != SYNC_STATE:
+            by_type.setdefault(kind, []).append(value)
+    for type_name, ids in by_type.items():
+        found |= {(type_name, str(row["id"])) for row in store.rows(type_name, ids=ids)}
+    return found
+
+
+def _overlaid(store: Store, jobs: list[_Job], mine: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Each request's records, those of hooked requests overlaid on the stored records and on
+    the hooked requests before them in the group (heatlens.ingest.partial)."""
+    out = {i: jobs[i].records for i in mine}
+    partial = [i for i in mine if jobs[i].hook is not None]
+    flat = [r for i in partial for r in jobs[i].records]
+    if not flat:
+        return out
+    merged = overlay_stored(store, flat)
+    if len(merged) != len(flat):
+        raise RuntimeError("overlay_stored must give one record per record")
+    at = 0
+    for i in partial:
+        n = len(jobs[i].records)
+        out[i] = merged[at : at + n]
+        at += n
+    return out
