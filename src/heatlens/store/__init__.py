@@ -39,6 +39,7 @@ class Span:
 
 # Postgres advisory lock keys (any two fixed numbers no other program on the database uses)
 MIGRATION_LOCK = 0x6865_6174_0001  # "heat" 1: one replica migrates at a time
+NAMED_LOCKS = 0x6865_6174  # "heat": the first key of `Store.try_lock`'s locks, hashtext(name)
 
 # the values a `by` key may take, counted cheaply (a registry, else the distinct values used)
 _SEGMENT_COUNTS = {
@@ -448,6 +449,25 @@ class Store:
                     f"DELETE FROM sync_state WHERE {where}", [prefix, upper, before]
                 )
         return int(n)
+
+    # -- locks between processes sharing a store (server replicas on Postgres) ----------------
+
+    def try_lock(self, name: str) -> bool:
+        """Take the lock called `name` for this connection, unless another connection holds it
+        (False). On Postgres a session advisory lock: it is let go by `unlock`, or when the
+        connection ends (a killed process holds nothing). A DuckDB store has one process
+        writing it (the file lock), so it always gets the lock."""
+        if self.dialect != "postgres":
+            return True
+        found = self._backend.fetchall(
+            "SELECT pg_try_advisory_lock(?, hashtext(?))", [NAMED_LOCKS, name]
+        )
+        return bool(found[0][0])
+
+    def unlock(self, name: str) -> None:
+        """Let go of a lock `try_lock` took."""
+        if self.dialect == "postgres":
+            self._backend.execute("SELECT pg_advisory_unlock(?, hashtext(?))", [NAMED_LOCKS, name])
 
     def transaction(self) -> AbstractContextManager[None]:
         """One transaction around several of this store's writes (and the reads between them):
