@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from heatlens.store import Store
 from tests.conftest import record, stored
 
 pytestmark = pytest.mark.postgres
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def _usage(i: int, outcome: str = "success") -> dict[str, Any]:
@@ -137,3 +139,27 @@ def test_sync_state_is_in_the_records_transaction(postgres_url: str, settings: S
     assert stores[0].sync_state("x") in ({"c": 49, "by": 0}, {"c": 49, "by": 1})
     for s in stores:
         s.close()
+
+
+def test_a_survey_link_is_claimed_once_by_two_servers_at_once(postgres_url: str) -> None:
+    from heatlens.store.survey_links import claim_link, issue_links
+
+    with Store.open(postgres_url) as store:
+        secrets_ = issue_links(store, "pulse", "alpha", 20, batch="b", now=NOW)
+    stores = [Store.open(postgres_url) for _ in range(2)]
+    start = threading.Barrier(2)
+    claimed: list[list[bool]] = [[], []]
+
+    def claim(i: int) -> None:
+        start.wait()
+        claimed[i] = [claim_link(stores[i], s) for s in secrets_]
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in stores:
+        s.close()
+    # every link claimed by exactly one of the two
+    assert [a + b for a, b in zip(claimed[0], claimed[1], strict=True)] == [1] * 20
