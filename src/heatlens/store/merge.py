@@ -157,10 +157,10 @@ def _merge_postgres(
     chain = len(batch.parts) > 1 and bool(
         b.fetchall(f"SELECT count(*) - count(DISTINCT id) FROM {q(stage)}")[0][0]
     )
-    totals = {
-        int(part): int(n)
-        for part, n in b.fetchall(f"SELECT {PART}, count(*) FROM {q(stage)} GROUP BY {PART}")
-    }
+    by = f"SELECT {PART}, count(*) FROM {q(stage)} GROUP BY {PART}"
+    if len(batch.parts) == 1:
+        by = f"SELECT {int(batch.parts[0])}, count(*) FROM {q(stage)}"
+    totals = {int(part): int(n) for part, n in b.fetchall(by)}
     if chain:
         b.execute("DROP TABLE IF EXISTS merge_seq")
         b.execute(
@@ -237,14 +237,18 @@ def _upsert(
             f"{target}.{q(f)} IS NOT DISTINCT FROM EXCLUDED.{q(f)}" for f in fields if f != "id"
         )
         where = f" WHERE NOT ({same or 'TRUE'})"
-    return b.fetchall(
+    counted = "count(*) FILTER (WHERE w.is_new), count(*) FILTER (WHERE NOT w.is_new)"
+    if len(batch.parts) == 1:  # every row is of the one part: no need to look its part up
+        by_part = f"SELECT {int(batch.parts[0])}, {counted} FROM w"
+    else:
+        by_part = f"SELECT s.{PART}, {counted} FROM w JOIN {rows} s ON s.id = w.id GROUP BY 1"
+    found = b.fetchall(
         f"WITH w AS (INSERT INTO {target} ({cols}) SELECT {values}, {source}, ? "
         f"FROM {rows} s ORDER BY s.id ON CONFLICT (id) DO UPDATE SET {assign}{where} "
-        "RETURNING id, (xmax = 0) AS is_new) "
-        f"SELECT s.{PART}, count(*) FILTER (WHERE w.is_new), count(*) FILTER (WHERE NOT w.is_new) "
-        f"FROM w JOIN {rows} s ON s.id = w.id GROUP BY s.{PART}",
+        f"RETURNING id, (xmax = 0) AS is_new) {by_part}",
         params,
     )
+    return [(int(p), int(n), int(c)) for p, n, c in found if n or c]
 
 
 def _insert(
