@@ -71,6 +71,8 @@ def test_two_servers_count_in_one_rate_limit_window(postgres_url: str) -> None:
         b.charge("token:x", 2)  # a request found to cost 2 more, counted past the limit
         now[0] = 1060.5  # the three at 1000 have left; the 2 charged at 1030 remain
         assert b.hit("token:x") is None  # 2 + 1 = 3: fits
+        # a minute after B started counting, it forgot the keys quiet for a minute (y: 1000)
+        assert b_store._backend.fetchall("SELECT key FROM rate_window") == [("token:x",)]
         assert a.full("token:x") == 30  # 3 + 1 > 3 until the charge leaves at 1090
         # a request costing more than the whole allowance counts as the allowance
         now[0] = 2000.0
