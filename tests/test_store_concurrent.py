@@ -163,3 +163,17 @@ def test_a_survey_link_is_claimed_once_by_two_servers_at_once(postgres_url: str)
         s.close()
     # every link claimed by exactly one of the two
     assert [a + b for a, b in zip(claimed[0], claimed[1], strict=True)] == [1] * 20
+
+
+def test_records_are_not_kept_when_their_sync_state_cannot_be_saved(
+    postgres_url: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: object) -> None:
+        raise RuntimeError("the state's statement failed")
+
+    with Store.open(postgres_url) as store:
+        monkeypatch.setattr(store, "_put_sync_state", fail)
+        with pytest.raises(RuntimeError):
+            ingest_records(store, [_usage(1)], settings, source="s", sync_state={"x": {"c": 1}})
+        assert store.counts()["usage"] == 0 and store.sync_state("x") is None
+        assert store.data_version() == 0
