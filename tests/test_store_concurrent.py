@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -177,3 +178,51 @@ def test_records_are_not_kept_when_their_sync_state_cannot_be_saved(
             ingest_records(store, [_usage(1)], settings, source="s", sync_state={"x": {"c": 1}})
         assert store.counts()["usage"] == 0 and store.sync_state("x") is None
         assert store.data_version() == 0
+
+
+def test_writers_of_random_overlapping_batches_of_two_types_never_fail(
+    postgres_url: str, settings: Settings
+) -> None:
+    """Three writers, each ten writes of 200 usage records and 40 teams drawn from shared pools,
+    in random order: no write fails (no unique violation, no deadlock), and the writes' inserted
+    counts add up to the distinct ids sent."""
+    import random
+
+    with Store.open(postgres_url):
+        pass
+    plans = []
+    for w in range(3):
+        rnd = random.Random(w)
+        plans.append([rnd.sample(range(800), 200) for _ in range(10)])
+    sent = {i for plan in plans for ids in plan for i in ids}
+    teams = {i % 100 for plan in plans for ids in plan for i in ids[:40]}
+    inserted: Counter[str] = Counter()
+    errors: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(3)
+
+    def writer(w: int) -> None:
+        start.wait()
+        with Store.open(postgres_url) as store:
+            for n, ids in enumerate(plans[w]):
+                records = [_usage(i, ["success", "failure"][(i + n) % 2]) for i in ids]
+                records += [record("team", id=f"t{i % 100}", name=f"v{n}") for i in ids[:40]]
+                try:
+                    result = ingest_records(store, records, settings, source=f"w{w}")
+                except Exception as exc:
+                    with lock:
+                        errors.append(repr(exc)[:200])
+                    continue
+                with lock:
+                    for name, c in result.counts.items():
+                        inserted[name] += c.inserted
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert inserted == {"usage": len(sent), "team": len(teams)}
+    with Store.open(postgres_url) as store:
+        assert store.counts()["usage"] == len(sent) and store.counts()["team"] == len(teams)
