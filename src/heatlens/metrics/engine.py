@@ -89,6 +89,10 @@ def history_start(tables: Tables, tz: ZoneInfo) -> date | None:
         for t in RECORD_TYPES
         if t.at is not None
     ]
+    return _first_day(found, tz)
+
+
+def _first_day(found: list[Any], tz: ZoneInfo) -> date | None:
     known = [v if v.tzinfo else v.replace(tzinfo=UTC) for v in found if v is not None]
     return min(known).astimezone(tz).date() if known else None
 
@@ -302,8 +306,12 @@ def _cell_order(cell: SegmentKey) -> tuple[tuple[bool, str], ...]:
 
 
 def _unknown_services(frame: Frame) -> int:
-    named: set[Any] = set()
-    for table in ("usage", "deployment", "change", "incident"):
-        t = frame.table(table)
-        named |= set(t.select(s=t.service).distinct().to_pyarrow().column("s").to_pylist())
-    return len(named - {None} - set(frame.services))
+    def build() -> int:
+        named: set[Any] = set()
+        for table in ("usage", "deployment", "change", "incident"):
+            t = frame.table(table)
+            named |= set(t.select(s=t.service).distinct().to_pyarrow().column("s").to_pylist())
+        return len(named - {None} - set(frame.services))
+
+    types = ("usage", "deployment", "change", "incident", "service")
+    return int(frame.shared("unknown_services", types, build))
