@@ -20,7 +20,7 @@ from heatlens.metrics.linking import (
     remediations,
     shipped,
 )
-from heatlens.metrics.model import DELIVERY, INCIDENTS, LINKS
+from heatlens.metrics.model import DELIVERY, INCIDENTS, LEAD_TIME, LINKS
 from heatlens.metrics.periods import Period
 from heatlens.metrics.quantiles import grouped_quantiles
 
@@ -338,7 +338,7 @@ def _lead_time(ctx: MetricContext, deps: Any, qs: tuple[float, ...]) -> dict[flo
     )
     return _nonnegative_quantiles(
         ctx,
-        lead_time_pairs(ctx, deps),
+        ctx.kept("lead_time_pairs", LEAD_TIME, lambda: lead_time_pairs(ctx, deps)),
         "hours",
         "finished_at",
         DEPLOY_KEYS,

@@ -24,7 +24,7 @@ import ibis.expr.datatypes as dt
 import pyarrow as pa
 
 from heatlens.metrics.globs import matches_expr
-from heatlens.metrics.model import REGISTRIES, ModelView
+from heatlens.metrics.model import REGISTRIES, USAGE, ModelView
 from heatlens.metrics.model import view as model_view
 from heatlens.settings import Settings
 
@@ -44,6 +44,18 @@ def memtable(columns: dict[str, list[Any]], types: dict[str, pa.DataType]) -> An
 
 
 UTC_TS = pa.timestamp("us", tz="UTC")
+# the columns of resolved usage the usage metrics read (and `bot`)
+RESOLVED_USAGE = (
+    "ts",
+    "capability",
+    "action",
+    "actor",
+    "team",
+    "group",
+    "service",
+    "outcome",
+    "duration_s",
+)
 LARGE = 200_000
 
 
@@ -230,6 +242,17 @@ class Frame:
             "m_actor", "m_start", "m_end", "m_team"
         )
         return self.with_group(u)
+
+    def kept_usage(self) -> Any | None:
+        """All usage resolved (`usage()`) with `bot`, only the columns the usage metrics read:
+        the model's table, built once per version of the tables it reads; None when the store
+        keeps no model tables."""
+
+        def build() -> Any:
+            u = self.usage().select(*RESOLVED_USAGE)
+            return u.mutate(bot=matches_expr(u.actor, self.settings.bot_actors))
+
+        return self.shared_table("usage_resolved", USAGE, build)
 
     def production(self, environment: Any) -> Any:
         """Ibis condition: the environment matches a `production_environments` glob."""

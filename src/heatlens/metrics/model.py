@@ -33,6 +33,7 @@ USAGE = ("usage", "service", "membership", "team")
 DELIVERY = ("deployment", "service", "team")
 INCIDENTS = ("incident", "service", "team")
 LINKS = ("incident", "deployment", "service", "team")
+LEAD_TIME = ("deployment", "change", "service", "team")
 
 
 @runtime_checkable

@@ -23,10 +23,9 @@ import pyarrow as pa
 
 from heatlens.metrics.catalog import Metric
 from heatlens.metrics.context import MetricContext, SegmentKey, Stat, Stats
-from heatlens.metrics.frame import UTC_TS, memtable
+from heatlens.metrics.frame import RESOLVED_USAGE, UTC_TS, memtable
 from heatlens.metrics.globs import matches_expr
 from heatlens.metrics.intervals import proportion_ci
-from heatlens.metrics.model import USAGE as USAGE_TYPES
 from heatlens.metrics.periods import (
     Period,
     bucket,
@@ -46,17 +45,7 @@ OUTCOMES = {
 }
 
 
-COLUMNS = (
-    "ts",
-    "capability",
-    "action",
-    "actor",
-    "team",
-    "group",
-    "service",
-    "outcome",
-    "duration_s",
-)
+COLUMNS = RESOLVED_USAGE
 
 
 RUNS = ("task.first_attempt_success_rate", "task.eventual_success_rate")
@@ -148,9 +137,7 @@ def _resolved(ctx: MetricContext, history: bool, retention: bool) -> Any:
 def resolved_usage(ctx: MetricContext) -> Any | None:
     """All usage with resolved team and group and `bot` (COLUMNS), kept by the model once per
     version of the tables it reads; None when the store keeps no model tables."""
-    return ctx.frame.shared_table(
-        "usage_resolved", USAGE_TYPES, lambda: with_bot(ctx, ctx.frame.usage().select(*COLUMNS))
-    )
+    return ctx.frame.kept_usage()
 
 
 def _grouped(ctx: MetricContext, obs: Any, ids: set[str]) -> dict[str, Stats]:
