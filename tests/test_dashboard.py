@@ -332,10 +332,24 @@ def test_pages_are_cached_until_the_data_version_changes(
         assert c.get(path).text == first
         assert len(c.app.state.pages._pages) == 1  # type: ignore[attr-defined]
         more = [_usage(100, "2026-03-25T10:00:00Z", "tiny", "success")]
-        assert c.post("/api/v1/events", json=more).status_code == 201
-        after = text_of(c.get(path).text)
+        posted = c.post("/api/v1/events", json=more)
+        assert posted.status_code == 201
+        version = posted.json()["data_version"]
+        # the previous version's page at once, marked; the new one once built in the background
+        stale = c.get(path)
+        assert stale.headers["heatlens-stale"] == str(version)
+        assert int(stale.headers["heatlens-data-version"]) < version
+        assert f"Updating — showing data as of version {version - 1}" in stale.text
+        assert re.search(r"2026-03-01\s+2\s+66\.7%", text_of(stale.text))
+        for _ in range(100_000):
+            fresh = c.get(path)
+            if "heatlens-stale" not in fresh.headers:
+                break
+        assert fresh.headers["heatlens-data-version"] == str(version)
+        after = text_of(fresh.text)
     # tiny now uses ci in March too: 3 of 3 teams
     assert re.search(r"2026-03-01\s+3\s+100\.0%", after)
+    assert "Updating" not in after
 
 
 def test_pages_send_a_strict_content_security_policy(client: TestClient) -> None:

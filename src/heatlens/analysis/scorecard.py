@@ -286,7 +286,9 @@ def _with_delta(delta: float, boot: Change | None) -> Change:
 def _durations(tables: Tables, settings: Settings, spans: list[Period]) -> Durations:
     """Durations of successful usage per (capability, period) and team — exactly the
     observations of `efficiency.task_duration_p50`, with the engine's team resolution."""
-    usage = Frame.load(tables, settings).usage()
+    frame = Frame.load(tables, settings)
+    kept = frame.kept_usage()  # the model's resolved usage, when the store keeps it
+    usage = frame.usage() if kept is None else kept
     ok = usage.filter((usage.outcome == "success") & usage.duration_s.notnull())
     ok = ok.mutate(period=bucket(ok.ts, spans))
     ok = ok.filter(ok.period.notnull()).select(

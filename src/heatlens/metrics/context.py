@@ -3,6 +3,7 @@ segment values that exist in each period (for zero-filling counts)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -79,6 +80,13 @@ class MetricContext:
             self._memo[name] = table.cache() if self.frame.large else table
         return self._memo[name]
 
+    def kept(self, name: str, types: tuple[str, ...], build: Callable[[], Any]) -> Any:
+        """A table built from the record types `types`: the model's (built once per their
+        versions, shared by every report) when the store keeps one, else built for this report
+        (`memo`)."""
+        table = self.frame.shared_table(name, types, build)
+        return self.memo(name, build) if table is None else table
+
     @property
     def settings(self) -> Any:
         return self.frame.settings
@@ -132,55 +140,27 @@ class MetricContext:
         """Segment values found in no registry, seen anywhere in the store (any time)."""
         if self._seen is None:
             f = self.frame
-
-            sources = {
-                "team": [
-                    (t, "team")
-                    for t in (
-                        "membership",
-                        "service",
-                        "usage",
-                        "deployment",
-                        "change",
-                        "incident",
-                        "survey_response",
-                        "survey_invitation",
-                    )
-                ]
-                + [("team", "parent")],
-                "service": [(t, "service") for t in ("usage", "deployment", "change", "incident")],
-                "capability": [("usage", "capability"), ("survey_response", "capability")],
-                "question": [("survey_response", "question")],
-                "action": [("usage", "action")],
-                "environment": [("deployment", "environment")],
-            }
-            # only the keys this report segments by (group needs teams): each is a scan
+            # only the keys this report segments by (group needs teams): each is a scan, done
+            # once per version of the tables it reads (the model)
             wanted = set(self.by) | ({"team"} if "group" in self.by else set())
-            parts = []
-            for key, columns in sources.items():
-                if key not in wanted:
-                    continue
-                for table, column in columns:
-                    t = f.table(table)
-                    parts.append(
-                        t.select(k=ibis.literal(key), v=t[column].cast("string")).distinct()
+            found: dict[str, frozenset[Any]] = {key: frozenset() for key in SEEN_SOURCES}
+            for key, columns in SEEN_SOURCES.items():
+                if key in wanted:
+                    types = tuple(sorted({table for table, _ in columns}))
+                    found[key] = f.shared(
+                        f"seen:{key}", types, functools.partial(_seen, f, columns)
                     )
-            found: dict[str, set[Any]] = {key: set() for key in sources}
-            rows = ibis.union(*parts).to_pyarrow().to_pylist() if parts else []
-            for row in rows:
-                if row["v"] is not None:
-                    found[row["k"]].add(row["v"])
             teams, services = found["team"], found["service"]
-            caps, questions = found["capability"], found["question"]
+            caps, questions = set(found["capability"]), set(found["question"])
             for s in f.surveys.values():
                 caps |= {q.get("capability") for q in s["questions"]} - {None}
                 questions |= {q.get("id") for q in s["questions"]} - {None}
             self._seen = {
-                "team": teams - set(f.teams),
-                "service": services - set(f.services),
+                "team": set(teams - set(f.teams)),
+                "service": set(services - set(f.services)),
                 "capability": caps - set(f.capabilities),
-                "action": found["action"],
-                "environment": found["environment"],
+                "action": set(found["action"]),
+                "environment": set(found["environment"]),
                 "question": questions,
             }
         return self._seen
@@ -195,7 +175,7 @@ class MetricContext:
             owners = {s["team"] for s in self.frame.services.values() if s["team"] is not None}
             return owners | set(named.column("team").to_pylist())
 
-        return self.remember("delivery_teams", build)
+        return self.frame.shared("delivery_teams", ("deployment", "service"), build)
 
     def domain(
         self, key: str, p: Period, waves: dict[str, datetime | None], delivery: bool = False
@@ -253,3 +233,36 @@ class MetricContext:
         cap = self.frame.capabilities.get(cell[self.by.index("capability")])
         launched = cap["launched_at"] if cap else None
         return launched is None or not p.end_utc < launched
+
+
+SEEN_SOURCES: dict[str, list[tuple[str, str]]] = {
+    "team": [
+        (t, "team")
+        for t in (
+            "membership",
+            "service",
+            "usage",
+            "deployment",
+            "change",
+            "incident",
+            "survey_response",
+            "survey_invitation",
+        )
+    ]
+    + [("team", "parent")],
+    "service": [(t, "service") for t in ("usage", "deployment", "change", "incident")],
+    "capability": [("usage", "capability"), ("survey_response", "capability")],
+    "question": [("survey_response", "question")],
+    "action": [("usage", "action")],
+    "environment": [("deployment", "environment")],
+}
+
+
+def _seen(frame: Frame, columns: list[tuple[str, str]]) -> frozenset[Any]:
+    """The values of one segment key found in the records' columns (one query)."""
+    parts = []
+    for table, column in columns:
+        t = frame.table(table)
+        parts.append(t.select(v=t[column].cast("string")).distinct())
+    rows = ibis.union(*parts).to_pyarrow().column("v").to_pylist()
+    return frozenset(v for v in rows if v is not None)

@@ -20,6 +20,7 @@ from heatlens.metrics.linking import (
     remediations,
     shipped,
 )
+from heatlens.metrics.model import DELIVERY, INCIDENTS, LEAD_TIME, LINKS
 from heatlens.metrics.periods import Period
 from heatlens.metrics.quantiles import grouped_quantiles
 
@@ -55,9 +56,18 @@ DEPLOYMENT_METRICS = ("dora.deployments", "dora.deployment_frequency", CFR, "dor
 def incident_links(ctx: MetricContext) -> Any:
     """The incident → deployment links of this report (computed once)."""
     f = ctx.frame
-    deps = ctx.memo("deployments", f.dora_deployments)
-    incidents = ctx.memo("incidents", f.incidents)
-    return ctx.memo("links", lambda: links(incidents, deps, f.settings.link_window))
+    deps, incidents = deployments(ctx), counted_incidents(ctx)
+    return ctx.kept("links", LINKS, lambda: links(incidents, deps, f.settings.link_window))
+
+
+def deployments(ctx: MetricContext) -> Any:
+    """Successful production deployments with team and group (the model's, when kept)."""
+    return ctx.kept("deployments", DELIVERY, ctx.frame.dora_deployments)
+
+
+def counted_incidents(ctx: MetricContext) -> Any:
+    """Incidents that count, with team and group (the model's, when kept)."""
+    return ctx.kept("incidents", INCIDENTS, ctx.frame.incidents)
 
 
 def failed_deployments(ctx: MetricContext, deps: Any, linked: Any) -> Any:
@@ -74,10 +84,8 @@ def failed_deployments(ctx: MetricContext, deps: Any, linked: Any) -> Any:
 
 def delivery_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats]:
     """Stats of the DORA metrics (and time to first deploy) requested, keyed by metric id."""
-    f = ctx.frame
     ids = {m.id for m in metrics}
-    deps = ctx.memo("deployments", f.dora_deployments)
-    incidents = ctx.memo("incidents", f.incidents)
+    deps, incidents = deployments(ctx), counted_incidents(ctx)
     out: dict[str, Stats] = {}
     need_links = ids & {CFR, "dora.recovery_time_p50"}
     linked = incident_links(ctx) if need_links else None
@@ -330,7 +338,7 @@ def _lead_time(ctx: MetricContext, deps: Any, qs: tuple[float, ...]) -> dict[flo
     )
     return _nonnegative_quantiles(
         ctx,
-        lead_time_pairs(ctx, deps),
+        ctx.kept("lead_time_pairs", LEAD_TIME, lambda: lead_time_pairs(ctx, deps)),
         "hours",
         "finished_at",
         DEPLOY_KEYS,
@@ -373,7 +381,7 @@ def history_start(ctx: MetricContext) -> Any:
         d = ctx.frame.table("deployment")
         return d.finished_at.min().to_pyarrow().as_py()
 
-    return ctx.remember("deployment_history", build)
+    return ctx.frame.shared("deployment_history", ("deployment",), build)
 
 
 def first_deployments(ctx: MetricContext, deps: Any, *, older: bool = False) -> Any:

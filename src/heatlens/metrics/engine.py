@@ -9,6 +9,7 @@ segments, DORA tiers, `complete`. Every output (CLI, API, dashboard, scorecard) 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from heatlens.metrics.context import MetricContext, SegmentKey, Stat, Stats
 from heatlens.metrics.delivery import delivery_stats
 from heatlens.metrics.frame import Frame, Tables
 from heatlens.metrics.happiness import check_grain, happiness_stats, hidden_cells, waves
+from heatlens.metrics.model import ModelStore
 from heatlens.metrics.periods import (
     MAX_PERIODS,
     check_day,
@@ -83,12 +85,34 @@ class Request:
 
 
 def history_start(tables: Tables, tz: ZoneInfo) -> date | None:
-    """The day (in `tz`) of the earliest stored record placed in time, or None with none."""
-    found = [
-        tables.table(t.table)[t.at].min().to_pyarrow().as_py()
-        for t in RECORD_TYPES
-        if t.at is not None
-    ]
+    """The day (in `tz`) of the earliest stored record placed in time, or None with none
+    (one scan per type, kept per version of those types when the store keeps versions)."""
+    timed = [t for t in RECORD_TYPES if t.at is not None]
+
+    def build() -> list[Any]:
+        return [tables.table(t.table)[t.at].min().to_pyarrow().as_py() for t in timed]
+
+    if not isinstance(tables, ModelStore):
+        return _first_day(build(), tz)
+    versions = tables.type_versions()
+    key = (tables.model_scope(), tuple(versions[t.name] for t in timed))
+    with _FIRSTS_LOCK:
+        found = _FIRSTS.get(key)
+    if found is None:
+        found = build()
+        with _FIRSTS_LOCK:
+            _FIRSTS[key] = found
+            while len(_FIRSTS) > 16:
+                _FIRSTS.pop(next(iter(_FIRSTS)))
+    return _first_day(found, tz)
+
+
+# (model scope, versions of the timed types) → their earliest instants
+_FIRSTS: dict[Any, list[Any]] = {}
+_FIRSTS_LOCK = threading.Lock()
+
+
+def _first_day(found: list[Any], tz: ZoneInfo) -> date | None:
     known = [v if v.tzinfo else v.replace(tzinfo=UTC) for v in found if v is not None]
     return min(known).astimezone(tz).date() if known else None
 
@@ -302,8 +326,12 @@ def _cell_order(cell: SegmentKey) -> tuple[tuple[bool, str], ...]:
 
 
 def _unknown_services(frame: Frame) -> int:
-    named: set[Any] = set()
-    for table in ("usage", "deployment", "change", "incident"):
-        t = frame.table(table)
-        named |= set(t.select(s=t.service).distinct().to_pyarrow().column("s").to_pylist())
-    return len(named - {None} - set(frame.services))
+    def build() -> int:
+        named: set[Any] = set()
+        for table in ("usage", "deployment", "change", "incident"):
+            t = frame.table(table)
+            named |= set(t.select(s=t.service).distinct().to_pyarrow().column("s").to_pylist())
+        return len(named - {None} - set(frame.services))
+
+    types = ("usage", "deployment", "change", "incident", "service")
+    return int(frame.shared("unknown_services", types, build))

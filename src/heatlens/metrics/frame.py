@@ -13,7 +13,8 @@ from __future__ import annotations
 import itertools
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -23,6 +24,8 @@ import ibis.expr.datatypes as dt
 import pyarrow as pa
 
 from heatlens.metrics.globs import matches_expr
+from heatlens.metrics.model import REGISTRIES, USAGE, ModelView
+from heatlens.metrics.model import view as model_view
 from heatlens.settings import Settings
 
 NEVER = datetime(1970, 1, 1, tzinfo=UTC)
@@ -41,6 +44,18 @@ def memtable(columns: dict[str, list[Any]], types: dict[str, pa.DataType]) -> An
 
 
 UTC_TS = pa.timestamp("us", tz="UTC")
+# the columns of resolved usage the usage metrics read (and `bot`)
+RESOLVED_USAGE = (
+    "ts",
+    "capability",
+    "action",
+    "actor",
+    "team",
+    "group",
+    "service",
+    "outcome",
+    "duration_s",
+)
 LARGE = 200_000
 
 
@@ -67,10 +82,32 @@ class Frame:
     groups: dict[str, str] = field(default_factory=dict)  # team → top-level group
     group_ids: set[str] = field(default_factory=set)  # teams that are some team's parent
     large: bool = False  # enough usage that intermediate tables are worth materialising
+    # the store's model for these settings (heatlens.metrics.model), when the store keeps one
+    model: ModelView | None = None
 
     @classmethod
     def load(cls, tables: Tables, settings: Settings) -> Frame:
-        """Read the registries once."""
+        """Read the registries once per data version (from the model when the store keeps
+        one; a frame's registries are shared: never change them)."""
+        model = model_view(tables, settings)
+        if model is None:
+            return cls._read(tables, settings)
+        frame = model.value(
+            "registries", (*REGISTRIES, "usage"), lambda: cls._read(tables, settings)
+        )
+        return replace(frame, tables=tables, model=model)
+
+    def shared(self, name: str, types: tuple[str, ...], build: Callable[[], Any]) -> Any:
+        """A Python value built from the record types `types`: once per their versions when the
+        store keeps a model, else every time."""
+        return build() if self.model is None else self.model.value(name, types, build)
+
+    def shared_table(self, name: str, types: tuple[str, ...], build: Callable[[], Any]) -> Any:
+        """A table built from `types`, kept by the model (None when the store keeps none)."""
+        return None if self.model is None else self.model.table(name, types, build)
+
+    @classmethod
+    def _read(cls, tables: Tables, settings: Settings) -> Frame:
         frame = cls(tables, settings)
         t = tables.table
         for r in _rows(t("team"), ["id", "parent", "created_at", "archived_at"]):
@@ -137,6 +174,10 @@ class Frame:
     def membership_intervals(self) -> Any:
         """(actor, start, end, team) with no overlaps per actor: where memberships overlap, the
         one with the latest `from` wins (ties: lowest team id); `to` is exclusive."""
+        kept = self.shared_table("memberships", ("membership",), self._membership_intervals)
+        return self._membership_intervals() if kept is None else kept
+
+    def _membership_intervals(self) -> Any:
         rows = _rows(self.table("membership"), ["actor", "team", "from", "to"])
         by_actor: dict[str, list[tuple[datetime, datetime, str]]] = defaultdict(list)
         for r in rows:
@@ -201,6 +242,17 @@ class Frame:
             "m_actor", "m_start", "m_end", "m_team"
         )
         return self.with_group(u)
+
+    def kept_usage(self) -> Any | None:
+        """All usage resolved (`usage()`) with `bot`, only the columns the usage metrics read:
+        the model's table, built once per version of the tables it reads; None when the store
+        keeps no model tables."""
+
+        def build() -> Any:
+            u = self.usage().select(*RESOLVED_USAGE)
+            return u.mutate(bot=matches_expr(u.actor, self.settings.bot_actors))
+
+        return self.shared_table("usage_resolved", USAGE, build)
 
     def production(self, environment: Any) -> Any:
         """Ibis condition: the environment matches a `production_environments` glob."""

@@ -14,7 +14,6 @@ output sees it.
 
 from __future__ import annotations
 
-import weakref
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -272,29 +271,17 @@ def _response_rate(
 Wave = tuple[str, date | None]  # (survey, None) or a continuous survey's (survey, month)
 Decided = dict[tuple[str, str, date | None], Lattice]  # (answer family, survey, month)
 
-# Decisions per store (by its id, dropped when the store object goes), valid for one data
-# version and report time zone (continuous surveys' months are local): every query of that
-# version reads the same decisions.
-_DECIDED: dict[int, tuple[tuple[int, str], Decided]] = {}
-
 
 def lattices(ctx: MetricContext) -> Decided:
     """(answer family, survey, month) → the decided lattice of that wave, for every wave in the
     store. Families: `any` (respondents, response rate) and each scored kind (csat, nps,
-    likert). Decided once per data version of the store (cached), so every query — whatever its
-    keys, grain, range or scope — reads the same hidden cells."""
-    tables = ctx.frame.tables
-    version = getattr(tables, "data_version", None)
-    if version is None:
-        return ctx.remember("lattices", lambda: _decide_all(ctx))
-    key = (int(version()), ctx.settings.timezone)
-    hit = _DECIDED.get(id(tables))
-    if hit is None or hit[0] != key:
-        if hit is None:
-            weakref.finalize(tables, _DECIDED.pop, id(tables), None)
-        hit = (key, _decide_all(ctx))
-        _DECIDED[id(tables)] = hit
-    return hit[1]
+    likert). Decided once per version of the responses, surveys and teams (the model, shared by
+    every report of the process; the report time zone is part of its settings), so every query
+    — whatever its keys, grain, range or scope — reads the same hidden cells."""
+    types = ("survey_response", "survey", "team")
+    return ctx.remember(
+        "lattices", lambda: ctx.frame.shared("lattices", types, lambda: _decide_all(ctx))
+    )
 
 
 def _decide_all(ctx: MetricContext) -> Decided:

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from heatlens.metrics.catalog import Metric
 from heatlens.metrics.context import MetricContext, SegmentKey, Stat, Stats
-from heatlens.metrics.frame import UTC_TS, memtable
+from heatlens.metrics.frame import RESOLVED_USAGE, UTC_TS, memtable
 from heatlens.metrics.globs import matches_expr
 from heatlens.metrics.intervals import proportion_ci
 from heatlens.metrics.periods import (
@@ -45,17 +45,7 @@ OUTCOMES = {
 }
 
 
-COLUMNS = (
-    "ts",
-    "capability",
-    "action",
-    "actor",
-    "team",
-    "group",
-    "service",
-    "outcome",
-    "duration_s",
-)
+COLUMNS = RESOLVED_USAGE
 
 
 RUNS = ("task.first_attempt_success_rate", "task.eventual_success_rate")
@@ -128,11 +118,26 @@ def _resolved(ctx: MetricContext, history: bool, retention: bool) -> Any:
     wanted = ["ts", "capability", "actor", "team", "outcome", "duration_s"]
     wanted += [k for k in ctx.by if k in KEYS and k not in wanted]
 
+    kept = resolved_usage(ctx)
+    if kept is not None:
+        # the model's resolved usage (all history, built once per data version): this report
+        # only filters and buckets it
+        u = kept.filter(kept.ts < ctx.frame.literal_ts(ctx.range_end))
+        if since is not None:
+            u = u.filter(u.ts >= ctx.frame.literal_ts(since))
+        return u.select(*wanted, "bot", period=bucket(u.ts, ctx.spans))
+
     def build() -> Any:
         u = with_bot(ctx, ctx.frame.usage(since, ctx.range_end).select(*COLUMNS))
         return u.select(*wanted, "bot", period=bucket(u.ts, ctx.spans))
 
     return ctx.memo(name, build)
+
+
+def resolved_usage(ctx: MetricContext) -> Any | None:
+    """All usage with resolved team and group and `bot` (COLUMNS), kept by the model once per
+    version of the tables it reads; None when the store keeps no model tables."""
+    return ctx.frame.kept_usage()
 
 
 def _grouped(ctx: MetricContext, obs: Any, ids: set[str]) -> dict[str, Stats]:
@@ -386,9 +391,13 @@ def _history_start(ctx: MetricContext) -> Callable[[Period, SegmentKey], bool]:
     """Whether a new-teams row lies in the calendar period holding the first stored usage (of its
     capability when segmented by capability, bots included) — every team looks new there —
     unless the capability launched at or after that period's start."""
-    u = ctx.frame.table("usage")
-    rows = u.group_by("capability").aggregate(first=u.ts.min()).to_pyarrow().to_pylist()
-    firsts = {r["capability"]: r["first"] for r in rows}
+
+    def build() -> dict[Any, Any]:
+        u = ctx.frame.table("usage")
+        rows = u.group_by("capability").aggregate(first=u.ts.min()).to_pyarrow().to_pylist()
+        return {r["capability"]: r["first"] for r in rows}
+
+    firsts = ctx.frame.shared("usage_firsts", ("usage",), build)
     overall = min(firsts.values(), default=None)
     per_cap = "capability" in ctx.by
     tz = ctx.frame.tz
@@ -412,7 +421,11 @@ def _runs(ctx: MetricContext, obs: Any, ids: set[str]) -> dict[str, Stats]:
     period's attempts (one grouped query, no window over all history)."""
     keys = [k for k in ctx.by if k in KEYS]
     t = ctx.frame.table("usage")
-    if int(t.filter(t.run.notnull()).count().to_pyarrow().as_py()) == 0:
+
+    def runs() -> int:
+        return int(t.filter(t.run.notnull()).count().to_pyarrow().as_py())
+
+    if ctx.frame.shared("usage_runs", ("usage",), runs) == 0:
         a = obs.filter(obs.outcome.notnull())
         ok = a.outcome == "success"
         rows = a.group_by([a.period, *(a[k] for k in keys)]).aggregate(

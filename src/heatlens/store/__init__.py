@@ -25,6 +25,8 @@ from heatlens.store.location import parse_store_url
 from heatlens.store.merge import PART, Part, Staged, WriteCounts, merge
 from heatlens.store.schema import MIGRATIONS, SCHEMA_VERSION, q, record_columns
 
+MODEL_DB = "heatlens_model"  # DuckDB: the in-memory database of the model's tables
+
 __all__ = ["PART", "Part", "Span", "Staged", "Store", "WriteCounts", "parse_store_url"]
 
 
@@ -161,11 +163,66 @@ class Store:
         rows = self._backend.fetchall("SELECT value FROM meta WHERE key = 'data_version'")
         return int(rows[0][0])
 
-    def _bump(self) -> None:
+    def type_versions(self) -> dict[str, int]:
+        """The data version and, per record type, the data version of the last write that
+        changed records of that type (0: none since per-type versions were kept), in one query:
+        caches of things built from a few types key on theirs (heatlens.metrics.model)."""
+        rows = self._backend.fetchall(
+            "SELECT key, value FROM meta WHERE key = 'data_version' OR key LIKE 'data_version:%'"
+        )
+        found = {str(k): int(v) for k, v in rows}
+        out = {"": found["data_version"]}
+        for t in RECORD_TYPES:
+            out[t.name] = found.get(f"data_version:{t.name}", 0)
+        return out
+
+    def _bump(self, types: Sequence[str] = ()) -> None:
+        """Bump the data version; the types named (none: every type) get it as their own."""
         self._backend.execute(
             "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) "
             "WHERE key = 'data_version'"
         )
+        version = self._backend.fetchall("SELECT value FROM meta WHERE key = 'data_version'")
+        for name in types or [t.name for t in RECORD_TYPES]:
+            self._backend.execute(
+                "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
+                "excluded.value",
+                [f"data_version:{name}", str(version[0][0])],
+            )
+
+    # -- the model's tables (heatlens.metrics.model) ------------------------------------------
+
+    def model_scope(self) -> tuple[str, str]:
+        """What identifies this store's database in this process, for the model cache: on
+        DuckDB the in-memory database holding the model's tables (one per database instance,
+        shared by every connection of the process to the file), elsewhere the URL."""
+        if self.dialect != "duckdb":
+            return (self.url, "")
+        b = self._backend
+        b.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {MODEL_DB} (READ_WRITE)")
+        b.execute(
+            f"CREATE TABLE IF NOT EXISTS {MODEL_DB}.main.scope AS "
+            "SELECT CAST(uuid() AS VARCHAR) AS token"
+        )
+        return (self.url, str(b.fetchall(f"SELECT token FROM {MODEL_DB}.main.scope")[0][0]))
+
+    def materialise(self, name: str, expr: Any) -> Any:
+        """Keep the result of an Ibis expression as the model table `name` and give it back as
+        a table: on DuckDB a table of the in-memory model database, readable from every
+        connection of the process; elsewhere the expression itself (not materialised)."""
+        if self.dialect != "duckdb":
+            return expr
+        self.model_scope()
+        self.ibis().create_table(name, expr, database=(MODEL_DB, "main"), overwrite=True)
+        return self.model_table(name)
+
+    def model_table(self, name: str) -> Any:
+        """A model table kept by `materialise` (on this connection)."""
+        return self.ibis().table(name, database=(MODEL_DB, "main"))
+
+    def drop_model_table(self, name: str) -> None:
+        if self.dialect == "duckdb":
+            self._backend.execute(f"DROP TABLE IF EXISTS {MODEL_DB}.main.{q(name)}")
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -527,16 +584,17 @@ class Store:
         staging = self.staging_connection()
         now = datetime.now(UTC)
         with self._backend.transaction():
-            changed = False
+            changed: set[str] = set()
             for batch in batches:
                 cols = [*batch.rtype.field_names, PART]
                 stage = self._backend.adopt_stage(staging, batch.table, batch.rtype.table, cols)
                 by_part = merge(self._backend, batch, stage, parts, now)
                 for part, c in by_part.items():
                     counts[parts[part].input].setdefault(batch.rtype.name, WriteCounts()).add(c)
-                    changed = changed or bool(c.inserted or c.updated)
+                    if c.inserted or c.updated:
+                        changed.add(batch.rtype.name)
             if changed:
-                self._bump()
+                self._bump(sorted(changed))
             for name, state in (sync_state or {}).items():
                 self._put_sync_state(name, state, now)
         return counts
@@ -568,7 +626,7 @@ class Store:
             )
             if n:
                 self._backend.execute(f"DELETE FROM {target} WHERE {where}", params)
-                self._bump()
+                self._bump([rtype.name])
             self._audit(
                 "delete", {"type": rtype.name, "where": where, "params": params, "deleted": n}
             )
@@ -609,7 +667,7 @@ class Store:
                 counts[table] = count(f"SELECT count(*) FROM {table} WHERE {column} IN ({marks})")
                 b.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", params)
             if any(counts.values()):
-                self._bump()
+                self._bump([name for name, n in counts.items() if n])
             self._audit("erase_actor", {"actors": len(actors), "records": counts})
         return counts
 

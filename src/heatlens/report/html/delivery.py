@@ -68,13 +68,16 @@ SORTS = ("name", *DORA_METRICS)
 
 
 def _grid(report: Report, key: str, period: date, only: str | None) -> list[dict[str, Any]]:
-    rows = [r for r in report.rows if r.period == period]
-    values = sorted({r.segment.get(key) for r in rows}, key=lambda v: (v is None, str(v)))
+    by_value: dict[Any, list[Any]] = {}
+    for r in report.rows:  # each row once (not a scan of all rows per team or service)
+        if r.period == period:
+            by_value.setdefault(r.segment.get(key), []).append(r)
+    values = sorted(by_value, key=lambda v: (v is None, str(v)))
     if only is not None:
         values = [v for v in values if v == only]
     out = []
     for value in values:
-        mine = [r for r in rows if r.segment.get(key) == value]
+        mine = by_value[value]
         cells = [last(mine, m) for m in DORA_METRICS]
         if any(c is not None and c.value for c in cells):
             out.append({"name": value, "cells": cells})

@@ -1,13 +1,17 @@
 """Dashboard routes: thin — authenticate, read the filters from the URL, build the view in the
 store's worker thread, and serve it from a cache keyed by the store's data version.
 
-A page is computed once per (page, filters, team scope, data version, day) and then served from
-memory, so only the first load pays for the engine; any write bumps the data version and the next
-request recomputes. Login turns a read token into a session cookie (see `heatlens.web.auth`).
+A page is computed once per (page, filters, team scope, day) and data version, then served from
+memory, so only the first load pays for the engine. After a write (a new data version) the page of
+the previous version is served at once, marked as such (a note in the page, the
+`Heatlens-Stale` header), while the new one is built in the background; the engine's model
+(heatlens.metrics.model) is rebuilt only for the record types the write touched. Login turns a
+read token into a session cookie (see `heatlens.web.auth`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -51,26 +55,36 @@ Builder = Callable[[Store, Settings, Filters, Links, datetime], View]
 
 
 class PageCache:
-    """The last rendered pages, least recently used evicted first."""
+    """The last rendered pages, least recently used evicted first; each page is kept with the
+    data version it shows, so that after a write the previous version's page can be served
+    while the new one is built in the background (`refreshing`)."""
 
     def __init__(self, size: int = CACHE_PAGES) -> None:
         self.size = size
-        self._pages: OrderedDict[Hashable, str] = OrderedDict()
+        self._pages: OrderedDict[Hashable, tuple[int, str]] = OrderedDict()
         self._lock = threading.Lock()
+        # pages being rebuilt for a newer data version (key → task), at most one each
+        self.refreshing: dict[Hashable, asyncio.Task[None]] = {}
 
-    def get(self, key: Hashable) -> str | None:
+    def get(self, key: Hashable) -> tuple[int, str] | None:
         with self._lock:
-            html = self._pages.get(key)
-            if html is not None:
+            page = self._pages.get(key)
+            if page is not None:
                 self._pages.move_to_end(key)
-            return html
+            return page
 
-    def put(self, key: Hashable, html: str) -> None:
+    def put(self, key: Hashable, version: int, html: str) -> None:
         with self._lock:
-            self._pages[key] = html
+            kept = self._pages.get(key)
+            if kept is not None and kept[0] > version:
+                return  # a newer version's page got there first
+            self._pages[key] = (version, html)
             self._pages.move_to_end(key)
             while len(self._pages) > self.size:
                 self._pages.popitem(last=False)
+
+
+STALE_MARK = "<!--heatlens-stale-->"  # where a page served from an older version says so
 
 
 def _html(text: str, status: int = 200) -> HTMLResponse:
@@ -143,26 +157,61 @@ async def _serve(
         now = datetime.now(UTC)
         today = now.astimezone(ZoneInfo(service.settings.timezone)).date()
         # pages are shared by logins of the same team scope; the header's user name is filled in
-        # per request
-        full = (*key, access.teams, access.user is not None, version, today)
-        html = cache.get(full)
-        if html is None:
-            if asked is not None:
-                await bound(request, asked, views=True)
+        # per request. The data version is not part of the key: a page of an older version is
+        # served (marked) while the new one is built in the background.
+        full = (*key, access.teams, access.user is not None, today)
 
-            def render(store: Store) -> str:
-                view = build(store, now)
-                nav = _nav(store, access.teams)
-                return pages.page(view, nav=nav, user=USER_MARK if access.user else None)
+        def render(store: Store) -> str:
+            view = build(store, now)
+            nav = _nav(store, access.teams)
+            return pages.page(view, nav=nav, user=USER_MARK if access.user else None)
 
-            html = await service.run(render)
-            cache.put(full, html)
+        async def refresh() -> None:
+            try:
+                cache.put(full, version, await service.run(render))
+            except Exception as exc:  # the next request tries again
+                log.error("dashboard: refreshing %s failed: %s", key[0], exc)
+            finally:
+                cache.refreshing.pop(full, None)
+
+        kept = cache.get(full)
+        stale = kept is not None and kept[0] < version
+        if kept is not None and stale:
+            if full not in cache.refreshing:
+                cache.refreshing[full] = asyncio.create_task(refresh())
+            shown, html = kept
+        elif kept is not None:
+            shown, html = kept
+        else:
+            running = cache.refreshing.get(full)
+            if running is not None:
+                await asyncio.shield(running)
+            kept = cache.get(full)
+            if kept is not None:
+                shown, html = kept
+            else:
+                if asked is not None:
+                    await bound(request, asked, views=True)
+                html = await service.run(render)
+                shown = version
+                cache.put(full, version, html)
+        note = ""
+        if stale:
+            note = (
+                f'<p class="stale" role="status">Updating — showing data as of version {shown} '
+                f"(the store is at version {version}); reload in a moment.</p>"
+            )
+        html = html.replace(STALE_MARK, note, 1)
         if access.user:
             html = html.replace(USER_MARK, str(escape(access.user)))
         response = _html(html)
         # the server's time for this page (bench/dashboard.py reads it; so do browsers' tools)
         ms = (time.perf_counter() - started) * 1000
         response.headers["Server-Timing"] = f"page;dur={ms:.1f}"
+        # the data version the page shows, and (while a newer one is being built) the store's
+        response.headers["Heatlens-Data-Version"] = str(shown)
+        if stale:
+            response.headers["Heatlens-Stale"] = str(version)
         return response
     except ConfigError as exc:
         return _html(pages.message("Cannot show this page", str(exc), user=access.user), 400)
