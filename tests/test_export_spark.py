@@ -162,6 +162,9 @@ def _same(metric: str, a: Any, b: Any) -> bool:
 @pytest.mark.slow
 # pyspark 4.0.5's toPandas uses what pandas 3 deprecates (harmless; heatlens hides it)
 @pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
+# py4j leaves its gateway sockets to the garbage collector (ResourceWarning)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_pyspark_computes_the_whole_catalog_as_duckdb_does(spark: Any, tmp_path: Path) -> None:
     """Reference-sized random organisation (tests.metrics_data, three times the records of the
     reference comparisons), every metric by team, weeks in Europe/Berlin (daylight saving)."""

@@ -300,8 +300,8 @@ def spark_session(master: str | None = None) -> Any:
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
     )
     if (master or "local").startswith("local"):
-        # small reports on one machine: few partitions per shuffle
-        builder = builder.config("spark.sql.shuffle.partitions", "4")
+        # one machine's cores: few partitions per shuffle (the default 200 are 200 tasks)
+        builder = builder.config("spark.sql.shuffle.partitions", "2")
     try:
         session = builder.getOrCreate()
     except Exception as exc:
