@@ -50,9 +50,9 @@ def spark() -> Iterator[Any]:
     need("PySpark (pip install 'heatlens[spark]')", importlib.util.find_spec("pyspark") is not None)
     from heatlens.store.export import spark_session
 
-    session = spark_session("local[2]")
-    yield session
-    session.stop()
+    # not stopped at the end: its JVM ends with the test process (stopping it leaves py4j's
+    # sockets to the collector, warnings in whichever test runs last)
+    yield spark_session("local[2]")
 
 
 SMALL = [
