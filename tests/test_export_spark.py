@@ -189,3 +189,22 @@ def test_pyspark_computes_the_whole_catalog_as_duckdb_does(spark: Any, tmp_path:
         for field in ("ci", "suppressed", "tier", "complete", "x", "d", "k"):
             assert row.get(field) == other.get(field), (key, field)
     assert got["warnings"] == want["warnings"]
+
+
+def test_without_pyspark_or_java_the_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import sys
+
+    from heatlens.store.export import spark_session
+
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)
+    with pytest.raises(ConfigError, match=r"pip install 'heatlens\[spark\]'"):
+        spark_session()
+    monkeypatch.delitem(sys.modules, "pyspark.sql")
+    if importlib.util.find_spec("pyspark") is None:
+        return
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ConfigError, match="needs Java 17: install a JRE"):
+        spark_session()
