@@ -11,6 +11,7 @@ import click
 from heatlens.cli.check import check
 from heatlens.cli.context import CliContext, HeatlensGroup
 from heatlens.cli.demo import demo, generate
+from heatlens.cli.export import export
 from heatlens.cli.impact import impact
 from heatlens.cli.ingest import ingest
 from heatlens.cli.records import delete, status
@@ -84,6 +85,7 @@ for _command in (
     serve,
     token,
     sync,
+    export,
 ):
     cli.add_command(_command)
 cli.add_command(survey)

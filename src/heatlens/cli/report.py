@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
@@ -19,6 +20,7 @@ from heatlens.cli.context import (
     pass_ctx,
     say,
 )
+from heatlens.errors import ConfigError
 from heatlens.metrics.catalog import KEYS as SEGMENT_KEYS
 
 
@@ -67,6 +69,25 @@ from heatlens.metrics.catalog import KEYS as SEGMENT_KEYS
     help="Metric id or prefix, e.g. dora or adoption.team_adoption_rate (repeatable; "
     "default: all).",
 )
+@click.option(
+    "--from-export",
+    "export_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
+    help="Compute on a Parquet export (`heatlens export --format parquet DIR`), not the store.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "pyspark"]),
+    default="duckdb",
+    show_default=True,
+    help="Engine computing an export's report (pyspark: pip install 'heatlens[spark]', Java 17).",
+)
+@click.option(
+    "--spark-master",
+    metavar="URL",
+    help="Spark master for --engine pyspark, e.g. spark://host:7077 (default local[2]).",
+)
 @pass_ctx
 @command
 def report(
@@ -78,6 +99,9 @@ def report(
     end: str | None,
     by: tuple[str, ...],
     metrics: tuple[str, ...],
+    export_dir: Path | None,
+    engine: str,
+    spark_master: str | None,
 ) -> None:
     """HEAT and DORA metrics per period (and segment), with warnings.
 
@@ -94,6 +118,16 @@ def report(
     from heatlens.report.terminal import shown
 
     request = Request(grain, day_option(start, "--from"), day_option(end, "--to"), by, metrics)
+    if export_dir is None and (engine != "duckdb" or spark_master):
+        raise ConfigError(
+            f"--engine {engine} computes on an export: add --from-export DIR "
+            "(made by `heatlens export --format parquet DIR`)"
+        )
+    if export_dir is not None:
+        _report_from_export(
+            ctx, request, fmt, out_path, by, metrics, export_dir, engine, spark_master
+        )
+        return
     if fmt == "html":
         with ctx.application() as app, ctx.working("rendering the report"):
             text = app.report_html(request)
@@ -120,6 +154,51 @@ def report(
         sys.stdout.write(render(result.report, fmt, command=command))
         if hint and fmt in ("json", "csv"):
             say(hint)  # beside the data, for the person who ran it
+
+
+def _report_from_export(
+    ctx: CliContext,
+    request: Any,
+    fmt: str,
+    out_path: Path | None,
+    by: tuple[str, ...],
+    metrics: tuple[str, ...],
+    export_dir: Path,
+    engine: str,
+    master: str | None,
+) -> None:
+    """`report --from-export DIR [--engine pyspark]`: the same report, computed on an export."""
+    from heatlens.application.export import export_version, report_from_export
+    from heatlens.report import render, terminal_table
+
+    if ctx.server:
+        raise ConfigError("--from-export reads a local export, not --server: drop --server")
+    if fmt == "html":
+        raise ConfigError("--format html reads the store: drop --from-export, or pick a format")
+    data_version, schema_version = export_version(export_dir)
+    with ctx.working(f"computing metrics with {engine} on {export_dir}"):
+        result = report_from_export(
+            ctx.settings,
+            request,
+            export_dir,
+            engine=engine,
+            master=master,
+            changes=fmt == "table",
+        )
+    say(
+        f"computed by {engine} on export {export_dir} (data version {data_version}, "
+        f"schema version {schema_version})"
+    )
+    options = ["--from-export", str(export_dir), "--engine", engine]
+    options += ["--spark-master", master] if master else []
+    command = ctx.command_line("report", [*_report_options(fmt, out_path, by, metrics), *options])
+    if out_path is not None:
+        out_path.write_text(render(result.report, fmt, result.changes, command), encoding="utf-8")
+        say(f"wrote {len(result.report.rows):,} rows to {out_path}")
+    elif fmt == "table":
+        out.print(terminal_table(result.report, result.changes, command), soft_wrap=True)
+    else:
+        sys.stdout.write(render(result.report, fmt, command=command))
 
 
 def _report_options(

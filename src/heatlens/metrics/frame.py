@@ -130,7 +130,10 @@ class Frame:
                 "questions": json.loads(r["questions"] or "[]"),
             }
         frame.group_ids = {tm["parent"] for tm in frame.teams.values() if tm["parent"]}
-        frame.large = int(t("usage").count().to_pyarrow().as_py()) > LARGE
+        # an engine that re-plans each query from its sources (Spark) asks for materialising
+        frame.large = bool(getattr(tables, "materialise", False)) or (
+            int(t("usage").count().to_pyarrow().as_py()) > LARGE
+        )
         frame.groups = {tid: frame.group_of(tid) for tid in frame.teams}
         return frame
 
