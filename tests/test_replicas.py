@@ -1,4 +1,4 @@
-"""Several `heatlens serve` processes on one real Postgres (docs/scaling-postgres.md).
+"""Several `heatlens serve` processes on one real Postgres (docs/scaling.md).
 
 Two servers take records from clients posting to both at once, half of every batch ids that
 every client sends (the same new id reaches both servers together): the counts they answer add
