@@ -123,6 +123,8 @@ def test_records_the_python_executor_cannot_vouch_for_are_deferred(
         {"duration_s": 10**30},
         {"attempt": 1.0},
         {"attributes": {"n": 1 << 70}},
+        {"actor": "\ud800"},  # a lone surrogate has no UTF-8
+        {"id": "\ud800"},
     ):
         fast, _ = _both(con, [{**ok, **change}])
         assert fast is None, change

@@ -167,16 +167,21 @@ def stage(
             rows[name].append((line, values))
     except _Defer:
         return None
+    tables: dict[str, pa.Table] = {}
+    try:
+        for name, mine in rows.items():
+            columns = {"__line": pa.array([line for line, _ in mine], pa.int64())}
+            for i, f in enumerate(QUICK_TYPES[name].fields):
+                columns[f.name] = pa.array([values[i] for _, values in mine], _ARROW_TYPE[f.kind])
+            tables[name] = pa.table(columns)
+    except (UnicodeEncodeError, pa.ArrowException):  # a lone surrogate: no UTF-8 for it
+        return None
     stages: dict[str, str] = {}
-    for name, mine in rows.items():
-        rtype = QUICK_TYPES[name]
-        columns: dict[str, pa.Array] = {"__line": pa.array([line for line, _ in mine], pa.int64())}
-        for i, f in enumerate(rtype.fields):
-            columns[f.name] = pa.array([values[i] for _, values in mine], _ARROW_TYPE[f.kind])
+    for name, data in tables.items():
         view, table = f"{prefix}_{name}_quick", f"{prefix}_{name}"
-        con.register(view, pa.table(columns))
+        con.register(view, data)
         try:
-            select = ", ".join(_stored(f) for f in rtype.fields)
+            select = ", ".join(_stored(f) for f in QUICK_TYPES[name].fields)
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {table} AS "
                 f"SELECT __line, {select}, FALSE AS __bad FROM {view}"
