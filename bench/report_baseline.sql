@@ -14,7 +14,18 @@
 --     registry seen anywhere in the store); proportions and quantiles only with observations;
 --   * no rows for a registry capability in periods that end before its launch;
 --   * quantiles are quantile_cont (linear);
---   * (v2) usage by an actor ending in `[bot]` counts in tasks, not in active users or teams;
+--   * (v2) usage by an actor ending in `[bot]` counts in tasks, not in adoption (active users and
+--     teams, adoption rate, new teams, retention);
+--   * eligible teams: registry teams that are no team's parent, created before the period's end
+--     and not archived by its start; for a capability only in periods ending after its launch
+--     and only the teams of its `eligible` list; by team, 1 for such a team, else 0;
+--   * adoption rate: active ∩ eligible ÷ eligible (by team: active on any capability), where
+--     some team is eligible;
+--   * new teams: (team, capability | team) pairs whose first usage ever falls in the period;
+--     (v2) omitted in the week holding the first stored usage of the capability (of anything by
+--     team), bots included, unless the capability launched at or after that week's start;
+--   * retention: teams active in the previous week (minus those archived by this period's start)
+--     still active in this one, where there were any;
 --   * a DORA deployment is a successful one whose environment is production or prod; incidents
 --     link by deployment_id, else root_cause_sha (a deployment finished by the incident), else the
 --     latest deployment of their service (never a rollback) finished at most 7 days before they
@@ -29,21 +40,21 @@
 SET TimeZone = 'UTC';
 
 CREATE OR REPLACE TEMP TABLE periods AS
-SELECT greatest(w, DATE '$start') AS period,
+SELECT greatest(w, DATE '$start') AS period, w AS cal_start,
        least(w + 7, DATE '$end') AS period_end,
        greatest(w, DATE '$start')::TIMESTAMPTZ AS start_utc,
        least(w + 7, DATE '$end')::TIMESTAMPTZ AS end_utc
 FROM (SELECT unnest(generate_series(date_trunc('week', DATE '$start')::TIMESTAMP,
                                     (DATE '$end' - 1)::TIMESTAMP, INTERVAL 7 DAY))::DATE AS w);
 
--- usage in the range with its resolved team
-CREATE OR REPLACE TEMP TABLE u AS
+-- all usage (new teams look at all history) with its resolved team, and `bot`
+CREATE OR REPLACE TEMP TABLE ua AS
 WITH base AS (
     SELECT u.id, u.ts, u.capability, u.actor, u.outcome, u.duration_s,
            coalesce(u.team, s.team) AS team
     FROM usage u LEFT JOIN service s ON u.service = s.id
-    WHERE u.ts >= TIMESTAMPTZ '$start 00:00:00+00' AND u.ts < TIMESTAMPTZ '$end 00:00:00+00'
-)
+    WHERE u.ts < TIMESTAMPTZ '$end 00:00:00+00'
+), resolved AS (
 SELECT ts, capability, actor, outcome, duration_s, team FROM base WHERE team IS NOT NULL
 UNION ALL
 SELECT any_value(b.ts), any_value(b.capability), any_value(b.actor), any_value(b.outcome),
@@ -56,7 +67,13 @@ LEFT JOIN membership m
  AND b.ts >= coalesce(m."from", TIMESTAMPTZ '1970-01-01 00:00:00+00')
  AND b.ts < coalesce(m."to", TIMESTAMPTZ '2200-01-01 00:00:00+00')
 WHERE b.team IS NULL
-GROUP BY b.id;
+GROUP BY b.id
+)
+SELECT *, coalesce(suffix(lower(actor), '[bot]'), false) AS bot FROM resolved;
+
+CREATE OR REPLACE TEMP TABLE u AS
+SELECT greatest(date_trunc('week', ts)::DATE, DATE '$start') AS period, * FROM ua
+WHERE ts >= TIMESTAMPTZ '$start 00:00:00+00';
 
 -- values of $key that exist in each period (for zero-filled counts)
 CREATE OR REPLACE TEMP TABLE seen_team AS
@@ -92,7 +109,7 @@ SELECT p.period, c.id AS seg FROM periods p JOIN capability c ON p.end_utc < c.l
 WHERE '$key' = 'capability';
 
 CREATE OR REPLACE TEMP TABLE ustats AS
-SELECT greatest(date_trunc('week', ts)::DATE, DATE '$start') AS period, $key AS seg,
+SELECT period, $key AS seg,
        count(DISTINCT actor) FILTER (WHERE NOT bot) AS users,
        count(DISTINCT team) FILTER (WHERE NOT bot) AS teams,
        count(outcome) AS attempts,
@@ -103,7 +120,69 @@ SELECT greatest(date_trunc('week', ts)::DATE, DATE '$start') AS period, $key AS 
        count(duration_s) FILTER (WHERE outcome = 'success') AS durations,
        quantile_cont(duration_s, 0.5) FILTER (WHERE outcome = 'success') AS p50,
        quantile_cont(duration_s, 0.9) FILTER (WHERE outcome = 'success') AS p90
-FROM (SELECT *, coalesce(suffix(lower(actor), '[bot]'), false) AS bot FROM u) GROUP BY ALL;
+FROM u GROUP BY ALL;
+
+-- adoption: (period, segment, team) with usage by people
+CREATE OR REPLACE TEMP TABLE active AS
+SELECT DISTINCT period, $key AS seg, team FROM u WHERE NOT bot AND team IS NOT NULL;
+
+-- eligible teams per (period, segment): registry teams that are no team's parent and exist
+CREATE OR REPLACE TEMP TABLE base AS
+SELECT p.period, p.end_utc, t.id AS team FROM periods p JOIN team t
+  ON (t.created_at IS NULL OR t.created_at < p.end_utc)
+ AND (t.archived_at IS NULL OR t.archived_at > p.start_utc)
+WHERE t.id NOT IN (SELECT parent FROM team WHERE parent IS NOT NULL);
+
+CREATE OR REPLACE TEMP TABLE elig AS
+SELECT d.period, d.seg, b.team
+FROM domain_capability d JOIN base b ON d.period = b.period LEFT JOIN capability c ON c.id = d.seg
+WHERE '$key' = 'capability' AND (c.launched_at IS NULL OR b.end_utc > c.launched_at)
+  AND (c.eligible IS NULL OR list_contains(c.eligible, b.team))
+UNION ALL
+SELECT b.period, b.team, b.team FROM base b WHERE '$key' = 'team';
+
+CREATE OR REPLACE TEMP TABLE eligible AS
+SELECT d.period, d.seg, count(e.team) AS teams, count(a.team) AS used
+FROM domain_$key d
+LEFT JOIN elig e ON d.period = e.period AND d.seg = e.seg
+LEFT JOIN active a ON a.period = e.period AND a.seg = e.seg AND a.team = e.team
+GROUP BY ALL;
+
+-- new teams: first usage ever of each (segment, team), by people
+CREATE OR REPLACE TEMP TABLE newteams AS
+SELECT p.period, f.seg, count(*) AS teams
+FROM (SELECT $key AS seg, team, min(ts) AS first FROM ua WHERE NOT bot AND team IS NOT NULL
+      GROUP BY ALL) f
+JOIN periods p ON f.first >= p.start_utc AND f.first < p.end_utc
+GROUP BY ALL;
+
+-- history_start: the week holding a capability's (anything's, by team) first stored usage
+CREATE OR REPLACE TEMP TABLE history AS
+SELECT p.period, c.capability AS seg
+FROM (SELECT capability, min(ts) AS first FROM usage GROUP BY ALL) c
+JOIN periods p ON date_trunc('week', c.first)::DATE = p.cal_start
+LEFT JOIN capability r ON r.id = c.capability
+WHERE '$key' = 'capability' AND (r.launched_at IS NULL OR r.launched_at < p.cal_start::TIMESTAMPTZ)
+UNION ALL
+SELECT p.period, d.seg
+FROM (SELECT min(ts) AS first FROM usage) c
+JOIN periods p ON date_trunc('week', c.first)::DATE = p.cal_start
+JOIN domain_team d ON d.period = p.period
+WHERE '$key' = 'team';
+
+-- retention: teams active in the previous calendar week, minus those archived by the period's
+-- start, that are active in this period
+CREATE OR REPLACE TEMP TABLE retention AS
+SELECT p.period, b.seg, count(n.team) AS kept, count(*) AS before
+FROM periods p
+JOIN (SELECT DISTINCT date_trunc('week', ts)::DATE AS week, $key AS seg, team FROM ua
+      WHERE NOT bot AND team IS NOT NULL
+        AND ts >= TIMESTAMPTZ '$start 00:00:00+00' - INTERVAL 7 DAY) b
+  ON b.week = p.cal_start - 7
+LEFT JOIN team t ON t.id = b.team
+LEFT JOIN active n ON n.period = p.period AND n.seg = b.seg AND n.team = b.team
+WHERE t.archived_at IS NULL OR t.archived_at > p.start_utc
+GROUP BY ALL;
 
 WITH cells AS (
     SELECT period, seg FROM ustats UNION SELECT period, seg FROM domain_$key
@@ -133,8 +212,19 @@ rows AS (
     FROM filled WHERE durations > 0
     UNION ALL SELECT period, seg, 'efficiency.task_duration_p90', p90, durations
     FROM filled WHERE durations > 0
+    UNION ALL SELECT period, seg, 'adoption.eligible_teams', teams, teams FROM eligible
+    UNION ALL SELECT period, seg, 'adoption.team_adoption_rate', used / teams, teams
+    FROM eligible WHERE teams > 0
+    UNION ALL SELECT d.period, d.seg, 'adoption.new_teams', coalesce(n.teams, 0),
+                     coalesce(n.teams, 0)
+    FROM (SELECT * FROM domain_$key UNION SELECT period, seg FROM newteams) d
+    LEFT JOIN newteams n ON d.period = n.period AND d.seg = n.seg
+    ANTI JOIN history h ON d.period = h.period AND d.seg = h.seg
+    UNION ALL SELECT period, seg, 'adoption.team_retention', kept / before, before
+    FROM retention
 )
-SELECT metric, period, seg, value, n FROM rows;
+SELECT metric, period, seg, value, n FROM rows r
+ANTI JOIN hidden h ON r.period = h.period AND r.seg = h.seg;
 
 -- @section dora
 -- successful production deployments with their team (own, else the service's owner)

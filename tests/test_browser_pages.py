@@ -226,4 +226,4 @@ def test_every_command_a_page_names_exists(demo: Demo, tmp_path: Any) -> None:
     assert ("sync", "git") in found and ("ingest", None) in found  # the check reads the hints
     _check_commands(found)
     with pytest.raises(AssertionError):  # and it would catch a command that does not exist
-        _check_commands({("sync", "github|git")})
+        _check_commands({("sync", "gitlub")})

@@ -289,10 +289,11 @@ def test_a_command_line_mistake_is_one_line_naming_the_help_to_read(run: Cli) ->
         "error: Invalid value for '--grain': 'year' is not one of 'day', 'week', 'month', "
         "'quarter', 'all' (see `heatlens report --help`)\n"
     )
-    nested = run("sync", "gitx")
+    nested = run("sync", "backstge")
     assert nested.exit_code == 2
     assert nested.stderr == (
-        "error: No such command 'gitx'. Did you mean 'git'? (see `heatlens sync --help`)\n"
+        "error: No such command 'backstge'. Did you mean 'backstage'? "
+        "(see `heatlens sync --help`)\n"
     )
     bare = run("sync")  # no arguments: the group's help, not a mistake
     assert bare.exit_code == 2 and "sync [OPTIONS] COMMAND [ARGS]" in bare.output

@@ -233,8 +233,12 @@ def _rows(
     delivering = m.dimension == "dora" and "team" in ctx.by
     team_at = ctx.by.index("team") if delivering else 0
     omitted = 0
+    # the stats of each period, sorted out once (not a scan of all stats per period)
+    by_period: dict[date, dict[SegmentKey, Stat]] = {}
+    for (d, c), s in stats.items():
+        by_period.setdefault(d, {})[c] = s
     for p in ctx.spans:
-        cells: dict[SegmentKey, Stat] = {c: s for (d, c), s in stats.items() if d == p.start}
+        cells: dict[SegmentKey, Stat] = dict(by_period.get(p.start, {}))
         if m.zero_filled:
             for cell in ctx.domain_cells(p, wave_ts, delivery=m.dimension == "dora"):
                 cells.setdefault(cell, Stat(0, 0))

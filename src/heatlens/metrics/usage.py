@@ -1,9 +1,11 @@
 """Adoption, task success and task durations: the metrics of usage records (DESIGN §4).
 
-The per-segment numbers that only need usage rows (active users and teams, attempts, outcome
-shares, duration quantiles) come from one grouped query. Adoption rate, eligible and new teams and
-retention need sets of teams per period, which are small: they are pulled once and combined with
-the team registry here.
+Every metric is computed in the engine, a few queries per report: the per-segment numbers that
+only need usage rows (active users and teams, attempts, outcome shares, duration quantiles) come
+from one grouped query; eligible teams and the adoption rate from one join of the eligible
+(period, capability, team) rows — built from the registries as small tables — with the active
+ones; new teams and retention are joins of distinct (period, segment, team) rows too. Python only
+turns the result rows (one per period and segment) into stats.
 
 (v2) Usage by a `bot_actors` actor counts in task success and efficiency, never in adoption; a run
 (`run`, else the record itself) is judged by its first attempt and by whether any attempt
@@ -12,18 +14,26 @@ succeeded; new teams are omitted where the stored usage starts; archiving is not
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import ibis
+import pyarrow as pa
 
 from heatlens.metrics.catalog import Metric
 from heatlens.metrics.context import MetricContext, SegmentKey, Stat, Stats
+from heatlens.metrics.frame import UTC_TS, memtable
 from heatlens.metrics.globs import matches_expr
 from heatlens.metrics.intervals import proportion_ci
-from heatlens.metrics.periods import Period, calendar_start, midnight, periods, previous_calendar
+from heatlens.metrics.periods import (
+    Period,
+    bucket,
+    calendar_start,
+    midnight,
+    periods,
+    previous_calendar,
+)
 from heatlens.metrics.quantiles import grouped_quantiles
 
 KEYS = ("capability", "team", "group", "service", "action")
@@ -56,22 +66,14 @@ def with_bot(ctx: MetricContext, t: Any) -> Any:
     return t.mutate(bot=matches_expr(t.actor, ctx.settings.bot_actors))
 
 
-def resolved_usage(ctx: MetricContext) -> Any:
-    """All usage with resolved team and group and `bot` (kept for the report)."""
-    return ctx.memo("usage", lambda: with_bot(ctx, ctx.frame.usage().select(*COLUMNS)))
-
-
 def usage_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats]:
     """Stats of the usage metrics requested, keyed by metric id."""
     ids = {m.id for m in metrics}
     out: dict[str, Stats] = {}
     grouped = ids & {"adoption.active_users", "adoption.active_teams", "task.attempts", *OUTCOMES}
-    obs = ctx.memo(
-        "usage_obs",
-        lambda: ctx.bucketed(
-            with_bot(ctx, ctx.frame.usage(ctx.range_start, ctx.range_end).select(*COLUMNS)), "ts"
-        ),
-    )
+    retention = "adoption.team_retention" in ids and ctx.grain != "all"
+    resolved = _resolved(ctx, "adoption.new_teams" in ids, retention)
+    obs = resolved.filter(resolved.period.notnull())
     if ids & set(RUNS):
         out.update(_runs(ctx, obs, ids & set(RUNS)))
     if grouped:
@@ -83,13 +85,12 @@ def usage_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats]:
         found = grouped_quantiles(ctx, ok, keys, "duration_s", tuple(m.q or 0.5 for m in durations))
         for m in durations:
             out[m.id] = found[m.q or 0.5]
-    if ids & {"adoption.eligible_teams", "adoption.team_adoption_rate"}:
-        active = _active_teams(ctx, obs)
-        _warn_ineligible(ctx, active)
-        for mid in ids & {"adoption.eligible_teams", "adoption.team_adoption_rate"}:
-            out[mid] = _adoption(ctx, active, rate=mid.endswith("rate"))
+    adoption = ids & {"adoption.eligible_teams", "adoption.team_adoption_rate"}
+    if adoption:
+        _warn_ineligible(ctx, obs)
+        out.update(_adoption(ctx, obs, adoption))
     if "adoption.new_teams" in ids:
-        out["adoption.new_teams"] = _new_teams(ctx, resolved_usage(ctx))
+        out["adoption.new_teams"] = _new_teams(ctx, resolved)
         ctx.omit(
             "adoption.new_teams",
             _history_start(ctx),
@@ -97,9 +98,41 @@ def usage_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats]:
             "new teams omitted in the period where stored usage starts (every team looks new "
             "there): ingest earlier usage, or set the capability's `launched_at`",
         )
-    if "adoption.team_retention" in ids and ctx.grain != "all":
-        out["adoption.team_retention"] = _retention(ctx, obs)
+    if retention:
+        out["adoption.team_retention"] = _retention(ctx, resolved, obs)
     return out
+
+
+def _calendar(ctx: MetricContext) -> list[Period]:
+    """The whole calendar periods before each output period's own (retention looks back)."""
+    tz = ctx.frame.tz
+    first_prev = previous_calendar(ctx.spans[0], ctx.grain, tz)
+    cal_end = ctx.spans[-1].cal_start
+    return periods(ctx.grain, first_prev.start, cal_end, tz) if first_prev.start < cal_end else []
+
+
+def _resolved(ctx: MetricContext, history: bool, retention: bool) -> Any:
+    """Usage with resolved team and group, `bot` and `period` (null outside the report's
+    periods), kept in the backend for the report: from the start of history when new teams are
+    asked for, from the calendar period before the first when retention is, else the range."""
+    since: datetime | None = ctx.range_start
+    if history:
+        since = None
+    elif retention:
+        calendar = _calendar(ctx)
+        since = min(ctx.range_start, calendar[0].start_utc) if calendar else ctx.range_start
+    name = f"usage_obs:{since.isoformat() if since else 'all'}"
+
+    # only the columns the usage metrics read (and the report's keys): a narrower table is
+    # quicker to build and to scan
+    wanted = ["ts", "capability", "actor", "team", "outcome", "duration_s"]
+    wanted += [k for k in ctx.by if k in KEYS and k not in wanted]
+
+    def build() -> Any:
+        u = with_bot(ctx, ctx.frame.usage(since, ctx.range_end).select(*COLUMNS))
+        return u.select(*wanted, "bot", period=bucket(u.ts, ctx.spans))
+
+    return ctx.memo(name, build)
 
 
 def _grouped(ctx: MetricContext, obs: Any, ids: set[str]) -> dict[str, Stats]:
@@ -115,7 +148,7 @@ def _grouped(ctx: MetricContext, obs: Any, ids: set[str]) -> dict[str, Stats]:
             aggs[outcome] = obs.outcome.count(where=obs.outcome == outcome)
     rows = obs.group_by([obs.period, *(obs[k] for k in keys)]).aggregate(**aggs)
     out: dict[str, Stats] = {mid: {} for mid in ids}
-    for r in rows.to_pyarrow().to_pylist():
+    for r in _pylist(rows):
         key = (r["period"], ctx.cell(r))
         attempts = int(r["attempts"])
         # a cell only bots used has no adoption observations (zero-fill may still add it)
@@ -134,178 +167,219 @@ def _grouped(ctx: MetricContext, obs: Any, ids: set[str]) -> dict[str, Stats]:
     return out
 
 
-def _active_teams(ctx: MetricContext, obs: Any) -> dict[date, set[tuple[str, str]]]:
-    """Per period, the (capability, team) pairs with usage."""
-    t = obs.filter(obs.team.notnull() & ~obs.bot).select("period", "capability", "team").distinct()
-    active: dict[date, set[tuple[str, str]]] = defaultdict(set)
-    for r in t.to_pyarrow().to_pylist():
-        active[r["period"]].add((r["capability"], r["team"]))
-    return active
+def _pylist(expr: Any) -> list[dict[str, Any]]:
+    """A (small) result as Python rows."""
+    return expr.to_pyarrow().to_pylist()
 
 
-def eligible(
-    ctx: MetricContext, p: Period, capability: Any, by_capability: bool, active_teams: set[str]
-) -> set[str]:
-    """Teams eligible in period p (for a capability when segmented by capability)."""
+# -- adoption: small tables of the registries, joined with the active teams in the engine --------
+
+
+def _period_table(ctx: MetricContext) -> Any:
+    """The report's periods: label, UTC bounds, and the label of the calendar period before."""
+    before: list[date | None] = [None] * len(ctx.spans)
+    if ctx.grain != "all":
+        before = [calendar_start(p.cal_start - timedelta(days=1), ctx.grain) for p in ctx.spans]
+    return memtable(
+        {
+            "p_period": [p.start for p in ctx.spans],
+            "p_start": [p.start_utc for p in ctx.spans],
+            "p_end": [p.end_utc for p in ctx.spans],
+            "p_prev": before,
+        },
+        {"p_period": pa.date32(), "p_start": UTC_TS, "p_end": UTC_TS, "p_prev": pa.date32()},
+    )
+
+
+def _eligible_base(ctx: MetricContext) -> Any:
+    """(p_period, p_end, e_team): the teams eligible in each period before capability rules —
+    registry teams that are not groups and exist in it; with an empty team registry, the resolved
+    teams of all usage (by people), at any time."""
     f = ctx.frame
+    periods_t = _period_table(ctx)
     if f.teams:
-        base = {
-            tid
-            for tid, t in f.teams.items()
-            if tid not in f.group_ids and f.team_exists(t, p.start_utc, p.end_utc)
-        }
+        rows = [(tid, t) for tid, t in f.teams.items() if tid not in f.group_ids]
+        teams = memtable(
+            {
+                "e_team": [tid for tid, _ in rows],
+                "e_created": [t["created_at"] for _, t in rows],
+                "e_archived": [t["archived_at"] for _, t in rows],
+            },
+            {"e_team": pa.string(), "e_created": UTC_TS, "e_archived": UTC_TS},
+        )
+        joined = periods_t.cross_join(teams)
+        joined = joined.filter(
+            (joined.e_created.isnull() | (joined.e_created < joined.p_end))
+            & (joined.e_archived.isnull() | (joined.e_archived > joined.p_start))
+        )
     else:
-        base = set(active_teams)
-    if by_capability:
-        cap = f.capabilities.get(capability)
-        if cap is not None:
-            launched = cap["launched_at"]
-            if launched is not None and not p.end_utc > launched:
-                return set()
-            if cap["eligible"] is not None:
-                base &= set(cap["eligible"])
-    return base
+        u = with_bot(ctx, ctx.frame.usage().select(*COLUMNS))
+        teams = u.filter(u.team.notnull() & ~u.bot).select(e_team=u.team).distinct()
+        joined = periods_t.cross_join(teams)
+    return joined.select("p_period", "p_end", "e_team")
 
 
-def _all_usage_teams(ctx: MetricContext) -> set[str]:
-    """With an empty team registry, the eligible teams are the resolved teams of all usage."""
-
-    def build() -> set[str]:
-        u = resolved_usage(ctx)
-        teams = u.filter(u.team.notnull() & ~u.bot).select("team").distinct().to_pyarrow()
-        return set(teams.column("team").to_pylist())
-
-    return ctx.remember("usage_teams", build)
-
-
-def _adoption(ctx: MetricContext, active: dict[date, set[tuple[str, str]]], rate: bool) -> Stats:
-    """Eligible teams, or the share of them active, per period and cell of (capability, team,
-    group). Sets are indexed by capability and by group, so this stays linear in teams."""
-    stats: Stats = {}
-    by = ctx.by
-    fallback = _all_usage_teams(ctx) if not ctx.frame.teams else set()
-    group_of = ctx.frame.group_of
-    for p in ctx.spans:
-        pairs = active.get(p.start, set())
-        used_by_cap: dict[Any, set[str]] = defaultdict(set)
-        for used_cap, member in pairs:
-            used_by_cap[used_cap].add(member)
-        used_any = {member for _, member in pairs}
-        cells = ctx.domain_cells(p, {})
-        if rate:
-            cells |= {
-                ctx.cell({"capability": c, "team": t, "group": group_of(t)}) for c, t in pairs
-            }
-        eligible_by_cap: dict[Any, set[str]] = {}
-        for cell in cells:
-            seg = dict(zip(by, cell, strict=True))
-            cap = seg.get("capability")
-            if cap not in eligible_by_cap:
-                eligible_by_cap[cap] = eligible(ctx, p, cap, "capability" in by, fallback)
-            teams = eligible_by_cap[cap]
-            if "team" in seg:
-                teams = teams & {seg["team"]}
-            if "group" in seg:
-                teams = {t for t in teams if group_of(t) == seg["group"]}
-            if not rate:
-                stats[(p.start, cell)] = Stat(len(teams), len(teams))
-                continue
-            if not teams:
-                continue
-            used = used_by_cap.get(cap, set()) if "capability" in by else used_any
-            x = len(used & teams)
-            stats[(p.start, cell)] = Stat(
-                x / len(teams), len(teams), proportion_ci(x, len(teams)), x, len(teams)
-            )
-    return stats
+def _capability_tables(ctx: MetricContext, seen: bool = True) -> tuple[Any, Any]:
+    """(c_cap, c_launched, c_listed) for every capability of the registry (and, with `seen`,
+    those seen in records), and (l_cap, l_team) for the teams of each `eligible` list."""
+    f = ctx.frame
+    others = sorted(ctx.seen()["capability"] - set(f.capabilities) - {None}) if seen else []
+    caps = [*f.capabilities, *others]
+    capabilities = memtable(
+        {
+            "c_cap": caps,
+            "c_launched": [(f.capabilities.get(c) or {}).get("launched_at") for c in caps],
+            "c_listed": [(f.capabilities.get(c) or {}).get("eligible") is not None for c in caps],
+        },
+        {"c_cap": pa.string(), "c_launched": UTC_TS, "c_listed": pa.bool_()},
+    )
+    pairs = sorted(
+        {(cid, team) for cid, c in f.capabilities.items() for team in c["eligible"] or ()}
+    )
+    listed = memtable(
+        {"l_cap": [c for c, _ in pairs], "l_team": [t for _, t in pairs]},
+        {"l_cap": pa.string(), "l_team": pa.string()},
+    )
+    return capabilities, listed
 
 
-def _warn_ineligible(ctx: MetricContext, active: dict[date, set[tuple[str, str]]]) -> None:
-    fallback = _all_usage_teams(ctx) if not ctx.frame.teams else set()
-    count = 0
-    for p in ctx.spans:
-        by_cap: dict[str, set[str]] = {}
-        for cap, team in active.get(p.start, set()):
-            if cap not in by_cap:
-                by_cap[cap] = eligible(ctx, p, cap, True, fallback)
-            count += team not in by_cap[cap]
+def _eligible_rows(ctx: MetricContext) -> Any:
+    """(period, [capability], team, group): the eligible teams of each period (and capability,
+    when segmented by it: only in periods ending after its launch, only the teams of its
+    `eligible` list when it has one)."""
+    base = _eligible_base(ctx)
+    if "capability" in ctx.by:
+        capabilities, listed = _capability_tables(ctx)
+        t = base.cross_join(capabilities)
+        t = t.filter(t.c_launched.isnull() | (t.p_end > t.c_launched))
+        t = t.left_join(listed, (t.c_cap == listed.l_cap) & (t.e_team == listed.l_team))
+        t = t.filter(~t.c_listed | t.l_team.notnull())
+        t = t.select(period=t.p_period, capability=t.c_cap, team=t.e_team)
+    else:
+        t = base.select(period=base.p_period, team=base.e_team)
+    g = ctx.frame.group_table()
+    t = t.left_join(g, t.team == g.g_team)
+    return t.mutate(group=ibis.coalesce(t.g_group, t.team)).drop("g_team", "g_group")
+
+
+def _adoption(ctx: MetricContext, obs: Any, ids: set[str]) -> dict[str, Stats]:
+    """Eligible teams and the share of them active, per period and cell of (capability, team,
+    group): one join of the eligible rows with the active (period, [capability], team) rows."""
+    per_cap = "capability" in ctx.by
+    keys = [k for k in ctx.by if k in ("capability", "team", "group")]
+    used_keys = ["period", *(["capability"] if per_cap else []), "team"]
+    people = obs.filter(obs.team.notnull() & ~obs.bot)
+    used = people.select(*(people[k].name(f"a_{k}") for k in used_keys)).distinct()
+    el = _eligible_rows(ctx)
+    joined = el.left_join(used, [el[k] == used[f"a_{k}"] for k in used_keys])
+    rows = joined.group_by([joined.period, *(joined[k] for k in keys)]).aggregate(
+        d=joined.count(), x=joined.a_team.count()
+    )
+    out: dict[str, Stats] = {mid: {} for mid in ids}
+    for r in _pylist(rows):
+        key = (r["period"], ctx.cell(r))
+        d, x = int(r["d"]), int(r["x"])
+        if "adoption.eligible_teams" in ids:
+            out["adoption.eligible_teams"][key] = Stat(d, d)
+        if "adoption.team_adoption_rate" in ids:
+            out["adoption.team_adoption_rate"][key] = Stat(x / d, d, proportion_ci(x, d), x, d)
+    return out
+
+
+def _warn_ineligible(ctx: MetricContext, obs: Any) -> None:
+    """Count the (period, capability, team) with usage by people where the team is not eligible
+    for the capability (whatever the report's keys)."""
+    people = obs.filter(obs.team.notnull() & ~obs.bot)
+    active = people.select("period", "capability", "team").distinct()
+    base = _eligible_base(ctx)
+    # a capability in no registry has no rules: its eligible teams are the period's
+    capabilities, listed = _capability_tables(ctx, seen=False)
+    t = active.left_join(base, (active.period == base.p_period) & (active.team == base.e_team))
+    t = t.left_join(capabilities, t.capability == capabilities.c_cap)
+    t = t.left_join(listed, (t.capability == listed.l_cap) & (t.team == listed.l_team))
+    launched_late = t.c_launched.notnull() & ~(t.p_end > t.c_launched)
+    ineligible = (
+        t.e_team.isnull()
+        | (t.c_cap.notnull() & launched_late)
+        | (ibis.coalesce(t.c_listed, False) & t.l_team.isnull())
+    )
+    count = t.count(where=ineligible).to_pyarrow().as_py()
     ctx.warn(
         "ineligible_active_teams",
         "teams used a capability not in its `eligible` list (period × capability × team)",
-        count,
+        int(count or 0),
     )
 
 
-def _new_teams(ctx: MetricContext, usage: Any) -> Stats:
+def _new_teams(ctx: MetricContext, resolved: Any) -> Stats:
     """Teams whose first usage (of the capability, when segmented by it) is in the period."""
     per_cap = "capability" in ctx.by
     keys = ["team", "capability"] if per_cap else ["team"]
-    u = usage.filter(usage.team.notnull() & ~usage.bot)
-    first = u.group_by(keys).aggregate(first=u.ts.min()).to_pyarrow().to_pylist()
+    u = resolved.filter(resolved.team.notnull() & ~resolved.bot)
+    first = u.group_by(keys).aggregate(first=u.ts.min())
+    first = first.mutate(period=bucket(first.first, ctx.spans))
+    first = first.filter(first.period.notnull())
+    g = ctx.frame.group_table()
+    first = first.left_join(g, first.team == g.g_team)
+    first = first.mutate(group=ibis.coalesce(first.g_group, first.team))
+    cell = [k for k in ctx.by if k in ("capability", "team", "group")]
+    rows = first.group_by(["period", *cell]).aggregate(teams=first.count())
     stats: Stats = {}
-    for r in first:
-        p = ctx.span_of(r["first"])
-        if p is None:
-            continue
-        row = {
-            "team": r["team"],
-            "group": ctx.frame.group_of(r["team"]),
-            "capability": r.get("capability"),
-        }
-        key = (p.start, ctx.cell(row))
-        stats[key] = Stat((stats[key].value or 0) + 1 if key in stats else 1, None)
-    for s in stats.values():
-        s.n = int(s.value or 0)
+    for r in _pylist(rows):
+        n = int(r["teams"])
+        stats[(r["period"], ctx.cell(r))] = Stat(n, n)
     return stats
 
 
-def _team_sets(ctx: MetricContext, obs: Any) -> dict[tuple[date, SegmentKey], set[str]]:
+def _retention(ctx: MetricContext, resolved: Any, obs: Any) -> Stats:
+    """Share of the teams active in the previous calendar period still active in this one: the
+    distinct (previous period, segment, team) rows, less teams archived by this period's start,
+    left-joined with this period's."""
     keys = [k for k in ctx.by if k in KEYS]
-    columns = ["period", *keys, *(["team"] if "team" not in keys else [])]
-    t = obs.filter(obs.team.notnull() & ~obs.bot).select(*columns).distinct()
-    sets: dict[tuple[date, SegmentKey], set[str]] = defaultdict(set)
-    for r in t.to_pyarrow().to_pylist():
-        sets[(r["period"], ctx.cell(r))].add(r["team"])
-    return sets
-
-
-def _retention(ctx: MetricContext, obs: Any) -> Stats:
-    """Share of the teams active in the previous calendar period still active in this one."""
-    tz = ctx.frame.tz
-    first_prev = previous_calendar(ctx.spans[0], ctx.grain, tz)
-    cal_end = ctx.spans[-1].cal_start
-    calendar = (
-        periods(ctx.grain, first_prev.start, cal_end, tz) if first_prev.start < cal_end else []
+    others = [k for k in keys if k != "team"]  # the segment's keys besides the team itself
+    people = obs.filter(obs.team.notnull() & ~obs.bot)
+    now = people.select(
+        n_period=people.period, n_team=people.team, **{f"n_{k}": people[k] for k in others}
+    ).distinct()
+    calendar = _calendar(ctx)
+    if not calendar:
+        return {}
+    earlier = resolved.filter(
+        (resolved.ts >= ctx.frame.literal_ts(calendar[0].start_utc))
+        & (resolved.ts < ctx.frame.literal_ts(calendar[-1].end_utc))
+        & resolved.team.notnull()
+        & ~resolved.bot
     )
-    now_sets = _team_sets(ctx, obs)
-    if calendar:
-        earlier = ctx.frame.usage(calendar[0].start_utc, calendar[-1].end_utc).select(*COLUMNS)
-        before_sets = _team_sets(ctx, ctx.bucketed(with_bot(ctx, earlier), "ts", calendar))
-    else:
-        before_sets = {}
+    earlier = earlier.mutate(b_prev=bucket(earlier.ts, calendar))
+    before = earlier.select("b_prev", "team", *others).distinct()
+    before = before.filter(before.b_prev.notnull())
+    spans = _period_table(ctx)
+    t = before.join(spans, before.b_prev == spans.p_prev)
+    archived = _archived(ctx)
+    t = t.left_join(archived, t.team == archived.r_team)
+    t = t.filter(t.r_archived.isnull() | (t.r_archived > t.p_start))
+    t = t.left_join(
+        now,
+        [t.p_period == now.n_period, t.team == now.n_team]
+        + [t[k].identical_to(now[f"n_{k}"]) for k in others],
+    )
+    rows = t.group_by([t.p_period.name("period"), *(t[k] for k in keys)]).aggregate(
+        before=t.count(), kept=t.n_team.count()
+    )
     stats: Stats = {}
-    for p in ctx.spans:
-        prev = calendar_start(p.cal_start.fromordinal(p.cal_start.toordinal() - 1), ctx.grain)
-        cells = (
-            {c for (d, c) in now_sets if d == p.start}
-            | {c for (d, c) in before_sets if d == prev}
-            | ctx.domain_cells(p, {})
-        )
-        # archiving is not churn: teams archived by this period's start leave the earlier set
-        archived = {
-            tid
-            for tid, t in ctx.frame.teams.items()
-            if t["archived_at"] is not None and t["archived_at"] <= p.start_utc
-        }
-        for cell in cells:
-            before = before_sets.get((prev, cell), set()) - archived
-            if not before or not ctx.launched(p, cell):
-                continue
-            kept = len(before & now_sets.get((p.start, cell), set()))
-            stats[(p.start, cell)] = Stat(
-                kept / len(before), len(before), proportion_ci(kept, len(before)), kept, len(before)
-            )
+    for r in _pylist(rows):
+        d, kept = int(r["before"]), int(r["kept"])
+        stats[(r["period"], ctx.cell(r))] = Stat(kept / d, d, proportion_ci(kept, d), kept, d)
     return stats
+
+
+def _archived(ctx: MetricContext) -> Any:
+    """(r_team, r_archived): registry teams with an `archived_at`."""
+    rows = [(tid, t["archived_at"]) for tid, t in ctx.frame.teams.items() if t["archived_at"]]
+    return memtable(
+        {"r_team": [tid for tid, _ in rows], "r_archived": [a for _, a in rows]},
+        {"r_team": pa.string(), "r_archived": UTC_TS},
+    )
 
 
 def _history_start(ctx: MetricContext) -> Callable[[Period, SegmentKey], bool]:
