@@ -765,6 +765,8 @@ def test_network_errors_are_retried_then_reported(settings: Settings) -> None:
 
     def down(request: httpx.Request) -> httpx.Response:
         calls.append(request)
+        if len(calls) == 1:  # the server answered once: later failures are the network's
+            return httpx.Response(200, json={"full_name": "x/y"})
         raise httpx.ConnectError(f"connection refused to {request.url} with {TOKEN}")
 
     vendor = Vendor("GitHub")
@@ -777,11 +779,31 @@ def test_network_errors_are_retried_then_reported(settings: Settings) -> None:
         clock=clock,
         retry=RetryPolicy(attempts=3),
     )
+    client.get("repos/x/y", what="repository x/y")
     with pytest.raises(ConnectorError) as raised:
-        client.get("repos/x/y", what="repository x/y")
-    assert len(calls) == 3 and clock.slept == [1.0, 2.0]
+        client.get("repos/x/y/actions/runs", what="workflow runs")
+    # 1 answer, then 3 tries of the second request with waits of 1 and 2 s
+    assert len(calls) == 4 and clock.slept == [1.0, 2.0]
     assert TOKEN not in str(raised.value) and "***" in str(raised.value)
     assert "check the network and --base-url" in str(raised.value)
+
+
+def test_a_server_never_reached_is_reported_after_one_retry(settings: Settings) -> None:
+    calls = []
+
+    def nowhere(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        raise httpx.ConnectError("[Errno 111] Connection refused")
+
+    clock = FakeClock(NOW)
+    client = make_client(
+        API, TOKEN, Vendor("GitHub"), transport=httpx.MockTransport(nowhere), clock=clock
+    )
+    with pytest.raises(ConnectorError) as raised:
+        client.get("repos/x/y", what="repository x/y")
+    # a wrong --base-url: 2 tries and one wait of 1 s, not 6 tries and 31 s of backoff
+    assert len(calls) == 2 and clock.slept == [1.0]
+    assert "after 2 tries; check the network and --base-url" in str(raised.value)
 
 
 def test_bad_token_is_one_clear_line_without_the_token(

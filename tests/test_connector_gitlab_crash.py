@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import http.server
 import json
-import math
 import os
 import random
 import signal
@@ -37,6 +36,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 PID, PATH = 3, "acme/shop"
 PAGES, PER_PAGE = 6, 3
 PD_PAGES, PD_PER_PAGE = 5, 3
+# the incidents' first day, a fixed 400 days before the run: the sync reads windows of 179 days
+# from its cursor up to the real clock of its process, so their number stays the same whatever
+# today's date is (the fixture's own 2022 dates would add one window every 179 days)
+PD_FIRST = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+    days=400
+)
 
 
 def _deployments() -> list[dict[str, Any]]:
@@ -58,8 +63,9 @@ def _incidents() -> list[dict[str, Any]]:
     out = []
     for i in range(PD_PAGES * PD_PER_PAGE):
         one = copy.deepcopy(base)
-        one.update(id=f"Q{i:05d}", created_at=f"2022-10-{1 + i:02d}T06:45:36Z")
-        one["last_status_change_at"] = f"2022-10-{1 + i:02d}T07:00:00Z"
+        day = (PD_FIRST + timedelta(days=i)).date().isoformat()
+        one.update(id=f"Q{i:05d}", created_at=f"{day}T06:45:36Z")
+        one["last_status_change_at"] = f"{day}T07:00:00Z"
         out.append(one)
     return out
 
@@ -224,11 +230,10 @@ def test_a_killed_sync_resumed_equals_a_clean_one(fake: Fake, tmp_path: Path, ve
         assert len(expected["records"]["deployment"]) == PAGES * PER_PAGE
         assert len(expected["records"]["change"]) == PAGES * PER_PAGE - 1
     else:
-        # the service, 5 pages; then, the incidents being of 2022, one request per empty window
-        # of 179 days up to today
-        newest = datetime(2022, 10, 15, 6, 45, 36, tzinfo=UTC)
-        windows = math.ceil((datetime.now(UTC) - newest) / timedelta(days=179)) - 1
-        assert total == 1 + PD_PAGES + windows
+        # the service, 5 pages; then one request per empty window of 179 days from the newest
+        # incident (PD_FIRST + 14 d 06:45:36: 385.7–386.7 days before the sync) up to now:
+        # ceil(386 d / 179 d) − 1 = 2 empty windows
+        assert total == 1 + PD_PAGES + 2
         assert len(expected["records"]["incident"]) == PD_PAGES * PD_PER_PAGE
     rng = random.Random(17)
     killed = 0

@@ -148,6 +148,14 @@ def sync_backstage_command(ctx: CliContext, catalog: str, pattern: str) -> None:
     _report(ctx, doc, time.perf_counter() - started)
 
 
+# where a first sync of an API connector starts
+SINCE = click.option(
+    "--since",
+    metavar="DATE",
+    help="Where a first sync starts (ISO date, e.g. 2024-01-31); default: all history.",
+)
+
+
 @sync.command("github", short_help="GitHub repositories: runs, deployments, changes, incidents.")
 @click.option(
     "--repo",
@@ -179,11 +187,7 @@ def sync_backstage_command(ctx: CliContext, catalog: str, pattern: str) -> None:
     show_default=True,
     help="The REST API's root; GitHub Enterprise Server: https://HOST/api/v3.",
 )
-@click.option(
-    "--since",
-    metavar="DATE",
-    help="Where a first sync starts (ISO date, e.g. 2024-01-31); default: all history.",
-)
+@SINCE
 @click.option(
     "--deploy-workflow",
     "deploy_workflows",
@@ -302,11 +306,7 @@ def sync_github_command(
     show_default=True,
     help="The REST API's root; self-managed GitLab: https://HOST/api/v4.",
 )
-@click.option(
-    "--since",
-    metavar="DATE",
-    help="Where a first sync starts (ISO date, e.g. 2024-01-31); default: all history.",
-)
+@SINCE
 @pass_ctx
 @command
 def sync_gitlab_command(
@@ -353,11 +353,7 @@ def sync_gitlab_command(
     show_default=True,
     help="The REST API's root (https://api.eu.pagerduty.com for the EU service region).",
 )
-@click.option(
-    "--since",
-    metavar="DATE",
-    help="Where a first sync starts (ISO date, e.g. 2024-01-31); default: all history.",
-)
+@SINCE
 @pass_ctx
 @command
 def sync_pagerduty_command(

@@ -65,6 +65,11 @@ class SystemClock:
         time.sleep(seconds)
 
 
+# tries of a client's very first request when the server cannot be reached at all (a connection
+# refused or a host not found before any answer): a wrong --base-url should not take a minute
+FIRST_CONTACT_TRIES = 2
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 6  # tries in all, the first included
@@ -198,7 +203,10 @@ class HttpClient:
             try:
                 response = self._client.get(url, params=params, headers=headers)
             except httpx.TransportError as exc:
-                if last:
+                # never reached at all (refused, unknown host): most likely a wrong --base-url,
+                # so say so after one retry rather than after a minute of backoff
+                unreachable = self.requests == 0 and isinstance(exc, httpx.ConnectError)
+                if last or (unreachable and attempt >= FIRST_CONTACT_TRIES):
                     raise ConnectorError(
                         self.redact(
                             f"{self.vendor.name}: {what}: {type(exc).__name__}: {exc} after "

@@ -30,10 +30,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from heatlens.connectors.http import HttpClient, Page
-from heatlens.errors import ConnectorError
+from heatlens.errors import ConfigError, ConnectorError
+from heatlens.store import Store
 
 __all__ = [
     "LinkHeader",
@@ -251,3 +253,29 @@ def _field(item: Any, name: str | None) -> str | None:
         return None
     value = item.get(name)
     return None if value is None else str(value)
+
+
+# a sync holds the store only to read a state or write a page: `with_store(fn)` runs `fn(store)`
+# under whatever lock the caller keeps (the server's writer), never while a vendor is asked
+WithStore = Callable[[Callable[[Store], Any]], Any]
+
+
+def holding(store: Store | WithStore) -> WithStore:
+    """`store` as a WithStore: a caller's own, or one that simply hands over a held store."""
+    if callable(store):
+        return store
+
+    def with_store(fn: Callable[[Store], Any]) -> Any:
+        return fn(store)
+
+    return with_store
+
+
+def check_since(since: str | None) -> None:
+    """`--since` must be an ISO date (or timestamp): a one-line error otherwise."""
+    if since is None:
+        return
+    try:
+        datetime.fromisoformat(since.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--since {since!r}: expected an ISO date, e.g. 2024-01-31") from None

@@ -52,13 +52,18 @@ from heatlens.connectors.http import (
     Vendor,
     make_client,
 )
-from heatlens.connectors.streams import Commit, Stream, StreamProgress, read_stream
+from heatlens.connectors.streams import (
+    Commit,
+    Stream,
+    StreamProgress,
+    WithStore,
+    check_since,
+    holding,
+    read_stream,
+)
 from heatlens.errors import ConfigError
 from heatlens.settings import Settings
 from heatlens.store import Store, WriteCounts
-
-# runs a function on the store (as its one writer) and returns what it returned
-WithStore = Callable[[Callable[[Store], Any]], Any]
 
 __all__ = ["GITHUB", "GithubSource", "github_client", "sync_github"]
 
@@ -159,13 +164,7 @@ class GithubSource:
             )
         if self.rerun_days < 0:
             raise ConfigError(f"--rerun-days {self.rerun_days}: expected 0 or more days")
-        if self.since is not None:
-            try:
-                datetime.fromisoformat(self.since.replace("Z", "+00:00"))
-            except ValueError:
-                raise ConfigError(
-                    f"--since {self.since!r}: expected an ISO date, e.g. 2024-01-31"
-                ) from None
+        check_since(self.since)
 
 
 def options_of(settings: Settings) -> GithubOptions:
@@ -197,7 +196,7 @@ def sync_github(
     GitHub is asked or a rate limit waited out, so other writers are not held up."""
     from heatlens.ingest import ingest_records
 
-    with_store: WithStore = store if callable(store) else _holding(store)
+    with_store = holding(store)
 
     def state_of(name: str) -> dict[str, Any] | None:
         return with_store(lambda store: store.sync_state(name))
@@ -348,13 +347,6 @@ def _deployment_prefix(
 
 def _time(text: Any) -> datetime:
     return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-
-
-def _holding(store: Store) -> WithStore:
-    def with_store(fn: Callable[[Store], Any]) -> Any:
-        return fn(store)
-
-    return with_store
 
 
 def _repository(with_store: WithStore, client: HttpClient, source: GithubSource, repo: str) -> Any:

@@ -31,7 +31,6 @@ import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -46,6 +45,9 @@ from heatlens.connectors.streams import (
     NextPageHeader,
     Stream,
     StreamProgress,
+    WithStore,
+    check_since,
+    holding,
     read_stream,
 )
 from heatlens.errors import ConfigError
@@ -54,7 +56,6 @@ from heatlens.store import Store, WriteCounts
 
 __all__ = ["GITLAB", "GitlabSource", "gitlab_client", "state_name", "sync_gitlab"]
 
-WithStore = Callable[[Callable[[Store], Any]], Any]
 Record = dict[str, Any]
 DEFAULT_BASE_URL = "https://gitlab.com/api/v4"
 # production_environments' default: while it is left so, GitLab's tiers decide
@@ -138,13 +139,7 @@ class GitlabSource:
                 raise ConfigError(
                     f"--project {path!r}: expected the project's full path, e.g. gitlab-org/gitlab"
                 )
-        if self.since is not None:
-            try:
-                datetime.fromisoformat(self.since.replace("Z", "+00:00"))
-            except ValueError:
-                raise ConfigError(
-                    f"--since {self.since!r}: expected an ISO date, e.g. 2024-01-31"
-                ) from None
+        check_since(self.since)
 
 
 def options_of(settings: Settings) -> GitLabOptions:
@@ -158,13 +153,6 @@ def options_of(settings: Settings) -> GitLabOptions:
 def state_name(source: GitlabSource, project: str, stream: str) -> str:
     host = urlsplit(source.base_url).netloc or source.base_url
     return f"gitlab:{host}:{project}:{stream}"
-
-
-def _holding(store: Store) -> WithStore:
-    def with_store(fn: Callable[[Store], Any]) -> Any:
-        return fn(store)
-
-    return with_store
 
 
 def sync_gitlab(
@@ -183,7 +171,7 @@ def sync_gitlab(
     is asked or a rate limit waited out."""
     from heatlens.connectors.gitlab.shipped import ship
 
-    with_store: WithStore = store if callable(store) else _holding(store)
+    with_store = holding(store)
 
     def state_of(name: str) -> dict[str, Any] | None:
         return with_store(lambda store: store.sync_state(name))

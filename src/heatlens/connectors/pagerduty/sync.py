@@ -20,7 +20,7 @@ is one clear error before anything is read.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,14 +31,21 @@ import httpx
 from heatlens.connectors import ProgressFn, SyncResult, no_progress
 from heatlens.connectors.http import Clock, HttpClient, RetryPolicy, Vendor, make_client
 from heatlens.connectors.pagerduty.mapping import PagerDutyOptions, map_event
-from heatlens.connectors.streams import OffsetMore, Stream, StreamProgress, read_stream
+from heatlens.connectors.streams import (
+    OffsetMore,
+    Stream,
+    StreamProgress,
+    WithStore,
+    check_since,
+    holding,
+    read_stream,
+)
 from heatlens.errors import ConfigError
 from heatlens.settings import Settings
 from heatlens.store import Store, WriteCounts
 
 __all__ = ["PAGERDUTY", "PagerDutySource", "incident_record", "pagerduty_client", "sync_pagerduty"]
 
-WithStore = Callable[[Callable[[Store], Any]], Any]
 Record = dict[str, Any]
 DEFAULT_BASE_URL = "https://api.pagerduty.com"
 
@@ -114,13 +121,7 @@ class PagerDutySource:
                 raise ConfigError(
                     f"--service {service!r}: expected a PagerDuty service id, e.g. PIKL83L"
                 )
-        if self.since is not None:
-            try:
-                datetime.fromisoformat(self.since.replace("Z", "+00:00"))
-            except ValueError:
-                raise ConfigError(
-                    f"--since {self.since!r}: expected an ISO date, e.g. 2024-01-31"
-                ) from None
+        check_since(self.since)
 
 
 def state_name(source: PagerDutySource, service: str) -> str:
@@ -174,14 +175,7 @@ def sync_pagerduty(
     from heatlens.ingest import ingest_records
     from heatlens.ingest.partial import overlay_stored
 
-    if callable(store):
-        with_store: WithStore = store
-    else:
-        held = store
-
-        def with_store(fn: Callable[[Store], Any]) -> Any:
-            return fn(held)
-
+    with_store = holding(store)
     result = SyncResult(source="sync:pagerduty")
     options = PagerDutyOptions(service_map=settings.service_map)
     total = 0
