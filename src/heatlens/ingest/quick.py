@@ -27,7 +27,7 @@ import pyarrow as pa
 from heatlens.model import RECORD_TYPES, Field, Kind, RecordType
 from heatlens.store.schema import q
 
-__all__ = ["MAX_RECORDS", "QUICK_TYPES", "stage"]
+__all__ = ["MAX_RECORDS", "QUICK_TYPES", "by_part", "stage", "stored_columns"]
 
 MAX_RECORDS = 2_000  # larger passes go to the vectorised SQL rules, cheaper per record there
 
@@ -150,14 +150,9 @@ def _row(record: Any) -> tuple[str, list[Any]]:
     return rtype.name, values
 
 
-def stage(
-    con: duckdb.DuckDBPyConnection,
-    prefix: str,
-    records: Sequence[tuple[int, Any]],
-) -> dict[str, str] | None:
-    """Stage numbered records as tables `<prefix>_<type>` (columns `__line`, the stored fields,
-    `__bad`), as heatlens.ingest.validate would for valid records; None (nothing staged) when
-    any record is deferred to the SQL rules."""
+def _tables(records: Sequence[tuple[int, Any]], number: str) -> dict[str, pa.Table] | None:
+    """Numbered records as one Arrow table per type (column `number`, then the fields, typed
+    as stored); None when any record is deferred to the SQL rules."""
     if len(records) > MAX_RECORDS:
         return None
     rows: dict[str, list[tuple[int, list[Any]]]] = defaultdict(list)
@@ -170,26 +165,51 @@ def stage(
     tables: dict[str, pa.Table] = {}
     try:
         for name, mine in rows.items():
-            columns = {"__line": pa.array([line for line, _ in mine], pa.int64())}
+            columns = {number: pa.array([line for line, _ in mine], pa.int64())}
             for i, f in enumerate(QUICK_TYPES[name].fields):
                 columns[f.name] = pa.array([values[i] for _, values in mine], _ARROW_TYPE[f.kind])
             tables[name] = pa.table(columns)
     except (UnicodeEncodeError, pa.ArrowException):  # a lone surrogate: no UTF-8 for it
+        return None
+    return tables
+
+
+def stage(
+    con: duckdb.DuckDBPyConnection,
+    prefix: str,
+    records: Sequence[tuple[int, Any]],
+) -> dict[str, str] | None:
+    """Stage numbered records as tables `<prefix>_<type>` (columns `__line`, the stored fields,
+    `__bad`), as heatlens.ingest.validate would for valid records; None (nothing staged) when
+    any record is deferred to the SQL rules."""
+    tables = _tables(records, "__line")
+    if tables is None:
         return None
     stages: dict[str, str] = {}
     for name, data in tables.items():
         view, table = f"{prefix}_{name}_quick", f"{prefix}_{name}"
         con.register(view, data)
         try:
-            select = ", ".join(_stored(f) for f in QUICK_TYPES[name].fields)
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {table} AS "
-                f"SELECT __line, {select}, FALSE AS __bad FROM {view}"
+                f"SELECT __line, {stored_columns(name)}, FALSE AS __bad FROM {view}"
             )
         finally:
             con.unregister(view)
         stages[name] = table
     return stages
+
+
+def by_part(records: Sequence[tuple[int, Any]]) -> dict[str, pa.Table] | None:
+    """Records tagged with their part (request) as one Arrow table per type: column `__part`,
+    then the fields as this executor types them (select them with `stored_columns` to get
+    the stored values); None when any record is deferred to the SQL rules."""
+    return _tables(records, "__part")
+
+
+def stored_columns(type_name: str) -> str:
+    """The SELECT list giving a table of `by_part`/`_tables` its stored values, by field."""
+    return ", ".join(_stored(f) for f in QUICK_TYPES[type_name].fields)
 
 
 def _stored(f: Field) -> str:

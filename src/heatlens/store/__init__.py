@@ -492,6 +492,40 @@ class Store:
                 self._put_sync_state(name, state, now)
         return counts
 
+    def insert_new(self, rtype: RecordType, data: pa.Table, select: str) -> bool:
+        """Insert records of one type when the store has none of their ids — two statements,
+        no merge — and bump the data version; False, and nothing written, when one id is
+        stored (then merge them with `write`) or the store is not DuckDB.
+
+        `data` holds the records, each id once, as an Arrow table with a `__source` column
+        (each record's source) and the columns `select` (a SELECT list) turns into the type's
+        stored fields, in order. Inside `transaction()` it joins that transaction.
+        """
+        self._writable()
+        if not isinstance(self._backend, DuckDBBackend):
+            return False
+        con = self._backend.con
+        view = f"insert_new_{rtype.name}"
+        con.register(view, data)
+        try:
+            with self._backend.transaction():
+                [(stored,)] = self._backend.fetchall(
+                    f"SELECT EXISTS (SELECT 1 FROM {q(rtype.table)} "
+                    f"WHERE id IN (SELECT id FROM {view}))"
+                )
+                if stored:
+                    return False
+                cols = ", ".join(q(c) for c in record_columns(rtype))
+                self._backend.execute(
+                    f"INSERT INTO {q(rtype.table)} ({cols}) SELECT {select}, __source, ? "
+                    f"FROM {view}",
+                    [datetime.now(UTC)],
+                )
+                self._bump()
+        finally:
+            con.unregister(view)
+        return True
+
     def delete_records(
         self,
         rtype: RecordType,
