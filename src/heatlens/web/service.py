@@ -39,6 +39,8 @@ from starlette.concurrency import run_in_threadpool
 
 from heatlens.settings import Settings
 from heatlens.store import Store
+from heatlens.store.location import parse_store_url
+from heatlens.store.tokens import TokenCache
 from heatlens.web.limits import RateLimiter
 from heatlens.web.writer import Hook, Outcome, Writer
 
@@ -67,6 +69,10 @@ class Service:
         self._quick_thread: ThreadPoolExecutor | None = None
         self._writer_store: Store | None = None
         self.limiter = RateLimiter(settings.server_rate_limit_per_minute)
+        # tokens as last looked up, for a store only this server changes (heatlens.web.auth)
+        self.tokens = (
+            TokenCache() if store_url and parse_store_url(store_url).dialect == "duckdb" else None
+        )
         self.writer = Writer(threading.Lock(), self._ingest_store, settings)
 
     def open(self) -> None:
