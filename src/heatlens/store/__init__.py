@@ -493,7 +493,7 @@ class Store:
         return counts
 
     def insert_new(self, rtype: RecordType, data: pa.Table, select: str) -> bool:
-        """Insert records of one type when the store has none of their ids — two statements,
+        """Insert records of one type when the store has none of their ids — one statement,
         no merge — and bump the data version; False, and nothing written, when one id is
         stored (then merge them with `write`) or the store is not DuckDB.
 
@@ -509,18 +509,16 @@ class Store:
         con.register(view, data)
         try:
             with self._backend.transaction():
-                [(stored,)] = self._backend.fetchall(
-                    f"SELECT EXISTS (SELECT 1 FROM {q(rtype.table)} "
-                    f"WHERE id IN (SELECT id FROM {view}))"
-                )
-                if stored:
-                    return False
+                # one statement: every row, or none when one id is stored
                 cols = ", ".join(q(c) for c in record_columns(rtype))
-                self._backend.execute(
+                [(inserted,)] = self._backend.fetchall(
                     f"INSERT INTO {q(rtype.table)} ({cols}) SELECT {select}, __source, ? "
-                    f"FROM {view}",
+                    f"FROM {view} WHERE NOT EXISTS (SELECT 1 FROM {q(rtype.table)} "
+                    f"WHERE id IN (SELECT id FROM {view}))",
                     [datetime.now(UTC)],
                 )
+                if not inserted:
+                    return False
                 self._bump()
         finally:
             con.unregister(view)
