@@ -3,6 +3,7 @@ transaction, answered after the commit, with counts as if written one after anot
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -252,3 +253,29 @@ def test_a_group_with_a_stored_or_repeated_id_is_merged(
         (0, 1, 0),
     ]
     assert _ids(duck) == [("a", "failure"), ("b", "success"), ("c", "failure")]
+
+
+def test_answers_awaited_in_a_loop_arrive_together_and_a_cancelled_one_is_not_written(
+    duck: Store, settings: Settings
+) -> None:
+    writer = _writer(duck, settings)
+    writer.start()
+
+    async def main() -> tuple[list[Outcome], bool]:
+        with writer.paused():  # one group: a, b; c's client goes away before its turn
+            waiting = [asyncio.ensure_future(writer.answer([usage(i)])) for i in "abc"]
+            await asyncio.sleep(0)  # each request queued
+            waiting[2].cancel()
+        done = await asyncio.gather(*waiting[:2])
+        return done, waiting[2].cancelled()
+
+    try:
+        outcomes, cancelled = asyncio.run(main())
+        with pytest.raises(InputError):  # an error reaches its loop too
+            asyncio.run(writer.answer([{"type": "usage", "id": "d"}]))
+    finally:
+        writer.stop()
+    assert cancelled
+    assert [o.result.counts["usage"].inserted for o in outcomes] == [1, 1]
+    assert [o.group for o in outcomes] == [2, 2]
+    assert _ids(duck) == [("a", "success"), ("b", "success")]

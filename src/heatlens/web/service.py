@@ -169,4 +169,4 @@ class Service:
 
         Raises InputError (nothing stored) or WriteFailed (nothing of the group stored).
         """
-        return await asyncio.wrap_future(self.writer.submit(records, hook))
+        return await self.writer.answer(records, hook)

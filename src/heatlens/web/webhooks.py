@@ -25,7 +25,6 @@ Webhooks do not take API tokens: the signature is the credential.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -295,7 +294,7 @@ async def _take(service: Service, delivery: Delivery) -> JSONResponse:
     """Write the delivery in the writer's next group (see `hook`) and answer once it committed."""
     _prune_when_due(service)
     try:
-        outcome = await asyncio.wrap_future(service.writer.submit(delivery.records, hook(delivery)))
+        outcome = await service.writer.answer(delivery.records, hook(delivery))
     except InputError as exc:
         raise ApiError(
             422,

@@ -23,6 +23,7 @@ Every request of a group gets the data version after the group's commit.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -30,7 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -96,10 +97,51 @@ class WriteFailed(StoreError):
     """The group's transaction failed: nothing of the request was stored."""
 
 
+class _Answer:
+    """The answer to a request awaited in an asyncio loop (`Writer.answer`): the writer sets
+    it like a concurrent Future's, and hands the answers of a whole group to each loop in one
+    call (`Writer._settle`) instead of waking the loop once per request."""
+
+    def __init__(self, writer: Writer, loop: asyncio.AbstractEventLoop) -> None:
+        self.writer = writer
+        self.loop = loop
+        self.future: asyncio.Future[Outcome] = loop.create_future()
+        self.value: Outcome | None = None
+        self.error: BaseException | None = None
+        self._set = False
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return not self.future.cancelled()  # the client went away before its turn
+
+    def done(self) -> bool:
+        return self._set
+
+    def set_result(self, value: Outcome) -> None:
+        self.value, self._set = value, True
+        self.writer._answered.append(self)
+
+    def set_exception(self, error: BaseException) -> None:
+        self.error, self._set = error, True
+        self.writer._answered.append(self)
+
+    def deliver(self) -> None:
+        """In the loop: resolve the asyncio future (unless it was cancelled meanwhile)."""
+        if not self.future.done():
+            if self.error is not None:
+                self.future.set_exception(self.error)
+            else:
+                self.future.set_result(self.value)  # type: ignore[arg-type]
+
+
+def _deliver(answers: list[_Answer]) -> None:
+    for answer in answers:
+        answer.deliver()
+
+
 @dataclass
 class _Job:
     records: list[dict[str, Any]]
-    future: Future[Outcome]
+    future: Future[Outcome] | _Answer
     hook: Hook | None = None
 
 
@@ -143,6 +185,7 @@ class Writer:
         self._linger = linger
         self._gap = gap
         self._last_group = 0
+        self._answered: list[_Answer] = []  # answers set, not yet handed to their loops
 
     def start(self) -> None:
         """Start the writer thread (at app startup)."""
@@ -171,6 +214,15 @@ class Writer:
         future: Future[Outcome] = Future()
         self._queue.put(_Job(records, future, hook))
         return future
+
+    async def answer(self, records: list[dict[str, Any]], hook: Hook | None = None) -> Outcome:
+        """`submit`, awaited in the running loop: the outcome once committed. The answers of a
+        group reach the loop in one call (cheaper than a concurrent Future per request)."""
+        if self._thread is None:
+            raise RuntimeError("the writer is not running: run the app inside its lifespan")
+        answer = _Answer(self, asyncio.get_running_loop())
+        self._queue.put(_Job(records, answer, hook))
+        return await answer.future
 
     def run(self, fn: Callable[[Store], T]) -> Future[T]:
         """Queue any write `fn(store)`; the future gives its result once it returned (its
@@ -201,6 +253,18 @@ class Writer:
                     for job in jobs:
                         if not job.future.done():
                             job.future.set_exception(WriteFailed(f"the writer failed: {exc}"))
+                finally:
+                    self._settle()
+
+    def _settle(self) -> None:
+        """Hand the answers set during a group to their loops: one call per loop."""
+        answered, self._answered = self._answered, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Answer]] = {}
+        for answer in answered:
+            by_loop.setdefault(answer.loop, []).append(answer)
+        for loop, answers in by_loop.items():
+            with suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_deliver, answers)
 
     def _run_task(self, task: _Task) -> None:
         if not task.future.set_running_or_notify_cancel():
