@@ -387,7 +387,7 @@ class Store:
     def save_sync_states(
         self, states: Mapping[str, dict[str, Any]], *, at: datetime | None = None
     ) -> None:
-        """Replace the states saved under each name, in one transaction (two statements)."""
+        """Replace the states saved under each name, in one transaction (one statement)."""
         self._writable()
         if not states:
             return
@@ -395,11 +395,11 @@ class Store:
         names = list(states)
         rows = [[n, json.dumps(states[n], sort_keys=True, default=str), when] for n in names]
         with self._backend.transaction():
-            marks = ", ".join("?" for _ in names)
-            self._backend.execute(f"DELETE FROM sync_state WHERE name IN ({marks})", names)
             values = ", ".join("(?, ?, ?)" for _ in rows)
             self._backend.execute(
-                f"INSERT INTO sync_state VALUES {values}", [v for row in rows for v in row]
+                f"INSERT INTO sync_state VALUES {values} ON CONFLICT (name) DO UPDATE "
+                "SET state = excluded.state, updated_at = excluded.updated_at",
+                [v for row in rows for v in row],
             )
 
     def known_sync_states(self, names: Sequence[str]) -> set[str]:
