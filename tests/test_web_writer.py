@@ -187,13 +187,14 @@ def test_the_writer_commits_only_while_holding_the_store_lock(
 
 
 def _spy_insert_new(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """What each Store.insert_new call answered (True: the group was written by it)."""
+    """Whether each Store.insert_new call wrote its group (it answers a data version)."""
     answers: list[bool] = []
     real = Store.insert_new
 
-    def spy(self: Store, *args: Any) -> bool:
-        answers.append(real(self, *args))
-        return answers[-1]
+    def spy(self: Store, *args: Any) -> int | None:
+        version = real(self, *args)
+        answers.append(version is not None)
+        return version
 
     monkeypatch.setattr(Store, "insert_new", spy)
     return answers

@@ -492,10 +492,11 @@ class Store:
                 self._put_sync_state(name, state, now)
         return counts
 
-    def insert_new(self, rtype: RecordType, data: pa.Table, select: str) -> bool:
+    def insert_new(self, rtype: RecordType, data: pa.Table, select: str) -> int | None:
         """Insert records of one type when the store has none of their ids — one statement,
-        no merge — and bump the data version; False, and nothing written, when one id is
-        stored (then merge them with `write`) or the store is not DuckDB.
+        no merge — and bump the data version: the new data version; None, and nothing
+        written, when one id is stored (then merge them with `write`) or the store is not
+        DuckDB.
 
         `data` holds the records, each id once, as an Arrow table with a `__source` column
         (each record's source) and the columns `select` (a SELECT list) turns into the type's
@@ -503,7 +504,7 @@ class Store:
         """
         self._writable()
         if not isinstance(self._backend, DuckDBBackend):
-            return False
+            return None
         con = self._backend.con
         view = f"insert_new_{rtype.name}"
         con.register(view, data)
@@ -518,11 +519,14 @@ class Store:
                     [datetime.now(UTC)],
                 )
                 if not inserted:
-                    return False
-                self._bump()
+                    return None
+                [(version,)] = self._backend.fetchall(
+                    "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) "
+                    "WHERE key = 'data_version' RETURNING value"
+                )
         finally:
             con.unregister(view)
-        return True
+        return int(version)
 
     def delete_records(
         self,

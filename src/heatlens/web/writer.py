@@ -346,7 +346,8 @@ class Writer:
                         self._write(store, admitted.prepared)
                     if admitted.state:
                         store.save_sync_states(admitted.state)
-                    version = store.data_version()
+                    # the insert's own bump when it gave one: nothing else wrote since
+                    version = admitted.version or store.data_version()
             except _Broke:
                 raise
             except Exception as exc:
@@ -399,7 +400,8 @@ class Writer:
             overlaid = _overlaid(store, jobs, mine)
             inserted = _insert_new(store, jobs, mine, overlaid, self._settings)
             if inserted is not None:
-                admitted.accepted, admitted.results = todo, inserted
+                admitted.accepted = todo
+                admitted.results, admitted.version = inserted
                 self._save_state(store, jobs, admitted)
                 return admitted
         while True:
@@ -462,6 +464,7 @@ class _Admitted:
     results: dict[int, IngestResult] = field(default_factory=dict)  # those with records
     copies: dict[int, int] = field(default_factory=dict)  # request → earlier one with its key
     state: dict[str, dict[str, Any]] = field(default_factory=dict)  # sync state to save
+    version: int | None = None  # the data version, when the group's insert gave it
 
 
 def _source(job: _Job) -> str:
@@ -474,11 +477,12 @@ def _insert_new(
     mine: list[int],
     records: dict[int, list[dict[str, Any]]],
     settings: Settings,
-) -> dict[int, IngestResult] | None:
+) -> tuple[dict[int, IngestResult], int] | None:
     """A small group's records written with one insert (Store.insert_new), when they are of
     one type, each valid by heatlens.ingest.quick, each id once in the group and none of them
     stored: every record is then inserted, whatever the merge would compare. Each request's
-    result; None, with nothing written, for any other group (the whole merge is needed)."""
+    result and the data version; None, with nothing written, for any other group (the whole
+    merge is needed)."""
     if not mine or settings.pseudonymise_key is not None:
         return None
     tables = quick.by_part([(i, r) for i in mine for r in records[i]])
@@ -489,15 +493,17 @@ def _insert_new(
         return None
     parts = data.column(PART).to_pylist()
     sources = pa.array([_source(jobs[i]) for i in parts], pa.string())
-    if not store.insert_new(
+    version = store.insert_new(
         BY_NAME[name], data.append_column("__source", sources), quick.stored_columns(name)
-    ):
+    )
+    if version is None:
         return None
     inserted = Counter(parts)
-    return {
+    results = {
         i: IngestResult({name: WriteCounts(inserted=inserted[i])}, read=len(records[i]))
         for i in mine
     }
+    return results, version
 
 
 def _stored_keys(store: Store, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
