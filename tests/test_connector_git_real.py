@@ -309,13 +309,15 @@ def test_a_v3_store_gains_change_titles(store_url: str, settings: Settings) -> N
         'ALTER TABLE "change" DROP COLUMN "title"',
         'ALTER TABLE "survey" DROP COLUMN "continuous"',  # what v5 adds
         "DROP TABLE survey_link",
+        "DROP TABLE web_session",  # what v6 adds
+        "DROP TABLE rate_window",
         "INSERT INTO change (id, committed_at, author, source, ingested_at) VALUES "
         "('abc', TIMESTAMPTZ '2026-01-01 00:00:00+00', 'ana', 'v3', "
         "TIMESTAMPTZ '2026-01-01 00:00:00+00')",
         "UPDATE meta SET value = '3' WHERE key = 'schema_version'",
     )
     with Store.open(url) as store:
-        assert store.schema_version() == SCHEMA_VERSION == 5
+        assert store.schema_version() == SCHEMA_VERSION == 6
         assert stored(store, "change", "id", "author", "title") == [("abc", "ana", None)]
         ingest_records(
             store,

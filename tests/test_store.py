@@ -201,12 +201,14 @@ def test_a_v1_store_is_migrated_and_keeps_its_records(store_url: str, settings: 
         'ALTER TABLE "change" DROP COLUMN "title"',
         'ALTER TABLE "survey" DROP COLUMN "continuous"',
         "DROP TABLE survey_link",
+        "DROP TABLE web_session",
+        "DROP TABLE rate_window",
         "INSERT INTO team (id, name, source, ingested_at) "
         "VALUES ('old', 'Old', 'v1', TIMESTAMPTZ '2026-01-01 00:00:00+00')",
         "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
     )
     with Store.open(store_url) as s:
-        assert s.schema_version() == SCHEMA_VERSION == 5
+        assert s.schema_version() == SCHEMA_VERSION == 6
         assert stored(s, "team", "id", "name", "attributes") == [("old", "Old", None)]
         ingest_records(
             s,

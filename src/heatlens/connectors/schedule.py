@@ -315,7 +315,27 @@ class Scheduler:
     def run_due(self, now: datetime | None = None) -> list[JobStatus]:
         """Run every due job, one after another; return how each went."""
         now = now or self.clock()
-        return [self._run(job, now) for job in self.due(now)]
+        found = [self._run_alone(job, now) for job in self.due(now)]
+        return [status for status in found if status is not None]
+
+    def _run_alone(self, job: SyncJob, now: datetime) -> JobStatus | None:
+        """Run a due job holding its lock (several servers on one Postgres: the first to take
+        it runs the job, the others skip it), once the store says it is still due: another
+        server may have run it since this one last looked. None when it did not run here."""
+        lock = STATE_PREFIX + job.name
+        if not self.with_store(lambda store: store.try_lock(lock)):
+            self._last_runs()[job.name] = now  # running elsewhere: look again after `every`
+            return None
+        try:
+            state = self.with_store(lambda store: last_run(store, job.name))
+            if state is not None:
+                at = datetime.fromisoformat(state["at"])
+                if now - at < job.every:
+                    self._last_runs()[job.name] = at  # another server ran it
+                    return None
+            return self._run(job, now)
+        finally:
+            self.with_store(lambda store: store.unlock(lock))
 
     def _run(self, job: SyncJob, now: datetime) -> JobStatus:
         def attempt(run: Callable[[], SyncResult]) -> JobStatus:

@@ -37,6 +37,10 @@ class Span:
     last: datetime
 
 
+# Postgres advisory lock keys (any two fixed numbers no other program on the database uses)
+MIGRATION_LOCK = 0x6865_6174_0001  # "heat" 1: one replica migrates at a time
+NAMED_LOCKS = 0x6865_6174  # "heat": the first key of `Store.try_lock`'s locks, hashtext(name)
+
 # the values a `by` key may take, counted cheaply (a registry, else the distinct values used)
 _SEGMENT_COUNTS = {
     "capability": "SELECT greatest((SELECT count(*) FROM capability), "
@@ -72,7 +76,11 @@ class Store:
         if loc.dialect == "postgres":
             backend = PostgresBackend(loc.target)
             store = cls(url, backend, read_only)
-            store._migrate()
+            try:
+                store._migrate()
+            except BaseException:
+                backend.close()
+                raise
             return store
         exists = loc.target == ":memory:" or Path(loc.target).exists()
         if read_only and not exists:
@@ -110,6 +118,20 @@ class Store:
     # -- schema -------------------------------------------------------------------------------
 
     def _migrate(self) -> None:
+        b = self._backend
+        if b.dialect != "postgres":
+            self._migrate_now()
+            return
+        # replicas starting together: one migrates, the others wait and find it done. A
+        # session lock taken before the transaction begins, so that the transaction sees the
+        # tables the one before created (names are looked up in a catalog read at its start).
+        b.execute("SELECT pg_advisory_lock(?)", [MIGRATION_LOCK])
+        try:
+            self._migrate_now()
+        finally:
+            b.execute("SELECT pg_advisory_unlock(?)", [MIGRATION_LOCK])
+
+    def _migrate_now(self) -> None:
         b = self._backend
         current = _schema_version(b) if b.table_exists("meta") else 0
         if current > SCHEMA_VERSION:
@@ -428,6 +450,25 @@ class Store:
                 )
         return int(n)
 
+    # -- locks between processes sharing a store (server replicas on Postgres) ----------------
+
+    def try_lock(self, name: str) -> bool:
+        """Take the lock called `name` for this connection, unless another connection holds it
+        (False). On Postgres a session advisory lock: it is let go by `unlock`, or when the
+        connection ends (a killed process holds nothing). A DuckDB store has one process
+        writing it (the file lock), so it always gets the lock."""
+        if self.dialect != "postgres":
+            return True
+        found = self._backend.fetchall(
+            "SELECT pg_try_advisory_lock(?, hashtext(?))", [NAMED_LOCKS, name]
+        )
+        return bool(found[0][0])
+
+    def unlock(self, name: str) -> None:
+        """Let go of a lock `try_lock` took."""
+        if self.dialect == "postgres":
+            self._backend.execute("SELECT pg_advisory_unlock(?, hashtext(?))", [NAMED_LOCKS, name])
+
     def transaction(self) -> AbstractContextManager[None]:
         """One transaction around several of this store's writes (and the reads between them):
         the writes inside join it, and it commits at the end, or rolls back on any error."""
@@ -443,6 +484,14 @@ class Store:
     def _put_sync_state(self, name: str, state: dict[str, Any], at: datetime) -> None:
         # State changes do not bump the data version: no record changed.
         text = json.dumps(state, sort_keys=True, default=str)
+        if self.dialect == "postgres":
+            # one statement: two replicas saving one name never meet a unique violation
+            self._backend.execute(
+                "INSERT INTO sync_state VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                "SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at",
+                [name, text, at],
+            )
+            return
         self._backend.execute("DELETE FROM sync_state WHERE name = ?", [name])
         self._backend.execute("INSERT INTO sync_state VALUES (?, ?, ?)", [name, text, at])
 

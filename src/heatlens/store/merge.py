@@ -60,6 +60,8 @@ def merge(
 ) -> dict[int, WriteCounts]:
     """Merge one type's stage into its table; counts per part. Whether a record changed is
     decided here, and only here."""
+    if b.dialect == "postgres":
+        return _merge_postgres(b, batch, stage, parts, now)
     rtype = batch.rtype
     target = q(rtype.table)
     fields = list(rtype.field_names)
@@ -137,6 +139,116 @@ def merge(
         for table in ("merge_status", "merge_seq", "merge_written"):
             b.execute(f"DROP TABLE IF EXISTS {table}")
     return by_part
+
+
+def _merge_postgres(
+    b: Backend, batch: Staged, stage: str, parts: Sequence[Part], now: datetime
+) -> dict[int, WriteCounts]:
+    """The merge on Postgres, safe for several writers at once (server replicas): each id's
+    first staged version goes through `INSERT … ON CONFLICT (id) DO UPDATE … WHERE <changed>`,
+    which waits for a concurrent writer of the same id and judges against what it committed;
+    `RETURNING (xmax = 0)` tells an inserted row from an updated one, and a row it returns not
+    is unchanged. The conflicting rows stay locked to the end of the transaction, so the later
+    versions of a chain (an id staged by several parts) are judged against the version before
+    them, as on DuckDB, and the last changed one is written over the first."""
+    rtype = batch.rtype
+    fields = list(rtype.field_names)
+    field_list = ", ".join(q(f) for f in fields)
+    chain = len(batch.parts) > 1 and bool(
+        b.fetchall(f"SELECT count(*) - count(DISTINCT id) FROM {q(stage)}")[0][0]
+    )
+    by = f"SELECT {PART}, count(*) FROM {q(stage)} GROUP BY {PART}"
+    if len(batch.parts) == 1:
+        by = f"SELECT {int(batch.parts[0])}, count(*) FROM {q(stage)}"
+    totals = {int(part): int(n) for part, n in b.fetchall(by)}
+    if chain:
+        b.execute("DROP TABLE IF EXISTS merge_seq")
+        b.execute(
+            f"CREATE TEMP TABLE merge_seq AS SELECT {field_list}, {PART}, "
+            f"row_number() OVER (PARTITION BY id ORDER BY {PART}) AS k FROM {q(stage)}"
+        )
+        first = "(SELECT * FROM merge_seq WHERE k = 1)"
+    else:
+        first = q(stage)
+    found = _upsert(b, batch, first, parts, now, only_changed=True)
+    counts = {part: WriteCounts() for part in totals}
+    for part, new, changed in found:
+        counts[int(part)].inserted += int(new)
+        counts[int(part)].updated += int(changed)
+    if chain:
+        same = " AND ".join(f"c.{q(f)} IS NOT DISTINCT FROM p.{q(f)}" for f in fields if f != "id")
+        b.execute("DROP TABLE IF EXISTS merge_status")
+        b.execute(
+            f"CREATE TEMP TABLE merge_status AS SELECT c.id, c.{PART}, c.k, "
+            f"NOT ({same or 'TRUE'}) AS is_changed "
+            "FROM merge_seq c JOIN merge_seq p ON p.id = c.id AND p.k = c.k - 1"
+        )
+        for part, changed in b.fetchall(
+            f"SELECT {PART}, count(*) FROM merge_status WHERE is_changed GROUP BY {PART}"
+        ):
+            counts[int(part)].updated += int(changed)
+        # the last changed later version of each id replaces the first one written above
+        last = (
+            "(SELECT s.* FROM merge_seq s JOIN (SELECT id, max(k) AS k FROM merge_status "
+            "WHERE is_changed GROUP BY id) m ON m.id = s.id AND m.k = s.k)"
+        )
+        _upsert(b, batch, last, parts, now, only_changed=False)
+        for table in ("merge_status", "merge_seq"):
+            b.execute(f"DROP TABLE {table}")
+    for part, c in counts.items():
+        c.unchanged = totals[part] - c.inserted - c.updated
+    return {part: c for part, c in counts.items() if totals[part]}
+
+
+def _upsert(
+    b: Backend,
+    batch: Staged,
+    rows: str,
+    parts: Sequence[Part],
+    now: datetime,
+    *,
+    only_changed: bool,
+) -> list[tuple[int, int, int]]:
+    """`INSERT … ON CONFLICT (id) DO UPDATE` of `rows` (at most one per id), in id order (two
+    writers lock the same ids in the same order, so they wait for each other rather than
+    deadlock); with `only_changed`, a stored row equal to the new one is left as it is.
+    Returns (part, inserted, updated) for the parts that wrote any row."""
+    rtype = batch.rtype
+    target = q(rtype.table)
+    fields = list(rtype.field_names)
+    cols = ", ".join(q(c) for c in record_columns(rtype))
+    values = ", ".join(f"s.{q(f)}" for f in fields)
+    sources = sorted({parts[p].source for p in batch.parts})
+    params: list[object] = []
+    if len(sources) == 1:
+        source = "?"
+        params.append(sources[0])
+    else:
+        whens = []
+        for p in batch.parts:
+            whens.append(f"WHEN {int(p)} THEN ?")
+            params.append(parts[p].source)
+        source = f"CASE s.{PART} {' '.join(whens)} END"
+    params.append(now)
+    assign = ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in record_columns(rtype) if c != "id")
+    where = ""
+    if only_changed:
+        same = " AND ".join(
+            f"{target}.{q(f)} IS NOT DISTINCT FROM EXCLUDED.{q(f)}" for f in fields if f != "id"
+        )
+        where = f" WHERE NOT ({same or 'TRUE'})"
+    counted = "count(*) FILTER (WHERE w.is_new), count(*) FILTER (WHERE NOT w.is_new)"
+    if len(batch.parts) == 1:  # every row is of the one part: no need to look its part up
+        by_part = f"SELECT {int(batch.parts[0])}, {counted} FROM w"
+    else:
+        by_part = f"SELECT s.{PART}, {counted} FROM w JOIN {rows} s ON s.id = w.id GROUP BY 1"
+    found = b.fetchall(
+        f"WITH w AS (INSERT INTO {target} ({cols}) SELECT {values}, {source}, ? "
+        f"FROM {rows} s ORDER BY s.id ON CONFLICT (id) DO UPDATE SET {assign}{where} "
+        f"RETURNING id, (xmax = 0) AS is_new) {by_part}",
+        params,
+    )
+    return [(int(p), int(n), int(c)) for p, n, c in found if n or c]
 
 
 def _insert(

@@ -2,7 +2,7 @@
 
 The record tables follow the data model (heatlens.model) column for column, plus `source` and
 `ingested_at`. Besides them the store keeps `meta` (schema and data versions), `ingest_error`,
-`audit_log`, `sync_state`, `api_token` and `survey_link`.
+`audit_log`, `sync_state`, `api_token`, `survey_link`, `web_session` and `rate_window`.
 """
 
 from __future__ import annotations
@@ -124,7 +124,21 @@ def _v5(dialect: Dialect) -> list[str]:
     ]
 
 
+def _v6(dialect: Dialect) -> list[str]:
+    """What several servers on one store share (heatlens.store.web_state): browser sessions,
+    kept as the SHA-256 of their id with their token's id and end, and rate-limit windows, one
+    row per key with the times and costs of its counted requests in the last minute."""
+    text = "TEXT" if dialect == "postgres" else "VARCHAR"
+    double = "DOUBLE PRECISION" if dialect == "postgres" else "DOUBLE"
+    return [
+        f"CREATE TABLE web_session (id_hash {text} PRIMARY KEY, token_id {text} NOT NULL, "
+        "expires_at TIMESTAMPTZ NOT NULL)",
+        f"CREATE TABLE rate_window (key {text} PRIMARY KEY, hits {double}[] NOT NULL, "
+        "units BIGINT[] NOT NULL)",
+    ]
+
+
 # Forward migrations, in order: version N is reached by running MIGRATIONS[N - 1].
 # Never edit a released migration; append a new one.
-MIGRATIONS: list[Callable[[Dialect], list[str]]] = [_v1, _v2, _v3, _v4, _v5]
+MIGRATIONS: list[Callable[[Dialect], list[str]]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 SCHEMA_VERSION = len(MIGRATIONS)

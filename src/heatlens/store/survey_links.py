@@ -70,8 +70,17 @@ def find_link(store: Store, secret: str) -> Link | None:
 
 def claim_link(store: Store, secret: str) -> bool:
     """Mark an unused link used; False when it is unknown or was used already. Run it on the
-    store's one writer, so two submissions of one link cannot both claim it."""
+    store's one writer, so two submissions of one link cannot both claim it. On Postgres,
+    where several servers may each have a writer, one statement claims it (the row lock makes
+    the second wait and find it used)."""
     key = _hash(secret)
+    if store.dialect == "postgres":
+        return bool(
+            store._backend.fetchall(
+                "UPDATE survey_link SET used = TRUE WHERE secret_hash = ? AND NOT used RETURNING 1",
+                [key],
+            )
+        )
     with store._backend.transaction():
         rows = store._backend.fetchall("SELECT used FROM survey_link WHERE secret_hash = ?", [key])
         if not rows or bool(rows[0][0]):

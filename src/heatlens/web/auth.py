@@ -8,8 +8,9 @@ it. On a closed server, every API request needs `Authorization: Bearer <secret>`
 the route's scope (admin covers every scope). Reading — dashboard pages and the read API routes —
 also accepts:
 
-- a session cookie, made by the login page from a read (or admin) token: a random id kept only in
-  this server's memory, mapped to the token's id, never the token itself; HttpOnly,
+- a session cookie, made by the login page from a read (or admin) token: a random id kept in the
+  store as its SHA-256 (every server on the store knows it, and a restart logs nobody out),
+  mapped to the token's id, never the token itself; HttpOnly,
   SameSite=Strict, Secure on https; it ends after `server.session_hours`, at logout, or as soon
   as its token is revoked. A session reads with its token's team scope;
 - when `server.auth_proxy_header` is set, that header from a client in `server.trusted_proxies`
@@ -26,6 +27,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi import Request
 
@@ -38,6 +40,7 @@ from heatlens.store.tokens import (
     secret_token_id,
     verify_token,
 )
+from heatlens.store.web_state import create_session, drop_session, find_session
 from heatlens.web.errors import ApiError
 from heatlens.web.service import Service
 
@@ -55,11 +58,19 @@ class Session:
 
 
 class Sessions:
-    """Live sessions of this server process (a restart logs everyone out)."""
+    """Live browser sessions. Kept in the store when given `run` (a call on a store connection;
+    the server's), so every server on the store knows them and a restart logs nobody out; in
+    this process's memory without it."""
 
-    def __init__(self, hours: float, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        hours: float,
+        clock: Callable[[], datetime] | None = None,
+        run: Callable[[Callable[[Store], Any]], Any] | None = None,
+    ) -> None:
         self.lifetime = timedelta(hours=hours)
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.run = run
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
 
@@ -67,6 +78,11 @@ class Sessions:
         """A new session for `token`, with an unguessable id."""
         now = self.clock()
         session = Session(secrets.token_urlsafe(32), token.id, now + self.lifetime)
+        if self.run is not None:
+            self.run(
+                lambda store: create_session(store, session.id, token.id, session.expires, now)
+            )
+            return session
         with self._lock:
             # forget expired sessions as new ones come, so the table cannot grow without bound
             for sid in [s.id for s in self._sessions.values() if s.expires <= now]:
@@ -78,6 +94,10 @@ class Sessions:
         """The live session with this id, or None (unknown or expired)."""
         if not sid:
             return None
+        if self.run is not None:
+            now = self.clock()
+            found = self.run(lambda store: find_session(store, sid, now))
+            return None if found is None else Session(sid, found[0], found[1])
         with self._lock:
             session = self._sessions.get(sid)
             if session is not None and session.expires <= self.clock():
@@ -87,6 +107,10 @@ class Sessions:
 
     def drop(self, sid: str | None) -> None:
         """End a session (logout)."""
+        if self.run is not None:
+            if sid:
+                self.run(lambda store: drop_session(store, sid))
+            return
         with self._lock:
             self._sessions.pop(sid or "", None)
 

@@ -12,6 +12,9 @@ session):
 - one quick connection (`lookup`) for the small lookups every request makes before its work —
   authentication, the data version of /healthz and of the page cache — so they never wait behind
   a report.
+- one shared-state connection (`shared`) for browser sessions and, on Postgres, rate-limit
+  windows (heatlens.store.web_state): a statement of a few rows, run in the calling thread, so
+  that several servers on one Postgres share them.
 - one for the writer thread (heatlens.web.writer), which runs EVERY write of the server — the
   events API's grouped requests, admin ingest, deletes, tokens and scheduled syncs — one after
   another.
@@ -38,10 +41,9 @@ from typing import Any, ParamSpec, TypeVar
 from starlette.concurrency import run_in_threadpool
 
 from heatlens.settings import Settings
-from heatlens.store import Store
-from heatlens.store.location import parse_store_url
+from heatlens.store import Store, parse_store_url
 from heatlens.store.tokens import TokenCache
-from heatlens.web.limits import RateLimiter
+from heatlens.web.limits import Limiter, RateLimiter, SharedRateLimiter
 from heatlens.web.writer import Hook, Outcome, Writer
 
 P = ParamSpec("P")
@@ -68,11 +70,16 @@ class Service:
         self._quick_lock = threading.Lock()
         self._quick_thread: ThreadPoolExecutor | None = None
         self._writer_store: Store | None = None
-        self.limiter = RateLimiter(settings.server_rate_limit_per_minute)
+        self._shared: Store | None = None
+        self._shared_lock = threading.Lock()
+        self.limiter: Limiter
+        if parse_store_url(store_url).dialect == "postgres":
+            # several servers may share this store: they count in one window per key
+            self.limiter = SharedRateLimiter(settings.server_rate_limit_per_minute, self.shared)
+        else:  # the only process writing the store: counting in memory is the same, cheaper
+            self.limiter = RateLimiter(settings.server_rate_limit_per_minute)
         # tokens as last looked up, for a store only this server changes (heatlens.web.auth)
-        self.tokens = (
-            TokenCache() if store_url and parse_store_url(store_url).dialect == "duckdb" else None
-        )
+        self.tokens = TokenCache() if parse_store_url(store_url).dialect == "duckdb" else None
         self.writer = Writer(threading.Lock(), self._ingest_store, settings)
 
     def open(self) -> None:
@@ -81,6 +88,7 @@ class Service:
         if self._writer_store is None:
             self._writer_store = Store.open(self.store_url)
             self._quick = Store.open(self.store_url)
+            self._shared = Store.open(self.store_url)
             for _ in range(self.settings.server_read_connections):
                 reader = Store.open(self.store_url)
                 self._readers.append(reader)
@@ -95,10 +103,10 @@ class Service:
         if self._quick_thread is not None:
             self._quick_thread.shutdown(wait=True)
             self._quick_thread = None
-        for store in (self._writer_store, self._quick, *self._readers):
+        for store in (self._writer_store, self._quick, self._shared, *self._readers):
             if store is not None:
                 store.close()
-        self._writer_store = self._quick = None
+        self._writer_store = self._quick = self._shared = None
         self._readers = []
         self._free = queue.Queue()
 
@@ -139,6 +147,14 @@ class Service:
         """Call `fn(store)` on the quick connection: for lookups of a few rows only."""
         with self._quick_lock:
             return fn(self.store)
+
+    def shared(self, fn: Callable[[Store], T]) -> T:
+        """Call `fn(store)` on the shared-state connection, in this thread: for the one-statement
+        reads and writes of sessions and rate limits (heatlens.store.web_state) only."""
+        with self._shared_lock:
+            if self._shared is None:
+                raise RuntimeError("the app's store is not open: run the app inside its lifespan")
+            return fn(self._shared)
 
     def write(self, fn: Callable[[Store], T]) -> T:
         """Call `fn(store)` on the writer thread, in its turn; returns once it committed."""
