@@ -93,6 +93,7 @@ FROM_ENV = {
     "server_max_report_cells": ("5000", 5000),
     "server_read_connections": ("2", 2),
     "server_header_timeout": ("2.5", 2.5),
+    "server_access_log": ("true", True),
     "server_max_connections": ("64", 64),
     "server_auth_proxy_header": ("X-Forwarded-User", "X-Forwarded-User"),
     "server_trusted_proxies": ('["10.0.0.1"]', ["10.0.0.1"]),

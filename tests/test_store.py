@@ -379,3 +379,14 @@ def test_sync_state_commits_with_the_records_or_not_at_all(
     # no records at all: the state alone
     ingest_records(store, [], settings, source="sync:x", sync_state={"x": {"cursor": 2}})
     assert store.sync_state("x") == {"cursor": 2}
+
+
+def test_save_sync_states_replaces_each_named_state_and_keeps_the_others(store: Store) -> None:
+    store.save_sync_states({"a": {"n": 1}, "b": {"n": 2}})
+    with store.transaction():  # a stored name and a new one, in the writer's transaction
+        store.save_sync_states({"b": {"n": 3}, "c": {"n": 4}})
+    assert [(n, s) for n, s, _ in store.sync_states()] == [
+        ("a", {"n": 1}),
+        ("b", {"n": 3}),
+        ("c", {"n": 4}),
+    ]

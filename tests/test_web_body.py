@@ -39,6 +39,16 @@ def test_an_integer_too_long_for_python_is_a_400_that_says_so(client: TestClient
     assert "sys." not in error["message"]  # Python's own advice is not the client's to follow
 
 
+def test_an_integer_beyond_64_bits_is_not_read_as_a_float() -> None:
+    # orjson would give 1.8446744073709552e+19; the value as written must reach validation
+    from heatlens.web.body import parse_records
+
+    body = '[{"type": "usage", "n": 18446744073709551616, "x": 1.5}, {"n": 20}]'
+    records = parse_records(body.encode(), "application/json")
+    assert records[0]["n"] == 18446744073709551616 and type(records[0]["n"]) is int
+    assert records[1] == {"n": 20}
+
+
 def test_nan_is_still_malformed_json(client: TestClient) -> None:
     status, error = _post(client, "[" + USAGE % ('"a"', ', "duration_s": NaN') + "]")
     assert (status, error["code"]) == (400, "invalid_json")

@@ -3,10 +3,12 @@ transaction, answered after the commit, with counts as if written one after anot
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +184,99 @@ def test_the_writer_commits_only_while_holding_the_store_lock(
     finally:
         writer.stop()
     assert _ids(duck) == [("a", "success")]
+
+
+def _spy_insert_new(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each Store.insert_new call wrote its group (it answers a data version)."""
+    answers: list[bool] = []
+    real = Store.insert_new
+
+    def spy(self: Store, *args: Any) -> int | None:
+        version = real(self, *args)
+        answers.append(version is not None)
+        return version
+
+    monkeypatch.setattr(Store, "insert_new", spy)
+    return answers
+
+
+def test_a_group_of_new_records_is_one_insert_counted_per_request(
+    duck: Store, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = _spy_insert_new(monkeypatch)
+    writer = _writer(duck, settings)
+    writer.start()
+    try:
+        futures = _one_group(writer, [[usage("a")], [usage("b"), usage("c", "failure")], []])
+        outcomes = [f.result(timeout=60) for f in futures]
+    finally:
+        writer.stop()
+    assert answers == [True]
+    counts = [o.result.counts.get("usage") for o in outcomes]
+    assert [(c.inserted, c.updated, c.unchanged) for c in counts if c] == [(1, 0, 0), (2, 0, 0)]
+    assert counts[2] is None and [o.result.read for o in outcomes] == [1, 2, 0]
+    assert {o.data_version for o in outcomes} == {duck.data_version()} == {1}
+    rows = stored(duck, "usage", "id", "outcome", "ts", "source")
+    at = datetime(2026, 3, 2, 10, tzinfo=UTC)
+    assert rows == [
+        ("a", "success", at, "api"),
+        ("b", "success", at, "api"),
+        ("c", "failure", at, "api"),
+    ]
+
+
+def test_a_group_with_a_stored_or_repeated_id_is_merged(
+    duck: Store, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = _writer(duck, settings)
+    writer.start()
+    try:
+        writer.submit([usage("a")]).result(timeout=60)
+        answers = _spy_insert_new(monkeypatch)
+        # a is stored: the insert is refused and the group merged
+        one, two = (
+            f.result(timeout=60)
+            for f in _one_group(writer, [[usage("a", "failure")], [usage("b")]])
+        )
+        # c twice in one group: never offered to the insert
+        three, four = (
+            f.result(timeout=60)
+            for f in _one_group(writer, [[usage("c")], [usage("c", "failure")]])
+        )
+    finally:
+        writer.stop()
+    assert answers == [False]
+    counts = [o.result.counts["usage"] for o in (one, two, three, four)]
+    assert [(c.inserted, c.updated, c.unchanged) for c in counts] == [
+        (0, 1, 0),
+        (1, 0, 0),
+        (1, 0, 0),
+        (0, 1, 0),
+    ]
+    assert _ids(duck) == [("a", "failure"), ("b", "success"), ("c", "failure")]
+
+
+def test_answers_awaited_in_a_loop_arrive_together_and_a_cancelled_one_is_not_written(
+    duck: Store, settings: Settings
+) -> None:
+    writer = _writer(duck, settings)
+    writer.start()
+
+    async def main() -> tuple[list[Outcome], bool]:
+        with writer.paused():  # one group: a, b; c's client goes away before its turn
+            waiting = [asyncio.ensure_future(writer.answer([usage(i)])) for i in "abc"]
+            await asyncio.sleep(0)  # each request queued
+            waiting[2].cancel()
+        done = await asyncio.gather(*waiting[:2])
+        return done, waiting[2].cancelled()
+
+    try:
+        outcomes, cancelled = asyncio.run(main())
+        with pytest.raises(InputError):  # an error reaches its loop too
+            asyncio.run(writer.answer([{"type": "usage", "id": "d"}]))
+    finally:
+        writer.stop()
+    assert cancelled
+    assert [o.result.counts["usage"].inserted for o in outcomes] == [1, 1]
+    assert [o.group for o in outcomes] == [2, 2]
+    assert _ids(duck) == [("a", "success"), ("b", "success")]

@@ -33,7 +33,7 @@ from typing import Any
 import duckdb
 
 from heatlens.errors import InputError
-from heatlens.ingest import formats
+from heatlens.ingest import formats, quick
 from heatlens.ingest.formats import RawInput
 from heatlens.ingest.pseudonyms import pseudonymise
 from heatlens.ingest.rejects import write_rejects
@@ -210,6 +210,17 @@ def _validate(
     tables += [f"{prefix}_raw", f"{prefix}_src"]
     head = p.parts[0]
     if head.records is not None:
+        numbered = [
+            (k * STRIDE + n, r)
+            for k, part in enumerate(p.parts)
+            for n, r in enumerate(part.records or (), 1)
+        ]
+        stages = quick.stage(con, prefix, numbered)
+        if stages is not None:  # every record valid, staged without the SQL rules
+            raw = RawInput(head.name, f"{prefix}_raw", "json", unit="record", rows=len(numbered))
+            p.checked = StagedInput(raw, stages, 0, [])
+            tables += list(stages.values())
+            return
         numbers = (
             k * STRIDE + n for k, part in enumerate(p.parts) for n in range(1, _count(part) + 1)
         )

@@ -466,7 +466,7 @@ class Store:
     def save_sync_states(
         self, states: Mapping[str, dict[str, Any]], *, at: datetime | None = None
     ) -> None:
-        """Replace the states saved under each name, in one transaction (two statements)."""
+        """Replace the states saved under each name, in one transaction (one statement)."""
         self._writable()
         if not states:
             return
@@ -474,11 +474,11 @@ class Store:
         names = list(states)
         rows = [[n, json.dumps(states[n], sort_keys=True, default=str), when] for n in names]
         with self._backend.transaction():
-            marks = ", ".join("?" for _ in names)
-            self._backend.execute(f"DELETE FROM sync_state WHERE name IN ({marks})", names)
             values = ", ".join("(?, ?, ?)" for _ in rows)
             self._backend.execute(
-                f"INSERT INTO sync_state VALUES {values}", [v for row in rows for v in row]
+                f"INSERT INTO sync_state VALUES {values} ON CONFLICT (name) DO UPDATE "
+                "SET state = excluded.state, updated_at = excluded.updated_at",
+                [v for row in rows for v in row],
             )
 
     def known_sync_states(self, names: Sequence[str]) -> set[str]:
@@ -598,6 +598,42 @@ class Store:
             for name, state in (sync_state or {}).items():
                 self._put_sync_state(name, state, now)
         return counts
+
+    def insert_new(self, rtype: RecordType, data: pa.Table, select: str) -> int | None:
+        """Insert records of one type when the store has none of their ids — one statement,
+        no merge — and bump the data version: the new data version; None, and nothing
+        written, when one id is stored (then merge them with `write`) or the store is not
+        DuckDB.
+
+        `data` holds the records, each id once, as an Arrow table with a `__source` column
+        (each record's source) and the columns `select` (a SELECT list) turns into the type's
+        stored fields, in order. Inside `transaction()` it joins that transaction.
+        """
+        self._writable()
+        if not isinstance(self._backend, DuckDBBackend):
+            return None
+        con = self._backend.con
+        view = f"insert_new_{rtype.name}"
+        con.register(view, data)
+        try:
+            with self._backend.transaction():
+                # one statement: every row, or none when one id is stored
+                cols = ", ".join(q(c) for c in record_columns(rtype))
+                [(inserted,)] = self._backend.fetchall(
+                    f"INSERT INTO {q(rtype.table)} ({cols}) SELECT {select}, __source, ? "
+                    f"FROM {view} WHERE NOT EXISTS (SELECT 1 FROM {q(rtype.table)} "
+                    f"WHERE id IN (SELECT id FROM {view}))",
+                    [datetime.now(UTC)],
+                )
+                if not inserted:
+                    return None
+                [(version,)] = self._backend.fetchall(
+                    "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) "
+                    "WHERE key = 'data_version' RETURNING value"
+                )
+        finally:
+            con.unregister(view)
+        return int(version)
 
     def delete_records(
         self,

@@ -21,6 +21,7 @@ from heatlens.store import Store
 __all__ = [
     "SCOPES",
     "Token",
+    "TokenCache",
     "create_token",
     "has_tokens",
     "list_tokens",
@@ -92,6 +93,7 @@ def create_token(
             [tid, name, scope, _hash(secret), list(teams) or None, now],
         )
         store.audit("token_create", {"id": tid, "scope": scope, "teams": list(teams)})
+    _changed()
     return Token(tid, name, scope, tuple(teams), now, None), secret
 
 
@@ -120,6 +122,7 @@ def revoke_token(store: Store, token_id: str) -> Token:
         )
         store.audit("token_revoke", {"id": token_id})
         rows = store._backend.fetchall(f"SELECT {_COLUMNS} FROM api_token WHERE id = ?", [token_id])
+    _changed()
     return _token(rows[0])
 
 
@@ -140,3 +143,60 @@ def verify_token(store: Store, secret: str) -> Token | None:
     if hmac.compare_digest(stored, _hash(secret)) and rows:
         return _token(rows[0][:-1])
     return None
+
+
+# token changes committed by this process (create, revoke): a TokenCache forgets everything on one
+_changes = 0
+
+
+def _changed() -> None:
+    global _changes
+    _changes += 1
+
+
+class TokenCache:
+    """The answers of `has_tokens` and `verify_token` (live tokens only, by the SHA-256 of their
+    secret) as last looked up, so a busy route need not ask the store on every request. It
+    forgets them all when this process creates or revokes a token: use it only for a store no
+    other process changes tokens in (a DuckDB file, locked by the server that holds it)."""
+
+    MAX_TOKENS = 1_000  # a bound on memory: past it, tokens are looked up again
+
+    def __init__(self) -> None:
+        self._seen = _changes
+        self._has: bool | None = None
+        self._tokens: dict[str, Token] = {}
+
+    def _fresh(self) -> bool:
+        if self._seen != _changes:
+            self._has, self._tokens, self._seen = None, {}, _changes
+        return True
+
+    def has_tokens(self) -> bool | None:
+        """`has_tokens`'s answer, or None when not known."""
+        self._fresh()
+        return self._has
+
+    def token(self, secret: str) -> Token | None:
+        """The live token of this secret when known (None: look it up)."""
+        self._fresh()
+        return self._tokens.get(_hash(secret))
+
+    def has_tokens_of(self, store: Store) -> bool:
+        """`has_tokens(store)`, remembered unless a token changed meanwhile."""
+        seen = _changes
+        answer = has_tokens(store)
+        if seen == _changes and self._fresh():
+            self._has = answer
+        return answer
+
+    def verify(self, store: Store, secret: str) -> Token | None:
+        """`verify_token(store, secret)`, remembered when live, unless a token changed
+        meanwhile."""
+        seen = _changes
+        token = verify_token(store, secret)
+        if token is not None and seen == _changes and self._fresh():
+            if len(self._tokens) >= self.MAX_TOKENS:
+                self._tokens.clear()
+            self._tokens[_hash(secret)] = token
+        return token

@@ -20,6 +20,7 @@ from heatlens.web import admin, api, cdevents, dashboard, errors, surveys, webho
 from heatlens.web.auth import Sessions
 from heatlens.web.cost import work_units
 from heatlens.web.errors import SECURITY_HEADERS, error_response
+from heatlens.web.lean import HeatlensApp
 from heatlens.web.service import Service
 from heatlens.web.uploads import Uploads
 
@@ -70,7 +71,7 @@ def create_app(
             service.close()
             uploads.discard_all()
 
-    app = FastAPI(
+    app = HeatlensApp(
         title="heatlens",
         version=__version__,
         description="HEAT and DORA metrics of an internal platform, and the records behind them.",

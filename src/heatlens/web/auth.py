@@ -34,6 +34,7 @@ from fastapi import Request
 from heatlens.store import Store
 from heatlens.store.tokens import (
     Token,
+    TokenCache,
     has_tokens,
     list_tokens,
     secret_token_id,
@@ -182,14 +183,22 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def resolve(store: Store, given: Credentials, *, browser: bool, open_api: bool) -> Access:
+def resolve(
+    store: Store,
+    given: Credentials,
+    *,
+    browser: bool,
+    open_api: bool,
+    cache: TokenCache | None = None,
+) -> Access:
     """Check credentials against the store (a quick lookup). `open_api` is the server's startup
     decision; a store with a token (even a revoked one) is closed whatever it says. With
-    `browser`, a session or a proxy header may stand in for a Bearer token (read access only)."""
-    if open_api and not has_tokens(store):
+    `browser`, a session or a proxy header may stand in for a Bearer token (read access only).
+    With `cache`, what was looked up is remembered there (see `known`)."""
+    if open_api and not (cache.has_tokens_of(store) if cache else has_tokens(store)):
         return Access(False, None)
     if given.bearer is not None:
-        token = verify_token(store, given.bearer)
+        token = cache.verify(store, given.bearer) if cache else verify_token(store, given.bearer)
         if token is None:
             return Access(True, None, failure="the token is unknown or revoked")
         return Access(True, token, token.name or token.id)
@@ -200,6 +209,19 @@ def resolve(store: Store, given: Credentials, *, browser: bool, open_api: bool) 
     if browser and given.proxy_user is not None:
         return Access(True, _proxy_token(given.proxy_user), given.proxy_user)
     return Access(True, None)
+
+
+def known(cache: TokenCache, given: Credentials, *, open_api: bool) -> Access | None:
+    """What `resolve` would answer, when `cache` knows it without the store: an open server
+    while no token exists, or a live token's Bearer secret; None otherwise (look it up)."""
+    has = cache.has_tokens()
+    if open_api and has is False:
+        return Access(False, None)
+    if given.bearer is not None and (has or not open_api):
+        token = cache.token(given.bearer)
+        if token is not None:
+            return Access(True, token, token.name or token.id)
+    return None
 
 
 def _rate_key(given: Credentials, request: Request) -> str:
@@ -231,10 +253,12 @@ def charge(request: Request, units: int) -> None:
     _refuse(service.limiter.hit(key, units), service)
 
 
-async def authenticate(request: Request, *, browser: bool) -> Access:
+async def authenticate(request: Request, *, browser: bool, cached: bool = False) -> Access:
     """Count the request against its rate limit (429 before any lookup), then check its
     credentials. A client whose requests with unknown tokens filled its allowance is refused
-    whatever token it names next, so inventing token ids buys no fresh allowance."""
+    whatever token it names next, so inventing token ids buys no fresh allowance. With `cached`
+    (the lean ingest routes, heatlens.web.lean), the service's token cache answers when it
+    can, and learns what the store answers."""
     service: Service = request.app.state.service
     given = credentials(request)
     key = _rate_key(given, request)
@@ -243,7 +267,12 @@ async def authenticate(request: Request, *, browser: bool) -> Access:
     if key != client:
         _refuse(service.limiter.full(client), service)
     _refuse(service.limiter.hit(key), service)
-    access = await service.lookup(resolve, given, browser=browser, open_api=service.open_api)
+    cache = service.tokens if cached else None
+    access = known(cache, given, open_api=service.open_api) if cache is not None else None
+    if access is None:
+        access = await service.lookup(
+            resolve, given, browser=browser, open_api=service.open_api, cache=cache
+        )
     if access.required:
         service.open_api = False  # a token exists now: the server is closed for good
     if access.failure is not None and key != client:
@@ -251,13 +280,14 @@ async def authenticate(request: Request, *, browser: bool) -> Access:
     return access
 
 
-def require(scope: str) -> Callable[[Request], Awaitable[Token | None]]:
+def require(scope: str, *, cached: bool = False) -> Callable[[Request], Awaitable[Token | None]]:
     """A dependency giving the request's token (None on an open API), or raising 401/403.
 
-    Read routes also accept a browser session or a trusted proxy's header."""
+    Read routes also accept a browser session or a trusted proxy's header. `cached`: see
+    `authenticate`."""
 
     async def dependency(request: Request) -> Token | None:
-        access = await authenticate(request, browser=scope == "read")
+        access = await authenticate(request, browser=scope == "read", cached=cached)
         if not access.required:
             return None
         token = access.token

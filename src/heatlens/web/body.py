@@ -156,15 +156,18 @@ def _reject_constant(name: str) -> Any:
 def _loads(text: str, line: int | None) -> Any:
     where = f" on line {line}" if line is not None else ""
     # orjson parses about 5× faster; what it refuses (NaN, infinities, lone surrogates, deep
-    # nesting, bad JSON) goes on to json below, which says why or takes it. A run of 19 digits
-    # or more may be an integer beyond 64 bits, which orjson would turn into a float: json only.
-    if _LONG_NUMBER.search(text) is None:
-        try:
-            value = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
-        else:
-            if _depth(value) > MAX_DEPTH:
+    # nesting, bad JSON) goes on to json below, which says why or takes it. orjson turns an
+    # integer beyond 64 bits into a float: so when its result holds a float and the text a run
+    # of 19 digits or more, json parses it again (the search costs more than orjson's parse of
+    # a 20 kB webhook, so it is run only then).
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        depth, floats = _shape(value)
+        if not floats or _LONG_NUMBER.search(text) is None:
+            if depth > MAX_DEPTH:
                 raise _too_deep(where)
             return value
     try:
@@ -177,7 +180,7 @@ def _loads(text: str, line: int | None) -> Any:
         raise ApiError(
             400, "invalid_json", f"a number{where} has too many digits (more than 4,300)"
         ) from None
-    if _depth(value) > MAX_DEPTH:
+    if _shape(value)[0] > MAX_DEPTH:
         raise _too_deep(where)
     return value
 
@@ -186,16 +189,18 @@ def _too_deep(where: str) -> ApiError:
     return ApiError(400, "invalid_json", f"JSON nested deeper than {MAX_DEPTH} levels{where}")
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth, counted level by level without recursion (scalars are looked at once)."""
-    depth = 0
+def _shape(value: Any) -> tuple[int, bool]:
+    """Nesting depth, counted level by level without recursion (scalars are looked at once), and
+    whether a float was seen (up to `MAX_DEPTH` + 1 levels)."""
+    depth, floats = 0, type(value) is float
     level = [value]
     while containers := [v for v in level if isinstance(v, dict | list)]:
         depth += 1
         if depth > MAX_DEPTH:
             break
         level = [c for v in containers for c in (v.values() if isinstance(v, dict) else v)]
-    return depth
+        floats = floats or any(type(v) is float for v in level)
+    return depth, floats
 
 
 def records_schema() -> dict[str, Any]:

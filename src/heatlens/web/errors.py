@@ -146,3 +146,15 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HeatlensError, _heatlens_error)
     app.add_exception_handler(Exception, _unexpected)
+
+
+async def error_for(request: Request, exc: Exception) -> JSONResponse:
+    """The response `install`'s handlers give for `exc` (for routes answered outside FastAPI's
+    routing: heatlens.web.lean)."""
+    if isinstance(exc, ApiError):
+        return await _api_error(request, exc)
+    if isinstance(exc, StarletteHTTPException):
+        return await _http_error(request, exc)
+    if isinstance(exc, HeatlensError):
+        return await _heatlens_error(request, exc)
+    return await _unexpected(request, exc)

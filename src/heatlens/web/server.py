@@ -142,6 +142,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "forwarded_allow_ips": list(trusted),
         "limit_concurrency": settings.server_max_connections,
         "timeout_keep_alive": 5,
+        "access_log": settings.server_access_log,
     }
 
 

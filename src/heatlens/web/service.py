@@ -42,6 +42,7 @@ from starlette.concurrency import run_in_threadpool
 
 from heatlens.settings import Settings
 from heatlens.store import Store, parse_store_url
+from heatlens.store.tokens import TokenCache
 from heatlens.web.limits import Limiter, RateLimiter, SharedRateLimiter
 from heatlens.web.writer import Hook, Outcome, Writer
 
@@ -77,6 +78,8 @@ class Service:
             self.limiter = SharedRateLimiter(settings.server_rate_limit_per_minute, self.shared)
         else:  # the only process writing the store: counting in memory is the same, cheaper
             self.limiter = RateLimiter(settings.server_rate_limit_per_minute)
+        # tokens as last looked up, for a store only this server changes (heatlens.web.auth)
+        self.tokens = TokenCache() if parse_store_url(store_url).dialect == "duckdb" else None
         self.writer = Writer(threading.Lock(), self._ingest_store, settings)
 
     def open(self) -> None:
@@ -182,4 +185,4 @@ class Service:
 
         Raises InputError (nothing stored) or WriteFailed (nothing of the group stored).
         """
-        return await asyncio.wrap_future(self.writer.submit(records, hook))
+        return await self.writer.answer(records, hook)
