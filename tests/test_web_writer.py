@@ -216,6 +216,9 @@ def test_a_group_of_new_records_is_one_insert_counted_per_request(
     assert [(c.inserted, c.updated, c.unchanged) for c in counts if c] == [(1, 0, 0), (2, 0, 0)]
     assert counts[2] is None and [o.result.read for o in outcomes] == [1, 2, 0]
     assert {o.data_version for o in outcomes} == {duck.data_version()} == {1}
+    # the model's caches see the write: usage's own version moved, no other type's did
+    versions = duck.type_versions()
+    assert versions["usage"] == 1 and versions["deployment"] == 0
     rows = stored(duck, "usage", "id", "outcome", "ts", "source")
     at = datetime(2026, 3, 2, 10, tzinfo=UTC)
     assert rows == [

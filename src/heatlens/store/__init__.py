@@ -631,6 +631,12 @@ class Store:
                     "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) "
                     "WHERE key = 'data_version' RETURNING value"
                 )
+                # the type's own version, which the model's caches key on
+                self._backend.execute(
+                    "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
+                    "excluded.value",
+                    [f"data_version:{rtype.name}", str(version)],
+                )
         finally:
             con.unregister(view)
         return int(version)
