@@ -43,6 +43,7 @@ from starlette.concurrency import run_in_threadpool
 from heatlens.settings import Settings
 from heatlens.store import Store, parse_store_url
 from heatlens.web.limits import Limiter, RateLimiter, SharedRateLimiter
+from heatlens.web.warm import ModelWarmer
 from heatlens.web.writer import Hook, Outcome, Writer
 
 P = ParamSpec("P")
@@ -50,6 +51,25 @@ T = TypeVar("T")
 
 # the seconds each read of the current request held a read connection (heatlens.web.cost)
 _WORK: ContextVar[list[float] | None] = ContextVar("heatlens_store_work", default=None)
+
+
+class _NotifyingWriter(Writer):
+    """The server's writer, telling `written` (from the writer thread) each time a write of
+    any kind finished — committed or not: the model warmer checks the data version itself."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.written: Callable[[], None] = lambda: None
+
+    def submit(self, records: list[dict[str, Any]], hook: Hook | None = None) -> Any:
+        future = super().submit(records, hook)
+        future.add_done_callback(lambda _: self.written())
+        return future
+
+    def run(self, fn: Callable[[Store], T]) -> Any:
+        future = super().run(fn)
+        future.add_done_callback(lambda _: self.written())
+        return future
 
 
 class Service:
@@ -77,7 +97,15 @@ class Service:
             self.limiter = SharedRateLimiter(settings.server_rate_limit_per_minute, self.shared)
         else:  # the only process writing the store: counting in memory is the same, cheaper
             self.limiter = RateLimiter(settings.server_rate_limit_per_minute)
-        self.writer = Writer(threading.Lock(), self._ingest_store, settings)
+        self.writer = _NotifyingWriter(threading.Lock(), self._ingest_store, settings)
+        # the engine's model, built at start and after writes (heatlens.web.warm)
+        self.warmer = ModelWarmer(lambda: self.quick(Store.data_version), self._build_model)
+        self.writer.written = self.warmer.poke
+
+    def _build_model(self) -> int | None:
+        from heatlens.metrics.engine import warm  # Ibis loads with the first report
+
+        return self.read(lambda store: warm(store, self.settings))
 
     def open(self) -> None:
         """Open the store (the writer's connection first: it creates or migrates the store),
