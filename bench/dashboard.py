@@ -84,7 +84,7 @@ def model_built(client: httpx.Client, version: int, since: float) -> float | Non
             return None
         if model.get("error"):
             raise SystemExit(f"the server's model build failed: {model['error']}")
-        if model.get("built_version", -1) >= version and not model.get("building"):
+        if (model.get("built_version") or 0) >= version and not model.get("building"):
             return time.perf_counter() - since
         # admin status counts the records per type and source (a scan each): asked back to back
         # it would compete with the build it waits for; ±0.5 s is precise enough here
