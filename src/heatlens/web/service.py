@@ -34,7 +34,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
@@ -61,12 +61,12 @@ class _NotifyingWriter(Writer):
         super().__init__(*args, **kwargs)
         self.written: Callable[[], None] = lambda: None
 
-    def submit(self, records: list[dict[str, Any]], hook: Hook | None = None) -> Any:
+    def submit(self, records: list[dict[str, Any]], hook: Hook | None = None) -> Future[Outcome]:
         future = super().submit(records, hook)
         future.add_done_callback(lambda _: self.written())
         return future
 
-    def run(self, fn: Callable[[Store], T]) -> Any:
+    def run(self, fn: Callable[[Store], T]) -> Future[T]:
         future = super().run(fn)
         future.add_done_callback(lambda _: self.written())
         return future
