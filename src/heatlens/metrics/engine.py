@@ -175,6 +175,21 @@ def compute(tables: Tables, request: Request, settings: Settings) -> Report:
         ctx.release()
 
 
+def warm(tables: Tables, settings: Settings, now: datetime | None = None) -> int | None:
+    """Build the model of `tables`'s store for `settings` now, before any report asks for it
+    (a server does this at start and after each burst of writes): every metric of the default
+    monthly range, unsegmented, so each part of the model (registries, resolved usage of all
+    history, deployments and their links, lead-time pairs, the survey waves' suppression
+    decisions, the rules' facts) is built or found current. Returns the data version the model
+    was built at — a write landing meanwhile may make it older than the store's — or None when
+    the store keeps no model tables (nothing to build ahead: each report builds its own)."""
+    if not isinstance(tables, ModelStore) or tables.dialect != "duckdb":
+        return None
+    version = tables.type_versions()[""]
+    compute(tables, Request(grain="month", now=now), settings)
+    return version
+
+
 def _report(
     ctx: MetricContext,
     request: Request,

@@ -63,9 +63,15 @@ def _uploads(request: Request) -> Uploads:
 @router.get("/api/v1/admin/status", dependencies=ADMIN)
 async def status(request: Request, service: ServiceDep, app: AppDep) -> dict[str, Any]:
     """Records per type and source, schema and data version (`heatlens status`), and this
-    process's refused webhook deliveries (kept in memory, never stored)."""
+    process's refused webhook deliveries (kept in memory, never stored), and the engine's model
+    as this process built it ahead of the pages (`model.built_version`: the data version it was
+    last built at; heatlens.web.warm)."""
     doc = await service.call(app.status)
-    return {**doc, "webhook_refusals": activity(request.app).snapshot()}
+    return {
+        **doc,
+        "webhook_refusals": activity(request.app).snapshot(),
+        "model": service.warmer.status(),
+    }
 
 
 @router.put("/api/v1/admin/uploads/{name}", dependencies=ADMIN, status_code=201)

@@ -64,10 +64,13 @@ def create_app(
             raise
         (announce or log.info)(access_line(service.open_api))
         scheduler.start()
+        # the engine's model, built in the background: the server answers meanwhile
+        service.warmer.start()
         try:
             yield
         finally:
             scheduler.stop()
+            service.warmer.stop()
             service.close()
             uploads.discard_all()
 

@@ -44,6 +44,7 @@ from heatlens.settings import Settings
 from heatlens.store import Store, parse_store_url
 from heatlens.store.tokens import TokenCache
 from heatlens.web.limits import Limiter, RateLimiter, SharedRateLimiter
+from heatlens.web.warm import ModelWarmer
 from heatlens.web.writer import Hook, Outcome, Writer
 
 P = ParamSpec("P")
@@ -81,6 +82,14 @@ class Service:
         # tokens as last looked up, for a store only this server changes (heatlens.web.auth)
         self.tokens = TokenCache() if parse_store_url(store_url).dialect == "duckdb" else None
         self.writer = Writer(threading.Lock(), self._ingest_store, settings)
+        # the engine's model, built at start and after writes (heatlens.web.warm)
+        self.warmer = ModelWarmer(lambda: self.quick(Store.data_version), self._build_model)
+        self.writer.written = self.warmer.poke
+
+    def _build_model(self) -> int | None:
+        from heatlens.metrics.engine import warm  # Ibis loads with the first report
+
+        return self.read(lambda store: warm(store, self.settings))
 
     def open(self) -> None:
         """Open the store (the writer's connection first: it creates or migrates the store),

@@ -186,6 +186,9 @@ class Writer:
         self._gap = gap
         self._last_group = 0
         self._answered: list[_Answer] = []  # answers set, not yet handed to their loops
+        # told (from the writer thread) each time a group or task finished, committed or not:
+        # the server's model warmer checks the data version itself (heatlens.web.warm)
+        self.written: Callable[[], None] = lambda: None
 
     def start(self) -> None:
         """Start the writer thread (at app startup)."""
@@ -255,6 +258,7 @@ class Writer:
                             job.future.set_exception(WriteFailed(f"the writer failed: {exc}"))
                 finally:
                     self._settle()
+                    self.written()
 
     def _settle(self) -> None:
         """Hand the answers set during a group to their loops: one call per loop."""
@@ -276,6 +280,8 @@ class Writer:
             task.future.set_exception(exc)
         else:
             task.future.set_result(result)
+        finally:
+            self.written()
 
     def _take(self, first: object) -> tuple[list[_Job], bool, object | None]:
         """The first job and every job waiting behind it, up to the group's record limit.

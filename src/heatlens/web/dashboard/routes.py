@@ -5,7 +5,8 @@ A page is computed once per (page, filters, team scope, day) and data version, t
 memory, so only the first load pays for the engine. After a write (a new data version) the page of
 the previous version is served at once, marked as such (a note in the page, the
 `Heatlens-Stale` header), while the new one is built in the background; the engine's model
-(heatlens.metrics.model) is rebuilt only for the record types the write touched. Login turns a
+(heatlens.metrics.model) is rebuilt only for the record types the write touched, and the server
+starts that as soon as the write commits (heatlens.web.warm), not at the next page. Login turns a
 read token into a session cookie (see `heatlens.web.auth`).
 """
 
