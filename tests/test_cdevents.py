@@ -208,6 +208,8 @@ def test_each_supported_example_is_stored_in_structured_mode(client: TestClient,
     assert response.json()["status"] == "stored"
     (expected,) = EXPECTED[name]
     assert rows(client, expected["type"]) == [expected]
+    # the records say where they came from, like webhook records (`webhook:github`)
+    assert [r["source"] for r in _store(client).rows(expected["type"])] == ["cdevents"]
 
 
 def test_binary_mode_headers_carry_the_context(client: TestClient) -> None:

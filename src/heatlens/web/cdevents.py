@@ -88,7 +88,7 @@ async def post_cdevent(request: Request, service: ServiceDep) -> JSONResponse:
     mapped = map_event(event, options(service.settings))
     if not mapped.records:
         return _ignored(label, mapped.reason or "no records")
-    hook = Hook("api", _key(mapped.records))  # stored like POST /api/v1/events records
+    hook = Hook("cdevents", _key(mapped.records))  # the records' source: `cdevents`
     doc = await _ingest(service, mapped.records, hook)
     if doc.get("duplicate"):
         key = hook.key[1] if hook.key else None
