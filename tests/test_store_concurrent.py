@@ -14,6 +14,7 @@ from heatlens.ingest import ingest_records
 from heatlens.settings import Settings
 from heatlens.store import Store
 from tests.conftest import record, stored
+from tests.together import together
 
 pytestmark = pytest.mark.postgres
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -32,21 +33,15 @@ def _usage(i: int, outcome: str = "success") -> dict[str, Any]:
 def _race(url: str, settings: Settings, batches: list[list[dict[str, Any]]]) -> list[Any]:
     """Write each batch from its own connection, all released at the same instant."""
     stores = [Store.open(url) for _ in batches]
-    start = threading.Barrier(len(batches))
     results: list[Any] = [None] * len(batches)
 
     def one(i: int) -> None:
-        start.wait()
         try:
             results[i] = ingest_records(stores[i], batches[i], settings, source=f"w{i}")
         except Exception as exc:  # the assertion below names it
             results[i] = exc
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(batches))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    together(one, len(batches))
     for s in stores:
         s.close()
     return results
@@ -94,21 +89,15 @@ def test_counts_are_exact_under_concurrent_overlapping_writes(
 def test_replicas_opening_a_new_store_together_migrate_it_once(
     postgres_url: str, settings: Settings
 ) -> None:
-    start = threading.Barrier(4)
     errors: list[Exception] = []
 
-    def one() -> None:
-        start.wait()
+    def one(_: int) -> None:
         try:
             Store.open(postgres_url).close()
         except Exception as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=one) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    together(one, 4)
     assert errors == []
     with Store.open(postgres_url) as store:
         assert store.counts()["usage"] == 0
@@ -125,18 +114,12 @@ def test_sync_state_is_in_the_records_transaction(postgres_url: str, settings: S
         assert store.sync_state("x") == {"c": 1}
         assert stored(store, "usage", "id") == [("u0001",)]
     stores = [Store.open(postgres_url) for _ in range(2)]
-    start = threading.Barrier(2)
 
     def save(i: int) -> None:
-        start.wait()
         for n in range(50):
             stores[i].save_sync_state("x", {"c": n, "by": i})
 
-    threads = [threading.Thread(target=save, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    together(save, 2)
     assert stores[0].sync_state("x") in ({"c": 49, "by": 0}, {"c": 49, "by": 1})
     for s in stores:
         s.close()
@@ -148,18 +131,12 @@ def test_a_survey_link_is_claimed_once_by_two_servers_at_once(postgres_url: str)
     with Store.open(postgres_url) as store:
         secrets_ = issue_links(store, "pulse", "alpha", 20, batch="b", now=NOW)
     stores = [Store.open(postgres_url) for _ in range(2)]
-    start = threading.Barrier(2)
     claimed: list[list[bool]] = [[], []]
 
     def claim(i: int) -> None:
-        start.wait()
         claimed[i] = [claim_link(stores[i], s) for s in secrets_]
 
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    together(claim, 2)
     for s in stores:
         s.close()
     # every link claimed by exactly one of the two
@@ -199,10 +176,8 @@ def test_writers_of_random_overlapping_batches_of_two_types_never_fail(
     inserted: Counter[str] = Counter()
     errors: list[str] = []
     lock = threading.Lock()
-    start = threading.Barrier(3)
 
     def writer(w: int) -> None:
-        start.wait()
         with Store.open(postgres_url) as store:
             for n, ids in enumerate(plans[w]):
                 records = [_usage(i, ["success", "failure"][(i + n) % 2]) for i in ids]
@@ -217,11 +192,7 @@ def test_writers_of_random_overlapping_batches_of_two_types_never_fail(
                     for name, c in result.counts.items():
                         inserted[name] += c.inserted
 
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    together(writer, 3)
     assert errors == []
     assert inserted == {"usage": len(sent), "team": len(teams)}
     with Store.open(postgres_url) as store:

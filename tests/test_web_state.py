@@ -15,6 +15,7 @@ from heatlens.store import Store
 from heatlens.store.tokens import Token
 from heatlens.web.auth import Sessions
 from heatlens.web.limits import SharedRateLimiter
+from tests.together import together
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 TOKEN = Token("t1", None, "read", (), NOW, None)
@@ -84,19 +85,13 @@ def test_concurrent_hits_from_two_servers_never_pass_the_limit(postgres_url: str
     stores = [Store.open(postgres_url) for _ in range(2)]
     limiters = [SharedRateLimiter(50, _runner(s), clock=lambda: 5000.0) for s in stores]
     allowed = [0, 0]
-    start = threading.Barrier(2)
 
     def hammer(i: int) -> None:
-        start.wait()
         for _ in range(60):
             if limiters[i].hit("client:1.2.3.4") is None:
                 allowed[i] += 1
 
-    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    together(hammer, 2)
     for s in stores:
         s.close()
     assert sum(allowed) == 50  # 120 asked, exactly the limit let through
