@@ -176,19 +176,20 @@ class Store:
             out[t.name] = found.get(f"data_version:{t.name}", 0)
         return out
 
-    def _bump(self, types: Sequence[str] = ()) -> None:
-        """Bump the data version; the types named (none: every type) get it as their own."""
-        self._backend.execute(
+    def _bump(self, types: Sequence[str] = ()) -> int:
+        """Bump the data version; the types named (none: every type) get it as their own (the
+        caches of the model key on them). The new data version."""
+        [(version,)] = self._backend.fetchall(
             "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) "
-            "WHERE key = 'data_version'"
+            "WHERE key = 'data_version' RETURNING value"
         )
-        version = self._backend.fetchall("SELECT value FROM meta WHERE key = 'data_version'")
         for name in types or [t.name for t in RECORD_TYPES]:
             self._backend.execute(
                 "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
                 "excluded.value",
-                [f"data_version:{name}", str(version[0][0])],
+                [f"data_version:{name}", str(version)],
             )
+        return int(version)
 
     # -- the model's tables (heatlens.metrics.model) ------------------------------------------
 
@@ -627,19 +628,10 @@ class Store:
                 )
                 if not inserted:
                     return None
-                [(version,)] = self._backend.fetchall(
-                    "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) "
-                    "WHERE key = 'data_version' RETURNING value"
-                )
-                # the type's own version, which the model's caches key on
-                self._backend.execute(
-                    "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
-                    "excluded.value",
-                    [f"data_version:{rtype.name}", str(version)],
-                )
+                version = self._bump([rtype.name])
         finally:
             con.unregister(view)
-        return int(version)
+        return version
 
     def delete_records(
         self,
