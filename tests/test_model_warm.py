@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from heatlens.ingest import ingest_records
 from heatlens.settings import Settings
@@ -128,3 +129,12 @@ def test_nothing_is_built_when_the_data_version_did_not_move() -> None:
     assert checked.wait(60)
     warmer.stop()
     assert fake.built == [1]
+
+
+def test_under_a_steady_stream_of_writes_building_takes_at_most_a_tenth_of_the_time() -> None:
+    warmer = ModelWarmer(lambda: 1, lambda: 1, debounce=0.5, max_wait=10.0)
+    assert warmer._longest_wait() == 10.0  # nothing built yet: max_wait
+    warmer.last_seconds = 0.5  # a quick build: max_wait still holds writes back longest
+    assert warmer._longest_wait() == 10.0
+    warmer.last_seconds = 4.0  # 4 s of building, then 36 s of writes: a tenth of the time
+    assert warmer._longest_wait() == pytest.approx(36.0)

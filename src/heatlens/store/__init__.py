@@ -178,18 +178,17 @@ class Store:
 
     def _bump(self, types: Sequence[str] = ()) -> int:
         """Bump the data version; the types named (none: every type) get it as their own (the
-        caches of the model key on them). The new data version."""
-        [(version,)] = self._backend.fetchall(
-            "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) "
-            "WHERE key = 'data_version' RETURNING value"
+        caches of the model key on them). The new data version: one statement (a write of a
+        few records pays for each of its statements)."""
+        keys = ["data_version", *(f"data_version:{n}" for n in types or BY_NAME)]
+        rows = self._backend.fetchall(
+            "INSERT INTO meta SELECT k.key, v.value FROM (SELECT CAST(CAST(value AS BIGINT) + 1 "
+            "AS TEXT) AS value FROM meta WHERE key = 'data_version') AS v CROSS JOIN (VALUES "
+            f"{', '.join('(?)' for _ in keys)}) AS k(key) ON CONFLICT (key) DO UPDATE SET "
+            "value = excluded.value RETURNING value",
+            keys,
         )
-        for name in types or [t.name for t in RECORD_TYPES]:
-            self._backend.execute(
-                "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
-                "excluded.value",
-                [f"data_version:{name}", str(version)],
-            )
-        return int(version)
+        return int(rows[0][0])
 
     # -- the model's tables (heatlens.metrics.model) ------------------------------------------
 

@@ -18,7 +18,7 @@ from heatlens.metrics.periods import parse_day
 from heatlens.store import Store
 from heatlens.store.tokens import Token
 from heatlens.web.auth import require
-from heatlens.web.body import media_type, parse_records, read_body, records_schema
+from heatlens.web.body import QuickJSON, media_type, parse_records, read_body, records_schema
 from heatlens.web.cost import bound
 from heatlens.web.errors import ApiError, problem_details
 from heatlens.web.service import Service
@@ -88,7 +88,7 @@ async def _ingest(
     dependencies=[Depends(require("ingest"))],
     openapi_extra={"requestBody": records_schema()},
 )
-async def post_events(request: Request, service: ServiceDep) -> JSONResponse:
+async def post_events(request: Request, service: ServiceDep) -> QuickJSON:
     """Store canonical records (a JSON array or NDJSON), all or nothing, by the file rules.
 
     201 when a record was inserted, else 200; a 2xx means the records are committed. Concurrent
@@ -101,7 +101,7 @@ async def post_events(request: Request, service: ServiceDep) -> JSONResponse:
     records = parse_records(body, media_type(request))
     doc = await _ingest(service, records)
     inserted = any(c["inserted"] for c in doc["counts"].values())
-    return JSONResponse(doc, status_code=201 if inserted else 200)
+    return QuickJSON(doc, status_code=201 if inserted else 200)
 
 
 ReadToken = Annotated[Token | None, Depends(require("read"))]

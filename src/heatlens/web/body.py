@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import orjson
 from fastapi import Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from heatlens.model import RECORD_TYPES, SURVEY_KINDS, Field, Kind
@@ -126,6 +127,15 @@ def parse_records(body: bytes, kind: str) -> list[dict[str, Any]]:
     if not_objects:
         raise ApiError(422, "invalid_records", "every record must be a JSON object", not_objects)
     return items
+
+
+class QuickJSON(JSONResponse):
+    """A JSON response rendered by orjson: the ingest routes' answers (several thousand a second
+    under load; the standard library's encoder costs several times more). Same bytes as
+    JSONResponse for the documents they send: compact, UTF-8, string keys."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 def parse_json(body: bytes) -> Any:

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
-from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
@@ -75,12 +74,19 @@ class HeatlensApp(FastAPI):
                 service.limiter.charge(key, work_units(sum(work)))
 
 
+_SECURITY = [
+    (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()
+]
+
+
 def _with_headers(send: Send) -> Callable[[Message], Awaitable[None]]:
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = MutableHeaders(scope=message)
-            for name, value in SECURITY_HEADERS.items():
-                headers.setdefault(name, value)
+            # the security headers the response does not set itself (raw: cheaper than
+            # MutableHeaders.setdefault, which scans the list once per header)
+            headers = list(message.get("headers", ()))
+            present = {name for name, _ in headers}
+            message["headers"] = headers + [h for h in _SECURITY if h[0] not in present]
         await send(message)
 
     return send_with_headers

@@ -8,9 +8,11 @@ The server instead builds it in a thread of its own, on a read connection:
 - after writes: every write of the server goes through its one writer (heatlens.web.service
   tells the warmer when one finished), and the build starts once writes have paused for
   `debounce` seconds — a burst of writes builds once — or, under a steady stream of writes,
-  `max_wait` seconds after the first of them. A write landing during a build means one more
-  build after it. Nothing is built when the data version has not moved (a token, a pruned
-  delivery id).
+  `max_wait` seconds after the first of them, or later when the last build took long: builds
+  then take at most a tenth of the time (`BUSY_SHARE`) and leave the rest of the process — one
+  interpreter lock for all its Python threads — to the writes. A write landing during a build
+  means one more build after it. Nothing is built when the data version has not moved (a
+  token, a pruned delivery id).
 
 Pages still build what they need themselves when they come first: the model is shared and
 locked per part, so a page and the warmer never build the same part twice.
@@ -28,7 +30,8 @@ from typing import Any
 log = logging.getLogger("heatlens.web")
 
 DEBOUNCE = 0.5  # seconds without a write before building
-MAX_WAIT = 10.0  # seconds after the first write of a steady stream before building anyway
+MAX_WAIT = 10.0  # seconds after the first write of a steady stream before building anyway…
+BUSY_SHARE = 0.1  # …or later: under a steady stream, building takes at most this share of time
 STOP_WAIT = 10.0  # seconds the server's shutdown waits for a build under way
 
 
@@ -107,12 +110,17 @@ class ModelWarmer:
         while not self._stopping:
             with self._lock:
                 first = self._first_poke if self._first_poke is not None else time.monotonic()
-            left = self.max_wait - (time.monotonic() - first)
+            left = self._longest_wait() - (time.monotonic() - first)
             if left <= 0:
                 return
             self._wake.clear()
             if not self._wake.wait(min(self.debounce, left)):
                 return  # quiet for `debounce` seconds
+
+    def _longest_wait(self) -> float:
+        """How long a steady stream of writes holds back the next build."""
+        took = self.last_seconds or 0.0
+        return max(self.max_wait, took * (1 - BUSY_SHARE) / BUSY_SHARE)
 
     def _loop(self) -> None:
         while True:

@@ -50,7 +50,7 @@ from heatlens.errors import InputError, StoreError
 from heatlens.settings import Settings
 from heatlens.store import Store
 from heatlens.web.auth import client_address
-from heatlens.web.body import parse_json, read_body
+from heatlens.web.body import QuickJSON, parse_json, read_body
 from heatlens.web.errors import ApiError, problem_details
 from heatlens.web.refusals import activity
 from heatlens.web.service import Service
@@ -317,10 +317,10 @@ async def _take(service: Service, delivery: Delivery) -> JSONResponse:
             503, "store_error", f"{exc}; nothing of this delivery was stored: send it again"
         ) from None
     if outcome.duplicate:
-        return JSONResponse({"status": "duplicate", "delivery": delivery.delivery_id})
+        return QuickJSON({"status": "duplicate", "delivery": delivery.delivery_id})
     if not delivery.records:
         doc = {"status": "ignored", "event": delivery.event, "reason": delivery.reason}
-        return JSONResponse(doc, status_code=202)
+        return QuickJSON(doc, status_code=202)
     result = outcome.result
     stored: dict[str, Any] = {
         "status": "stored",
@@ -329,7 +329,7 @@ async def _take(service: Service, delivery: Delivery) -> JSONResponse:
         "counts": counts_doc(result.counts),
         "data_version": outcome.data_version,
     }
-    return JSONResponse(stored)
+    return QuickJSON(stored)
 
 
 def seen_name(delivery: Delivery) -> str | None:
