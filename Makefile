@@ -3,21 +3,29 @@
 #   make test   set everything up and run the whole test suite (lint, types, tests)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SUM := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# what the demo needs (heatlens itself), then what the tests need on top (the dev extra: test
+# tools, the browser driver, PySpark…): `make demo` does not download the second
+APP := $(VENV)/.installed-app-$(SUM)
+DEV := $(VENV)/.installed-dev-$(SUM)
 PYTEST_ARGS ?=
 
 .PHONY: install demo test lint docs bench clean
 
-$(STAMP): pyproject.toml
+$(APP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e .
 	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+	touch $(APP)
 
-install: $(STAMP)
+$(DEV): $(APP)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(DEV)
 
-demo: install
+install: $(DEV)
+
+demo: $(APP)
 	$(VENV)/bin/heatlens demo
 
 lint: install
