@@ -47,7 +47,6 @@ from heatlens.connectors.gitlab.mapping import map_event as map_gitlab
 from heatlens.connectors.pagerduty.mapping import PagerDutyOptions
 from heatlens.connectors.pagerduty.mapping import map_event as map_pagerduty
 from heatlens.errors import InputError, StoreError
-from heatlens.settings import Settings
 from heatlens.store import Store
 from heatlens.web.auth import client_address
 from heatlens.web.body import QuickJSON, parse_json, read_body
@@ -167,7 +166,7 @@ async def _github(request: Request) -> JSONResponse:
         raise _refused("github", request, "X-Hub-Signature-256")
     payload = _object(parse_json(body))
     event = request.headers.get("x-github-event", "")
-    mapped = _mapped(lambda: map_github(event, payload, github_options(settings)), "GitHub")
+    mapped = _mapped(lambda: map_github(event, payload, GithubOptions.of(settings)), "GitHub")
     delivery = Delivery(
         "github", event, request.headers.get("x-github-delivery"), mapped.records, mapped.reason
     )
@@ -188,7 +187,7 @@ async def _gitlab(request: Request) -> JSONResponse:
         raise _refused("gitlab", request, "X-Gitlab-Token")
     body = await read_body(request, settings.server_max_request_bytes)
     payload = _object(parse_json(body))
-    mapped = _mapped(lambda: map_gitlab(payload, gitlab_options(settings)), "GitLab")
+    mapped = _mapped(lambda: map_gitlab(payload, GitLabOptions.of(settings)), "GitLab")
     event = str(payload.get("object_kind") or request.headers.get("x-gitlab-event", ""))
     delivery = Delivery(
         "gitlab", event, request.headers.get("x-gitlab-event-uuid"), mapped.records, mapped.reason
@@ -273,27 +272,6 @@ def _mapped(mapping: Callable[[], M], vendor: str) -> M:
             f"the {vendor} payload lacks what its event carries ({type(exc).__name__}: {exc}); "
             "nothing was stored",
         ) from None
-
-
-def github_options(settings: Settings) -> GithubOptions:
-    return GithubOptions(
-        ci_capability=settings.ci_capability,
-        incident_label=settings.incident_label,
-        service_map=settings.service_map,
-        release_deployments=_release_setting(settings.webhooks_github_release_deployments),
-    )
-
-
-def _release_setting(value: bool | list[str]) -> bool | tuple[str, ...]:
-    return value if isinstance(value, bool) else tuple(value)
-
-
-def gitlab_options(settings: Settings) -> GitLabOptions:
-    return GitLabOptions(
-        ci_capability=settings.ci_capability,
-        incident_label=settings.incident_label,
-        service_map=settings.service_map,
-    )
 
 
 # -- writing ------------------------------------------------------------------------------------

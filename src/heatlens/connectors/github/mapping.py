@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from heatlens.settings import Settings
+
 Payload = Mapping[str, Any]
 Record = dict[str, Any]
 
@@ -60,6 +62,17 @@ class GithubOptions:
     # deployment events (setting `webhooks.github_release_deployments`)
     release_deployments: bool | tuple[str, ...] = False
     release_environment: str = "production"
+
+    @classmethod
+    def of(cls, settings: Settings) -> GithubOptions:
+        """The options the settings give (webhooks and the sync alike)."""
+        releases = settings.webhooks_github_release_deployments
+        return cls(
+            ci_capability=settings.ci_capability,
+            incident_label=settings.incident_label,
+            service_map=settings.service_map,
+            release_deployments=releases if isinstance(releases, bool) else tuple(releases),
+        )
 
 
 @dataclass(frozen=True)

@@ -167,14 +167,6 @@ class GithubSource:
         check_since(self.since)
 
 
-def options_of(settings: Settings) -> GithubOptions:
-    return GithubOptions(
-        ci_capability=settings.ci_capability,
-        incident_label=settings.incident_label,
-        service_map=settings.service_map,
-    )
-
-
 def state_name(source: GithubSource, repo: str, stream: str) -> str:
     host = urlsplit(source.base_url).netloc or source.base_url
     return f"github:{host}:{repo}:{stream}"
@@ -202,7 +194,7 @@ def sync_github(
         return with_store(lambda store: store.sync_state(name))
 
     result = SyncResult(source="sync:github")
-    options = options_of(settings)
+    options = GithubOptions.of(settings)
     totals: dict[str, int] = {}
 
     def committer(name: str, repo: str) -> Commit:

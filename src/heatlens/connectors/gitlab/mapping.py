@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from heatlens.settings import Settings
+
 Record = dict[str, Any]
 
 # pipeline status → usage outcome; statuses not listed (running, pending, created, manual,
@@ -49,6 +51,15 @@ class GitLabOptions:
         "severity-",
         "sev:",
     )
+
+    @classmethod
+    def of(cls, settings: Settings) -> GitLabOptions:
+        """The options the settings give (webhooks and the sync alike)."""
+        return cls(
+            ci_capability=settings.ci_capability,
+            incident_label=settings.incident_label,
+            service_map=settings.service_map,
+        )
 
 
 @dataclass(frozen=True)

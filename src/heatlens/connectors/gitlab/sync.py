@@ -142,14 +142,6 @@ class GitlabSource:
         check_since(self.since)
 
 
-def options_of(settings: Settings) -> GitLabOptions:
-    return GitLabOptions(
-        ci_capability=settings.ci_capability,
-        incident_label=settings.incident_label,
-        service_map=settings.service_map,
-    )
-
-
 def state_name(source: GitlabSource, project: str, stream: str) -> str:
     host = urlsplit(source.base_url).netloc or source.base_url
     return f"gitlab:{host}:{project}:{stream}"
@@ -177,7 +169,7 @@ def sync_gitlab(
         return with_store(lambda store: store.sync_state(name))
 
     result = SyncResult(source="sync:gitlab")
-    options = options_of(settings)
+    options = GitLabOptions.of(settings)
     totals: dict[str, int] = {}
 
     def committer(name: str, path: str, keep_stored: tuple[str, ...] = ()) -> Commit:
