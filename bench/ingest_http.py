@@ -2,8 +2,11 @@
 bare ASGI app on the same server stack, in the same run (DESIGN §6, issue 15).
 
     python bench/ingest_http.py [--seconds 8] [--clients 64] [--batch-clients 8] [--no-write]
+                                [--prefill 10000000]
 
-Starts a real `heatlens serve` on a fresh DuckDB store with a GitHub webhook secret, and the bare
+Starts a real `heatlens serve` on a fresh DuckDB store (or, with `--prefill N`, one already holding
+N usage records, loaded with `heatlens ingest`: a server of a year's data) with a GitHub webhook
+secret, and the bare
 app of bench/bare_app.py (reads the body, answers 202, stores nothing) with the same uvicorn
 options. An aiohttp client in this process (a separate process from both servers) then runs, for
 `--seconds` each after a warm-up:
@@ -46,6 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+import duckdb
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the one way tests and benchmarks start a server
@@ -185,6 +189,25 @@ def measure(
     return row
 
 
+def prefill(store: Path, rows: int) -> None:
+    """Store `rows` usage records (random ids, a year of timestamps) through `heatlens ingest`."""
+    data = store.parent / "prefill.parquet"
+    duckdb.connect().execute(
+        f"""COPY (SELECT 'usage' AS type, md5(i::VARCHAR) AS id,
+                  TIMESTAMPTZ '2025-03-01 00:00:00+00' + to_seconds(i * 31536000 // {rows})
+                      AS ts,
+                  'ci-' || (i % 30)::VARCHAR AS capability, 'build' AS action,
+                  'dev' || (i % 20000)::VARCHAR AS actor, 'team' || (i % 500)::VARCHAR AS team,
+                  'success' AS outcome, (30 + i % 300)::DOUBLE AS duration_s
+                FROM range({rows}) t(i)) TO '{data}' (FORMAT parquet)"""
+    )
+    started = time.perf_counter()
+    cmd = [sys.executable, "-m", "heatlens", "--store", f"duckdb:///{store}", "ingest", str(data)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    print(f"prefilled {rows:,} usage records in {time.perf_counter() - started:.1f} s")
+    data.unlink()
+
+
 class Bare:
     """bench/bare_app.py in a subprocess."""
 
@@ -221,8 +244,11 @@ def main() -> None:
     parser.add_argument("--batch-clients", type=int, default=8, help="connections posting batches")
     parser.add_argument("--no-write", action="store_true", help="do not update the docs")
     parser.add_argument("--only", choices=["singles", "batches"], help="one workload only")
+    parser.add_argument("--prefill", type=int, default=0, help="usage records stored before")
     args = parser.parse_args()
     work_dir = Path(tempfile.mkdtemp(prefix="heatlens-bench-http-"))
+    if args.prefill:
+        prefill(work_dir / "s.duckdb", args.prefill)
     server = ServeProcess(
         f"duckdb:///{work_dir / 's.duckdb'}",
         cwd=work_dir,
@@ -300,9 +326,16 @@ def write_doc(
         "Servers and client shared the machine.",
         "",
         f"`python bench/ingest_http.py --seconds {args.seconds:g} --clients {args.clients} "
-        f"--batch-clients {args.batch_clients}`: a real `heatlens serve` on a fresh DuckDB store "
-        "and the bare app (`bench/bare_app.py`: reads the body, answers 202, stores nothing; same "
-        "uvicorn options); an aiohttp client in a separate process posts back to back over "
+        f"--batch-clients {args.batch_clients}"
+        + (f" --prefill {args.prefill}" if args.prefill else "")
+        + "`: a real `heatlens serve` on a "
+        + (
+            f"DuckDB store holding {args.prefill:,} usage records "
+            if args.prefill
+            else "fresh DuckDB store "
+        )
+        + "and the bare app (`bench/bare_app.py`: reads the body, answers 202, stores nothing; "
+        "same uvicorn options); an aiohttp client in a separate process posts back to back over "
         f"loopback for {args.seconds:g} s per line, each request waiting for its answer (a "
         "heatlens 2xx means committed).",
         "",
