@@ -21,6 +21,7 @@ import pyarrow as pa
 from heatlens.errors import EmptyStoreError, StoreError
 from heatlens.model import BY_NAME, RECORD_TYPES, RecordType
 from heatlens.store.backends import DuckDBBackend, PostgresBackend
+from heatlens.store.ids import IdDirectory
 from heatlens.store.location import parse_store_url
 from heatlens.store.merge import PART, Part, Staged, WriteCounts, merge
 from heatlens.store.schema import MIGRATIONS, SCHEMA_VERSION, q, record_columns
@@ -66,6 +67,8 @@ class Store:
     _backend: DuckDBBackend | PostgresBackend
     read_only: bool = False
     _ibis: Any = field(default=None, repr=False)
+    # the stored ids' hashes of the types this connection wrote with insert_new (DuckDB only)
+    _ids: dict[str, IdDirectory] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, url: str, *, read_only: bool = False) -> Store:
@@ -343,12 +346,24 @@ class Store:
         sql = f"SELECT {', '.join(q(c) for c in cols)} FROM {q(rtype.table)}"
         params: list[Any] = []
         if ids is not None:
+            ids = self._maybe_stored(type_name, ids)
             if not ids:
                 return []
             sql += f" WHERE id IN ({', '.join('?' for _ in ids)})"
             params = list(ids)
         found = self._backend.fetchall(sql + " ORDER BY id", params)
         return [dict(zip(cols, row, strict=True)) for row in found]
+
+    def _maybe_stored(self, type_name: str, ids: Sequence[str]) -> Sequence[str]:
+        """`ids` without those this connection's directory of the type (see `insert_new`)
+        knows are not stored; all of them when it has none, or one out of date."""
+        directory = self._ids.get(type_name)
+        backend = self._backend
+        if directory is None or not ids or not isinstance(backend, DuckDBBackend):
+            return ids
+        if self._id_stamp(backend, type_name) != directory.stamp:
+            return ids
+        return [i for i, m in zip(ids, directory.maybe_stored(ids), strict=True) if m]
 
     def previous_deployment(
         self, service: str, environment: str, before: datetime, exclude: str
@@ -617,20 +632,46 @@ class Store:
         con.register(view, data)
         try:
             with self._backend.transaction():
-                # one statement: every row, or none when one id is stored
+                directory = self._id_directory(con, rtype)
+                ids = data.column("id").to_pylist()
                 cols = ", ".join(q(c) for c in record_columns(rtype))
-                [(inserted,)] = self._backend.fetchall(
+                insert = (
                     f"INSERT INTO {q(rtype.table)} ({cols}) SELECT {select}, __source, ? "
-                    f"FROM {view} WHERE NOT EXISTS (SELECT 1 FROM {q(rtype.table)} "
-                    f"WHERE id IN (SELECT id FROM {view}))",
-                    [datetime.now(UTC)],
+                    f"FROM {view}"
                 )
+                if any(directory.maybe_stored(ids)):
+                    # one statement: every row, or none when one id is stored
+                    insert += (
+                        f" WHERE NOT EXISTS (SELECT 1 FROM {q(rtype.table)} "
+                        f"WHERE id IN (SELECT id FROM {view}))"
+                    )
+                [(inserted,)] = self._backend.fetchall(insert, [datetime.now(UTC)])
                 if not inserted:
                     return None
                 version = self._bump([rtype.name])
+                directory.added(ids, (version, self._backend.rollbacks))
         finally:
             con.unregister(view)
         return version
+
+    def _id_directory(self, con: duckdb.DuckDBPyConnection, rtype: RecordType) -> IdDirectory:
+        """The directory of `rtype`'s stored ids (heatlens.store.ids), read again when the
+        type's data version moved since it was last told."""
+        assert isinstance(self._backend, DuckDBBackend)
+        stamp = self._id_stamp(self._backend, rtype.name)
+        directory = self._ids.get(rtype.name)
+        if directory is None or directory.stamp != stamp:
+            reader = con.execute(f"SELECT id FROM {q(rtype.table)}")
+            directory = self._ids[rtype.name] = IdDirectory.read(stamp, reader.to_arrow_reader())
+        return directory
+
+    @staticmethod
+    def _id_stamp(backend: DuckDBBackend, name: str) -> tuple[int, int]:
+        """What a directory of `name`'s ids is valid for: the type's data version, and the
+        transactions this connection rolled back (a directory told of ids a rolled-back write
+        added could otherwise look valid again once another write reaches the same version)."""
+        found = backend.fetchall("SELECT value FROM meta WHERE key = ?", [f"data_version:{name}"])
+        return (int(found[0][0]) if found else 0), backend.rollbacks
 
     def delete_records(
         self,

@@ -62,6 +62,7 @@ class DuckDBBackend:
         return self.con.execute(sql, list(params)).fetchall()
 
     _depth = 0  # transactions open: an inner one joins the outer (DuckDB does not nest them)
+    rollbacks = 0  # transactions rolled back (or whose commit failed) on this connection
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -79,10 +80,15 @@ class DuckDBBackend:
             yield
         except BaseException:
             self._depth = 0
+            self.rollbacks += 1
             self.con.rollback()
             raise
         self._depth = 0
-        self.con.commit()
+        try:
+            self.con.commit()
+        except BaseException:
+            self.rollbacks += 1
+            raise
 
     def table_exists(self, name: str) -> bool:
         rows = self.fetchall(

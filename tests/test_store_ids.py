@@ -1,0 +1,118 @@
+"""The writer connection's directory of stored ids (heatlens.store.ids): a small group of new
+records is inserted without scanning the table, and no path lets it insert an id twice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from heatlens.ingest import ingest_records, quick
+from heatlens.model import BY_NAME
+from heatlens.settings import Settings
+from heatlens.store import Store, ids
+from heatlens.store.ids import IdDirectory
+from tests.conftest import record
+
+
+def usage(id_: str, outcome: str = "success") -> dict[str, Any]:
+    return record(
+        "usage", id=id_, ts="2026-03-02T10:00:00Z", capability="ci", team="t", outcome=outcome
+    )
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> str:
+    return f"duckdb:///{tmp_path / 'ids.duckdb'}"
+
+
+@pytest.fixture
+def duck(path: str) -> Iterator[Store]:
+    with Store.open(path) as s:
+        yield s
+
+
+def insert_new(store: Store, *names: str) -> int | None:
+    """Store.insert_new as the server's writer calls it, for usage records with these ids."""
+    tables = quick.by_part([(0, usage(n)) for n in names])
+    assert tables is not None
+    data = tables["usage"]
+    data = data.append_column("__source", pa.array(["api"] * data.num_rows, pa.string()))
+    return store.insert_new(BY_NAME["usage"], data, quick.stored_columns("usage"))
+
+
+def id_counts(store: Store) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in store.rows("usage"):
+        counts[row["id"]] = counts.get(row["id"], 0) + 1
+    return counts
+
+
+def test_the_directory_knows_what_it_read_and_was_told() -> None:
+    read = IdDirectory.read((1, 0), [pa.record_batch([pa.array(["a", "b"])], names=["id"])])
+    assert read.maybe_stored(["a", "b", "c"]) == [True, True, False]
+    read.added(["c"], (2, 0))
+    assert read.maybe_stored(["c", "d"]) == [True, False]
+    assert read.stamp == (2, 0) and len(read) == 3
+    empty = IdDirectory.read((0, 0), [])
+    assert empty.maybe_stored(["a"]) == [False] and len(empty) == 0
+
+
+def test_ids_told_in_great_numbers_are_merged_and_still_known(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ids, "_MERGE_AT", 3)
+    directory = IdDirectory.read((0, 0), [])
+    directory.added(["a", "b"], (1, 0))
+    directory.added(["c", "d"], (2, 0))  # four aside: merged into the sorted part
+    assert directory.maybe_stored(["a", "b", "c", "d", "e"]) == [True] * 4 + [False]
+
+
+def test_new_ids_are_inserted_and_a_stored_one_refuses_the_group(duck: Store) -> None:
+    assert insert_new(duck, "a", "b") == 1
+    assert insert_new(duck, "c", "a") is None  # a is stored: nothing of the group written
+    assert insert_new(duck, "c") == 2
+    assert id_counts(duck) == {"a": 1, "b": 1, "c": 1}
+
+
+def test_ids_stored_by_another_path_or_connection_are_never_inserted_again(
+    duck: Store, path: str, settings: Settings
+) -> None:
+    assert insert_new(duck, "a") == 1  # the directory is read and told of a
+    ingest_records(duck, [usage("x")], settings, source="api")  # the merge path, same store
+    assert insert_new(duck, "x") is None
+    with Store.open(path) as other:  # another connection of this process
+        ingest_records(other, [usage("y")], settings, source="api")
+    assert insert_new(duck, "y") is None
+    assert id_counts(duck) == {"a": 1, "x": 1, "y": 1}
+
+
+def test_a_rolled_back_insert_does_not_leave_the_directory_looking_current(
+    duck: Store, settings: Settings
+) -> None:
+    assert insert_new(duck, "a") == 1
+    with pytest.raises(RuntimeError), duck.transaction():
+        assert insert_new(duck, "gone") == 2  # told to the directory, then rolled back
+        raise RuntimeError("the group failed after its insert")
+    assert duck.data_version() == 1
+    # the merge path stores x and brings usage to version 2 again: the same version the
+    # directory was told of — but with x, which it never saw
+    ingest_records(duck, [usage("x")], settings, source="api")
+    assert duck.type_versions()["usage"] == 2
+    assert insert_new(duck, "x") is None
+    assert insert_new(duck, "gone") == 3  # rolled back: not stored, so new
+    assert id_counts(duck) == {"a": 1, "gone": 1, "x": 1}
+
+
+def test_rows_by_id_skip_the_table_for_ids_the_directory_rules_out(
+    duck: Store, path: str, settings: Settings
+) -> None:
+    assert insert_new(duck, "a", "b") == 1
+    assert [r["id"] for r in duck.rows("usage", ids=["b", "nope"])] == ["b"]
+    assert duck.rows("usage", ids=["nope"]) == []
+    with Store.open(path) as other:  # stored behind the directory's back: still found
+        ingest_records(other, [usage("z")], settings, source="api")
+    assert [r["id"] for r in duck.rows("usage", ids=["z"])] == ["z"]
