@@ -49,8 +49,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-import httpx
 import duckdb
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the one way tests and benchmarks start a server
