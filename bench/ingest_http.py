@@ -43,7 +43,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,9 +136,17 @@ def records(tag: str, batch: int) -> Callable[[int], Request]:
     return make
 
 
-async def _load(url: str, make: Callable[[int], Request], clients: int, seconds: float) -> Row:
-    """`clients` connections posting back to back for `seconds`; every answer must be a 2xx."""
-    counter = itertools.count()
+async def _load(
+    url: str,
+    make: Callable[[int], Request],
+    clients: int,
+    seconds: float,
+    counter: Iterator[int],
+) -> Row:
+    """`clients` connections posting back to back for `seconds`; every answer must be a 2xx.
+    `counter` numbers the requests: every request of a workload (its warm-up included) is a new
+    event — a replayed one would be a duplicate (a webhook's delivery id) or an unchanged record,
+    which the server answers by another path."""
     latencies: list[float] = []
     failures: list[str] = []
     sent = [0, 0]  # requests, records
@@ -179,8 +187,10 @@ async def _load(url: str, make: Callable[[int], Request], clients: int, seconds:
 def measure(
     workload: str, target: str, url: str, make: Callable[[int], Request], clients: int, s: float
 ) -> Row:
-    asyncio.run(_load(url, make, clients, min(1.5, s / 4)))  # warm up: code paths, first rows
-    row = asyncio.run(_load(url, make, clients, s))
+    counter = itertools.count()
+    # warm up: code paths, first rows
+    asyncio.run(_load(url, make, clients, min(1.5, s / 4), counter))
+    row = asyncio.run(_load(url, make, clients, s, counter))
     row.workload, row.target = workload, target
     print(
         f"{workload:<28} {target:<8} {row.requests_s:>8,.0f} requests/s {row.records_s:>9,.0f} "
