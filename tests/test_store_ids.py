@@ -116,3 +116,23 @@ def test_rows_by_id_skip_the_table_for_ids_the_directory_rules_out(
     with Store.open(path) as other:  # stored behind the directory's back: still found
         ingest_records(other, [usage("z")], settings, source="api")
     assert [r["id"] for r in duck.rows("usage", ids=["z"])] == ["z"]
+
+
+def test_writes_of_the_same_connection_keep_the_directory_without_reading_it_again(
+    duck: Store, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[tuple[int, int]] = []
+    real = IdDirectory.read.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[IdDirectory], stamp: tuple[int, int], batches: Any) -> IdDirectory:
+        reads.append(stamp)
+        return real(cls, stamp, batches)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(IdDirectory, "read", classmethod(counted))
+    assert insert_new(duck, "a") == 1
+    ingest_records(duck, [usage("x"), usage("a", "failure")], settings, source="api")  # merge
+    duck.delete_records(BY_NAME["usage"], ids=["a"])
+    assert insert_new(duck, "x") is None  # the merge told the directory of x
+    assert insert_new(duck, "a") == 4  # deleted: may be stored, so looked up, and new again
+    assert reads == [(0, 0)]  # read once, at the first insert
+    assert id_counts(duck) == {"a": 1, "x": 1}

@@ -179,11 +179,18 @@ class Store:
             out[t.name] = found.get(f"data_version:{t.name}", 0)
         return out
 
-    def _bump(self, types: Sequence[str] = ()) -> int:
+    def _bump(
+        self, types: Sequence[str] = (), added: Mapping[str, Sequence[str]] | None = None
+    ) -> int:
         """Bump the data version; the types named (none: every type) get it as their own (the
         caches of the model key on them). The new data version: one statement (a write of a
-        few records pays for each of its statements)."""
-        keys = ["data_version", *(f"data_version:{n}" for n in types or BY_NAME)]
+        few records pays for each of its statements).
+
+        `added`: the ids the write stored, by type, for this connection's directories of stored
+        ids (heatlens.store.ids), which stay current through it (a write that only removed ids
+        gives none: a directory may hold more than is stored)."""
+        names = list(types or BY_NAME)
+        keys = ["data_version", *(f"data_version:{n}" for n in names)]
         rows = self._backend.fetchall(
             "INSERT INTO meta SELECT k.key, v.value FROM (SELECT CAST(CAST(value AS BIGINT) + 1 "
             "AS TEXT) AS value FROM meta WHERE key = 'data_version') AS v CROSS JOIN (VALUES "
@@ -191,7 +198,14 @@ class Store:
             "value = excluded.value RETURNING value",
             keys,
         )
-        return int(rows[0][0])
+        version = int(rows[0][0])
+        if isinstance(self._backend, DuckDBBackend):
+            for name in names:
+                directory = self._ids.get(name)
+                if directory is not None:
+                    ids = (added or {}).get(name, ())
+                    directory.added(ids, (version, self._backend.rollbacks))
+        return version
 
     # -- the model's tables (heatlens.metrics.model) ------------------------------------------
 
@@ -600,16 +614,21 @@ class Store:
         now = datetime.now(UTC)
         with self._backend.transaction():
             changed: set[str] = set()
+            added: dict[str, list[str]] = {}  # for the directories of stored ids (see _bump)
             for batch in batches:
+                name = batch.rtype.name
                 cols = [*batch.rtype.field_names, PART]
                 stage = self._backend.adopt_stage(staging, batch.table, batch.rtype.table, cols)
+                if name in self._ids:
+                    ids = self._backend.fetchall(f"SELECT id FROM {stage}")
+                    added.setdefault(name, []).extend(str(i) for (i,) in ids)
                 by_part = merge(self._backend, batch, stage, parts, now)
                 for part, c in by_part.items():
-                    counts[parts[part].input].setdefault(batch.rtype.name, WriteCounts()).add(c)
+                    counts[parts[part].input].setdefault(name, WriteCounts()).add(c)
                     if c.inserted or c.updated:
-                        changed.add(batch.rtype.name)
+                        changed.add(name)
             if changed:
-                self._bump(sorted(changed))
+                self._bump(sorted(changed), added)
             for name, state in (sync_state or {}).items():
                 self._put_sync_state(name, state, now)
         return counts
@@ -648,8 +667,7 @@ class Store:
                 [(inserted,)] = self._backend.fetchall(insert, [datetime.now(UTC)])
                 if not inserted:
                     return None
-                version = self._bump([rtype.name])
-                directory.added(ids, (version, self._backend.rollbacks))
+                version = self._bump([rtype.name], {rtype.name: ids})
         finally:
             con.unregister(view)
         return version
