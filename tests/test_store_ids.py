@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+import heatlens.store as store_module
 from heatlens.ingest import ingest_records, quick
 from heatlens.model import BY_NAME
 from heatlens.settings import Settings
@@ -136,3 +137,31 @@ def test_writes_of_the_same_connection_keep_the_directory_without_reading_it_aga
     assert insert_new(duck, "a") == 4  # deleted: may be stored, so looked up, and new again
     assert reads == [(0, 0)]  # read once, at the first insert
     assert id_counts(duck) == {"a": 1, "x": 1}
+
+
+def test_a_connection_keeping_ids_writes_new_ids_without_looking_them_up(
+    path: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told: list[bool] = []
+    real = store_module.merge
+
+    def spy(*args: Any, none_stored: bool = False) -> Any:
+        told.append(none_stored)
+        return real(*args, none_stored=none_stored)
+
+    monkeypatch.setattr(store_module, "merge", spy)
+    with Store.open(path) as kept:
+        kept.keep_ids = True  # as a server's writer connection
+        first = ingest_records(kept, [usage("a"), usage("b")], settings, source="api")
+        second = ingest_records(kept, [usage("c"), usage("d")], settings, source="api")
+        # a is stored: the merge looks its row up, and counts it updated
+        third = ingest_records(kept, [usage("a", "failure"), usage("e")], settings, source="api")
+        assert told == [True, True, False]
+        c = [r.counts["usage"] for r in (first, second, third)]
+        assert [(x.inserted, x.updated, x.unchanged) for x in c] == [
+            (2, 0, 0),
+            (2, 0, 0),
+            (1, 1, 0),
+        ]
+        assert id_counts(kept) == {i: 1 for i in "abcde"}
+        assert [r["outcome"] for r in kept.rows("usage", ids=["a"])] == ["failure"]

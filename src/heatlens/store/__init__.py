@@ -67,8 +67,10 @@ class Store:
     _backend: DuckDBBackend | PostgresBackend
     read_only: bool = False
     _ibis: Any = field(default=None, repr=False)
-    # the stored ids' hashes of the types this connection wrote with insert_new (DuckDB only)
+    # the stored ids' hashes of the types this connection wrote with insert_new — or wrote at
+    # all, with `keep_ids` (a server's writer connection) — on DuckDB (heatlens.store.ids)
     _ids: dict[str, IdDirectory] = field(default_factory=dict, repr=False)
+    keep_ids: bool = False
 
     @classmethod
     def open(cls, url: str, *, read_only: bool = False) -> Store:
@@ -619,10 +621,14 @@ class Store:
                 name = batch.rtype.name
                 cols = [*batch.rtype.field_names, PART]
                 stage = self._backend.adopt_stage(staging, batch.table, batch.rtype.table, cols)
-                if name in self._ids:
-                    ids = self._backend.fetchall(f"SELECT id FROM {stage}")
-                    added.setdefault(name, []).extend(str(i) for (i,) in ids)
-                by_part = merge(self._backend, batch, stage, parts, now)
+                none_stored = False
+                directory = self._kept_ids(batch.rtype)
+                if directory is not None:
+                    ids = [str(i) for (i,) in self._backend.fetchall(f"SELECT id FROM {stage}")]
+                    # (ids an earlier batch of the write staged are not in the directory yet)
+                    none_stored = name not in added and not any(directory.maybe_stored(ids))
+                    added.setdefault(name, []).extend(ids)
+                by_part = merge(self._backend, batch, stage, parts, now, none_stored=none_stored)
                 for part, c in by_part.items():
                     counts[parts[part].input].setdefault(name, WriteCounts()).add(c)
                     if c.inserted or c.updated:
@@ -671,6 +677,15 @@ class Store:
         finally:
             con.unregister(view)
         return version
+
+    def _kept_ids(self, rtype: RecordType) -> IdDirectory | None:
+        """The directory of `rtype`'s stored ids when this connection keeps one (see `_ids`)."""
+        backend = self._backend
+        if not isinstance(backend, DuckDBBackend):
+            return None
+        if rtype.name not in self._ids and not self.keep_ids:
+            return None
+        return self._id_directory(backend.con, rtype)
 
     def _id_directory(self, con: duckdb.DuckDBPyConnection, rtype: RecordType) -> IdDirectory:
         """The directory of `rtype`'s stored ids (heatlens.store.ids), read again when the

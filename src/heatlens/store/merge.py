@@ -56,10 +56,17 @@ class WriteCounts:
 
 
 def merge(
-    b: Backend, batch: Staged, stage: str, parts: Sequence[Part], now: datetime
+    b: Backend,
+    batch: Staged,
+    stage: str,
+    parts: Sequence[Part],
+    now: datetime,
+    *,
+    none_stored: bool = False,
 ) -> dict[int, WriteCounts]:
     """Merge one type's stage into its table; counts per part. Whether a record changed is
-    decided here, and only here."""
+    decided here, and only here. `none_stored`: the caller knows that the table holds none of
+    the staged ids (heatlens.store.ids), so no row need be looked up."""
     if b.dialect == "postgres":
         return _merge_postgres(b, batch, stage, parts, now)
     rtype = batch.rtype
@@ -76,8 +83,8 @@ def merge(
     # DuckDB replaces a temporary table in one statement; Postgres drops it first
     duck = b.dialect == "duckdb"
     create = "CREATE OR REPLACE TEMP TABLE" if duck else "CREATE TEMP TABLE"
-    if not chain and not stored:
-        # a bulk load into an empty table: every row is new
+    if not chain and (not stored or none_stored):
+        # a bulk load into an empty table, or of ids it does not hold: every row is new
         if len(batch.parts) == 1:
             staged = b.fetchall(f"SELECT count(*) FROM {q(stage)}")[0][0]
             found = [(batch.parts[0], staged)] if staged else []

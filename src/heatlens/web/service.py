@@ -96,6 +96,9 @@ class Service:
         the quick connection and the readers, and start the writer (at app startup)."""
         if self._writer_store is None:
             self._writer_store = Store.open(self.store_url)
+            # the only writer of a DuckDB file: it keeps the stored ids in memory instead of
+            # scanning a table for every small write (heatlens.store.ids)
+            self._writer_store.keep_ids = True
             self._quick = Store.open(self.store_url)
             self._shared = Store.open(self.store_url)
             for _ in range(self.settings.server_read_connections):
