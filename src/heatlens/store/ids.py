@@ -22,8 +22,11 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pyarrow as pa
 
-# new hashes are kept aside and merged into the sorted array once there are this many
+# new hashes are kept aside in a set, and sorted into a level of their own once there are this
+# many; a level is merged with the one before while that one is not much larger, so merges of
+# the big first level (the stored ids as read) stay rare and a lookup searches a few levels
 _MERGE_AT = 65_536
+_LEVEL_RATIO = 4
 
 
 class IdDirectory:
@@ -32,7 +35,7 @@ class IdDirectory:
 
     def __init__(self, stamp: tuple[int, int], hashes: np.ndarray) -> None:
         self.stamp = stamp
-        self._sorted = np.sort(hashes)
+        self._levels = [np.sort(hashes)]  # sorted arrays, from the largest
         self._recent: set[int] = set()
 
     @classmethod
@@ -45,17 +48,18 @@ class IdDirectory:
         return cls(stamp, np.concatenate(parts) if parts else np.empty(0, np.int64))
 
     def __len__(self) -> int:
-        return len(self._sorted) + len(self._recent)
+        return sum(len(level) for level in self._levels) + len(self._recent)
 
     def maybe_stored(self, ids: Sequence[str]) -> list[bool]:
         """For each id: whether it may be stored (False: surely not)."""
         if not ids:
             return []
         wanted = np.fromiter(map(hash, ids), np.int64, len(ids))
-        at = np.searchsorted(self._sorted, wanted)
-        inside = at < len(self._sorted)
         found = np.zeros(len(wanted), dtype=bool)
-        found[inside] = self._sorted[at[inside]] == wanted[inside]
+        for level in self._levels:
+            at = np.searchsorted(level, wanted)
+            inside = at < len(level)
+            found[inside] |= level[at[inside]] == wanted[inside]
         recent = self._recent
         return [bool(f) or int(h) in recent for f, h in zip(found, wanted, strict=True)]
 
@@ -63,7 +67,11 @@ class IdDirectory:
         """These ids were stored by the write that made `stamp`."""
         self._recent.update(map(hash, ids))
         self.stamp = stamp
-        if len(self._recent) >= _MERGE_AT:
-            merged = np.concatenate([self._sorted, np.fromiter(self._recent, np.int64)])
-            self._sorted = np.sort(merged)
-            self._recent = set()
+        if len(self._recent) < _MERGE_AT:
+            return
+        levels = self._levels
+        levels.append(np.sort(np.fromiter(self._recent, np.int64, len(self._recent))))
+        self._recent = set()
+        while len(levels) > 1 and len(levels[-2]) < _LEVEL_RATIO * len(levels[-1]):
+            last = levels.pop()
+            levels[-1] = np.sort(np.concatenate([levels[-1], last]), kind="stable")
