@@ -16,6 +16,7 @@ from heatlens.model import BY_NAME
 from heatlens.settings import Settings
 from heatlens.store import Store, ids
 from heatlens.store.ids import IdDirectory
+from heatlens.web.service import Service
 from tests.conftest import record
 
 
@@ -165,3 +166,49 @@ def test_a_connection_keeping_ids_writes_new_ids_without_looking_them_up(
         ]
         assert id_counts(kept) == {i: 1 for i in "abcde"}
         assert [r["outcome"] for r in kept.rows("usage", ids=["a"])] == ["failure"]
+
+
+def test_a_directory_read_by_another_connection_is_adopted_while_still_current(
+    duck: Store, path: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest_records(duck, [usage("a"), usage("b")], settings, source="api")
+    with Store.open(path) as reader:
+        directory = reader.read_id_directory("usage")
+        assert directory is not None and len(directory) == 2
+        duck.adopt_ids("usage", directory)
+        stale = reader.read_id_directory("usage")
+    reads: list[tuple[int, int]] = []
+    real = IdDirectory.read.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[IdDirectory], stamp: tuple[int, int], batches: Any) -> IdDirectory:
+        reads.append(stamp)
+        return real(cls, stamp, batches)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(IdDirectory, "read", classmethod(counted))
+    assert insert_new(duck, "a") is None and insert_new(duck, "c") == 2
+    assert reads == []  # the adopted directory answered
+    # read before c was stored: adopted by a fresh connection, it is out of date and re-read
+    with Store.open(path) as fresh:
+        assert stale is not None
+        fresh.adopt_ids("usage", stale)
+        assert insert_new(fresh, "c") is None
+    assert reads == [(2, 0)]
+    assert id_counts(duck) == {"a": 1, "b": 1, "c": 1}
+
+
+def test_a_server_reads_the_stored_ids_ahead_of_its_first_write(
+    path: str, settings: Settings
+) -> None:
+    with Store.open(path) as setup:
+        ingest_records(setup, [usage("a"), usage("b"), usage("c")], settings, source="api")
+    service = Service(settings, path)
+    service.open()
+    try:
+        thread = service.read_ids_ahead()
+        assert thread is not None
+        thread.join(60)
+        writer = service._ingest_store()
+        assert writer.keep_ids and len(writer._ids["usage"]) == 3
+        assert writer._ids["usage"].maybe_stored(["a", "z"]) == [True, False]
+    finally:
+        service.close()

@@ -678,6 +678,24 @@ class Store:
             con.unregister(view)
         return version
 
+    def read_id_directory(self, type_name: str) -> IdDirectory | None:
+        """This connection's reading of a type's stored ids, for the writer connection of the
+        process to adopt (`adopt_ids`) before its first write needs them; None off DuckDB."""
+        backend = self._backend
+        if not isinstance(backend, DuckDBBackend):
+            return None
+        with backend.transaction():  # one snapshot: the version and the ids agree
+            version, _ = self._id_stamp(backend, type_name)
+            reader = backend.con.execute(f"SELECT id FROM {q(BY_NAME[type_name].table)}")
+            return IdDirectory.read((version, -1), reader.to_arrow_reader())
+
+    def adopt_ids(self, type_name: str, directory: IdDirectory) -> None:
+        """Keep a directory another connection read (`read_id_directory`) as this one's, unless
+        it has one: valid while the type's data version is the one it was read at."""
+        if isinstance(self._backend, DuckDBBackend) and type_name not in self._ids:
+            directory.stamp = (directory.stamp[0], self._backend.rollbacks)
+            self._ids.setdefault(type_name, directory)
+
     def _kept_ids(self, rtype: RecordType) -> IdDirectory | None:
         """The directory of `rtype`'s stored ids when this connection keeps one (see `_ids`)."""
         backend = self._backend

@@ -66,6 +66,7 @@ def create_app(
         scheduler.start()
         # the engine's model, built in the background: the server answers meanwhile
         service.warmer.start()
+        service.read_ids_ahead()
         try:
             yield
         finally:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import queue
 import threading
 import time
@@ -40,6 +41,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
+from heatlens.model import RECORD_TYPES
 from heatlens.settings import Settings
 from heatlens.store import Store, parse_store_url
 from heatlens.store.tokens import TokenCache
@@ -47,6 +49,7 @@ from heatlens.web.limits import Limiter, RateLimiter, SharedRateLimiter
 from heatlens.web.warm import ModelWarmer
 from heatlens.web.writer import Hook, Outcome, Writer
 
+log = logging.getLogger("heatlens.web")
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -98,7 +101,7 @@ class Service:
             self._writer_store = Store.open(self.store_url)
             # the only writer of a DuckDB file: it keeps the stored ids in memory instead of
             # scanning a table for every small write (heatlens.store.ids)
-            self._writer_store.keep_ids = True
+            self._writer_store.keep_ids = parse_store_url(self.store_url).dialect == "duckdb"
             self._quick = Store.open(self.store_url)
             self._shared = Store.open(self.store_url)
             for _ in range(self.settings.server_read_connections):
@@ -121,6 +124,28 @@ class Service:
         self._writer_store = self._quick = self._shared = None
         self._readers = []
         self._free = queue.Queue()
+
+    def read_ids_ahead(self) -> threading.Thread | None:
+        """Read the writer connection's directories of stored ids (heatlens.store.ids) from a
+        read connection, in a thread of their own, so that the first writes after start do not
+        wait for them (about 5 s at 10 M records); the thread, or None when nothing is read."""
+        writer = self._writer_store
+        if writer is None or not writer.keep_ids:
+            return None
+
+        def run() -> None:
+            try:
+                for name in (rtype.name for rtype in RECORD_TYPES):
+                    read = functools.partial(Store.read_id_directory, type_name=name)
+                    directory = self.read(read)
+                    if directory is not None:
+                        writer.adopt_ids(name, directory)
+            except Exception as exc:  # the writer reads them itself when it needs them
+                log.warning("could not read the stored ids ahead: %s", exc)
+
+        thread = threading.Thread(target=run, name="heatlens-ids", daemon=True)
+        thread.start()
+        return thread
 
     def _ingest_store(self) -> Store:
         if self._writer_store is None:
