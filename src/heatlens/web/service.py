@@ -134,12 +134,13 @@ class Service:
             return None
 
         def run() -> None:
+            # on a connection of its own: not one of the pages' readers, nor metered as theirs
             try:
-                for name in (rtype.name for rtype in RECORD_TYPES):
-                    read = functools.partial(Store.read_id_directory, type_name=name)
-                    directory = self.read(read)
-                    if directory is not None:
-                        writer.adopt_ids(name, directory)
+                with Store.open(self.store_url) as store:
+                    for rtype in RECORD_TYPES:
+                        directory = store.read_id_directory(rtype.name)
+                        if directory is not None:
+                            writer.adopt_ids(rtype.name, directory)
             except Exception as exc:  # the writer reads them itself when it needs them
                 log.warning("could not read the stored ids ahead: %s", exc)
 
