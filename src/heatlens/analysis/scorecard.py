@@ -148,8 +148,10 @@ def scorecard(
     ratios = (ADOPTION, TASK_SUCCESS)
     spans = periods(grain, previous, end, tz)
 
+    # the scorecard shows rows only: no warnings are computed (Request.warnings)
     def ask(by: tuple[str, ...], metrics: tuple[str, ...]) -> list[Row]:
-        return compute(tables, Request(grain, previous, end, by, metrics, now), settings).rows
+        request = Request(grain, previous, end, by, metrics, now, warnings=False)
+        return compute(tables, request, settings).rows
 
     def waves(by: tuple[str, ...]) -> Any:
         return complete_waves(tables, settings, (HAPPINESS,), by, end)[HAPPINESS]
@@ -164,7 +166,7 @@ def scorecard(
         ),
         None: _Source(ask((), usage), ask(("team",), ratios), waves(()), waves(("team",))),
     }
-    dora = compute(tables, Request(grain, period, end, (), DORA, now), settings)
+    dora = compute(tables, Request(grain, period, end, (), DORA, now, warnings=False), settings)
     durations = _durations(tables, settings, spans)
     pooled: Durations = defaultdict(dict)
     for (_, day), teams in durations.items():
