@@ -114,22 +114,65 @@ def quantile_change(
     engine's quantile rule: `linear` (interpolation, NumPy's default) or `lower`
     (sorted[floor((n−1)·q)]). None when either period has no observations.
     """
+    return pooled_quantile_change(
+        Pool.of(before), Pool.of(after), q=q, method=method, seed=seed, resamples=resamples
+    )
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The observations of one period: `values` sorted ascending, `owner[i]` the index in
+    `teams` of the team `values[i]` is from. (The order among equal values does not matter: a
+    quantile of a weighted pool depends on the values only.)"""
+
+    values: NDArray[np.float64]
+    owner: NDArray[np.int64]
+    teams: tuple[Team, ...]
+
+    @classmethod
+    def of(cls, period: Mapping[Team, ArrayLike]) -> Pool:
+        """The pool of a mapping of each team to its observations."""
+        arrays = {t: np.asarray(v, dtype=np.float64).ravel() for t, v in period.items()}
+        teams = _teams(t for t, v in arrays.items() if v.size)
+        values, owner = _sorted_pool(arrays, teams)
+        return cls(values, owner, tuple(teams))
+
+
+EMPTY_POOL = Pool(np.empty(0), np.empty(0, dtype=np.int64), ())
+
+
+def pooled_quantile_change(
+    before: Pool,
+    after: Pool,
+    *,
+    q: float = 0.5,
+    method: Method = "linear",
+    seed: int = 0,
+    resamples: int = RESAMPLES,
+) -> Change | None:
+    """`quantile_change` of two pools (teams resampled the same way: the teams with
+    observations in either period, in `_teams` order)."""
     if method not in ("linear", "lower"):
         raise ValueError(f"unknown quantile method {method!r}: expected 'linear' or 'lower'")
-    arrays = [
-        {t: np.asarray(v, dtype=np.float64).ravel() for t, v in period.items()}
-        for period in (before, after)
-    ]
-    teams = _teams(t for period in arrays for t, v in period.items() if v.size)
-    pooled = [_sorted_pool(period, teams) for period in arrays]
-    if any(values.size == 0 for values, _ in pooled):
+    if before.values.size == 0 or after.values.size == 0:
         return None
-    before_q, after_q = (np.quantile(v, q, method=method) for v, _ in pooled)
+    present = [{pool.teams[i] for i in np.unique(pool.owner).tolist()} for pool in (before, after)]
+    teams = _teams(present[0] | present[1])
+    index = {t: i for i, t in enumerate(teams)}
+    # each pool's owners as indices into the teams of both periods
+    owners = [
+        np.array([index.get(t, -1) for t in pool.teams], dtype=np.int64)[pool.owner]
+        for pool in (before, after)
+    ]
+    before_q, after_q = (np.quantile(p.values, q, method=method) for p in (before, after))
     delta = float(after_q - before_q)
     if len(teams) < 2:
         return Change(delta, None, False)
     drawn = _drawn(len(teams), seed, resamples)
-    stats = [_weighted_quantiles(drawn, v, g, q, method) for v, g in pooled]
+    stats = [
+        _weighted_quantiles(drawn, p.values, owner, q, method)
+        for p, owner in zip((before, after), owners, strict=True)
+    ]
     return _change(delta, stats[1] - stats[0])
 
 
