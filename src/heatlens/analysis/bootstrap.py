@@ -92,7 +92,7 @@ def ratio_change(
     if len(teams) < 2:
         return Change(delta, None, False)
     counts = _drawn(len(teams), seed, resamples).counts
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"), _one_blas_thread():
         # a resample drawing no team with data in a period has no statistic there: NaN, dropped
         diffs = (counts @ x1) / (counts @ d1) - (counts @ x0) / (counts @ d0)
     return _change(delta, diffs)
@@ -279,9 +279,11 @@ def _order_statistics(
 
 
 def _one_blas_thread() -> Any:
-    """Run a matrix product on one BLAS thread: OpenBLAS's helper threads spin between calls,
-    taking the cores the rest of the page (and the server's other requests) needs; a product
-    of this size gains nothing from them."""
+    """Run matrix products on one BLAS thread. Products of this size gain little from more,
+    and on a busy machine they lose a lot: each product waits for every helper thread, and one
+    that is not scheduled stalls it (a 1,000 × 500 product then takes milliseconds, not
+    microseconds), while helpers spinning between products take the cores the rest of the page
+    and the server's other requests need."""
     global _CONTROLLER
     if _CONTROLLER is None:
         _CONTROLLER = ThreadpoolController()
