@@ -13,7 +13,6 @@ read from the engine's resolved usage (the same team resolution and the same fil
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import defaultdict
 from collections.abc import Callable
@@ -23,7 +22,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from numpy.typing import NDArray
 
 from heatlens.analysis.bootstrap import (
     EMPTY_POOL,
@@ -289,8 +287,9 @@ def _durations(
 ) -> tuple[Durations, Durations]:
     """Durations of successful usage per (capability, period), and per (None, period) of every
     capability pooled, with their teams — exactly the observations of
-    `efficiency.task_duration_p50`, with the engine's team resolution (one query; the rows are
-    grouped and sorted here, which is quicker than sorting strings in the engine)."""
+    `efficiency.task_duration_p50`, with the engine's team resolution. One query, a list of
+    durations per (period, capability, team) in (period, capability) order, so no string comes
+    back per observation; each pool is then sorted here."""
     frame = Frame.load(tables, settings)
     kept = frame.kept_usage()  # the model's resolved usage, when the store keeps it
     usage = frame.usage() if kept is None else kept
@@ -299,43 +298,36 @@ def _durations(
     ok = ok.filter(ok.period.notnull()).select(
         "capability", "period", "team", v=ok.duration_s.cast("float64")
     )
-    found = ok.to_pyarrow()
+    grouped = ok.group_by("period", "capability", "team").aggregate(v=ok.v.collect())
+    found = grouped.order_by("period", "capability", "team").to_pyarrow()
     per_capability: Durations = {}
     overall: Durations = {}
     if not found.num_rows:
         return per_capability, overall
-    values = found.column("v").to_numpy()
-    days, day_names = _codes(found.column("period"))
-    caps, cap_names = _codes(found.column("capability"))
-    owner, team_names = _codes(found.column("team"))
-    teams = tuple(team_names)
-    # rows grouped by (period, capability), periods in order: a stable sort of small codes
-    day_rank = np.argsort(np.argsort(np.array([str(d) for d in day_names])))
-    key = day_rank[days] * len(cap_names) + caps
-    order = np.argsort(key, kind="stable")
-    values, owner, key = values[order], owner[order], key[order]
-    starts = np.flatnonzero(np.diff(key)) + 1
-    bounds = np.concatenate([[0], starts, [values.size]]).tolist()
-    runs: dict[Any, list[tuple[int, int]]] = defaultdict(list)
-    for lo, hi in itertools.pairwise(bounds):
-        group = int(key[lo])
-        day = day_names[days[order[lo]]]
-        cap = cap_names[group % len(cap_names)]
+    lists = found.column("v").combine_chunks()
+    values = lists.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
+    lengths = lists.value_lengths().to_numpy(zero_copy_only=False).astype(np.int64)
+    days = found.column("period").to_pylist()
+    caps = found.column("capability").to_pylist()
+    team_of_group = found.column("team").to_pylist()
+    teams = tuple(dict.fromkeys(team_of_group))  # any order: the bootstrap sorts them
+    index = {t: i for i, t in enumerate(teams)}
+    owner = np.repeat(np.array([index[t] for t in team_of_group], dtype=np.int64), lengths)
+    ends = np.cumsum(lengths).tolist()
+    # groups of one (period, capability) are consecutive: [first group, last group]
+    runs: dict[tuple[Any, date], list[int]] = {}
+    for g, key in enumerate(zip(caps, days, strict=True)):
+        runs.setdefault(key, [g, g])[1] = g
+    by_day: dict[date, list[tuple[int, int]]] = defaultdict(list)
+    for (cap, day), (first, last) in runs.items():
+        lo, hi = ends[first] - int(lengths[first]), ends[last]
         sort = np.argsort(values[lo:hi], kind="stable")
         values[lo:hi], owner[lo:hi] = values[lo:hi][sort], owner[lo:hi][sort]
         per_capability[(cap, day)] = Pool(values[lo:hi], owner[lo:hi], teams)
-        runs[day].append((lo, hi))
-    for day, spans_of_day in runs.items():
-        lo, hi = spans_of_day[0][0], spans_of_day[-1][1]
+        by_day[day].append((lo, hi))
+    for day, slices in by_day.items():
+        lo, hi = slices[0][0], slices[-1][1]
         # sorted runs, one per capability: a stable sort merges them
         merge = np.argsort(values[lo:hi], kind="stable")
         overall[(None, day)] = Pool(values[lo:hi][merge], owner[lo:hi][merge], teams)
     return per_capability, overall
-
-
-def _codes(column: Any) -> tuple[NDArray[np.int64], list[Any]]:
-    """A column as codes into its distinct values (None, for nulls, among them)."""
-    encoded = column.dictionary_encode().combine_chunks()
-    names: list[Any] = encoded.dictionary.to_pylist()
-    codes = encoded.indices.fill_null(len(names)).to_numpy().astype(np.int64)
-    return codes, [*names, None]
