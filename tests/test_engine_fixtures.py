@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -37,8 +38,9 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-def engine_report(store_url: str) -> Callable[..., dict[str, Any]]:
-    """A function with the reference's `report` signature that runs the engine on a store."""
+def engine_report(store_url: str, quiet_too: bool = False) -> Callable[..., dict[str, Any]]:
+    """A function with the reference's `report` signature that runs the engine on a store
+    (`quiet_too`: also without warnings, which must give the same rows and no warnings)."""
 
     def run(
         records: dict[str, list[dict[str, Any]]],
@@ -75,18 +77,19 @@ def engine_report(store_url: str) -> Callable[..., dict[str, Any]]:
         with Store.open(store_url) as store:
             _empty(store)
             ingest_records(store, canonical, s, source="fixture")
-            report = compute(
-                store,
-                Request(
-                    grain,
-                    start,
-                    end,
-                    tuple(by),
-                    tuple(metrics or ()),
-                    now=now or datetime(2030, 1, 1).astimezone(),
-                ),
-                s,
+            request = Request(
+                grain,
+                start,
+                end,
+                tuple(by),
+                tuple(metrics or ()),
+                now=now or datetime(2030, 1, 1).astimezone(),
             )
+            report = compute(store, request, s)
+            if quiet_too:
+                quiet = compute(store, replace(request, warnings=False), s).to_json()
+                assert quiet["rows"] == report.to_json()["rows"]
+                assert quiet["warnings"] == []
         return report.to_json()
 
     return run
@@ -102,6 +105,16 @@ def test_engine_gives_the_hand_computed_answers(
     name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     monkeypatch.setattr(fixtures, "report", engine_report(str(tmp_path / "s.duckdb")))
+    getattr(fixtures, name)()
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_reports_without_warnings_give_the_same_rows(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Request.warnings false (the scorecard, the waves, the overview's DORA): the rows the
+    hand-computed answers hold, and no warnings."""
+    monkeypatch.setattr(fixtures, "report", engine_report(str(tmp_path / "s.duckdb"), True))
     getattr(fixtures, name)()
 
 

@@ -24,10 +24,12 @@ from heatlens.analysis import (
     scorecard,
     team_ratios,
 )
+from heatlens.analysis.scorecard import _durations
 from heatlens.demo import OrgSpec, generate
 from heatlens.errors import ConfigError
 from heatlens.ingest import ingest_arrow, ingest_records
 from heatlens.metrics import Request, compute
+from heatlens.metrics.periods import periods
 from heatlens.report import render_scorecard
 from heatlens.settings import Settings, load_settings
 from heatlens.store import Store
@@ -396,3 +398,39 @@ def test_demo_organisation_scorecard(tmp_path: Path, settings: Settings) -> None
     for score in card.capabilities:
         assert score.capability in text
     assert "DORA · org-wide" in text and "deployment frequency" in text
+
+
+def test_duration_pools_per_capability_and_pooled(make_store: Any, settings: Settings) -> None:
+    """The efficiency bootstrap's observations: each (capability, month)'s successful durations
+    sorted, each with its team; and every capability pooled per month (None: no team)."""
+    records = [
+        *runs("a", FEB, 2, 1, capability="ci", durations=[50.0, 10.0]),
+        *runs("b", FEB, 1, 0, capability="ci", durations=[30.0]),
+        *runs("a", MAR, 1, 0, capability="ci", durations=[20.0]),
+        *runs("b", MAR, 2, 0, capability="docs", durations=[40.0, 5.0]),
+        {
+            "type": "usage",
+            "id": "teamless",
+            "ts": "2026-03-05T10:00:00Z",
+            "capability": "docs",
+            "actor": "nobody",
+            "outcome": "success",
+            "duration_s": 7.0,
+        },
+    ]
+    store = make_store(records)
+    spans = periods("month", FEB, date(2026, 4, 1), ZoneInfo(settings.timezone))
+    per_capability, pooled = _durations(store, settings, spans)
+
+    def shown(pool: Any) -> list[tuple[float, Any]]:
+        return [(float(v), pool.teams[o]) for v, o in zip(pool.values, pool.owner, strict=True)]
+
+    assert {k: shown(p) for k, p in per_capability.items()} == {
+        ("ci", FEB): [(10.0, "a"), (30.0, "b"), (50.0, "a")],
+        ("ci", MAR): [(20.0, "a")],
+        ("docs", MAR): [(5.0, "b"), (7.0, None), (40.0, "b")],
+    }
+    assert {k: shown(p) for k, p in pooled.items()} == {
+        (None, FEB): [(10.0, "a"), (30.0, "b"), (50.0, "a")],
+        (None, MAR): [(5.0, "b"), (7.0, None), (20.0, "a"), (40.0, "b")],
+    }

@@ -7,25 +7,30 @@ recompute the pooled statistic of each period and take the difference. The chang
 when the 95 % percentile interval of those differences excludes 0.
 
 Resamples are vectorised: one (resamples × teams) index matrix becomes a matrix of how often each
-team was drawn; a pooled proportion is then that matrix times the per-team sums, and a pooled
-quantile a binary search run for all resamples at once, so 999 resamples take milliseconds.
+team was drawn (drawn once per team count and seed, and shared by the cells of a scorecard); a
+pooled proportion is then that matrix times the per-team sums, and a pooled quantile a search run
+for all resamples at once (one matrix product over block starts, then a running count inside one
+block), so 999 resamples take milliseconds.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from threadpoolctl import ThreadpoolController
 
 from heatlens.metrics.result import Row
 
 RESAMPLES = 999
 LEVEL = 0.95
-# cells of the per-team count table of a quantile bootstrap: bounds its memory (8 MB)
-CHECKPOINTS = 1 << 20
+# a quantile bootstrap cuts its sorted pool into about sqrt(pool × this ÷ teams) blocks
+BLOCK_BALANCE = 1024
 
 # a team id, or None for records that resolve to no team (Any: Mapping keys are invariant)
 Team = Any
@@ -86,8 +91,8 @@ def ratio_change(
     delta = float(x1.sum() / d1.sum() - x0.sum() / d0.sum())
     if len(teams) < 2:
         return Change(delta, None, False)
-    counts = draw_counts(len(teams), seed, resamples)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    counts = _drawn(len(teams), seed, resamples).counts
+    with np.errstate(divide="ignore", invalid="ignore"), _one_blas_thread():
         # a resample drawing no team with data in a period has no statistic there: NaN, dropped
         diffs = (counts @ x1) / (counts @ d1) - (counts @ x0) / (counts @ d0)
     return _change(delta, diffs)
@@ -109,22 +114,65 @@ def quantile_change(
     engine's quantile rule: `linear` (interpolation, NumPy's default) or `lower`
     (sorted[floor((n−1)·q)]). None when either period has no observations.
     """
+    return pooled_quantile_change(
+        Pool.of(before), Pool.of(after), q=q, method=method, seed=seed, resamples=resamples
+    )
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The observations of one period: `values` sorted ascending, `owner[i]` the index in
+    `teams` of the team `values[i]` is from. (The order among equal values does not matter: a
+    quantile of a weighted pool depends on the values only.)"""
+
+    values: NDArray[np.float64]
+    owner: NDArray[np.int64]
+    teams: tuple[Team, ...]
+
+    @classmethod
+    def of(cls, period: Mapping[Team, ArrayLike]) -> Pool:
+        """The pool of a mapping of each team to its observations."""
+        arrays = {t: np.asarray(v, dtype=np.float64).ravel() for t, v in period.items()}
+        teams = _teams(t for t, v in arrays.items() if v.size)
+        values, owner = _sorted_pool(arrays, teams)
+        return cls(values, owner, tuple(teams))
+
+
+EMPTY_POOL = Pool(np.empty(0), np.empty(0, dtype=np.int64), ())
+
+
+def pooled_quantile_change(
+    before: Pool,
+    after: Pool,
+    *,
+    q: float = 0.5,
+    method: Method = "linear",
+    seed: int = 0,
+    resamples: int = RESAMPLES,
+) -> Change | None:
+    """`quantile_change` of two pools (teams resampled the same way: the teams with
+    observations in either period, in `_teams` order)."""
     if method not in ("linear", "lower"):
         raise ValueError(f"unknown quantile method {method!r}: expected 'linear' or 'lower'")
-    arrays = [
-        {t: np.asarray(v, dtype=np.float64).ravel() for t, v in period.items()}
-        for period in (before, after)
-    ]
-    teams = _teams(t for period in arrays for t, v in period.items() if v.size)
-    pooled = [_sorted_pool(period, teams) for period in arrays]
-    if any(values.size == 0 for values, _ in pooled):
+    if before.values.size == 0 or after.values.size == 0:
         return None
-    before_q, after_q = (np.quantile(v, q, method=method) for v, _ in pooled)
+    present = [{pool.teams[i] for i in np.unique(pool.owner).tolist()} for pool in (before, after)]
+    teams = _teams(present[0] | present[1])
+    index = {t: i for i, t in enumerate(teams)}
+    # each pool's owners as indices into the teams of both periods
+    owners = [
+        np.array([index.get(t, -1) for t in pool.teams], dtype=np.int64)[pool.owner]
+        for pool in (before, after)
+    ]
+    before_q, after_q = (np.quantile(p.values, q, method=method) for p in (before, after))
     delta = float(after_q - before_q)
     if len(teams) < 2:
         return Change(delta, None, False)
-    counts = draw_counts(len(teams), seed, resamples)
-    stats = [_weighted_quantiles(counts, v, g, q, method) for v, g in pooled]
+    drawn = _drawn(len(teams), seed, resamples)
+    stats = [
+        _weighted_quantiles(drawn, p.values, owner, q, method)
+        for p, owner in zip((before, after), owners, strict=True)
+    ]
     return _change(delta, stats[1] - stats[0])
 
 
@@ -142,6 +190,28 @@ def draw_counts(teams: int, seed: int, resamples: int) -> NDArray[np.int64]:
     return flat.reshape(resamples, teams).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class _Draws:
+    """`draw_counts` of one (teams, seed, resamples), read-only, with the forms the quantile
+    search uses: as floats (for the matrix product) and with a last column of zeros (a team
+    index with no draws, for positions past the end of a pool)."""
+
+    counts: NDArray[np.int64]
+    floats: NDArray[np.float64]
+    padded: NDArray[np.int64]
+
+
+@functools.lru_cache(maxsize=8)
+def _drawn(teams: int, seed: int, resamples: int) -> _Draws:
+    """The draws of a scorecard's cells: most share their team count, so they are drawn once."""
+    counts = draw_counts(teams, seed, resamples)
+    padded = np.hstack([counts, np.zeros((resamples, 1), dtype=np.int64)])
+    draws = _Draws(counts, counts.astype(np.float64), padded)
+    for array in (draws.counts, draws.floats, draws.padded):
+        array.flags.writeable = False
+    return draws
+
+
 def _sorted_pool(
     period: Mapping[Team, NDArray[np.float64]], teams: list[Team]
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
@@ -154,7 +224,7 @@ def _sorted_pool(
 
 
 def _weighted_quantiles(
-    counts: NDArray[np.int64],
+    drawn: _Draws,
     values: NDArray[np.float64],
     owner: NDArray[np.int64],
     q: float,
@@ -162,47 +232,71 @@ def _weighted_quantiles(
 ) -> NDArray[np.float64]:
     """The q-quantile of each row's pooled sample, where row r holds `values[i]` counts[r, owner[i]]
     times: the same answer as NumPy's quantile of the repeated values, without repeating them."""
+    counts = drawn.counts
     total = counts @ np.bincount(owner, minlength=counts.shape[1])
     h = (total - 1) * q
     below = np.floor(h).astype(np.int64)
     ranks = np.stack([below, np.minimum(below + 1, total - 1)], axis=1)
-    at = _order_statistics(counts, owner, ranks)
+    at = _order_statistics(drawn, owner, ranks)
     first, second = values[at[:, 0]], values[at[:, 1]]
     stat = first if method == "lower" else first + (h - below) * (second - first)
     return np.where(total > 0, stat, np.nan)
 
 
 def _order_statistics(
-    counts: NDArray[np.int64], owner: NDArray[np.int64], ranks: NDArray[np.int64]
+    drawn: _Draws, owner: NDArray[np.int64], ranks: NDArray[np.int64]
 ) -> NDArray[np.int64]:
     """For each resample r and rank j in ranks[r], the position in the sorted pool of its j-th
     smallest observation (0-based), when team t's observations are repeated counts[r, t] times.
 
-    Two steps, all resamples at once, so the cost never grows with resamples × pool: a binary
-    search over block starts, using how many observations of each team lie before each block
-    (a table of at most CHECKPOINTS cells), then a running count inside the one block found.
+    Two steps, all resamples at once, so the cost never grows with resamples × pool: how many
+    drawn observations lie before each block start (one matrix product of the counts with a
+    small table: how many observations of each team lie before each block start), then a
+    running count inside the one block holding the rank. Every count is an integer far below
+    2**53, so the product in floating point is exact.
     """
-    size, teams = owner.size, counts.shape[1]
-    step = max(1, -(-size * teams // CHECKPOINTS))
+    size, teams = owner.size, drawn.counts.shape[1]
+    blocks = _blocks(size, teams)
+    step = -(-size // blocks)
     blocks = -(-size // step)
     per_block = np.bincount(np.arange(size) // step * teams + owner, minlength=blocks * teams)
-    before = np.cumsum(per_block.reshape(blocks, teams), axis=0) - per_block.reshape(blocks, teams)
+    per_block = per_block.reshape(blocks, teams)
+    before = np.cumsum(per_block, axis=0) - per_block
+    # drawn observations before each block start, per resample: (resamples × blocks)
+    with _one_blas_thread():
+        starts = drawn.floats @ before.T.astype(np.float64)
     # the last block whose start has at most j drawn observations before it holds the j-th
-    lo, hi = np.zeros_like(ranks), np.full_like(ranks, blocks - 1)
-    while np.any(lo < hi):
-        mid = (lo + hi + 1) // 2
-        fits = np.einsum("rkt,rt->rk", before[mid], counts) <= ranks
-        lo = np.where(fits, mid, lo)
-        hi = np.where(fits, hi, np.maximum(mid - 1, lo))
+    # (block 0 starts with none before it)
+    lo = (starts[:, None, :] <= ranks[..., None]).sum(axis=2) - 1
     first = lo * step
     # past the end of the pool: a team index with no draws, so it adds nothing
     padded_owner = np.append(owner, np.full(step, teams))
-    padded_counts = np.hstack([counts, np.zeros((counts.shape[0], 1), dtype=counts.dtype)])
     window = padded_owner[first[..., None] + np.arange(step)]
-    drawn = np.take_along_axis(padded_counts[:, None, :], window, axis=2).cumsum(axis=2)
-    drawn += np.einsum("rkt,rt->rk", before[lo], counts)[..., None]
-    at = first + (drawn <= ranks[..., None]).sum(axis=2)
+    running = np.take_along_axis(drawn.padded[:, None, :], window, axis=2).cumsum(axis=2)
+    running += np.take_along_axis(starts, lo, axis=1).astype(np.int64)[..., None]
+    at = first + (running <= ranks[..., None]).sum(axis=2)
     return np.minimum(at, size - 1)
+
+
+def _one_blas_thread() -> Any:
+    """Run matrix products on one BLAS thread. Products of this size gain little from more,
+    and on a busy machine they lose a lot: each product waits for every helper thread, and one
+    that is not scheduled stalls it (a 1,000 × 500 product then takes milliseconds, not
+    microseconds), while helpers spinning between products take the cores the rest of the page
+    and the server's other requests need."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
+_CONTROLLER: ThreadpoolController | None = None
+
+
+def _blocks(size: int, teams: int) -> int:
+    """How many blocks the sorted pool is cut into: the matrix product grows with blocks ×
+    teams, the running count inside a block with its length; this balances the two."""
+    return max(1, min(size, round(math.sqrt(size * BLOCK_BALANCE / max(teams, 1)))))
 
 
 def _change(delta: float, diffs: NDArray[np.float64]) -> Change:

@@ -22,12 +22,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from numpy.typing import NDArray
 
 from heatlens.analysis.bootstrap import (
+    EMPTY_POOL,
     RESAMPLES,
     Change,
-    quantile_change,
+    Pool,
+    pooled_quantile_change,
     ratio_change,
     team_ratios,
 )
@@ -57,7 +58,8 @@ DORA = (
 # null, so no capability id can be taken for it
 OVERALL = "all capabilities"
 
-Durations = dict[tuple[str | None, date], dict[Any, NDArray[np.float64]]]
+# (capability, or None for the whole organisation; period) → its durations, with their teams
+Durations = dict[tuple[str | None, date], Pool]
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,10 @@ def scorecard(
     ratios = (ADOPTION, TASK_SUCCESS)
     spans = periods(grain, previous, end, tz)
 
+    # the scorecard shows rows only: no warnings are computed (Request.warnings)
     def ask(by: tuple[str, ...], metrics: tuple[str, ...]) -> list[Row]:
-        return compute(tables, Request(grain, previous, end, by, metrics, now), settings).rows
+        request = Request(grain, previous, end, by, metrics, now, warnings=False)
+        return compute(tables, request, settings).rows
 
     def waves(by: tuple[str, ...]) -> Any:
         return complete_waves(tables, settings, (HAPPINESS,), by, end)[HAPPINESS]
@@ -164,13 +168,8 @@ def scorecard(
         ),
         None: _Source(ask((), usage), ask(("team",), ratios), waves(()), waves(("team",))),
     }
-    dora = compute(tables, Request(grain, period, end, (), DORA, now), settings)
-    durations = _durations(tables, settings, spans)
-    pooled: Durations = defaultdict(dict)
-    for (_, day), teams in durations.items():
-        for team, values in teams.items():
-            have = pooled[(None, day)].get(team)
-            pooled[(None, day)][team] = values if have is None else np.concatenate([have, values])
+    dora = compute(tables, Request(grain, period, end, (), DORA, now, warnings=False), settings)
+    durations, pooled = _durations(tables, settings, spans)
 
     def score(name: str, where: dict[str, Any]) -> CapabilityScore:
         source = sources["capability" if where else None]
@@ -199,9 +198,9 @@ def scorecard(
 
             def bootstrap() -> Change | None:
                 if metric == EFFICIENCY:
-                    return quantile_change(
-                        own.get((key, previous), {}),
-                        own.get((key, period), {}),
+                    return pooled_quantile_change(
+                        own.get((key, previous), EMPTY_POOL),
+                        own.get((key, period), EMPTY_POOL),
                         q=CATALOG[metric].q or 0.5,
                         method=settings.quantile,
                         seed=seed,
@@ -283,9 +282,14 @@ def _with_delta(delta: float, boot: Change | None) -> Change:
     return Change(delta, boot.ci, boot.significant and agrees)
 
 
-def _durations(tables: Tables, settings: Settings, spans: list[Period]) -> Durations:
-    """Durations of successful usage per (capability, period) and team — exactly the
-    observations of `efficiency.task_duration_p50`, with the engine's team resolution."""
+def _durations(
+    tables: Tables, settings: Settings, spans: list[Period]
+) -> tuple[Durations, Durations]:
+    """Durations of successful usage per (capability, period), and per (None, period) of every
+    capability pooled, with their teams — exactly the observations of
+    `efficiency.task_duration_p50`, with the engine's team resolution. One query, a list of
+    durations per (period, capability, team) in (period, capability) order, so no string comes
+    back per observation; each pool is then sorted here."""
     frame = Frame.load(tables, settings)
     kept = frame.kept_usage()  # the model's resolved usage, when the store keeps it
     usage = frame.usage() if kept is None else kept
@@ -294,10 +298,36 @@ def _durations(tables: Tables, settings: Settings, spans: list[Period]) -> Durat
     ok = ok.filter(ok.period.notnull()).select(
         "capability", "period", "team", v=ok.duration_s.cast("float64")
     )
-    grouped = ok.to_pyarrow().group_by(["capability", "period", "team"]).aggregate([("v", "list")])
-    out: Durations = defaultdict(dict)
-    caps, days, teams = (grouped.column(c).to_pylist() for c in ("capability", "period", "team"))
-    lists = grouped.column("v_list")
-    for i, (capability, day, team) in enumerate(zip(caps, days, teams, strict=True)):
-        out[(capability, day)][team] = lists[i].values.to_numpy(zero_copy_only=False)
-    return out
+    grouped = ok.group_by("period", "capability", "team").aggregate(v=ok.v.collect())
+    found = grouped.order_by("period", "capability", "team").to_pyarrow()
+    per_capability: Durations = {}
+    overall: Durations = {}
+    if not found.num_rows:
+        return per_capability, overall
+    lists = found.column("v").combine_chunks()
+    values = lists.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
+    lengths = lists.value_lengths().to_numpy(zero_copy_only=False).astype(np.int64)
+    days = found.column("period").to_pylist()
+    caps = found.column("capability").to_pylist()
+    team_of_group = found.column("team").to_pylist()
+    teams = tuple(dict.fromkeys(team_of_group))  # any order: the bootstrap sorts them
+    index = {t: i for i, t in enumerate(teams)}
+    owner = np.repeat(np.array([index[t] for t in team_of_group], dtype=np.int64), lengths)
+    ends = np.cumsum(lengths).tolist()
+    # groups of one (period, capability) are consecutive: [first group, last group]
+    runs: dict[tuple[Any, date], list[int]] = {}
+    for g, key in enumerate(zip(caps, days, strict=True)):
+        runs.setdefault(key, [g, g])[1] = g
+    by_day: dict[date, list[tuple[int, int]]] = defaultdict(list)
+    for (cap, day), (first, last) in runs.items():
+        lo, hi = ends[first] - int(lengths[first]), ends[last]
+        sort = np.argsort(values[lo:hi], kind="stable")
+        values[lo:hi], owner[lo:hi] = values[lo:hi][sort], owner[lo:hi][sort]
+        per_capability[(cap, day)] = Pool(values[lo:hi], owner[lo:hi], teams)
+        by_day[day].append((lo, hi))
+    for day, slices in by_day.items():
+        lo, hi = slices[0][0], slices[-1][1]
+        # sorted runs, one per capability: a stable sort merges them
+        merge = np.argsort(values[lo:hi], kind="stable")
+        overall[(None, day)] = Pool(values[lo:hi][merge], owner[lo:hi][merge], teams)
+    return per_capability, overall

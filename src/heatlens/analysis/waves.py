@@ -74,8 +74,10 @@ def complete_waves(
         return {m: Waves({}) for m in metrics}
     start = calendar_start(first, "month")
     keys = tuple(dict.fromkeys(("survey", *by)))
+    at = midnight(end, tz)
+    # rows only: the waves carry no warnings (Request.warnings)
     report = compute(
-        tables, Request("month", start, end, keys, tuple(metrics), midnight(end, tz)), settings
+        tables, Request("month", start, end, keys, tuple(metrics), at, warnings=False), settings
     )
     return {m: _by_segment(r for r in report.rows if r.metric == m and r.complete) for m in metrics}
 

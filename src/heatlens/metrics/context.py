@@ -51,6 +51,8 @@ class MetricContext:
     by: tuple[str, ...]
     now: datetime
     warnings: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # the caller reads rows only (Request.warnings false): warning counts are not computed
+    quiet: bool = False
     _seen: dict[str, set[Any]] | None = None
     _memo: dict[str, Any] = field(default_factory=dict)
     # metric id → (rows to omit after zero-fill, warning code, message), e.g. history_start
@@ -109,8 +111,13 @@ class MetricContext:
         them in the warning `code`."""
         self.omissions[metric] = (rule, code, message)
 
-    def warn(self, code: str, message: str, count: int) -> None:
-        """Record a warning (only when something was affected)."""
+    def warn(self, code: str, message: str, count: int | Callable[[], int]) -> None:
+        """Record a warning (only when something was affected). A count that costs a query is
+        given as a function, called only when the report's warnings are wanted (not `quiet`)."""
+        if self.quiet:
+            return
+        if callable(count):
+            count = count()
         if count > 0:
             self.warnings[code] = (message, count)
 

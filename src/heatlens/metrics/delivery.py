@@ -44,7 +44,7 @@ def _nonnegative_quantiles(
     """Quantiles of `column` per period of `at` and segment; negative values are dropped and
     counted (those in the range) in `warning` = (code, message)."""
     negative = obs.filter(obs[column] < 0)
-    ctx.warn(*warning, _count_in_range(ctx, negative, negative[at]))
+    ctx.warn(*warning, lambda: _count_in_range(ctx, negative, negative[at]))
     kept = ctx.bucketed(obs.filter(obs[column] >= 0), at)
     return grouped_quantiles(ctx, kept, [k for k in ctx.by if k in keys], column, qs)
 
@@ -133,14 +133,14 @@ def _warn_links(ctx: MetricContext, incidents: Any, deps: Any, linked: Any) -> N
     ctx.warn(
         "unlinked_incidents",
         "incidents not linked to any deployment (give them `deployment_id` or `root_cause_sha`)",
-        _count_in_range(ctx, unlinked, unlinked.opened_at),
+        lambda: _count_in_range(ctx, unlinked, unlinked.opened_at),
     )
     cross = joined.filter(joined.cross_service)
     ctx.warn(
         "cross_service_links",
         "incidents whose `deployment_id` names another service's deployment (the link holds; "
         "check the incident's `service`)",
-        _count_in_range(ctx, cross, cross.opened_at),
+        lambda: _count_in_range(ctx, cross, cross.opened_at),
     )
     late = joined.filter(
         joined.linked_deployment.isnull()
@@ -151,12 +151,14 @@ def _warn_links(ctx: MetricContext, incidents: Any, deps: Any, linked: Any) -> N
         "root_cause_not_yet_deployed",
         "incidents whose `root_cause_sha` no deployment had shipped by `opened_at` were left "
         "unlinked",
-        _count_in_range(ctx, late, late.opened_at),
+        lambda: _count_in_range(ctx, late, late.opened_at),
     )
 
 
 def _warn_excluded(ctx: MetricContext) -> None:
     """Successful deployments to environments that `production_environments` does not match."""
+    if ctx.quiet:
+        return
     d = ctx.frame.excluded_deployments()
     d = d.filter(ctx.in_range(d.finished_at))
     env = d.environment.lower()
@@ -191,7 +193,7 @@ def _warn_repeated(ctx: MetricContext, deps: Any) -> None:
         "repeated_deployments",
         "deployments of a `commit_sha` the service had already deployed (not rollbacks) count "
         "again in deployment frequency; set `environment` per region or `kind`",
-        _count_in_range(ctx, again, again.finished_at),
+        lambda: _count_in_range(ctx, again, again.finished_at),
     )
 
 
@@ -326,7 +328,7 @@ def _lead_time(ctx: MetricContext, deps: Any, qs: tuple[float, ...]) -> dict[flo
     ctx.warn(
         "deployment_without_commits",
         "deployments with neither `commit_sha` nor `commits` ship no change",
-        _count_in_range(ctx, without, without.finished_at),
+        lambda: _count_in_range(ctx, without, without.finished_at),
     )
     s = shipped(deps.filter(ctx.in_range(deps.finished_at)))
     c = ctx.frame.table("change")
@@ -334,7 +336,7 @@ def _lead_time(ctx: MetricContext, deps: Any, qs: tuple[float, ...]) -> dict[flo
     ctx.warn(
         "unknown_changes",
         "shipped shas (`commit_sha`, `commits`) with no `change` record have no lead time",
-        int(unknown.count().to_pyarrow().as_py()),
+        lambda: int(unknown.count().to_pyarrow().as_py()),
     )
     return _nonnegative_quantiles(
         ctx,
@@ -414,7 +416,7 @@ def _time_to_first_deploy(ctx: MetricContext, deps: Any) -> Stats:
         "created_before_history",
         "services with `created_at` before the first stored deployment have no time to first "
         "deploy (ingest their earlier deployments)",
-        _count_in_range(ctx, older, older.finished_at),
+        lambda: _count_in_range(ctx, older, older.finished_at),
     )
     return _nonnegative_quantiles(
         ctx,

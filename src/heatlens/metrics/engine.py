@@ -74,7 +74,9 @@ UNBOUNDED_SETTLE = timedelta(days=7)
 @dataclass(frozen=True)
 class Request:
     """What to compute: grain, range (dates in the report time zone; `end` exclusive), segment
-    keys and metric ids or prefixes (none: all). Missing dates default per DESIGN §4."""
+    keys and metric ids or prefixes (none: all). Missing dates default per DESIGN §4.
+    `warnings` false: the caller reads the rows only, so the report's warnings (some cost a
+    query each) are neither computed nor returned; the rows are the same."""
 
     grain: str = "week"
     start: date | None = None
@@ -82,6 +84,7 @@ class Request:
     by: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
     now: datetime | None = None
+    warnings: bool = True
 
 
 def history_start(tables: Tables, tz: ZoneInfo) -> date | None:
@@ -168,7 +171,7 @@ def compute(tables: Tables, request: Request, settings: Settings) -> Report:
     metrics, start, end, now = resolve(request, settings, tables)
     frame = Frame.load(tables, settings)
     spans = periods(request.grain, start, end, frame.tz)
-    ctx = MetricContext(frame, spans, request.grain, request.by, now)
+    ctx = MetricContext(frame, spans, request.grain, request.by, now, quiet=not request.warnings)
     try:
         return _report(ctx, request, settings, metrics, start, end)
     finally:
@@ -240,7 +243,7 @@ def _report(
     ctx.warn(
         "unknown_services",
         "`service` ids named by records with no `service` record (ingest one to give an owner)",
-        _unknown_services(frame),
+        lambda: _unknown_services(frame),
     )
     warnings = [
         ReportWarning(code, *ctx.warnings[code]) for code in WARNING_ORDER if code in ctx.warnings

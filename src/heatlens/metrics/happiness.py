@@ -173,7 +173,10 @@ def happiness_stats(
     ctx: MetricContext, metrics: list[Metric], wave_ts: dict[str, datetime | None]
 ) -> dict[str, Stats]:
     """Stats of the happiness metrics requested (not yet suppressed)."""
-    r = responses(ctx, wave_ts)
+    # read once (one metric, e.g. the latest waves' CSAT): a query of its own, not worth
+    # materialising first; read by several queries: materialised once for the report
+    reads = len(metrics) + sum(m.id == "happiness.likert_median" for m in metrics)
+    r = responses(ctx, wave_ts) if reads > 1 else _responses(ctx, wave_ts)
     keys = [k for k in ctx.by if k in KEYS]
     groups = [r.period, *(r[k] for k in keys)]
     out: dict[str, Stats] = {}

@@ -294,6 +294,8 @@ def _adoption(ctx: MetricContext, obs: Any, ids: set[str]) -> dict[str, Stats]:
 def _warn_ineligible(ctx: MetricContext, obs: Any) -> None:
     """Count the (period, capability, team) with usage by people where the team is not eligible
     for the capability (whatever the report's keys)."""
+    if ctx.quiet:
+        return
     people = obs.filter(obs.team.notnull() & ~obs.bot)
     active = people.select("period", "capability", "team").distinct()
     base = _eligible_base(ctx)
@@ -308,11 +310,10 @@ def _warn_ineligible(ctx: MetricContext, obs: Any) -> None:
         | (t.c_cap.notnull() & launched_late)
         | (ibis.coalesce(t.c_listed, False) & t.l_team.isnull())
     )
-    count = t.count(where=ineligible).to_pyarrow().as_py()
     ctx.warn(
         "ineligible_active_teams",
         "teams used a capability not in its `eligible` list (period × capability × team)",
-        int(count or 0),
+        lambda: int(t.count(where=ineligible).to_pyarrow().as_py() or 0),
     )
 
 

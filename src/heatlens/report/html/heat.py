@@ -321,12 +321,17 @@ def overview(
     else:
         covered = tuple(m for m in DORA if dora_cov.covers(CATALOG[m]))
         if not dora_rows:
-            org = compute(store, Request(grain, period, end, (), covered, now), settings)
+            org = compute(
+                store, Request(grain, period, end, (), covered, now, warnings=False), settings
+            )
             dora_rows = [r for r in org.rows if r.period == period]
         tiers: dict[str, Counter[str]] = {m: Counter() for m in DORA}
         if grain in ("month", "quarter", "all"):  # the grains the engine gives tiers at
+            # rows and tiers only: the overview shows no warnings
             per_team = compute(
-                store, Request(grain, period, end, ("team",), covered, now), settings
+                store,
+                Request(grain, period, end, ("team",), covered, now, warnings=False),
+                settings,
             )
             for r in per_team.rows:
                 if r.tier:
