@@ -190,7 +190,8 @@ class Store:
 
         `added`: the ids the write stored, by type, for this connection's directories of stored
         ids (heatlens.store.ids), which stay current through it (a write that only removed ids
-        gives none: a directory may hold more than is stored)."""
+        gives `{}`: a directory may hold more than is stored). Without it the directories of
+        the types bumped are dropped: the next write reads the ids again."""
         names = list(types or BY_NAME)
         keys = ["data_version", *(f"data_version:{n}" for n in names)]
         rows = self._backend.fetchall(
@@ -204,9 +205,12 @@ class Store:
         if isinstance(self._backend, DuckDBBackend):
             for name in names:
                 directory = self._ids.get(name)
-                if directory is not None:
-                    ids = (added or {}).get(name, ())
-                    directory.added(ids, (version, self._backend.rollbacks))
+                if directory is None:
+                    continue
+                if added is None:
+                    del self._ids[name]
+                else:
+                    directory.added(added.get(name, ()), (version, self._backend.rollbacks))
         return version
 
     # -- the model's tables (heatlens.metrics.model) ------------------------------------------
@@ -751,7 +755,7 @@ class Store:
             )
             if n:
                 self._backend.execute(f"DELETE FROM {target} WHERE {where}", params)
-                self._bump([rtype.name])
+                self._bump([rtype.name], added={})
             self._audit(
                 "delete", {"type": rtype.name, "where": where, "params": params, "deleted": n}
             )
@@ -792,7 +796,7 @@ class Store:
                 counts[table] = count(f"SELECT count(*) FROM {table} WHERE {column} IN ({marks})")
                 b.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", params)
             if any(counts.values()):
-                self._bump([name for name, n in counts.items() if n])
+                self._bump([name for name, n in counts.items() if n], added={})
             self._audit("erase_actor", {"actors": len(actors), "records": counts})
         return counts
 
