@@ -36,11 +36,16 @@ FIXTURES = Path(__file__).parent / "fixtures"
 PID, PATH = 3, "acme/shop"
 PAGES, PER_PAGE = 6, 3
 PD_PAGES, PD_PER_PAGE = 5, 3
-# the incidents' first day, a fixed 400 days before the run: the sync reads windows of 179 days
-# from its cursor up to the real clock of its process, so their number stays the same whatever
-# today's date is (the fixture's own 2022 dates would add one window every 179 days)
-PD_FIRST = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
-    days=400
+# the sync reads windows of 179 days from its cursor up to its clock: the synced process's clock
+# is pinned here (`_command`), and the incidents' first day is 400 days before it, so the number
+# of windows is the same whatever today's date is
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+PD_FIRST = NOW.replace(hour=0) - timedelta(days=400)
+# `python -m heatlens`, with the connectors' wall clock at NOW (waits stay real)
+PINNED = (
+    "import sys; from heatlens.connectors import http; "
+    f"http.SystemClock.now = lambda self: {NOW.timestamp()}; "
+    "from heatlens.cli import main; sys.argv[0] = 'heatlens'; main()"
 )
 
 
@@ -158,7 +163,7 @@ def fake() -> Iterator[Fake]:
 
 
 def _command(fake: Fake, store: Path, vendor: str) -> list[str]:
-    command = [sys.executable, "-m", "heatlens", "--store", str(store), "sync", vendor]
+    command = [sys.executable, "-c", PINNED, "--store", str(store), "sync", vendor]
     if vendor == "gitlab":
         return [*command, "--project", PATH, "--base-url", f"{fake.base}/api/v4"]
     return [*command, "--service", "PIKL83L", "--base-url", fake.base]
