@@ -46,6 +46,19 @@ def insert_new(store: Store, *names: str) -> int | None:
     return store.insert_new(BY_NAME["usage"], data, quick.stored_columns("usage"))
 
 
+def directory_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The stamps of the id directories read from a table from now on (IdDirectory.read)."""
+    reads: list[tuple[int, int]] = []
+    real = IdDirectory.read.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[IdDirectory], stamp: tuple[int, int], batches: Any) -> IdDirectory:
+        reads.append(stamp)
+        return real(cls, stamp, batches)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(IdDirectory, "read", classmethod(counted))
+    return reads
+
+
 def id_counts(store: Store) -> dict[str, int]:
     counts: dict[str, int] = {}
     for row in store.rows("usage"):
@@ -123,14 +136,7 @@ def test_rows_by_id_skip_the_table_for_ids_the_directory_rules_out(
 def test_writes_of_the_same_connection_keep_the_directory_without_reading_it_again(
     duck: Store, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reads: list[tuple[int, int]] = []
-    real = IdDirectory.read.__func__  # type: ignore[attr-defined]
-
-    def counted(cls: type[IdDirectory], stamp: tuple[int, int], batches: Any) -> IdDirectory:
-        reads.append(stamp)
-        return real(cls, stamp, batches)  # type: ignore[no-any-return]
-
-    monkeypatch.setattr(IdDirectory, "read", classmethod(counted))
+    reads = directory_reads(monkeypatch)
     assert insert_new(duck, "a") == 1
     ingest_records(duck, [usage("x"), usage("a", "failure")], settings, source="api")  # merge
     duck.delete_records(BY_NAME["usage"], ids=["a"])
@@ -177,14 +183,7 @@ def test_a_directory_read_by_another_connection_is_adopted_while_still_current(
         assert directory is not None and len(directory) == 2
         duck.adopt_ids("usage", directory)
         stale = reader.read_id_directory("usage")
-    reads: list[tuple[int, int]] = []
-    real = IdDirectory.read.__func__  # type: ignore[attr-defined]
-
-    def counted(cls: type[IdDirectory], stamp: tuple[int, int], batches: Any) -> IdDirectory:
-        reads.append(stamp)
-        return real(cls, stamp, batches)  # type: ignore[no-any-return]
-
-    monkeypatch.setattr(IdDirectory, "read", classmethod(counted))
+    reads = directory_reads(monkeypatch)
     assert insert_new(duck, "a") is None and insert_new(duck, "c") == 2
     assert reads == []  # the adopted directory answered
     # read before c was stored: adopted by a fresh connection, it is out of date and re-read
