@@ -124,19 +124,19 @@ def _dumps(record: Any) -> str:
         text = orjson.dumps(record)
     except TypeError:
         return json.dumps(record)
-    if b"null" in text and not _finite(record):
+    if b"null" in text and not finite(record):
         return json.dumps(record)
     return text.decode("utf-8")
 
 
-def _finite(value: Any) -> bool:
+def finite(value: Any) -> bool:
     """False when a float anywhere in `value` is infinite or NaN."""
     if type(value) is float:
         return math.isfinite(value)
     if type(value) is dict:
-        return all(map(_finite, value.values()))
+        return all(map(finite, value.values()))
     if type(value) is list:
-        return all(map(_finite, value))
+        return all(map(finite, value))
     return True
 
 

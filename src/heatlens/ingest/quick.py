@@ -24,6 +24,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from heatlens.ingest.formats import finite
 from heatlens.model import RECORD_TYPES, Field, Kind, RecordType
 from heatlens.store.schema import q
 
@@ -76,16 +77,6 @@ class _Defer(Exception):
     """A value this executor cannot vouch for: the SQL rules decide."""
 
 
-def _finite(value: Any) -> bool:
-    if type(value) is float:
-        return math.isfinite(value)
-    if type(value) is dict:
-        return all(map(_finite, value.values()))
-    if type(value) is list:
-        return all(map(_finite, value))
-    return True
-
-
 def _typed(f: Field, v: Any) -> Any:
     """The typed value of a present (non-null) value, as rules.typed_value gives it; or _Defer."""
     kind, t = f.kind, type(v)
@@ -122,7 +113,7 @@ def _typed(f: Field, v: Any) -> Any:
     elif kind is Kind.STRING_LIST:
         if t is list and all(type(x) is str for x in v):
             return v
-    elif kind is Kind.OBJECT and t is dict and _finite(v):
+    elif kind is Kind.OBJECT and t is dict and finite(v):
         try:
             return orjson.dumps(v).decode("utf-8")  # normalised by DuckDB when staged
         except TypeError:  # integers beyond 64 bits, lone surrogates
