@@ -261,6 +261,9 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not update the docs")
     parser.add_argument("--only", choices=["singles", "batches"], help="one workload only")
     parser.add_argument("--prefill", type=int, default=0, help="usage records stored before")
+    parser.add_argument(
+        "--fronts", type=int, help="server.front_processes (default: the setting's default)"
+    )
     args = parser.parse_args()
     work_dir = Path(tempfile.mkdtemp(prefix="heatlens-bench-http-"))
     if args.prefill:
@@ -273,6 +276,11 @@ def main() -> None:
             "HEATLENS_SERVER_RATE_LIMIT_PER_MINUTE": "100000000",
             "HEATLENS_WEBHOOKS_GITHUB_SECRET": SECRET,
             "HEATLENS_SERVER_MAX_CONNECTIONS": "1000",
+            **(
+                {"HEATLENS_SERVER_FRONT_PROCESSES": str(args.fronts)}
+                if args.fronts is not None
+                else {}
+            ),
         },
     )
     bare = Bare()

@@ -57,6 +57,8 @@ class Load:
         self.unacked: list[tuple[int, int]] = []
         self.errors: list[str] = []
         self.read_statuses: list[int] = []
+        self.read_after_kill: list[int] = []  # answers that came once the kill was sent
+        self.killed = False
         self.done = 0  # clients that finished
 
     def send(self, http: httpx.Client, client: int, n: int) -> bool:
@@ -93,7 +95,7 @@ class Load:
                 except httpx.TransportError:
                     continue  # the kill
                 with self.lock:
-                    self.read_statuses.append(status)
+                    (self.read_after_kill if self.killed else self.read_statuses).append(status)
 
 
 def test_every_acknowledged_record_survives_a_sigkill(tmp_path: Path) -> None:
@@ -110,6 +112,8 @@ def test_every_acknowledged_record_survives_a_sigkill(tmp_path: Path) -> None:
             load.lock.wait_for(lambda: len(load.acked) >= KILL_AFTER or load.done, timeout=120)
             assert not load.done, "a client finished before the kill"
             assert len(load.acked) >= KILL_AFTER, f"too few acknowledgements: {load.errors[:3]}"
+        with load.lock:
+            load.killed = True
         server.kill()  # SIGKILL while the clients are posting
         load.stop.set()
         for t in threads:
@@ -119,6 +123,9 @@ def test_every_acknowledged_record_survives_a_sigkill(tmp_path: Path) -> None:
         cut = [e for e in load.errors if e != "ConnectError"]
         assert cut, "the kill interrupted no request: it did not happen mid-load"
         assert load.read_statuses and set(load.read_statuses) == {200}
+        # a request an HTTP front process (heatlens.web.fronts) held when the store's process
+        # died is answered 503 ("send it again"), never acknowledged
+        assert set(load.read_after_kill) <= {200, 503}
 
         # restart on the same file; the clients resend every batch that got no 2xx
         server = ServeProcess(store_url, cwd=tmp_path)

@@ -95,6 +95,7 @@ FROM_ENV = {
     "server_header_timeout": ("2.5", 2.5),
     "server_access_log": ("true", True),
     "server_max_connections": ("64", 64),
+    "server_front_processes": ("3", 3),
     "server_auth_proxy_header": ("X-Forwarded-User", "X-Forwarded-User"),
     "server_trusted_proxies": ('["10.0.0.1"]', ["10.0.0.1"]),
     "server_session_hours": ("1.5", 1.5),

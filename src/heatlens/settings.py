@@ -253,6 +253,17 @@ class Settings(BaseSettings):
         ),
         json_schema_extra=_meta("server.access_log", "serve"),
     )
+    server_front_processes: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description=(
+            "Processes that take the server's HTTP requests in front of the process holding the "
+            "store: they read, check and map ingest requests and webhooks on cores of their own "
+            "(docs/performance.md). 0: the store's process takes every request itself."
+        ),
+        json_schema_extra=_meta("server.front_processes", "serve"),
+    )
     server_max_connections: int = Field(
         500,
         gt=0,

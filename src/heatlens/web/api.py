@@ -97,8 +97,20 @@ async def post_events(request: Request, service: ServiceDep) -> QuickJSON:
     after another in arrival order (a record an earlier request of the group inserted counts as
     updated or unchanged here), and `data_version` is the store's after the commit.
     """
-    body = await read_body(request, service.settings.server_max_request_bytes)
-    records = parse_records(body, media_type(request))
+    return await store_events(request, await read_events(request))
+
+
+async def read_events(request: Request) -> list[dict[str, Any]]:
+    """The records of a `POST /api/v1/events` body (read and parsed: no store needed, so an
+    HTTP front process does it: heatlens.web.fronts)."""
+    settings = request.app.state.settings
+    body = await read_body(request, settings.server_max_request_bytes)
+    return parse_records(body, media_type(request))
+
+
+async def store_events(request: Request, records: list[dict[str, Any]]) -> QuickJSON:
+    """Write the records of `POST /api/v1/events`; the answer once committed."""
+    service: Service = request.app.state.service
     doc = await _ingest(service, records)
     inserted = any(c["inserted"] for c in doc["counts"].values())
     return QuickJSON(doc, status_code=201 if inserted else 200)

@@ -83,6 +83,7 @@ def create_app(
     )
     app.state.service = service
     app.state.application = application
+    app.state.settings = settings
     app.state.scheduler = scheduler
     app.state.sessions = Sessions(settings.server_session_hours, run=service.shared)
     app.state.pages = dashboard.PageCache()

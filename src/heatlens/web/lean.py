@@ -16,6 +16,8 @@ where these routes stay declared: the OpenAPI document and every other method on
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response
@@ -27,33 +29,44 @@ from heatlens.web.cost import work_units
 from heatlens.web.errors import SECURITY_HEADERS, error_for
 from heatlens.web.service import Service
 
-Route = Callable[[Request], Awaitable[Response]]
-_ingest = require("ingest", cached=True)  # tokens from the service's cache
+Guard = Callable[[Request], Awaitable[object]]
 
 
-async def _events(request: Request) -> Response:
-    await _ingest(request)
-    service: Service = request.app.state.service
-    return await api.post_events(request, service)
+@dataclass(frozen=True)
+class LeanRoute:
+    """A lean route in three steps: `guard` checks the credentials (before the body is read),
+    `read` reads and checks the body and gives what to write — it needs no store, so an HTTP front
+    process runs it and sends its result here (heatlens.web.fronts) —, and `write` writes that
+    and answers."""
+
+    read: Callable[[Request], Awaitable[Any]]
+    write: Callable[[Request, Any], Awaitable[Response]]
+    guard: Guard | None = None
 
 
-ROUTES: dict[str, Route] = {
-    "/api/v1/events": _events,
-    "/webhooks/github": webhooks.github,
-    "/webhooks/gitlab": webhooks.gitlab,
-    "/webhooks/pagerduty": webhooks.pagerduty,
+ROUTES: dict[str, LeanRoute] = {
+    "/api/v1/events": LeanRoute(
+        api.read_events, api.store_events, guard=require("ingest", cached=True)
+    ),
+    "/webhooks/github": LeanRoute(webhooks.read_github, webhooks.take),
+    "/webhooks/gitlab": LeanRoute(webhooks.read_gitlab, webhooks.take),
+    "/webhooks/pagerduty": LeanRoute(webhooks.read_pagerduty, webhooks.take),
 }
+READ = "heatlens.read"  # a scope key: what a front process's `read` gave (heatlens.web.fronts)
+
+
+def lean_route(scope: Scope) -> LeanRoute | None:
+    """The lean route a request takes, if any."""
+    if scope["type"] == "http" and scope["method"] == "POST" and not scope["query_string"]:
+        return ROUTES.get(scope["path"])
+    return None
 
 
 class HeatlensApp(FastAPI):
     """The FastAPI app, answering the lean ingest routes (see the module) itself."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = (
-            ROUTES.get(scope["path"])
-            if scope["type"] == "http" and scope["method"] == "POST" and not scope["query_string"]
-            else None
-        )
+        route = lean_route(scope)
         if route is None:
             await super().__call__(scope, receive, send)
             return
@@ -64,10 +77,13 @@ class HeatlensApp(FastAPI):
         work = service.meter()
         try:
             try:
-                response = await route(request)
+                if route.guard is not None:
+                    await route.guard(request)
+                read = scope[READ] if READ in scope else await route.read(request)
+                response = await route.write(request, read)
             except Exception as exc:
                 response = await error_for(request, exc)
-            await response(scope, receive, _with_headers(send))
+            await response(scope, receive, with_security_headers(send))
         finally:
             key = scope["state"].get("rate_key")
             if key is not None:
@@ -79,7 +95,7 @@ _SECURITY = [
 ]
 
 
-def _with_headers(send: Send) -> Callable[[Message], Awaitable[None]]:
+def with_security_headers(send: Send) -> Callable[[Message], Awaitable[None]]:
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
             # the security headers the response does not set itself (raw: cheaper than

@@ -13,7 +13,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 
@@ -85,3 +85,20 @@ def activity(app: Starlette) -> WebhookActivity:
         app.state.webhook_activity = found
     assert isinstance(found, WebhookActivity)
     return found
+
+
+class Noting(Protocol):
+    """What notes a webhook request: the process's WebhookActivity, or a front process's
+    stand-in sending its notes to the store's process (heatlens.web.fronts)."""
+
+    def answered(self) -> None: ...
+
+    def refused(
+        self, source: str, status: int, code: str, client: str, reason: str, event: str = ""
+    ) -> None: ...
+
+
+def noting(app: Any) -> Noting:
+    """Where a webhook request of `app` is noted."""
+    found = getattr(app.state, "webhook_activity", None)
+    return found if found is not None else activity(app)

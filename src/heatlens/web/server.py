@@ -14,6 +14,8 @@ below stays for a Python without httptools.
 from __future__ import annotations
 
 import asyncio
+import logging.config
+import os
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -164,6 +166,23 @@ def run_server(
 
     check_port(host, port)
     app = create_app(settings, settings.store, host=host, announce=announce)
-    where = f"http://{host}:{port}" if port else f"a free port of {host} (see below)"
-    announce(f"serving {settings.store} on {where} (Ctrl+C stops)")
-    uvicorn.run(app, host=host, port=port, log_level="info", **uvicorn_options(settings))
+    # the fronts share the listening socket by inheriting it: POSIX only
+    if not settings.server_front_processes or os.name != "posix":
+        where = f"http://{host}:{port}" if port else f"a free port of {host} (see below)"
+        announce(f"serving {settings.store} on {where} (Ctrl+C stops)")
+        uvicorn.run(app, host=host, port=port, log_level="info", **uvicorn_options(settings))
+        return
+    from heatlens.web.fronts import listen, serve_with_fronts
+    from heatlens.web.refusals import activity
+
+    sock = listen(host, port)
+    fronts = settings.server_front_processes
+    announce(
+        f"serving {settings.store} on http://{host}:{sock.getsockname()[1]} with {fronts} "
+        f"HTTP front process{'es' if fronts > 1 else ''} (Ctrl+C stops)"
+    )
+    logging.config.dictConfig(uvicorn.config.LOGGING_CONFIG)
+    try:
+        serve_with_fronts(app, settings, sock, host, lambda: activity(app))
+    finally:
+        sock.close()

@@ -47,11 +47,12 @@ from heatlens.connectors.gitlab.mapping import map_event as map_gitlab
 from heatlens.connectors.pagerduty.mapping import PagerDutyOptions
 from heatlens.connectors.pagerduty.mapping import map_event as map_pagerduty
 from heatlens.errors import InputError, StoreError
+from heatlens.settings import Settings
 from heatlens.store import Store
 from heatlens.web.auth import client_address
 from heatlens.web.body import QuickJSON, parse_json, read_body
 from heatlens.web.errors import ApiError, problem_details
-from heatlens.web.refusals import activity
+from heatlens.web.refusals import noting
 from heatlens.web.service import Service
 from heatlens.web.writer import SYNC_STATE, Hook, StateOf
 
@@ -146,20 +147,50 @@ def _object(value: Any) -> dict[str, Any]:
     return value
 
 
-def _service(request: Request) -> Service:
-    service: Service = request.app.state.service
-    return service
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 @router.post("/webhooks/github", status_code=200)
 async def github(request: Request) -> JSONResponse:
     """A GitHub webhook delivery (content type `application/json`, any events)."""
-    return await _noted("github", request, _github)
+    return await take(request, await read_github(request))
 
 
-async def _github(request: Request) -> JSONResponse:
-    service = _service(request)
-    settings = service.settings
+@router.post("/webhooks/gitlab", status_code=200)
+async def gitlab(request: Request) -> JSONResponse:
+    """A GitLab webhook delivery (its `object_kind` says which event)."""
+    return await take(request, await read_gitlab(request))
+
+
+@router.post("/webhooks/pagerduty", status_code=200)
+async def pagerduty(request: Request) -> JSONResponse:
+    """A PagerDuty V3 webhook delivery (`incident.*` events)."""
+    return await take(request, await read_pagerduty(request))
+
+
+# Each route is two halves: `read_<source>` checks and maps the delivery — it needs no store, so
+# an HTTP front process runs it (heatlens.web.fronts) — and `take` writes it and answers.
+
+
+async def read_github(request: Request) -> Delivery:
+    """A verified GitHub delivery, mapped (a refusal is an ApiError, noted)."""
+    return await _noted_read("github", request, _github)
+
+
+async def read_gitlab(request: Request) -> Delivery:
+    """A verified GitLab delivery, mapped (a refusal is an ApiError, noted)."""
+    return await _noted_read("gitlab", request, _gitlab)
+
+
+async def read_pagerduty(request: Request) -> Delivery:
+    """A verified PagerDuty delivery, mapped (a refusal is an ApiError, noted)."""
+    return await _noted_read("pagerduty", request, _pagerduty)
+
+
+async def _github(request: Request) -> Delivery:
+    settings = _settings(request)
     secret = _secret(settings.webhooks_github_secret, "webhooks.github_secret", "GitHub")
     body = await read_body(request, settings.server_max_request_bytes)
     if not github_signature_ok(secret, body, request.headers.get("x-hub-signature-256")):
@@ -167,21 +198,13 @@ async def _github(request: Request) -> JSONResponse:
     payload = _object(parse_json(body))
     event = request.headers.get("x-github-event", "")
     mapped = _mapped(lambda: map_github(event, payload, GithubOptions.of(settings)), "GitHub")
-    delivery = Delivery(
+    return Delivery(
         "github", event, request.headers.get("x-github-delivery"), mapped.records, mapped.reason
     )
-    return await _take(service, delivery)
 
 
-@router.post("/webhooks/gitlab", status_code=200)
-async def gitlab(request: Request) -> JSONResponse:
-    """A GitLab webhook delivery (its `object_kind` says which event)."""
-    return await _noted("gitlab", request, _gitlab)
-
-
-async def _gitlab(request: Request) -> JSONResponse:
-    service = _service(request)
-    settings = service.settings
+async def _gitlab(request: Request) -> Delivery:
+    settings = _settings(request)
     secret = _secret(settings.webhooks_gitlab_token, "webhooks.gitlab_token", "GitLab")
     if not gitlab_token_ok(secret, request.headers.get("x-gitlab-token")):
         raise _refused("gitlab", request, "X-Gitlab-Token")
@@ -189,21 +212,13 @@ async def _gitlab(request: Request) -> JSONResponse:
     payload = _object(parse_json(body))
     mapped = _mapped(lambda: map_gitlab(payload, GitLabOptions.of(settings)), "GitLab")
     event = str(payload.get("object_kind") or request.headers.get("x-gitlab-event", ""))
-    delivery = Delivery(
+    return Delivery(
         "gitlab", event, request.headers.get("x-gitlab-event-uuid"), mapped.records, mapped.reason
     )
-    return await _take(service, delivery)
 
 
-@router.post("/webhooks/pagerduty", status_code=200)
-async def pagerduty(request: Request) -> JSONResponse:
-    """A PagerDuty V3 webhook delivery (`incident.*` events)."""
-    return await _noted("pagerduty", request, _pagerduty)
-
-
-async def _pagerduty(request: Request) -> JSONResponse:
-    service = _service(request)
-    settings = service.settings
+async def _pagerduty(request: Request) -> Delivery:
+    settings = _settings(request)
     secret = _secret(settings.webhooks_pagerduty_secret, "webhooks.pagerduty_secret", "PagerDuty")
     body = await read_body(request, settings.server_max_request_bytes)
     if not pagerduty_signature_ok(secret, body, request.headers.get("x-pagerduty-signature")):
@@ -214,39 +229,55 @@ async def _pagerduty(request: Request) -> JSONResponse:
     options = PagerDutyOptions(service_map=settings.service_map)
     mapped = _mapped(lambda: map_pagerduty(payload, options), "PagerDuty")
     event_id = event.get("id")
-    delivery = Delivery(
+    return Delivery(
         "pagerduty",
         str(event.get("event_type") or ""),
         str(event_id) if event_id else None,
         mapped.records,
         mapped.reason,
     )
-    return await _take(service, delivery)
 
 
-async def _noted(
-    source: str, request: Request, route: Callable[[Request], Awaitable[JSONResponse]]
-) -> JSONResponse:
-    """Answer with `route`; a refusal (any 4xx) is noted in the process's memory — never in the
-    store: an unauthenticated sender must not make the server write (heatlens.web.refusals)."""
-    noted = activity(request.app)
+async def _noted_read(
+    source: str, request: Request, read: Callable[[Request], Awaitable[Delivery]]
+) -> Delivery:
+    """The delivery `read` gives; a refusal (any 4xx) is noted in the process's memory (never
+    in the store: an unauthenticated sender must not make the server write; heatlens.web.refusals)
+    — through the store's process when this is a front process."""
     try:
-        response = await route(request)
+        return await read(request)
     except ApiError as exc:
         if 400 <= exc.status < 500:
-            noted.refused(
-                source,
-                exc.status,
-                exc.code,
-                client_address(request),
-                exc.message,
-                _event_header(source, request),
-            )
+            _note(source, request, exc)
+        else:
+            noting(request.app).answered()
+        raise
+
+
+async def take(request: Request, delivery: Delivery) -> JSONResponse:
+    """Write a verified delivery (see `hook`) and answer once it committed; noted like a read."""
+    noted = noting(request.app)
+    try:
+        response = await _take(request.app.state.service, delivery)
+    except ApiError as exc:
+        if 400 <= exc.status < 500:
+            _note(delivery.source, request, exc)
         else:
             noted.answered()
         raise
     noted.answered()
     return response
+
+
+def _note(source: str, request: Request, exc: ApiError) -> None:
+    noting(request.app).refused(
+        source,
+        exc.status,
+        exc.code,
+        client_address(request),
+        exc.message,
+        _event_header(source, request),
+    )
 
 
 def _event_header(source: str, request: Request) -> str:
