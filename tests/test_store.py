@@ -390,3 +390,16 @@ def test_save_sync_states_replaces_each_named_state_and_keeps_the_others(store: 
         ("b", {"n": 3}),
         ("c", {"n": 4}),
     ]
+
+
+def test_save_sync_states_inserts_the_names_said_new_and_replaces_the_others(store: Store) -> None:
+    store.save_sync_states({"a": {"n": 1}})
+    # "fresh" is said new (a webhook group's delivery id, looked up first); "a" is saved and
+    # replaced; "b" is saved nowhere yet, and not said new: inserted all the same
+    store.save_sync_states({"a": {"n": 2}, "fresh": {"n": 3}, "b": {"n": 4}}, new={"fresh"})
+    after = [(n, s) for n, s, _ in store.sync_states()]
+    assert after == [("a", {"n": 2}), ("b", {"n": 4}), ("fresh", {"n": 3})]
+    # a name said new that is saved breaks the key: nothing of the call is saved
+    with pytest.raises(Exception, match=r"(?i)duplicate|constraint|unique"):
+        store.save_sync_states({"fresh": {"n": 9}, "c": {"n": 5}}, new={"fresh", "c"})
+    assert [(n, s) for n, s, _ in store.sync_states()] == after

@@ -8,7 +8,7 @@ write that changes records bumps the data version kept in the store itself, so c
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -499,22 +499,47 @@ class Store:
             self._put_sync_state(name, state, at or datetime.now(UTC))
 
     def save_sync_states(
-        self, states: Mapping[str, dict[str, Any]], *, at: datetime | None = None
+        self,
+        states: Mapping[str, dict[str, Any]],
+        *,
+        at: datetime | None = None,
+        new: Collection[str] = (),
     ) -> None:
-        """Replace the states saved under each name, in one transaction (one statement)."""
+        """Replace the states saved under each name, in one transaction. `new`: names the
+        caller found unsaved in the same transaction (a webhook group's delivery ids); they are
+        inserted without the conflict check, which costs several times more per row."""
         self._writable()
         if not states:
             return
         when = at or datetime.now(UTC)
-        names = list(states)
-        rows = [[n, json.dumps(states[n], sort_keys=True, default=str), when] for n in names]
+        fresh = [n for n in states if n in new]
+        known = [n for n in states if n not in new]
+
+        def text(name: str) -> str:
+            return json.dumps(states[name], sort_keys=True, default=str)
+
         with self._backend.transaction():
-            values = ", ".join("(?, ?, ?)" for _ in rows)
-            self._backend.execute(
-                f"INSERT INTO sync_state VALUES {values} ON CONFLICT (name) DO UPDATE "
-                "SET state = excluded.state, updated_at = excluded.updated_at",
-                [v for row in rows for v in row],
-            )
+            if fresh:  # the rows as two lists: one parameter each
+                self._backend.execute(
+                    "INSERT INTO sync_state SELECT unnest(CAST(? AS TEXT[])), "
+                    "unnest(CAST(? AS TEXT[])), ?",
+                    [fresh, [text(n) for n in fresh], when],
+                )
+            if known:  # an update is several times cheaper than DuckDB's upsert
+                cases = " ".join("WHEN ? THEN ?" for _ in known)
+                updated = self._backend.fetchall(
+                    f"UPDATE sync_state SET state = CASE name {cases} END, updated_at = ? "
+                    f"WHERE name IN ({', '.join('?' for _ in known)}) RETURNING name",
+                    [*(v for n in known for v in (n, text(n))), when, *known],
+                )
+                done = {str(n) for (n,) in updated}
+                if missing := [n for n in known if n not in done]:
+                    self._backend.execute(
+                        f"INSERT INTO sync_state VALUES {', '.join('(?, ?, ?)' for _ in missing)} "
+                        "ON CONFLICT (name) DO UPDATE SET state = excluded.state, "
+                        "updated_at = excluded.updated_at",
+                        [v for n in missing for v in (n, text(n), when)],
+                    )
 
     def known_sync_states(self, names: Sequence[str]) -> set[str]:
         """Which of `names` have a saved state (one query)."""

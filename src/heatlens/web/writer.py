@@ -351,7 +351,7 @@ class Writer:
                     if admitted.prepared is not None and admitted.results:
                         self._write(store, admitted.prepared)
                     if admitted.state:
-                        store.save_sync_states(admitted.state)
+                        store.save_sync_states(admitted.state, new=admitted.unsaved(jobs))
                     # the insert's own bump when it gave one: nothing else wrote since
                     version = admitted.version or store.data_version()
             except _Broke:
@@ -471,6 +471,13 @@ class _Admitted:
     copies: dict[int, int] = field(default_factory=dict)  # request → earlier one with its key
     state: dict[str, dict[str, Any]] = field(default_factory=dict)  # sync state to save
     version: int | None = None  # the data version, when the group's insert gave it
+
+    def unsaved(self, jobs: list[_Job]) -> set[str]:
+        """The sync states the accepted requests are keyed on: found unsaved by `_admit`, in
+        the group's transaction."""
+        hooks = (jobs[i].hook for i in self.accepted)
+        keys = [hook.key for hook in hooks if hook is not None and hook.key is not None]
+        return {value for kind, value in keys if kind == SYNC_STATE}
 
 
 def _source(job: _Job) -> str:
