@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import signal
 import socket
 import time
 from pathlib import Path
@@ -119,6 +120,25 @@ def test_no_front_outlives_a_killed_server(tmp_path: Path) -> None:
     with socket.socket() as probe:  # the port is free again: nothing holds the socket
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", port))
+
+
+def test_a_crashed_front_is_replaced(tmp_path: Path) -> None:
+    store_url = f"duckdb:///{tmp_path / 's.duckdb'}"
+    with serving(store_url, tmp_path) as server:
+        assert server._proc is not None
+        [front] = _children(server._proc.pid)
+        os.kill(front, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # waiting for a process to start, not for a server
+            replaced = [pid for pid in _children(server._proc.pid) if pid != front]
+            if replaced:
+                break
+            time.sleep(0.05)
+        assert replaced, "no front process was started again"
+        # the new front serves (the socket kept listening: a connection waits to be accepted)
+        answer = httpx.post(server.url + "/api/v1/events", json=[{"type": "team", "id": "a"}])
+        assert answer.status_code == 201, answer.text
+        assert any("HTTP front process exited" in line for line in server.log)
 
 
 def test_a_large_upload_passes_through_the_front(tmp_path: Path) -> None:

@@ -445,30 +445,73 @@ async def _serve(
         async with app.router.lifespan_context(app):
             hub = Hub(app, activity)
             server = await loop.create_unix_server(hub.connection, path)
-            fronts = [
-                _start_front(settings, sock, path, host, port)
-                for _ in range(settings.server_front_processes)
-            ]
-            watchers = [asyncio.ensure_future(_exited(front)) for front in fronts]
-            stopped = asyncio.ensure_future(stop.wait())
-            await asyncio.wait([stopped, *watchers], return_when=asyncio.FIRST_COMPLETED)
-            # a front that stops unbidden stops the server (Ctrl+C reaches the fronts too)
-            failed = [] if stop.is_set() else [f.returncode for f in fronts if f.poll() is not None]
-            for front in fronts:
-                if front.poll() is None:
-                    front.send_signal(signal.SIGTERM)
+            fronts = _Fronts(lambda: _start_front(settings, sock, path, host, port))
             try:
-                await asyncio.wait_for(asyncio.gather(*watchers), timeout=30)
-            except TimeoutError:
-                for front in fronts:
-                    front.kill()
+                await fronts.run(settings.server_front_processes, stop)
+            finally:
+                server.close()
+
+
+class _Fronts:
+    """The front processes: started, restarted when one exits unbidden (a crash), stopped."""
+
+    RESTARTS = 5  # exits within WINDOW seconds that stop the server instead (a crash loop)
+    WINDOW = 60.0
+
+    def __init__(self, start: Callable[[], subprocess.Popen[bytes]]) -> None:
+        self._start = start
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    async def run(self, count: int, stop: asyncio.Event) -> None:
+        """Keep `count` fronts running until `stop` is set; then stop them."""
+        loop = asyncio.get_running_loop()
+        exits: list[float] = []
+        watchers: dict[asyncio.Future[Any], subprocess.Popen[bytes]] = {}
+
+        def start() -> None:
+            front = self._start()
+            self.running.append(front)
+            watchers[asyncio.ensure_future(_exited(front))] = front
+
+        for _ in range(count):
+            start()
+        stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    [stopped, *watchers], return_when=asyncio.FIRST_COMPLETED
+                )
+                if stop.is_set():  # (Ctrl+C reaches the fronts too: their exit is no crash)
+                    return
+                for watcher in done:
+                    front = watchers.pop(watcher)
+                    self.running.remove(front)
+                    now = loop.time()
+                    exits[:] = [t for t in exits if now - t < self.WINDOW] + [now]
+                    if len(exits) > self.RESTARTS:
+                        raise HeatlensError(
+                            f"the HTTP front processes exited {len(exits)} times within "
+                            f"{self.WINDOW:.0f} s (last code {front.returncode}): the server "
+                            "stopped; see the log above"
+                        )
+                    log.error(
+                        "an HTTP front process exited (code %s): starting another",
+                        front.returncode,
+                    )
+                    start()
+        finally:
             stopped.cancel()
-            server.close()
-    if failed:
-        raise HeatlensError(
-            f"an HTTP front process exited (code {failed[0]}) while serving: the server stopped; "
-            "see the log above"
-        )
+            await self._stop(list(watchers))
+
+    async def _stop(self, watchers: list[asyncio.Future[Any]]) -> None:
+        for front in self.running:
+            if front.poll() is None:
+                front.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.gather(*watchers), timeout=30)
+        except TimeoutError:
+            for front in self.running:
+                front.kill()
 
 
 async def _exited(front: subprocess.Popen[bytes]) -> int:
