@@ -57,6 +57,8 @@ sys.path.insert(0, str(ROOT))  # the one way tests and benchmarks start a server
 from bench.dashboard import model_built  # noqa: E402
 from tests.serve_process import ServeProcess  # noqa: E402
 
+from heatlens.settings import Settings  # noqa: E402
+
 DOC = ROOT / "docs" / "performance.md"
 START, END = "<!-- ingest_http:start -->", "<!-- ingest_http:end -->"
 FIXTURE = ROOT / "tests" / "fixtures" / "github" / "workflow_run.completed.json"
@@ -346,6 +348,7 @@ def summary(rows: list[Row]) -> list[str]:
 def write_doc(
     rows: list[Row], verdicts: list[str], args: argparse.Namespace, load: tuple[float, ...]
 ) -> None:
+    fronts = Settings().server_front_processes if args.fronts is None else args.fronts
     lines = [
         START,
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'}: "
@@ -356,14 +359,17 @@ def write_doc(
         f"`python bench/ingest_http.py --seconds {args.seconds:g} --clients {args.clients} "
         f"--batch-clients {args.batch_clients}"
         + (f" --prefill {args.prefill}" if args.prefill else "")
+        + (f" --fronts {args.fronts}" if args.fronts is not None else "")
         + "`: a real `heatlens serve` on a "
         + (
             f"DuckDB store holding {args.prefill:,} usage records "
             if args.prefill
             else "fresh DuckDB store "
         )
-        + "and the bare app (`bench/bare_app.py`: reads the body, answers 202, stores nothing; "
-        "same uvicorn options); an aiohttp client in a separate process posts back to back over "
+        + f"with {fronts} HTTP front process{'' if fronts == 1 else 'es'} "
+        "(`server.front_processes`), and the bare app (`bench/bare_app.py`: reads the body, "
+        "answers 202, stores nothing; one process, the same uvicorn options); an aiohttp "
+        "client in a separate process posts back to back over "
         f"loopback for {args.seconds:g} s per line, each request waiting for its answer (a "
         "heatlens 2xx means committed).",
         "",
