@@ -248,3 +248,20 @@ def test_generated_valid_records_are_accepted_and_staged_alike(
     # valid by construction (DESIGN §3): the Python executor takes them, so the comparison
     # above is not vacuous
     assert _assert_same(_shared(), records)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(_valid_records(), min_size=1, max_size=4), min_size=1, max_size=4))
+def test_requests_typed_alone_join_as_their_records_are_typed_together(
+    requests: list[list[dict[str, Any]]],
+) -> None:
+    """What an HTTP front process types per request (quick.typed), joined in the writer
+    (quick.joined), is the table the writer would type from the group's records (by_part)."""
+    alone = [(i, quick.typed(records)) for i, records in enumerate(requests)]
+    assert all(tables is not None for _, tables in alone)
+    together = quick.by_part([(i, r) for i, records in enumerate(requests) for r in records])
+    assert together is not None
+    joined = quick.joined([(i, t) for i, t in alone if t is not None])
+    assert sorted(joined) == sorted(together)
+    for name, table in together.items():
+        assert joined[name].to_pylist() == table.to_pylist()

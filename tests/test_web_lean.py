@@ -98,3 +98,34 @@ def test_other_methods_and_a_query_string_go_through_fastapi(
         nul = client.post("/api/v1/events?x=%00", json=_usage("u1"))
     assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
     assert nul.status_code == 400 and "NUL" in nul.json()["error"]["message"]
+
+
+def test_a_large_request_typed_as_read_is_counted_like_any_other(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request of 2,500 records (more than the writer types itself: quick.MAX_RECORDS) is
+    typed as it is read and inserted in one statement when its ids are new; once they are
+    stored it is merged, and the counts are those of the records, whichever way it went."""
+    url = f"duckdb:///{tmp_path / 'typed.duckdb'}"
+    batch = [r for n in range(2_500) for r in _usage(f"u{n:04d}")]
+    changed = [dict(r, outcome="failure") if r["id"] == "u0007" else r for r in batch]
+    inserts: list[tuple[int, int | None]] = []  # rows given to Store.insert_new, its answer
+    real = Store.insert_new
+
+    def spy(store: Store, rtype: Any, data: Any, select: str) -> int | None:
+        inserts.append((data.num_rows, version := real(store, rtype, data, select)))
+        return version
+
+    monkeypatch.setattr(Store, "insert_new", spy)
+    with TestClient(create_app(settings, url)) as client:
+        first = client.post("/api/v1/events", json=batch)
+        assert first.status_code == 201
+        assert first.json()["counts"]["usage"] == {"inserted": 2_500, "updated": 0, "unchanged": 0}
+        assert len(inserts) == 1 and inserts[0][0] == 2_500 and inserts[0][1] is not None
+        again = client.post("/api/v1/events", json=changed)
+        assert again.status_code == 200
+        assert again.json()["counts"]["usage"] == {"inserted": 0, "updated": 1, "unchanged": 2_499}
+    with Store.open(url) as store:
+        rows = store.rows("usage")
+    assert [r["id"] for r in rows] == [f"u{n:04d}" for n in range(2_500)]
+    assert [r["id"] for r in rows if r["outcome"] == "failure"] == ["u0007"]

@@ -28,7 +28,7 @@ from heatlens.ingest.formats import finite
 from heatlens.model import RECORD_TYPES, Field, Kind, RecordType
 from heatlens.store.schema import q
 
-__all__ = ["MAX_RECORDS", "QUICK_TYPES", "by_part", "stage", "stored_columns"]
+__all__ = ["MAX_RECORDS", "QUICK_TYPES", "by_part", "joined", "stage", "stored_columns", "typed"]
 
 MAX_RECORDS = 2_000  # larger passes go to the vectorised SQL rules, cheaper per record there
 
@@ -141,10 +141,13 @@ def _row(record: Any) -> tuple[str, list[Any]]:
     return rtype.name, values
 
 
-def _tables(records: Sequence[tuple[int, Any]], number: str) -> dict[str, pa.Table] | None:
+def _tables(
+    records: Sequence[tuple[int, Any]], number: str, limit: int | None = MAX_RECORDS
+) -> dict[str, pa.Table] | None:
     """Numbered records as one Arrow table per type (column `number`, then the fields, typed
-    as stored); None when any record is deferred to the SQL rules."""
-    if len(records) > MAX_RECORDS:
+    as stored); None when any record is deferred to the SQL rules (or there are more than
+    `limit`)."""
+    if limit is not None and len(records) > limit:
         return None
     rows: dict[str, list[tuple[int, list[Any]]]] = defaultdict(list)
     try:
@@ -196,6 +199,24 @@ def by_part(records: Sequence[tuple[int, Any]]) -> dict[str, pa.Table] | None:
     then the fields as this executor types them (select them with `stored_columns` to get
     the stored values); None when any record is deferred to the SQL rules."""
     return _tables(records, "__part")
+
+
+def typed(records: Sequence[Any]) -> dict[str, pa.Table] | None:
+    """One request's records as `by_part` types them (its `__part` 0), however many; None when
+    any is deferred to the SQL rules. The HTTP front processes type a request's records here, so
+    that the writer's process need not (heatlens.web.fronts, heatlens.web.writer)."""
+    return _tables([(0, r) for r in records], "__part", limit=None)
+
+
+def joined(parts: Sequence[tuple[int, dict[str, pa.Table]]]) -> dict[str, pa.Table]:
+    """Requests typed by `typed`, as `by_part` gives their records together: each request's
+    tables with its number as `__part`, concatenated per type in the requests' order."""
+    found: dict[str, list[pa.Table]] = defaultdict(list)
+    for part, tables in parts:
+        for name, table in tables.items():
+            numbers = pa.array([part] * table.num_rows, pa.int64())
+            found[name].append(table.set_column(0, "__part", numbers))
+    return {name: pa.concat_tables(tables) for name, tables in found.items()}
 
 
 def stored_columns(type_name: str) -> str:

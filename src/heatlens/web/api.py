@@ -3,14 +3,17 @@ service, and return the same documents the CLI prints."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
+import pyarrow as pa
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from heatlens.application import LocalApplication
 from heatlens.application.documents import counts_doc
 from heatlens.errors import InputError
+from heatlens.ingest import quick
 from heatlens.metrics import Report
 from heatlens.metrics import Request as MetricsRequest
 from heatlens.metrics.explain import parse_segments
@@ -51,7 +54,10 @@ async def healthz(service: ServiceDep, app: AppDep) -> dict[str, Any]:
 
 
 async def _ingest(
-    service: Service, records: list[dict[str, Any]], hook: Hook | None = None
+    service: Service,
+    records: list[dict[str, Any]],
+    hook: Hook | None = None,
+    typed: dict[str, pa.Table] | None = None,
 ) -> dict[str, Any]:
     """Write records through the service's writer; the response document once committed.
 
@@ -59,7 +65,7 @@ async def _ingest(
     before it (heatlens.web.writer); `data_version` is the store's after the commit.
     """
     try:
-        outcome = await service.ingest(records, hook)
+        outcome = await service.ingest(records, hook, typed)
     except InputError as exc:
         # keep ingest's count of invalid records; say what an API client should do
         count = str(exc).split(" in ", 1)[0]
@@ -100,18 +106,33 @@ async def post_events(request: Request, service: ServiceDep) -> QuickJSON:
     return await store_events(request, await read_events(request))
 
 
-async def read_events(request: Request) -> list[dict[str, Any]]:
-    """The records of a `POST /api/v1/events` body (read and parsed: no store needed, so an
-    HTTP front process does it: heatlens.web.fronts)."""
+# a request of this many records or more is typed as it is read (heatlens.ingest.quick.typed):
+# by an HTTP front process, off the writer's process; a smaller one is typed by the writer with
+# its group, which costs less than handing over its typed table
+TYPE_FROM = 16
+
+
+@dataclass(frozen=True)
+class Events:
+    """The records of a `POST /api/v1/events` body, and their types when known."""
+
+    records: list[dict[str, Any]]
+    typed: dict[str, pa.Table] | None = None
+
+
+async def read_events(request: Request) -> Events:
+    """The records of a `POST /api/v1/events` body (read, parsed and typed: no store needed,
+    so an HTTP front process does it: heatlens.web.fronts)."""
     settings = request.app.state.settings
     body = await read_body(request, settings.server_max_request_bytes)
-    return parse_records(body, media_type(request))
+    records = parse_records(body, media_type(request))
+    return Events(records, quick.typed(records) if len(records) >= TYPE_FROM else None)
 
 
-async def store_events(request: Request, records: list[dict[str, Any]]) -> QuickJSON:
+async def store_events(request: Request, events: Events) -> QuickJSON:
     """Write the records of `POST /api/v1/events`; the answer once committed."""
     service: Service = request.app.state.service
-    doc = await _ingest(service, records)
+    doc = await _ingest(service, events.records, typed=events.typed)
     inserted = any(c["inserted"] for c in doc["counts"].values())
     return QuickJSON(doc, status_code=201 if inserted else 200)
 

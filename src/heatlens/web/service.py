@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
+import pyarrow as pa
 from starlette.concurrency import run_in_threadpool
 
 from heatlens.model import RECORD_TYPES
@@ -218,9 +219,15 @@ class Service:
         access itself)."""
         return await run_in_threadpool(method, *args, **kwargs)
 
-    async def ingest(self, records: list[dict[str, Any]], hook: Hook | None = None) -> Outcome:
+    async def ingest(
+        self,
+        records: list[dict[str, Any]],
+        hook: Hook | None = None,
+        typed: dict[str, pa.Table] | None = None,
+    ) -> Outcome:
         """Validate and write records through the writer; returns once they are committed.
+        `typed`: the records as heatlens.ingest.quick.typed gave them, when it was called.
 
         Raises InputError (nothing stored) or WriteFailed (nothing of the group stored).
         """
-        return await self.writer.answer(records, hook)
+        return await self.writer.answer(records, hook, typed)

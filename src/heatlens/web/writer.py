@@ -143,6 +143,7 @@ class _Job:
     records: list[dict[str, Any]]
     future: Future[Outcome] | _Answer
     hook: Hook | None = None
+    typed: dict[str, pa.Table] | None = None  # the records as quick.typed gave them
 
 
 @dataclass
@@ -218,13 +219,19 @@ class Writer:
         self._queue.put(_Job(records, future, hook))
         return future
 
-    async def answer(self, records: list[dict[str, Any]], hook: Hook | None = None) -> Outcome:
+    async def answer(
+        self,
+        records: list[dict[str, Any]],
+        hook: Hook | None = None,
+        typed: dict[str, pa.Table] | None = None,
+    ) -> Outcome:
         """`submit`, awaited in the running loop: the outcome once committed. The answers of a
-        group reach the loop in one call (cheaper than a concurrent Future per request)."""
+        group reach the loop in one call (cheaper than a concurrent Future per request).
+        `typed`: the records as heatlens.ingest.quick.typed gave them, when it was called."""
         if self._thread is None:
             raise RuntimeError("the writer is not running: run the app inside its lifespan")
         answer = _Answer(self, asyncio.get_running_loop())
-        self._queue.put(_Job(records, answer, hook))
+        self._queue.put(_Job(records, answer, hook, typed))
         return await answer.future
 
     def run(self, fn: Callable[[Store], T]) -> Future[T]:
@@ -491,14 +498,20 @@ def _insert_new(
     records: dict[int, list[dict[str, Any]]],
     settings: Settings,
 ) -> tuple[dict[int, IngestResult], int] | None:
-    """A small group's records written with one insert (Store.insert_new), when they are of
-    one type, each valid by heatlens.ingest.quick, each id once in the group and none of them
+    """A group's records written with one insert (Store.insert_new), when they are of one
+    type, each valid by heatlens.ingest.quick, each id once in the group and none of them
     stored: every record is then inserted, whatever the merge would compare. Each request's
     result and the data version; None, with nothing written, for any other group (the whole
-    merge is needed)."""
+    merge is needed). Requests typed before (`_Job.typed`, however large) are not typed again;
+    the others only in a small group."""
     if not mine or settings.pseudonymise_key is not None:
         return None
-    tables = quick.by_part([(i, r) for i in mine for r in records[i]])
+    typed = [(i, t) for i in mine if jobs[i].hook is None and (t := jobs[i].typed) is not None]
+    tables: dict[str, pa.Table] | None
+    if len(typed) == len(mine):
+        tables = quick.joined(typed)
+    else:
+        tables = quick.by_part([(i, r) for i in mine for r in records[i]])
     if tables is None or len(tables) != 1:
         return None
     [(name, data)] = tables.items()
