@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from heatlens.ingest import pipeline
 from heatlens.settings import Settings
 from heatlens.store import Store
 from heatlens.store import tokens as token_module
@@ -117,6 +118,14 @@ def test_a_large_request_typed_as_read_is_counted_like_any_other(
         return version
 
     monkeypatch.setattr(Store, "insert_new", spy)
+    validated: list[object] = []  # passes the SQL rules judged
+    real_validate = pipeline.validate
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        validated.append(args[1])
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "validate", counted)
     with TestClient(create_app(settings, url)) as client:
         first = client.post("/api/v1/events", json=batch)
         assert first.status_code == 201
@@ -125,6 +134,9 @@ def test_a_large_request_typed_as_read_is_counted_like_any_other(
         again = client.post("/api/v1/events", json=changed)
         assert again.status_code == 200
         assert again.json()["counts"]["usage"] == {"inserted": 0, "updated": 1, "unchanged": 2_499}
+        # not inserted (its ids are stored: the insert wrote nothing) but merged, staged from
+        # its types: no pass went through the SQL rules
+        assert inserts[1:] == [(2_500, None)] and validated == []
     with Store.open(url) as store:
         rows = store.rows("usage")
     assert [r["id"] for r in rows] == [f"u{n:04d}" for n in range(2_500)]

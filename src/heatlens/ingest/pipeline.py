@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from heatlens.errors import InputError
 from heatlens.ingest import formats, quick
@@ -84,6 +85,9 @@ class Part:
     records: Sequence[dict[str, Any]] | None = None
     name: str = "request"
     default_type: str | None = None
+    # the records as heatlens.ingest.quick.typed gave them, when it was called: staged from
+    # these, without being typed or validated again
+    typed: Mapping[str, pa.Table] | None = None
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,11 @@ def _validate(
             for k, part in enumerate(p.parts)
             for n, r in enumerate(part.records or (), 1)
         ]
-        stages = quick.stage(con, prefix, numbered)
+        typed = [(k * STRIDE, part.typed) for k, part in enumerate(p.parts) if part.typed]
+        if len(typed) == len(p.parts):  # (typed: every record valid)
+            stages: dict[str, str] | None = quick.stage_typed(con, prefix, typed)
+        else:
+            stages = quick.stage(con, prefix, numbered)
         if stages is not None:  # every record valid, staged without the SQL rules
             raw = RawInput(head.name, f"{prefix}_raw", "json", unit="record", rows=len(numbered))
             p.checked = StagedInput(raw, stages, 0, [])

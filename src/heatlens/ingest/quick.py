@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +28,16 @@ from heatlens.ingest.formats import finite
 from heatlens.model import RECORD_TYPES, Field, Kind, RecordType
 from heatlens.store.schema import q
 
-__all__ = ["MAX_RECORDS", "QUICK_TYPES", "by_part", "joined", "stage", "stored_columns", "typed"]
+__all__ = [
+    "MAX_RECORDS",
+    "QUICK_TYPES",
+    "by_part",
+    "joined",
+    "stage",
+    "stage_typed",
+    "stored_columns",
+    "typed",
+]
 
 MAX_RECORDS = 2_000  # larger passes go to the vectorised SQL rules, cheaper per record there
 
@@ -177,8 +186,27 @@ def stage(
     `__bad`), as heatlens.ingest.validate would for valid records; None (nothing staged) when
     any record is deferred to the SQL rules."""
     tables = _tables(records, "__line")
-    if tables is None:
-        return None
+    return None if tables is None else _stage(con, prefix, tables)
+
+
+def stage_typed(
+    con: duckdb.DuckDBPyConnection,
+    prefix: str,
+    parts: Sequence[tuple[int, Mapping[str, pa.Table]]],
+) -> dict[str, str]:
+    """`stage` for requests typed already (`typed`): each given with the number of the line
+    before its first record (its records are numbered from there)."""
+    found: dict[str, list[pa.Table]] = defaultdict(list)
+    for before, tables in parts:
+        for name, table in tables.items():
+            lines = pa.array(range(before + 1, before + 1 + table.num_rows), pa.int64())
+            found[name].append(table.set_column(0, "__line", lines))
+    return _stage(con, prefix, {name: pa.concat_tables(ts) for name, ts in found.items()})
+
+
+def _stage(
+    con: duckdb.DuckDBPyConnection, prefix: str, tables: Mapping[str, pa.Table]
+) -> dict[str, str]:
     stages: dict[str, str] = {}
     for name, data in tables.items():
         view, table = f"{prefix}_{name}_quick", f"{prefix}_{name}"

@@ -425,7 +425,7 @@ class Writer:
             mine = [i for i in live if jobs[i].records]
             records = overlaid if overlaid is not None else _overlaid(store, jobs, mine)
             overlaid = None  # judged again: without the refused requests
-            inputs = [Input([Part(_source(jobs[i]), records=records[i])], advice="") for i in mine]
+            inputs = [Input([_part(jobs[i], records[i])], advice="") for i in mine]
             prepared = prepare(store, inputs, self._settings) if inputs else None
             results = prepared.results if prepared is not None else []
             bad = [i for i, r in zip(mine, results, strict=True) if isinstance(r, InputError)]
@@ -489,6 +489,13 @@ class _Admitted:
 
 def _source(job: _Job) -> str:
     return job.hook.source if job.hook is not None else "api"
+
+
+def _part(job: _Job, records: list[dict[str, Any]]) -> Part:
+    """A request's records as an ingest part (typed already when the request came typed and
+    nothing was overlaid on them)."""
+    typed = job.typed if job.hook is None else None
+    return Part(_source(job), records=records, typed=typed)
 
 
 def _insert_new(
