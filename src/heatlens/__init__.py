@@ -14,12 +14,12 @@ Every command of the CLI is a method of the object `open` and `connect` return.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from heatlens.application import LocalApplication, RemoteApplication, ReportResult
 from heatlens.errors import (
     ConfigError,
     EmptyStoreError,
@@ -27,7 +27,10 @@ from heatlens.errors import (
     InputError,
     StoreError,
 )
-from heatlens.metrics import Report, Request
+
+if TYPE_CHECKING:
+    from heatlens.application import LocalApplication, RemoteApplication, ReportResult
+    from heatlens.metrics import Report, Request
 
 __all__ = [
     "ConfigError",
@@ -45,6 +48,23 @@ __all__ = [
     "open",
 ]
 
+# loaded on first use, so a command that only stores records (`heatlens ingest`) does not pay for
+# importing the metric engine (Ibis) or the HTTP client
+_HOMES = {
+    "LocalApplication": "heatlens.application",
+    "RemoteApplication": "heatlens.application",
+    "ReportResult": "heatlens.application",
+    "Report": "heatlens.metrics",
+    "Request": "heatlens.metrics",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'heatlens' has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)
+
 
 def open(
     store: str | Path | None = None, *, config: str | Path | None = None, **settings: Any
@@ -52,6 +72,7 @@ def open(
     """The application on a store: `store` is a DuckDB path or URL, or postgres://… (default
     the configured one); `config` a heatlens.toml; other keywords override settings by name
     (e.g. `timezone="Europe/Berlin"`)."""
+    from heatlens.application import LocalApplication
     from heatlens.settings import load_settings
 
     overrides = {**settings, "store": str(store) if store is not None else None}
@@ -61,4 +82,6 @@ def open(
 
 def connect(server: str, token: str | None = None) -> RemoteApplication:
     """The application of a running `heatlens serve` at `server` (http://host:port)."""
+    from heatlens.application import RemoteApplication
+
     return RemoteApplication(server, token)

@@ -27,7 +27,7 @@ from heatlens.analysis.bootstrap import RESAMPLES
 from heatlens.analysis.did import NEVER, DidResult, staggered_did
 from heatlens.errors import ConfigError
 from heatlens.metrics import catalog
-from heatlens.metrics.catalog import CALENDAR_GRAINS, Metric
+from heatlens.metrics.catalog import CALENDAR_GRAINS, IMPACT_GRAIN, Metric
 from heatlens.metrics.engine import Request, compute, history_start
 from heatlens.metrics.frame import Frame, Tables
 from heatlens.metrics.periods import (
@@ -111,9 +111,8 @@ def impact_metrics(patterns: tuple[str, ...]) -> list[Metric]:
     return usable
 
 
-# the panel's default period: a team's weekly change failure rate swings too much for one week to
-# be compared with the next (docs/analysis.md, "Noisy team metrics need longer periods")
-GRAIN = "month"
+# the panel's default period (see the catalog)
+GRAIN = IMPACT_GRAIN
 
 
 def impact(

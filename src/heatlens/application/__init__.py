@@ -5,11 +5,17 @@
 routes and notebooks all call these methods; none of them holds policy of its own.
 """
 
-from heatlens.application.access import DirectAccess, StoreAccess
-from heatlens.application.local import LocalApplication, ReportResult, is_loopback
-from heatlens.application.remote import RemoteApplication, ServerError
+from __future__ import annotations
 
-Application = LocalApplication | RemoteApplication
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from heatlens.application.access import DirectAccess, StoreAccess
+    from heatlens.application.local import LocalApplication, ReportResult, is_loopback
+    from heatlens.application.remote import RemoteApplication, ServerError
+
+    Application = LocalApplication | RemoteApplication
 
 __all__ = [
     "Application",
@@ -21,3 +27,26 @@ __all__ = [
     "StoreAccess",
     "is_loopback",
 ]
+
+# loaded on first use: the remote application imports the HTTP client, which a command on a local
+# store does not need (nor the other way round)
+_HOMES = {
+    "DirectAccess": "access",
+    "StoreAccess": "access",
+    "LocalApplication": "local",
+    "ReportResult": "local",
+    "is_loopback": "local",
+    "RemoteApplication": "remote",
+    "ServerError": "remote",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Application":
+        local = importlib.import_module("heatlens.application.local")
+        remote = importlib.import_module("heatlens.application.remote")
+        return local.LocalApplication | remote.RemoteApplication
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'heatlens.application' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"heatlens.application.{home}"), name)

@@ -18,7 +18,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from heatlens.analysis.impact import GRAIN as IMPACT_GRAIN
 from heatlens.application.access import DirectAccess, StoreAccess
 from heatlens.application.documents import (
     counts_doc,
@@ -30,6 +29,7 @@ from heatlens.application.documents import (
 )
 from heatlens.application.surveys import SurveyOperations
 from heatlens.errors import ConfigError, EmptyStoreError, InputError
+from heatlens.metrics.catalog import IMPACT_GRAIN
 from heatlens.model import BY_NAME, TYPE_NAMES
 from heatlens.settings import Settings
 from heatlens.store import Store

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from heatlens.analysis.impact import GRAIN as IMPACT_GRAIN
 from heatlens.application.documents import changes_from_doc
 from heatlens.application.local import ReportResult
 from heatlens.application.surveys import RemoteSurveyOperations
@@ -30,6 +29,7 @@ from heatlens.errors import (
     StoreError,
     StoreLockedError,
 )
+from heatlens.metrics.catalog import IMPACT_GRAIN
 
 if TYPE_CHECKING:
     from heatlens.metrics import Request

@@ -12,7 +12,6 @@ from rich.text import Text
 
 from heatlens.cli.context import CliContext, command, day_option, out, pass_ctx
 from heatlens.metrics.catalog import CATALOG
-from heatlens.report.units import format_value
 
 _STATUS_STYLE = {"met": "green", "missed": "bold red", "no_data": "yellow", "not_due": "cyan"}
 
@@ -46,6 +45,10 @@ def check(ctx: CliContext, as_of: str | None, fmt: str) -> None:
 
 
 def _print_check(doc: dict[str, Any]) -> None:
+    # here, not at the top: importing heatlens.report loads the metric engine, which the other
+    # commands (`heatlens ingest`) do not need
+    from heatlens.report.units import format_value
+
     if not doc["targets"]:
         out.print(
             "no targets: add [[targets]] tables to heatlens.toml (see `heatlens check -h`)",

@@ -9,17 +9,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from heatlens.application import Application, LocalApplication, RemoteApplication
 from heatlens.errors import ConfigError, HeatlensError, InputError
 from heatlens.metrics.catalog import GRAINS
 from heatlens.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    # imported where used: a local command never loads the HTTP client, nor a remote one the store
+    from heatlens.application import Application, LocalApplication
 
 # soft_wrap: lines of text are never broken at the terminal's width, so a suggested command or a
 # path pastes whole (tables still fit the width)
@@ -54,8 +57,10 @@ class CliContext:
         """The application the command works on: the running server's with --server, else the
         store's own."""
         if self.server:
+            from heatlens.application.remote import RemoteApplication
+
             return RemoteApplication(self.server, self.token)
-        return LocalApplication(self.settings)
+        return self.local_application()
 
     def local_application(self) -> LocalApplication:
         """For commands that must own a store themselves (serve, demo): --server is refused."""
@@ -65,6 +70,8 @@ class CliContext:
                 f"`{name}` works on a store, not through --server {self.server}: "
                 "drop --server (and HEATLENS_SERVER)"
             )
+        from heatlens.application.local import LocalApplication
+
         return LocalApplication(self.settings)
 
     def command_line(self, name: str, options: list[str]) -> str:

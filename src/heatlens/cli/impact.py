@@ -7,9 +7,8 @@ import sys
 
 import click
 
-from heatlens.analysis.impact import GRAIN as IMPACT_GRAIN
 from heatlens.cli.context import CliContext, command, day_option, out, pass_ctx
-from heatlens.metrics.catalog import CALENDAR_GRAINS
+from heatlens.metrics.catalog import CALENDAR_GRAINS, IMPACT_GRAIN
 
 
 @click.command()

@@ -115,7 +115,7 @@ def report(
     """
     from heatlens.metrics import Request
     from heatlens.report import render, terminal_table
-    from heatlens.report.terminal import shown
+    from heatlens.report.terminal import empty_hint
 
     request = Request(grain, day_option(start, "--from"), day_option(end, "--to"), by, metrics)
     if export_dir is None and (engine != "duckdb" or spark_master):
@@ -142,7 +142,7 @@ def report(
         result = app.report(request, changes=fmt == "table")
     # the user's command, for the hint of an empty range to complete with a range that is not
     command = ctx.command_line("report", _report_options(fmt, out_path, by, metrics))
-    hint = shown(result.report, command).hint
+    hint = empty_hint(result.report, command)
     if out_path is not None:
         out_path.write_text(render(result.report, fmt, result.changes, command), encoding="utf-8")
         say(f"wrote {len(result.report.rows):,} rows to {out_path}")

@@ -355,7 +355,9 @@ def _keep_last(con: duckdb.DuckDBPyConnection, stage: str, *, shared: bool) -> N
             f"FROM {stage}"
         ).fetchone()
     else:
-        dup = con.execute(f"SELECT count(*) - count(DISTINCT id) FROM {stage}").fetchone()
+        # distinct hashes prove the ids distinct, and are cheaper to count than the ids; a
+        # collision only sends a stage without repeats through the exact pass below
+        dup = con.execute(f"SELECT count(*) - count(DISTINCT hash(id)) FROM {stage}").fetchone()
     if dup and dup[0]:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {stage} AS SELECT * FROM {stage} "

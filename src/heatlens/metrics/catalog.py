@@ -19,6 +19,10 @@ KEYS = ("capability", "team", "group", "service", "action", "environment", "surv
 # report periods (metrics/periods.py computes them); "all" is one period over the whole range
 GRAINS = ("day", "week", "month", "quarter", "all")
 CALENDAR_GRAINS = GRAINS[:-1]
+# the impact panel's default period: a team's weekly change failure rate swings too much for one
+# week to be compared with the next (docs/analysis.md, "Noisy team metrics need longer periods");
+# here, not in analysis/impact.py, so the CLI and the application name it without loading Ibis
+IMPACT_GRAIN = "month"
 
 _USAGE = frozenset({"capability", "team", "group", "service", "action"})
 _TEAMS = frozenset({"capability", "team", "group"})

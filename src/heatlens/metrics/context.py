@@ -132,7 +132,8 @@ class MetricContext:
         return t.filter(t.period.notnull())
 
     def cell(self, row: dict[str, Any], keys: Iterable[str] | None = None) -> SegmentKey:
-        return tuple(row.get(k) for k in (self.by if keys is None else keys))
+        # a list, not a generator: tuple() of one is twice as quick (called per result row)
+        return tuple([row.get(k) for k in (self.by if keys is None else keys)])
 
     def span_of(self, ts: datetime, spans: list[Period] | None = None) -> Period | None:
         """The span holding an instant (Python side, for small pulled tables)."""

@@ -76,9 +76,10 @@ def usage_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats]:
         for m in durations:
             out[m.id] = found[m.q or 0.5]
     adoption = ids & {"adoption.eligible_teams", "adoption.team_adoption_rate"}
+    active = _active(ctx, obs) if adoption or retention else None
     if adoption:
-        _warn_ineligible(ctx, obs)
-        out.update(_adoption(ctx, obs, adoption))
+        _warn_ineligible(ctx, active)
+        out.update(_adoption(ctx, active, adoption))
     if "adoption.new_teams" in ids:
         out["adoption.new_teams"] = _new_teams(ctx, resolved)
         ctx.omit(
@@ -89,8 +90,22 @@ def usage_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats]:
             "there): ingest earlier usage, or set the capability's `launched_at`",
         )
     if retention:
-        out["adoption.team_retention"] = _retention(ctx, resolved, obs)
+        out["adoption.team_retention"] = _retention(ctx, resolved, active)
     return out
+
+
+def _active(ctx: MetricContext, obs: Any) -> Any:
+    """The distinct (period, team, capability, the report's other keys) of usage by people with
+    a team: what adoption, retention and the ineligible-teams warning read of the records,
+    aggregated once for the three (kept in the backend for the report) — a few hundred
+    thousand rows for W52, not ten million."""
+    others = [k for k in ctx.by if k in KEYS and k not in ("team", "capability")]
+
+    def build() -> Any:
+        people = obs.filter(obs.team.notnull() & ~obs.bot)
+        return people.select("period", "team", "capability", *others).distinct()
+
+    return ctx.memo("usage_active", build)
 
 
 def _calendar(ctx: MetricContext) -> list[Period]:
@@ -267,14 +282,13 @@ def _eligible_rows(ctx: MetricContext) -> Any:
     return t.mutate(group=ibis.coalesce(t.g_group, t.team)).drop("g_team", "g_group")
 
 
-def _adoption(ctx: MetricContext, obs: Any, ids: set[str]) -> dict[str, Stats]:
+def _adoption(ctx: MetricContext, active: Any, ids: set[str]) -> dict[str, Stats]:
     """Eligible teams and the share of them active, per period and cell of (capability, team,
     group): one join of the eligible rows with the active (period, [capability], team) rows."""
     per_cap = "capability" in ctx.by
     keys = [k for k in ctx.by if k in ("capability", "team", "group")]
     used_keys = ["period", *(["capability"] if per_cap else []), "team"]
-    people = obs.filter(obs.team.notnull() & ~obs.bot)
-    used = people.select(*(people[k].name(f"a_{k}") for k in used_keys)).distinct()
+    used = active.select(*(active[k].name(f"a_{k}") for k in used_keys)).distinct()
     el = _eligible_rows(ctx)
     joined = el.left_join(used, [el[k] == used[f"a_{k}"] for k in used_keys])
     rows = joined.group_by([joined.period, *(joined[k] for k in keys)]).aggregate(
@@ -291,13 +305,12 @@ def _adoption(ctx: MetricContext, obs: Any, ids: set[str]) -> dict[str, Stats]:
     return out
 
 
-def _warn_ineligible(ctx: MetricContext, obs: Any) -> None:
+def _warn_ineligible(ctx: MetricContext, active: Any) -> None:
     """Count the (period, capability, team) with usage by people where the team is not eligible
     for the capability (whatever the report's keys)."""
     if ctx.quiet:
         return
-    people = obs.filter(obs.team.notnull() & ~obs.bot)
-    active = people.select("period", "capability", "team").distinct()
+    active = active.select("period", "capability", "team").distinct()
     base = _eligible_base(ctx)
     # a capability in no registry has no rules: its eligible teams are the period's
     capabilities, listed = _capability_tables(ctx, seen=False)
@@ -337,15 +350,14 @@ def _new_teams(ctx: MetricContext, resolved: Any) -> Stats:
     return stats
 
 
-def _retention(ctx: MetricContext, resolved: Any, obs: Any) -> Stats:
+def _retention(ctx: MetricContext, resolved: Any, active: Any) -> Stats:
     """Share of the teams active in the previous calendar period still active in this one: the
     distinct (previous period, segment, team) rows, less teams archived by this period's start,
     left-joined with this period's."""
     keys = [k for k in ctx.by if k in KEYS]
     others = [k for k in keys if k != "team"]  # the segment's keys besides the team itself
-    people = obs.filter(obs.team.notnull() & ~obs.bot)
-    now = people.select(
-        n_period=people.period, n_team=people.team, **{f"n_{k}": people[k] for k in others}
+    now = active.select(
+        n_period=active.period, n_team=active.team, **{f"n_{k}": active[k] for k in others}
     ).distinct()
     calendar = _calendar(ctx)
     if not calendar:

@@ -154,10 +154,10 @@ def shown(report: Report, command: str = COMMAND) -> Shown:
     """
     series = all_series(report)
     found = coverage_of(report)
+    hint = _hint(report, found, command)
     if found is None:
-        return Shown(by_dimension(report, series), None, None if report.rows else EMPTY)
+        return Shown(by_dimension(report, series), None, hint)
     kept = [s for s in series if _says_something(s, found)]
-    hint = found.hint(command) if found.empty else None
     shown_metrics = {s.metric for s in kept}
     gone = [m for m in dict.fromkeys(s.metric for s in series) if m not in shown_metrics]
     # (issue 14) happiness has no rows at all in a range without a survey wave: still name it
@@ -169,6 +169,18 @@ def shown(report: Report, command: str = COMMAND) -> Shown:
         gone.append("happiness.respondents")
     omitted = _omitted_line(report, gone, found) if gone and not found.empty else None
     return Shown(by_dimension(report, kept), omitted, hint)
+
+
+def empty_hint(report: Report, command: str = COMMAND) -> str | None:
+    """`shown(report, command).hint` without sorting the report into series (the data formats
+    need only the hint)."""
+    return _hint(report, coverage_of(report), command)
+
+
+def _hint(report: Report, found: Coverage | None, command: str) -> str | None:
+    if found is None:
+        return None if report.rows else EMPTY
+    return found.hint(command) if found.empty else None
 
 
 def _omitted_line(report: Report, gone: list[str], found: Coverage) -> str:
