@@ -144,6 +144,7 @@ def write_streaming(
     *,
     types: Collection[str] | None = None,
     chunk_rows: int = 4 * ROW_GROUP,
+    compression: str = "zstd",
 ) -> dict[str, int]:
     """Write the records of `generate(spec)` (only `types`, when given) to one Parquet file laid
     out like `write`'s, building and writing the usage records a chunk at a time; returns the
@@ -184,7 +185,7 @@ def write_streaming(
             writer.write_batch(pa.record_batch(columns, schema=schema))
         written[name] += data.num_rows
 
-    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+    with pq.ParquetWriter(path, schema, compression=compression) as writer:
         for name in wanted:
             if name == "usage":
                 for chunk in usage_chunks(org, spec.usage_scale, usage_rng, chunk_rows):
