@@ -42,6 +42,33 @@ spec = OrgSpec(teams=teams, days=days, usage_scale=usage_scale_for(rows, teams, 
 print(write_streaming(spec, path, types=["usage"], compression="snappy")["usage"])
 """
 
+# Runs `-m MODULE ARGS…` or `-c CODE ARGS…` with every DuckDB connection's memory_limit set to
+# argv[1] (`--duckdb-memory-limit`: DuckDB's default is 80 % of RAM, a bound at 100 M records, not
+# a need; heatlens sets none). The same for heatlens and the script it is measured against.
+LIMITED = """
+import duckdb, runpy, sys
+limit, how, what, *rest = sys.argv[1:]
+connect = duckdb.connect
+def limited(*args, **kwargs):
+    con = connect(*args, **kwargs)
+    con.execute("SET memory_limit = '" + limit + "'")
+    return con
+duckdb.connect = limited
+if how == "-m":
+    sys.argv = [what, *rest]
+    runpy.run_module(what, run_name="__main__", alter_sys=True)
+else:
+    sys.argv = ["-c", *rest]
+    exec(compile(what, "<bench>", "exec"), {"__name__": "__main__"})
+"""
+
+
+def python(memory_limit: str | None) -> list[str]:
+    """The interpreter command, with DuckDB's memory_limit set in every connection when given."""
+    return (
+        [sys.executable] if memory_limit is None else [sys.executable, "-c", LIMITED, memory_limit]
+    )
+
 
 def make_file(rows: int, path: Path) -> tuple[int, float, float]:
     """Write about `rows` generated usage records to Parquet in a child process; the number
@@ -76,6 +103,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     parser.add_argument("--work", type=Path, help="directory for the files (default: a temp dir)")
     parser.add_argument("--no-replay", action="store_true", help="skip the second ingest")
+    parser.add_argument(
+        "--duckdb-memory-limit", metavar="SIZE", help="e.g. 8GB: DuckDB's memory_limit in each run"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="heatlens-bench-", dir=args.work))
     try:
@@ -87,7 +117,7 @@ def main() -> None:
             flush=True,
         )
         heatlens = [
-            sys.executable,
+            *python(args.duckdb_memory_limit),
             "-m",
             "heatlens",
             "--store",
@@ -95,24 +125,28 @@ def main() -> None:
             "ingest",
             str(data),
         ]
-        runs = {}
-        runs["baseline: DuckDB CREATE TABLE AS read_parquet"] = timed(
-            [sys.executable, "-c", BASELINE, str(work / "b.duckdb"), str(data)]
-        )
-        size = (work / "b.duckdb").stat().st_size / 1e9
-        (work / "b.duckdb").unlink()
-        print(
-            f"baseline done {time.strftime('%H:%M:%S', time.gmtime())} UTC ({size:.1f} GB)",
-            flush=True,
-        )
-        runs["heatlens ingest (empty store)"] = timed(heatlens)
-        size = (work / "h.duckdb").stat().st_size / 1e9
-        print(
-            f"heatlens ingest done {time.strftime('%H:%M:%S', time.gmtime())} UTC ({size:.1f} GB)",
-            flush=True,
-        )
+        runs: dict[str, tuple[float, float]] = {}
+        limit = args.duckdb_memory_limit
+        steps = [
+            (
+                "baseline: DuckDB CREATE TABLE AS read_parquet",
+                [*python(limit), "-c", BASELINE, str(work / "b.duckdb"), str(data)],
+                work / "b.duckdb",
+            ),
+            ("heatlens ingest (empty store)", heatlens, work / "h.duckdb"),
+        ]
         if not args.no_replay:
-            runs["heatlens ingest again (all unchanged)"] = timed(heatlens)
+            steps.append(("heatlens ingest again (all unchanged)", heatlens, work / "h.duckdb"))
+        for name, cmd, store in steps:
+            runs[name] = timed(cmd)
+            size = store.stat().st_size / 1e9
+            print(
+                f"  {name}: {runs[name][0]:.1f} s, peak {runs[name][1]:.2f} GiB, store "
+                f"{size:.1f} GB, {time.strftime('%H:%M:%S', time.gmtime())} UTC",
+                flush=True,
+            )
+            if store.name == "b.duckdb":
+                store.unlink()  # disk: at 100 M each store is a few GB
         base = next(iter(runs.values()))[0]
         print(f"{'run':<45} {'seconds':>8} {'ratio':>6} {'peak GiB':>9}")
         for name, (seconds, peak) in runs.items():

@@ -48,7 +48,6 @@ from heatlens.store import Store
 
 HERE = Path(__file__).resolve().parent
 SQL = HERE / "report_baseline.sql"
-HEATLENS = [sys.executable, "-m", "heatlens"]
 KEYS = ("capability", "team")
 WEEKS = 52
 TEAMS, DAYS = 500, 7 * WEEKS + 14  # two weeks of history before the range (retention, new teams)
@@ -94,6 +93,33 @@ for name in ("usage", "dora") if key == "team" else ("usage",):
                      "value": value, "n": n})
 json.dump({"rows": rows}, open(out, "w"))
 """
+
+# Runs `-m MODULE ARGS…` or `-c CODE ARGS…` with every DuckDB connection's memory_limit set to
+# argv[1] (`--duckdb-memory-limit`: DuckDB's default is 80 % of RAM, a bound at 100 M records, not
+# a need; heatlens sets none). The same for heatlens and the script it is measured against.
+LIMITED = """
+import duckdb, runpy, sys
+limit, how, what, *rest = sys.argv[1:]
+connect = duckdb.connect
+def limited(*args, **kwargs):
+    con = connect(*args, **kwargs)
+    con.execute("SET memory_limit = '" + limit + "'")
+    return con
+duckdb.connect = limited
+if how == "-m":
+    sys.argv = [what, *rest]
+    runpy.run_module(what, run_name="__main__", alter_sys=True)
+else:
+    sys.argv = ["-c", *rest]
+    exec(compile(what, "<bench>", "exec"), {"__name__": "__main__"})
+"""
+
+
+def python(memory_limit: str | None) -> list[str]:
+    """The interpreter command, with DuckDB's memory_limit set in every connection when given."""
+    return (
+        [sys.executable] if memory_limit is None else [sys.executable, "-c", LIMITED, memory_limit]
+    )
 
 
 def timed(cmd: list[str]) -> tuple[float, float]:
@@ -147,7 +173,7 @@ def _now() -> str:
     return time.strftime("%H:%M:%S UTC", time.gmtime())
 
 
-def prepare(work: Path, rows: int, teams: int, days: int) -> Path:
+def prepare(work: Path, rows: int, teams: int, days: int, memory_limit: str | None) -> Path:
     """Generate the organisation and ingest it into a fresh store (printing both)."""
     generated, data, store = work / "generated.parquet", work / "org.parquet", work / "store.duckdb"
     seconds, peak = timed(
@@ -176,7 +202,8 @@ def prepare(work: Path, rows: int, teams: int, days: int) -> Path:
         f"{counts.get('incident', 0):,} incidents)",
         flush=True,
     )
-    seconds, peak = timed([*HEATLENS, "--store", str(store), "ingest", str(data)])
+    ingest = [*python(memory_limit), "-m", "heatlens", "--store", str(store), "ingest", str(data)]
+    seconds, peak = timed(ingest)
     print(f"ingested in {seconds:.1f} s (peak {peak:.2f} GiB), {_now()}", flush=True)
     data.unlink()
     return store
@@ -293,13 +320,16 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the store and outputs")
     parser.add_argument("--store", type=Path, help="reuse this store (skip generate and ingest)")
     parser.add_argument("--work", type=Path, help="directory for the files (default: a temp dir)")
+    parser.add_argument(
+        "--duckdb-memory-limit", metavar="SIZE", help="e.g. 8GB: DuckDB's memory_limit in each run"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="heatlens-bench-report-", dir=args.work))
     try:
         if args.store is not None:
             store = args.store
         else:
-            store = prepare(work, args.rows, args.teams, args.days)
+            store = prepare(work, args.rows, args.teams, args.days, args.duckdb_memory_limit)
         start, end = report_range(store)
         print(
             f"range --from {start} --to {end} (weekly), store {store.stat().st_size / 1e6:.0f} "
@@ -310,12 +340,13 @@ def main() -> None:
         keys = tuple(args.key or KEYS)
         for key in keys:
             ours, theirs = work / f"heatlens-{key}.json", work / f"sql-{key}.json"
-            report = [*HEATLENS, "--store", str(store), "report", "--format", "json"]
+            heatlens = [*python(args.duckdb_memory_limit), "-m", "heatlens"]
+            report = [*heatlens, "--store", str(store), "report", "--format", "json"]
             report += ["--grain", "week", "--by", key, "--from", str(start), "--to", str(end)]
             subset = [*report, "--out", str(ours)]
             for metric in METRICS:
                 subset += ["--metric", metric]
-            sql = [sys.executable, "-c", BASELINE, str(store), str(SQL), key]
+            sql = [*python(args.duckdb_memory_limit), "-c", BASELINE, str(store), str(SQL), key]
             sql += [str(start), str(end), str(theirs)]
             full = [*report, "--out", str(work / f"full-{key}.json")]
             cmds = {f"heatlens, SQL's metrics, by {key}": subset, f"SQL script, by {key}": sql}
