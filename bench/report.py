@@ -2,13 +2,16 @@
 
     python bench/report.py [--rows 10000000] [--teams 500] [--repeat 3] [--keep] [--key capability]
     python bench/report.py --store STORE.duckdb      # reuse a store kept by --keep
+    python bench/report.py --rows 100000000 --key capability --no-full --repeat 1 --keep --work DIR
 
 DESIGN §6 (v2): "W52 = 10 M usage records over 52 weeks, 30 capabilities, 500 teams, 20,000
 actors"; the report by capability and by team ≤ 1.2× a hand-written DuckDB SQL script whose rows
 are first checked equal to heatlens's; ≤ 4 GiB peak.
 
-1. `heatlens generate --teams 500 --days 378` writes an organisation (`--rows` usage records) to
-   Parquet; it has 9 capabilities and ~4,000 people, so the file is widened to W52 with DuckDB
+1. The records of `heatlens generate --teams 500 --days 378` (`--rows` usage records; written by
+   `heatlens.demo.generator.write_streaming`, which builds the usage records a chunk at a time so
+   that 100 M fit in memory) go to Parquet; it has 9 capabilities and ~4,000 people, so the file
+   is widened to W52 with DuckDB
    (`widen`): each capability becomes 3–4 (`ci` → `ci-0` … `ci-3`, 30 in all, registry records
    copied with the same launch and `eligible` list; a record's copy chosen by a hash of its run,
    else its id) and each person 5 (`u0001` → `u0001.0` … `u0001.4`, memberships copied; bots
@@ -28,6 +31,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -44,7 +48,6 @@ from heatlens.store import Store
 
 HERE = Path(__file__).resolve().parent
 SQL = HERE / "report_baseline.sql"
-HEATLENS = [sys.executable, "-m", "heatlens"]
 KEYS = ("capability", "team")
 WEEKS = 52
 TEAMS, DAYS = 500, 7 * WEEKS + 14  # two weeks of history before the range (retention, new teams)
@@ -91,6 +94,33 @@ for name in ("usage", "dora") if key == "team" else ("usage",):
 json.dump({"rows": rows}, open(out, "w"))
 """
 
+# Runs `-m MODULE ARGS…` or `-c CODE ARGS…` with every DuckDB connection's memory_limit set to
+# argv[1] (`--duckdb-memory-limit`: DuckDB's default is 80 % of RAM, a bound at 100 M records, not
+# a need; heatlens sets none). The same for heatlens and the script it is measured against.
+LIMITED = """
+import duckdb, runpy, sys
+limit, how, what, *rest = sys.argv[1:]
+connect = duckdb.connect
+def limited(*args, **kwargs):
+    con = connect(*args, **kwargs)
+    con.execute("SET memory_limit = '" + limit + "'")
+    return con
+duckdb.connect = limited
+if how == "-m":
+    sys.argv = [what, *rest]
+    runpy.run_module(what, run_name="__main__", alter_sys=True)
+else:
+    sys.argv = ["-c", *rest]
+    exec(compile(what, "<bench>", "exec"), {"__name__": "__main__"})
+"""
+
+
+def python(memory_limit: str | None) -> list[str]:
+    """The interpreter command, with DuckDB's memory_limit set in every connection when given."""
+    return (
+        [sys.executable] if memory_limit is None else [sys.executable, "-c", LIMITED, memory_limit]
+    )
+
 
 def timed(cmd: list[str]) -> tuple[float, float]:
     """Seconds and peak RSS (GiB) of a whole process; its stdout is discarded."""
@@ -114,6 +144,8 @@ def interleaved(cmds: dict[str, list[str]], times: int) -> dict[str, tuple[float
     for _ in range(times):
         for name, cmd in cmds.items():
             runs[name].append(timed(cmd))
+            seconds, peak = runs[name][-1]
+            print(f"  {name}: {seconds:.1f} s, peak {peak:.2f} GiB, {_now()}", flush=True)
     out = {}
     for name, rs in runs.items():
         secs = [s for s, _ in rs]
@@ -125,27 +157,37 @@ def interleaved(cmds: dict[str, list[str]], times: int) -> dict[str, tuple[float
     return out
 
 
-def prepare(work: Path, rows: int, teams: int, days: int) -> Path:
+# The records `heatlens generate --teams T --days D --usage-rows N --out F` writes (same seed, same
+# end date: today), with the usage records built and written a chunk at a time, so 100 M fit.
+GENERATE = """
+import sys
+from heatlens.demo import OrgSpec, usage_scale_for
+from heatlens.demo.generator import write_streaming
+teams, days, rows, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+spec = OrgSpec(teams=teams, days=days, usage_scale=usage_scale_for(rows, teams, days))
+write_streaming(spec, out)
+"""
+
+
+def _now() -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime())
+
+
+def prepare(work: Path, rows: int, teams: int, days: int, memory_limit: str | None) -> Path:
     """Generate the organisation and ingest it into a fresh store (printing both)."""
     generated, data, store = work / "generated.parquet", work / "org.parquet", work / "store.duckdb"
-    seconds, _ = timed(
-        [
-            *HEATLENS,
-            "generate",
-            "--teams",
-            str(teams),
-            "--days",
-            str(days),
-            "--usage-rows",
-            str(rows),
-            "--out",
-            str(generated),
-        ]
+    seconds, peak = timed(
+        [sys.executable, "-c", GENERATE, str(teams), str(days), str(rows), str(generated)]
     )
+    print(f"generated in {seconds:.1f} s (peak {peak:.2f} GiB), {_now()}", flush=True)
     started = time.perf_counter()
     widen(generated, data)
     generated.unlink()
-    print(f"widened to W52 in {time.perf_counter() - started:.1f} s")
+    print(
+        f"widened to W52 in {time.perf_counter() - started:.1f} s (this process's peak "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024:.2f} GiB), {_now()}",
+        flush=True,
+    )
     con = duckdb.connect()
     counts = dict(
         con.execute(
@@ -157,10 +199,12 @@ def prepare(work: Path, rows: int, teams: int, days: int) -> Path:
         f"generated {sum(counts.values()):,} records ({data.stat().st_size / 1e6:.0f} MB) in "
         f"{seconds:.1f} s: {counts.get('usage', 0):,} usage, {dora:,} DORA "
         f"({counts.get('deployment', 0):,} deployments, {counts.get('change', 0):,} changes, "
-        f"{counts.get('incident', 0):,} incidents)"
+        f"{counts.get('incident', 0):,} incidents)",
+        flush=True,
     )
-    seconds, peak = timed([*HEATLENS, "--store", str(store), "ingest", str(data)])
-    print(f"ingested in {seconds:.1f} s (peak {peak:.2f} GiB)")
+    ingest = [*python(memory_limit), "-m", "heatlens", "--store", str(store), "ingest", str(data)]
+    seconds, peak = timed(ingest)
+    print(f"ingested in {seconds:.1f} s (peak {peak:.2f} GiB), {_now()}", flush=True)
     data.unlink()
     return store
 
@@ -168,6 +212,8 @@ def prepare(work: Path, rows: int, teams: int, days: int) -> Path:
 def widen(source: Path, target: Path) -> None:
     """Copy `source` to `target` with W52's 30 capabilities and ~20,000 actors (see above)."""
     con = duckdb.connect()
+    # the copy's row order does not matter; keeping it would hold more in memory at 100 M records
+    con.execute("SET preserve_insertion_order = false")
     con.execute(f"CREATE VIEW g AS SELECT * FROM read_parquet('{source}')")
     caps = [
         r[0]
@@ -273,13 +319,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per command (median)")
     parser.add_argument("--keep", action="store_true", help="keep the store and outputs")
     parser.add_argument("--store", type=Path, help="reuse this store (skip generate and ingest)")
+    parser.add_argument("--work", type=Path, help="directory for the files (default: a temp dir)")
+    parser.add_argument(
+        "--duckdb-memory-limit", metavar="SIZE", help="e.g. 8GB: DuckDB's memory_limit in each run"
+    )
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="heatlens-bench-report-"))
+    work = Path(tempfile.mkdtemp(prefix="heatlens-bench-report-", dir=args.work))
     try:
         if args.store is not None:
             store = args.store
         else:
-            store = prepare(work, args.rows, args.teams, args.days)
+            store = prepare(work, args.rows, args.teams, args.days, args.duckdb_memory_limit)
         start, end = report_range(store)
         print(
             f"range --from {start} --to {end} (weekly), store {store.stat().st_size / 1e6:.0f} "
@@ -290,12 +340,13 @@ def main() -> None:
         keys = tuple(args.key or KEYS)
         for key in keys:
             ours, theirs = work / f"heatlens-{key}.json", work / f"sql-{key}.json"
-            report = [*HEATLENS, "--store", str(store), "report", "--format", "json"]
+            heatlens = [*python(args.duckdb_memory_limit), "-m", "heatlens"]
+            report = [*heatlens, "--store", str(store), "report", "--format", "json"]
             report += ["--grain", "week", "--by", key, "--from", str(start), "--to", str(end)]
             subset = [*report, "--out", str(ours)]
             for metric in METRICS:
                 subset += ["--metric", metric]
-            sql = [sys.executable, "-c", BASELINE, str(store), str(SQL), key]
+            sql = [*python(args.duckdb_memory_limit), "-c", BASELINE, str(store), str(SQL), key]
             sql += [str(start), str(end), str(theirs)]
             full = [*report, "--out", str(work / f"full-{key}.json")]
             cmds = {f"heatlens, SQL's metrics, by {key}": subset, f"SQL script, by {key}": sql}
