@@ -1,10 +1,11 @@
 """HTTP front processes (heatlens.web.fronts) of a real `heatlens serve`.
 
-`server.front_processes` (default 1) processes take the HTTP requests; the process holding the store
-answers what they hand over. These tests check what a client and an operator can see of that split:
-which process answers, that the store's process sees the client's address, that a refusal the front
-answers is noted where the Data page reads it, that a large body is streamed rather than copied,
-and that no front outlives the server (a SIGKILL included) or answers with a port still held.
+`server.front_processes` processes (here 1; the default is 0) take the HTTP requests; the process
+holding the store answers what they hand over. These tests check what a client and an operator
+can see of that split: which process answers, that the store's process sees the client's
+address, that a refusal the front answers is noted where the Data page reads it, that a large
+body passes through whole, that a crashed front is replaced, and that no front outlives the
+server (a SIGKILL included) or keeps its port.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from tests.serve_process import ServeProcess, serving
 
 SECRET = "fronts-test-secret"
 PUSH = Path(__file__).parent / "fixtures" / "github" / "workflow_run.completed.json"
-ENV = {"HEATLENS_WEBHOOKS_GITHUB_SECRET": SECRET}
+FRONT = {"HEATLENS_SERVER_FRONT_PROCESSES": "1"}
+ENV = {"HEATLENS_WEBHOOKS_GITHUB_SECRET": SECRET, **FRONT}
 
 
 def _children(pid: int) -> list[int]:
@@ -73,7 +75,7 @@ def test_a_front_process_serves_and_the_store_process_writes(tmp_path: Path) -> 
     try:
         assert server._proc is not None
         fronts = _children(server._proc.pid)
-        assert len(fronts) == 1, "one front process by default"
+        assert len(fronts) == 1, "one front process"
         body = PUSH.read_bytes()
         stored = httpx.post(url + "/webhooks/github", content=body, headers=_signed(body))
         assert stored.status_code == 200 and stored.json()["status"] == "stored"
@@ -107,7 +109,7 @@ def test_a_front_process_serves_and_the_store_process_writes(tmp_path: Path) -> 
 
 def test_no_front_outlives_a_killed_server(tmp_path: Path) -> None:
     store_url = f"duckdb:///{tmp_path / 's.duckdb'}"
-    server = ServeProcess(store_url, cwd=tmp_path)
+    server = ServeProcess(store_url, cwd=tmp_path, env=FRONT)
     url = server.start()
     assert server._proc is not None
     fronts = _children(server._proc.pid)
@@ -124,7 +126,7 @@ def test_no_front_outlives_a_killed_server(tmp_path: Path) -> None:
 
 def test_a_crashed_front_is_replaced(tmp_path: Path) -> None:
     store_url = f"duckdb:///{tmp_path / 's.duckdb'}"
-    with serving(store_url, tmp_path) as server:
+    with serving(store_url, tmp_path, env=FRONT) as server:
         assert server._proc is not None
         [front] = _children(server._proc.pid)
         os.kill(front, signal.SIGKILL)
@@ -150,7 +152,7 @@ def test_a_large_upload_passes_through_the_front(tmp_path: Path) -> None:
         for i in range(80_000)
     ).encode()
     assert len(rows) > 8_000_000
-    with serving(store_url, tmp_path) as server:
+    with serving(store_url, tmp_path, env=FRONT) as server:
         put = httpx.put(server.url + "/api/v1/admin/uploads/big.ndjson", content=rows, timeout=120)
         assert put.status_code == 201, put.text
         done = httpx.post(

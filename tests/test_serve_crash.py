@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from heatlens.store import Store
 from tests.serve_process import ServeProcess
@@ -215,9 +216,16 @@ class Hooks:
                 self.lock.notify_all()
 
 
-def test_every_acknowledged_webhook_delivery_survives_a_sigkill(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fronts", [0, 1], ids=["one process", "a front process"])
+def test_every_acknowledged_webhook_delivery_survives_a_sigkill(
+    tmp_path: Path, fronts: int
+) -> None:
+    """With HTTP front processes the store's process is the one killed (heatlens.web.fronts)."""
     store_url = f"duckdb:///{tmp_path / 's.duckdb'}"
-    env = {"HEATLENS_WEBHOOKS_GITHUB_SECRET": SECRET}
+    env = {
+        "HEATLENS_WEBHOOKS_GITHUB_SECRET": SECRET,
+        "HEATLENS_SERVER_FRONT_PROCESSES": str(fronts),
+    }
     server = ServeProcess(store_url, cwd=tmp_path, env=env)
     load = Hooks(server.start())
     work = {c: list(range(HOOKS)) for c in range(HOOK_CLIENTS)}
