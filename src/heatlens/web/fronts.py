@@ -41,7 +41,7 @@ import struct
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, cast
 
@@ -136,8 +136,7 @@ class Hub:
     def __init__(self, app: ASGIApp, activity: Callable[[], Any]) -> None:
         self.app = app
         self._activity = activity
-        self.connected = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # requests being answered (kept alive)
 
     def connection(self) -> _HubConnection:
         return _HubConnection(self)
@@ -186,6 +185,12 @@ class Hub:
         finally:
             del link.requests[rid]
 
+    def start(self, answering: Coroutine[Any, Any, None]) -> None:
+        """Answer a request in a task of its own, kept until it is done."""
+        task = asyncio.ensure_future(answering)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def note(self, method: str, args: tuple[Any, ...]) -> None:
         """A front's webhook activity (a refusal, an answer), kept in this process."""
         if method in ("refused", "answered"):
@@ -193,10 +198,6 @@ class Hub:
 
 
 class _HubConnection(_Framed):
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self.hub.connected += 1
-
     def __init__(self, hub: Hub) -> None:
         super().__init__()
         self.hub = hub
@@ -206,9 +207,7 @@ class _HubConnection(_Framed):
         kind = frame[0]
         if kind == "request":
             _, rid, scope, body = frame
-            task = asyncio.ensure_future(self.hub.answer(self, rid, scope, body))
-            self.hub._tasks.add(task)
-            task.add_done_callback(self.hub._tasks.discard)
+            self.hub.start(self.hub.answer(self, rid, scope, body))
         elif kind == "body":
             waiting = self.requests.get(frame[1])
             if waiting is not None:
