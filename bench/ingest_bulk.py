@@ -25,6 +25,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # `bench.report`, run as a script from anywhere
+
+from bench.report import python  # noqa: E402  (DuckDB's memory limit in a child, as there)
+
 BASELINE = (
     "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
     'c.execute("CREATE TABLE usage AS SELECT * FROM read_parquet(\'" + sys.argv[2] + "\')"); '
@@ -42,33 +46,6 @@ rows, path, teams, days = int(sys.argv[1]), sys.argv[2], 200, 365
 spec = OrgSpec(teams=teams, days=days, usage_scale=usage_scale_for(rows, teams, days))
 print(write_streaming(spec, path, types=["usage"], compression="snappy")["usage"])
 """
-
-# Runs `-m MODULE ARGS…` or `-c CODE ARGS…` with every DuckDB connection's memory_limit set to
-# argv[1] (`--duckdb-memory-limit`: DuckDB's default is 80 % of RAM, a bound at 100 M records, not
-# a need; heatlens sets none). The same for heatlens and the script it is measured against.
-LIMITED = """
-import duckdb, runpy, sys
-limit, how, what, *rest = sys.argv[1:]
-connect = duckdb.connect
-def limited(*args, **kwargs):
-    con = connect(*args, **kwargs)
-    con.execute("SET memory_limit = '" + limit + "'")
-    return con
-duckdb.connect = limited
-if how == "-m":
-    sys.argv = [what, *rest]
-    runpy.run_module(what, run_name="__main__", alter_sys=True)
-else:
-    sys.argv = ["-c", *rest]
-    exec(compile(what, "<bench>", "exec"), {"__name__": "__main__"})
-"""
-
-
-def python(memory_limit: str | None) -> list[str]:
-    """The interpreter command, with DuckDB's memory_limit set in every connection when given."""
-    return (
-        [sys.executable] if memory_limit is None else [sys.executable, "-c", LIMITED, memory_limit]
-    )
 
 
 def make_file(rows: int, path: Path) -> tuple[int, float, float]:

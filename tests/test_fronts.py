@@ -174,4 +174,3 @@ def test_no_front_processes_serves_from_one_process(tmp_path: Path) -> None:
         assert _children(server._proc.pid) == []
         answer = httpx.post(server.url + "/api/v1/events", json=[{"type": "team", "id": "a"}])
         assert answer.status_code == 201
-    assert os.path.exists(tmp_path / "s.duckdb")

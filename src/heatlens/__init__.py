@@ -14,7 +14,6 @@ Every command of the CLI is a method of the object `open` and `connect` return.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ from heatlens.errors import (
     InputError,
     StoreError,
 )
+from heatlens.lazy import lazy_names
 
 if TYPE_CHECKING:
     from heatlens.application import LocalApplication, RemoteApplication, ReportResult
@@ -50,20 +50,16 @@ __all__ = [
 
 # loaded on first use, so a command that only stores records (`heatlens ingest`) does not pay for
 # importing the metric engine (Ibis) or the HTTP client
-_HOMES = {
-    "LocalApplication": "heatlens.application",
-    "RemoteApplication": "heatlens.application",
-    "ReportResult": "heatlens.application",
-    "Report": "heatlens.metrics",
-    "Request": "heatlens.metrics",
-}
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'heatlens' has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
+__getattr__ = lazy_names(
+    "heatlens",
+    {
+        "LocalApplication": "application",
+        "RemoteApplication": "application",
+        "ReportResult": "application",
+        "Report": "metrics",
+        "Request": "metrics",
+    },
+)
 
 
 def open(

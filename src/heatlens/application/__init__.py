@@ -7,8 +7,9 @@ routes and notebooks all call these methods; none of them holds policy of its ow
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from heatlens.lazy import lazy_names
 
 if TYPE_CHECKING:
     from heatlens.application.access import DirectAccess, StoreAccess
@@ -30,23 +31,21 @@ __all__ = [
 
 # loaded on first use: the remote application imports the HTTP client, which a command on a local
 # store does not need (nor the other way round)
-_HOMES = {
-    "DirectAccess": "access",
-    "StoreAccess": "access",
-    "LocalApplication": "local",
-    "ReportResult": "local",
-    "is_loopback": "local",
-    "RemoteApplication": "remote",
-    "ServerError": "remote",
-}
+_load = lazy_names(
+    "heatlens.application",
+    {
+        "DirectAccess": "access",
+        "StoreAccess": "access",
+        "LocalApplication": "local",
+        "ReportResult": "local",
+        "is_loopback": "local",
+        "RemoteApplication": "remote",
+        "ServerError": "remote",
+    },
+)
 
 
 def __getattr__(name: str) -> Any:
     if name == "Application":
-        local = importlib.import_module("heatlens.application.local")
-        remote = importlib.import_module("heatlens.application.remote")
-        return local.LocalApplication | remote.RemoteApplication
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'heatlens.application' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"heatlens.application.{home}"), name)
+        return _load("LocalApplication") | _load("RemoteApplication")
+    return _load(name)

@@ -27,6 +27,7 @@ from heatlens.demo.organisation import (
     Org,
     OrgSpec,
     _pick,
+    action_tables,
     build_org,
     registry_tables,
     streams,
@@ -87,15 +88,22 @@ def _write_parquet(tables: dict[str, pa.Table], path: Path) -> None:
         for f in data.schema:
             fields.setdefault(f.name, f.type)
     schema = pa.schema([("type", pa.string()), *fields.items()])
-    # slices of one type each, so the all-null columns stay small and row groups hold one type
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
         for name, data in tables.items():
-            for batch in data.to_batches(max_chunksize=ROW_GROUP):
-                n = batch.num_rows
-                have = dict(zip(batch.schema.names, batch.columns, strict=True))
-                columns = [pa.repeat(name, n)]
-                columns += [have.get(c, pa.nulls(n, t)) for c, t in fields.items()]
-                writer.write_batch(pa.record_batch(columns, schema=schema))
+            _write_type(writer, name, data, fields)
+
+
+def _write_type(
+    writer: pq.ParquetWriter, name: str, data: pa.Table, fields: dict[str, pa.DataType]
+) -> None:
+    """A type's records into a file of every type's `fields` (after `type`): in slices of that
+    type only, so the all-null columns stay small and each row group holds one type."""
+    for batch in data.to_batches(max_chunksize=ROW_GROUP):
+        n = batch.num_rows
+        have = dict(zip(batch.schema.names, batch.columns, strict=True))
+        columns = [pa.repeat(name, n)]
+        columns += [have.get(c, pa.nulls(n, t)) for c, t in fields.items()]
+        writer.write_batch(pa.record_batch(columns, schema=writer.schema))
 
 
 def _write_ndjson(con: duckdb.DuckDBPyConnection, name: str, data: pa.Table, out: BinaryIO) -> None:
@@ -177,12 +185,7 @@ def write_streaming(
     written = dict.fromkeys(wanted, 0)
 
     def put(writer: pq.ParquetWriter, name: str, data: pa.Table) -> None:
-        for batch in data.to_batches(max_chunksize=ROW_GROUP):
-            n = batch.num_rows
-            have = dict(zip(batch.schema.names, batch.columns, strict=True))
-            columns = [pa.repeat(name, n)]
-            columns += [have.get(c, pa.nulls(n, t)) for c, t in fields.items()]
-            writer.write_batch(pa.record_batch(columns, schema=schema))
+        _write_type(writer, name, data, fields)
         written[name] += data.num_rows
 
     with pq.ParquetWriter(path, schema, compression=compression) as writer:
@@ -245,15 +248,7 @@ def usage_chunks(
             yield slice(r0, r1), cap[r0:r1].astype(np.int32)
 
     # action: as usage_table
-    width = max(len(c.actions) for c in org.caps)
-    cum, median, bare = np.ones((3, n_caps, width), dtype=np.float32)
-    names: list[str] = []
-    for j, c in enumerate(org.caps):
-        weight = np.array([a[1] for a in c.actions])
-        cum[j, : len(c.actions) - 1] = np.cumsum(weight / weight.sum())[:-1]
-        median[j, : len(c.actions)] = [a[2] for a in c.actions]
-        bare[j, : len(c.actions)] = [max(a[3], 0.01) for a in c.actions]
-        names += [a[0] for a in c.actions] + [""] * (width - len(c.actions))
+    width, cum, median, bare, names = action_tables(org)
     action = np.empty(n, np.int16 if n_caps * width < 32_000 else np.int32)
     for s, cp in each():
         u = rng.random(cp.size, dtype=np.float32)

@@ -379,6 +379,23 @@ def usage_scale_for(
     return rows / expected if expected > 0 else 1.0
 
 
+def action_tables(org: Org) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """The capabilities' actions as arrays indexed [capability, action] (`width` actions per
+    capability, padded): cumulative weights, median duration, share with no outcome; and the
+    action names, capability × action flattened."""
+    n_caps = len(org.caps)
+    width = max(len(c.actions) for c in org.caps)
+    cum, median, bare = np.ones((3, n_caps, width), dtype=np.float32)
+    names: list[str] = []
+    for j, c in enumerate(org.caps):
+        weight = np.array([a[1] for a in c.actions])
+        cum[j, : len(c.actions) - 1] = np.cumsum(weight / weight.sum())[:-1]
+        median[j, : len(c.actions)] = [a[2] for a in c.actions]
+        bare[j, : len(c.actions)] = [max(a[3], 0.01) for a in c.actions]
+        names += [a[0] for a in c.actions] + [""] * (width - len(c.actions))
+    return width, cum, median, bare, names
+
+
 def usage_table(org: Org, scale: float, rng: np.random.Generator) -> pa.Table:
     """One usage record per use, drawn from the adoption-driven rates of `usage_rates`."""
     n_teams, n_caps, days = len(org.team_ids), len(org.caps), org.days
@@ -397,15 +414,7 @@ def usage_table(org: Org, scale: float, rng: np.random.Generator) -> pa.Table:
     del cell, day
 
     # action: a categorical per capability; `action` indexes capability × action
-    width = max(len(c.actions) for c in org.caps)
-    cum, median, bare = np.ones((3, n_caps, width), dtype=np.float32)
-    names: list[str] = []
-    for j, c in enumerate(org.caps):
-        weight = np.array([a[1] for a in c.actions])
-        cum[j, : len(c.actions) - 1] = np.cumsum(weight / weight.sum())[:-1]
-        median[j, : len(c.actions)] = [a[2] for a in c.actions]
-        bare[j, : len(c.actions)] = [max(a[3], 0.01) for a in c.actions]
-        names += [a[0] for a in c.actions] + [""] * (width - len(c.actions))
+    width, cum, median, bare, names = action_tables(org)
     u = rng.random(n, dtype=np.float32)
     action = cap * width
     for k in range(width - 1):

@@ -7,8 +7,9 @@ lists) does not pay for importing Ibis.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from heatlens.lazy import lazy_names
 
 if TYPE_CHECKING:
     from heatlens.metrics.catalog import CATALOG, METRICS, Metric
@@ -17,20 +18,16 @@ if TYPE_CHECKING:
 
 __all__ = ["CATALOG", "METRICS", "Metric", "Report", "ReportWarning", "Request", "Row", "compute"]
 
-_HOMES = {
-    "CATALOG": "catalog",
-    "METRICS": "catalog",
-    "Metric": "catalog",
-    "Request": "engine",
-    "compute": "engine",
-    "Report": "result",
-    "Row": "result",
-    "ReportWarning": "result",
-}
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'heatlens.metrics' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"heatlens.metrics.{home}"), name)
+__getattr__ = lazy_names(
+    "heatlens.metrics",
+    {
+        "CATALOG": "catalog",
+        "METRICS": "catalog",
+        "Metric": "catalog",
+        "Request": "engine",
+        "compute": "engine",
+        "Report": "result",
+        "Row": "result",
+        "ReportWarning": "result",
+    },
+)
