@@ -399,7 +399,13 @@ def test_save_sync_states_inserts_the_names_said_new_and_replaces_the_others(sto
     store.save_sync_states({"a": {"n": 2}, "fresh": {"n": 3}, "b": {"n": 4}}, new={"fresh"})
     after = [(n, s) for n, s, _ in store.sync_states()]
     assert after == [("a", {"n": 2}), ("b", {"n": 4}), ("fresh", {"n": 3})]
-    # a name said new that is saved breaks the key: nothing of the call is saved
+    if store.dialect == "postgres":
+        # another replica may save a name between the look-up and the insert: its row stands
+        store.save_sync_states({"fresh": {"n": 9}, "c": {"n": 5}}, new={"fresh", "c"})
+        assert [(n, s) for n, s, _ in store.sync_states()] == sorted([*after, ("c", {"n": 5})])
+        return
+    # DuckDB has one writing process: a name said new that is saved breaks the key, and
+    # nothing of the call is saved
     with pytest.raises(Exception, match=r"(?i)duplicate|constraint|unique"):
         store.save_sync_states({"fresh": {"n": 9}, "c": {"n": 5}}, new={"fresh", "c"})
     assert [(n, s) for n, s, _ in store.sync_states()] == after

@@ -211,3 +211,73 @@ def test_a_server_reads_the_stored_ids_ahead_of_its_first_write(
         assert writer._ids["usage"].maybe_stored(["a", "z"]) == [True, False]
     finally:
         service.close()
+
+
+def statements(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL this store's connection runs from now on (its backend's execute and fetchall)."""
+    seen: list[str] = []
+    backend = store._backend
+    for name in ("execute", "fetchall"):
+        real = getattr(backend, name)
+
+        def spy(sql: str, params: Any = (), _real: Any = real) -> Any:
+            seen.append(" ".join(sql.split()))
+            return _real(sql, params)
+
+        monkeypatch.setattr(backend, name, spy)
+    return seen
+
+
+def test_a_connection_keeping_ids_knows_unsaved_sync_state_names_without_asking(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Store.open(path) as kept, Store.open(path) as other:
+        kept.keep_ids = True
+        kept.save_sync_states({"seen:a": {"at": 1}}, new={"seen:a"})
+        seen = statements(kept, monkeypatch)
+        assert kept.known_sync_states(["seen:b", "seen:c"]) == set()
+        assert seen == []  # its directory answered: neither name is saved
+        assert kept.known_sync_states(["seen:a", "seen:b"]) == {"seen:a"}
+        assert [s for s in seen if "sync_state" in s] == [
+            "SELECT name FROM sync_state WHERE name IN (?)"  # only the one it may hold
+        ]
+        # another connection of the process saves a name: the directory is read again
+        other.save_sync_state("seen:b", {"at": 2})
+        assert kept.known_sync_states(["seen:b", "seen:c"]) == {"seen:b"}
+        other.delete_sync_state("seen:b")
+        assert kept.known_sync_states(["seen:b"]) == set()
+
+
+def test_a_rolled_back_sync_state_is_not_known_and_the_next_save_is_seen(path: str) -> None:
+    with Store.open(path) as kept:
+        kept.keep_ids = True
+        assert kept.known_sync_states(["seen:a"]) == set()  # (the directory, read empty)
+        with pytest.raises(RuntimeError), kept.transaction():
+            kept.save_sync_states({"seen:a": {"at": 1}}, new={"seen:a"})
+            raise RuntimeError("the group failed")
+        assert kept.known_sync_states(["seen:a"]) == set()
+        kept.save_sync_states({"seen:a": {"at": 1}}, new={"seen:a"})
+        assert kept.known_sync_states(["seen:a"]) == {"seen:a"}
+        assert kept.sync_state("seen:a") == {"at": 1}
+
+
+def test_a_transaction_reads_a_type_version_once_until_it_bumps_it(
+    duck: Store, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    duck.keep_ids = True
+    assert insert_new(duck, "a") == 1
+    seen = statements(duck, monkeypatch)
+    versions = "SELECT value FROM meta WHERE key = ?"
+    with duck.transaction():
+        assert duck.rows("usage", ids=["b"]) == []  # the directory: b is surely not stored
+        assert insert_new(duck, "b") == 2
+        assert seen.count(versions) == 1  # the version read for rows() served insert_new
+        assert duck.rows("usage", ids=["c"]) == []  # after the bump: read again
+        assert seen.count(versions) == 2
+    # a write by another connection between two transactions moves the version: re-read
+    with Store.open(path) as other:
+        assert insert_new(other, "c") == 3
+    with duck.transaction():
+        assert [r["id"] for r in duck.rows("usage", ids=["c"])] == ["c"]
+    assert seen.count(versions) == 3
+    assert id_counts(duck) == {"a": 1, "b": 1, "c": 1}

@@ -8,7 +8,8 @@ write that changes records bumps the data version kept in the store itself, so c
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +28,11 @@ from heatlens.store.merge import PART, Part, Staged, WriteCounts, merge
 from heatlens.store.schema import MIGRATIONS, SCHEMA_VERSION, q, record_columns
 
 MODEL_DB = "heatlens_model"  # DuckDB: the in-memory database of the model's tables
+
+# DuckDB: how many writes of sync state each database (DuckDBBackend.database) had from any
+# connection of this process, the only process writing it: a connection's directory of saved
+# sync-state names (`Store._sync_names`) is valid while the count is the one it last saw
+_SYNC_WRITES: Counter[str] = Counter()
 
 __all__ = ["PART", "Part", "Span", "Staged", "Store", "WriteCounts", "parse_store_url"]
 
@@ -71,6 +77,9 @@ class Store:
     # all, with `keep_ids` (a server's writer connection) — on DuckDB (heatlens.store.ids)
     _ids: dict[str, IdDirectory] = field(default_factory=dict, repr=False)
     keep_ids: bool = False
+    # with `keep_ids` on DuckDB, the saved sync-state names likewise (a server's webhook
+    # delivery ids, asked for by every group it writes): see `known_sync_states`
+    _sync_names: IdDirectory | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, url: str, *, read_only: bool = False) -> Store:
@@ -203,6 +212,8 @@ class Store:
         )
         found = {str(key): value for key, value in rows}
         version = int(found["data_version"])
+        if isinstance(self._backend, DuckDBBackend):
+            self._backend.kept.clear()  # the versions a transaction kept moved
         if missing := [key for key in keys if key not in found]:  # a type's first bump
             self._backend.execute(
                 f"INSERT INTO meta VALUES {', '.join('(?, ?)' for _ in missing)} "
@@ -527,9 +538,12 @@ class Store:
 
         with self._backend.transaction():
             if fresh:  # the rows as two lists: one parameter each
+                # Postgres: another replica may have saved one since the caller looked (the
+                # same delivery at both at once): its row stands
+                either = " ON CONFLICT (name) DO NOTHING" if self.dialect == "postgres" else ""
                 self._backend.execute(
                     "INSERT INTO sync_state SELECT unnest(CAST(? AS TEXT[])), "
-                    "unnest(CAST(? AS TEXT[])), ?",
+                    f"unnest(CAST(? AS TEXT[])), ?{either}",
                     [fresh, [text(n) for n in fresh], when],
                 )
             if known:  # an update is several times cheaper than DuckDB's upsert
@@ -547,9 +561,13 @@ class Store:
                         "updated_at = excluded.updated_at",
                         [v for n in missing for v in (n, text(n), when)],
                     )
+            self._sync_written(states)  # (a name saved before is simply told again)
 
     def known_sync_states(self, names: Sequence[str]) -> set[str]:
-        """Which of `names` have a saved state (one query)."""
+        """Which of `names` have a saved state (one query; none when this connection's
+        directory of saved names knows that none of them is saved)."""
+        if names and (directory := self._sync_directory()) is not None:
+            names = [n for n, m in zip(names, directory.maybe_stored(names), strict=True) if m]
         if not names:
             return set()
         marks = ", ".join("?" for _ in names)
@@ -557,6 +575,34 @@ class Store:
             f"SELECT name FROM sync_state WHERE name IN ({marks})", list(names)
         )
         return {str(n) for (n,) in found}
+
+    def _sync_directory(self) -> IdDirectory | None:
+        """With `keep_ids` on DuckDB: the hashes of the saved sync-state names, read again
+        when a write by another connection of the process (or a rollback) made the last
+        reading out of date (heatlens.store.ids; a name it holds may be saved, one it lacks
+        surely is not)."""
+        backend = self._backend
+        if not self.keep_ids or not isinstance(backend, DuckDBBackend):
+            return None
+        stamp = (_SYNC_WRITES[backend.database], backend.rollbacks)
+        if self._sync_names is None or self._sync_names.stamp != stamp:
+            reader = backend.con.execute("SELECT name FROM sync_state")
+            self._sync_names = IdDirectory.read(stamp, reader.to_arrow_reader())
+        return self._sync_names
+
+    def _sync_written(self, added: Iterable[str] = ()) -> None:
+        """Sync state was written on this connection (saving the names `added`): count it
+        for the process, and keep this connection's directory of saved names current."""
+        backend = self._backend
+        if not isinstance(backend, DuckDBBackend):
+            return
+        before = (_SYNC_WRITES[backend.database], backend.rollbacks)
+        _SYNC_WRITES[backend.database] += 1
+        directory = self._sync_names
+        if directory is not None and directory.stamp == before:
+            directory.added(added, (_SYNC_WRITES[backend.database], backend.rollbacks))
+        else:
+            self._sync_names = None
 
     def prune_sync_states(self, prefix: str, before: datetime) -> int:
         """Forget the states named `prefix…` last saved before `before`; how many."""
@@ -572,6 +618,7 @@ class Store:
                 self._backend.execute(
                     f"DELETE FROM sync_state WHERE {where}", [prefix, upper, before]
                 )
+                self._sync_written()
         return int(n)
 
     # -- locks between processes sharing a store (server replicas on Postgres) ----------------
@@ -604,6 +651,7 @@ class Store:
         self._writable()
         with self._backend.transaction():
             self._backend.execute("DELETE FROM sync_state WHERE name = ?", [name])
+            self._sync_written()
 
     def _put_sync_state(self, name: str, state: dict[str, Any], at: datetime) -> None:
         # State changes do not bump the data version: no record changed.
@@ -618,6 +666,7 @@ class Store:
             return
         self._backend.execute("DELETE FROM sync_state WHERE name = ?", [name])
         self._backend.execute("INSERT INTO sync_state VALUES (?, ?, ?)", [name, text, at])
+        self._sync_written([name])
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -757,8 +806,14 @@ class Store:
         """What a directory of `name`'s ids is valid for: the type's data version, and the
         transactions this connection rolled back (a directory told of ids a rolled-back write
         added could otherwise look valid again once another write reaches the same version)."""
-        found = backend.fetchall("SELECT value FROM meta WHERE key = ?", [f"data_version:{name}"])
-        return (int(found[0][0]) if found else 0), backend.rollbacks
+        key = f"data_version:{name}"
+        if backend.in_transaction and key in backend.kept:
+            return backend.kept[key], backend.rollbacks  # (read before in this transaction)
+        found = backend.fetchall("SELECT value FROM meta WHERE key = ?", [key])
+        version = int(found[0][0]) if found else 0
+        if backend.in_transaction:
+            backend.kept[key] = version  # until the transaction ends, or bumps the version
+        return version, backend.rollbacks
 
     def delete_records(
         self,

@@ -28,6 +28,10 @@ class DuckDBBackend:
 
     def __init__(self, path: str, *, read_only: bool = False) -> None:
         self.path = path
+        self.kept = {}
+        # which database this connection is to, in this process (one per file; each
+        # connection to ':memory:' has its own)
+        self.database = f":memory:{id(self)}" if path == ":memory:" else str(Path(path).resolve())
         if path != ":memory:" and Path(path).is_dir():
             raise StoreError(
                 f"store {path} is a directory, not a DuckDB file: give a file path such as "
@@ -63,6 +67,13 @@ class DuckDBBackend:
 
     _depth = 0  # transactions open: an inner one joins the outer (DuckDB does not nest them)
     rollbacks = 0  # transactions rolled back (or whose commit failed) on this connection
+    # what a transaction read once and may keep until it ends (emptied when one begins and
+    # when it ends): a write that changes what is kept there empties it too
+    kept: dict[str, Any]
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -76,14 +87,17 @@ class DuckDBBackend:
             return
         self.con.begin()
         self._depth = 1
+        self.kept = {}
         try:
             yield
         except BaseException:
             self._depth = 0
+            self.kept = {}
             self.rollbacks += 1
             self.con.rollback()
             raise
         self._depth = 0
+        self.kept = {}
         try:
             self.con.commit()
         except BaseException:

@@ -13,6 +13,14 @@ transaction of the connection rolled back; a write by any other path moves that 
 next question reads the ids again. An id whose hash is absent is
 surely not stored; one whose hash is present may be (a write that deleted it, or another id with
 the same hash), and the caller then asks the table. 8 bytes per stored record (80 MB at 10 M).
+
+The same directory holds the names of the saved sync states for a server's writer connection
+(`Store.known_sync_states`: is this webhook delivery id new?). Sync state bumps no data version,
+so that directory is valid for the count of sync-state writes the process made to the database
+(every one goes through `Store`). A name saved by another connection whose transaction was still
+open when the directory was read is missed until the next write; inserting it again breaks the
+table's key, which rolls the group back (and the directory is read again): never a delivery
+counted twice.
 """
 
 from __future__ import annotations
