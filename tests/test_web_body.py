@@ -82,3 +82,42 @@ def test_a_body_of_many_requests_worth_of_problems_lists_each_record(client: Tes
     status, error = _post(client, json.dumps(records))
     assert status == 422
     assert [(d["index"], d["field"]) for d in error["details"]] == [(1, "ts"), (2, "ts"), (3, "ts")]
+
+
+def test_json_nested_deeper_than_the_limit_is_a_400_and_up_to_it_is_read() -> None:
+    from heatlens.web.body import MAX_DEPTH, ApiError, parse_json
+
+    def nested(levels: int) -> str:  # `levels` objects, the innermost holding 1
+        return '{"a": ' * levels + "1" + "}" * levels
+
+    value = parse_json(nested(MAX_DEPTH).encode())
+    for _ in range(MAX_DEPTH):
+        value = value["a"]
+    assert value == 1
+    with pytest.raises(ApiError, match=f"nested deeper than {MAX_DEPTH} levels"):
+        parse_json(nested(MAX_DEPTH + 1).encode())
+    # deep in one branch only, beside shallow ones
+    with pytest.raises(ApiError, match="nested deeper"):
+        parse_json(('{"x": 1, "y": [2, 3], "z": ' + nested(MAX_DEPTH) + "}").encode())
+
+
+def test_long_digit_runs_in_strings_and_big_integers_deep_inside_keep_their_values() -> None:
+    from heatlens.web.body import parse_json
+
+    body = (
+        '{"sha": "1234567890123456789012abc", "run": {"attempts": [{"id": 123456789012345678901}]},'
+        ' "ratio": 0.5, "small": 7}'
+    )
+    value = parse_json(body.encode())
+    assert value == {
+        "sha": "1234567890123456789012abc",
+        "run": {"attempts": [{"id": 123456789012345678901}]},
+        "ratio": 0.5,
+        "small": 7,
+    }
+    assert type(value["run"]["attempts"][0]["id"]) is int
+    # a 19-digit run only inside a string, no float: the fast parse stands, values as written
+    assert parse_json(b'{"node": "99999999999999999999", "n": 3}') == {
+        "node": "99999999999999999999",
+        "n": 3,
+    }

@@ -7,7 +7,6 @@ never a 5xx. Record-level rules (fields, types, values) are ingest's, the same a
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -150,7 +149,10 @@ def parse_json(body: bytes) -> Any:
     return _loads(text, None)
 
 
-_LONG_NUMBER = re.compile(r"[0-9]{19}")
+# a run of 19 digits, looked for in the bytes with every digit made "0" and all else " " (a few
+# µs for a 20 kB webhook; a regular expression took 180)
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_DIGITS = b"0" * 19
 
 
 class _NotANumber(ValueError):
@@ -167,18 +169,17 @@ def _loads(text: str, line: int | None) -> Any:
     where = f" on line {line}" if line is not None else ""
     # orjson parses about 5× faster; what it refuses (NaN, infinities, lone surrogates, deep
     # nesting, bad JSON) goes on to json below, which says why or takes it. orjson turns an
-    # integer beyond 64 bits into a float: so when its result holds a float and the text a run
-    # of 19 digits or more, json parses it again (the search costs more than orjson's parse of
-    # a 20 kB webhook, so it is run only then).
+    # integer beyond 64 bits into a float: so when the text holds a run of 19 digits or more
+    # and the result a float, json parses it again.
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
         pass
     else:
-        depth, floats = _shape(value)
-        if not floats or _LONG_NUMBER.search(text) is None:
-            if depth > MAX_DEPTH:
-                raise _too_deep(where)
+        if _depth(value) > MAX_DEPTH:
+            raise _too_deep(where)
+        digits = text.encode().translate(_DIGITS_ONLY)
+        if _LONG_DIGITS not in digits or not _has_float(value):
             return value
     try:
         value = json.loads(text, parse_constant=_reject_constant)
@@ -190,7 +191,7 @@ def _loads(text: str, line: int | None) -> Any:
         raise ApiError(
             400, "invalid_json", f"a number{where} has too many digits (more than 4,300)"
         ) from None
-    if _shape(value)[0] > MAX_DEPTH:
+    if _depth(value) > MAX_DEPTH:
         raise _too_deep(where)
     return value
 
@@ -199,18 +200,37 @@ def _too_deep(where: str) -> ApiError:
     return ApiError(400, "invalid_json", f"JSON nested deeper than {MAX_DEPTH} levels{where}")
 
 
-def _shape(value: Any) -> tuple[int, bool]:
-    """Nesting depth, counted level by level without recursion (scalars are looked at once), and
-    whether a float was seen (up to `MAX_DEPTH` + 1 levels)."""
-    depth, floats = 0, type(value) is float
-    level = [value]
-    while containers := [v for v in level if isinstance(v, dict | list)]:
+def _depth(value: Any) -> int:
+    """Nesting depth, counted level by level without recursion (up to `MAX_DEPTH` + 1); the
+    scalars are only looked at once, to be left out."""
+    depth = 0
+    level = [value] if type(value) is dict or type(value) is list else []
+    while level:
         depth += 1
         if depth > MAX_DEPTH:
             break
-        level = [c for v in containers for c in (v.values() if isinstance(v, dict) else v)]
-        floats = floats or any(type(v) is float for v in level)
-    return depth, floats
+        level = [
+            c
+            for v in level
+            for c in (v.values() if type(v) is dict else v)
+            if type(c) is dict or type(c) is list
+        ]
+    return depth
+
+
+def _has_float(value: Any) -> bool:
+    """Whether a float is anywhere in the value (of at most `MAX_DEPTH` levels)."""
+    level = [value]
+    while level:
+        if any(type(v) is float for v in level):
+            return True
+        level = [
+            c
+            for v in level
+            if type(v) is dict or type(v) is list
+            for c in (v.values() if type(v) is dict else v)
+        ]
+    return False
 
 
 def records_schema() -> dict[str, Any]:
