@@ -248,6 +248,30 @@ def test_a_connection_keeping_ids_knows_unsaved_sync_state_names_without_asking(
         assert kept.known_sync_states(["seen:b"]) == set()
 
 
+def test_a_connection_keeping_ids_reads_the_states_it_wrote_without_asking(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Store.open(path) as kept, Store.open(path) as other:
+        kept.keep_ids = True
+        other.save_sync_state("sync:git", {"head": "abc"})
+        assert kept.sync_state("sync:git") == {"head": "abc"}  # (read from the table)
+        kept.save_sync_states({"webhook:github": {"deliveries": 1}})
+        seen = statements(kept, monkeypatch)
+        assert kept.sync_state("webhook:github") == {"deliveries": 1}
+        assert kept.sync_state("sync:git") == {"head": "abc"}
+        assert kept.sync_state("never") is None
+        assert seen == []
+        # another connection's write: the next read asks the table, and sees it
+        other.save_sync_states({"webhook:github": {"deliveries": 5}})
+        assert kept.sync_state("webhook:github") == {"deliveries": 5}
+        assert any("FROM sync_state" in q for q in seen)
+        # a state replaced in a transaction that rolls back is not kept
+        with pytest.raises(RuntimeError), kept.transaction():
+            kept.save_sync_states({"webhook:github": {"deliveries": 6}})
+            raise RuntimeError("the group failed")
+        assert kept.sync_state("webhook:github") == {"deliveries": 5}
+
+
 def test_a_rolled_back_sync_state_is_not_known_and_the_next_save_is_seen(path: str) -> None:
     with Store.open(path) as kept:
         kept.keep_ids = True
@@ -267,11 +291,15 @@ def test_a_transaction_reads_a_type_version_once_until_it_bumps_it(
     duck.keep_ids = True
     assert insert_new(duck, "a") == 1
     seen = statements(duck, monkeypatch)
-    versions = "SELECT value FROM meta WHERE key = ?"
+    versions = "SELECT key, value FROM meta WHERE key IN ('data_version', ?)"
     with duck.transaction():
         assert duck.rows("usage", ids=["b"]) == []  # the directory: b is surely not stored
         assert insert_new(duck, "b") == 2
         assert seen.count(versions) == 1  # the version read for rows() served insert_new
+        # which bumped to the data version read with it, plus one: no query for it
+        assert [q for q in seen if q.startswith("UPDATE meta")] == [
+            "UPDATE meta SET value = ? WHERE key IN (?, ?) RETURNING key, value"
+        ]
         assert duck.rows("usage", ids=["c"]) == []  # after the bump: read again
         assert seen.count(versions) == 2
     # a write by another connection between two transactions moves the version: re-read

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -80,6 +80,9 @@ class Store:
     # with `keep_ids` on DuckDB, the saved sync-state names likewise (a server's webhook
     # delivery ids, asked for by every group it writes): see `known_sync_states`
     _sync_names: IdDirectory | None = field(default=None, repr=False)
+    # and, while that directory is current, the states this connection read or wrote (name →
+    # JSON): a webhook group reads and replaces its source's counters each time
+    _sync_values: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, url: str, *, read_only: bool = False) -> Store:
@@ -203,17 +206,26 @@ class Store:
         the types bumped are dropped: the next write reads the ids again."""
         names = list(types or BY_NAME)
         keys = ["data_version", *(f"data_version:{n}" for n in names)]
-        # an update (a type bumped before) is several times cheaper than DuckDB's upsert
-        rows = self._backend.fetchall(
-            "UPDATE meta SET value = (SELECT CAST(CAST(value AS BIGINT) + 1 AS TEXT) FROM meta "
-            f"WHERE key = 'data_version') WHERE key IN ({', '.join('?' for _ in keys)}) "
-            "RETURNING key, value",
-            keys,
-        )
+        marks = ", ".join("?" for _ in keys)
+        # an update (a type bumped before) is several times cheaper than DuckDB's upsert, and
+        # one to a value known already (read earlier in the transaction) twice cheaper again
+        # (a write by another connection since the transaction began fails it either way)
+        kept = self._backend.kept if isinstance(self._backend, DuckDBBackend) else {}
+        if "data_version" in kept:
+            rows = self._backend.fetchall(
+                f"UPDATE meta SET value = ? WHERE key IN ({marks}) RETURNING key, value",
+                [str(kept["data_version"] + 1), *keys],
+            )
+        else:
+            rows = self._backend.fetchall(
+                "UPDATE meta SET value = (SELECT CAST(CAST(value AS BIGINT) + 1 AS TEXT) "
+                f"FROM meta WHERE key = 'data_version') WHERE key IN ({marks}) "
+                "RETURNING key, value",
+                keys,
+            )
         found = {str(key): value for key, value in rows}
         version = int(found["data_version"])
-        if isinstance(self._backend, DuckDBBackend):
-            self._backend.kept.clear()  # the versions a transaction kept moved
+        kept.clear()  # the versions a transaction kept moved
         if missing := [key for key in keys if key not in found]:  # a type's first bump
             self._backend.execute(
                 f"INSERT INTO meta VALUES {', '.join('(?, ?)' for _ in missing)} "
@@ -491,10 +503,18 @@ class Store:
 
     def sync_state(self, name: str) -> dict[str, Any] | None:
         """The state saved under `name`, or None when that sync never ran."""
-        found = self._backend.fetchall("SELECT state FROM sync_state WHERE name = ?", [name])
-        if not found:
+        directory = self._sync_directory()
+        if directory is not None and not directory.maybe_stored([name])[0]:
             return None
-        state = json.loads(found[0][0])
+        text = self._sync_values.get(name) if directory is not None else None
+        if text is None:
+            found = self._backend.fetchall("SELECT state FROM sync_state WHERE name = ?", [name])
+            if not found:
+                return None
+            text = str(found[0][0])
+            if directory is not None:
+                self._sync_values[name] = text
+        state = json.loads(text)
         if not isinstance(state, dict):
             raise StoreError(f"sync state {name!r} in {self.url} is not a JSON object")
         return state
@@ -533,9 +553,7 @@ class Store:
         fresh = [n for n in states if n in new]
         known = [n for n in states if n not in new]
 
-        def text(name: str) -> str:
-            return json.dumps(states[name], sort_keys=True, default=str)
-
+        text = {n: json.dumps(state, sort_keys=True, default=str) for n, state in states.items()}
         with self._backend.transaction():
             if fresh:  # the rows as two lists: one parameter each
                 # Postgres: another replica may have saved one since the caller looked (the
@@ -544,14 +562,14 @@ class Store:
                 self._backend.execute(
                     "INSERT INTO sync_state SELECT unnest(CAST(? AS TEXT[])), "
                     f"unnest(CAST(? AS TEXT[])), ?{either}",
-                    [fresh, [text(n) for n in fresh], when],
+                    [fresh, [text[n] for n in fresh], when],
                 )
             if known:  # an update is several times cheaper than DuckDB's upsert
                 cases = " ".join("WHEN ? THEN ?" for _ in known)
                 updated = self._backend.fetchall(
                     f"UPDATE sync_state SET state = CASE name {cases} END, updated_at = ? "
                     f"WHERE name IN ({', '.join('?' for _ in known)}) RETURNING name",
-                    [*(v for n in known for v in (n, text(n))), when, *known],
+                    [*(v for n in known for v in (n, text[n])), when, *known],
                 )
                 done = {str(n) for (n,) in updated}
                 if missing := [n for n in known if n not in done]:
@@ -559,9 +577,9 @@ class Store:
                         f"INSERT INTO sync_state VALUES {', '.join('(?, ?, ?)' for _ in missing)} "
                         "ON CONFLICT (name) DO UPDATE SET state = excluded.state, "
                         "updated_at = excluded.updated_at",
-                        [v for n in missing for v in (n, text(n), when)],
+                        [v for n in missing for v in (n, text[n], when)],
                     )
-            self._sync_written(states)  # (a name saved before is simply told again)
+            self._sync_written(text)
 
     def known_sync_states(self, names: Sequence[str]) -> set[str]:
         """Which of `names` have a saved state (one query; none when this connection's
@@ -586,23 +604,31 @@ class Store:
             return None
         stamp = (_SYNC_WRITES[backend.database], backend.rollbacks)
         if self._sync_names is None or self._sync_names.stamp != stamp:
+            self._sync_values.clear()
             reader = backend.con.execute("SELECT name FROM sync_state")
             self._sync_names = IdDirectory.read(stamp, reader.to_arrow_reader())
         return self._sync_names
 
-    def _sync_written(self, added: Iterable[str] = ()) -> None:
-        """Sync state was written on this connection (saving the names `added`): count it
-        for the process, and keep this connection's directory of saved names current."""
+    def _sync_written(self, saved: Mapping[str, str] | None = None) -> None:
+        """Sync state was written on this connection: the states `saved` (name → JSON), or
+        None for a deletion. Count it for the process, and keep this connection's directory of
+        saved names (and the states it keeps) current."""
         backend = self._backend
         if not isinstance(backend, DuckDBBackend):
             return
         before = (_SYNC_WRITES[backend.database], backend.rollbacks)
         _SYNC_WRITES[backend.database] += 1
         directory = self._sync_names
-        if directory is not None and directory.stamp == before:
-            directory.added(added, (_SYNC_WRITES[backend.database], backend.rollbacks))
-        else:
+        if directory is None or directory.stamp != before:
             self._sync_names = None
+            self._sync_values.clear()
+            return
+        # (a deletion leaves the directory holding more than is saved, which it may)
+        directory.added(saved or (), (_SYNC_WRITES[backend.database], backend.rollbacks))
+        if saved is None:
+            self._sync_values.clear()
+        else:
+            self._sync_values.update(saved)
 
     def prune_sync_states(self, prefix: str, before: datetime) -> int:
         """Forget the states named `prefix…` last saved before `before`; how many."""
@@ -666,7 +692,7 @@ class Store:
             return
         self._backend.execute("DELETE FROM sync_state WHERE name = ?", [name])
         self._backend.execute("INSERT INTO sync_state VALUES (?, ?, ?)", [name, text, at])
-        self._sync_written([name])
+        self._sync_written({name: text})
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -809,10 +835,13 @@ class Store:
         key = f"data_version:{name}"
         if backend.in_transaction and key in backend.kept:
             return backend.kept[key], backend.rollbacks  # (read before in this transaction)
-        found = backend.fetchall("SELECT value FROM meta WHERE key = ?", [key])
-        version = int(found[0][0]) if found else 0
+        found = dict(
+            backend.fetchall("SELECT key, value FROM meta WHERE key IN ('data_version', ?)", [key])
+        )
+        version = int(found.get(key, 0))
         if backend.in_transaction:
-            backend.kept[key] = version  # until the transaction ends, or bumps the version
+            # until the transaction ends, or bumps the version (`_bump` counts on "data_version")
+            backend.kept.update({key: version, "data_version": int(found["data_version"])})
         return version, backend.rollbacks
 
     def delete_records(
