@@ -38,7 +38,15 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.report import BASELINE, SQL, prepare, report_range, timed
+from bench.report import (
+    BASELINE,
+    MEMORY_SETTING,
+    SQL,
+    duckdb_memory_limit,
+    prepare,
+    report_range,
+    timed,
+)
 from tests.serve_process import ServeProcess
 
 from heatlens.store import Store
@@ -92,7 +100,11 @@ def model_built(client: httpx.Client, version: int, since: float) -> float | Non
 
 
 def measure(store: Path, repeat: int, pages: list[str], capability: str) -> dict[str, object]:
-    server = ServeProcess(f"duckdb:///{store}", cwd=store.parent)
+    server = ServeProcess(
+        f"duckdb:///{store}",
+        cwd=store.parent,
+        env={MEMORY_SETTING: os.environ[MEMORY_SETTING]},
+    )
     base = server.start(timeout=300)
     ready = time.perf_counter()
     out: dict[str, object] = {}
@@ -155,6 +167,7 @@ def main() -> None:
     parser.add_argument("--store", type=Path, help="reuse this W52 store (it gets one record)")
     parser.add_argument("--keep", action="store_true", help="keep the generated store")
     args = parser.parse_args()
+    duckdb_memory_limit(None)  # the same DuckDB memory limit for the server and the script
     work = Path(tempfile.mkdtemp(prefix="heatlens-bench-dashboard-"))
     try:
         store = args.store or prepare(work, args.rows, args.teams, args.days)

@@ -27,10 +27,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # `bench.report`, run as a script from anywhere
 
-from bench.report import python  # noqa: E402  (DuckDB's memory limit in a child, as there)
+from bench.report import MEMORY_SETTING, duckdb_memory_limit  # noqa: E402
 
+# DuckDB's own load, with the memory limit heatlens gets (bench.report.duckdb_memory_limit)
 BASELINE = (
-    "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+    "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); "
+    "c.execute(\"SET memory_limit = '\" + os.environ['BENCH_DUCKDB_MEMORY_BYTES'] + \" bytes'\"); "
     'c.execute("CREATE TABLE usage AS SELECT * FROM read_parquet(\'" + sys.argv[2] + "\')"); '
     "c.close()"
 )
@@ -86,9 +88,18 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="directory for the files (default: a temp dir)")
     parser.add_argument("--no-replay", action="store_true", help="skip the second ingest")
     parser.add_argument(
-        "--duckdb-memory-limit", metavar="SIZE", help="e.g. 8GB: DuckDB's memory_limit in each run"
+        "--duckdb-memory-limit",
+        metavar="SIZE",
+        help="DuckDB's memory_limit in each measured run, heatlens's setting duckdb.memory_limit "
+        "(e.g. 8GB or 40%%; default: HEATLENS_DUCKDB_MEMORY_LIMIT, else the setting's default)",
     )
     args = parser.parse_args()
+    limit = duckdb_memory_limit(args.duckdb_memory_limit)
+    print(
+        f"DuckDB memory_limit {os.environ[MEMORY_SETTING]} ({limit / 1024**3:.1f} GiB) in each "
+        f"run, {os.cpu_count()} cores",
+        flush=True,
+    )
     work = Path(tempfile.mkdtemp(prefix="heatlens-bench-", dir=args.work))
     try:
         data = work / "usage.parquet"
@@ -99,7 +110,7 @@ def main() -> None:
             flush=True,
         )
         heatlens = [
-            *python(args.duckdb_memory_limit),
+            sys.executable,
             "-m",
             "heatlens",
             "--store",
@@ -108,11 +119,10 @@ def main() -> None:
             str(data),
         ]
         runs: dict[str, tuple[float, float]] = {}
-        limit = args.duckdb_memory_limit
         steps = [
             (
                 "baseline: DuckDB CREATE TABLE AS read_parquet",
-                [*python(limit), "-c", BASELINE, str(work / "b.duckdb"), str(data)],
+                [sys.executable, "-c", BASELINE, str(work / "b.duckdb"), str(data)],
                 work / "b.duckdb",
             ),
             ("heatlens ingest (empty store)", heatlens, work / "h.duckdb"),

@@ -44,6 +44,7 @@ from typing import Any
 
 import duckdb
 
+from heatlens.settings import Settings, memory_limit_bytes
 from heatlens.store import Store
 
 HERE = Path(__file__).resolve().parent
@@ -81,11 +82,13 @@ METRICS = (
 
 # Runs the SQL script on the store (read-only), section by section, and writes its rows as JSON.
 BASELINE = """
-import duckdb, json, re, string, sys
+import duckdb, json, os, re, string, sys
 store, script, key, start, end, out = sys.argv[1:]
 text = string.Template(open(script).read()).substitute(key=key, start=start, end=end)
 sections = dict(re.findall(r"^-- @section (\\w+)\\n(.*?)(?=^-- @section |\\Z)", text, re.M | re.S))
 con = duckdb.connect(store, read_only=True)
+if os.environ.get("BENCH_DUCKDB_MEMORY_BYTES"):
+    con.execute("SET memory_limit = '" + os.environ["BENCH_DUCKDB_MEMORY_BYTES"] + " bytes'")
 rows = []
 for name in ("usage", "dora") if key == "team" else ("usage",):
     for metric, period, seg, value, n in con.execute(sections[name]).fetchall():
@@ -94,32 +97,25 @@ for name in ("usage", "dora") if key == "team" else ("usage",):
 json.dump({"rows": rows}, open(out, "w"))
 """
 
-# Runs `-m MODULE ARGS…` or `-c CODE ARGS…` with every DuckDB connection's memory_limit set to
-# argv[1] (`--duckdb-memory-limit`: DuckDB's default is 80 % of RAM, a bound at 100 M records, not
-# a need; heatlens sets none). The same for heatlens and the script it is measured against.
-LIMITED = """
-import duckdb, runpy, sys
-limit, how, what, *rest = sys.argv[1:]
-connect = duckdb.connect
-def limited(*args, **kwargs):
-    con = connect(*args, **kwargs)
-    con.execute("SET memory_limit = '" + limit + "'")
-    return con
-duckdb.connect = limited
-if how == "-m":
-    sys.argv = [what, *rest]
-    runpy.run_module(what, run_name="__main__", alter_sys=True)
-else:
-    sys.argv = ["-c", *rest]
-    exec(compile(what, "<bench>", "exec"), {"__name__": "__main__"})
-"""
+MEMORY_SETTING = "HEATLENS_DUCKDB_MEMORY_LIMIT"  # heatlens's setting `duckdb.memory_limit`
+MEMORY_BYTES = "BENCH_DUCKDB_MEMORY_BYTES"  # the same in bytes, for the plain DuckDB scripts
 
 
-def python(memory_limit: str | None) -> list[str]:
-    """The interpreter command, with DuckDB's memory_limit set in every connection when given."""
-    return (
-        [sys.executable] if memory_limit is None else [sys.executable, "-c", LIMITED, memory_limit]
-    )
+def duckdb_memory_limit(given: str | None) -> int:
+    """DuckDB's memory limit (bytes) in every measured process, heatlens's and the script's
+    alike: `given` (`--duckdb-memory-limit`), else `duckdb.memory_limit` from the environment,
+    else that setting's default (50 % of RAM; DuckDB's own is 80 %). Set here in the
+    environment that every child inherits: heatlens reads its setting, the scripts run
+    `SET memory_limit` with the bytes."""
+    default = str(Settings.model_fields["duckdb_memory_limit"].default)
+    value = given or os.environ.get(MEMORY_SETTING) or default
+    try:
+        limit = memory_limit_bytes(value)
+    except ValueError as exc:
+        raise SystemExit(f"DuckDB memory limit: {exc}") from None
+    os.environ[MEMORY_SETTING] = value
+    os.environ[MEMORY_BYTES] = str(limit)
+    return limit
 
 
 def timed(cmd: list[str]) -> tuple[float, float]:
@@ -173,7 +169,7 @@ def _now() -> str:
     return time.strftime("%H:%M:%S UTC", time.gmtime())
 
 
-def prepare(work: Path, rows: int, teams: int, days: int, memory_limit: str | None) -> Path:
+def prepare(work: Path, rows: int, teams: int, days: int) -> Path:
     """Generate the organisation and ingest it into a fresh store (printing both)."""
     generated, data, store = work / "generated.parquet", work / "org.parquet", work / "store.duckdb"
     seconds, peak = timed(
@@ -202,7 +198,7 @@ def prepare(work: Path, rows: int, teams: int, days: int, memory_limit: str | No
         f"{counts.get('incident', 0):,} incidents)",
         flush=True,
     )
-    ingest = [*python(memory_limit), "-m", "heatlens", "--store", str(store), "ingest", str(data)]
+    ingest = [sys.executable, "-m", "heatlens", "--store", str(store), "ingest", str(data)]
     seconds, peak = timed(ingest)
     print(f"ingested in {seconds:.1f} s (peak {peak:.2f} GiB), {_now()}", flush=True)
     data.unlink()
@@ -321,32 +317,37 @@ def main() -> None:
     parser.add_argument("--store", type=Path, help="reuse this store (skip generate and ingest)")
     parser.add_argument("--work", type=Path, help="directory for the files (default: a temp dir)")
     parser.add_argument(
-        "--duckdb-memory-limit", metavar="SIZE", help="e.g. 8GB: DuckDB's memory_limit in each run"
+        "--duckdb-memory-limit",
+        metavar="SIZE",
+        help="DuckDB's memory_limit in each measured run, heatlens's setting duckdb.memory_limit "
+        "(e.g. 8GB or 40%%; default: HEATLENS_DUCKDB_MEMORY_LIMIT, else the setting's default)",
     )
     args = parser.parse_args()
+    limit = duckdb_memory_limit(args.duckdb_memory_limit)
     work = Path(tempfile.mkdtemp(prefix="heatlens-bench-report-", dir=args.work))
     try:
         if args.store is not None:
             store = args.store
         else:
-            store = prepare(work, args.rows, args.teams, args.days, args.duckdb_memory_limit)
+            store = prepare(work, args.rows, args.teams, args.days)
         start, end = report_range(store)
         print(
             f"range --from {start} --to {end} (weekly), store {store.stat().st_size / 1e6:.0f} "
-            f"MB, {os.cpu_count()} cores"
+            f"MB, {os.cpu_count()} cores, DuckDB memory_limit {os.environ[MEMORY_SETTING]} "
+            f"({limit / 1024**3:.1f} GiB)"
         )
         results: dict[str, tuple[float, float, str]] = {}
         passed = True
         keys = tuple(args.key or KEYS)
         for key in keys:
             ours, theirs = work / f"heatlens-{key}.json", work / f"sql-{key}.json"
-            heatlens = [*python(args.duckdb_memory_limit), "-m", "heatlens"]
+            heatlens = [sys.executable, "-m", "heatlens"]
             report = [*heatlens, "--store", str(store), "report", "--format", "json"]
             report += ["--grain", "week", "--by", key, "--from", str(start), "--to", str(end)]
             subset = [*report, "--out", str(ours)]
             for metric in METRICS:
                 subset += ["--metric", metric]
-            sql = [*python(args.duckdb_memory_limit), "-c", BASELINE, str(store), str(SQL), key]
+            sql = [sys.executable, "-c", BASELINE, str(store), str(SQL), key]
             sql += [str(start), str(end), str(theirs)]
             full = [*report, "--out", str(work / f"full-{key}.json")]
             cmds = {f"heatlens, SQL's metrics, by {key}": subset, f"SQL script, by {key}": sql}

@@ -80,6 +80,7 @@ def test_precedence_flag_env_file_default(tmp_path: Path) -> None:
 # One value per setting, as written in the environment, and what it must load as.
 FROM_ENV = {
     "store": ("duckdb:///elsewhere.duckdb", "duckdb:///elsewhere.duckdb"),
+    "duckdb_memory_limit": ("8GB", "8GB"),
     "timezone": ("Europe/Paris", "Europe/Paris"),
     "production_environments": ("Live, Prod-EU", ["live", "prod-eu"]),
     "incident_link_window": ("36h", "36h"),

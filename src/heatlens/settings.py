@@ -49,6 +49,15 @@ class Settings(BaseSettings):
         description="Where records live: `duckdb:///path.duckdb`, a plain path, or `postgres://…`.",
         json_schema_extra=_meta("store", "all", "--store"),
     )
+    duckdb_memory_limit: str = Field(
+        "50%",
+        description="Memory DuckDB may use for a DuckDB store (and for staging ingest into "
+        "Postgres): a size (`8GB`, `512MB`, `8GiB`) or a share of the machine's RAM (`50%`; "
+        "a lower cgroup limit counts as the RAM). Beyond it DuckDB spills what it can to disk "
+        "(docs/scaling.md, Memory); the process needs some more. One limit per store file and "
+        "process.",
+        json_schema_extra=_meta("duckdb.memory_limit", "store (DuckDB)"),
+    )
     timezone: str = Field(
         "UTC",
         description="IANA time zone for timestamps without offset (at ingest) and report periods.",
@@ -320,6 +329,12 @@ class Settings(BaseSettings):
             ) from None
         return value
 
+    @field_validator("duckdb_memory_limit")
+    @classmethod
+    def _memory_limit(cls, value: str) -> str:
+        memory_limit_bytes(value)  # raises ValueError saying what is wrong
+        return value
+
     @field_validator("incident_link_window")
     @classmethod
     def _window(cls, value: str) -> str:
@@ -351,6 +366,11 @@ class Settings(BaseSettings):
     def read_timezone(self) -> str:
         """The time zone in which ingest reads timestamps without offset."""
         return self.ingest_timezone or self.timezone
+
+    @property
+    def duckdb_memory_bytes(self) -> int:
+        """`duckdb.memory_limit` in bytes (a share of RAM computed on this machine)."""
+        return memory_limit_bytes(self.duckdb_memory_limit)
 
     @property
     def link_window(self) -> timedelta | None:
@@ -400,6 +420,56 @@ PRESETS: dict[str, dict[str, Any]] = {
         "tier_min_n": 1,
     },
 }
+
+# `duckdb.memory_limit`: DuckDB's own units (it takes no share of RAM, hence the `%` form here)
+_SIZE = re.compile(r"(\d+(?:\.\d+)?) ?([KMGT]i?B)", re.IGNORECASE)
+_SHARE = re.compile(r"(\d+(?:\.\d+)?) ?%")
+_SIZE_UNITS = {
+    f"{p}{'i' if binary else ''}b": (1024 if binary else 1000) ** (i + 1)
+    for i, p in enumerate("kmgt")
+    for binary in (False, True)
+}
+MIN_MEMORY_LIMIT = 128 * 1024**2  # below this DuckDB fails at simple queries, not spills
+
+
+def machine_memory() -> int:
+    """Bytes of RAM this process may use: the machine's, or its cgroup's limit when lower."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        raise ValueError(
+            "this system does not tell its RAM: give a size such as '8GB' instead of a share"
+        ) from None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if text.isdigit():  # cgroup v2 says "max" when there is no limit
+            total = min(total, int(text))
+    return total
+
+
+def memory_limit_bytes(value: str) -> int:
+    """A `duckdb.memory_limit` value (`8GB`, `512MB`, `8GiB`, `50%`) in bytes; ValueError if it
+    is none of those, or less than 128 MiB."""
+    text = value.strip()
+    if size := _SIZE.fullmatch(text):
+        limit = int(float(size[1]) * _SIZE_UNITS[size[2].lower()])
+    elif share := _SHARE.fullmatch(text):
+        percent = float(share[1])
+        if not 0 < percent <= 100:
+            raise ValueError(f"{value!r}: a share of RAM must be above 0% and at most 100%")
+        limit = int(machine_memory() * percent / 100)
+    else:
+        raise ValueError(
+            f"{value!r} is not a memory size such as '8GB', '512MB', '8GiB' or a share of RAM "
+            "such as '50%'"
+        )
+    if limit < MIN_MEMORY_LIMIT:
+        raise ValueError(f"{value!r} is {limit:,} bytes: give at least 128MiB")
+    return limit
+
 
 _DURATION = re.compile(r"(\d+)([dhm])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}

@@ -40,23 +40,25 @@ class DirectAccess:
     """The store at `url`, opened on first use, in this thread.
 
     Reads open it read-only (so they never create or lock a store for writing, and a missing
-    store is an EmptyStoreError); the first write reopens it for writing.
+    store is an EmptyStoreError); the first write reopens it for writing. `memory_limit`: see
+    `Store.open`.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, memory_limit: int | None = None) -> None:
         self.url = url
+        self.memory_limit = memory_limit
         self._store: Store | None = None
 
     def read(self, fn: Callable[[Store], T]) -> T:
         if self._store is None:
-            self._store = Store.open(self.url, read_only=True)
+            self._store = Store.open(self.url, read_only=True, memory_limit=self.memory_limit)
         return fn(self._store)
 
     def write(self, fn: Callable[[Store], T]) -> T:
         if self._store is not None and self._store.read_only:
             self.close()
         if self._store is None:
-            self._store = Store.open(self.url)
+            self._store = Store.open(self.url, memory_limit=self.memory_limit)
         return fn(self._store)
 
     def close(self) -> None:

@@ -52,7 +52,7 @@ def build_demo(
     started = time.perf_counter()
     with step("generating the sample organisation…"):
         tables = generate(spec)
-    with Store.open(str(path)):
+    with Store.open(str(path), memory_limit=settings.duckdb_memory_bytes):
         pass
     path.unlink()
     app = LocalApplication(settings.model_copy(update={"store": str(path)}), clock=clock)

@@ -73,7 +73,11 @@ class LocalApplication(SurveyOperations):
         clock: Clock | None = None,
     ) -> None:
         self.settings = settings
-        self.access = access if access is not None else DirectAccess(settings.store)
+        self.access = (
+            access
+            if access is not None
+            else DirectAccess(settings.store, memory_limit=settings.duckdb_memory_bytes)
+        )
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
 
     def __enter__(self) -> LocalApplication:

@@ -85,15 +85,18 @@ class Store:
     _sync_values: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, url: str, *, read_only: bool = False) -> Store:
+    def open(cls, url: str, *, read_only: bool = False, memory_limit: int | None = None) -> Store:
         """Open (and create or migrate, unless read-only) the store at `url`.
 
+        `memory_limit` (bytes, `Settings.duckdb_memory_bytes`) is DuckDB's memory_limit, of the
+        store file's database in this process (shared by its connections) or of the DuckDB
+        that stages ingest into Postgres; None leaves DuckDB's (80 % of RAM unless set before).
         A read-only open of a store that does not exist raises EmptyStoreError.
         """
         loc = parse_store_url(url)
         backend: DuckDBBackend | PostgresBackend
         if loc.dialect == "postgres":
-            backend = PostgresBackend(loc.target)
+            backend = PostgresBackend(loc.target, memory_limit=memory_limit)
             store = cls(url, backend, read_only)
             try:
                 store._migrate()
@@ -108,11 +111,11 @@ class Store:
                 "or `heatlens ingest FILE` to load your records"
             )
         if read_only and loc.target != ":memory:":
-            backend = DuckDBBackend(loc.target, read_only=True)
+            backend = DuckDBBackend(loc.target, read_only=True, memory_limit=memory_limit)
             if backend.table_exists("meta") and _schema_version(backend) == SCHEMA_VERSION:
                 return cls(url, backend, True)
             backend.close()  # an older schema: migrate once, then read
-        backend = DuckDBBackend(loc.target)
+        backend = DuckDBBackend(loc.target, memory_limit=memory_limit)
         store = cls(url, backend, read_only)
         store._migrate()
         return store

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,9 @@ class DuckDBBackend:
 
     dialect = "duckdb"
 
-    def __init__(self, path: str, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: str, *, read_only: bool = False, memory_limit: int | None = None
+    ) -> None:
         self.path = path
         self.kept = {}
         # which database this connection is to, in this process (one per file; each
@@ -58,6 +61,8 @@ class DuckDBBackend:
             raise StoreError(f"cannot open store {path}: {exc}") from None
         # Bucketing and timestamp parsing must never depend on the session's zone.
         self.con.execute("SET TimeZone = 'UTC'")
+        if memory_limit is not None:
+            _limit_memory(self.con, memory_limit, in_memory=path == ":memory:")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self.con.execute(sql, list(params))
@@ -137,10 +142,11 @@ class PostgresBackend:
 
     dialect = "postgres"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, memory_limit: int | None = None) -> None:
         import psycopg
 
         self.url = url
+        self.memory_limit = memory_limit  # of the DuckDB that stages ingest
         try:
             self.con = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
@@ -168,6 +174,8 @@ class PostgresBackend:
         if self._scratch is None:
             self._scratch = duckdb.connect(":memory:")
             self._scratch.execute("SET TimeZone = 'UTC'")
+            if self.memory_limit is not None:
+                _limit_memory(self._scratch, self.memory_limit, in_memory=True)
         return self._scratch
 
     def adopt_stage(
@@ -223,6 +231,21 @@ class PostgresBackend:
         self.con.close()
         if self._scratch is not None:
             self._scratch.close()
+
+
+def _limit_memory(con: duckdb.DuckDBPyConnection, limit: int, *, in_memory: bool) -> None:
+    """Set DuckDB's memory_limit (bytes) — a setting of the database, not of the connection:
+    every connection of this process to the same file shares it, and the last one set holds.
+
+    Beyond it DuckDB spills to its temp_directory: `<store>.tmp` next to a file store. An
+    in-memory database would spill to `.tmp` in the working directory; it gets a directory of
+    its own under the system's temp directory instead (DuckDB creates it when it first spills
+    and removes it when the database closes).
+    """
+    con.execute(f"SET memory_limit = '{int(limit)} bytes'")
+    if in_memory:
+        where = Path(tempfile.gettempdir()) / f"heatlens-duckdb-{uuid.uuid4().hex}"
+        con.execute(f"SET temp_directory = '{str(where).replace(chr(39), chr(39) * 2)}'")
 
 
 def _pg(sql: str) -> str:

@@ -68,6 +68,7 @@ class Service:
     def __init__(self, settings: Settings, store_url: str) -> None:
         self.settings = settings
         self.url = self.store_url = store_url
+        self.memory_limit = settings.duckdb_memory_bytes  # DuckDB's, for every connection
         self.open_api = False
         self._readers: list[Store] = []
         self._free: queue.Queue[Store] = queue.Queue()
@@ -99,14 +100,14 @@ class Service:
         """Open the store (the writer's connection first: it creates or migrates the store),
         the quick connection and the readers, and start the writer (at app startup)."""
         if self._writer_store is None:
-            self._writer_store = Store.open(self.store_url)
+            self._writer_store = Store.open(self.store_url, memory_limit=self.memory_limit)
             # the only writer of a DuckDB file: it keeps the stored ids in memory instead of
             # scanning a table for every small write (heatlens.store.ids)
             self._writer_store.keep_ids = parse_store_url(self.store_url).dialect == "duckdb"
-            self._quick = Store.open(self.store_url)
-            self._shared = Store.open(self.store_url)
+            self._quick = Store.open(self.store_url, memory_limit=self.memory_limit)
+            self._shared = Store.open(self.store_url, memory_limit=self.memory_limit)
             for _ in range(self.settings.server_read_connections):
-                reader = Store.open(self.store_url)
+                reader = Store.open(self.store_url, memory_limit=self.memory_limit)
                 self._readers.append(reader)
                 self._free.put(reader)
         if self._quick_thread is None:
@@ -137,7 +138,7 @@ class Service:
         def run() -> None:
             # on a connection of its own: not one of the pages' readers, nor metered as theirs
             try:
-                with Store.open(self.store_url) as store:
+                with Store.open(self.store_url, memory_limit=self.memory_limit) as store:
                     for rtype in RECORD_TYPES:
                         directory = store.read_id_directory(rtype.name)
                         if directory is not None:
