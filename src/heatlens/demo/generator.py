@@ -18,7 +18,6 @@ import pyarrow.parquet as pq
 
 from heatlens.demo.delivery import delivery_tables
 from heatlens.demo.organisation import (
-    _DIGITS,
     BOT,
     DAY,
     HOURS_P,
@@ -29,6 +28,8 @@ from heatlens.demo.organisation import (
     _pick,
     action_tables,
     build_org,
+    number_groups,
+    numbered_range,
     registry_tables,
     streams,
     strings,
@@ -337,12 +338,12 @@ def usage_chunks(
     minutes = [rng.integers(2, 20, int(retried[s].sum())) for s, _ in each()]
     ok = [rng.random(m.size) < 0.8 for m in minutes]
 
-    digits = max(2, -(-len(str(n)) // 4))  # as numbered("use-", n, 8)
+    groups = number_groups(n, 8)  # the ids of organisation.usage_table
     outcomes = ["success", "failure", "error", "abandoned"]
     for (s, cp), later, fine in zip(each(), minutes, ok, strict=True):
         ci = cp == ci_index
         columns = {
-            "id": _numbered_range("use-", s.start, s.stop, digits),
+            "id": numbered_range("use-", s.start, s.stop, groups),
             "ts": timestamps(ts[s]),
             "capability": strings([c.id for c in org.caps], cp),
             "action": strings(names, action[s]),
@@ -403,20 +404,3 @@ def _times_of_day_chunk(
     u = (gaps[np.arange(day.size) + day] - before[day]) / total[day]
     cdf = np.concatenate([[0.0], np.cumsum(HOURS_P)])
     return np.interp(u, cdf, np.arange(25) * 3600.0).astype(np.int64) * US
-
-
-def _numbered_range(prefix: str, start: int, stop: int, groups: int) -> pa.Array:
-    """`numbered` of organisation.py for the numbers start+1 … stop, with `groups` four-digit
-    groups."""
-    n = stop - start
-    head = np.frombuffer(prefix.encode(), dtype=np.uint8)
-    words = np.empty((n, groups), dtype="<u4")
-    x = np.arange(start + 1, stop + 1, dtype=np.int64)
-    for k in range(groups):
-        words[:, -1 - k] = _DIGITS[x % 10_000]
-        x //= 10_000
-    chars = np.empty((n, head.size + 4 * groups), dtype=np.uint8)
-    chars[:, : head.size] = head
-    chars[:, head.size :] = words.view(np.uint8).reshape(n, 4 * groups)
-    offsets = np.arange(0, chars.size + 1, chars.shape[1], dtype=np.int32)
-    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(chars)])

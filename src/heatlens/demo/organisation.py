@@ -549,10 +549,21 @@ _DIGITS = np.frombuffer("".join(f"{i:04d}" for i in range(10_000)).encode(), dty
 
 def numbered(prefix: str, n: int, digits: int = 6) -> pa.Array:
     """Strings `prefix` + 1…n, zero-padded to a multiple of four digits (at least `digits`)."""
-    groups = max(-(-digits // 4), -(-len(str(n)) // 4))
+    return numbered_range(prefix, 0, n, number_groups(n, digits))
+
+
+def number_groups(n: int, digits: int = 6) -> int:
+    """How many four-digit groups `numbered(…, n, digits)` pads its numbers to."""
+    return max(-(-digits // 4), -(-len(str(n)) // 4))
+
+
+def numbered_range(prefix: str, start: int, stop: int, groups: int) -> pa.Array:
+    """Strings `prefix` + start+1 … stop, zero-padded to `groups` four-digit groups (a slice of
+    `numbered`'s strings, for records built a chunk at a time)."""
+    n = stop - start
     head = np.frombuffer(prefix.encode(), dtype=np.uint8)
     words = np.empty((n, groups), dtype="<u4")
-    x = np.arange(1, n + 1, dtype=np.int64)
+    x = np.arange(start + 1, stop + 1, dtype=np.int64)
     for k in range(groups):
         words[:, -1 - k] = _DIGITS[x % 10_000]
         x //= 10_000
