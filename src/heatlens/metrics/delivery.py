@@ -6,13 +6,16 @@ deployment's team and service; restore and recovery times for the incident's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import ibis
 import pyarrow as pa
 
+from heatlens.metrics.batch import Batch, Rows
 from heatlens.metrics.catalog import Metric
 from heatlens.metrics.context import MetricContext, Stat, Stats
+from heatlens.metrics.frame import UTC_TS, memtable
 from heatlens.metrics.intervals import proportion_ci
 from heatlens.metrics.linking import (
     hours_between,
@@ -22,31 +25,33 @@ from heatlens.metrics.linking import (
 )
 from heatlens.metrics.model import DELIVERY, INCIDENTS, LEAD_TIME, LINKS
 from heatlens.metrics.periods import Period
-from heatlens.metrics.quantiles import grouped_quantiles
+from heatlens.metrics.quantiles import add_quantiles
 
 DEPLOY_KEYS = ("team", "group", "service", "environment")
 INCIDENT_KEYS = ("team", "group", "service")
 
 
-def _count_in_range(ctx: MetricContext, t: Any, ts: Any) -> int:
-    return int(t.filter(ctx.in_range(ts)).count().to_pyarrow().as_py())
+def _warn_in_range(batch: Batch, code: str, message: str, rows: Any, at: str) -> None:
+    """The warning `code` counts `rows` whose `at` lies in the report's range."""
+    batch.warn(code, message, rows.filter(batch.ctx.in_range(rows[at])))
 
 
 def _nonnegative_quantiles(
-    ctx: MetricContext,
+    batch: Batch,
     obs: Any,
     column: str,
     at: str,
     keys: tuple[str, ...],
     warning: tuple[str, str],
+    handle: Callable[[dict[float, Stats]], None],
     qs: tuple[float, ...] = (0.5,),
-) -> dict[float, Stats]:
+) -> None:
     """Quantiles of `column` per period of `at` and segment; negative values are dropped and
     counted (those in the range) in `warning` = (code, message)."""
-    negative = obs.filter(obs[column] < 0)
-    ctx.warn(*warning, lambda: _count_in_range(ctx, negative, negative[at]))
+    ctx = batch.ctx
+    _warn_in_range(batch, *warning, obs.filter(obs[column] < 0), at)
     kept = ctx.bucketed(obs.filter(obs[column] >= 0), at)
-    return grouped_quantiles(ctx, kept, [k for k in ctx.by if k in keys], column, qs)
+    add_quantiles(batch, kept, [k for k in ctx.by if k in keys], column, qs, handle)
 
 
 CFR = "dora.change_failure_rate"
@@ -83,29 +88,39 @@ def failed_deployments(ctx: MetricContext, deps: Any, linked: Any) -> Any:
 
 
 def delivery_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats]:
-    """Stats of the DORA metrics (and time to first deploy) requested, keyed by metric id."""
+    """Stats of the DORA metrics (and time to first deploy) requested, keyed by metric id:
+    every part and warning count built as an Ibis expression first, then run as one query
+    (`Batch`)."""
     ids = {m.id for m in metrics}
     deps, incidents = deployments(ctx), counted_incidents(ctx)
     out: dict[str, Stats] = {}
+    batch = Batch(ctx, [k for k in ctx.by if k in DEPLOY_KEYS])
+
+    def one(metric: str) -> Callable[[dict[float, Stats]], None]:
+        return lambda found: out.__setitem__(metric, found[0.5])
+
     need_links = ids & {CFR, "dora.recovery_time_p50"}
     linked = incident_links(ctx) if need_links else None
     if linked is not None:
-        _warn_links(ctx, incidents, deps, linked)
+        _warn_links(batch, incidents, deps, linked)
     if ids & {*DEPLOYMENT_METRICS, "dora.lead_time_p50", "dora.lead_time_p90"}:
-        _warn_excluded(ctx)
-        _warn_repeated(ctx, deps)
+        _warn_excluded(batch)
+        _warn_repeated(batch, deps)
     if ids & set(DEPLOYMENT_METRICS):
-        out.update(_deployment_stats(ctx, ids, deps, incidents, linked))
+        _deployment_stats(batch, ids, deps, incidents, linked, out)
     lead = [m for m in metrics if m.id.startswith("dora.lead_time_")]
     if lead:
-        found = _lead_time(ctx, deps, tuple(m.q or 0.5 for m in lead))
-        for m in lead:
-            out[m.id] = found[m.q or 0.5]
+
+        def lead_times(found: dict[float, Stats]) -> None:
+            for m in lead:
+                out[m.id] = found[m.q or 0.5]
+
+        _lead_time(batch, deps, tuple(m.q or 0.5 for m in lead), lead_times)
     if "dora.recovery_time_p50" in ids and linked is not None:
-        out["dora.recovery_time_p50"] = _recovery(ctx, deps, incidents, linked)
+        _recovery(batch, deps, incidents, linked, one("dora.recovery_time_p50"))
     if "dora.time_to_restore_p50" in ids:
-        out["dora.time_to_restore_p50"] = _nonnegative_quantiles(
-            ctx,
+        _nonnegative_quantiles(
+            batch,
             restore_times(incidents),
             "hours",
             "resolved_at",
@@ -114,67 +129,79 @@ def delivery_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats
                 "negative_time_to_restore",
                 "incidents resolved before they opened were dropped (check `resolved_at`)",
             ),
-        )[0.5]
+            one("dora.time_to_restore_p50"),
+        )
     if "dora.open_incidents" in ids:
-        out["dora.open_incidents"] = _open_incidents(ctx, incidents)
+        _open_incidents(batch, incidents, out)
     if "efficiency.time_to_first_deploy" in ids:
-        out["efficiency.time_to_first_deploy"] = _time_to_first_deploy(ctx, deps)
+        _time_to_first_deploy(batch, deps, one("efficiency.time_to_first_deploy"))
     if "efficiency.services_awaiting_first_deploy" in ids:
-        out["efficiency.services_awaiting_first_deploy"] = _awaiting(ctx, deps)
+        _awaiting(batch, deps, out)
+    batch.run()
     return out
 
 
-def _warn_links(ctx: MetricContext, incidents: Any, deps: Any, linked: Any) -> None:
+def _warn_links(batch: Batch, incidents: Any, deps: Any, linked: Any) -> None:
     """Unlinked incidents, explicit links across services, root causes deployed only later."""
     joined = incidents.join(linked, incidents.id == linked.incident_id)
     unlinked = joined.filter(
         joined.linked_deployment.isnull() & (joined.cause.isnull() | (joined.cause != "external"))
     )
-    ctx.warn(
+    _warn_in_range(
+        batch,
         "unlinked_incidents",
         "incidents not linked to any deployment (give them `deployment_id` or `root_cause_sha`)",
-        lambda: _count_in_range(ctx, unlinked, unlinked.opened_at),
+        unlinked,
+        "opened_at",
     )
     cross = joined.filter(joined.cross_service)
-    ctx.warn(
+    _warn_in_range(
+        batch,
         "cross_service_links",
         "incidents whose `deployment_id` names another service's deployment (the link holds; "
         "check the incident's `service`)",
-        lambda: _count_in_range(ctx, cross, cross.opened_at),
+        cross,
+        "opened_at",
     )
     late = joined.filter(
         joined.linked_deployment.isnull()
         & joined.deployment_id.isnull()
         & joined.root_cause_sha.notnull()
     )
-    ctx.warn(
+    _warn_in_range(
+        batch,
         "root_cause_not_yet_deployed",
         "incidents whose `root_cause_sha` no deployment had shipped by `opened_at` were left "
         "unlinked",
-        lambda: _count_in_range(ctx, late, late.opened_at),
+        late,
+        "opened_at",
     )
 
 
-def _warn_excluded(ctx: MetricContext) -> None:
+def _warn_excluded(batch: Batch) -> None:
     """Successful deployments to environments that `production_environments` does not match."""
+    ctx = batch.ctx
     if ctx.quiet:
         return
     d = ctx.frame.excluded_deployments()
     d = d.filter(ctx.in_range(d.finished_at))
-    env = d.environment.lower()
-    rows = d.group_by(env=env).aggregate(n=d.count()).to_pyarrow().to_pylist()
-    total = sum(int(r["n"]) for r in rows)
-    top = sorted(rows, key=lambda r: (-int(r["n"]), str(r["env"])))[:3]
-    names = ", ".join(f"{r['env']} ({r['n']})" for r in top)
-    ctx.warn(
-        "excluded_environments",
-        f"successful deployments to environments that are not production were left out "
-        f"(most: {names}); widen `production_environments` to count them",
-        total,
-    )
+    rows = d.group_by(env=d.environment.lower()).aggregate(n=d.count())
+
+    def warn(found: Rows) -> None:
+        total = sum(int(r["n"]) for r in found)
+        top = sorted(found, key=lambda r: (-int(r["n"]), str(r["env"])))[:3]
+        names = ", ".join(f"{r['env']} ({int(r['n'])})" for r in top)
+        ctx.warn(
+            "excluded_environments",
+            f"successful deployments to environments that are not production were left out "
+            f"(most: {names}); widen `production_environments` to count them",
+            total,
+        )
+
+    batch.add(rows, ("n",), warn, label="env")
 
 
-def _warn_repeated(ctx: MetricContext, deps: Any) -> None:
+def _warn_repeated(batch: Batch, deps: Any) -> None:
     """Deployments (not rollbacks) of a `commit_sha` their service had already deployed to the
     same environment (a second region is no repeat)."""
     d = deps.filter(deps.commit_sha.notnull())
@@ -189,11 +216,13 @@ def _warn_repeated(ctx: MetricContext, deps: Any) -> None:
     again = ranked.filter(
         (ranked.hl_rank > 0) & (ranked.kind.isnull() | (ranked.kind != "rollback"))
     )
-    ctx.warn(
+    _warn_in_range(
+        batch,
         "repeated_deployments",
         "deployments of a `commit_sha` the service had already deployed (not rollbacks) count "
         "again in deployment frequency; set `environment` per region or `kind`",
-        lambda: _count_in_range(ctx, again, again.finished_at),
+        again,
+        "finished_at",
     )
 
 
@@ -208,8 +237,9 @@ def _signal_services(ctx: MetricContext, deps: Any, incidents: Any, linked: Any)
 
 
 def _deployment_stats(
-    ctx: MetricContext, ids: set[str], deps: Any, incidents: Any, linked: Any
-) -> dict[str, Stats]:
+    batch: Batch, ids: set[str], deps: Any, incidents: Any, linked: Any, out: dict[str, Stats]
+) -> None:
+    ctx = batch.ctx
     obs = ctx.bucketed(deps, "finished_at")
     keys = [k for k in ctx.by if k in DEPLOY_KEYS]
     rework = obs.kind.isin(["hotfix", "rollback"])
@@ -231,32 +261,40 @@ def _deployment_stats(
             "signal": obs.count(where=obs.sig_service.notnull()),
         }
     rows = obs.group_by([obs.period, *(obs[k] for k in keys)]).aggregate(**aggs)
-    out: dict[str, Stats] = {m: {} for m in ids if m in DEPLOYMENT_METRICS}
-    silent = 0
-    for r in rows.to_pyarrow().to_pylist():
-        key = (r["period"], ctx.cell(r))
-        n = int(r["deployments"])
-        if "dora.deployments" in out:
-            out["dora.deployments"][key] = Stat(n, n)
-        if "dora.deployment_frequency" in out:
-            out["dora.deployment_frequency"][key] = Stat(n / ctx.period_of(r["period"]).days, n)
-        if CFR in out and n:
-            x = int(r["failed"])
-            if int(r["signal"]):
-                out[CFR][key] = Stat(x / n, n, proportion_ci(x, n), x, n)
-            else:
-                silent += 1
-        known = int(r["known"])
-        if "dora.rework_rate" in out and known:
-            x = int(r["rework"])
-            out["dora.rework_rate"][key] = Stat(x / known, known, proportion_ci(x, known), x, known)
-    ctx.warn(
-        "no_failure_signal",
-        "change failure rate omitted where no incident is stored for the services and no "
-        "deployment has a known `kind`: ingest incidents or set `kind` on deployments",
-        silent,
-    )
-    return out
+    wanted = [m for m in DEPLOYMENT_METRICS if m in ids]
+    for m in wanted:
+        out[m] = {}
+
+    def stats(found: Rows) -> None:
+        silent = 0
+        for r in found:
+            key = (r["period"], ctx.cell(r))
+            n = int(r["deployments"])
+            if "dora.deployments" in ids:
+                out["dora.deployments"][key] = Stat(n, n)
+            if "dora.deployment_frequency" in ids:
+                days = ctx.period_of(r["period"]).days
+                out["dora.deployment_frequency"][key] = Stat(n / days, n)
+            if CFR in ids and n:
+                x = int(r["failed"])
+                if int(r["signal"]):
+                    out[CFR][key] = Stat(x / n, n, proportion_ci(x, n), x, n)
+                else:
+                    silent += 1
+            known = int(r["known"])
+            if "dora.rework_rate" in ids and known:
+                x = int(r["rework"])
+                out["dora.rework_rate"][key] = Stat(
+                    x / known, known, proportion_ci(x, known), x, known
+                )
+        ctx.warn(
+            "no_failure_signal",
+            "change failure rate omitted where no incident is stored for the services and no "
+            "deployment has a known `kind`: ingest incidents or set `kind` on deployments",
+            silent,
+        )
+
+    batch.add(rows, list(aggs), stats)
 
 
 def restore_times(incidents: Any) -> Any:
@@ -265,8 +303,9 @@ def restore_times(incidents: Any) -> Any:
     return i.mutate(hours=hours_between(i.resolved_at, i.opened_at))
 
 
-def _open_incidents(ctx: MetricContext, incidents: Any) -> Stats:
+def _open_incidents(batch: Batch, incidents: Any, out: dict[str, Stats]) -> None:
     """Per period and segment: incidents opened before the period's end and not resolved by it."""
+    ctx = batch.ctx
     ends = _period_ends(ctx.spans)
     i = incidents.select("opened_at", "resolved_at", "team", "group", "service")
     j = i.join(
@@ -275,10 +314,17 @@ def _open_incidents(ctx: MetricContext, incidents: Any) -> Stats:
     )
     keys = [k for k in ctx.by if k in INCIDENT_KEYS]
     rows = j.group_by([j.period, *(j[k] for k in keys)]).aggregate(n=j.count())
-    stats: Stats = {}
-    for r in rows.to_pyarrow().to_pylist():
-        stats[(r["period"], ctx.cell(r))] = Stat(int(r["n"]), int(r["n"]))
-    return stats
+    _counts(batch, rows, "dora.open_incidents", out)
+
+
+def _counts(batch: Batch, rows: Any, metric: str, out: dict[str, Stats]) -> None:
+    """`rows` (period, keys, `n`) as the counts of `metric`."""
+
+    def stats(found: Rows) -> None:
+        ctx = batch.ctx
+        out[metric] = {(r["period"], ctx.cell(r)): Stat(int(r["n"]), int(r["n"])) for r in found}
+
+    batch.add(rows, ("n",), stats)
 
 
 def _period_ends(spans: list[Period]) -> Any:
@@ -319,27 +365,35 @@ def lead_time_pairs(ctx: MetricContext, deps: Any) -> Any:
     return first.join(d, first.dep_id == d.id)
 
 
-def _lead_time(ctx: MetricContext, deps: Any, qs: tuple[float, ...]) -> dict[float, Stats]:
+def _lead_time(
+    batch: Batch,
+    deps: Any,
+    qs: tuple[float, ...],
+    handle: Callable[[dict[float, Stats]], None],
+) -> None:
     """Lead time quantiles; negatives dropped with a warning, as are deployments shipping
     nothing."""
+    ctx = batch.ctx
     without = deps.filter(
         deps.commit_sha.isnull() & (deps.commits.isnull() | (deps.commits.length() == 0))
     )
-    ctx.warn(
+    _warn_in_range(
+        batch,
         "deployment_without_commits",
         "deployments with neither `commit_sha` nor `commits` ship no change",
-        lambda: _count_in_range(ctx, without, without.finished_at),
+        without,
+        "finished_at",
     )
-    s = shipped(deps.filter(ctx.in_range(deps.finished_at)))
-    c = ctx.frame.table("change")
-    unknown = s.anti_join(c, s.sha == c.id).select("sha").distinct()
-    ctx.warn(
-        "unknown_changes",
-        "shipped shas (`commit_sha`, `commits`) with no `change` record have no lead time",
-        lambda: int(unknown.count().to_pyarrow().as_py()),
-    )
-    return _nonnegative_quantiles(
-        ctx,
+    if not ctx.quiet:
+        s = shipped(deps.filter(ctx.in_range(deps.finished_at)))
+        c = ctx.frame.table("change")
+        batch.warn(
+            "unknown_changes",
+            "shipped shas (`commit_sha`, `commits`) with no `change` record have no lead time",
+            s.anti_join(c, s.sha == c.id).select("sha").distinct(),
+        )
+    _nonnegative_quantiles(
+        batch,
         ctx.kept("lead_time_pairs", LEAD_TIME, lambda: lead_time_pairs(ctx, deps)),
         "hours",
         "finished_at",
@@ -349,6 +403,7 @@ def _lead_time(ctx: MetricContext, deps: Any, qs: tuple[float, ...]) -> dict[flo
             "changes deployed before their start (`lead_time_start`: `committed_at` or "
             "`authored_at`) were dropped",
         ),
+        handle,
         qs,
     )
 
@@ -362,9 +417,15 @@ def recovery_times(deps: Any, incidents: Any, linked: Any) -> Any:
     return i.mutate(hours=hours_between(i.resolved_at, i.d_finished))
 
 
-def _recovery(ctx: MetricContext, deps: Any, incidents: Any, linked: Any) -> Stats:
-    return _nonnegative_quantiles(
-        ctx,
+def _recovery(
+    batch: Batch,
+    deps: Any,
+    incidents: Any,
+    linked: Any,
+    handle: Callable[[dict[float, Stats]], None],
+) -> None:
+    _nonnegative_quantiles(
+        batch,
         recovery_times(deps, incidents, linked),
         "hours",
         "resolved_at",
@@ -373,7 +434,8 @@ def _recovery(ctx: MetricContext, deps: Any, incidents: Any, linked: Any) -> Sta
             "negative_recovery_time",
             "incidents with `resolved_at` before their deployment's `finished_at` were dropped",
         ),
-    )[0.5]
+        handle,
+    )
 
 
 def history_start(ctx: MetricContext) -> Any:
@@ -410,16 +472,20 @@ def first_deployments(ctx: MetricContext, deps: Any, *, older: bool = False) -> 
     return obs.mutate(days=hours_between(obs.finished_at, obs.s_created) / 24.0)
 
 
-def _time_to_first_deploy(ctx: MetricContext, deps: Any) -> Stats:
-    older = first_deployments(ctx, deps, older=True)
-    ctx.warn(
+def _time_to_first_deploy(
+    batch: Batch, deps: Any, handle: Callable[[dict[float, Stats]], None]
+) -> None:
+    ctx = batch.ctx
+    _warn_in_range(
+        batch,
         "created_before_history",
         "services with `created_at` before the first stored deployment have no time to first "
         "deploy (ingest their earlier deployments)",
-        lambda: _count_in_range(ctx, older, older.finished_at),
+        first_deployments(ctx, deps, older=True),
+        "finished_at",
     )
-    return _nonnegative_quantiles(
-        ctx,
+    _nonnegative_quantiles(
+        batch,
         first_deployments(ctx, deps),
         "days",
         "finished_at",
@@ -428,28 +494,37 @@ def _time_to_first_deploy(ctx: MetricContext, deps: Any) -> Stats:
             "negative_time_to_first_deploy",
             "services whose first production deployment precedes `created_at` were dropped",
         ),
-    )[0.5]
+        handle,
+    )
 
 
-def _awaiting(ctx: MetricContext, deps: Any) -> Stats:
+def _awaiting(batch: Batch, deps: Any, out: dict[str, Stats]) -> None:
     """Per period: services (with `created_at`) created before its end and not deployed to
-    production by then, by the service's registry team."""
-    firsts = deps.group_by("service").aggregate(first=deps.finished_at.min()).to_pyarrow()
-    first = dict(zip(*(firsts.column(c).to_pylist() for c in ("service", "first")), strict=True))
+    production by then, by the service's registry team (a join of the registry's services with
+    the periods and each service's first deployment)."""
+    ctx = batch.ctx
     f = ctx.frame
-    stats: Stats = {}
-    for p in ctx.spans:
-        for sid, s in f.services.items():
-            created = s["created_at"]
-            if created is None or not created < p.end_utc:
-                continue
-            deployed = first.get(sid)
-            if deployed is not None and deployed < p.end_utc:
-                continue
-            team = s["team"]
-            row = {"team": team, "group": f.group_of(team) if team else None, "service": sid}
-            key = (p.start, ctx.cell(row))
-            prior = stats.get(key)
-            n = (int(prior.value or 0) if prior else 0) + 1
-            stats[key] = Stat(n, n)
-    return stats
+    rows = [(sid, s) for sid, s in f.services.items() if s["created_at"] is not None]
+    services = memtable(
+        {
+            "a_service": [sid for sid, _ in rows],
+            "a_created": [s["created_at"] for _, s in rows],
+            "a_team": [s["team"] for _, s in rows],
+            "a_group": [f.group_of(s["team"]) if s["team"] else None for _, s in rows],
+        },
+        {
+            "a_service": pa.string(),
+            "a_created": UTC_TS,
+            "a_team": pa.string(),
+            "a_group": pa.string(),
+        },
+    )
+    firsts = deps.group_by(f_service=deps.service).aggregate(f_first=deps.finished_at.min())
+    j = services.cross_join(_period_ends(ctx.spans))
+    j = j.filter(j.a_created < j.p_end)
+    j = j.left_join(firsts, j.a_service == firsts.f_service)
+    j = j.filter(j.f_first.isnull() | (j.f_first >= j.p_end))
+    j = j.select("period", team=j.a_team, group=j.a_group, service=j.a_service)
+    keys = [k for k in ctx.by if k in INCIDENT_KEYS]
+    counted = j.group_by(["period", *keys]).aggregate(n=j.count())
+    _counts(batch, counted, "efficiency.services_awaiting_first_deploy", out)

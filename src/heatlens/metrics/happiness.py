@@ -30,6 +30,7 @@ from heatlens.metrics.anonymity import (
     question_node,
     team_node,
 )
+from heatlens.metrics.batch import Batch, Rows
 from heatlens.metrics.catalog import Metric
 from heatlens.metrics.context import MetricContext, SegmentKey, Stat, Stats
 from heatlens.metrics.frame import UTC_TS, memtable
@@ -42,7 +43,7 @@ from heatlens.metrics.periods import (
     midnight,
     periods,
 )
-from heatlens.metrics.quantiles import grouped_quantiles
+from heatlens.metrics.quantiles import add_quantiles
 
 KEYS = ("survey", "question", "team", "group", "capability")
 KINDS = {
@@ -172,103 +173,127 @@ def _responses(ctx: MetricContext, wave_ts: dict[str, datetime | None]) -> Any:
 def happiness_stats(
     ctx: MetricContext, metrics: list[Metric], wave_ts: dict[str, datetime | None]
 ) -> dict[str, Stats]:
-    """Stats of the happiness metrics requested (not yet suppressed)."""
+    """Stats of the happiness metrics requested (not yet suppressed): every metric's part built
+    as an Ibis expression first, then run as one query (`Batch`)."""
     # read once (one metric, e.g. the latest waves' CSAT): a query of its own, not worth
     # materialising first; read by several queries: materialised once for the report
     reads = len(metrics) + sum(m.id == "happiness.likert_median" for m in metrics)
     r = responses(ctx, wave_ts) if reads > 1 else _responses(ctx, wave_ts)
     keys = [k for k in ctx.by if k in KEYS]
-    groups = [r.period, *(r[k] for k in keys)]
+    batch = Batch(ctx, keys)
     out: dict[str, Stats] = {}
     for m in metrics:
         kind = KINDS.get(m.id)
         t = r if kind is None else r.filter((r.kind == kind) & r.score.notnull())
-        who_t = t.survey.concat(ibis.literal("\x1f"), t.respondent)
-        aggs: dict[str, Any] = {
-            "resp": who_t.nunique(),
-            "k": t.w_k.max(),
-            "answers": t.count(),
-            "open": t.w_open.max(),
-        }
-        if m.id == "happiness.csat":
-            aggs["x"] = t.count(where=t.score >= 4)
-        elif m.id == "happiness.nps":
-            aggs["promoters"] = t.count(where=t.score >= 9)
-            aggs["detractors"] = t.count(where=t.score <= 6)
-        elif m.id == "happiness.likert_mean":
-            aggs["mean"] = t.score.cast("float64").mean()
         if m.id == "happiness.response_rate":
-            out[m.id] = _response_rate(ctx, t, keys, wave_ts)
-            continue
-        rows = {
-            (row["period"], ctx.cell(row)): row
-            for row in t.group_by([t[g.get_name()] for g in groups])
-            .aggregate(**aggs)
-            .to_pyarrow()
-            .to_pylist()
-        }
-        medians = (
-            grouped_quantiles(ctx, t, keys, "score")[0.5]
-            if m.id == "happiness.likert_median"
-            else {}
-        )
-        stats: Stats = {}
-        for key, row in rows.items():
-            resp, k, answers = int(row["resp"]), int(row["k"]), int(row["answers"])
-            if m.id == "happiness.respondents":
-                stats[key] = Stat(resp, resp)
-            elif m.id == "happiness.csat":
-                x = int(row["x"])
-                stats[key] = Stat(x / answers, resp, proportion_ci(x, answers), x, answers)
-            elif m.id == "happiness.nps":
-                p, d = int(row["promoters"]), int(row["detractors"])
-                stats[key] = Stat(100 * (p - d) / answers, resp, nps_ci(p, d, answers))
-            elif m.id == "happiness.likert_mean":
-                stats[key] = Stat(float(row["mean"]), resp)
-            else:
-                stats[key] = Stat(medians[key].value, resp)
-            stats[key].respondents, stats[key].k = resp, k
-            stats[key].open = bool(row["open"])
-        out[m.id] = stats
+            _response_rate(batch, t, keys, wave_ts, out)
+        else:
+            _answers(batch, m.id, t, keys, out)
+    batch.run()
     return out
 
 
+def _answers(batch: Batch, metric: str, t: Any, keys: list[str], out: dict[str, Stats]) -> None:
+    """One happiness metric of the answers `t` per period and segment (and its median)."""
+    ctx = batch.ctx
+    who_t = t.survey.concat(ibis.literal("\x1f"), t.respondent)
+    aggs: dict[str, Any] = {
+        "resp": who_t.nunique(),
+        "k": t.w_k.max(),
+        "answers": t.count(),
+        "open": t.w_open.max(),
+    }
+    if metric == "happiness.csat":
+        aggs["x"] = t.count(where=t.score >= 4)
+    elif metric == "happiness.nps":
+        aggs["promoters"] = t.count(where=t.score >= 9)
+        aggs["detractors"] = t.count(where=t.score <= 6)
+    elif metric == "happiness.likert_mean":
+        aggs["mean"] = t.score.cast("float64").mean()
+    medians: dict[float, Stats] = {}
+    if metric == "happiness.likert_median":
+        # added first: its rows are in `medians` when the counts' rows are handled
+        add_quantiles(batch, t, keys, "score", (0.5,), medians.update)
+
+    def stats(found: Rows) -> None:
+        values: Stats = {}
+        for row in found:
+            key = (row["period"], ctx.cell(row))
+            resp, k, answers = int(row["resp"]), int(row["k"]), int(row["answers"])
+            if metric == "happiness.respondents":
+                values[key] = Stat(resp, resp)
+            elif metric == "happiness.csat":
+                x = int(row["x"])
+                values[key] = Stat(x / answers, resp, proportion_ci(x, answers), x, answers)
+            elif metric == "happiness.nps":
+                p, d = int(row["promoters"]), int(row["detractors"])
+                values[key] = Stat(100 * (p - d) / answers, resp, nps_ci(p, d, answers))
+            elif metric == "happiness.likert_mean":
+                values[key] = Stat(float(row["mean"]), resp)
+            else:
+                values[key] = Stat(medians[0.5][key].value, resp)
+            values[key].respondents, values[key].k = resp, k
+            values[key].open = bool(row["open"])
+        out[metric] = values
+
+    rows = t.group_by(["period", *keys]).aggregate(**aggs)
+    batch.add(rows, list(aggs), stats)
+
+
 def _response_rate(
-    ctx: MetricContext, r: Any, keys: list[str], wave_ts: dict[str, datetime | None]
-) -> Stats:
+    batch: Batch,
+    r: Any,
+    keys: list[str],
+    wave_ts: dict[str, datetime | None],
+    out: dict[str, Stats],
+) -> None:
     """Distinct respondents ÷ summed invitations of the waves in the period and segment."""
+    ctx = batch.ctx
     f = ctx.frame
     inv = f.table("survey_invitation")
     w = _wave_table(ctx, wave_ts)
     inv = inv.join(w, inv.survey == w.w_survey)
     inv = ctx.bucketed(f.with_group(inv), "w_ts")
     inv_keys = [k for k in keys if k in ("survey", "team", "group")]
-    invited = {
-        (row["period"], ctx.cell(row)): row
-        for row in inv.group_by([inv.period, *(inv[k] for k in inv_keys)])
-        .aggregate(invited=inv.invited.sum(), k=inv.w_k.max(), open=inv.w_open.max())
-        .to_pyarrow()
-        .to_pylist()
-    }
+    invited: dict[Any, dict[str, Any]] = {}
+
+    def keep(found: Rows) -> None:
+        invited.update({(row["period"], ctx.cell(row)): row for row in found})
+
+    batch.add(
+        inv.group_by([inv.period, *(inv[k] for k in inv_keys)]).aggregate(
+            invited=inv.invited.sum(), k=inv.w_k.max(), open=inv.w_open.max()
+        ),
+        ("invited", "k", "open"),
+        keep,
+    )
     who = r.survey.concat(ibis.literal("\x1f"), r.respondent)
-    answered = {
-        (row["period"], ctx.cell(row)): row
-        for row in r.group_by([r.period, *(r[k] for k in inv_keys)])
-        .aggregate(resp=who.nunique(), k=r.w_k.max(), open=r.w_open.max())
-        .to_pyarrow()
-        .to_pylist()
-    }
-    stats: Stats = {}
-    for key in set(invited) | set(answered):
-        total = int(invited[key]["invited"]) if key in invited else 0
-        if total == 0:
-            continue
-        resp = int(answered[key]["resp"]) if key in answered else 0
-        k = max(int(row["k"]) for row in (invited.get(key), answered.get(key)) if row)
-        ci = proportion_ci(resp, total) if resp <= total else None
-        is_open = any(bool(row["open"]) for row in (invited.get(key), answered.get(key)) if row)
-        stats[key] = Stat(resp / total, resp, ci, resp, total, respondents=resp, k=k, open=is_open)
-    return stats
+
+    def rates(found: Rows) -> None:
+        answered = {(row["period"], ctx.cell(row)): row for row in found}
+        stats: Stats = {}
+        for key in set(invited) | set(answered):
+            total = int(invited[key]["invited"]) if key in invited else 0
+            if total == 0:
+                continue
+            resp = int(answered[key]["resp"]) if key in answered else 0
+            rows = [row for row in (invited.get(key), answered.get(key)) if row]
+            k = max(int(row["k"]) for row in rows)
+            ci = proportion_ci(resp, total) if resp <= total else None
+            is_open = any(bool(row["open"]) for row in rows)
+            stats[key] = Stat(
+                resp / total, resp, ci, resp, total, respondents=resp, k=k, open=is_open
+            )
+        out["happiness.response_rate"] = stats
+
+    # handled after `keep` (parts are handled in the order they were added)
+    batch.add(
+        r.group_by([r.period, *(r[k] for k in inv_keys)]).aggregate(
+            resp=who.nunique(), k=r.w_k.max(), open=r.w_open.max()
+        ),
+        ("resp", "k", "open"),
+        rates,
+    )
 
 
 Wave = tuple[str, date | None]  # (survey, None) or a continuous survey's (survey, month)

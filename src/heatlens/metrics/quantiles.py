@@ -4,17 +4,26 @@ on every backend (approximate quantiles differ per backend: ENGINE_NOTES)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import ibis
 
+from heatlens.metrics.batch import Batch
 from heatlens.metrics.context import MetricContext, Stat, Stats
 
 
-def grouped_quantiles(
-    ctx: MetricContext, t: Any, keys: list[str], column: str, qs: tuple[float, ...] = (0.5,)
-) -> dict[float, Stats]:
-    """Quantiles `qs` of `column` per (period, keys) of `t` (null values excluded), one query."""
+def add_quantiles(
+    batch: Batch,
+    t: Any,
+    keys: list[str],
+    column: str,
+    qs: tuple[float, ...],
+    handle: Callable[[dict[float, Stats]], None],
+) -> None:
+    """Add to `batch` the quantiles `qs` of `column` per (period, keys) of `t` (null values
+    excluded); `handle` gets them, per q, when the batch runs."""
+    ctx = batch.ctx
     t = t.mutate(hl_v=t[column].cast("float64"))
     t = t.filter(t.hl_v.notnull())
     names = ["period", *keys]
@@ -30,8 +39,23 @@ def grouped_quantiles(
             for i, q in enumerate(qs)
         }
     rows = t.group_by(names).aggregate(n=t.hl_v.count(), **aggs)
-    out: dict[float, Stats] = {q: {} for q in qs}
-    for r in rows.to_pyarrow().to_pylist():
-        for i, q in enumerate(qs):
-            out[q][(r["period"], ctx.cell(r))] = Stat(float(r[f"q{i}"]), int(r["n"]))
-    return out
+
+    def stats(found: list[dict[str, Any]]) -> None:
+        out: dict[float, Stats] = {q: {} for q in qs}
+        for r in found:
+            for i, q in enumerate(qs):
+                out[q][(r["period"], ctx.cell(r))] = Stat(float(r[f"q{i}"]), int(r["n"]))
+        handle(out)
+
+    batch.add(rows, ["n", *aggs], stats)
+
+
+def grouped_quantiles(
+    ctx: MetricContext, t: Any, keys: list[str], column: str, qs: tuple[float, ...] = (0.5,)
+) -> dict[float, Stats]:
+    """Quantiles `qs` of `column` per (period, keys) of `t` (null values excluded), one query."""
+    found: dict[float, Stats] = {}
+    batch = Batch(ctx, keys)
+    add_quantiles(batch, t, keys, column, qs, found.update)
+    batch.run()
+    return found

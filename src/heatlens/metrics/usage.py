@@ -1,11 +1,12 @@
 """Adoption, task success and task durations: the metrics of usage records (DESIGN §4).
 
-Every metric is computed in the engine, a few queries per report: the per-segment numbers that
-only need usage rows (active users and teams, attempts, outcome shares, duration quantiles) come
-from one grouped query; eligible teams and the adoption rate from one join of the eligible
-(period, capability, team) rows — built from the registries as small tables — with the active
-ones; new teams and retention are joins of distinct (period, segment, team) rows too. Python only
-turns the result rows (one per period and segment) into stats.
+Every metric is computed in the engine, and the family runs as ONE query (`Batch`): each part
+below is an Ibis expression built without running it — the per-segment numbers that only need
+usage rows (active users and teams, attempts, outcome shares) as one grouped part, the duration
+quantiles as another; eligible teams and the adoption rate as one join of the eligible (period,
+capability, team) rows — built from the registries as small tables — with the active ones; new
+teams and retention as joins of distinct (period, segment, team) rows; the ineligible-teams
+warning as a count. Python only turns the result rows (one per period and segment) into stats.
 
 (v2) Usage by a `bot_actors` actor counts in task success and efficiency, never in adoption; a run
 (`run`, else the record itself) is judged by its first attempt and by whether any attempt
@@ -21,6 +22,7 @@ from typing import Any
 import ibis
 import pyarrow as pa
 
+from heatlens.metrics.batch import Batch, Rows
 from heatlens.metrics.catalog import Metric
 from heatlens.metrics.context import MetricContext, SegmentKey, Stat, Stats
 from heatlens.metrics.frame import RESOLVED_USAGE, UTC_TS, memtable
@@ -34,7 +36,7 @@ from heatlens.metrics.periods import (
     periods,
     previous_calendar,
 )
-from heatlens.metrics.quantiles import grouped_quantiles
+from heatlens.metrics.quantiles import add_quantiles
 
 KEYS = ("capability", "team", "group", "service", "action")
 OUTCOMES = {
@@ -57,31 +59,38 @@ def with_bot(ctx: MetricContext, t: Any) -> Any:
 
 
 def usage_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats]:
-    """Stats of the usage metrics requested, keyed by metric id."""
+    """Stats of the usage metrics requested, keyed by metric id: every part built as an Ibis
+    expression first, then run as one query (`Batch`), the ineligible-teams warning included."""
     ids = {m.id for m in metrics}
+    keys = [k for k in ctx.by if k in KEYS]
     out: dict[str, Stats] = {}
+    batch = Batch(ctx, keys)
     grouped = ids & {"adoption.active_users", "adoption.active_teams", "task.attempts", *OUTCOMES}
     retention = "adoption.team_retention" in ids and ctx.grain != "all"
     resolved = _resolved(ctx, "adoption.new_teams" in ids, retention)
     obs = resolved.filter(resolved.period.notnull())
     if ids & set(RUNS):
-        out.update(_runs(ctx, obs, ids & set(RUNS)))
+        _runs(batch, obs, ids & set(RUNS), out)
     if grouped:
-        out.update(_grouped(ctx, obs, grouped))
+        _grouped(batch, obs, grouped, out)
     durations = [m for m in metrics if m.id.startswith("efficiency.task_duration_")]
     if durations:
         ok = obs.filter((obs.outcome == "success") & obs.duration_s.notnull())
-        keys = [k for k in ctx.by if k in KEYS]
-        found = grouped_quantiles(ctx, ok, keys, "duration_s", tuple(m.q or 0.5 for m in durations))
-        for m in durations:
-            out[m.id] = found[m.q or 0.5]
+
+        def quantiles(found: dict[float, Stats]) -> None:
+            for m in durations:
+                out[m.id] = found[m.q or 0.5]
+
+        add_quantiles(
+            batch, ok, keys, "duration_s", tuple(m.q or 0.5 for m in durations), quantiles
+        )
     adoption = ids & {"adoption.eligible_teams", "adoption.team_adoption_rate"}
     active = _active(ctx, obs) if adoption or retention else None
     if adoption:
-        _warn_ineligible(ctx, active)
-        out.update(_adoption(ctx, active, adoption))
+        _warn_ineligible(batch, active)
+        _adoption(batch, active, adoption, out)
     if "adoption.new_teams" in ids:
-        out["adoption.new_teams"] = _new_teams(ctx, resolved)
+        _new_teams(batch, resolved, out)
         ctx.omit(
             "adoption.new_teams",
             _history_start(ctx),
@@ -90,7 +99,8 @@ def usage_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats]:
             "there): ingest earlier usage, or set the capability's `launched_at`",
         )
     if retention:
-        out["adoption.team_retention"] = _retention(ctx, resolved, active)
+        _retention(batch, resolved, active, out)
+    batch.run()
     return out
 
 
@@ -155,8 +165,9 @@ def resolved_usage(ctx: MetricContext) -> Any | None:
     return ctx.frame.kept_usage()
 
 
-def _grouped(ctx: MetricContext, obs: Any, ids: set[str]) -> dict[str, Stats]:
-    keys = [k for k in ctx.by if k in KEYS]
+def _grouped(batch: Batch, obs: Any, ids: set[str], out: dict[str, Stats]) -> None:
+    """Active users and teams (people only), attempts and outcome shares per (period, cell)."""
+    ctx = batch.ctx
     people = ~obs.bot
     aggs: dict[str, Any] = {"attempts": obs.outcome.count(), "people": obs.count(where=people)}
     if "adoption.active_users" in ids:
@@ -166,30 +177,29 @@ def _grouped(ctx: MetricContext, obs: Any, ids: set[str]) -> dict[str, Stats]:
     for mid, outcome in OUTCOMES.items():
         if mid in ids:
             aggs[outcome] = obs.outcome.count(where=obs.outcome == outcome)
-    rows = obs.group_by([obs.period, *(obs[k] for k in keys)]).aggregate(**aggs)
-    out: dict[str, Stats] = {mid: {} for mid in ids}
-    for r in _pylist(rows):
-        key = (r["period"], ctx.cell(r))
-        attempts = int(r["attempts"])
-        # a cell only bots used has no adoption observations (zero-fill may still add it)
-        if "adoption.active_users" in ids and r["people"]:
-            out["adoption.active_users"][key] = Stat(int(r["users"]), int(r["users"]))
-        if "adoption.active_teams" in ids and r["people"]:
-            out["adoption.active_teams"][key] = Stat(int(r["teams"]), int(r["teams"]))
-        if "task.attempts" in ids and attempts:
-            out["task.attempts"][key] = Stat(attempts, attempts)
-        for mid, outcome in OUTCOMES.items():
-            if mid in ids and attempts:
-                x = int(r[outcome])
-                out[mid][key] = Stat(
-                    x / attempts, attempts, proportion_ci(x, attempts), x, attempts
-                )
-    return out
+    rows = obs.group_by([obs.period, *(obs[k] for k in batch.labels[1:])]).aggregate(**aggs)
+    for mid in ids:
+        out[mid] = {}
 
+    def stats(found: Rows) -> None:
+        for r in found:
+            key = (r["period"], ctx.cell(r))
+            attempts = int(r["attempts"])
+            # a cell only bots used has no adoption observations (zero-fill may still add it)
+            if "adoption.active_users" in ids and r["people"]:
+                out["adoption.active_users"][key] = Stat(int(r["users"]), int(r["users"]))
+            if "adoption.active_teams" in ids and r["people"]:
+                out["adoption.active_teams"][key] = Stat(int(r["teams"]), int(r["teams"]))
+            if "task.attempts" in ids and attempts:
+                out["task.attempts"][key] = Stat(attempts, attempts)
+            for mid, outcome in OUTCOMES.items():
+                if mid in ids and attempts:
+                    x = int(r[outcome])
+                    out[mid][key] = Stat(
+                        x / attempts, attempts, proportion_ci(x, attempts), x, attempts
+                    )
 
-def _pylist(expr: Any) -> list[dict[str, Any]]:
-    """A (small) result as Python rows."""
-    return expr.to_pyarrow().to_pylist()
+    batch.add(rows, list(aggs), stats)
 
 
 # -- adoption: small tables of the registries, joined with the active teams in the engine --------
@@ -282,9 +292,10 @@ def _eligible_rows(ctx: MetricContext) -> Any:
     return t.mutate(group=ibis.coalesce(t.g_group, t.team)).drop("g_team", "g_group")
 
 
-def _adoption(ctx: MetricContext, active: Any, ids: set[str]) -> dict[str, Stats]:
+def _adoption(batch: Batch, active: Any, ids: set[str], out: dict[str, Stats]) -> None:
     """Eligible teams and the share of them active, per period and cell of (capability, team,
     group): one join of the eligible rows with the active (period, [capability], team) rows."""
+    ctx = batch.ctx
     per_cap = "capability" in ctx.by
     keys = [k for k in ctx.by if k in ("capability", "team", "group")]
     used_keys = ["period", *(["capability"] if per_cap else []), "team"]
@@ -294,20 +305,25 @@ def _adoption(ctx: MetricContext, active: Any, ids: set[str]) -> dict[str, Stats
     rows = joined.group_by([joined.period, *(joined[k] for k in keys)]).aggregate(
         d=joined.count(), x=joined.a_team.count()
     )
-    out: dict[str, Stats] = {mid: {} for mid in ids}
-    for r in _pylist(rows):
-        key = (r["period"], ctx.cell(r))
-        d, x = int(r["d"]), int(r["x"])
-        if "adoption.eligible_teams" in ids:
-            out["adoption.eligible_teams"][key] = Stat(d, d)
-        if "adoption.team_adoption_rate" in ids:
-            out["adoption.team_adoption_rate"][key] = Stat(x / d, d, proportion_ci(x, d), x, d)
-    return out
+    for mid in ids:
+        out[mid] = {}
+
+    def stats(found: Rows) -> None:
+        for r in found:
+            key = (r["period"], ctx.cell(r))
+            d, x = int(r["d"]), int(r["x"])
+            if "adoption.eligible_teams" in ids:
+                out["adoption.eligible_teams"][key] = Stat(d, d)
+            if "adoption.team_adoption_rate" in ids:
+                out["adoption.team_adoption_rate"][key] = Stat(x / d, d, proportion_ci(x, d), x, d)
+
+    batch.add(rows, ("d", "x"), stats)
 
 
-def _warn_ineligible(ctx: MetricContext, active: Any) -> None:
+def _warn_ineligible(batch: Batch, active: Any) -> None:
     """Count the (period, capability, team) with usage by people where the team is not eligible
     for the capability (whatever the report's keys)."""
+    ctx = batch.ctx
     if ctx.quiet:
         return
     active = active.select("period", "capability", "team").distinct()
@@ -323,15 +339,16 @@ def _warn_ineligible(ctx: MetricContext, active: Any) -> None:
         | (t.c_cap.notnull() & launched_late)
         | (ibis.coalesce(t.c_listed, False) & t.l_team.isnull())
     )
-    ctx.warn(
+    batch.warn(
         "ineligible_active_teams",
         "teams used a capability not in its `eligible` list (period × capability × team)",
-        lambda: int(t.count(where=ineligible).to_pyarrow().as_py() or 0),
+        t.filter(ineligible),
     )
 
 
-def _new_teams(ctx: MetricContext, resolved: Any) -> Stats:
+def _new_teams(batch: Batch, resolved: Any, out: dict[str, Stats]) -> None:
     """Teams whose first usage (of the capability, when segmented by it) is in the period."""
+    ctx = batch.ctx
     per_cap = "capability" in ctx.by
     keys = ["team", "capability"] if per_cap else ["team"]
     u = resolved.filter(resolved.team.notnull() & ~resolved.bot)
@@ -343,25 +360,31 @@ def _new_teams(ctx: MetricContext, resolved: Any) -> Stats:
     first = first.mutate(group=ibis.coalesce(first.g_group, first.team))
     cell = [k for k in ctx.by if k in ("capability", "team", "group")]
     rows = first.group_by(["period", *cell]).aggregate(teams=first.count())
-    stats: Stats = {}
-    for r in _pylist(rows):
-        n = int(r["teams"])
-        stats[(r["period"], ctx.cell(r))] = Stat(n, n)
-    return stats
+
+    def stats(found: Rows) -> None:
+        counts: Stats = {}
+        for r in found:
+            n = int(r["teams"])
+            counts[(r["period"], ctx.cell(r))] = Stat(n, n)
+        out["adoption.new_teams"] = counts
+
+    batch.add(rows, ("teams",), stats)
 
 
-def _retention(ctx: MetricContext, resolved: Any, active: Any) -> Stats:
+def _retention(batch: Batch, resolved: Any, active: Any, out: dict[str, Stats]) -> None:
     """Share of the teams active in the previous calendar period still active in this one: the
     distinct (previous period, segment, team) rows, less teams archived by this period's start,
     left-joined with this period's."""
-    keys = [k for k in ctx.by if k in KEYS]
+    ctx = batch.ctx
+    keys = list(batch.labels[1:])
     others = [k for k in keys if k != "team"]  # the segment's keys besides the team itself
     now = active.select(
         n_period=active.period, n_team=active.team, **{f"n_{k}": active[k] for k in others}
     ).distinct()
     calendar = _calendar(ctx)
     if not calendar:
-        return {}
+        out["adoption.team_retention"] = {}
+        return
     earlier = resolved.filter(
         (resolved.ts >= ctx.frame.literal_ts(calendar[0].start_utc))
         & (resolved.ts < ctx.frame.literal_ts(calendar[-1].end_utc))
@@ -384,11 +407,15 @@ def _retention(ctx: MetricContext, resolved: Any, active: Any) -> Stats:
     rows = t.group_by([t.p_period.name("period"), *(t[k] for k in keys)]).aggregate(
         before=t.count(), kept=t.n_team.count()
     )
-    stats: Stats = {}
-    for r in _pylist(rows):
-        d, kept = int(r["before"]), int(r["kept"])
-        stats[(r["period"], ctx.cell(r))] = Stat(kept / d, d, proportion_ci(kept, d), kept, d)
-    return stats
+
+    def stats(found: Rows) -> None:
+        shares: Stats = {}
+        for r in found:
+            d, kept = int(r["before"]), int(r["kept"])
+            shares[(r["period"], ctx.cell(r))] = Stat(kept / d, d, proportion_ci(kept, d), kept, d)
+        out["adoption.team_retention"] = shares
+
+    batch.add(rows, ("before", "kept"), stats)
 
 
 def _archived(ctx: MetricContext) -> Any:
@@ -427,12 +454,13 @@ def _history_start(ctx: MetricContext) -> Callable[[Period, SegmentKey], bool]:
     return omitted
 
 
-def _runs(ctx: MetricContext, obs: Any, ids: set[str]) -> dict[str, Stats]:
+def _runs(batch: Batch, obs: Any, ids: set[str], out: dict[str, Stats]) -> None:
     """First-attempt and eventual success over runs whose first attempt is in the period.
 
     Without any `run` stored every record is its own run, so both equal the success rate of the
     period's attempts (one grouped query, no window over all history)."""
-    keys = [k for k in ctx.by if k in KEYS]
+    ctx = batch.ctx
+    keys = list(batch.labels[1:])
     t = ctx.frame.table("usage")
 
     def runs() -> int:
@@ -460,12 +488,16 @@ def _runs(ctx: MetricContext, obs: Any, ids: set[str]) -> dict[str, Stats]:
             first_ok=first.count(where=first.hl_ok == 1),
             any_ok=first.count(where=first.hl_any == 1),
         )
-    out: dict[str, Stats] = {mid: {} for mid in ids}
-    for r in rows.to_pyarrow().to_pylist():
-        key = (r["period"], ctx.cell(r))
-        n = int(r["n"])
-        for mid, col in ((RUNS[0], "first_ok"), (RUNS[1], "any_ok")):
-            if mid in ids and n:
-                x = int(r[col])
-                out[mid][key] = Stat(x / n, n, proportion_ci(x, n), x, n)
-    return out
+    for mid in ids:
+        out[mid] = {}
+
+    def stats(found: Rows) -> None:
+        for r in found:
+            key = (r["period"], ctx.cell(r))
+            n = int(r["n"])
+            for mid, col in ((RUNS[0], "first_ok"), (RUNS[1], "any_ok")):
+                if mid in ids and n:
+                    x = int(r[col])
+                    out[mid][key] = Stat(x / n, n, proportion_ci(x, n), x, n)
+
+    batch.add(rows, ("n", "first_ok", "any_ok"), stats)

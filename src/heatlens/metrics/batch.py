@@ -1,0 +1,114 @@
+"""One query per metric family (issue 18): the family's builders add *parts* — Ibis expressions
+of result rows, not run — each with the function that turns its rows into stats; `Batch.run`
+sends them all as one `UNION ALL` query and hands each part its rows.
+
+Every part gives the report's label columns it has (`period` and segment keys; the others are
+NULL in its rows) and up to a few numeric measures, carried as DOUBLE: counts stay exact (below
+2^53) and handlers read them with `int()`. A warning's count is a one-row part (`Batch.warn`),
+so warnings cost no query of their own; with `ctx.quiet` they are not added at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ibis
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlglot.expressions as sge
+
+from heatlens.metrics.context import MetricContext
+
+Rows = list[dict[str, Any]]
+Handle = Callable[[Rows], None]
+
+
+@dataclass(frozen=True)
+class _Part:
+    expr: Any
+    measures: tuple[str, ...]
+    handle: Handle
+    label: str | None = None  # a string column of its own (carried as `hl_label`)
+
+
+class Batch:
+    """The parts of one family's queries, run together by `run`."""
+
+    def __init__(self, ctx: MetricContext, keys: Sequence[str]) -> None:
+        self.ctx = ctx
+        # the label columns a part may give: the period and the family's segment keys
+        self.labels = ("period", *keys)
+        self._parts: list[_Part] = []
+
+    def add(
+        self, expr: Any, measures: Sequence[str], handle: Handle, label: str | None = None
+    ) -> None:
+        """A part: `expr`'s rows (label columns among `labels`, numeric `measures`, and the
+        string column `label` if given) go to `handle` as dicts of those columns when the
+        batch runs."""
+        self._parts.append(_Part(expr, tuple(measures), handle, label))
+
+    def count(self, rows: Any, handle: Callable[[int], None]) -> None:
+        """The number of `rows`, given to `handle`."""
+        self.add(
+            rows.aggregate(n=rows.count()),
+            ("n",),
+            lambda found: handle(int(found[0]["n"] or 0) if found else 0),
+        )
+
+    def warn(self, code: str, message: str, rows: Any) -> None:
+        """The report's warning `code` counts `rows` (nothing is added when `ctx.quiet`)."""
+        if not self.ctx.quiet:
+            self.count(rows, lambda n: self.ctx.warn(code, message, n))
+
+    def run(self) -> None:
+        """Run every part as one query; each handler gets its part's rows. The batch is then
+        empty (a family may add and run again for parts that need earlier results)."""
+        parts, self._parts = self._parts, []
+        if not parts:
+            return
+        width = max(len(p.measures) for p in parts)
+        selects = [self._select(i, p, width) for i, p in enumerate(parts)]
+        union = selects[0] if len(selects) == 1 else ibis.union(*selects, distinct=False)
+        table = _run(union)
+        which = table.column("hl_part")
+        for i, part in enumerate(parts):
+            mine = table.filter(pc.equal(which, i)) if len(parts) > 1 else table
+            names = [c for c in self.labels if c in part.expr.columns]
+            columns = [*names, *(f"hl_m{j}" for j in range(len(part.measures)))]
+            renamed = [*names, *part.measures]
+            if part.label is not None:
+                columns.append("hl_label")
+                renamed.append(part.label)
+            picked = pa.Table.from_arrays([mine.column(c) for c in columns], names=renamed)
+            part.handle(picked.to_pylist())
+
+    def _select(self, i: int, part: _Part, width: int) -> Any:
+        e = part.expr
+        cols: dict[str, Any] = {"hl_part": ibis.literal(i, "int32")}
+        for label in self.labels:
+            kind = "date" if label == "period" else "string"
+            cols[label] = e[label].cast(kind) if label in e.columns else ibis.null(kind)
+        own = e[part.label].cast("string") if part.label is not None else ibis.null("string")
+        cols["hl_label"] = own
+        for j in range(width):
+            m = part.measures[j] if j < len(part.measures) else None
+            cols[f"hl_m{j}"] = e[m].cast("float64") if m is not None else ibis.null("float64")
+        return e.select(**cols)
+
+
+def _run(expr: Any) -> pa.Table:
+    """`expr`'s rows. On DuckDB its common parts are inlined into each branch that reads them
+    (`NOT MATERIALIZED`): DuckDB would otherwise materialise a part read by several branches —
+    on W52 the 10 M rows of bucketed usage, +1.2 GiB and no quicker — where each branch scans
+    the kept table at no extra cost. Postgres keeps its own plan."""
+    backend = expr._find_backend()
+    if backend.name != "duckdb":
+        return expr.to_pyarrow()
+    backend._run_pre_execute_hooks(expr)  # registers the expression's in-memory tables
+    query = backend.compiler.to_sqlglot(expr)
+    for cte in query.find_all(sge.CTE):
+        cte.set("materialized", False)
+    return backend.con.sql(query.sql(dialect=backend.dialect)).to_arrow_table()
