@@ -113,8 +113,8 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     real = batch_module._run
 
-    def run(expr: Any) -> pa.Table:
-        table = real(expr)
+    def run(selects: Any) -> pa.Table:
+        table = real(selects)
         calls.append(len(set(table.column("hl_part").to_pylist())))
         return table
 
