@@ -213,3 +213,28 @@ def test_the_dora_family_is_one_query_warnings_included(tmp_path: Path, counted:
     assert values.get(("efficiency.services_awaiting_first_deploy", "t1"), 0) == 0
     warnings = {w["code"]: w["count"] for w in report["warnings"]}
     assert warnings["deployment_without_commits"] == 1  # d2
+
+
+def test_the_catalog_names_each_metrics_family() -> None:
+    from heatlens.metrics import catalog
+
+    family = {m.id: m.family for m in catalog.select(())}
+    assert family["efficiency.task_duration_p50"] == "usage"
+    assert family["efficiency.time_to_first_deploy"] == "delivery"
+    assert family["dora.open_incidents"] == "delivery"
+    assert family["happiness.csat"] == "happiness"
+    assert family["task.first_attempt_success_rate"] == "usage"
+    assert set(family.values()) == {"usage", "delivery", "happiness"}
+
+
+def test_a_report_of_two_families_runs_two_family_queries(
+    tmp_path: Path, counted: list[int]
+) -> None:
+    with Store.open(str(tmp_path / "s.duckdb")) as store:
+        _ingest(store)
+        counted.clear()
+        report = _report(store, ("task.attempts", "dora.deployments"))
+    assert len(counted) == 2
+    values = _values(report)
+    assert values[("task.attempts", "t1")] == 1
+    assert values[("dora.deployments", "t1")] == 2

@@ -32,6 +32,9 @@ _DORA = frozenset({"team", "group", "service", "environment"})
 _INCIDENT = frozenset({"team", "group", "service"})
 
 # metrics placed by other records than their dimension's (see `Metric.records`)
+# the record type placing a metric's observations → the family that computes it
+FAMILY_OF_RECORDS = {"usage": "usage", "survey_response": "happiness"}
+
 _RECORDS = {
     "efficiency.time_to_first_deploy": "deployment",
     "efficiency.services_awaiting_first_deploy": "deployment",
@@ -71,6 +74,13 @@ class Metric:
         if self.id in _RECORDS:
             return _RECORDS[self.id]
         return {"happiness": "survey_response", "dora": "deployment"}.get(self.dimension, "usage")
+
+    @property
+    def family(self) -> str:
+        """The family computing it, each family one query per report (issue 18): `usage`
+        (adoption, task success, task durations), `delivery` (DORA, time to first deploy) or
+        `happiness` (survey responses)."""
+        return FAMILY_OF_RECORDS.get(self.records, "delivery")
 
     @property
     def zero_filled(self) -> bool:

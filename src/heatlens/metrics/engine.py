@@ -204,28 +204,23 @@ def _report(
     frame, now = ctx.frame, ctx.now
     wanted = [m for m in metrics if set(request.by) <= m.keys]
     stats: dict[str, Stats] = {}
-    by_dim = {d: [m for m in wanted if m.dimension == d] for d in catalog.DIMENSIONS}
-    usage_metrics = (
-        by_dim["adoption"]
-        + by_dim["task"]
-        + [m for m in by_dim["efficiency"] if m.id.startswith("efficiency.task_duration")]
-    )
-    if usage_metrics:
-        stats.update(usage_stats(ctx, usage_metrics))
-    delivery = by_dim["dora"] + [m for m in by_dim["efficiency"] if m not in usage_metrics]
-    if delivery:
-        stats.update(delivery_stats(ctx, delivery))
-    wave_ts = waves(ctx) if (by_dim["happiness"] or "survey" in request.by) else {}
+    # each family computes its metrics in one query (heatlens.metrics.batch)
+    family: dict[str, list[Metric]] = {"usage": [], "delivery": [], "happiness": []}
+    for m in wanted:
+        family[m.family].append(m)
+    if family["usage"]:
+        stats.update(usage_stats(ctx, family["usage"]))
+    if family["delivery"]:
+        stats.update(delivery_stats(ctx, family["delivery"]))
+    wave_ts = waves(ctx) if (family["happiness"] or "survey" in request.by) else {}
     # Happiness is never pooled across waves (DESIGN §4 v2): it is computed as if `survey` were
     # always a `--by` key, so every happiness row names its wave in its segment.
     happy = ctx
-    if by_dim["happiness"]:
+    if family["happiness"]:
         happy = _happiness_context(ctx)
         # refused outright only when the request names nothing but happiness metrics
-        check_grain(
-            happy, bool(request.metrics) and all(m.dimension == "happiness" for m in metrics)
-        )
-        stats.update(happiness_stats(happy, by_dim["happiness"], wave_ts))
+        check_grain(happy, bool(request.metrics) and all(m.family == "happiness" for m in metrics))
+        stats.update(happiness_stats(happy, family["happiness"], wave_ts))
     rows: list[Row] = []
     try:
         for m in wanted:
