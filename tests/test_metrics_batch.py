@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from heatlens.ingest import ingest_records
-from heatlens.metrics import Request, compute
+from heatlens.metrics import Request, compute, compute_all
 from heatlens.metrics import batch as batch_module
 from heatlens.metrics.batch import Batch
 from heatlens.settings import load_settings
@@ -227,14 +227,41 @@ def test_the_catalog_names_each_metrics_family() -> None:
     assert set(family.values()) == {"usage", "delivery", "happiness"}
 
 
-def test_a_report_of_two_families_runs_two_family_queries(
-    tmp_path: Path, counted: list[int]
-) -> None:
+def test_a_reports_families_run_as_one_query(tmp_path: Path, counted: list[int]) -> None:
     with Store.open(str(tmp_path / "s.duckdb")) as store:
         _ingest(store)
         counted.clear()
         report = _report(store, ("task.attempts", "dora.deployments"))
-    assert len(counted) == 2
+    # one query: usage's grouped part, DORA's and its repeated-deployments count
+    assert counted == [3]
     values = _values(report)
     assert values[("task.attempts", "t1")] == 1
     assert values[("dora.deployments", "t1")] == 2
+
+
+def test_reports_asked_together_run_as_one_query_and_equal_each_alone(
+    tmp_path: Path, counted: list[int]
+) -> None:
+    """A page's overall and per-segment views (the DORA page's three): one query, and each
+    report the same as computed on its own."""
+    settings = load_settings(environ={})
+    metrics = ("dora.deployments", "dora.change_failure_rate", "task.success_rate")
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    january = (date(2026, 1, 1), date(2026, 2, 1))
+    requests = [
+        Request("month", *january, by, metrics, now=now) for by in ((), ("team",), ("service",))
+    ]
+    with Store.open(str(tmp_path / "s.duckdb")) as store:
+        _ingest(store)
+        alone = [compute(store, r, settings).to_json() for r in requests]
+        counted.clear()
+        together = [r.to_json() for r in compute_all(store, requests, settings)]
+    assert len(counted) == 1
+    for one, other in zip(alone, together, strict=True):
+        one.pop("generated_at", None)
+        other.pop("generated_at", None)
+        assert one == other
+    overall = {r["metric"]: r["value"] for r in together[0]["rows"]}
+    assert overall["dora.deployments"] == 2
+    assert overall["dora.change_failure_rate"] == 0.5
+    assert overall["task.success_rate"] == 0.5  # u1 succeeded, u2 failed

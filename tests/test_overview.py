@@ -6,7 +6,6 @@ complete period). In-process: the ASGI app and `render_html`."""
 from __future__ import annotations
 
 import html
-import importlib
 import io
 import re
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from heatlens.ingest import ingest_records
 from heatlens.metrics import Request
 from heatlens.metrics import engine as engine_module
 from heatlens.report import render_scorecard
-from heatlens.report.html import delivery, heat, present
+from heatlens.report.html import present
 from heatlens.report.html.export import render_html
 from heatlens.report.units import format_value
 from heatlens.settings import load_settings
@@ -319,15 +318,14 @@ def test_the_report_computes_only_what_it_shows(
     """On a store holding deployments only, no HEAT metric is computed at all, and the DORA
     metrics that read incidents (none stored) are not computed for the trends."""
     asked: list[tuple[str, ...]] = []
-    compute = engine_module.compute
+    families = engine_module._families
 
-    def counting(tables: Any, request: Request, settings: Any) -> Any:
-        asked.append(tuple(request.metrics))
-        return compute(tables, request, settings)
+    def counting(pending: Any, query: Any) -> None:
+        # every report computed, alone (`compute`) or with others (`compute_all`), goes here
+        asked.append(tuple(pending.request.metrics))
+        families(pending, query)
 
-    scorecard_module = importlib.import_module("heatlens.analysis.scorecard")
-    for module in (heat, delivery, scorecard_module):
-        monkeypatch.setattr(module, "compute", counting)
+    monkeypatch.setattr(engine_module, "_families", counting)
     with Store.open(stores["old"].removeprefix("duckdb:///")) as store:
         render_html(store, load_settings(config=None, environ={}), Request("quarter", now=NOW))
     metrics = {m for request in asked for m in request}

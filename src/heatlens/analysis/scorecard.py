@@ -35,7 +35,7 @@ from heatlens.analysis.bootstrap import (
 from heatlens.analysis.waves import complete_waves
 from heatlens.errors import ConfigError
 from heatlens.metrics.catalog import CALENDAR_GRAINS, CATALOG
-from heatlens.metrics.engine import Request, compute
+from heatlens.metrics.engine import Request, compute_all
 from heatlens.metrics.frame import Frame, Tables
 from heatlens.metrics.periods import Period, bucket, calendar_start, periods
 from heatlens.metrics.result import Row
@@ -150,25 +150,35 @@ def scorecard(
     ratios = (ADOPTION, TASK_SUCCESS)
     spans = periods(grain, previous, end, tz)
 
-    # the scorecard shows rows only: no warnings are computed (Request.warnings)
-    def ask(by: tuple[str, ...], metrics: tuple[str, ...]) -> list[Row]:
-        request = Request(grain, previous, end, by, metrics, now, warnings=False)
-        return compute(tables, request, settings).rows
+    # the scorecard shows rows only: no warnings are computed (Request.warnings); its five
+    # reports run as one query (compute_all)
+    def ask(by: tuple[str, ...], metrics: tuple[str, ...]) -> Request:
+        return Request(grain, previous, end, by, metrics, now, warnings=False)
 
     def waves(by: tuple[str, ...]) -> Any:
         return complete_waves(tables, settings, (HAPPINESS,), by, end)[HAPPINESS]
 
+    per_cap, per_cap_team, org, per_team, dora = compute_all(
+        tables,
+        [
+            ask(("capability",), usage),
+            ask(("capability", "team"), ratios),
+            ask((), usage),
+            ask(("team",), ratios),
+            Request(grain, period, end, (), DORA, now, warnings=False),
+        ],
+        settings,
+    )
     # per capability, and (key None) the whole organisation: the org-wide row of tensions
     sources = {
         "capability": _Source(
-            ask(("capability",), usage),
-            ask(("capability", "team"), ratios),
+            per_cap.rows,
+            per_cap_team.rows,
             waves(("capability",)),
             waves(("capability", "team")),
         ),
-        None: _Source(ask((), usage), ask(("team",), ratios), waves(()), waves(("team",))),
+        None: _Source(org.rows, per_team.rows, waves(()), waves(("team",))),
     }
-    dora = compute(tables, Request(grain, period, end, (), DORA, now, warnings=False), settings)
     durations, pooled = _durations(tables, settings, spans)
 
     def score(name: str, where: dict[str, Any]) -> CapabilityScore:

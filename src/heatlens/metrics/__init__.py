@@ -13,10 +13,20 @@ from heatlens.lazy import lazy_names
 
 if TYPE_CHECKING:
     from heatlens.metrics.catalog import CATALOG, METRICS, Metric
-    from heatlens.metrics.engine import Request, compute
+    from heatlens.metrics.engine import Request, compute, compute_all
     from heatlens.metrics.result import Report, ReportWarning, Row
 
-__all__ = ["CATALOG", "METRICS", "Metric", "Report", "ReportWarning", "Request", "Row", "compute"]
+__all__ = [
+    "CATALOG",
+    "METRICS",
+    "Metric",
+    "Report",
+    "ReportWarning",
+    "Request",
+    "Row",
+    "compute",
+    "compute_all",
+]
 
 __getattr__ = lazy_names(
     "heatlens.metrics",
@@ -26,6 +36,7 @@ __getattr__ = lazy_names(
         "Metric": "catalog",
         "Request": "engine",
         "compute": "engine",
+        "compute_all": "engine",
         "Report": "result",
         "Row": "result",
         "ReportWarning": "result",

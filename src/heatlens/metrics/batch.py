@@ -33,39 +33,21 @@ class _Part:
     label: str | None = None  # a string column of its own (carried as `hl_label`)
 
 
-class Batch:
-    """The parts of one family's queries, run together by `run`."""
+class Query:
+    """The parts of one or more batches — the families of one report, or of several reports
+    that a page asks for together — run as one query by `run`."""
 
-    def __init__(self, ctx: MetricContext, keys: Sequence[str]) -> None:
-        self.ctx = ctx
-        # the label columns a part may give: the period and the family's segment keys
-        self.labels = ("period", *keys)
+    def __init__(self) -> None:
+        self.labels: list[str] = ["period"]
         self._parts: list[_Part] = []
 
-    def add(
-        self, expr: Any, measures: Sequence[str], handle: Handle, label: str | None = None
-    ) -> None:
-        """A part: `expr`'s rows (label columns among `labels`, numeric `measures`, and the
-        string column `label` if given) go to `handle` as dicts of those columns when the
-        batch runs."""
-        self._parts.append(_Part(expr, tuple(measures), handle, label))
-
-    def count(self, rows: Any, handle: Callable[[int], None]) -> None:
-        """The number of `rows`, given to `handle`."""
-        self.add(
-            rows.aggregate(n=rows.count()),
-            ("n",),
-            lambda found: handle(int(found[0]["n"] or 0) if found else 0),
-        )
-
-    def warn(self, code: str, message: str, rows: Any) -> None:
-        """The report's warning `code` counts `rows` (nothing is added when `ctx.quiet`)."""
-        if not self.ctx.quiet:
-            self.count(rows, lambda n: self.ctx.warn(code, message, n))
+    def add(self, labels: Sequence[str], part: _Part) -> None:
+        self.labels += [label for label in labels if label not in self.labels]
+        self._parts.append(part)
 
     def run(self) -> None:
-        """Run every part as one query; each handler gets its part's rows. The batch is then
-        empty (a family may add and run again for parts that need earlier results)."""
+        """Run every part as one query; each handler gets its part's rows, in the order the
+        parts were added. The query is then empty."""
         parts, self._parts = self._parts, []
         if not parts:
             return
@@ -95,6 +77,44 @@ class Batch:
             m = part.measures[j] if j < len(part.measures) else None
             cols[f"hl_m{j}"] = e[m].cast("float64") if m is not None else ibis.null("float64")
         return e.select(**cols)
+
+
+class Batch:
+    """One family's parts for one report (its context and segment keys). They run with
+    `run`, or — given a shared `query` — when its owner runs that query."""
+
+    def __init__(self, ctx: MetricContext, keys: Sequence[str], query: Query | None = None):
+        self.ctx = ctx
+        # the label columns its parts may give: the period and the family's segment keys
+        self.labels = ("period", *keys)
+        self._own = query is None
+        self._query = Query() if query is None else query
+
+    def add(
+        self, expr: Any, measures: Sequence[str], handle: Handle, label: str | None = None
+    ) -> None:
+        """A part: `expr`'s rows (label columns among `labels`, numeric `measures`, and the
+        string column `label` if given) go to `handle` as dicts of those columns when the
+        query runs."""
+        self._query.add(self.labels, _Part(expr, tuple(measures), handle, label))
+
+    def count(self, rows: Any, handle: Callable[[int], None]) -> None:
+        """The number of `rows`, given to `handle`."""
+        self.add(
+            rows.aggregate(n=rows.count()),
+            ("n",),
+            lambda found: handle(int(found[0]["n"] or 0) if found else 0),
+        )
+
+    def warn(self, code: str, message: str, rows: Any) -> None:
+        """The report's warning `code` counts `rows` (nothing is added when `ctx.quiet`)."""
+        if not self.ctx.quiet:
+            self.count(rows, lambda n: self.ctx.warn(code, message, n))
+
+    def run(self) -> None:
+        """Run the parts now, unless they belong to a shared query (its owner runs it)."""
+        if self._own:
+            self._query.run()
 
 
 def _run(selects: list[Any]) -> pa.Table:

@@ -12,7 +12,7 @@ from typing import Any
 import ibis
 import pyarrow as pa
 
-from heatlens.metrics.batch import Batch, Rows
+from heatlens.metrics.batch import Batch, Query, Rows
 from heatlens.metrics.catalog import Metric
 from heatlens.metrics.context import MetricContext, Stat, Stats
 from heatlens.metrics.frame import UTC_TS, memtable
@@ -87,14 +87,16 @@ def failed_deployments(ctx: MetricContext, deps: Any, linked: Any) -> Any:
     return failed.distinct()
 
 
-def delivery_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats]:
+def delivery_stats(
+    ctx: MetricContext, metrics: list[Metric], query: Query | None = None
+) -> dict[str, Stats]:
     """Stats of the DORA metrics (and time to first deploy) requested, keyed by metric id:
     every part and warning count built as an Ibis expression first, then run as one query
-    (`Batch`)."""
+    (`Batch`; given a shared `query`, the stats are filled when its owner runs it)."""
     ids = {m.id for m in metrics}
     deps, incidents = deployments(ctx), counted_incidents(ctx)
     out: dict[str, Stats] = {}
-    batch = Batch(ctx, [k for k in ctx.by if k in DEPLOY_KEYS])
+    batch = Batch(ctx, [k for k in ctx.by if k in DEPLOY_KEYS], query)
 
     def one(metric: str) -> Callable[[dict[float, Stats]], None]:
         return lambda found: out.__setitem__(metric, found[0.5])

@@ -10,13 +10,15 @@ segments, DORA tiers, `complete`. Every output (CLI, API, dashboard, scorecard) 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from heatlens.errors import ConfigError
 from heatlens.metrics import catalog
+from heatlens.metrics.batch import Query
 from heatlens.metrics.catalog import GRAINS, KEYS, Metric
 from heatlens.metrics.context import MetricContext, SegmentKey, Stat, Stats
 from heatlens.metrics.delivery import delivery_stats
@@ -168,14 +170,50 @@ def resolve(
 
 def compute(tables: Tables, request: Request, settings: Settings) -> Report:
     """The report for `request` over the store's records."""
-    metrics, start, end, now = resolve(request, settings, tables)
-    frame = Frame.load(tables, settings)
-    spans = periods(request.grain, start, end, frame.tz)
-    ctx = MetricContext(frame, spans, request.grain, request.by, now, quiet=not request.warnings)
+    return compute_all(tables, [request], settings)[0]
+
+
+def compute_all(tables: Tables, requests: Sequence[Request], settings: Settings) -> list[Report]:
+    """The reports for `requests` (a page's overall and per-segment views, say): every metric
+    family of all of them runs in ONE query (heatlens.metrics.batch.Query)."""
+    query = Query()
+    pending: list[_Pending] = []
     try:
-        return _report(ctx, request, settings, metrics, start, end)
+        for request in requests:
+            metrics, start, end, now = resolve(request, settings, tables)
+            frame = Frame.load(tables, settings)
+            spans = periods(request.grain, start, end, frame.tz)
+            ctx = MetricContext(
+                frame, spans, request.grain, request.by, now, quiet=not request.warnings
+            )
+            pending.append(_Pending(ctx, request, metrics, start, end))
+            _families(pending[-1], query)
+        query.run()
+        return [_report(p, settings) for p in pending]
     finally:
-        ctx.release()
+        for p in pending:
+            p.release()
+
+
+@dataclass
+class _Pending:
+    """A report whose families' parts are in a query not yet run."""
+
+    ctx: MetricContext
+    request: Request
+    metrics: list[Metric]
+    start: date
+    end: date
+    wanted: list[Metric] = field(default_factory=list)
+    # the families' stats, keyed by metric id: filled when the query runs
+    found: list[dict[str, Stats]] = field(default_factory=list)
+    happy: MetricContext | None = None  # the happiness context, segmented by survey too
+    wave_ts: dict[str, datetime | None] = field(default_factory=dict)
+
+    def release(self) -> None:
+        if self.happy is not None and self.happy is not self.ctx:
+            self.happy.release()
+        self.ctx.release()
 
 
 def warm(tables: Tables, settings: Settings, now: datetime | None = None) -> int | None:
@@ -193,43 +231,42 @@ def warm(tables: Tables, settings: Settings, now: datetime | None = None) -> int
     return version
 
 
-def _report(
-    ctx: MetricContext,
-    request: Request,
-    settings: Settings,
-    metrics: list[Metric],
-    start: date,
-    end: date,
-) -> Report:
-    frame, now = ctx.frame, ctx.now
-    wanted = [m for m in metrics if set(request.by) <= m.keys]
-    stats: dict[str, Stats] = {}
-    # each family computes its metrics in one query (heatlens.metrics.batch)
+def _families(p: _Pending, query: Query) -> None:
+    """Add the parts of every family `p` asks for to `query` (each family's stats are filled
+    when it runs)."""
+    ctx, request = p.ctx, p.request
+    p.wanted = [m for m in p.metrics if set(request.by) <= m.keys]
     family: dict[str, list[Metric]] = {"usage": [], "delivery": [], "happiness": []}
-    for m in wanted:
+    for m in p.wanted:
         family[m.family].append(m)
     if family["usage"]:
-        stats.update(usage_stats(ctx, family["usage"]))
+        p.found.append(usage_stats(ctx, family["usage"], query))
     if family["delivery"]:
-        stats.update(delivery_stats(ctx, family["delivery"]))
-    wave_ts = waves(ctx) if (family["happiness"] or "survey" in request.by) else {}
+        p.found.append(delivery_stats(ctx, family["delivery"], query))
+    p.wave_ts = waves(ctx) if (family["happiness"] or "survey" in request.by) else {}
     # Happiness is never pooled across waves (DESIGN §4 v2): it is computed as if `survey` were
     # always a `--by` key, so every happiness row names its wave in its segment.
-    happy = ctx
     if family["happiness"]:
-        happy = _happiness_context(ctx)
+        p.happy = _happiness_context(ctx)
         # refused outright only when the request names nothing but happiness metrics
-        check_grain(happy, bool(request.metrics) and all(m.family == "happiness" for m in metrics))
-        stats.update(happiness_stats(happy, family["happiness"], wave_ts))
+        only = bool(request.metrics) and all(m.family == "happiness" for m in p.metrics)
+        check_grain(p.happy, only)
+        p.found.append(happiness_stats(p.happy, family["happiness"], p.wave_ts, query))
+
+
+def _report(p: _Pending, settings: Settings) -> Report:
+    """The report of `p` once its query ran: the common rules, rows and warnings."""
+    ctx, request = p.ctx, p.request
+    frame, now = ctx.frame, ctx.now
+    stats: dict[str, Stats] = {}
+    for found in p.found:
+        stats.update(found)
+    happy = p.happy or ctx
     rows: list[Row] = []
-    try:
-        for m in wanted:
-            rows += _rows(
-                happy if m.dimension == "happiness" else ctx, m, stats.get(m.id, {}), wave_ts
-            )
-    finally:
-        if happy is not ctx:
-            happy.release()
+    for m in p.wanted:
+        rows += _rows(
+            happy if m.dimension == "happiness" else ctx, m, stats.get(m.id, {}), p.wave_ts
+        )
     ctx.warn(
         "suppressed_segments",
         "happiness segments with fewer respondents than the survey's `k` were suppressed",
@@ -244,7 +281,14 @@ def _report(
         ReportWarning(code, *ctx.warnings[code]) for code in WARNING_ORDER if code in ctx.warnings
     ]
     return Report(
-        request.grain, start, end, settings.timezone, request.by, rows, warnings, generated_at=now
+        request.grain,
+        p.start,
+        p.end,
+        settings.timezone,
+        request.by,
+        rows,
+        warnings,
+        generated_at=now,
     )
 
 

@@ -30,7 +30,7 @@ from heatlens.metrics.anonymity import (
     question_node,
     team_node,
 )
-from heatlens.metrics.batch import Batch, Rows
+from heatlens.metrics.batch import Batch, Query, Rows
 from heatlens.metrics.catalog import Metric
 from heatlens.metrics.context import MetricContext, SegmentKey, Stat, Stats
 from heatlens.metrics.frame import UTC_TS, memtable
@@ -171,16 +171,20 @@ def _responses(ctx: MetricContext, wave_ts: dict[str, datetime | None]) -> Any:
 
 
 def happiness_stats(
-    ctx: MetricContext, metrics: list[Metric], wave_ts: dict[str, datetime | None]
+    ctx: MetricContext,
+    metrics: list[Metric],
+    wave_ts: dict[str, datetime | None],
+    query: Query | None = None,
 ) -> dict[str, Stats]:
     """Stats of the happiness metrics requested (not yet suppressed): every metric's part built
-    as an Ibis expression first, then run as one query (`Batch`)."""
+    as an Ibis expression first, then run as one query (`Batch`; given a shared `query`, the
+    stats are filled when its owner runs it)."""
     # read once (one metric, e.g. the latest waves' CSAT): a query of its own, not worth
     # materialising first; read by several queries: materialised once for the report
     reads = len(metrics) + sum(m.id == "happiness.likert_median" for m in metrics)
     r = responses(ctx, wave_ts) if reads > 1 else _responses(ctx, wave_ts)
     keys = [k for k in ctx.by if k in KEYS]
-    batch = Batch(ctx, keys)
+    batch = Batch(ctx, keys, query)
     out: dict[str, Stats] = {}
     for m in metrics:
         kind = KINDS.get(m.id)

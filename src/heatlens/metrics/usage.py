@@ -22,7 +22,7 @@ from typing import Any
 import ibis
 import pyarrow as pa
 
-from heatlens.metrics.batch import Batch, Rows
+from heatlens.metrics.batch import Batch, Query, Rows
 from heatlens.metrics.catalog import Metric
 from heatlens.metrics.context import MetricContext, SegmentKey, Stat, Stats
 from heatlens.metrics.frame import RESOLVED_USAGE, UTC_TS, memtable
@@ -58,13 +58,16 @@ def with_bot(ctx: MetricContext, t: Any) -> Any:
     return t.mutate(bot=matches_expr(t.actor, ctx.settings.bot_actors))
 
 
-def usage_stats(ctx: MetricContext, metrics: list[Metric]) -> dict[str, Stats]:
+def usage_stats(
+    ctx: MetricContext, metrics: list[Metric], query: Query | None = None
+) -> dict[str, Stats]:
     """Stats of the usage metrics requested, keyed by metric id: every part built as an Ibis
-    expression first, then run as one query (`Batch`), the ineligible-teams warning included."""
+    expression first, then run as one query (`Batch`), the ineligible-teams warning included.
+    Given a shared `query`, the parts join it and the stats are filled when its owner runs it."""
     ids = {m.id for m in metrics}
     keys = [k for k in ctx.by if k in KEYS]
     out: dict[str, Stats] = {}
-    batch = Batch(ctx, keys)
+    batch = Batch(ctx, keys, query)
     grouped = ids & {"adoption.active_users", "adoption.active_teams", "task.attempts", *OUTCOMES}
     retention = "adoption.team_retention" in ids and ctx.grain != "all"
     resolved = _resolved(ctx, "adoption.new_teams" in ids, retention)

@@ -9,7 +9,7 @@ from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from heatlens.errors import ConfigError
-from heatlens.metrics import Request, compute
+from heatlens.metrics import Request, compute, compute_all
 from heatlens.metrics.catalog import CATALOG
 from heatlens.metrics.explain import explain as build_explanation
 from heatlens.metrics.explain import service_activity
@@ -137,10 +137,17 @@ def dora(
         view.empty = EMPTY_STORE
         return view
     g, start, end = filters.grain, filters.start, filters.end
-    overall = compute(store, Request(g, start, end, (), DORA_METRICS, now), settings)
-    teams = compute(store, Request(g, start, end, ("team",), DORA_METRICS, now), settings)
     service_by = ("team", "service") if filters.team else ("service",)
-    services = compute(store, Request(g, start, end, service_by, DORA_METRICS, now), settings)
+    # the views shown with their warnings ask for them: overall (or, filtered, the teams')
+    shown = ("team",) if filters.team else ()
+    overall, teams, services = compute_all(
+        store,
+        [
+            Request(g, start, end, by, DORA_METRICS, now, warnings=by == shown)
+            for by in ((), ("team",), service_by)
+        ],
+        settings,
+    )
     # the last whole period of the range that has ended (a calendar fact: per-team rows exist only
     # where there were deployments), else its last period; grain all is one period
     period = (
