@@ -26,7 +26,7 @@ from heatlens.analysis.scorecard import (
 )
 from heatlens.analysis.targets import Target, Tension, parse_targets, target_status, tensions_of
 from heatlens.analysis.waves import Waves, complete_waves, wave_label
-from heatlens.metrics import Request, compute
+from heatlens.metrics import Request, compute, compute_all
 from heatlens.metrics.catalog import CALENDAR_GRAINS, CATALOG, DIMENSION_TITLES, Metric
 from heatlens.metrics.engine import resolve
 from heatlens.metrics.periods import calendar_next, calendar_start
@@ -320,19 +320,20 @@ def overview(
         view.context["dora_where"] = where(dora_cov, links, "/", filters, scored=not everything)
     else:
         covered = tuple(m for m in DORA if dora_cov.covers(CATALOG[m]))
+        tiered = grain in ("month", "quarter", "all")  # the grains the engine gives tiers at
+        # rows and tiers only: the overview shows no warnings; both views in one query
+        wanted = [*([()] if not dora_rows else []), *([("team",)] if tiered else [])]
+        reports = compute_all(
+            store,
+            [Request(grain, period, end, by, covered, now, warnings=False) for by in wanted],
+            settings,
+        )
+        found = dict(zip(wanted, reports, strict=True))
         if not dora_rows:
-            org = compute(
-                store, Request(grain, period, end, (), covered, now, warnings=False), settings
-            )
-            dora_rows = [r for r in org.rows if r.period == period]
+            dora_rows = [r for r in found[()].rows if r.period == period]
         tiers: dict[str, Counter[str]] = {m: Counter() for m in DORA}
-        if grain in ("month", "quarter", "all"):  # the grains the engine gives tiers at
-            # rows and tiers only: the overview shows no warnings
-            per_team = compute(
-                store,
-                Request(grain, period, end, ("team",), covered, now, warnings=False),
-                settings,
-            )
+        if tiered:
+            per_team = found[("team",)]
             for r in per_team.rows:
                 if r.tier:
                     tiers[r.metric][r.tier] += 1
