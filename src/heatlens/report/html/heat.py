@@ -474,17 +474,20 @@ def capability_rows(
     team = ("team",) if filters.team else ()
     by = ("capability", *team)
     request = Request(filters.grain, filters.start, filters.end, by, CAPABILITY_METRICS, now)
-    report = compute(store, request, settings)
-    actions = compute(
+    _, start, end, _ = resolve(request, settings, store)  # the range both reports cover
+    report, actions = compute_all(
         store,
-        Request(
-            "all",
-            report.start,
-            report.end,
-            ("capability", "action", *team),
-            ("task.attempts", "task.failure_rate", "task.error_rate"),
-            now,
-        ),
+        [
+            request,
+            Request(
+                "all",
+                start,
+                end,
+                ("capability", "action", *team),
+                ("task.attempts", "task.failure_rate", "task.error_rate"),
+                now,
+            ),
+        ],
         settings,
     )
     return CapabilityRows(report, actions)
