@@ -1,6 +1,8 @@
 """One query per metric family (issue 18): the family's builders add *parts* — Ibis expressions
 of result rows, not run — each with the function that turns its rows into stats; `Batch.run`
-sends them all as one `UNION ALL` query and hands each part its rows.
+sends them all as one `UNION ALL` query and hands each part its rows. The engine gives every
+family of a report — and of the reports a page asks for together (`compute_all`) — one shared
+`Query`, so each report or page view set is one query.
 
 Every part gives the report's label columns it has (`period` and segment keys; the others are
 NULL in its rows) and up to a few numeric measures, carried as DOUBLE: counts stay exact (below
