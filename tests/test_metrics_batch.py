@@ -84,6 +84,25 @@ def test_each_part_gets_its_own_rows_and_columns() -> None:
     assert ctx.warnings == {"negative": ("negative minutes", 1)}
 
 
+def test_several_warnings_over_one_table_are_one_part_of_filtered_counts() -> None:
+    ctx = _Context()
+    b = Batch(ctx, [])  # type: ignore[arg-type]
+    t = _events()
+    b.warn_each(
+        t,
+        [
+            ("negative", "negative minutes", t.minutes < 0),
+            ("qa", "qa environment", t.env == "qa"),
+            ("none", "never true", t.minutes > 100),
+        ],
+    )
+    parts = len(b._query._parts)
+    b.run()
+    assert parts == 1
+    # by hand: one negative minute (-5.0), two rows in qa, none over 100 (not reported)
+    assert ctx.warnings == {"negative": ("negative minutes", 1), "qa": ("qa environment", 2)}
+
+
 def test_a_part_without_rows_gets_an_empty_list_and_a_zero_count_no_warning() -> None:
     ctx = _Context()
     b = Batch(ctx, [])  # type: ignore[arg-type]

@@ -113,6 +113,21 @@ class Batch:
         if not self.ctx.quiet:
             self.count(rows, lambda n: self.ctx.warn(code, message, n))
 
+    def warn_each(self, rows: Any, warnings: Sequence[tuple[str, str, Any]]) -> None:
+        """Several warnings counting `rows` under their own conditions — (code, message, Ibis
+        condition) — as one aggregate of FILTERed counts (one scan of `rows`)."""
+        if self.ctx.quiet or not warnings:
+            return
+        counts = rows.aggregate(
+            **{f"w{i}": rows.count(where=cond) for i, (_, _, cond) in enumerate(warnings)}
+        )
+
+        def warn(found: Rows) -> None:
+            for i, (code, message, _) in enumerate(warnings):
+                self.ctx.warn(code, message, int(found[0][f"w{i}"] or 0) if found else 0)
+
+        self.add(counts, [f"w{i}" for i in range(len(warnings))], warn)
+
     def run(self) -> None:
         """Run the parts now, unless they belong to a shared query (its owner runs it)."""
         if self._own:

@@ -144,39 +144,40 @@ def delivery_stats(
 
 
 def _warn_links(batch: Batch, incidents: Any, deps: Any, linked: Any) -> None:
-    """Unlinked incidents, explicit links across services, root causes deployed only later."""
+    """Unlinked incidents, explicit links across services, root causes deployed only later:
+    three FILTERed counts of the incidents opened in the range, with their links."""
     joined = incidents.join(linked, incidents.id == linked.incident_id)
-    unlinked = joined.filter(
-        joined.linked_deployment.isnull() & (joined.cause.isnull() | (joined.cause != "external"))
+    joined = joined.filter(batch.ctx.in_range(joined.opened_at))
+    unlinked = joined.linked_deployment.isnull() & (
+        joined.cause.isnull() | (joined.cause != "external")
     )
-    _warn_in_range(
-        batch,
-        "unlinked_incidents",
-        "incidents not linked to any deployment (give them `deployment_id` or `root_cause_sha`)",
-        unlinked,
-        "opened_at",
-    )
-    cross = joined.filter(joined.cross_service)
-    _warn_in_range(
-        batch,
-        "cross_service_links",
-        "incidents whose `deployment_id` names another service's deployment (the link holds; "
-        "check the incident's `service`)",
-        cross,
-        "opened_at",
-    )
-    late = joined.filter(
+    late = (
         joined.linked_deployment.isnull()
         & joined.deployment_id.isnull()
         & joined.root_cause_sha.notnull()
     )
-    _warn_in_range(
-        batch,
-        "root_cause_not_yet_deployed",
-        "incidents whose `root_cause_sha` no deployment had shipped by `opened_at` were left "
-        "unlinked",
-        late,
-        "opened_at",
+    batch.warn_each(
+        joined,
+        [
+            (
+                "unlinked_incidents",
+                "incidents not linked to any deployment (give them `deployment_id` or "
+                "`root_cause_sha`)",
+                unlinked,
+            ),
+            (
+                "cross_service_links",
+                "incidents whose `deployment_id` names another service's deployment (the link "
+                "holds; check the incident's `service`)",
+                joined.cross_service,
+            ),
+            (
+                "root_cause_not_yet_deployed",
+                "incidents whose `root_cause_sha` no deployment had shipped by `opened_at` were "
+                "left unlinked",
+                late,
+            ),
+        ],
     )
 
 
