@@ -6,8 +6,8 @@ family of a report — and of the reports a page asks for together (`compute_all
 
 Every part gives the report's label columns it has (`period` and segment keys; the others are
 NULL in its rows) and up to a few numeric measures, carried as DOUBLE: counts stay exact (below
-2^53) and handlers read them with `int()`. A warning's count is a one-row part (`Batch.warn`),
-so warnings cost no query of their own; with `ctx.quiet` they are not added at all.
+2^53) and handlers read them with `int()`. Warnings' counts are one-row parts of FILTERed counts
+(`Batch.warn_each`), so warnings cost no query of their own; with `ctx.quiet` they are not added.
 """
 
 from __future__ import annotations
@@ -100,22 +100,14 @@ class Batch:
         query runs."""
         self._query.add(self.labels, _Part(expr, tuple(measures), handle, label))
 
-    def count(self, rows: Any, handle: Callable[[int], None]) -> None:
-        """The number of `rows`, given to `handle`."""
-        self.add(
-            rows.aggregate(n=rows.count()),
-            ("n",),
-            lambda found: handle(int(found[0]["n"] or 0) if found else 0),
-        )
-
     def warn(self, code: str, message: str, rows: Any) -> None:
         """The report's warning `code` counts `rows` (nothing is added when `ctx.quiet`)."""
-        if not self.ctx.quiet:
-            self.count(rows, lambda n: self.ctx.warn(code, message, n))
+        self.warn_each(rows, [(code, message, None)])
 
     def warn_each(self, rows: Any, warnings: Sequence[tuple[str, str, Any]]) -> None:
         """Several warnings counting `rows` under their own conditions — (code, message, Ibis
-        condition) — as one aggregate of FILTERed counts (one scan of `rows`)."""
+        condition, None for every row) — as one aggregate of FILTERed counts (one scan of
+        `rows`); nothing is added when `ctx.quiet`."""
         if self.ctx.quiet or not warnings:
             return
         counts = rows.aggregate(
@@ -123,8 +115,9 @@ class Batch:
         )
 
         def warn(found: Rows) -> None:
+            [row] = found  # an aggregate without groups: one row
             for i, (code, message, _) in enumerate(warnings):
-                self.ctx.warn(code, message, int(found[0][f"w{i}"] or 0) if found else 0)
+                self.ctx.warn(code, message, int(row[f"w{i}"]))
 
         self.add(counts, [f"w{i}" for i in range(len(warnings))], warn)
 

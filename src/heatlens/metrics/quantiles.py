@@ -10,7 +10,7 @@ from typing import Any
 import ibis
 
 from heatlens.metrics.batch import Batch
-from heatlens.metrics.context import MetricContext, Stat, Stats
+from heatlens.metrics.context import Stat, Stats
 
 
 def add_quantiles(
@@ -48,14 +48,3 @@ def add_quantiles(
         handle(out)
 
     batch.add(rows, ["n", *aggs], stats)
-
-
-def grouped_quantiles(
-    ctx: MetricContext, t: Any, keys: list[str], column: str, qs: tuple[float, ...] = (0.5,)
-) -> dict[float, Stats]:
-    """Quantiles `qs` of `column` per (period, keys) of `t` (null values excluded), one query."""
-    found: dict[float, Stats] = {}
-    batch = Batch(ctx, keys)
-    add_quantiles(batch, t, keys, column, qs, found.update)
-    batch.run()
-    return found
