@@ -10,8 +10,10 @@ server (a SIGKILL included) or keeps its port.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import json
 import os
 import signal
 import socket
@@ -105,6 +107,77 @@ def test_a_front_process_serves_and_the_store_process_writes(tmp_path: Path) -> 
         assert run["source"] == "webhook:github"
         assert [t["id"] for t in store.rows("team")] == ["payments"]
     assert not any(_alive(pid) for pid in fronts), "the fronts stop with the server"
+
+
+def _usage(n: int, count: int, *, bad: bool) -> list[dict[str, object]]:
+    """Request `n`'s `count` usage records (the last one without its required `ts` when `bad`)."""
+    records: list[dict[str, object]] = [
+        {
+            "type": "usage",
+            "id": f"r{n}-{i}",
+            "ts": "2026-03-01T10:00:00Z",
+            "capability": "ci",
+            "action": "build",
+            "actor": f"dev{i}",
+            "outcome": "success",
+        }
+        for i in range(count)
+    ]
+    if bad:
+        del records[-1]["ts"]
+    return records
+
+
+def test_concurrent_ingest_requests_through_a_front_each_get_their_own_answer(
+    tmp_path: Path,
+) -> None:
+    """The front hands the ingest requests of a busy moment to the store's process together,
+    and their answers come back together (heatlens.web.fronts, `lean`): each request must get
+    its own. Request k carries k records, so each answer's count names its request; every
+    seventh is invalid (422, nothing of it stored); webhook deliveries sent twice at once are
+    stored once, the other copy answered as that delivery's duplicate."""
+    store_url = f"duckdb:///{tmp_path / 's.duckdb'}"
+    sizes = range(1, 41)
+    template = PUSH.read_text()
+    run_id = str(json.loads(template)["workflow_run"]["id"])
+
+    def delivery(n: int) -> tuple[bytes, dict[str, str]]:
+        body = template.replace(run_id, str(9_000 + n)).encode()
+        return body, {**_signed(body), "X-GitHub-Delivery": f"twice-{n}"}
+
+    async def post_all(url: str) -> tuple[list[httpx.Response], list[httpx.Response]]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            events = [
+                client.post("/api/v1/events", json=_usage(k, k, bad=k % 7 == 0)) for k in sizes
+            ]
+            hooks = [
+                client.post("/webhooks/github", content=body, headers=headers)
+                for n in range(10)
+                for body, headers in [delivery(n), delivery(n)]
+            ]
+            answers = await asyncio.gather(*events, *hooks)
+        return answers[: len(sizes)], answers[len(sizes) :]
+
+    with serving(store_url, tmp_path, env=ENV) as server:
+        events, hooks = asyncio.run(post_all(server.url))
+    for k, answer in zip(sizes, events, strict=True):
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        if k % 7 == 0:
+            assert answer.status_code == 422, (k, answer.text)
+            assert answer.json()["error"]["code"] == "invalid_records"
+        else:
+            assert answer.status_code == 201, (k, answer.text)
+            assert answer.json()["records"] == k
+            assert answer.json()["counts"]["usage"]["inserted"] == k
+    for n in range(10):
+        pair = [hooks[2 * n].json(), hooks[2 * n + 1].json()]
+        assert sorted(doc["status"] for doc in pair) == ["duplicate", "stored"], pair
+        assert {"status": "duplicate", "delivery": f"twice-{n}"} in pair
+    with Store.open(store_url) as store:
+        ids = {r["id"] for r in store.rows("usage") if r["source"] == "api"}
+        runs = [r for r in store.rows("usage") if r["source"] == "webhook:github"]
+    assert ids == {f"r{k}-{i}" for k in sizes if k % 7 for i in range(k)}
+    assert len(runs) == 10
 
 
 def test_no_front_outlives_a_killed_server(tmp_path: Path) -> None:

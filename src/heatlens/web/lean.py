@@ -52,7 +52,9 @@ ROUTES: dict[str, LeanRoute] = {
     "/webhooks/gitlab": LeanRoute(webhooks.read_gitlab, webhooks.take),
     "/webhooks/pagerduty": LeanRoute(webhooks.read_pagerduty, webhooks.take),
 }
-READ = "heatlens.read"  # a scope key: what a front process's `read` gave (heatlens.web.fronts)
+
+
+_UNREAD = object()  # HeatlensApp.answer_lean: the body is still to be read
 
 
 def lean_route(scope: Scope) -> LeanRoute | None:
@@ -73,19 +75,28 @@ class HeatlensApp(FastAPI):
         scope["app"] = self
         scope.setdefault("state", {})
         request = Request(scope, receive)
+        response = await self.answer_lean(request, route)
+        await response(scope, receive, with_security_headers(send))
+
+    async def answer_lean(
+        self, request: Request, route: LeanRoute, read: Any = _UNREAD
+    ) -> Response:
+        """A lean route's answer (its security headers are added as it is sent): the guard,
+        `read` unless given (an HTTP front process read it: heatlens.web.fronts), `write`,
+        errors in their usual shape; the request's rate-limit charge once answered."""
         service: Service = self.state.service
         work = service.meter()
         try:
             try:
                 if route.guard is not None:
                     await route.guard(request)
-                read = scope[READ] if READ in scope else await route.read(request)
-                response = await route.write(request, read)
+                if read is _UNREAD:
+                    read = await route.read(request)
+                return await route.write(request, read)
             except Exception as exc:
-                response = await error_for(request, exc)
-            await response(scope, receive, with_security_headers(send))
+                return await error_for(request, exc)
         finally:
-            key = scope["state"].get("rate_key")
+            key = request.scope["state"].get("rate_key")
             if key is not None:
                 service.limiter.charge(key, work_units(sum(work)))
 
