@@ -19,7 +19,9 @@ options. An aiohttp client in this process (a separate process from both servers
   the same bodies to the bare app.
 
 Every heatlens answer must be a 2xx, which the server sends only after the request's group
-committed. Prints requests/s, records/s, p50/p99 latency and the ratio to the bare app, and
+committed. Prints requests/s, records/s, p50/p99 latency, the client's CPU and the server's (its
+processes, fronts included, from /proc: per request, the figure to set beside the bare app's),
+and the ratio to the bare app, and
 writes the table into docs/performance.md (unless --no-write). Targets: ≥ 2,000 single requests/s
 and ≥ 1/3 of the bare app; ≥ 50,000 records/s with batches of 1,000.
 """
@@ -67,6 +69,7 @@ SINGLES_TARGET = 2_000
 RATIO_TARGET = 1 / 3
 BATCH_TARGET = 50_000
 BATCH = 1_000
+HOOKS, ONE, BATCHES = "webhook (GitHub workflow_run)", "one record per request", "batches of 1,000"
 _RUNNING = re.compile(rb"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 
 # a request: (path, headers, body, records it holds)
@@ -82,6 +85,7 @@ class Row:
     seconds: float
     latencies: list[float]
     client_cpu: float
+    server_cpu: float = float("nan")  # cores the server's processes used (from /proc)
 
     @property
     def requests_s(self) -> float:
@@ -90,6 +94,11 @@ class Row:
     @property
     def records_s(self) -> float:
         return self.records / self.seconds
+
+    @property
+    def server_us(self) -> float:
+        """The server's CPU per request, in microseconds."""
+        return self.server_cpu * self.seconds / self.requests * 1e6 if self.requests else 0.0
 
     def quantile(self, q: float) -> float:
         cut = statistics.quantiles(self.latencies, n=100, method="inclusive")
@@ -186,18 +195,48 @@ async def _load(
     return Row("", "", sent[0], sent[1], elapsed, latencies, client_cpu)
 
 
+def tree_cpu(pid: int | None) -> float:
+    """CPU seconds (user and system) used so far by process `pid` and the processes it started
+    that still run (a server's HTTP front processes), read from /proc; NaN where there is none."""
+    if pid is None or not Path("/proc").is_dir():
+        return float("nan")
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        at = todo.pop()
+        try:
+            fields = Path(f"/proc/{at}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{at}/task/{at}/children").read_text().split()
+        except OSError:  # (gone meanwhile)
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+        todo += [int(child) for child in children]
+    return total
+
+
 def measure(
-    workload: str, target: str, url: str, make: Callable[[int], Request], clients: int, s: float
+    workload: str,
+    target: str,
+    url: str,
+    make: Callable[[int], Request],
+    clients: int,
+    s: float,
+    pid: int | None = None,
 ) -> Row:
+    """Warm up, then load the server at `url` for `s` seconds; `pid`: its process, whose CPU
+    (with its children's) is read before and after."""
     counter = itertools.count()
     # warm up: code paths, first rows
     asyncio.run(_load(url, make, clients, min(1.5, s / 4), counter))
+    before = tree_cpu(pid)
     row = asyncio.run(_load(url, make, clients, s, counter))
+    row.server_cpu = (tree_cpu(pid) - before) / row.seconds
     row.workload, row.target = workload, target
     print(
         f"{workload:<28} {target:<8} {row.requests_s:>8,.0f} requests/s {row.records_s:>9,.0f} "
         f"records/s  p50 {row.quantile(0.5):6.1f} ms  p99 {row.quantile(0.99):6.1f} ms  "
-        f"client {row.client_cpu:.2f} cores",
+        f"client {row.client_cpu:.2f} cores  server {row.server_cpu:.2f} cores "
+        f"({row.server_us:,.0f} µs a request)",
         flush=True,
     )
     return row
@@ -293,19 +332,16 @@ def main() -> None:
         print(f"the server's model of the stored records was built in {took or 0:.1f} s")
     rows: list[Row] = []
     s, c, bc = args.seconds, args.clients, args.batch_clients
+    mine, theirs = server.pid, bare.proc.pid if bare.proc is not None else None
     try:
         if args.only != "batches":
-            rows.append(
-                measure("webhook (GitHub workflow_run)", "heatlens", url, webhooks(1), c, s)
-            )
-            rows.append(
-                measure("webhook (GitHub workflow_run)", "bare", bare_url, webhooks(2), c, s)
-            )
-            rows.append(measure("one record per request", "heatlens", url, records("r", 1), c, s))
-            rows.append(measure("one record per request", "bare", bare_url, records("y", 1), c, s))
+            rows.append(measure(HOOKS, "heatlens", url, webhooks(1), c, s, mine))
+            rows.append(measure(HOOKS, "bare", bare_url, webhooks(2), c, s, theirs))
+            rows.append(measure(ONE, "heatlens", url, records("r", 1), c, s, mine))
+            rows.append(measure(ONE, "bare", bare_url, records("y", 1), c, s, theirs))
         if args.only != "singles":
-            rows.append(measure("batches of 1,000", "heatlens", url, records("b", BATCH), bc, s))
-            rows.append(measure("batches of 1,000", "bare", bare_url, records("z", BATCH), bc, s))
+            rows.append(measure(BATCHES, "heatlens", url, records("b", BATCH), bc, s, mine))
+            rows.append(measure(BATCHES, "bare", bare_url, records("z", BATCH), bc, s, theirs))
     finally:
         server.stop(timeout=60)
         bare.stop()
@@ -371,11 +407,12 @@ def write_doc(
         "answers 202, stores nothing; one process, the same uvicorn options); an aiohttp "
         "client in a separate process posts back to back over "
         f"loopback for {args.seconds:g} s per line, each request waiting for its answer (a "
-        "heatlens 2xx means committed).",
+        "heatlens 2xx means committed). Server CPU: what the server's processes (its fronts "
+        "included) used during the line, read from /proc.",
         "",
         "| workload | server | clients | requests/s | records/s | × bare | p50 ms | p99 ms "
-        "| client CPU |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| client CPU | server CPU | server CPU a request |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     bare = {r.workload: r for r in rows if r.target == "bare"}
     for r in rows:
@@ -385,7 +422,7 @@ def write_doc(
         lines.append(
             f"| {r.workload} | {r.target} | {clients} | {r.requests_s:,.0f} | "
             f"{r.records_s:,.0f} | {ratio} | {r.quantile(0.5):.1f} | {r.quantile(0.99):.1f} | "
-            f"{r.client_cpu:.2f} cores |"
+            f"{r.client_cpu:.2f} cores | {r.server_cpu:.2f} cores | {r.server_us:,.0f} µs |"
         )
     lines += ["", *(f"- {v}" for v in verdicts), END]
     text = DOC.read_text(encoding="utf-8") if DOC.exists() else ""

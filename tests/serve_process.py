@@ -100,6 +100,11 @@ class ServeProcess:
             raise AssertionError(f"/healthz answered {status}:\n" + "".join(self.log))
         return self.url
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (its front processes are its children)."""
+        return self._proc.pid if self._proc is not None else None
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stop as Ctrl+C does (SIGINT) and wait for the store to be released."""
         if self._proc is not None and self._proc.poll() is None:
