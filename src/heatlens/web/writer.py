@@ -52,8 +52,10 @@ log = logging.getLogger("heatlens.web")
 MAX_GROUP_RECORDS = 50_000
 # seconds the writer waits for more requests once clients are seen posting concurrently…
 LINGER = 0.02
-# …unless none came for this long
-GAP = 0.004
+# …unless none came for this long: the event loop parses a one-record request in well under
+# 0.1 ms, so 1 ms without one means the concurrent ones are in (4 ms left the writer idle for
+# as long as parsing a whole group took: docs/performance.md, "Seventh round")
+GAP = 0.001
 
 Write = Callable[[Store, Prepared], list[IngestResult | InputError]]
 T = TypeVar("T")
