@@ -31,10 +31,10 @@ _RATE = frozenset({"survey", "team", "group"})
 _DORA = frozenset({"team", "group", "service", "environment"})
 _INCIDENT = frozenset({"team", "group", "service"})
 
-# metrics placed by other records than their dimension's (see `Metric.records`)
 # the record type placing a metric's observations → the family that computes it
 FAMILY_OF_RECORDS = {"usage": "usage", "survey_response": "happiness"}
 
+# metrics placed by other records than their dimension's (see `Metric.records`)
 _RECORDS = {
     "efficiency.time_to_first_deploy": "deployment",
     "efficiency.services_awaiting_first_deploy": "deployment",

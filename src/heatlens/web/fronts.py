@@ -52,6 +52,7 @@ from typing import Any, cast
 
 from starlette.datastructures import State
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from heatlens.errors import HeatlensError
@@ -116,18 +117,20 @@ class _Framed(asyncio.Protocol):
 
     def send(self, frame: object) -> None:
         data = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
-        if not self._out and not self._items:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._out.append(_LENGTH.pack(len(data)))
-        self._out.append(data)
+        self._flush_soon()
+        self._out += (_LENGTH.pack(len(data)), data)
 
     def add(self, kind: str, item: object) -> None:
         """Send `item` in the frame `(kind, [items…])` that leaves with this turn's other
         frames: one pickle for the many small messages of a busy turn (their order relative
         to other frames is not kept: each is a request or answer of its own)."""
+        self._flush_soon()
+        self._items.setdefault(kind, []).append(item)
+
+    def _flush_soon(self) -> None:
+        """At the end of this turn, once for all it sends."""
         if not self._out and not self._items:
             asyncio.get_running_loop().call_soon(self._flush)
-        self._items.setdefault(kind, []).append(item)
 
     def _flush(self) -> None:
         items, self._items = self._items, {}
@@ -207,18 +210,17 @@ class Hub:
         """Answer a lean route's request whose body the front read (`read`, what the route's
         `read` gave): its answer goes back whole, in the turn's one `answers` frame."""
         scope = {**scope, "state": {}, "app": self.app}
+        response: Response
         try:
             route = lean_route(scope)
             assert route is not None
             response = await self.app.answer_lean(Request(scope), route, read)
-            answer = (response.status_code, response.raw_headers, response.body)
         except Exception:
             log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
             response = error_response(
                 500, "internal_error", "internal server error; see the server log"
             )
-            answer = (response.status_code, response.raw_headers, response.body)
-        link.add("answers", (rid, answer))
+        link.add("answers", (rid, (response.status_code, response.raw_headers, response.body)))
 
     def start(self, answering: Coroutine[Any, Any, None]) -> None:
         """Answer a request in a task of its own, kept until it is done."""
