@@ -285,7 +285,7 @@ def test_a_rolled_back_sync_state_is_not_known_and_the_next_save_is_seen(path: s
         assert kept.sync_state("seen:a") == {"at": 1}
 
 
-def test_a_transaction_reads_a_type_version_once_until_it_bumps_it(
+def test_a_connection_reads_the_data_versions_once_until_another_connection_writes(
     duck: Store, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     duck.keep_ids = True
@@ -295,17 +295,104 @@ def test_a_transaction_reads_a_type_version_once_until_it_bumps_it(
     with duck.transaction():
         assert duck.rows("usage", ids=["b"]) == []  # the directory: b is surely not stored
         assert insert_new(duck, "b") == 2
-        assert seen.count(versions) == 1  # the version read for rows() served insert_new
-        # which bumped to the data version read with it, plus one: no query for it
+        # the versions its last transaction wrote served this one: no query for them, and the
+        # bump wrote the data version known plus one
+        assert seen.count(versions) == 0
         assert [q for q in seen if q.startswith("UPDATE meta")] == [
             "UPDATE meta SET value = ? WHERE key IN (?, ?) RETURNING key, value"
         ]
-        assert duck.rows("usage", ids=["c"]) == []  # after the bump: read again
-        assert seen.count(versions) == 2
-    # a write by another connection between two transactions moves the version: re-read
+        assert duck.rows("usage", ids=["c"]) == []  # after the bump: the versions it wrote
+    assert insert_new(duck, "c") == 3  # a transaction of its own: still no query
+    assert seen.count(versions) == 0
+    # a write by another connection between two transactions moves the version: read again
     with Store.open(path) as other:
-        assert insert_new(other, "c") == 3
+        assert insert_new(other, "d") == 4
     with duck.transaction():
-        assert [r["id"] for r in duck.rows("usage", ids=["c"])] == ["c"]
-    assert seen.count(versions) == 3
-    assert id_counts(duck) == {"a": 1, "b": 1, "c": 1}
+        assert [r["id"] for r in duck.rows("usage", ids=["d"])] == ["d"]
+    assert seen.count(versions) == 1
+    assert insert_new(duck, "e") == 5
+    assert seen.count(versions) == 1
+    assert id_counts(duck) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}
+
+
+def test_versions_read_while_another_connection_wrote_some_are_not_kept(
+    duck: Store, path: str
+) -> None:
+    """The other connection commits after this one's transaction began: what this one read
+    was its snapshot's, older than what is stored once both committed."""
+    duck.keep_ids = True
+    assert insert_new(duck, "a") == 1
+    with Store.open(path) as other:
+        with duck.transaction():
+            assert duck.rows("usage", ids=["b"]) == []  # the versions, in this snapshot: 1
+            assert insert_new(other, "b") == 2  # committed meanwhile
+        # read again, not the 1 of that snapshot: no two writes share a data version
+        assert insert_new(duck, "c") == 3
+        assert insert_new(other, "d") == 4
+        assert insert_new(duck, "e") == 5
+        assert duck.data_version() == other.data_version() == 5
+    assert id_counts(duck) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}
+
+
+def test_a_rolled_back_bump_leaves_no_version_kept(duck: Store) -> None:
+    duck.keep_ids = True
+    assert insert_new(duck, "a") == 1
+    with pytest.raises(RuntimeError), duck.transaction():
+        assert insert_new(duck, "b") == 2
+        raise RuntimeError("the group failed")
+    assert duck.data_version() == 1
+    assert insert_new(duck, "c") == 2
+    assert id_counts(duck) == {"a": 1, "c": 1}
+
+
+# every kind of field quick types, with nulls, quotes, unicode and empty lists
+FEW = {
+    "usage": [
+        usage("u'1")
+        | {"attributes": {"a": [1, {"b": "é"}], "q": "it's"}, "run": "r", "attempt": 2},
+        usage("u2", "failure") | {"duration_s": 12.5, "actor": "dév", "service": None},
+    ],
+    "capability": [
+        record("capability", id="ci", name="CI", mandated=True, eligible=["t1", "t'2"]),
+        record("capability", id="cd", name="CD", mandated=False, eligible=[]),
+        record("capability", id="obs", name="Obs", launched_at="2026-01-02T03:04:05.123456Z"),
+    ],
+    "deployment": [
+        record(
+            "deployment",
+            id="d1",
+            service="s",
+            finished_at="2026-03-02T10:00:00Z",
+            environment="production",
+            result="success",
+            commits=["c1", "c2"],
+            kind="rollback",
+        ),
+    ],
+}
+
+
+@pytest.mark.parametrize("type_name", sorted(FEW))
+def test_a_few_records_inserted_as_lists_are_stored_as_through_a_view(
+    tmp_path: Path, type_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def insert(store: Store) -> list[dict[str, Any]]:
+        tables = quick.by_part([(0, r) for r in FEW[type_name]])
+        assert tables is not None
+        data = tables[type_name]
+        data = data.append_column("__source", pa.array(["api"] * data.num_rows, pa.string()))
+        assert store.insert_new(BY_NAME[type_name], data, quick.stored_columns(type_name)) == 1
+        rows = store.rows(type_name)
+        return [{k: v for k, v in row.items() if k != "ingested_at"} for row in rows]
+
+    with Store.open(f"duckdb:///{tmp_path / 'lists.duckdb'}") as store:
+        seen = statements(store, monkeypatch)
+        as_lists = insert(store)
+        assert any("unnest(CAST(? AS" in q for q in seen if q.startswith("INSERT"))
+    monkeypatch.setattr(store_module, "SMALL_INSERT", 0)
+    with Store.open(f"duckdb:///{tmp_path / 'view.duckdb'}") as store:
+        seen = statements(store, monkeypatch)
+        through_a_view = insert(store)
+        assert not any("unnest" in q for q in seen if q.startswith("INSERT"))
+    assert as_lists == through_a_view
+    assert len(as_lists) == len(FEW[type_name])

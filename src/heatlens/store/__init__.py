@@ -228,7 +228,6 @@ class Store:
             )
         found = {str(key): value for key, value in rows}
         version = int(found["data_version"])
-        kept.clear()  # the versions a transaction kept moved
         if missing := [key for key in keys if key not in found]:  # a type's first bump
             self._backend.execute(
                 f"INSERT INTO meta VALUES {', '.join('(?, ?)' for _ in missing)} "
@@ -236,6 +235,11 @@ class Store:
                 [v for key in missing for v in (key, str(version))],
             )
         if isinstance(self._backend, DuckDBBackend):
+            self._backend.versions_written()
+            if self._backend.in_transaction:  # the versions it kept are now these
+                kept.update(dict.fromkeys(keys, version))
+            else:
+                kept.clear()
             for name in names:
                 directory = self._ids.get(name)
                 if directory is None:
@@ -767,8 +771,16 @@ class Store:
         if not isinstance(self._backend, DuckDBBackend):
             return None
         con = self._backend.con
+        lists = _as_lists(data) if data.num_rows <= SMALL_INSERT else None
         view = f"insert_new_{rtype.name}"
-        con.register(view, data)
+        params: list[Any] = []
+        if lists is None:
+            con.register(view, data)
+            rows = view
+        else:
+            # a few rows: passed as one list per column, which saves registering a view (a
+            # catalog change of its own) and scanning it: about half the cost
+            rows, params = lists
         try:
             with self._backend.transaction():
                 directory = self._id_directory(con, rtype)
@@ -776,20 +788,23 @@ class Store:
                 cols = ", ".join(q(c) for c in record_columns(rtype))
                 insert = (
                     f"INSERT INTO {q(rtype.table)} ({cols}) SELECT {select}, __source, ? "
-                    f"FROM {view}"
+                    f"FROM {rows}"
                 )
+                params = [datetime.now(UTC), *params]
                 if any(directory.maybe_stored(ids)):
                     # one statement: every row, or none when one id is stored
                     insert += (
                         f" WHERE NOT EXISTS (SELECT 1 FROM {q(rtype.table)} "
-                        f"WHERE id IN (SELECT id FROM {view}))"
+                        "WHERE id IN (SELECT unnest(CAST(? AS VARCHAR[]))))"
                     )
-                [(inserted,)] = self._backend.fetchall(insert, [datetime.now(UTC)])
+                    params.append(ids)
+                [(inserted,)] = self._backend.fetchall(insert, params)
                 if not inserted:
                     return None
                 version = self._bump([rtype.name], {rtype.name: ids})
         finally:
-            con.unregister(view)
+            if lists is None:
+                con.unregister(view)
         return version
 
     def read_id_directory(self, type_name: str) -> IdDirectory | None:
@@ -944,3 +959,29 @@ class Store:
 def _schema_version(backend: DuckDBBackend | PostgresBackend) -> int:
     rows = backend.fetchall("SELECT value FROM meta WHERE key = 'schema_version'")
     return int(rows[0][0]) if rows else 0
+
+
+# `Store.insert_new` passes at most this many rows as lists rather than as a registered view
+SMALL_INSERT = 128
+# the SQL type of each Arrow type heatlens.ingest.quick gives a column
+_LIST_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+    pa.float64(): "DOUBLE",
+    pa.int64(): "BIGINT",
+    pa.bool_(): "BOOLEAN",
+    pa.list_(pa.string()): "VARCHAR[]",
+}
+
+
+def _as_lists(data: pa.Table) -> tuple[str, list[Any]] | None:
+    """`data` as a subquery of one `unnest` per column and its parameters (a list each); None
+    when a column's type has no SQL type here."""
+    selects, params = [], []
+    for name, column in zip(data.column_names, data.columns, strict=True):
+        sql_type = _LIST_TYPES.get(column.type)
+        if sql_type is None:
+            return None
+        selects.append(f"unnest(CAST(? AS {sql_type}[])) AS {q(name)}")
+        params.append(column.to_pylist())
+    return f"(SELECT {', '.join(selects)})", params

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 import tempfile
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +22,20 @@ from heatlens.errors import StoreError, StoreLockedError
 from heatlens.store.schema import q
 
 _LOCK = re.compile(r"Conflicting lock is held in (?P<prog>.+?) \(PID (?P<pid>\d+)\)")
+
+# how many times any connection of this process wrote the data versions of each database
+# (DuckDBBackend.database), counted when the write is made and again when its transaction ends:
+# DuckDB lets one process write a file, so a connection's `kept` versions, read or written by
+# a transaction during which no other connection counted one, are still the stored ones while
+# the count has not moved since that transaction committed
+_VERSION_WRITES: Counter[str] = Counter()
+_COUNTING = threading.Lock()  # (connections write in several threads)
+
+
+def _count_version_write(database: str) -> int:
+    with _COUNTING:
+        _VERSION_WRITES[database] += 1
+        return _VERSION_WRITES[database]
 
 
 class DuckDBBackend:
@@ -72,13 +88,24 @@ class DuckDBBackend:
 
     _depth = 0  # transactions open: an inner one joins the outer (DuckDB does not nest them)
     rollbacks = 0  # transactions rolled back (or whose commit failed) on this connection
-    # what a transaction read once and may keep until it ends (emptied when one begins and
-    # when it ends): a write that changes what is kept there empties it too
+    # the data versions (meta key → value) this connection read or wrote in a transaction; they
+    # stay kept for its next transactions while no connection of the process wrote versions
+    # since its last one committed (`_kept_at`), and are emptied when one rolls back
     kept: dict[str, Any]
+    _kept_at: int | None = None  # _VERSION_WRITES when the transaction keeping them committed
+    _began_at = 0  # _VERSION_WRITES when the open transaction began, plus its own counts
+    _wrote_versions = False  # the open transaction wrote data versions
 
     @property
     def in_transaction(self) -> bool:
         return self._depth > 0
+
+    def versions_written(self) -> None:
+        """The data versions were written (Store._bump): other connections' `kept` ones are
+        no longer current."""
+        _count_version_write(self.database)
+        self._began_at += 1
+        self._wrote_versions = self._depth > 0
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -92,22 +119,36 @@ class DuckDBBackend:
             return
         self.con.begin()
         self._depth = 1
-        self.kept = {}
+        self._began_at = _VERSION_WRITES[self.database]
+        if self._kept_at != self._began_at:
+            self.kept = {}
         try:
             yield
         except BaseException:
-            self._depth = 0
-            self.kept = {}
-            self.rollbacks += 1
+            self._ended(committed=False)
             self.con.rollback()
             raise
         self._depth = 0
-        self.kept = {}
         try:
             self.con.commit()
         except BaseException:
-            self.rollbacks += 1
+            self._ended(committed=False)
             raise
+        self._ended(committed=True)
+
+    def _ended(self, *, committed: bool) -> None:
+        self._depth = 0
+        now = _VERSION_WRITES[self.database]
+        if self._wrote_versions:  # what others kept while it was open may be older now
+            now = _count_version_write(self.database)
+            self._began_at += 1
+            self._wrote_versions = False
+        if committed and now == self._began_at:  # no other connection wrote versions meanwhile
+            self._kept_at = now
+        else:
+            self.kept, self._kept_at = {}, None
+        if not committed:
+            self.rollbacks += 1
 
     def table_exists(self, name: str) -> bool:
         rows = self.fetchall(
