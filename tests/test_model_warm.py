@@ -4,6 +4,7 @@ of writes (heatlens.web.warm)."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +139,39 @@ def test_under_a_steady_stream_of_writes_building_takes_at_most_a_tenth_of_the_t
     assert warmer._longest_wait() == 10.0
     warmer.last_seconds = 4.0  # 4 s of building, then 36 s of writes: a tenth of the time
     assert warmer._longest_wait() == pytest.approx(36.0)
+
+
+def test_a_steady_stream_of_pokes_does_not_wake_the_thread_once_per_write() -> None:
+    """Each wake of the thread takes the interpreter lock from the requests: the pokes of a
+    round only note their time, and the thread looks at it when its wait ends."""
+    fake = _Fake()
+    warmer = ModelWarmer(lambda: fake.version, fake.build, debounce=30.0, max_wait=60.0)
+    waits: list[float | None] = []
+    event = warmer._wake
+
+    class Counted(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(timeout)
+            return event.wait(timeout)
+
+        def set(self) -> None:
+            event.set()
+
+        def clear(self) -> None:
+            event.clear()
+
+    warmer._wake = Counted()
+    warmer.start()
+    assert fake.done.wait(60)  # the first build
+    before = len(waits)
+    for _ in range(100):  # a write every millisecond or so
+        fake.version += 1
+        warmer.poke()
+        time.sleep(0.001)  # (lets the thread run, were it woken)
+    started = time.monotonic()
+    warmer.stop()  # wakes the thread at once, mid-round: nothing more is built
+    assert time.monotonic() - started < 10
+    assert fake.built == [1]
+    # the first poke woke the idle thread, which then waits out the quiet time: a few waits
+    # (a thread woken by each poke would have waited about 100 times)
+    assert len(waits) - before <= 3, waits[before:]

@@ -214,7 +214,15 @@ class Store:
         # one to a value known already (read earlier in the transaction) twice cheaper again
         # (a write by another connection since the transaction began fails it either way)
         kept = self._backend.kept if isinstance(self._backend, DuckDBBackend) else {}
-        if "data_version" in kept:
+        if "data_version" in kept and all(kept.get(key, 0) > 0 for key in keys[1:]):
+            # every key known, and stored (a type's version is 0 until its first bump): the
+            # values written are the ones known plus one
+            version = kept["data_version"] + 1
+            self._backend.execute(
+                f"UPDATE meta SET value = ? WHERE key IN ({marks})", [str(version), *keys]
+            )
+            rows = [(key, version) for key in keys]
+        elif "data_version" in kept:
             rows = self._backend.fetchall(
                 f"UPDATE meta SET value = ? WHERE key IN ({marks}) RETURNING key, value",
                 [str(kept["data_version"] + 1), *keys],

@@ -53,9 +53,13 @@ class ModelWarmer:
         self._build = build
         self.debounce = debounce
         self.max_wait = max_wait
+        # set by the first poke of a round, and by stop: the pokes after it only note their
+        # time, so a steady stream of writes does not wake the thread once per write (each wake
+        # takes the interpreter lock from the requests)
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._first_poke: float | None = None
+        self._last_poke = 0.0
         self._stopping = False
         self._thread: threading.Thread | None = None
         # what admin status shows
@@ -77,9 +81,10 @@ class ModelWarmer:
     def poke(self) -> None:
         """Data may have changed (a write finished): build once writes pause. Thread-safe."""
         with self._lock:
+            self._last_poke = time.monotonic()
             if self._first_poke is None:
-                self._first_poke = time.monotonic()
-            self._wake.set()
+                self._first_poke = self._last_poke
+                self._wake.set()
 
     def stop(self, timeout: float = STOP_WAIT) -> None:
         """Stop the thread; a build under way is waited for up to `timeout` seconds."""
@@ -107,15 +112,16 @@ class ModelWarmer:
     def _settle(self) -> None:
         """Wait until no poke came for `debounce` seconds, or `max_wait` passed since the first
         poke of this round."""
-        while not self._stopping:
+        while True:
             with self._lock:
-                first = self._first_poke if self._first_poke is not None else time.monotonic()
-            left = self._longest_wait() - (time.monotonic() - first)
-            if left <= 0:
+                self._wake.clear()  # (set again by stop only, until the round ends)
+                now = time.monotonic()
+                first = self._first_poke if self._first_poke is not None else now
+                left = self._longest_wait() - (now - first)
+                quiet = self.debounce - (now - self._last_poke)
+            if self._stopping or left <= 0 or quiet <= 0:
                 return
-            self._wake.clear()
-            if not self._wake.wait(min(self.debounce, left)):
-                return  # quiet for `debounce` seconds
+            self._wake.wait(min(quiet, left))
 
     def _longest_wait(self) -> float:
         """How long a steady stream of writes holds back the next build."""
