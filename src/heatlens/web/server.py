@@ -17,6 +17,7 @@ import asyncio
 import logging.config
 import os
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from heatlens.errors import ConfigError
 from heatlens.settings import Settings
+
+# the interpreter lock's switch interval while serving (Python's default: 5 ms). The writer
+# thread gives the lock up in every DuckDB call and takes it back several times a call; while the
+# event loop parses requests, each retake may wait the whole interval. At 0.5 ms single events
+# went ~8–10 % faster in interleaved runs (docs/performance.md, "Eighth round").
+SWITCH_INTERVAL = 0.0005
 
 __all__ = ["check_port", "run_server"]
 
@@ -165,6 +172,7 @@ def run_server(
     from heatlens.web.app import create_app
 
     check_port(host, port)
+    sys.setswitchinterval(SWITCH_INTERVAL)  # this process serves: its threads are ours
     app = create_app(settings, settings.store, host=host, announce=announce)
     # the fronts share the listening socket by inheriting it: POSIX only
     if not settings.server_front_processes or os.name != "posix":
