@@ -86,7 +86,11 @@ def test_ids_told_in_great_numbers_are_merged_and_still_known(
     assert directory.maybe_stored(["a", "b", "c", "d", "e"]) == [True] * 4 + [False]
 
 
-def test_new_ids_are_inserted_and_a_stored_one_refuses_the_group(duck: Store) -> None:
+@pytest.mark.parametrize("small", [store_module.SMALL_INSERT, 0], ids=["as lists", "as a view"])
+def test_new_ids_are_inserted_and_a_stored_one_refuses_the_group(
+    duck: Store, small: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "SMALL_INSERT", small)
     assert insert_new(duck, "a", "b") == 1
     assert insert_new(duck, "c", "a") is None  # a is stored: nothing of the group written
     assert insert_new(duck, "c") == 2

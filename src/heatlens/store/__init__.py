@@ -211,8 +211,9 @@ class Store:
         keys = ["data_version", *(f"data_version:{n}" for n in names)]
         marks = ", ".join("?" for _ in keys)
         # an update (a type bumped before) is several times cheaper than DuckDB's upsert, and
-        # one to a value known already (read earlier in the transaction) twice cheaper again
-        # (a write by another connection since the transaction began fails it either way)
+        # one to a value known already (kept: read or written by this connection, see
+        # DuckDBBackend.kept) twice cheaper again (a write by another connection since the
+        # transaction began fails it either way)
         kept = self._backend.kept if isinstance(self._backend, DuckDBBackend) else {}
         if "data_version" in kept and all(kept.get(key, 0) > 0 for key in keys[1:]):
             # every key known, and stored (a type's version is 0 until its first bump): the
@@ -801,11 +802,14 @@ class Store:
                 params = [datetime.now(UTC), *params]
                 if any(directory.maybe_stored(ids)):
                     # one statement: every row, or none when one id is stored
+                    new_ids = f"SELECT id FROM {view}"
+                    if lists is not None:
+                        new_ids = "SELECT unnest(CAST(? AS VARCHAR[]))"
+                        params.append(ids)
                     insert += (
                         f" WHERE NOT EXISTS (SELECT 1 FROM {q(rtype.table)} "
-                        "WHERE id IN (SELECT unnest(CAST(? AS VARCHAR[]))))"
+                        f"WHERE id IN ({new_ids}))"
                     )
-                    params.append(ids)
                 [(inserted,)] = self._backend.fetchall(insert, params)
                 if not inserted:
                     return None
