@@ -34,6 +34,18 @@ MODEL_DB = "heatlens_model"  # DuckDB: the in-memory database of the model's tab
 # sync-state names (`Store._sync_names`) is valid while the count is the one it last saw
 _SYNC_WRITES: Counter[str] = Counter()
 
+# `Store.insert_new` passes at most this many rows as lists rather than as a registered view
+SMALL_INSERT = 128
+# the SQL type of each Arrow type heatlens.ingest.quick gives a column
+_LIST_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+    pa.float64(): "DOUBLE",
+    pa.int64(): "BIGINT",
+    pa.bool_(): "BOOLEAN",
+    pa.list_(pa.string()): "VARCHAR[]",
+}
+
 __all__ = ["PART", "Part", "Span", "Staged", "Store", "WriteCounts", "parse_store_url"]
 
 
@@ -864,13 +876,13 @@ class Store:
         added could otherwise look valid again once another write reaches the same version)."""
         key = f"data_version:{name}"
         if backend.in_transaction and key in backend.kept:
-            return backend.kept[key], backend.rollbacks  # (read before in this transaction)
+            return backend.kept[key], backend.rollbacks  # (kept: see DuckDBBackend.kept)
         found = dict(
             backend.fetchall("SELECT key, value FROM meta WHERE key IN ('data_version', ?)", [key])
         )
         version = int(found.get(key, 0))
         if backend.in_transaction:
-            # until the transaction ends, or bumps the version (`_bump` counts on "data_version")
+            # kept while no other connection writes versions (`_bump` counts on "data_version")
             backend.kept.update({key: version, "data_version": int(found["data_version"])})
         return version, backend.rollbacks
 
@@ -971,19 +983,6 @@ class Store:
 def _schema_version(backend: DuckDBBackend | PostgresBackend) -> int:
     rows = backend.fetchall("SELECT value FROM meta WHERE key = 'schema_version'")
     return int(rows[0][0]) if rows else 0
-
-
-# `Store.insert_new` passes at most this many rows as lists rather than as a registered view
-SMALL_INSERT = 128
-# the SQL type of each Arrow type heatlens.ingest.quick gives a column
-_LIST_TYPES = {
-    pa.string(): "VARCHAR",
-    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
-    pa.float64(): "DOUBLE",
-    pa.int64(): "BIGINT",
-    pa.bool_(): "BOOLEAN",
-    pa.list_(pa.string()): "VARCHAR[]",
-}
 
 
 def _as_lists(data: pa.Table) -> tuple[str, list[Any]] | None:

@@ -128,7 +128,6 @@ class DuckDBBackend:
             self._ended(committed=False)
             self.con.rollback()
             raise
-        self._depth = 0
         try:
             self.con.commit()
         except BaseException:

@@ -80,6 +80,11 @@ _SCOPE_KEYS = (
 )
 
 
+def _portable(scope: Scope) -> dict[str, Any]:
+    """What of `scope` goes to the store's process (it pickles)."""
+    return {key: scope[key] for key in _SCOPE_KEYS if key in scope}
+
+
 # -- frames ---------------------------------------------------------------------------------------
 
 
@@ -305,8 +310,7 @@ class _Link(_Framed):
         rid = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._answers[rid] = future
-        portable = {key: scope[key] for key in _SCOPE_KEYS if key in scope}
-        self.add("lean", (rid, portable, read))
+        self.add("lean", (rid, _portable(scope), read))
         try:
             return cast(tuple[int, list[tuple[bytes, bytes]], bytes], await future)
         finally:
@@ -320,9 +324,8 @@ class _Link(_Framed):
         rid = next(self._ids)
         waiting: asyncio.Queue[Any] = asyncio.Queue()
         self._waiting[rid] = waiting
-        portable = {key: scope[key] for key in _SCOPE_KEYS if key in scope}
         try:
-            self.send(("request", rid, portable, body))
+            self.send(("request", rid, _portable(scope), body))
             while True:
                 message = await waiting.get()
                 if message is None:
