@@ -317,7 +317,7 @@ def test_a_v3_store_gains_change_titles(store_url: str, settings: Settings) -> N
         "UPDATE meta SET value = '3' WHERE key = 'schema_version'",
     )
     with Store.open(url) as store:
-        assert store.schema_version() == SCHEMA_VERSION == 6
+        assert store.schema_version() == SCHEMA_VERSION == 7
         assert stored(store, "change", "id", "author", "title") == [("abc", "ana", None)]
         ingest_records(
             store,

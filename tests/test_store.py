@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 from dataclasses import astuple
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from heatlens.ingest import ingest_records
 from heatlens.model import BY_NAME
 from heatlens.settings import Settings, load_settings
 from heatlens.store import Store, parse_store_url
+from heatlens.store.deliveries import counters
 from heatlens.store.schema import SCHEMA_VERSION
 from tests.conftest import record, run_sql, stored
 
@@ -208,7 +209,7 @@ def test_a_v1_store_is_migrated_and_keeps_its_records(store_url: str, settings: 
         "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
     )
     with Store.open(store_url) as s:
-        assert s.schema_version() == SCHEMA_VERSION == 6
+        assert s.schema_version() == SCHEMA_VERSION == 7
         assert stored(s, "team", "id", "name", "attributes") == [("old", "Old", None)]
         ingest_records(
             s,
@@ -221,6 +222,104 @@ def test_a_v1_store_is_migrated_and_keeps_its_records(store_url: str, settings: 
         usage = record("usage", id="u", ts="2026-03-01T10:00:00Z", capability="ci", run="r")
         ingest_records(s, [dict(usage, attempt=2)], settings, source="t")
         assert stored(s, "usage", "id", "run", "attempt") == [("u", "r", 2)]
+
+
+def test_v7_takes_the_deliveries_with_id_rows_out_of_the_webhook_counters(store_url: str) -> None:
+    # before v7 a webhook delivery was counted in `webhook:<source>` AND remembered by its id
+    # row; from v7 the id row is its count: 5 deliveries (1 ignored), 3 with id rows still kept
+    Store.open(store_url).close()
+    at = "TIMESTAMPTZ '2026-01-01 00:00:00+00'"
+    old = {
+        "source": "github",
+        "deliveries": 5,
+        "ignored": 1,
+        "last_event": "push",
+        "last_delivery_at": "2026-01-01T00:00:00+00:00",
+        "last_ignored": {"event": "ping", "reason": "event 'ping' is not mapped"},
+    }
+    rows = [
+        (f"webhook-delivery:github:d{i}", {"at": "2025-12-31T00:00:00+00:00", "event": "push"})
+        for i in range(3)
+    ]
+    rows += [
+        ("webhook-delivery:gitlab:x", {"at": "2025-12-31T00:00:00+00:00", "event": "push"}),
+        ("webhook:github", old),
+        ("webhook:pagerduty", {"source": "pagerduty", "deliveries": 2, "ignored": 0}),
+    ]
+    run_sql(
+        store_url,
+        *(
+            f"INSERT INTO sync_state VALUES ('{n}', '{_sql_text(json.dumps(v))}', {at})"
+            for n, v in rows
+        ),
+        "UPDATE meta SET value = '6' WHERE key = 'schema_version'",
+    )
+    with Store.open(store_url) as s:
+        assert s.schema_version() == 7
+        assert s.sync_state("webhook:github") == {**old, "deliveries": 2}
+        assert s.sync_state("webhook:pagerduty") == {
+            "source": "pagerduty",
+            "deliveries": 2,
+            "ignored": 0,
+        }
+        by_source = {c["source"]: c for c in counters(s)}
+    assert {k: (c["deliveries"], c["ignored"]) for k, c in by_source.items()} == {
+        "github": (5, 1),
+        "gitlab": (1, 0),
+        "pagerduty": (2, 0),
+    }
+    assert by_source["github"]["last_ignored"] == old["last_ignored"]
+    assert by_source["github"]["last_event"] == "push"
+
+
+def test_sync_states_are_read_by_prefix_and_tallied_per_key(store: Store) -> None:
+    t0 = datetime(2026, 5, 1, tzinfo=UTC)
+
+    def state(minute: int, event: str, ignored: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"at": (t0 + timedelta(minutes=minute)).isoformat(), "event": event}
+        return out if ignored is None else {**out, "ignored": ignored}
+
+    # two saved together (the same updated_at): the later by their text, i.e. their `at`
+    store.save_sync_states(
+        {"d:gh:2": state(1, "push"), "d:gh:1": state(2, "ping", "not mapped")}, at=t0
+    )
+    store.save_sync_states(
+        {"d:gh:3": state(3, "push"), "d:gl:1": state(1, "ignored: no", 'a "ignored": x')},
+        at=t0 + timedelta(minutes=5),
+    )
+    store.save_sync_state("d:gh:4", state(9, "pull_request"), at=t0 + timedelta(minutes=9))
+    store.save_sync_state("dx", {"other": 1}, at=t0)
+    store.save_sync_state("e", {"other": 2}, at=t0)
+
+    tallies = store.tally_sync_states("d:", "ignored")
+    assert set(tallies) == {"gh", "gl"}
+    gh, gl = tallies["gh"], tallies["gl"]
+    assert (gh.count, gh.flagged, gh.last, gh.last_flagged) == (
+        4,
+        1,
+        state(9, "pull_request"),
+        state(2, "ping", "not mapped"),
+    )
+    assert (gl.count, gl.flagged) == (1, 1)  # its reason is only text: no second flag
+    early = store.tally_sync_states("d:", "ignored", before=t0 + timedelta(minutes=1))
+    assert {k: (t.count, t.flagged, t.last) for k, t in early.items()} == {
+        "gh": (2, 1, state(2, "ping", "not mapped"))
+    }
+    assert [n for n, _, _ in store.sync_states("d:")] == [
+        "d:gh:1",
+        "d:gh:2",
+        "d:gh:3",
+        "d:gh:4",
+        "d:gl:1",
+    ]
+    assert [n for n, _, _ in store.sync_states(excluding=("d:", "e"))] == ["dx"]
+    with pytest.raises(ValueError, match="plain JSON key"):
+        store.tally_sync_states("d:", "ig%")
+
+
+def _sql_text(text: str) -> str:
+    """`text` inside a SQL string literal."""
+    return text.replace("'", "''")
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

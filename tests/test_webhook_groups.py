@@ -21,6 +21,7 @@ from heatlens.connectors.pagerduty.mapping import PagerDutyOptions, map_event
 from heatlens.errors import InputError
 from heatlens.settings import Settings
 from heatlens.store import Store
+from heatlens.store.deliveries import seen_row
 from heatlens.web.webhooks import Delivery, hook, prune_deliveries, webhook_stats
 from heatlens.web.writer import Outcome, Writer
 
@@ -164,15 +165,38 @@ def test_an_ignored_delivery_is_counted_and_remembered_in_the_group(
     assert stats["last_ignored"] == {"event": "service.updated", "reason": "not an incident event"}
 
 
-def test_delivery_ids_older_than_the_retention_are_forgotten(duck: Store) -> None:
+def test_delivery_ids_older_than_the_retention_are_forgotten_their_counts_kept(
+    duck: Store,
+) -> None:
     now = datetime(2026, 5, 20, 12, 0, tzinfo=UTC)
-    duck.save_sync_state("webhook-delivery:github:old", {"at": "x"}, at=now - timedelta(days=8))
-    duck.save_sync_state("webhook-delivery:github:new", {"at": "x"}, at=now - timedelta(days=6))
-    duck.save_sync_state("webhook:github", {"deliveries": 2}, at=now - timedelta(days=30))
+
+    def seen(name: str, days: float, event: str, reason: str | None = None) -> None:
+        at = now - timedelta(days=days)
+        duck.save_sync_state(f"webhook-delivery:github:{name}", seen_row(event, at, reason), at=at)
+
+    seen("old", 9, "push", "not mapped")
+    seen("older", 10, "workflow_run")
+    seen("new", 6, "deployment")
+    # the deliveries without an id row: 2, one ignored, the last 30 days ago
+    duck.save_sync_state(
+        "webhook:github",
+        {"deliveries": 2, "ignored": 1, "last_delivery_at": (now - timedelta(days=30)).isoformat()},
+        at=now - timedelta(days=30),
+    )
     duck.save_sync_state("webhook-deliveryx", {"other": 1}, at=now - timedelta(days=30))
-    assert prune_deliveries(duck, 7, now) == 1
+    before = webhook_stats(duck)
+    assert (before[0]["deliveries"], before[0]["ignored"]) == (5, 2)
+
+    assert prune_deliveries(duck, 7, now) == 2
     names = [name for name, _, _ in duck.sync_states()]
     assert names == ["webhook-delivery:github:new", "webhook-deliveryx", "webhook:github"]
+    assert webhook_stats(duck) == before  # the forgotten ones still counted
+    base = duck.sync_state("webhook:github")
+    assert base is not None and (base["deliveries"], base["ignored"]) == (4, 2)
+    assert base["last_ignored"] == {"event": "push", "reason": "not mapped"}
+    assert before[0]["last_event"] == "deployment"  # the newest, still an id row
+    assert prune_deliveries(duck, 7, now) == 0  # nothing counted twice
+    assert webhook_stats(duck) == before
     assert Settings().webhooks_delivery_retention_days == 7
 
 

@@ -32,7 +32,7 @@ from heatlens.errors import ConfigError, EmptyStoreError, InputError
 from heatlens.metrics.catalog import IMPACT_GRAIN
 from heatlens.model import BY_NAME, TYPE_NAMES
 from heatlens.settings import Settings
-from heatlens.store import Store
+from heatlens.store import Store, deliveries
 
 if TYPE_CHECKING:
     from heatlens.application.cost import Cost
@@ -140,7 +140,7 @@ class LocalApplication(SurveyOperations):
                 ],
                 # each webhook source's counters (heatlens.web.webhooks): deliveries taken,
                 # ignored ones and the last reason, the last delivery's time and event
-                "webhooks": [state for _, state, _ in store.sync_states("webhook:")],
+                "webhooks": deliveries.counters(store),
             }
 
         return self.access.read(build)

@@ -547,13 +547,58 @@ class Store:
             raise StoreError(f"sync state {name!r} in {self.url} is not a JSON object")
         return state
 
-    def sync_states(self, prefix: str = "") -> list[tuple[str, dict[str, Any], datetime]]:
-        """(name, state, updated_at) of every saved state whose name starts with `prefix`."""
-        # the table is small (one row per configured sync): filter here, not with LIKE escapes
+    def sync_states(
+        self, prefix: str = "", *, excluding: Sequence[str] = ()
+    ) -> list[tuple[str, dict[str, Any], datetime]]:
+        """(name, state, updated_at) of every saved state whose name starts with `prefix` and
+        with none of `excluding`, by name. (Webhook delivery ids share the table, a row per
+        delivery for days: they are left out in the query, not read and dropped.)"""
+        where, params = _name_ranges(prefix, excluding)
         found = self._backend.fetchall(
-            "SELECT name, state, updated_at FROM sync_state ORDER BY name"
+            f"SELECT name, state, updated_at FROM sync_state WHERE {where} ORDER BY name", params
         )
-        return [(str(n), json.loads(s), at) for n, s, at in found if str(n).startswith(prefix)]
+        return [(str(n), json.loads(s), at) for n, s, at in found]
+
+    def tally_sync_states(
+        self, prefix: str, flag: str, *, before: datetime | None = None
+    ) -> dict[str, SyncTally]:
+        """The states saved under `prefix<key>:…` (saved before `before`, if given), tallied
+        per key — the part of the name after `prefix` up to the next `:`: how many, how many
+        hold the JSON key `flag`, and the last saved of each: by `updated_at`, then (states
+        saved together) by their JSON text. heatlens.store.deliveries counts webhook
+        deliveries this way: each delivery's id row is its count."""
+        if not flag.isalpha():  # (no LIKE wildcard in it)
+            raise ValueError(f"a flag is a plain JSON key, not {flag!r}")
+        where, params = _name_ranges(prefix)
+        if before is not None:
+            where += " AND updated_at < ?"
+            params.append(before)
+        marked = f"%{json.dumps(flag)}: %"  # as json.dumps writes a key (never inside a string)
+        rows = (
+            f"SELECT split_part(substr(name, {len(prefix) + 1}), ':', 1) AS key, state, "
+            f"updated_at, state LIKE ? AS flagged FROM sync_state WHERE {where}"
+        )
+        counted = self._backend.fetchall(
+            f"SELECT key, count(*), count(*) FILTER (WHERE flagged) FROM ({rows}) AS r "
+            "GROUP BY key",
+            [marked, *params],
+        )
+        last = self._backend.fetchall(
+            "SELECT key, flagged, state, last_of_key FROM (SELECT key, flagged, state, "
+            "row_number() OVER (PARTITION BY key ORDER BY updated_at DESC, state DESC) = 1 "
+            "AS last_of_key, row_number() OVER (PARTITION BY key, flagged "
+            f"ORDER BY updated_at DESC, state DESC) = 1 AS last_of_kind FROM ({rows}) AS r) AS l "
+            "WHERE last_of_key OR (flagged AND last_of_kind)",
+            [marked, *params],
+        )
+        tallies = {str(k): SyncTally(int(n), int(f)) for k, n, f in counted}
+        for key, flagged, state, last_of_key in last:
+            tally = tallies[str(key)]
+            if last_of_key:
+                tally.last = json.loads(state)
+            if flagged:
+                tally.last_flagged = json.loads(state)
+        return tallies
 
     def save_sync_state(
         self, name: str, state: dict[str, Any], *, at: datetime | None = None
@@ -661,17 +706,15 @@ class Store:
     def prune_sync_states(self, prefix: str, before: datetime) -> int:
         """Forget the states named `prefix…` last saved before `before`; how many."""
         self._writable()
-        # a range on the name, not LIKE: the prefix needs no escaping
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        where = "name >= ? AND name < ? AND updated_at < ?"
+        where, params = _name_ranges(prefix)
+        where += " AND updated_at < ?"
+        params.append(before)
         with self._backend.transaction():
-            n = self._backend.fetchall(
-                f"SELECT count(*) FROM sync_state WHERE {where}", [prefix, upper, before]
-            )[0][0]
+            n = self._backend.fetchall(f"SELECT count(*) FROM sync_state WHERE {where}", params)[0][
+                0
+            ]
             if n:
-                self._backend.execute(
-                    f"DELETE FROM sync_state WHERE {where}", [prefix, upper, before]
-                )
+                self._backend.execute(f"DELETE FROM sync_state WHERE {where}", params)
                 self._sync_written()
         return int(n)
 
@@ -996,3 +1039,31 @@ def _as_lists(data: pa.Table) -> tuple[str, list[Any]] | None:
         selects.append(f"unnest(CAST(? AS {sql_type}[])) AS {q(name)}")
         params.append(column.to_pylist())
     return f"(SELECT {', '.join(selects)})", params
+
+
+@dataclass
+class SyncTally:
+    """Saved states under one key (`Store.tally_sync_states`)."""
+
+    count: int
+    flagged: int  # how many hold the flag
+    last: dict[str, Any] | None = None  # the last saved
+    last_flagged: dict[str, Any] | None = None  # the last saved holding the flag
+
+
+def _name_ranges(prefix: str, excluding: Sequence[str] = ()) -> tuple[str, list[Any]]:
+    """A WHERE clause for sync-state names starting with `prefix` and none of `excluding`:
+    ranges on the name, not LIKE, so no prefix needs escaping (and an index can serve them)."""
+    clauses, params = ["TRUE"], []
+    if prefix:
+        clauses.append("name >= ? AND name < ?")
+        params += [prefix, _after(prefix)]
+    for other in excluding:
+        clauses.append("NOT (name >= ? AND name < ?)")
+        params += [other, _after(other)]
+    return " AND ".join(clauses), params
+
+
+def _after(prefix: str) -> str:
+    """The least string after every string starting with `prefix`."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)

@@ -31,6 +31,10 @@ _LOCK = re.compile(r"Conflicting lock is held in (?P<prog>.+?) \(PID (?P<pid>\d+
 _VERSION_WRITES: Counter[str] = Counter()
 _COUNTING = threading.Lock()  # (connections write in several threads)
 
+# statements a connection keeps parsed (DuckDBBackend._parsed): the writer's are a dozen or so;
+# reports' are new text each time, and clear the kept ones when they reach this many
+PARSED_KEPT = 256
+
 
 def _count_version_write(database: str) -> int:
     with _COUNTING:
@@ -48,6 +52,7 @@ class DuckDBBackend:
     ) -> None:
         self.path = path
         self.kept = {}
+        self._statements: dict[str, duckdb.Statement] = {}  # see `_parsed`
         # which database this connection is to, in this process (one per file; each
         # connection to ':memory:' has its own)
         self.database = f":memory:{id(self)}" if path == ":memory:" else str(Path(path).resolve())
@@ -81,10 +86,25 @@ class DuckDBBackend:
             _limit_memory(self.con, memory_limit, in_memory=path == ":memory:")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self.con.execute(sql, list(params))
+        self.con.execute(self._parsed(sql), list(params))
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self.con.execute(sql, list(params)).fetchall()
+        return self.con.execute(self._parsed(sql), list(params)).fetchall()
+
+    def _parsed(self, sql: str) -> duckdb.Statement | str:
+        """`sql` parsed once per connection: DuckDB parses a statement given as text every time
+        it runs, a fifth of a small write's cost (the writer's statements repeat with new
+        parameters: docs/performance.md, "Ninth round"). Text of several statements is left
+        as it is; the kept ones are forgotten all at once when they reach PARSED_KEPT."""
+        found = self._statements.get(sql)
+        if found is None:
+            statements = self.con.extract_statements(sql)
+            if len(statements) != 1:
+                return sql
+            if len(self._statements) >= PARSED_KEPT:
+                self._statements.clear()
+            found = self._statements[sql] = statements[0]
+        return found
 
     _depth = 0  # transactions open: an inner one joins the outer (DuckDB does not nest them)
     rollbacks = 0  # transactions rolled back (or whose commit failed) on this connection

@@ -138,7 +138,31 @@ def _v6(dialect: Dialect) -> list[str]:
     ]
 
 
+def _v7(dialect: Dialect) -> list[str]:
+    """A webhook delivery's id row is now its count (heatlens.store.deliveries): each source's
+    counters row (`webhook:<source>`) keeps only the deliveries without one, so the deliveries
+    whose id rows it had counted as well are taken out of it (the ignored ones stay: old id rows
+    do not say they stored nothing, so they are counted as taken)."""
+    ids = (
+        "(SELECT count(*) FROM sync_state AS d WHERE d.name >= 'webhook-delivery:' || "
+        "substr(sync_state.name, 9) || ':' AND d.name < 'webhook-delivery:' || "
+        "substr(sync_state.name, 9) || ';')"
+    )
+    if dialect == "postgres":
+        state = (
+            "(state::jsonb || jsonb_build_object('deliveries', "
+            f"coalesce((state::jsonb ->> 'deliveries')::bigint, 0) - {ids}))::text"
+        )
+    else:
+        state = (
+            "CAST(json_merge_patch(state, json_object('deliveries', "
+            f"coalesce(CAST(json_extract_string(state, '$.deliveries') AS BIGINT), 0) - {ids}))"
+            " AS VARCHAR)"
+        )
+    return [f"UPDATE sync_state SET state = {state} WHERE name >= 'webhook:' AND name < 'webhook;'"]
+
+
 # Forward migrations, in order: version N is reached by running MIGRATIONS[N - 1].
 # Never edit a released migration; append a new one.
-MIGRATIONS: list[Callable[[Dialect], list[str]]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+MIGRATIONS: list[Callable[[Dialect], list[str]]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -16,9 +16,10 @@ is sent. Each route, in order:
    `X-Gitlab-Event-UUID`, PagerDuty's `event.id`) — stored, or earlier in the same group —,
    overlays each partial record on its stored record and on the group's earlier deliveries
    (heatlens.ingest.partial), ingests the result by the file rules, and remembers the delivery id
-   with the source's counters (sync state `webhook:<source>`, shown by `heatlens status` /
-   `GET /api/v1/admin/status`); it answers once the group committed. Delivery ids are forgotten
-   after `webhooks.delivery_retention_days` (pruned at most once an hour).
+   — its row is also its count in the source's counters (heatlens.store.deliveries, shown by
+   `heatlens status` / `GET /api/v1/admin/status` and the Data page); it answers once the group
+   committed. Delivery ids are forgotten after `webhooks.delivery_retention_days` (pruned at
+   most once an hour, their counts kept).
 
 Webhooks do not take API tokens: the signature is the credential.
 """
@@ -32,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from fastapi import APIRouter, Request
@@ -48,7 +49,8 @@ from heatlens.connectors.pagerduty.mapping import PagerDutyOptions
 from heatlens.connectors.pagerduty.mapping import map_event as map_pagerduty
 from heatlens.errors import InputError, StoreError
 from heatlens.settings import Settings
-from heatlens.store import Store
+from heatlens.store import Store, deliveries
+from heatlens.store.deliveries import SEEN_PREFIX, STATS_PREFIX
 from heatlens.web.auth import client_address
 from heatlens.web.body import QuickJSON, parse_json, read_body
 from heatlens.web.errors import ApiError, problem_details
@@ -59,8 +61,6 @@ from heatlens.web.writer import SYNC_STATE, Hook, StateOf
 log = logging.getLogger("heatlens.web")
 router = APIRouter()
 
-STATS_PREFIX = "webhook:"  # webhook:<source> → the source's counters and last delivery
-SEEN_PREFIX = "webhook-delivery:"  # webhook-delivery:<source>:<id> → a delivery already taken
 
 Record = dict[str, Any]
 M = TypeVar("M", bound="_Mapped")
@@ -351,28 +351,18 @@ def seen_name(delivery: Delivery) -> str | None:
 def hook(delivery: Delivery) -> Hook:
     """What the writer does with a verified delivery in its group's ONE transaction: nothing
     when its id was seen before (stored, or earlier in the same group); else its records overlaid
-    on the stored ones (and on the group's earlier deliveries), the id remembered and the
-    source's counters (`webhook:<source>`) counted."""
+    on the stored ones (and on the group's earlier deliveries) and its id row saved — which is
+    its count (heatlens.store.deliveries); a delivery without an id is counted in its source's
+    counters row."""
     seen = seen_name(delivery)
+    reason = None if delivery.records else (delivery.reason or "")
 
     def state(current: StateOf) -> dict[str, dict[str, Any]]:
-        now = datetime.now(UTC).isoformat()
-        name = STATS_PREFIX + delivery.source
-        stats = current(name) or {"deliveries": 0, "ignored": 0}
-        stats = {
-            **stats,
-            "source": delivery.source,
-            "deliveries": int(stats.get("deliveries", 0)) + 1,
-            "last_delivery_at": now,
-            "last_event": delivery.event,
-        }
-        if not delivery.records:
-            stats["ignored"] = int(stats.get("ignored", 0)) + 1
-            stats["last_ignored"] = {"event": delivery.event, "reason": delivery.reason}
-        out = {name: stats}
+        now = datetime.now(UTC)
         if seen is not None:
-            out[seen] = {"at": now, "event": delivery.event}
-        return out
+            return {seen: deliveries.seen_row(delivery.event, now, reason)}
+        name = STATS_PREFIX + delivery.source
+        return {name: deliveries.count(current(name), delivery.source, delivery.event, now, reason)}
 
     key = (SYNC_STATE, seen) if seen is not None else None
     return Hook(f"webhook:{delivery.source}", key, state)
@@ -398,10 +388,9 @@ def _prune_when_due(service: Service) -> None:
 
 
 def prune_deliveries(store: Store, days: float, now: datetime | None = None) -> int:
-    """Forget the delivery ids seen more than `days` days before `now`; how many. A sender
-    replays a delivery within hours, so ids older than the retention cannot come back."""
-    before = (now or datetime.now(UTC)) - timedelta(days=days)
-    return store.prune_sync_states(SEEN_PREFIX, before)
+    """Forget the delivery ids taken more than `days` days before `now` (their counts kept in
+    their sources' counters rows); how many."""
+    return deliveries.fold(store, days, now)
 
 
 def _log_prune(future: Future[int]) -> None:
@@ -414,4 +403,4 @@ def _log_prune(future: Future[int]) -> None:
 
 def webhook_stats(store: Store) -> list[dict[str, Any]]:
     """Each source's counters: deliveries taken, ignored (with the last reason), last delivery."""
-    return [state for _, state, _ in store.sync_states(STATS_PREFIX)]
+    return deliveries.counters(store)

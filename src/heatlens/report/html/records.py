@@ -11,11 +11,10 @@ from typing import Any
 
 from heatlens.model import RECORD_TYPES
 from heatlens.report.html.present import EMPTY_STORE, View
-from heatlens.store import Store
+from heatlens.store import Store, deliveries
+from heatlens.store.deliveries import SEEN_PREFIX, STATS_PREFIX
 
 ERRORS_SHOWN = 50
-# sync-state names the webhooks keep (heatlens.web.webhooks): shown as webhooks, not as syncs
-WEBHOOK_STATS, WEBHOOK_SEEN = "webhook:", "webhook-delivery:"
 
 
 def _day(at: datetime) -> str:
@@ -30,12 +29,8 @@ def data(store: Store, refused: Mapping[str, Any] | None = None) -> View:
     view = View("Data", "data.html", "data")
     counts = store.counts_by_source()
     sources = store.last_ingested_by_source()
-    syncs = [
-        (name, at)
-        for name, _, at in store.sync_states()
-        if not name.startswith((WEBHOOK_STATS, WEBHOOK_SEEN))
-    ]
-    webhooks = [_webhook(state, at) for _, state, at in store.sync_states(WEBHOOK_STATS)]
+    syncs = [(name, at) for name, _, at in store.sync_states(excluding=(STATS_PREFIX, SEEN_PREFIX))]
+    webhooks = [_webhook(state) for state in deliveries.counters(store)]
     total_errors, errors = store.ingest_errors(ERRORS_SHOWN)
     by_type: dict[str, int] = {}
     for rtype, _, n in counts:
@@ -74,7 +69,7 @@ def data(store: Store, refused: Mapping[str, Any] | None = None) -> View:
     return view
 
 
-def _webhook(state: Mapping[str, Any], at: datetime) -> dict[str, Any]:
+def _webhook(state: Mapping[str, Any]) -> dict[str, Any]:
     """One webhook source's counters as the page shows them."""
     ignored = state.get("last_ignored")
     ignored = ignored if isinstance(ignored, Mapping) else {}
@@ -82,7 +77,7 @@ def _webhook(state: Mapping[str, Any], at: datetime) -> dict[str, Any]:
         "source": state.get("source", ""),
         "deliveries": int(state.get("deliveries", 0) or 0),
         "ignored": int(state.get("ignored", 0) or 0),
-        "last_at": _moment(state.get("last_delivery_at")) or _moment(at.isoformat()),
+        "last_at": _moment(state.get("last_delivery_at")) or "",
         "last_event": state.get("last_event") or "",
         "ignored_event": ignored.get("event") or "",
         "ignored_reason": ignored.get("reason") or "",
