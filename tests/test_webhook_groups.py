@@ -21,7 +21,7 @@ from heatlens.connectors.pagerduty.mapping import PagerDutyOptions, map_event
 from heatlens.errors import InputError
 from heatlens.settings import Settings
 from heatlens.store import Store
-from heatlens.store.deliveries import seen_row
+from heatlens.store.deliveries import FOLDING, seen_row
 from heatlens.web.webhooks import Delivery, hook, prune_deliveries, webhook_stats
 from heatlens.web.writer import Outcome, Writer
 
@@ -198,6 +198,23 @@ def test_delivery_ids_older_than_the_retention_are_forgotten_their_counts_kept(
     assert prune_deliveries(duck, 7, now) == 0  # nothing counted twice
     assert webhook_stats(duck) == before
     assert Settings().webhooks_delivery_retention_days == 7
+
+
+@pytest.mark.postgres
+def test_two_replicas_never_fold_the_same_delivery_ids(postgres_url: str) -> None:
+    now = datetime(2026, 5, 20, 12, 0, tzinfo=UTC)
+    with Store.open(postgres_url) as one, Store.open(postgres_url) as other:
+        for i in range(3):
+            at = now - timedelta(days=10)
+            one.save_sync_state(f"webhook-delivery:github:{i}", seen_row("push", at, None), at=at)
+        assert one.try_lock(FOLDING)  # one replica folding…
+        assert prune_deliveries(other, 7, now) == 0  # …the other leaves the rows to it
+        assert webhook_stats(other)[0]["deliveries"] == 3
+        one.unlock(FOLDING)
+        assert prune_deliveries(other, 7, now) == 3
+        assert prune_deliveries(one, 7, now) == 0
+        assert webhook_stats(one)[0]["deliveries"] == 3
+        assert one.sync_states("webhook-delivery:") == []
 
 
 def test_a_cdevent_twice_in_one_group_is_stored_once(writer: Writer, duck: Store) -> None:

@@ -23,6 +23,7 @@ from heatlens.store import Store, SyncTally
 STATS_PREFIX = "webhook:"  # webhook:<source> → the counts of deliveries without an id row
 SEEN_PREFIX = "webhook-delivery:"  # webhook-delivery:<source>:<id> → a delivery taken
 IGNORED = "ignored"  # the key of a delivery row that stored nothing (its reason)
+FOLDING = "webhook-deliveries-fold"  # the lock `fold` holds (Store.try_lock)
 
 
 def seen_row(event: str, at: datetime, reason: str | None) -> dict[str, Any]:
@@ -59,19 +60,26 @@ def fold(store: Store, days: float, now: datetime | None = None) -> int:
     their sources' counters rows in the same transaction; how many. A sender replays a delivery
     within hours, so ids older than the retention cannot come back."""
     before = (now or datetime.now(UTC)) - timedelta(days=days)
-    with store.transaction():
-        tallies = store.tally_sync_states(SEEN_PREFIX, IGNORED, before=before)
-        if not tallies:
-            return 0
-        store.save_sync_states(
-            {
-                STATS_PREFIX + source: _merged(
-                    store.sync_state(STATS_PREFIX + source), source, tally
-                )
-                for source, tally in tallies.items()
-            }
-        )
-        return store.prune_sync_states(SEEN_PREFIX, before)
+    # server replicas on one Postgres store each fold: one at a time, or two would add the same
+    # rows to the counters (the other finds them gone, or leaves them to the next fold)
+    if not store.try_lock(FOLDING):
+        return 0
+    try:
+        with store.transaction():
+            tallies = store.tally_sync_states(SEEN_PREFIX, IGNORED, before=before)
+            if not tallies:
+                return 0
+            store.save_sync_states(
+                {
+                    STATS_PREFIX + source: _merged(
+                        store.sync_state(STATS_PREFIX + source), source, tally
+                    )
+                    for source, tally in tallies.items()
+                }
+            )
+            return store.prune_sync_states(SEEN_PREFIX, before)
+    finally:
+        store.unlock(FOLDING)
 
 
 def _merged(
