@@ -1,6 +1,7 @@
 """The server's writer alone: CPU, wall time and statements per group of single events, no HTTP.
 
     python bench/writer_group.py [--kind webhooks|records] [--groups 300] [--size 32]
+                                 [--busy-neighbour]
 
 Builds a `heatlens.web.writer.Writer` on a fresh DuckDB store the way `heatlens serve` does (its
 connection keeps the stored ids), maps `--groups` × `--size` signed GitHub `workflow_run`
@@ -10,6 +11,11 @@ while it is held back, so each group is exactly `--size` requests — and waits 
 Prints the process's CPU and the wall time per group, and the statements the store's connection
 ran per group, each with its time: the part of the HTTP bench's cycle that is the writer's
 (docs/performance.md, "Sixth round"). The first 5 groups warm up and are not counted.
+
+`--busy-neighbour` runs a thread beside the writer that parses a webhook payload without pause:
+the writer then shares the interpreter lock as it does with the server's event loop under load,
+which is what makes a group take longer in the server than alone (docs/performance.md, "Ninth
+round"). Its group times vary less from run to run than the HTTP bench's rates.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from heatlens.settings import load_settings
 from heatlens.store import Store
 from heatlens.store.backends import DuckDBBackend
 from heatlens.web import webhooks
+from heatlens.web.body import parse_json
+from heatlens.web.server import SWITCH_INTERVAL
 from heatlens.web.writer import Writer
 
 WARM_UP = 5
@@ -43,7 +51,14 @@ def main() -> None:
     parser.add_argument("--kind", choices=("webhooks", "records"), default="webhooks")
     parser.add_argument("--groups", type=int, default=300)
     parser.add_argument("--size", type=int, default=32, help="requests per group")
+    parser.add_argument(
+        "--busy-neighbour",
+        action="store_true",
+        help="run a thread beside the writer that is always busy in Python (as the server's "
+        "event loop under load): how much the writer slows when it shares the interpreter lock",
+    )
     args = parser.parse_args()
+    sys.setswitchinterval(SWITCH_INTERVAL)  # as `heatlens serve`
 
     work = Path(tempfile.mkdtemp(prefix="heatlens-writer-"))
     url = f"duckdb:///{work / 'store.duckdb'}"
@@ -68,7 +83,7 @@ def main() -> None:
             try:
                 return _real(sql, params)
             finally:
-                entry = statements[" ".join(sql.split())[:100]]
+                entry = statements[sql]
                 entry[0] += 1
                 entry[1] += time.perf_counter() - start
 
@@ -76,15 +91,20 @@ def main() -> None:
 
     writer = Writer(threading.Lock(), lambda: store, settings)
     writer.start()
+    neighbour = _Neighbour() if args.busy_neighbour else None
     try:
         for jobs in groups[:WARM_UP]:
             _write(writer, jobs)
         counting[0] = True
+        if neighbour is not None:
+            neighbour.start()
         cpu, wall = time.process_time(), time.perf_counter()
         for jobs in groups[WARM_UP:]:
             _write(writer, jobs)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     finally:
+        if neighbour is not None:
+            neighbour.stop()
         writer.stop()
         store.close()
     n = len(groups) - WARM_UP
@@ -92,9 +112,43 @@ def main() -> None:
         f"{args.kind}, {n} groups of {args.size}: CPU {1000 * cpu / n:.1f} ms per group, "
         f"wall {1000 * wall / n:.1f} ms per group ({args.size * n / wall:,.0f} requests/s)"
     )
+    if neighbour is not None:
+        print(
+            f"beside a thread always busy in Python ({neighbour.rate(wall):,.0f} parses/s of "
+            f"a 22 kB webhook payload; CPU above includes it)"
+        )
     print(f"statements per group: {sum(c for c, _ in statements.values()) / n:.1f}")
     for sql, (count, seconds) in sorted(statements.items(), key=lambda kv: -kv[1][1]):
-        print(f"  {count / n:4.1f} × {1000 * seconds / count:5.2f} ms  {sql}")
+        print(
+            f"  {count / n:4.1f} × {1000 * seconds / count:5.2f} ms  {' '.join(sql.split())[:100]}"
+        )
+
+
+class _Neighbour:
+    """A thread parsing a webhook payload again and again: Python work that holds the
+    interpreter lock most of the time, as the server's event loop does under load."""
+
+    def __init__(self) -> None:
+        _path, _headers, body, _count = ingest_http.webhooks(1)(0)
+        self._body = body
+        self._stopping = threading.Event()
+        self._parses = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            parse_json(self._body)
+            self._parses += 1
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+    def rate(self, seconds: float) -> float:
+        return self._parses / seconds
 
 
 def _jobs(kind: str, group: int, size: int, settings: Any) -> list[tuple[Any, Any]]:
