@@ -480,6 +480,25 @@ def test_sync_state_commits_with_the_records_or_not_at_all(
     assert store.sync_state("x") == {"cursor": 2}
 
 
+def test_sync_states_keep_what_json_keeps(store: Store) -> None:
+    at = datetime(2026, 5, 1, 12, 30, tzinfo=UTC)
+    states = {
+        "big": {"cursor": 2**70, "page": 3},  # beyond 64 bits: json writes it, orjson cannot
+        "odd": {"at": at, 7: "seven", "b": [1.5, None, True], "a": {"z": "é"}},
+    }
+    store.save_sync_states(states)
+    assert store.sync_state("big") == {"cursor": 2**70, "page": 3}
+    # a datetime as str() gives it, a key made a string, keys sorted — as json.dumps(default=str)
+    assert store.sync_state("odd") == {
+        "7": "seven",
+        "a": {"z": "é"},
+        "at": str(at),
+        "b": [1.5, None, True],
+    }
+    [(_, text)] = store._backend.fetchall("SELECT name, state FROM sync_state WHERE name = 'odd'")
+    assert list(json.loads(text)) == ["7", "a", "at", "b"]
+
+
 def test_save_sync_states_replaces_each_named_state_and_keeps_the_others(store: Store) -> None:
     store.save_sync_states({"a": {"n": 1}, "b": {"n": 2}})
     with store.transaction():  # a stored name and a new one, in the writer's transaction
