@@ -21,8 +21,8 @@ from heatlens.connectors.pagerduty.mapping import PagerDutyOptions, map_event
 from heatlens.errors import InputError
 from heatlens.settings import Settings
 from heatlens.store import Store
-from heatlens.store.deliveries import FOLDING, seen_row
-from heatlens.web.webhooks import Delivery, hook, prune_deliveries, webhook_stats
+from heatlens.store.deliveries import FOLDING, counters, fold, seen_row
+from heatlens.web.webhooks import Delivery, hook
 from heatlens.web.writer import Outcome, Writer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pagerduty" / "zulip"
@@ -84,7 +84,7 @@ def test_trigger_and_resolve_in_one_group_merge_into_one_incident(
     # counted as if one after the other: the trigger inserted it, the resolve updated it
     assert outcomes[0].result.counts["incident"].inserted == 1
     assert outcomes[1].result.counts["incident"].updated == 1
-    [stats] = webhook_stats(duck)
+    [stats] = counters(duck)
     assert stats["deliveries"] == 2 and stats["last_event"] == "incident.resolved"
 
 
@@ -93,7 +93,7 @@ def test_the_same_delivery_twice_in_one_group_is_stored_once(writer: Writer, duc
     assert not first.result(timeout=60).duplicate
     assert second.result(timeout=60).duplicate
     assert len(duck.rows("incident")) == 1
-    [stats] = webhook_stats(duck)
+    [stats] = counters(duck)
     assert stats["deliveries"] == 1
     assert duck.known_sync_states(["webhook-delivery:pagerduty:same-id"]) == {
         "webhook-delivery:pagerduty:same-id"
@@ -102,7 +102,7 @@ def test_the_same_delivery_twice_in_one_group_is_stored_once(writer: Writer, duc
     version = duck.data_version()
     [again] = one_group(writer, [trigger("same-id")])
     assert again.result(timeout=60).duplicate
-    assert duck.data_version() == version and webhook_stats(duck)[0]["deliveries"] == 1
+    assert duck.data_version() == version and counters(duck)[0]["deliveries"] == 1
 
 
 def test_a_bad_delivery_does_not_touch_the_others_of_its_group(writer: Writer, duck: Store) -> None:
@@ -132,7 +132,7 @@ def test_a_bad_delivery_does_not_touch_the_others_of_its_group(writer: Writer, d
     assert (row["cause"], row["team"]) == (None, None)
     assert row["opened_at"] == datetime(2021, 6, 4, 13, 2, 11, tzinfo=UTC)
     assert row["resolved_at"] == datetime(2021, 6, 4, 13, 16, 53, 816000, tzinfo=UTC)
-    assert webhook_stats(duck)[0]["deliveries"] == 2
+    assert counters(duck)[0]["deliveries"] == 2
     # the refused delivery's id is not remembered: fixed and sent again, it is taken
     assert duck.known_sync_states(["webhook-delivery:pagerduty:bad-1"]) == set()
 
@@ -151,7 +151,7 @@ def test_a_copy_of_a_refused_delivery_in_its_group_is_refused_too(
     for f in (first, second):
         with pytest.raises(InputError):
             f.result(timeout=60)
-    assert duck.rows("incident") == [] and webhook_stats(duck) == []
+    assert duck.rows("incident") == [] and counters(duck) == []
 
 
 def test_an_ignored_delivery_is_counted_and_remembered_in_the_group(
@@ -160,9 +160,27 @@ def test_an_ignored_delivery_is_counted_and_remembered_in_the_group(
     ignored = Delivery("pagerduty", "service.updated", "ign-1", [], "not an incident event")
     a, b = one_group(writer, [ignored, trigger()])
     assert a.result(timeout=60).result.read == 0 and b.result(timeout=60).result.read == 1
-    [stats] = webhook_stats(duck)
+    [stats] = counters(duck)
     assert (stats["deliveries"], stats["ignored"]) == (2, 1)
     assert stats["last_ignored"] == {"event": "service.updated", "reason": "not an incident event"}
+
+
+def test_deliveries_without_an_id_are_counted_in_their_sources_row(
+    writer: Writer, duck: Store
+) -> None:
+    # a sender that gives no delivery id: every copy is taken, and counted in `webhook:<source>`
+    bare = Delivery("gitlab", "Note Hook", None, [], "not mapped")
+    futures = one_group(writer, [bare, bare, trigger()])
+    assert [f.result(timeout=60).duplicate for f in futures] == [False, False, False]
+    assert duck.sync_states("webhook-delivery:gitlab") == []
+    base = duck.sync_state("webhook:gitlab")
+    assert base is not None and (base["deliveries"], base["ignored"]) == (2, 2)
+    by_source = {c["source"]: c for c in counters(duck)}
+    assert {k: (c["deliveries"], c["ignored"]) for k, c in by_source.items()} == {
+        "gitlab": (2, 2),
+        "pagerduty": (1, 0),
+    }
+    assert by_source["gitlab"]["last_ignored"] == {"event": "Note Hook", "reason": "not mapped"}
 
 
 def test_delivery_ids_older_than_the_retention_are_forgotten_their_counts_kept(
@@ -184,19 +202,19 @@ def test_delivery_ids_older_than_the_retention_are_forgotten_their_counts_kept(
         at=now - timedelta(days=30),
     )
     duck.save_sync_state("webhook-deliveryx", {"other": 1}, at=now - timedelta(days=30))
-    before = webhook_stats(duck)
+    before = counters(duck)
     assert (before[0]["deliveries"], before[0]["ignored"]) == (5, 2)
 
-    assert prune_deliveries(duck, 7, now) == 2
+    assert fold(duck, 7, now) == 2
     names = [name for name, _, _ in duck.sync_states()]
     assert names == ["webhook-delivery:github:new", "webhook-deliveryx", "webhook:github"]
-    assert webhook_stats(duck) == before  # the forgotten ones still counted
+    assert counters(duck) == before  # the forgotten ones still counted
     base = duck.sync_state("webhook:github")
     assert base is not None and (base["deliveries"], base["ignored"]) == (4, 2)
     assert base["last_ignored"] == {"event": "push", "reason": "not mapped"}
     assert before[0]["last_event"] == "deployment"  # the newest, still an id row
-    assert prune_deliveries(duck, 7, now) == 0  # nothing counted twice
-    assert webhook_stats(duck) == before
+    assert fold(duck, 7, now) == 0  # nothing counted twice
+    assert counters(duck) == before
     assert Settings().webhooks_delivery_retention_days == 7
 
 
@@ -208,12 +226,12 @@ def test_two_replicas_never_fold_the_same_delivery_ids(postgres_url: str) -> Non
             at = now - timedelta(days=10)
             one.save_sync_state(f"webhook-delivery:github:{i}", seen_row("push", at, None), at=at)
         assert one.try_lock(FOLDING)  # one replica folding…
-        assert prune_deliveries(other, 7, now) == 0  # …the other leaves the rows to it
-        assert webhook_stats(other)[0]["deliveries"] == 3
+        assert fold(other, 7, now) == 0  # …the other leaves the rows to it
+        assert counters(other)[0]["deliveries"] == 3
         one.unlock(FOLDING)
-        assert prune_deliveries(other, 7, now) == 3
-        assert prune_deliveries(one, 7, now) == 0
-        assert webhook_stats(one)[0]["deliveries"] == 3
+        assert fold(other, 7, now) == 3
+        assert fold(one, 7, now) == 0
+        assert counters(one)[0]["deliveries"] == 3
         assert one.sync_states("webhook-delivery:") == []
 
 

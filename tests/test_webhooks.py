@@ -19,8 +19,8 @@ from pydantic import SecretStr
 from heatlens.ingest import pseudonym
 from heatlens.settings import Settings
 from heatlens.store import Store
+from heatlens.store.deliveries import counters
 from heatlens.web import create_app
-from heatlens.web.webhooks import webhook_stats
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GITHUB_SECRET = "It's a Secret to Everybody"  # GitHub's own example secret
@@ -111,7 +111,7 @@ def test_tampered_body_is_401_and_stores_nothing(client: TestClient) -> None:
     wrong_secret = post_github(client, "push", body, "d-2", github_signature(body, "guess"))
     assert wrong_secret.status_code == 401
     assert _store(client).rows("change") == []
-    assert webhook_stats(_store(client)) == []
+    assert counters(_store(client)) == []
 
 
 def test_replayed_delivery_changes_nothing(client: TestClient) -> None:
@@ -125,7 +125,7 @@ def test_replayed_delivery_changes_nothing(client: TestClient) -> None:
     assert again.json() == {"status": "duplicate", "delivery": "d-1"}
     assert store.data_version() == version
     assert store.rows("change") == before
-    [stats] = webhook_stats(store)
+    [stats] = counters(store)
     assert stats["deliveries"] == 1
 
 
@@ -138,7 +138,7 @@ def test_unknown_event_is_202_ignored_and_counted(client: TestClient) -> None:
     assert ping.status_code == 202
     store = _store(client)
     assert store.rows("change") == []
-    [stats] = webhook_stats(store)
+    [stats] = counters(store)
     assert (stats["source"], stats["deliveries"], stats["ignored"]) == ("github", 2, 2)
     assert stats["last_ignored"] == {"event": "ping", "reason": "event 'ping' is not mapped"}
     status = client.app.state.application.status()  # type: ignore[attr-defined]

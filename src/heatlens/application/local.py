@@ -138,7 +138,7 @@ class LocalApplication(SurveyOperations):
                     }
                     for job in sync_status(store)
                 ],
-                # each webhook source's counters (heatlens.web.webhooks): deliveries taken,
+                # each webhook source's counters (heatlens.store.deliveries): deliveries taken,
                 # ignored ones and the last reason, the last delivery's time and event
                 "webhooks": deliveries.counters(store),
             }

@@ -712,9 +712,9 @@ class Store:
         where += " AND updated_at < ?"
         params.append(before)
         with self._backend.transaction():
-            n = self._backend.fetchall(f"SELECT count(*) FROM sync_state WHERE {where}", params)[0][
-                0
-            ]
+            [(n,)] = self._backend.fetchall(
+                f"SELECT count(*) FROM sync_state WHERE {where}", params
+            )
             if n:
                 self._backend.execute(f"DELETE FROM sync_state WHERE {where}", params)
                 self._sync_written()

@@ -7,14 +7,14 @@
   counters row updated each time: docs/performance.md, "Ninth round").
 - `webhook:<source>` — the counts of the deliveries whose id rows are gone (forgotten after
   `webhooks.delivery_retention_days`: `fold` adds them here in the transaction that deletes
-  them) and of deliveries that came without an id (counted here directly, as `count`).
+  them) and of deliveries that came without an id (counted here directly: `taken`).
 
 `counters` adds the two up: what `heatlens status` and the Data page show.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +26,11 @@ IGNORED = "ignored"  # the key of a delivery row that stored nothing (its reason
 FOLDING = "webhook-deliveries-fold"  # the lock `fold` holds (Store.try_lock)
 
 
+def seen_name(source: str, delivery_id: str | None) -> str | None:
+    """The id row of a delivery: `webhook-delivery:<source>:<id>`; None without an id."""
+    return f"{SEEN_PREFIX}{source}:{delivery_id}" if delivery_id else None
+
+
 def seen_row(event: str, at: datetime, reason: str | None) -> dict[str, Any]:
     """The state of a delivery's id row; `reason`: why it stored nothing, if it did not."""
     state: dict[str, Any] = {"at": at.isoformat(), "event": event}
@@ -34,11 +39,22 @@ def seen_row(event: str, at: datetime, reason: str | None) -> dict[str, Any]:
     return state
 
 
-def count(
-    stats: Mapping[str, Any] | None, source: str, event: str, at: datetime, reason: str | None
-) -> dict[str, Any]:
-    """A source's counters row with one more delivery (one without an id row)."""
-    return _added(stats, source, SyncTally(1, int(reason is not None)), seen_row(event, at, reason))
+def taken(
+    current: Callable[[str], Mapping[str, Any] | None],
+    source: str,
+    delivery_id: str | None,
+    event: str,
+    reason: str | None,
+) -> dict[str, dict[str, Any]]:
+    """The sync state a delivery taken now saves (name → state): its id row; or, without an id,
+    its source's counters row (`current(name)`: as saved so far) with one more delivery."""
+    at = datetime.now(UTC)
+    seen = seen_name(source, delivery_id)
+    if seen is not None:
+        return {seen: seen_row(event, at, reason)}
+    name = STATS_PREFIX + source
+    one = SyncTally(1, int(reason is not None))
+    return {name: _added(current(name), source, one, seen_row(event, at, reason))}
 
 
 def counters(store: Store) -> list[dict[str, Any]]:

@@ -33,7 +33,6 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from fastapi import APIRouter, Request
@@ -49,8 +48,7 @@ from heatlens.connectors.pagerduty.mapping import PagerDutyOptions
 from heatlens.connectors.pagerduty.mapping import map_event as map_pagerduty
 from heatlens.errors import InputError, StoreError
 from heatlens.settings import Settings
-from heatlens.store import Store, deliveries
-from heatlens.store.deliveries import SEEN_PREFIX, STATS_PREFIX
+from heatlens.store import deliveries
 from heatlens.web.auth import client_address
 from heatlens.web.body import QuickJSON, parse_json, read_body
 from heatlens.web.errors import ApiError, problem_details
@@ -341,28 +339,19 @@ async def _take(service: Service, delivery: Delivery) -> JSONResponse:
     return QuickJSON(stored)
 
 
-def seen_name(delivery: Delivery) -> str | None:
-    """The sync state remembering a delivery id: `webhook-delivery:<source>:<id>`."""
-    if not delivery.delivery_id:
-        return None
-    return f"{SEEN_PREFIX}{delivery.source}:{delivery.delivery_id}"
-
-
 def hook(delivery: Delivery) -> Hook:
     """What the writer does with a verified delivery in its group's ONE transaction: nothing
     when its id was seen before (stored, or earlier in the same group); else its records overlaid
     on the stored ones (and on the group's earlier deliveries) and its id row saved — which is
     its count (heatlens.store.deliveries); a delivery without an id is counted in its source's
     counters row."""
-    seen = seen_name(delivery)
+    seen = deliveries.seen_name(delivery.source, delivery.delivery_id)
     reason = None if delivery.records else (delivery.reason or "")
 
     def state(current: StateOf) -> dict[str, dict[str, Any]]:
-        now = datetime.now(UTC)
-        if seen is not None:
-            return {seen: deliveries.seen_row(delivery.event, now, reason)}
-        name = STATS_PREFIX + delivery.source
-        return {name: deliveries.count(current(name), delivery.source, delivery.event, now, reason)}
+        return deliveries.taken(
+            current, delivery.source, delivery.delivery_id, delivery.event, reason
+        )
 
     key = (SYNC_STATE, seen) if seen is not None else None
     return Hook(f"webhook:{delivery.source}", key, state)
@@ -383,14 +372,8 @@ def _prune_when_due(service: Service) -> None:
         return
     _pruned[id(service)] = now
     days = service.settings.webhooks_delivery_retention_days
-    future = service.writer.run(lambda store: prune_deliveries(store, days))
+    future = service.writer.run(lambda store: deliveries.fold(store, days))
     future.add_done_callback(_log_prune)
-
-
-def prune_deliveries(store: Store, days: float, now: datetime | None = None) -> int:
-    """Forget the delivery ids taken more than `days` days before `now` (their counts kept in
-    their sources' counters rows); how many."""
-    return deliveries.fold(store, days, now)
 
 
 def _log_prune(future: Future[int]) -> None:
@@ -399,8 +382,3 @@ def _log_prune(future: Future[int]) -> None:
         log.warning("could not forget old webhook delivery ids: %s", exc)
     elif future.result():
         log.info("forgot %d webhook delivery id(s) past their retention", future.result())
-
-
-def webhook_stats(store: Store) -> list[dict[str, Any]]:
-    """Each source's counters: deliveries taken, ignored (with the last reason), last delivery."""
-    return deliveries.counters(store)
