@@ -338,6 +338,37 @@ def test_versions_read_while_another_connection_wrote_some_are_not_kept(
     assert id_counts(duck) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}
 
 
+def test_the_data_version_in_a_transaction_is_the_kept_one_while_no_other_connection_writes(
+    duck: Store, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's writer asks for the data version after a group that wrote nothing (every
+    webhook a replay): the version its connection keeps answers, with no query."""
+    duck.keep_ids = True
+    assert insert_new(duck, "a") == 1
+    seen = statements(duck, monkeypatch)
+    query = "SELECT value FROM meta WHERE key = 'data_version'"
+    with duck.transaction():
+        assert duck.data_version() == 1  # what its last write kept
+    assert seen.count(query) == 0
+    assert duck.data_version() == 1  # outside a transaction: read
+    assert seen.count(query) == 1
+    with Store.open(path) as other:
+        assert insert_new(other, "b") == 2
+        with duck.transaction():
+            assert duck.data_version() == 2  # another connection wrote: read again, once
+            assert duck.data_version() == 2
+        assert seen.count(query) == 2
+        with duck.transaction():
+            assert duck.data_version() == 2  # kept: nobody wrote since
+            assert insert_new(other, "c") == 3  # committed while this one is open
+            assert duck.data_version() == 2  # this transaction's snapshot
+        assert seen.count(query) == 2
+        with duck.transaction():
+            assert duck.data_version() == 3  # what it kept was older: read again
+        assert seen.count(query) == 3
+    assert insert_new(duck, "d") == 4
+
+
 def test_a_rolled_back_bump_leaves_no_version_kept(duck: Store) -> None:
     duck.keep_ids = True
     assert insert_new(duck, "a") == 1

@@ -192,9 +192,20 @@ class Store:
         return _schema_version(self._backend)
 
     def data_version(self) -> int:
-        """A number bumped by every write that changed records."""
-        rows = self._backend.fetchall("SELECT value FROM meta WHERE key = 'data_version'")
-        return int(rows[0][0])
+        """A number bumped by every write that changed records. Inside a transaction, the
+        version this connection keeps (DuckDBBackend.kept) when it has one: the server's writer
+        asks after each group, and a group of replayed webhooks writes nothing to learn it from."""
+        backend = self._backend
+        kept = (
+            backend.kept if isinstance(backend, DuckDBBackend) and backend.in_transaction else None
+        )
+        if kept is not None and "data_version" in kept:
+            return int(kept["data_version"])
+        rows = backend.fetchall("SELECT value FROM meta WHERE key = 'data_version'")
+        version = int(rows[0][0])
+        if kept is not None:  # (kept while no other connection writes versions: see `_id_stamp`)
+            kept["data_version"] = version
+        return version
 
     def type_versions(self) -> dict[str, int]:
         """The data version and, per record type, the data version of the last write that
