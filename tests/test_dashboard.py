@@ -264,6 +264,8 @@ def test_an_empty_store_says_what_to_send(tmp_path: Path, settings: Settings) ->
             r = c.get(path)
             assert r.status_code == 200, path
             assert "Nothing to show yet." in r.text, path
+            # commands and field names read as code, never as markdown's literal backticks
+            assert "`" not in text_of(r.text), path
         assert "heatlens ingest" in c.get("/").text
 
 
