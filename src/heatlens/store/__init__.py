@@ -195,17 +195,7 @@ class Store:
         """A number bumped by every write that changed records. Inside a transaction, the
         version this connection keeps (DuckDBBackend.kept) when it has one: the server's writer
         asks after each group, and a group of replayed webhooks writes nothing to learn it from."""
-        backend = self._backend
-        kept = (
-            backend.kept if isinstance(backend, DuckDBBackend) and backend.in_transaction else None
-        )
-        if kept is not None and "data_version" in kept:
-            return int(kept["data_version"])
-        rows = backend.fetchall("SELECT value FROM meta WHERE key = 'data_version'")
-        version = int(rows[0][0])
-        if kept is not None:  # (kept while no other connection writes versions: see `_id_stamp`)
-            kept["data_version"] = version
-        return version
+        return _versions(self._backend, "data_version")["data_version"]
 
     def type_versions(self) -> dict[str, int]:
         """The data version and, per record type, the data version of the last write that
@@ -931,16 +921,8 @@ class Store:
         transactions this connection rolled back (a directory told of ids a rolled-back write
         added could otherwise look valid again once another write reaches the same version)."""
         key = f"data_version:{name}"
-        if backend.in_transaction and key in backend.kept:
-            return backend.kept[key], backend.rollbacks  # (kept: see DuckDBBackend.kept)
-        found = dict(
-            backend.fetchall("SELECT key, value FROM meta WHERE key IN ('data_version', ?)", [key])
-        )
-        version = int(found.get(key, 0))
-        if backend.in_transaction:
-            # kept while no other connection writes versions (`_bump` counts on "data_version")
-            backend.kept.update({key: version, "data_version": int(found["data_version"])})
-        return version, backend.rollbacks
+        # (the data version is read and kept with it: `_bump` counts on it)
+        return _versions(backend, "data_version", key)[key], backend.rollbacks
 
     def delete_records(
         self,
@@ -1089,6 +1071,21 @@ _STATE_OPTIONS = (
     | orjson.OPT_PASSTHROUGH_DATETIME
     | orjson.OPT_PASSTHROUGH_DATACLASS
 )
+
+
+def _versions(backend: DuckDBBackend | PostgresBackend, *keys: str) -> dict[str, int]:
+    """The data versions `keys` name in `meta` (0: never bumped). Inside a transaction, what
+    the connection keeps (DuckDBBackend.kept: valid while no other connection of the process
+    writes versions) answers when it holds them all; what is read there is kept."""
+    kept = backend.kept if isinstance(backend, DuckDBBackend) and backend.in_transaction else None
+    if kept is not None and all(key in kept for key in keys):
+        return {key: int(kept[key]) for key in keys}
+    marks = ", ".join("?" for _ in keys)
+    found = dict(backend.fetchall(f"SELECT key, value FROM meta WHERE key IN ({marks})", keys))
+    versions = {key: int(found.get(key, 0)) for key in keys}
+    if kept is not None:
+        kept.update(versions)
+    return versions
 
 
 def _state_text(state: Mapping[str, Any]) -> str:
